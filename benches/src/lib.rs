@@ -1,0 +1,1 @@
+//! Shared helpers of recon's benchmarks and the bench-compare harness.

@@ -1,0 +1,51 @@
+//! `recon`: the command line. Glue only: parse arguments, install tracing, call a library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd_config;
+mod cmd_gen;
+mod cmd_match;
+mod cmd_serve;
+mod cmd_tune;
+
+/// Reconcile financial records, and serve that work over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "recon", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Reconcile two files with a rules file and write the results.
+    Match(cmd_match::Args),
+    /// Write a synthetic, realistic reconciliation case with its ground truth.
+    Gen(cmd_gen::Args),
+    /// Recommend server settings for this machine, an instance type or given resources.
+    Tune(cmd_tune::Args),
+    /// Inspect the effective configuration.
+    Config(cmd_config::Args),
+    /// Start the HTTP server.
+    Serve(cmd_serve::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Match(args) => cmd_match::run(args),
+        Command::Gen(args) => cmd_gen::run(args),
+        Command::Tune(args) => cmd_tune::run(args),
+        Command::Config(args) => cmd_config::run(args),
+        Command::Serve(args) => cmd_serve::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! A loaded side: typed, columnar records ready for matching.
+//!
+//! A [`Side`] is the contract between the input layer (which builds it from a
+//! file and a mapping) and the matcher (which only reads it). Every column has
+//! exactly `len()` entries; row `i` of every column is the same record.
+
+use crate::money::Currency;
+
+/// Text values of one role, stored compactly: one buffer and offsets, no
+/// allocation per record. `None` where the file had an empty or null value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextColumn {
+    data: String,
+    /// `offsets[i]..offsets[i + 1]` is row `i`'s text.
+    offsets: Vec<usize>,
+    /// `true` where row `i` was missing.
+    nulls: Vec<bool>,
+}
+
+impl TextColumn {
+    /// An empty column with room for `rows` values of about `bytes` in total.
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            data: String::with_capacity(bytes),
+            offsets,
+            nulls: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Appends one value (`None` for a missing one).
+    pub fn push(&mut self, value: Option<&str>) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        if let Some(v) = value {
+            self.data.push_str(v);
+        }
+        self.offsets.push(self.data.len());
+        self.nulls.push(value.is_none());
+    }
+
+    /// The value of row `i`, `None` when it was missing.
+    ///
+    /// # Panics
+    /// When `i >= self.len()`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        if self.nulls[i] {
+            None
+        } else {
+            Some(&self.data[self.offsets[i]..self.offsets[i + 1]])
+        }
+    }
+
+    /// How many rows the column holds.
+    pub fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    /// Whether the column holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.nulls.is_empty()
+    }
+}
+
+impl<'a> FromIterator<Option<&'a str>> for TextColumn {
+    fn from_iter<I: IntoIterator<Item = Option<&'a str>>>(iter: I) -> Self {
+        let mut col = TextColumn::with_capacity(0, 0);
+        for v in iter {
+            col.push(v);
+        }
+        col
+    }
+}
+
+/// A row the input layer refused under `on_error = "quarantine"`, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// 1-based line (CSV/NDJSON) or row number (Parquet/Arrow) in the source.
+    pub line: u64,
+    /// The column at fault, when one is.
+    pub column: Option<String>,
+    /// The offending value, when there is one.
+    pub value: Option<String>,
+    /// A human sentence: what was expected.
+    pub reason: String,
+}
+
+/// One side of a reconciliation, columnar. Built by the input layer.
+#[derive(Debug, Clone, Default)]
+pub struct Side {
+    /// Where the records came from (a file name), used in every message.
+    pub source: String,
+    /// Record id per row: the mapped id column, or the row's line number.
+    pub id: TextColumn,
+    /// Amount per row in minor units of its currency (cents for USD, yen for JPY).
+    pub amount: Vec<i64>,
+    /// Currency per row.
+    pub currency: Vec<Currency>,
+    /// Date per row as days since 1970-01-01; `None` when not mapped or empty.
+    pub date: Vec<Option<i32>>,
+    /// Reference per row (invoice number, payment reference), raw as in the file.
+    pub reference: TextColumn,
+    /// Counterparty per row, raw.
+    pub counterparty: TextColumn,
+    /// Description / narrative per row, raw.
+    pub description: TextColumn,
+    /// 1-based source line (CSV, NDJSON) or row number (Parquet, Arrow) per row.
+    pub line: Vec<u64>,
+    /// Extra columns carried through to the output unchanged: (name, values).
+    pub extra: Vec<(String, TextColumn)>,
+    /// Rows refused under `on_error = "quarantine"`; they are not in the columns above.
+    pub rejects: Vec<Reject>,
+}
+
+impl Side {
+    /// How many accepted records the side holds (rejects excluded).
+    pub fn len(&self) -> usize {
+        self.amount.len()
+    }
+
+    /// Whether the side holds no accepted records.
+    pub fn is_empty(&self) -> bool {
+        self.amount.is_empty()
+    }
+}

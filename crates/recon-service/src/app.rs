@@ -1,0 +1,71 @@
+//! The application: routing and handlers.
+//!
+//! (Skeleton: `/health` and `/ready` only; the full service is being built.)
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode, header};
+use tuning::Config;
+
+use crate::state::ServerState;
+use crate::{Dispatch, Request, Response, ResponseBody, problem};
+
+/// The application both engines serve.
+#[derive(Debug)]
+pub struct App {
+    config: Arc<Config>,
+    state: ServerState,
+}
+
+impl App {
+    /// Builds the application from its configuration.
+    pub fn new(config: Arc<Config>) -> Self {
+        let state = ServerState::new(config.engine.as_str(), config.server.connection_limit.get());
+        Self { config, state }
+    }
+
+    /// The configuration the application runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Live figures the engine updates.
+    pub fn state(&self) -> &ServerState {
+        &self.state
+    }
+
+    /// Where a request's handler should run.
+    pub fn dispatch(&self, _method: &Method, path: &str) -> Dispatch {
+        match path {
+            "/health" | "/ready" => Dispatch::Inline,
+            _ => Dispatch::Blocking,
+        }
+    }
+
+    /// Handles one request.
+    pub fn handle(&self, req: Request) -> Response {
+        let json = |status: StatusCode, body: &'static str| {
+            let mut res = Response::new(ResponseBody::from(body));
+            *res.status_mut() = status;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            res
+        };
+        match (req.method(), req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/health") => json(StatusCode::OK, r#"{"status":"ok"}"#),
+            (&Method::GET, "/ready") => {
+                if self.state.is_draining() || self.state.at_connection_limit() {
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"status":"unavailable"}"#,
+                    )
+                } else {
+                    json(StatusCode::OK, r#"{"status":"ready"}"#)
+                }
+            }
+            _ => problem::response(StatusCode::NOT_FOUND, "no such route"),
+        }
+    }
+}

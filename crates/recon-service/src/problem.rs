@@ -1,0 +1,26 @@
+//! RFC 9457 problem details: the one shape every error response takes.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::{Response, ResponseBody};
+
+/// The media type of a problem document.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// A problem response: `type` is `about:blank`, `title` the status's reason,
+/// `detail` says what was wrong in words a client can act on.
+pub fn response(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    let mut res = Response::new(ResponseBody::Full(bytes));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    res
+}
