@@ -7,8 +7,18 @@
 //!
 //! This crate knows nothing of HTTP, async runtimes or servers.
 
+pub mod date;
+pub mod error;
+pub mod gen;
+pub mod input;
+pub mod mapping;
+pub mod matcher;
 pub mod money;
+pub mod outcome;
+pub mod output;
+pub mod rules;
 pub mod side;
+pub mod text;
 
 pub use money::Currency;
 pub use side::{Reject, Side, TextColumn};

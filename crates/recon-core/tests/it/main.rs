@@ -1,0 +1,5 @@
+//! recon-core's integration tests: one binary, one module per area.
+
+mod input;
+mod matcher;
+mod truth;
