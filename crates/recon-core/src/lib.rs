@@ -9,7 +9,7 @@
 
 pub mod date;
 pub mod error;
-pub mod gen;
+pub mod synth;
 pub mod input;
 pub mod mapping;
 pub mod matcher;
