@@ -10,18 +10,60 @@ use tuning::Config;
 use crate::state::ServerState;
 use crate::{Dispatch, Request, Response, ResponseBody, problem};
 
+/// One effective setting as `/debug/status` shows it: secrets already redacted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SettingEntry {
+    /// The setting's key, e.g. `threads`.
+    pub key: String,
+    /// Its value as text.
+    pub value: String,
+    /// Where it came from: `default`, `tuning`, a file path, an env var name or a flag.
+    pub source: String,
+}
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory could not be created or opened.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
 /// The application both engines serve.
 #[derive(Debug)]
 pub struct App {
     config: Arc<Config>,
+    settings: Vec<SettingEntry>,
     state: ServerState,
 }
 
 impl App {
-    /// Builds the application from its configuration.
-    pub fn new(config: Arc<Config>) -> Self {
+    /// Builds the application from its configuration and the report of where
+    /// each setting came from (shown by `/debug/status`).
+    ///
+    /// # Errors
+    /// When the data directory cannot be prepared.
+    pub fn new(config: Arc<Config>, settings: Vec<SettingEntry>) -> Result<Self, AppError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let state = ServerState::new(config.engine.as_str(), config.server.connection_limit.get());
-        Self { config, state }
+        Ok(Self {
+            config,
+            settings,
+            state,
+        })
+    }
+
+    /// The effective settings with their sources.
+    pub fn settings(&self) -> &[SettingEntry] {
+        &self.settings
     }
 
     /// The configuration the application runs with.

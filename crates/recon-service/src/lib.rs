@@ -22,7 +22,7 @@ pub mod problem;
 pub mod shutdown;
 pub mod state;
 
-pub use app::App;
+pub use app::{App, AppError, SettingEntry};
 pub use body::{RequestBody, ResponseBody};
 pub use shutdown::Shutdown;
 pub use state::ServerState;
