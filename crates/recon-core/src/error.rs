@@ -1,1 +1,145 @@
-//! (being built)
+//! Errors of the input layer: reading files and mapping their rows to records.
+//!
+//! Every variant about bad input says where (file, and line and column when there
+//! is one) and what (the offending value), so a person can fix the file.
+
+use std::fmt;
+
+use crate::date::DateError;
+use crate::mapping::MappingError;
+use crate::money::AmountError;
+
+/// Why one value of one row could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueProblem {
+    /// The amount text is not an amount (see [`AmountError`]).
+    #[error(transparent)]
+    Amount(#[from] AmountError),
+    /// The date text does not match the date format (see [`DateError`]).
+    #[error(transparent)]
+    Date(#[from] DateError),
+    /// Not a three-letter currency code.
+    #[error("is not a currency code")]
+    Currency,
+    /// The id column is empty on this row.
+    #[error("is an empty id")]
+    EmptyId,
+    /// Neither a debit nor a credit indicator.
+    #[error("is not a debit or credit indicator (expected one of {expected})")]
+    Direction {
+        /// The accepted values, comma-separated.
+        expected: String,
+    },
+    /// Both the debit and the credit column hold a non-zero amount.
+    #[error("and the credit column are both non-zero")]
+    DebitAndCredit,
+    /// The amount does not fit in 64-bit minor units after combining columns.
+    #[error("overflows the amount range")]
+    Overflow,
+}
+
+/// Errors reading an input file or mapping it to a [`crate::side::Side`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The file could not be opened, read or written.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds no header and no rows.
+    #[error("{file}: the file is empty")]
+    Empty {
+        /// The file.
+        file: String,
+    },
+    /// The format could not be told from the file name or media type.
+    #[error(
+        "{file}: unknown format {hint:?} (expected csv, parquet, arrow, arrow-stream or ndjson)"
+    )]
+    UnknownFormat {
+        /// The file.
+        file: String,
+        /// The extension or media type that was not recognized.
+        hint: String,
+    },
+    /// A line that is not valid UTF-8.
+    #[error("{file} line {line}: invalid UTF-8")]
+    InvalidUtf8 {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: u64,
+    },
+    /// A row the reader could not split into the header's columns.
+    #[error("{file} line {line}: {reason}")]
+    MalformedRow {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: u64,
+        /// What the reader found wrong.
+        reason: String,
+    },
+    /// A mapped column is not in the file.
+    #[error("{file}: column {column:?} not found; available columns: {}", Names(.available))]
+    MissingColumn {
+        /// The file.
+        file: String,
+        /// The mapped column name.
+        column: String,
+        /// The file's columns.
+        available: Vec<String>,
+    },
+    /// One value of one row is not readable for its role.
+    #[error("{file} line {line}, column {column:?}: {value:?} {problem}")]
+    BadValue {
+        /// The file.
+        file: String,
+        /// 1-based line (CSV, NDJSON) or row (Parquet, Arrow).
+        line: u64,
+        /// The column.
+        column: String,
+        /// The offending text.
+        value: String,
+        /// What is wrong with it.
+        problem: ValueProblem,
+    },
+    /// The side's mapping is unusable.
+    #[error("{file}: invalid mapping: {source}")]
+    Mapping {
+        /// The file the mapping was for.
+        file: String,
+        /// What is wrong.
+        #[source]
+        source: MappingError,
+    },
+    /// The Arrow, Parquet or JSON reader failed without a line to point at.
+    #[error("{file}: {reason}")]
+    Format {
+        /// The file.
+        file: String,
+        /// The reader's message.
+        reason: String,
+    },
+}
+
+/// Displays column names as `"a", "b"`.
+struct Names<'a>(&'a [String]);
+
+impl fmt::Display for Names<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n:?}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,1 +1,355 @@
-//! (being built)
+//! How one side's file maps to record roles: the `[left]` / `[right]` tables of
+//! the rules file.
+//!
+//! [`SideMapping`] is plain configuration, deserialized once; [`SideMapping::amount_style`]
+//! and [`SideMapping::currency_source`] turn its flat keys into the one style the
+//! loader uses, rejecting contradictory combinations up front.
+
+use serde::Deserialize;
+
+use crate::input::Format;
+
+/// What to do with a row whose amount, currency, date or id cannot be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop at the first bad row with an error naming file, line, column and value.
+    #[default]
+    Fail,
+    /// Keep loading; bad rows go to [`crate::side::Side::rejects`] with their reason.
+    Quarantine,
+}
+
+/// One side's columns and how to read them. Every role names a column of the file
+/// (the header name, or for files without a header the 1-based position as text, e.g. `"3"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideMapping {
+    /// File format; by default taken from the file's extension.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// CSV field delimiter (one ASCII character).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// Whether the CSV's first line names the columns.
+    #[serde(default = "default_true")]
+    pub has_header: bool,
+    /// Record id column; by default the row's line number.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Signed amount column (alone, or with `direction`).
+    #[serde(default)]
+    pub amount: Option<String>,
+    /// Debit column (money out, made negative); used together with `credit`.
+    #[serde(default)]
+    pub debit: Option<String>,
+    /// Credit column (money in, positive); used together with `debit`.
+    #[serde(default)]
+    pub credit: Option<String>,
+    /// Debit/credit indicator column; used together with `amount`.
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// Indicator values meaning debit (case-insensitive).
+    #[serde(default = "default_debit_values")]
+    pub debit_values: Vec<String>,
+    /// Indicator values meaning credit (case-insensitive).
+    #[serde(default = "default_credit_values")]
+    pub credit_values: Vec<String>,
+    /// Currency column (ISO 4217 codes).
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// One fixed currency for the whole file, e.g. `"EUR"`.
+    #[serde(default)]
+    pub currency_value: Option<String>,
+    /// Date column.
+    #[serde(default)]
+    pub date: Option<String>,
+    /// Date format: `%Y %m %d %y %b %e` and literal characters.
+    #[serde(default = "default_date_format")]
+    pub date_format: String,
+    /// Reference column (invoice number, payment reference).
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Counterparty column.
+    #[serde(default)]
+    pub counterparty: Option<String>,
+    /// Description / narrative column.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Columns carried through to the output unchanged.
+    #[serde(default)]
+    pub extra: Vec<String>,
+    /// What to do with bad rows.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_date_format() -> String {
+    "%Y-%m-%d".to_owned()
+}
+
+fn default_debit_values() -> Vec<String> {
+    ["D", "DR", "Debit"].map(str::to_owned).to_vec()
+}
+
+fn default_credit_values() -> Vec<String> {
+    ["C", "CR", "Credit"].map(str::to_owned).to_vec()
+}
+
+impl Default for SideMapping {
+    /// The same defaults as an empty TOML table: no roles mapped, CSV options as documented.
+    fn default() -> Self {
+        Self {
+            format: None,
+            delimiter: default_delimiter(),
+            has_header: true,
+            id: None,
+            amount: None,
+            debit: None,
+            credit: None,
+            direction: None,
+            debit_values: default_debit_values(),
+            credit_values: default_credit_values(),
+            currency: None,
+            currency_value: None,
+            date: None,
+            date_format: default_date_format(),
+            reference: None,
+            counterparty: None,
+            description: None,
+            extra: Vec::new(),
+            on_error: OnError::Fail,
+        }
+    }
+}
+
+/// How a side states its amounts, resolved from [`SideMapping`]'s keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountStyle<'a> {
+    /// One signed amount column.
+    Signed {
+        /// The amount column.
+        amount: &'a str,
+    },
+    /// Separate debit (negative) and credit (positive) columns; an empty cell counts as zero.
+    DebitCredit {
+        /// The debit column.
+        debit: &'a str,
+        /// The credit column.
+        credit: &'a str,
+    },
+    /// An amount column and an indicator column; a debit indicator negates the amount.
+    Directed {
+        /// The amount column.
+        amount: &'a str,
+        /// The indicator column.
+        direction: &'a str,
+    },
+}
+
+/// Where a side's currency comes from, resolved from [`SideMapping`]'s keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrencySource<'a> {
+    /// A column of ISO 4217 codes.
+    Column(&'a str),
+    /// One code for every row.
+    Fixed(crate::money::Currency),
+}
+
+/// Why a [`SideMapping`] cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MappingError {
+    /// No amount columns, or a combination that does not say one thing.
+    #[error(
+        "map the amount as `amount`, as `debit` + `credit`, or as `amount` + `direction` (got {got})"
+    )]
+    AmountStyle {
+        /// The amount keys that were set.
+        got: String,
+    },
+    /// Neither or both of `currency` and `currency_value`.
+    #[error("set exactly one of `currency` (a column) and `currency_value` (a fixed code)")]
+    CurrencySource,
+    /// `currency_value` is not a three-letter code.
+    #[error("currency_value {value:?} is not a three-letter currency code")]
+    CurrencyValue {
+        /// The configured value.
+        value: String,
+    },
+    /// The delimiter is not one ASCII character.
+    #[error("delimiter {value:?} must be one ASCII character")]
+    Delimiter {
+        /// The configured delimiter.
+        value: char,
+    },
+    /// The date format does not parse.
+    #[error("date_format {format:?}: {reason}")]
+    DateFormat {
+        /// The configured format.
+        format: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl SideMapping {
+    /// The amount style these keys describe.
+    ///
+    /// # Errors
+    /// [`MappingError::AmountStyle`] when the keys set are not exactly one of the three styles.
+    pub fn amount_style(&self) -> Result<AmountStyle<'_>, MappingError> {
+        match (
+            self.amount.as_deref(),
+            self.debit.as_deref(),
+            self.credit.as_deref(),
+            self.direction.as_deref(),
+        ) {
+            (Some(amount), None, None, None) => Ok(AmountStyle::Signed { amount }),
+            (None, Some(debit), Some(credit), None) => {
+                Ok(AmountStyle::DebitCredit { debit, credit })
+            }
+            (Some(amount), None, None, Some(direction)) => {
+                Ok(AmountStyle::Directed { amount, direction })
+            }
+            _ => {
+                let got: Vec<&str> = [
+                    ("amount", self.amount.is_some()),
+                    ("debit", self.debit.is_some()),
+                    ("credit", self.credit.is_some()),
+                    ("direction", self.direction.is_some()),
+                ]
+                .iter()
+                .filter(|(_, set)| *set)
+                .map(|(k, _)| *k)
+                .collect();
+                Err(MappingError::AmountStyle {
+                    got: if got.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        got.join(", ")
+                    },
+                })
+            }
+        }
+    }
+
+    /// Where the currency comes from.
+    ///
+    /// # Errors
+    /// [`MappingError::CurrencySource`] unless exactly one of `currency` and
+    /// `currency_value` is set; [`MappingError::CurrencyValue`] for a bad fixed code.
+    pub fn currency_source(&self) -> Result<CurrencySource<'_>, MappingError> {
+        match (self.currency.as_deref(), self.currency_value.as_deref()) {
+            (Some(col), None) => Ok(CurrencySource::Column(col)),
+            (None, Some(code)) => crate::money::Currency::parse(code)
+                .map(CurrencySource::Fixed)
+                .ok_or_else(|| MappingError::CurrencyValue {
+                    value: code.to_owned(),
+                }),
+            _ => Err(MappingError::CurrencySource),
+        }
+    }
+
+    /// The delimiter as a byte.
+    ///
+    /// # Errors
+    /// [`MappingError::Delimiter`] when it is not one ASCII character.
+    pub fn delimiter_byte(&self) -> Result<u8, MappingError> {
+        u8::try_from(self.delimiter)
+            .ok()
+            .filter(u8::is_ascii)
+            .ok_or(MappingError::Delimiter {
+                value: self.delimiter,
+            })
+    }
+
+    /// Checks every key combination and the date format without reading a file.
+    ///
+    /// # Errors
+    /// The first [`MappingError`] found.
+    pub fn validate(&self) -> Result<(), MappingError> {
+        self.amount_style()?;
+        self.currency_source()?;
+        self.delimiter_byte()?;
+        crate::date::DateFormat::parse(&self.date_format).map_err(|e| {
+            MappingError::DateFormat {
+                format: self.date_format.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_from_empty_toml_match_default() {
+        let m: SideMapping = toml::from_str("").unwrap();
+        assert_eq!(m, SideMapping::default());
+    }
+
+    #[test]
+    fn full_mapping_parses() {
+        let m: SideMapping = toml::from_str(
+            r#"
+            format = "csv"
+            delimiter = ";"
+            has_header = true
+            id = "txn_id"
+            amount = "amt"
+            direction = "dc"
+            debit_values = ["S"]
+            credit_values = ["H"]
+            currency_value = "eur"
+            date = "booked"
+            date_format = "%d/%m/%Y"
+            reference = "ref"
+            counterparty = "name"
+            description = "memo"
+            extra = ["branch"]
+            on_error = "quarantine"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.format, Some(Format::Csv));
+        assert_eq!(m.delimiter_byte().unwrap(), b';');
+        assert_eq!(
+            m.amount_style().unwrap(),
+            AmountStyle::Directed {
+                amount: "amt",
+                direction: "dc"
+            }
+        );
+        assert_eq!(m.on_error, OnError::Quarantine);
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let err = toml::from_str::<SideMapping>("amount = \"a\"\namuont = \"b\"").unwrap_err();
+        assert!(err.to_string().contains("amuont"), "{err}");
+    }
+
+    #[test]
+    fn contradictory_amount_keys_are_rejected() {
+        let m = SideMapping {
+            amount: Some("a".into()),
+            debit: Some("d".into()),
+            ..SideMapping::default()
+        };
+        let err = m.amount_style().unwrap_err();
+        assert!(err.to_string().contains("got amount, debit"), "{err}");
+    }
+}

@@ -1,4 +1,9 @@
 //! Exact money: currencies with their minor units, amounts as integers.
+//!
+//! Amount text from files is parsed here, explicitly and without rounding:
+//! [`parse_amount`] accepts the styles exports use (`1,234.56`, `(12.30)`, `12.30-`,
+//! `$12.30`, `USD 12.30`); [`parse_decimal_minor`] accepts only a plain decimal, for
+//! configuration such as tolerances; [`format_minor`] writes minor units back as text.
 
 use std::fmt;
 
@@ -47,5 +52,354 @@ impl fmt::Debug for Currency {
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Why an amount text was refused. The display text follows the value in messages,
+/// e.g. `"12,3x" is not an amount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AmountError {
+    /// Nothing but whitespace.
+    #[error("is not an amount (empty)")]
+    Empty,
+    /// Not one of the accepted amount styles.
+    #[error("is not an amount")]
+    Invalid,
+    /// More non-zero decimals than the currency has minor units; never rounded.
+    #[error("has more decimals than {currency} allows ({allowed})")]
+    TooManyDecimals {
+        /// The row's currency.
+        currency: Currency,
+        /// Its minor units.
+        allowed: u8,
+    },
+    /// A currency code prefix that is not the row's currency.
+    #[error("names another currency than {currency}")]
+    CurrencyMismatch {
+        /// The row's currency.
+        currency: Currency,
+    },
+    /// Does not fit in 64-bit minor units.
+    #[error("is out of the amount range")]
+    Overflow,
+}
+
+/// Parses amount text as found in exports into minor units of `currency`.
+///
+/// Accepted, around an optional leading or trailing whitespace: a plain decimal
+/// (`1234.56`, `-1234.56`, `+12`, `.5`); comma thousands separators in groups of
+/// three (`1,234.56`); parentheses for negatives (`(12.30)`); a trailing minus
+/// (`12.30-`); one currency symbol (`$ € £ ¥`) or the row's own three-letter code
+/// before the number (`$12.30`, `-$12.30`, `USD 12.30`). Decimals beyond the
+/// currency's minor units are accepted only when they are zeros (`12.300` USD).
+///
+/// # Errors
+/// [`AmountError`] saying why; nothing is ever rounded.
+pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> {
+    let mut s = text.trim();
+    if s.is_empty() {
+        return Err(AmountError::Empty);
+    }
+    let mut negative = false;
+    let mut signed = false;
+    if let Some(inner) = s.strip_prefix('(') {
+        s = inner.strip_suffix(')').ok_or(AmountError::Invalid)?.trim();
+        negative = true;
+        signed = true;
+    } else if let Some(inner) = s.strip_suffix('-') {
+        s = inner.trim_end();
+        negative = true;
+        signed = true;
+    }
+    take_sign(&mut s, &mut negative, &mut signed)?;
+    if let Some(rest) = strip_currency_prefix(s, currency)? {
+        s = rest.trim_start();
+        take_sign(&mut s, &mut negative, &mut signed)?;
+    }
+    let magnitude = parse_unsigned(s, currency, Separators::Thousands)?;
+    apply_sign(magnitude, negative)
+}
+
+/// Parses a plain decimal (`-12.5`, `0.01`, `3`) into minor units of `currency`,
+/// e.g. a tolerance in the rules file. No separators, symbols or parentheses.
+///
+/// # Errors
+/// [`AmountError`] for anything else, for too many decimals and for overflow.
+pub fn parse_decimal_minor(text: &str, currency: Currency) -> Result<i64, AmountError> {
+    let mut s = text.trim();
+    if s.is_empty() {
+        return Err(AmountError::Empty);
+    }
+    let mut negative = false;
+    let mut signed = false;
+    take_sign(&mut s, &mut negative, &mut signed)?;
+    let magnitude = parse_unsigned(s, currency, Separators::None)?;
+    apply_sign(magnitude, negative)
+}
+
+/// Formats minor units as a plain decimal with the currency's decimals:
+/// `-1234` USD is `"-12.34"`, `5` JPY is `"5"`, `5` BHD is `"0.005"`.
+pub fn format_minor(units: i64, currency: Currency) -> String {
+    Minor { units, currency }.to_string()
+}
+
+/// An amount in minor units with its currency; displays like [`format_minor`]
+/// without allocating, for writers that format many amounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minor {
+    /// The amount in minor units.
+    pub units: i64,
+    /// Its currency.
+    pub currency: Currency,
+}
+
+impl fmt::Display for Minor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scale = u32::from(self.currency.minor_units());
+        let sign = if self.units < 0 { "-" } else { "" };
+        let magnitude = self.units.unsigned_abs();
+        if scale == 0 {
+            return write!(f, "{sign}{magnitude}");
+        }
+        let pow = 10u64.pow(scale);
+        let width = scale as usize;
+        write!(f, "{sign}{}.{:0width$}", magnitude / pow, magnitude % pow)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Separators {
+    None,
+    Thousands,
+}
+
+/// Consumes one leading `+`/`-` (and the space after it); a second sign is invalid.
+fn take_sign(s: &mut &str, negative: &mut bool, signed: &mut bool) -> Result<(), AmountError> {
+    let sign = match s.as_bytes().first() {
+        Some(b'-') => true,
+        Some(b'+') => false,
+        _ => return Ok(()),
+    };
+    if *signed {
+        return Err(AmountError::Invalid);
+    }
+    *signed = true;
+    *negative = sign;
+    *s = s[1..].trim_start();
+    Ok(())
+}
+
+/// Strips one currency symbol or the row's own code; `Ok(None)` when there is none.
+fn strip_currency_prefix(s: &str, currency: Currency) -> Result<Option<&str>, AmountError> {
+    for symbol in ['$', '\u{20ac}', '\u{a3}', '\u{a5}'] {
+        if let Some(rest) = s.strip_prefix(symbol) {
+            return Ok(Some(rest));
+        }
+    }
+    let b = s.as_bytes();
+    if b.len() > 3 && b[..3].iter().all(u8::is_ascii_alphabetic) && !b[3].is_ascii_alphabetic() {
+        return match Currency::parse(&s[..3]) {
+            Some(code) if code == currency => Ok(Some(&s[3..])),
+            _ => Err(AmountError::CurrencyMismatch { currency }),
+        };
+    }
+    Ok(None)
+}
+
+/// Parses `digits[.digits]` (with optional thousands groups) into minor units.
+fn parse_unsigned(s: &str, currency: Currency, seps: Separators) -> Result<u64, AmountError> {
+    let scale = currency.minor_units();
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (s, ""),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return Err(AmountError::Invalid);
+    }
+    if !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(AmountError::Invalid);
+    }
+    let mut value: u64 = 0;
+    let mut push = |d: u8| -> Result<(), AmountError> {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d - b'0')))
+            .ok_or(AmountError::Overflow)?;
+        Ok(())
+    };
+    if seps == Separators::Thousands && int.contains(',') {
+        for (i, group) in int.split(',').enumerate() {
+            let ok_len = if i == 0 {
+                (1..=3).contains(&group.len())
+            } else {
+                group.len() == 3
+            };
+            if !ok_len || !group.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(AmountError::Invalid);
+            }
+            group.bytes().try_for_each(&mut push)?;
+        }
+    } else {
+        if !int.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(AmountError::Invalid);
+        }
+        int.bytes().try_for_each(&mut push)?;
+    }
+    let (kept, dropped) = frac.split_at(frac.len().min(usize::from(scale)));
+    if dropped.bytes().any(|c| c != b'0') {
+        return Err(AmountError::TooManyDecimals {
+            currency,
+            allowed: scale,
+        });
+    }
+    kept.bytes().try_for_each(&mut push)?;
+    for _ in kept.len()..usize::from(scale) {
+        push(b'0')?;
+    }
+    Ok(value)
+}
+
+fn apply_sign(magnitude: u64, negative: bool) -> Result<i64, AmountError> {
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+            .ok_or(AmountError::Overflow)
+    } else {
+        i64::try_from(magnitude).map_err(|_| AmountError::Overflow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cur(code: &str) -> Currency {
+        Currency::parse(code).unwrap()
+    }
+
+    /// One helper for the table below: `Ok(minor units)` or the error.
+    fn check(text: &str, code: &str, expect: Result<i64, AmountError>) {
+        assert_eq!(
+            parse_amount(text, cur(code)),
+            expect,
+            "parsing {text:?} as {code}"
+        );
+    }
+
+    #[test]
+    fn amount_styles() {
+        use AmountError::*;
+        let usd = cur("USD");
+        check("1234.56", "USD", Ok(123_456));
+        check("-1234.56", "USD", Ok(-123_456));
+        check("+12", "USD", Ok(1200));
+        check("1,234.56", "USD", Ok(123_456));
+        check("1,234,567", "USD", Ok(123_456_700));
+        check("(12.30)", "USD", Ok(-1230));
+        check("( 12.30 )", "USD", Ok(-1230));
+        check("12.30-", "USD", Ok(-1230));
+        check("$12.30", "USD", Ok(1230));
+        check("-$12.30", "USD", Ok(-1230));
+        check("$-12.30", "USD", Ok(-1230));
+        check("USD 12.30", "USD", Ok(1230));
+        check("usd12.30", "USD", Ok(1230));
+        check("($1,000.00)", "USD", Ok(-100_000));
+        check("  7  ", "USD", Ok(700));
+        check(".5", "USD", Ok(50));
+        check("5.", "USD", Ok(500));
+        check("12.300", "USD", Ok(1230));
+        check("-0", "USD", Ok(0));
+        check("1500", "JPY", Ok(1500));
+        check("1.234", "BHD", Ok(1234));
+        check(
+            "1.2345",
+            "BHD",
+            Err(TooManyDecimals {
+                currency: cur("BHD"),
+                allowed: 3,
+            }),
+        );
+        check(
+            "12.345",
+            "USD",
+            Err(TooManyDecimals {
+                currency: usd,
+                allowed: 2,
+            }),
+        );
+        check(
+            "1.5",
+            "JPY",
+            Err(TooManyDecimals {
+                currency: cur("JPY"),
+                allowed: 0,
+            }),
+        );
+        check("", "USD", Err(Empty));
+        check("   ", "USD", Err(Empty));
+        check("12,3x", "USD", Err(Invalid));
+        check("1,23", "USD", Err(Invalid));
+        check("1234,567", "USD", Err(Invalid));
+        check(",123", "USD", Err(Invalid));
+        check("--12", "USD", Err(Invalid));
+        check("-(12)", "USD", Err(Invalid));
+        check("(12", "USD", Err(Invalid));
+        check("-12-", "USD", Err(Invalid));
+        check(".", "USD", Err(Invalid));
+        check("1e5", "USD", Err(Invalid));
+        check("1 000", "USD", Err(Invalid));
+        check("EUR 12.30", "USD", Err(CurrencyMismatch { currency: usd }));
+        check("92233720368547758.07", "USD", Ok(i64::MAX));
+        check("-92233720368547758.08", "USD", Ok(i64::MIN));
+        check("92233720368547758.08", "USD", Err(Overflow));
+        check("99999999999999999999999", "JPY", Err(Overflow));
+    }
+
+    #[test]
+    fn decimal_minor_is_strict() {
+        let usd = cur("USD");
+        assert_eq!(parse_decimal_minor("0.01", usd), Ok(1));
+        assert_eq!(parse_decimal_minor("-2.5", usd), Ok(-250));
+        assert_eq!(parse_decimal_minor("3", cur("JPY")), Ok(3));
+        assert_eq!(parse_decimal_minor("1,000", usd), Err(AmountError::Invalid));
+        assert_eq!(parse_decimal_minor("$1", usd), Err(AmountError::Invalid));
+        assert_eq!(parse_decimal_minor("(1)", usd), Err(AmountError::Invalid));
+        assert!(matches!(
+            parse_decimal_minor("0.001", usd),
+            Err(AmountError::TooManyDecimals { .. })
+        ));
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_minor(-1234, cur("USD")), "-12.34");
+        assert_eq!(format_minor(5, cur("JPY")), "5");
+        assert_eq!(format_minor(5, cur("BHD")), "0.005");
+        assert_eq!(format_minor(-5, cur("USD")), "-0.05");
+        assert_eq!(format_minor(0, cur("USD")), "0.00");
+        assert_eq!(format_minor(i64::MIN, cur("USD")), "-92233720368547758.08");
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(units: i64, code in prop::sample::select(vec!["JPY", "USD", "BHD", "CLF"])) {
+            let c = cur(code);
+            let text = format_minor(units, c);
+            prop_assert_eq!(parse_amount(&text, c), Ok(units));
+            prop_assert_eq!(parse_decimal_minor(&text, c), Ok(units));
+        }
+
+        #[test]
+        fn parser_never_panics(text in "\\PC*") {
+            let _ = parse_amount(&text, cur("USD"));
+            let _ = parse_decimal_minor(&text, cur("BHD"));
+        }
+
+        #[test]
+        fn parser_never_panics_on_amount_like_text(text in "[-+()$,. 0-9A-Za-z]{0,30}") {
+            let _ = parse_amount(&text, cur("USD"));
+            let _ = parse_amount(&text, cur("JPY"));
+        }
     }
 }
