@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_config;
 mod cmd_gen;
+mod cmd_healthcheck;
 mod cmd_match;
 mod cmd_serve;
 mod cmd_tune;
@@ -30,6 +31,8 @@ enum Command {
     Config(cmd_config::Args),
     /// Start the HTTP server.
     Serve(cmd_serve::Args),
+    /// Probe a running server's health endpoint (for container health checks).
+    Healthcheck(cmd_healthcheck::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Tune(args) => cmd_tune::run(args),
         Command::Config(args) => cmd_config::run(args),
         Command::Serve(args) => cmd_serve::run(args),
+        Command::Healthcheck(args) => cmd_healthcheck::run(args),
     };
     match result {
         Ok(code) => code,
