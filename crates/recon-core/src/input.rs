@@ -6,16 +6,30 @@
 //! applies a [`SideMapping`], parsing amounts, currencies and dates exactly.
 //! [`load_side`] does both.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
-use arrow_array::RecordBatch;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::error::InputError;
-use crate::mapping::SideMapping;
-use crate::side::Side;
+use crate::date::DateFormat;
+use crate::error::{InputError, ValueProblem};
+use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
+use crate::money::{AmountError, Currency, parse_amount};
+use crate::side::{Reject, Side, TextColumn};
+
+/// Schema metadata key holding the original source name in stored IPC files.
+const META_SOURCE: &str = "recon.source";
+/// Schema metadata key holding the first row's line number in stored IPC files.
+const META_FIRST_LINE: &str = "recon.first_line";
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// An input file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -89,6 +103,20 @@ pub struct ReadOptions {
     pub source: Option<String>,
 }
 
+impl ReadOptions {
+    /// The CSV options a side's mapping sets.
+    ///
+    /// # Errors
+    /// [`MappingError::Delimiter`] when the delimiter is not one ASCII character.
+    pub fn from_mapping(mapping: &SideMapping) -> Result<Self, MappingError> {
+        Ok(Self {
+            delimiter: mapping.delimiter_byte()?,
+            has_header: mapping.has_header,
+            ..Self::default()
+        })
+    }
+}
+
 impl Default for ReadOptions {
     fn default() -> Self {
         Self {
@@ -130,14 +158,287 @@ impl Table {
 
 /// Reads a file into a text [`Table`].
 ///
+/// CSV is read with a schema of all-`Utf8` columns named by the header (a UTF-8 BOM is
+/// skipped); Parquet and Arrow columns of other types are cast to text; NDJSON
+/// numbers and booleans keep their JSON text. An Arrow file written by
+/// [`write_table_ipc`] keeps its original source name and line numbering.
+///
 /// # Errors
 /// [`InputError`] naming the file (and line where there is one) for an unreadable,
 /// empty or malformed file, or invalid UTF-8.
 pub fn read_table(path: &Path, format: Format, opts: &ReadOptions) -> Result<Table, InputError> {
-    let _ = (path, format, opts);
-    Err(InputError::Format {
-        file: path.display().to_string(),
-        reason: "not implemented yet".to_owned(),
+    let source = opts
+        .source
+        .clone()
+        .unwrap_or_else(|| path.display().to_string());
+    let span = tracing::debug_span!("read_table", file = %source, ?format);
+    let _enter = span.enter();
+    let started = Instant::now();
+    let file = File::open(path).map_err(|e| io_err(&source, e))?;
+    if file.metadata().map_err(|e| io_err(&source, e))?.len() == 0 {
+        return Err(InputError::Empty { file: source });
+    }
+    let table = match format {
+        Format::Csv => read_csv(file, source, opts)?,
+        Format::Parquet => read_parquet(file, source, opts)?,
+        Format::Arrow => read_arrow_file(file, source, opts)?,
+        Format::ArrowStream => read_arrow_stream(file, source)?,
+        Format::Ndjson => read_ndjson(file, source, opts)?,
+    };
+    tracing::debug!(
+        rows = table.rows,
+        batches = table.batches.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "table read"
+    );
+    Ok(table)
+}
+
+fn io_err(file: &str, source: std::io::Error) -> InputError {
+    InputError::Io {
+        file: file.to_owned(),
+        source,
+    }
+}
+
+fn format_err(file: &str, e: impl std::fmt::Display) -> InputError {
+    InputError::Format {
+        file: file.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Turns a CSV reader's error into one naming the line, when its message has one.
+fn csv_err(file: &str, e: &ArrowError) -> InputError {
+    let msg = match e {
+        ArrowError::CsvError(m) => m.as_str(),
+        other => return format_err(file, other),
+    };
+    let line = msg.split_once("line ").and_then(|(_, rest)| {
+        let digits: &str = &rest[..rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len())];
+        digits.parse::<u64>().ok()
+    });
+    let lower = msg.to_ascii_lowercase();
+    match line {
+        Some(line) if lower.contains("utf-8") || lower.contains("utf8") => {
+            InputError::InvalidUtf8 {
+                file: file.to_owned(),
+                line,
+            }
+        }
+        Some(line) => InputError::MalformedRow {
+            file: file.to_owned(),
+            line,
+            reason: msg.to_owned(),
+        },
+        None if lower.contains("utf-8") || lower.contains("utf8") => InputError::InvalidUtf8 {
+            file: file.to_owned(),
+            line: 1,
+        },
+        None => format_err(file, msg),
+    }
+}
+
+fn read_csv(mut file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
+    let mut start = [0u8; 3];
+    let mut got = 0;
+    while got < 3 {
+        let n = file
+            .read(&mut start[got..])
+            .map_err(|e| io_err(&source, e))?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let skip = if &start[..got] == BOM { 3 } else { 0 };
+    file.seek(SeekFrom::Start(skip))
+        .map_err(|e| io_err(&source, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    if reader
+        .fill_buf()
+        .map_err(|e| io_err(&source, e))?
+        .is_empty()
+    {
+        return Err(InputError::Empty { file: source });
+    }
+    let csv_format = arrow_csv::reader::Format::default()
+        .with_header(opts.has_header)
+        .with_delimiter(opts.delimiter);
+    let (inferred, _) = csv_format
+        .infer_schema(&mut reader, Some(0))
+        .map_err(|e| csv_err(&source, &e))?;
+    if inferred.fields().is_empty() {
+        return Err(InputError::Empty { file: source });
+    }
+    let fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let name = if opts.has_header {
+                f.name().clone()
+            } else {
+                (i + 1).to_string()
+            };
+            Field::new(name, DataType::Utf8, true)
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let mut file = reader.into_inner();
+    file.seek(SeekFrom::Start(skip))
+        .map_err(|e| io_err(&source, e))?;
+    let csv = arrow_csv::ReaderBuilder::new(schema.clone())
+        .with_header(opts.has_header)
+        .with_delimiter(opts.delimiter)
+        .with_batch_size(opts.batch_size)
+        .build_buffered(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| csv_err(&source, &e))?;
+    let mut batches = Vec::new();
+    let mut rows = 0;
+    for batch in csv {
+        let batch = batch.map_err(|e| csv_err(&source, &e))?;
+        rows += batch.num_rows();
+        batches.push(batch);
+    }
+    Ok(Table {
+        source,
+        schema,
+        batches,
+        rows,
+        first_line: if opts.has_header { 2 } else { 1 },
+    })
+}
+
+/// Casts every column to `Utf8` (keeping names) so mapping only ever sees text.
+fn to_text_batches(
+    source: &str,
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+    schema: &Schema,
+) -> Result<(SchemaRef, Vec<RecordBatch>, usize), InputError> {
+    let text_schema = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut out = Vec::new();
+    let mut rows = 0;
+    for batch in batches {
+        let batch = batch.map_err(|e| format_err(source, e))?;
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                if c.data_type() == &DataType::Utf8 {
+                    Ok(c.clone())
+                } else {
+                    arrow_cast::cast(c, &DataType::Utf8)
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()
+            .map_err(|e| format_err(source, e))?;
+        let batch = RecordBatch::try_new(text_schema.clone(), columns)
+            .map_err(|e| format_err(source, e))?;
+        rows += batch.num_rows();
+        out.push(batch);
+    }
+    Ok((text_schema, out, rows))
+}
+
+fn read_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format_err(&source, e))?;
+    let schema = builder.schema().clone();
+    let reader = builder
+        .with_batch_size(opts.batch_size)
+        .build()
+        .map_err(|e| format_err(&source, e))?;
+    let (schema, batches, rows) = to_text_batches(&source, reader, &schema)?;
+    Ok(Table {
+        source,
+        schema,
+        batches,
+        rows,
+        first_line: 1,
+    })
+}
+
+/// Applies the source name and first line stored by [`write_table_ipc`], if any.
+fn stored_origin(schema: &Schema, source: String, opts: &ReadOptions) -> (String, u64) {
+    let metadata = schema.metadata();
+    let first_line = metadata
+        .get(META_FIRST_LINE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let source = match (&opts.source, metadata.get(META_SOURCE)) {
+        (None, Some(stored)) => stored.clone(),
+        _ => source,
+    };
+    (source, first_line)
+}
+
+fn read_arrow_file(file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
+    let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, None)
+        .map_err(|e| format_err(&source, e))?;
+    let schema = reader.schema();
+    let (source, first_line) = stored_origin(&schema, source, opts);
+    let (schema, batches, rows) = to_text_batches(&source, reader, &schema)?;
+    Ok(Table {
+        source,
+        schema,
+        batches,
+        rows,
+        first_line,
+    })
+}
+
+fn read_arrow_stream(file: File, source: String) -> Result<Table, InputError> {
+    let reader = arrow_ipc::reader::StreamReader::try_new_buffered(file, None)
+        .map_err(|e| format_err(&source, e))?;
+    let schema = reader.schema();
+    let (schema, batches, rows) = to_text_batches(&source, reader, &schema)?;
+    Ok(Table {
+        source,
+        schema,
+        batches,
+        rows,
+        first_line: 1,
+    })
+}
+
+fn read_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let (inferred, _) = arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None)
+        .map_err(|e| format_err(&source, e))?;
+    if inferred.fields().is_empty() {
+        return Err(InputError::Empty { file: source });
+    }
+    let schema = Arc::new(Schema::new(
+        inferred
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| io_err(&source, e))?;
+    let json = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_coerce_primitive(true)
+        .with_batch_size(opts.batch_size)
+        .build(reader)
+        .map_err(|e| format_err(&source, e))?;
+    let (schema, batches, rows) = to_text_batches(&source, json, &schema)?;
+    Ok(Table {
+        source,
+        schema,
+        batches,
+        rows,
+        first_line: 1,
     })
 }
 
@@ -148,27 +449,411 @@ pub fn read_table(path: &Path, format: Format, opts: &ReadOptions) -> Result<Tab
 /// # Errors
 /// [`InputError::Io`] or [`InputError::Format`] when the file cannot be written.
 pub fn write_table_ipc(table: &Table, path: &Path) -> Result<(), InputError> {
-    let _ = (table, path);
-    Err(InputError::Format {
-        file: path.display().to_string(),
-        reason: "not implemented yet".to_owned(),
-    })
+    let file_name = path.display().to_string();
+    let mut metadata = table.schema.metadata().clone();
+    metadata.insert(META_SOURCE.to_owned(), table.source.clone());
+    metadata.insert(META_FIRST_LINE.to_owned(), table.first_line.to_string());
+    let schema = Arc::new(Schema::new_with_metadata(
+        table.schema.fields().clone(),
+        metadata,
+    ));
+    let file = File::create(path).map_err(|e| io_err(&file_name, e))?;
+    let mut writer = arrow_ipc::writer::FileWriter::try_new_buffered(file, &schema)
+        .map_err(|e| format_err(&file_name, e))?;
+    for batch in &table.batches {
+        let batch = batch
+            .clone()
+            .with_schema(schema.clone())
+            .map_err(|e| format_err(&file_name, e))?;
+        writer
+            .write(&batch)
+            .map_err(|e| format_err(&file_name, e))?;
+    }
+    writer.finish().map_err(|e| format_err(&file_name, e))?;
+    writer
+        .into_inner()
+        .and_then(|mut w| w.flush().map_err(ArrowError::from))
+        .map_err(|e| format_err(&file_name, e))?;
+    Ok(())
+}
+
+/// How the amount is read, with column positions resolved.
+#[derive(Clone, Copy)]
+enum AmountCols {
+    Signed(usize),
+    DebitCredit { debit: usize, credit: usize },
+    Directed { amount: usize, direction: usize },
+}
+
+#[derive(Clone, Copy)]
+enum CurrencyCol {
+    Column(usize),
+    Fixed(Currency),
+}
+
+/// A mapping resolved against one table's schema.
+struct Plan<'a> {
+    source: &'a str,
+    names: Vec<&'a str>,
+    id: Option<usize>,
+    amount: AmountCols,
+    currency: CurrencyCol,
+    date: Option<usize>,
+    date_format: DateFormat,
+    reference: Option<usize>,
+    counterparty: Option<usize>,
+    description: Option<usize>,
+    extra: Vec<usize>,
+    debit_values: &'a [String],
+    credit_values: &'a [String],
+    on_error: OnError,
+}
+
+/// A refused value: which column, the text, and why.
+struct Fault {
+    column: usize,
+    value: String,
+    problem: ValueProblem,
+}
+
+impl Fault {
+    fn new(column: usize, value: &str, problem: impl Into<ValueProblem>) -> Self {
+        Self {
+            column,
+            value: value.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl<'a> Plan<'a> {
+    fn new(table: &'a Table, mapping: &'a SideMapping) -> Result<Self, InputError> {
+        let mapping_err = |source| InputError::Mapping {
+            file: table.source.clone(),
+            source,
+        };
+        let names: Vec<&str> = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let find = |column: &str| -> Result<usize, InputError> {
+            names
+                .iter()
+                .position(|n| *n == column)
+                .or_else(|| {
+                    names
+                        .iter()
+                        .position(|n| n.trim().eq_ignore_ascii_case(column.trim()))
+                })
+                .ok_or_else(|| InputError::MissingColumn {
+                    file: table.source.clone(),
+                    column: column.to_owned(),
+                    available: names.iter().map(|n| (*n).to_owned()).collect(),
+                })
+        };
+        let opt = |column: &Option<String>| column.as_deref().map(find).transpose();
+        let amount = match mapping.amount_style().map_err(mapping_err)? {
+            AmountStyle::Signed { amount } => AmountCols::Signed(find(amount)?),
+            AmountStyle::DebitCredit { debit, credit } => AmountCols::DebitCredit {
+                debit: find(debit)?,
+                credit: find(credit)?,
+            },
+            AmountStyle::Directed { amount, direction } => AmountCols::Directed {
+                amount: find(amount)?,
+                direction: find(direction)?,
+            },
+        };
+        let currency = match mapping.currency_source().map_err(mapping_err)? {
+            CurrencySource::Column(c) => CurrencyCol::Column(find(c)?),
+            CurrencySource::Fixed(c) => CurrencyCol::Fixed(c),
+        };
+        let date_format = DateFormat::parse(&mapping.date_format).map_err(|e| {
+            mapping_err(MappingError::DateFormat {
+                format: mapping.date_format.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        for (i, field) in table.schema.fields().iter().enumerate() {
+            if field.data_type() != &DataType::Utf8 {
+                return Err(format_err(
+                    &table.source,
+                    format!(
+                        "column {:?} (#{}) is {}, not text",
+                        field.name(),
+                        i + 1,
+                        field.data_type()
+                    ),
+                ));
+            }
+        }
+        let id = opt(&mapping.id)?;
+        let date = opt(&mapping.date)?;
+        let reference = opt(&mapping.reference)?;
+        let counterparty = opt(&mapping.counterparty)?;
+        let description = opt(&mapping.description)?;
+        let extra = mapping
+            .extra
+            .iter()
+            .map(|c| find(c))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            source: &table.source,
+            names,
+            id,
+            amount,
+            currency,
+            date,
+            date_format,
+            reference,
+            counterparty,
+            description,
+            extra,
+            debit_values: &mapping.debit_values,
+            credit_values: &mapping.credit_values,
+            on_error: mapping.on_error,
+        })
+    }
+
+    /// Maps one batch whose first row is on `first_line`.
+    fn map_batch(&self, batch: &RecordBatch, first_line: u64) -> Result<Side, InputError> {
+        let cols: Vec<&StringArray> = batch
+            .columns()
+            .iter()
+            .map(|c| c.as_string::<i32>())
+            .collect();
+        let rows = batch.num_rows();
+        let text_col = |idx: Option<usize>| -> TextColumn {
+            let bytes = idx.map_or(0, |i| cols[i].value_data().len());
+            TextColumn::with_capacity(rows, bytes)
+        };
+        let mut side = Side {
+            source: self.source.to_owned(),
+            id: match self.id {
+                Some(i) => text_col(Some(i)),
+                None => TextColumn::with_capacity(rows, rows * 8),
+            },
+            amount: Vec::with_capacity(rows),
+            currency: Vec::with_capacity(rows),
+            date: Vec::with_capacity(rows),
+            reference: text_col(self.reference),
+            counterparty: text_col(self.counterparty),
+            description: text_col(self.description),
+            line: Vec::with_capacity(rows),
+            extra: self
+                .extra
+                .iter()
+                .map(|&i| (self.names[i].to_owned(), text_col(Some(i))))
+                .collect(),
+            rejects: Vec::new(),
+        };
+        let cell = |col: usize, row: usize| -> Option<&str> {
+            let a = cols[col];
+            if a.is_null(row) {
+                None
+            } else {
+                Some(a.value(row))
+            }
+        };
+        let non_empty = |col: Option<usize>, row: usize| -> Option<&str> {
+            col.and_then(|c| cell(c, row)).filter(|s| !s.is_empty())
+        };
+        for row in 0..rows {
+            let line = first_line + row as u64;
+            match self.parse_row(&cell, row) {
+                Ok((amount, currency, date)) => {
+                    match self.id {
+                        Some(c) => side.id.push(cell(c, row)),
+                        None => side.id.push_display(line),
+                    }
+                    side.amount.push(amount);
+                    side.currency.push(currency);
+                    side.date.push(date);
+                    side.reference.push(non_empty(self.reference, row));
+                    side.counterparty.push(non_empty(self.counterparty, row));
+                    side.description.push(non_empty(self.description, row));
+                    side.line.push(line);
+                    for ((_, out), &c) in side.extra.iter_mut().zip(&self.extra) {
+                        out.push(non_empty(Some(c), row));
+                    }
+                }
+                Err(fault) => {
+                    let column = self.names[fault.column].to_owned();
+                    match self.on_error {
+                        OnError::Fail => {
+                            return Err(InputError::BadValue {
+                                file: self.source.to_owned(),
+                                line,
+                                column,
+                                value: fault.value,
+                                problem: fault.problem,
+                            });
+                        }
+                        OnError::Quarantine => side.rejects.push(Reject {
+                            line,
+                            reason: format!("{:?} {}", fault.value, fault.problem),
+                            column: Some(column),
+                            value: Some(fault.value),
+                        }),
+                    }
+                }
+            }
+        }
+        Ok(side)
+    }
+
+    /// Reads one row's typed values, or the first fault.
+    fn parse_row<'b>(
+        &self,
+        cell: &impl Fn(usize, usize) -> Option<&'b str>,
+        row: usize,
+    ) -> Result<(i64, Currency, Option<i32>), Fault> {
+        let text = |c: usize| cell(c, row).unwrap_or("");
+        if let Some(c) = self.id
+            && text(c).trim().is_empty()
+        {
+            return Err(Fault::new(c, text(c), ValueProblem::EmptyId));
+        }
+        let currency = match self.currency {
+            CurrencyCol::Fixed(cur) => cur,
+            CurrencyCol::Column(c) => Currency::parse(text(c))
+                .ok_or_else(|| Fault::new(c, text(c), ValueProblem::Currency))?,
+        };
+        let amount = match self.amount {
+            AmountCols::Signed(c) => {
+                parse_amount(text(c), currency).map_err(|e| Fault::new(c, text(c), e))?
+            }
+            AmountCols::DebitCredit { debit, credit } => {
+                let part = |c: usize| -> Result<Option<i64>, Fault> {
+                    let t = text(c);
+                    if t.trim().is_empty() {
+                        return Ok(None);
+                    }
+                    let v = parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))?;
+                    v.checked_abs()
+                        .map(Some)
+                        .ok_or_else(|| Fault::new(c, t, ValueProblem::Overflow))
+                };
+                match (part(debit)?, part(credit)?) {
+                    (None, None) => {
+                        return Err(Fault::new(debit, "", AmountError::Empty));
+                    }
+                    (Some(d), None) => -d,
+                    (None, Some(c)) => c,
+                    (Some(d), Some(c)) if d == 0 || c == 0 => c - d,
+                    (Some(_), Some(_)) => {
+                        return Err(Fault::new(debit, text(debit), ValueProblem::DebitAndCredit));
+                    }
+                }
+            }
+            AmountCols::Directed { amount, direction } => {
+                let t = text(amount);
+                let v = parse_amount(t, currency)
+                    .map_err(|e| Fault::new(amount, t, e))?
+                    .checked_abs()
+                    .ok_or_else(|| Fault::new(amount, t, ValueProblem::Overflow))?;
+                let d = text(direction).trim();
+                let is =
+                    |values: &[String]| values.iter().any(|x| x.trim().eq_ignore_ascii_case(d));
+                if is(self.debit_values) {
+                    -v
+                } else if is(self.credit_values) {
+                    v
+                } else {
+                    let expected = self
+                        .debit_values
+                        .iter()
+                        .chain(self.credit_values)
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(Fault::new(
+                        direction,
+                        text(direction),
+                        ValueProblem::Direction { expected },
+                    ));
+                }
+            }
+        };
+        let date = match self.date {
+            None => None,
+            Some(c) => {
+                let t = text(c);
+                if t.trim().is_empty() {
+                    None
+                } else {
+                    Some(
+                        self.date_format
+                            .parse_days(t)
+                            .map_err(|e| Fault::new(c, t, e))?,
+                    )
+                }
+            }
+        };
+        Ok((amount, currency, date))
+    }
 }
 
 impl Side {
     /// Maps a text table to a side: finds the mapped columns, parses amounts,
-    /// currencies and dates, and applies `on_error`.
+    /// currencies and dates, and applies `on_error`. Batches are mapped in parallel
+    /// and joined in file order.
+    ///
+    /// Column names match exactly, else ignoring case and surrounding spaces.
+    /// Amounts: see [`crate::money::parse_amount`]; with `debit` + `credit`, a debit
+    /// counts as `-|d|` and a credit as `+|c|` (an empty cell is zero, two non-zero
+    /// cells are an error); with `direction`, a debit indicator makes the amount
+    /// `-|a|` and a credit indicator `+|a|`. An empty date is `None`; an empty mapped
+    /// id is an error. Text roles are kept raw, with empty cells as `None`.
     ///
     /// # Errors
     /// [`InputError::Mapping`] for an unusable mapping, [`InputError::MissingColumn`]
     /// for a mapped column the table lacks, and under `on_error = "fail"`
     /// [`InputError::BadValue`] for the first bad row.
     pub fn from_table(table: &Table, mapping: &SideMapping) -> Result<Side, InputError> {
-        let _ = mapping;
-        Err(InputError::Format {
-            file: table.source.clone(),
-            reason: "not implemented yet".to_owned(),
-        })
+        let span = tracing::debug_span!("map_table", file = %table.source, rows = table.rows);
+        let _enter = span.enter();
+        let plan = Plan::new(table, mapping)?;
+        let mut starts = Vec::with_capacity(table.batches.len());
+        let mut line = table.first_line;
+        for b in &table.batches {
+            starts.push(line);
+            line += b.num_rows() as u64;
+        }
+        let parts: Vec<Result<Side, InputError>> = table
+            .batches
+            .par_iter()
+            .zip(starts.par_iter())
+            .map(|(batch, &first)| plan.map_batch(batch, first))
+            .collect();
+        let mut side = Side {
+            source: table.source.clone(),
+            extra: plan
+                .extra
+                .iter()
+                .map(|&i| (plan.names[i].to_owned(), TextColumn::default()))
+                .collect(),
+            ..Side::default()
+        };
+        if parts.len() == 1 && parts.iter().all(Result::is_ok) {
+            if let Some(only) = parts.into_iter().next() {
+                return only;
+            }
+            return Ok(side);
+        }
+        let accepted: usize = parts.iter().map(|p| p.as_ref().map_or(0, Side::len)).sum();
+        side.amount.reserve(accepted);
+        side.currency.reserve(accepted);
+        side.date.reserve(accepted);
+        side.line.reserve(accepted);
+        for part in parts {
+            side.append(&part?);
+        }
+        if !side.rejects.is_empty() {
+            tracing::warn!(file = %side.source, rejects = side.rejects.len(), "rows quarantined");
+        }
+        Ok(side)
     }
 }
 
@@ -176,20 +861,54 @@ impl Side {
 /// the mapping's, else the file extension's.
 ///
 /// # Errors
-/// Any error of those two steps, and [`InputError::UnknownFormat`].
+/// Any error of those two steps, [`InputError::UnknownFormat`], and
+/// [`InputError::Mapping`] for a bad delimiter.
 pub fn load_side(path: &Path, mapping: &SideMapping) -> Result<Side, InputError> {
-    let _ = (path, mapping);
-    Err(InputError::Format {
-        file: path.display().to_string(),
-        reason: "not implemented yet".to_owned(),
-    })
+    let file = path.display().to_string();
+    let format = match mapping.format.or_else(|| Format::from_path(path)) {
+        Some(f) => f,
+        None => {
+            return Err(InputError::UnknownFormat {
+                hint: path
+                    .extension()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                file,
+            });
+        }
+    };
+    let opts = ReadOptions::from_mapping(mapping).map_err(|source| InputError::Mapping {
+        file: file.clone(),
+        source,
+    })?;
+    let table = read_table(path, format, &opts)?;
+    Side::from_table(&table, mapping)
 }
 
-/// Writes a side's rejects as CSV with the columns `line,column,value,reason`.
+/// Writes a side's rejects as CSV with the header `line,column,value,reason`.
 ///
 /// # Errors
 /// The writer's I/O errors.
-pub fn write_rejects_csv(side: &Side, writer: impl std::io::Write) -> std::io::Result<()> {
-    let _ = (side, writer);
-    Ok(())
+pub fn write_rejects_csv(side: &Side, writer: impl Write) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(writer);
+    w.write_all(b"line,column,value,reason\n")?;
+    for r in &side.rejects {
+        write!(w, "{},", r.line)?;
+        write_csv_field(&mut w, r.column.as_deref().unwrap_or(""))?;
+        w.write_all(b",")?;
+        write_csv_field(&mut w, r.value.as_deref().unwrap_or(""))?;
+        w.write_all(b",")?;
+        write_csv_field(&mut w, &r.reason)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+}
+
+/// Writes one CSV field, quoted when it holds a delimiter, quote or line break.
+fn write_csv_field(w: &mut impl Write, field: &str) -> std::io::Result<()> {
+    if field.contains([',', '"', '\n', '\r']) {
+        write!(w, "\"{}\"", field.replace('"', "\"\""))
+    } else {
+        w.write_all(field.as_bytes())
+    }
 }

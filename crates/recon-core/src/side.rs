@@ -4,6 +4,8 @@
 //! file and a mapping) and the matcher (which only reads it). Every column has
 //! exactly `len()` entries; row `i` of every column is the same record.
 
+use std::fmt;
+
 use crate::money::Currency;
 
 /// Text values of one role, stored compactly: one buffer and offsets, no
@@ -39,6 +41,35 @@ impl TextColumn {
         }
         self.offsets.push(self.data.len());
         self.nulls.push(value.is_none());
+    }
+
+    /// Appends one value formatted from `value` (e.g. a line number used as id),
+    /// writing straight into the column's buffer.
+    pub fn push_display(&mut self, value: impl fmt::Display) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        // Writing to a String cannot fail.
+        let _ = fmt::Write::write_fmt(&mut self.data, format_args!("{value}"));
+        self.offsets.push(self.data.len());
+        self.nulls.push(false);
+    }
+
+    /// Appends all rows of `other` after this column's rows.
+    pub fn append(&mut self, other: &TextColumn) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let base = self.data.len();
+        self.data.push_str(&other.data);
+        self.offsets
+            .extend(other.offsets.iter().skip(1).map(|o| base + o));
+        self.nulls.extend_from_slice(&other.nulls);
+    }
+
+    /// Total bytes of text held.
+    pub fn text_len(&self) -> usize {
+        self.data.len()
     }
 
     /// The value of row `i`, `None` when it was missing.
@@ -123,5 +154,47 @@ impl Side {
     /// Whether the side holds no accepted records.
     pub fn is_empty(&self) -> bool {
         self.amount.is_empty()
+    }
+
+    /// Appends `other`'s records and rejects after this side's (the input layer
+    /// builds a side per batch and joins them in file order). Extra columns are
+    /// joined by position; both sides must come from the same mapping.
+    pub fn append(&mut self, other: &Side) {
+        self.id.append(&other.id);
+        self.amount.extend_from_slice(&other.amount);
+        self.currency.extend_from_slice(&other.currency);
+        self.date.extend_from_slice(&other.date);
+        self.reference.append(&other.reference);
+        self.counterparty.append(&other.counterparty);
+        self.description.append(&other.description);
+        self.line.extend_from_slice(&other.line);
+        if self.extra.is_empty() {
+            self.extra = other
+                .extra
+                .iter()
+                .map(|(name, _)| (name.clone(), TextColumn::default()))
+                .collect();
+        }
+        for ((_, mine), (_, theirs)) in self.extra.iter_mut().zip(&other.extra) {
+            mine.append(theirs);
+        }
+        self.rejects.extend_from_slice(&other.rejects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_column_push_and_append() {
+        let mut a: TextColumn = [Some("x"), None, Some("")].into_iter().collect();
+        let mut b = TextColumn::default();
+        b.push_display(42u64);
+        b.push(Some("yz"));
+        a.append(&b);
+        let got: Vec<_> = (0..a.len()).map(|i| a.get(i)).collect();
+        assert_eq!(got, [Some("x"), None, Some(""), Some("42"), Some("yz")]);
+        assert_eq!(a.text_len(), 5);
     }
 }
