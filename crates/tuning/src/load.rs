@@ -1,0 +1,703 @@
+//! Layered loading with figment: defaults < detected resources < tuning < file < env < flags.
+//!
+//! Every source becomes one figment provider whose metadata names it (`env
+//! WAITRESS_THREADS`, `flag --port`, `file recon.toml`), so after merging,
+//! figment tells which source each value came from. Values are parsed and
+//! range-checked as each layer is built, so an error names its exact source.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ApiKey, Config, Engine, Overload, ServerSettings};
+use crate::detect::{self, Origin};
+use crate::error::ConfigError;
+use crate::recommend::{Recommendation, recommend};
+use crate::resources::{Profile, Resources};
+use crate::settings::{self, RawValue, SPECS, Spec};
+use crate::units::{format_duration, format_size};
+
+/// The config file read when neither `--config` nor `RECON_CONFIG` names one, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "recon.toml";
+
+/// The environment variable naming the config file.
+pub const CONFIG_ENV: &str = "RECON_CONFIG";
+
+/// What the caller (a command's flags) brings to loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config FILE`; wins over `RECON_CONFIG` and `./recon.toml`.
+    pub config_file: Option<PathBuf>,
+    /// Values from command-line flags: the highest layer.
+    pub flags: Overrides,
+    /// Resources to tune for (`--vcpus`/`--memory`/`--instance`), instead of detecting them.
+    pub resources: Option<Resources>,
+    /// `--profile`.
+    pub profile: Option<Profile>,
+}
+
+/// Every setting a command-line flag can set; `None` leaves the lower layers' value.
+///
+/// Durations and sizes are text so flags accept `30s` and `64KiB` like env vars do.
+/// Field names are the setting keys.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--engine threaded|async` (also `waitress`/`uvicorn`).
+    pub engine: Option<String>,
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--threads`.
+    pub threads: Option<usize>,
+    /// `--workers`.
+    pub workers: Option<usize>,
+    /// `--connection-limit`.
+    pub connection_limit: Option<usize>,
+    /// `--cleanup-interval`, e.g. `30s`.
+    pub cleanup_interval: Option<String>,
+    /// `--channel-timeout`, e.g. `2m`.
+    pub channel_timeout: Option<String>,
+    /// `--recv-bytes`, e.g. `64KiB`.
+    pub recv_bytes: Option<String>,
+    /// `--send-bytes`.
+    pub send_bytes: Option<String>,
+    /// `--max-request-body-size`, e.g. `1GiB`.
+    pub max_request_body_size: Option<String>,
+    /// `--max-request-header-size`.
+    pub max_request_header_size: Option<String>,
+    /// `--backlog`.
+    pub backlog: Option<u32>,
+    /// `--overload queue|reject`.
+    pub overload: Option<String>,
+    /// `--server-header`.
+    pub server_header: Option<String>,
+    /// `--shutdown-timeout`.
+    pub shutdown_timeout: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--api-key` (repeatable).
+    pub api_keys: Option<Vec<String>>,
+    /// `--api-keys-file`.
+    pub api_keys_file: Option<PathBuf>,
+    /// `--protect-ops true|false`.
+    pub protect_ops: Option<bool>,
+    /// `--job-threads`.
+    pub job_threads: Option<usize>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+}
+
+/// Where one value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Built into recon.
+    Default,
+    /// Detected from cgroups or the host (only `vcpus` and `memory`).
+    Detected(Origin),
+    /// The tuning recommendation for the resources and profile.
+    Tuning,
+    /// The config file.
+    File(PathBuf),
+    /// An environment variable, by name.
+    Env(String),
+    /// A command-line flag, by name with dashes.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Detected(origin) => write!(f, "detected ({origin})"),
+            Source::Tuning => f.write_str("tuning"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// One setting of the effective configuration: its value as text and its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The setting key, as in the config file.
+    pub key: &'static str,
+    /// The value as text, secrets redacted.
+    pub value: String,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// For each setting, its effective value (redacted) and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Provenance {
+    entries: Vec<Entry>,
+}
+
+impl Provenance {
+    /// `(key, value, source)` for every setting in documentation order, secrets redacted;
+    /// ready for `/debug/status` and `recon config show`.
+    pub fn entries(&self) -> Vec<(&'static str, String, String)> {
+        self.entries
+            .iter()
+            .map(|e| (e.key, e.value.clone(), e.source.to_string()))
+            .collect()
+    }
+
+    /// Every setting with its typed source.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
+    /// Where `key`'s value came from.
+    pub fn source(&self, key: &str) -> Option<&Source> {
+        self.entry(key).map(|e| &e.source)
+    }
+
+    /// The entry of `key`.
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+/// The effective configuration and how it came about.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The typed configuration.
+    pub config: Config,
+    /// Where each value came from.
+    pub provenance: Provenance,
+    /// The resources tuned for (given or detected).
+    pub resources: Resources,
+    /// The profile tuned for.
+    pub profile: Profile,
+    /// The tuning layer in full, with reasons.
+    pub recommendation: Recommendation,
+    /// The config file read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Loads the configuration from the real process environment.
+///
+/// # Errors
+/// See [`load_from`].
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    load_from(opts, &env)
+}
+
+/// Loads the configuration with `env` as the environment (tests pass an explicit slice).
+///
+/// Empty environment values count as unset. Resources not given by options, file
+/// or env are detected from this machine.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for a bad value, naming its source and the expected form;
+/// [`ConfigError::UnknownKey`], [`ConfigError::Syntax`] or [`ConfigError::Read`] for
+/// the config file; [`ConfigError::Conflict`] for values that contradict each other;
+/// [`ConfigError::Detect`] when resources must be detected and cannot be.
+pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    let env: HashMap<&str, &str> = env
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+
+    let config_file = match (&opts.config_file, env.get(CONFIG_ENV)) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(path)) => Some(PathBuf::from(path)),
+        (None, None) => {
+            let default = Path::new(DEFAULT_CONFIG_FILE);
+            default.is_file().then(|| default.to_path_buf())
+        }
+    };
+
+    let mut upper = Vec::new();
+    if let Some(path) = &config_file {
+        upper.push(file_layer(path)?);
+    }
+    upper.extend(env_layers(&env)?);
+    upper.extend(flag_layers(opts)?);
+
+    let defaults = Layer {
+        source: Source::Default,
+        dict: default_values(),
+    };
+
+    // First pass: the tuning inputs, as the file, env and flags set them.
+    let inputs: Inputs = merge([&defaults].into_iter().chain(&upper))
+        .extract()
+        .map_err(layering)?;
+    let profile = inputs
+        .profile
+        .parse::<Profile>()
+        .map_err(|e| ConfigError::Layering(e.to_string()))?;
+    let mut detected = Layer {
+        source: Source::Detected(Origin::Host),
+        dict: Dict::new(),
+    };
+    let resources = match (inputs.vcpus, inputs.memory) {
+        (Some(cpu), Some(mem)) => Resources::from_millis(cpu, mem),
+        (cpu, mem) => {
+            let found = detect::detect()?;
+            let mut origin = found.cpu;
+            if cpu.is_none() {
+                detected
+                    .dict
+                    .insert("vcpus".into(), Value::from(found.resources.cpu_millis));
+            }
+            if mem.is_none() {
+                detected
+                    .dict
+                    .insert("memory".into(), Value::from(found.resources.memory_bytes));
+                origin = found.memory;
+            }
+            detected.source = Source::Detected(origin);
+            Resources::from_millis(
+                cpu.unwrap_or(found.resources.cpu_millis),
+                mem.unwrap_or(found.resources.memory_bytes),
+            )
+        }
+    };
+    let recommendation = recommend(&resources, profile);
+    let tuning = Layer {
+        source: Source::Tuning,
+        dict: server_values(&recommendation.settings()),
+    };
+
+    let layers: Vec<&Layer> = [&defaults, &detected, &tuning]
+        .into_iter()
+        .chain(&upper)
+        .collect();
+    let figment = merge(layers.iter().copied());
+    let raw: RawConfig = figment.extract().map_err(layering)?;
+    let config = build(raw)?;
+
+    let sources: HashMap<String, Source> = layers
+        .iter()
+        .map(|l| (l.source.to_string(), l.source.clone()))
+        .collect();
+    let source_of = |key: &str| {
+        figment
+            .find_metadata(key)
+            .and_then(|m| sources.get(m.name.as_ref()))
+            .cloned()
+            .unwrap_or(Source::Default)
+    };
+
+    if config.server.channel_timeout < config.server.cleanup_interval {
+        return Err(ConfigError::Conflict {
+            message: format!(
+                "channel_timeout {} ({}) is shorter than cleanup_interval {} ({}): expected channel_timeout at least cleanup_interval",
+                format_duration(config.server.channel_timeout),
+                source_of("channel_timeout"),
+                format_duration(config.server.cleanup_interval),
+                source_of("cleanup_interval"),
+            ),
+        });
+    }
+
+    let entries = SPECS
+        .iter()
+        .map(|spec| Entry {
+            key: spec.key,
+            value: show_value(spec.key, &config, &resources, profile),
+            source: source_of(spec.key),
+        })
+        .collect();
+    Ok(Loaded {
+        config,
+        provenance: Provenance { entries },
+        resources,
+        profile,
+        recommendation,
+        config_file,
+    })
+}
+
+/// One source's values, as a figment provider named after the source.
+#[derive(Debug)]
+struct Layer {
+    source: Source,
+    dict: Dict,
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.source.to_string())
+    }
+
+    fn data(&self) -> Result<Map<figment::Profile, Dict>, figment::Error> {
+        Ok(Map::from([(figment::Profile::Default, self.dict.clone())]))
+    }
+}
+
+fn merge<'a>(layers: impl IntoIterator<Item = &'a Layer>) -> Figment {
+    layers.into_iter().fold(Figment::new(), |fig, layer| {
+        fig.merge(Layer {
+            source: layer.source.clone(),
+            dict: layer.dict.clone(),
+        })
+    })
+}
+
+fn layering(err: figment::Error) -> ConfigError {
+    ConfigError::Layering(err.to_string())
+}
+
+/// The tuning inputs, read in a first pass before the tuning layer exists.
+#[derive(Debug, Deserialize)]
+struct Inputs {
+    profile: String,
+    vcpus: Option<u32>,
+    memory: Option<u64>,
+}
+
+/// The merged values in canonical form: durations in milliseconds, sizes in bytes.
+#[derive(Debug, Deserialize)]
+struct RawConfig {
+    engine: String,
+    host: String,
+    port: u16,
+    threads: usize,
+    workers: usize,
+    connection_limit: usize,
+    cleanup_interval: u64,
+    channel_timeout: u64,
+    recv_bytes: u64,
+    send_bytes: u64,
+    max_request_body_size: u64,
+    max_request_header_size: u64,
+    backlog: u32,
+    overload: String,
+    server_header: String,
+    shutdown_timeout: u64,
+    data_dir: PathBuf,
+    api_keys: Vec<String>,
+    api_keys_file: Option<PathBuf>,
+    protect_ops: bool,
+    job_threads: usize,
+    log_level: String,
+}
+
+fn default_values() -> Dict {
+    let c = Config::default();
+    let mut dict = server_values(&c.server);
+    let mut put = |k: &str, v: Value| {
+        dict.insert(k.to_owned(), v);
+    };
+    put("profile", Value::from(Profile::default().as_str()));
+    put("engine", Value::from(c.engine.as_str()));
+    put("host", Value::from(c.host.to_string()));
+    put("port", Value::from(c.port));
+    put(
+        "overload",
+        Value::from(match c.overload {
+            Overload::Queue => "queue",
+            Overload::Reject => "reject",
+        }),
+    );
+    put("server_header", Value::from(c.server_header.as_str()));
+    put("shutdown_timeout", Value::from(millis(c.shutdown_timeout)));
+    put(
+        "data_dir",
+        Value::from(c.data_dir.to_string_lossy().as_ref()),
+    );
+    put("api_keys", Value::from(Vec::<String>::new()));
+    put("protect_ops", Value::from(c.protect_ops));
+    put("job_threads", Value::from(c.job_threads.get()));
+    put("log_level", Value::from(c.log_level.as_str()));
+    dict
+}
+
+fn server_values(s: &ServerSettings) -> Dict {
+    let mut dict = Dict::new();
+    let mut put = |k: &str, v: Value| {
+        dict.insert(k.to_owned(), v);
+    };
+    put("threads", Value::from(s.threads.get()));
+    put("workers", Value::from(s.workers.get()));
+    put("connection_limit", Value::from(s.connection_limit.get()));
+    put("cleanup_interval", Value::from(millis(s.cleanup_interval)));
+    put("channel_timeout", Value::from(millis(s.channel_timeout)));
+    put("recv_bytes", Value::from(s.recv_bytes.get()));
+    put("send_bytes", Value::from(s.send_bytes.get()));
+    put(
+        "max_request_body_size",
+        Value::from(s.max_request_body_size),
+    );
+    put(
+        "max_request_header_size",
+        Value::from(s.max_request_header_size),
+    );
+    put("backlog", Value::from(s.backlog));
+    dict
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn invalid(origin: String, raw: &RawValue, expected: String) -> ConfigError {
+    ConfigError::Invalid {
+        origin,
+        value: raw.shown(),
+        expected,
+    }
+}
+
+fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().to_owned(),
+        })?;
+    let mut dict = Dict::new();
+    for (key, value) in &table {
+        let Some(spec) = settings::spec(key) else {
+            return Err(ConfigError::UnknownKey {
+                file: path.to_path_buf(),
+                key: key.clone(),
+                hint: suggestion(key),
+            });
+        };
+        let raw = match value {
+            toml::Value::String(s) => RawValue::Text(s.clone()),
+            toml::Value::Integer(i) => RawValue::Int(*i),
+            toml::Value::Boolean(b) => RawValue::Bool(*b),
+            toml::Value::Array(items) => {
+                let strings: Option<Vec<String>> = items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                strings.map_or_else(|| RawValue::Other(value.to_string()), RawValue::List)
+            }
+            other => RawValue::Other(other.to_string()),
+        };
+        let value = settings::parse(spec.kind, &raw).map_err(|expected| {
+            let line = text
+                .lines()
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(key.as_str())
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                })
+                .map(|i| format!(":{}", i + 1))
+                .unwrap_or_default();
+            invalid(format!("{}{line}: {key}", path.display()), &raw, expected)
+        })?;
+        dict.insert(key.clone(), value);
+    }
+    Ok(Layer {
+        source: Source::File(path.to_path_buf()),
+        dict,
+    })
+}
+
+/// `; did you mean `threads`?` when a known key is close to `key`.
+fn suggestion(key: &str) -> String {
+    SPECS
+        .iter()
+        .map(|s| (strsim::jaro_winkler(key, s.key), s.key))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_else(|| "; see docs/configuration.md for the keys".to_owned())
+}
+
+fn env_layers(env: &HashMap<&str, &str>) -> Result<Vec<Layer>, ConfigError> {
+    let mut layers = Vec::new();
+    for spec in SPECS {
+        // The first name set wins: RECON_* before the Waitress/Uvicorn aliases.
+        let Some((name, text)) = spec
+            .env
+            .iter()
+            .find_map(|name| env.get(name).map(|v| (*name, *v)))
+        else {
+            continue;
+        };
+        let raw = RawValue::Text(text.to_owned());
+        let value = settings::parse(spec.kind, &raw)
+            .map_err(|expected| invalid(name.to_owned(), &raw, expected))?;
+        layers.push(single(spec, value, Source::Env(name.to_owned())));
+    }
+    Ok(layers)
+}
+
+fn flag_layers(opts: &LoadOptions) -> Result<Vec<Layer>, ConfigError> {
+    let mut given: Vec<(&'static Spec, RawValue)> = Vec::new();
+    let flags =
+        serde_json::to_value(&opts.flags).map_err(|e| ConfigError::Layering(e.to_string()))?;
+    if let serde_json::Value::Object(map) = flags {
+        for (key, value) in map {
+            let Some(spec) = settings::spec(&key) else {
+                return Err(ConfigError::Layering(format!(
+                    "flag field {key} is not a setting"
+                )));
+            };
+            let raw = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => RawValue::Text(s),
+                serde_json::Value::Bool(b) => RawValue::Bool(b),
+                serde_json::Value::Array(items) => RawValue::List(
+                    items
+                        .into_iter()
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                        .collect(),
+                ),
+                other => RawValue::Text(other.to_string()),
+            };
+            given.push((spec, raw));
+        }
+    }
+    let mut layers = Vec::new();
+    for (spec, raw) in given {
+        let value = settings::parse(spec.kind, &raw)
+            .map_err(|expected| invalid(spec.flag.to_owned(), &raw, expected))?;
+        layers.push(single(spec, value, Source::Flag(spec.flag.to_owned())));
+    }
+    if let Some(profile) = opts.profile {
+        let spec = settings::spec("profile").unwrap_or(&SPECS[0]);
+        layers.push(single(
+            spec,
+            Value::from(profile.as_str()),
+            Source::Flag("--profile".into()),
+        ));
+    }
+    if let Some(r) = opts.resources {
+        for (key, value, flag) in [
+            ("vcpus", Value::from(r.cpu_millis), "--vcpus"),
+            ("memory", Value::from(r.memory_bytes), "--memory"),
+        ] {
+            let mut dict = Dict::new();
+            dict.insert(key.to_owned(), value);
+            layers.push(Layer {
+                source: Source::Flag(flag.to_owned()),
+                dict,
+            });
+        }
+    }
+    Ok(layers)
+}
+
+fn single(spec: &Spec, value: Value, source: Source) -> Layer {
+    let mut dict = Dict::new();
+    dict.insert(spec.key.to_owned(), value);
+    Layer { source, dict }
+}
+
+fn build(raw: RawConfig) -> Result<Config, ConfigError> {
+    let nz = |key: &str, v: usize| {
+        NonZeroUsize::new(v).ok_or_else(|| ConfigError::Layering(format!("{key} is zero")))
+    };
+    let size = |key: &str, v: u64| nz(key, usize::try_from(v).unwrap_or(usize::MAX));
+    let host: IpAddr = raw
+        .host
+        .parse()
+        .map_err(|_| ConfigError::Layering(format!("host {:?} is not canonical", raw.host)))?;
+    let mut api_keys: Vec<ApiKey> = raw.api_keys.into_iter().map(ApiKey).collect();
+    if let Some(path) = &raw.api_keys_file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        api_keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| ApiKey(l.to_owned())),
+        );
+    }
+    Ok(Config {
+        engine: if raw.engine == "threaded" {
+            Engine::Threaded
+        } else {
+            Engine::Async
+        },
+        host,
+        port: raw.port,
+        server: ServerSettings {
+            threads: nz("threads", raw.threads)?,
+            workers: nz("workers", raw.workers)?,
+            connection_limit: nz("connection_limit", raw.connection_limit)?,
+            cleanup_interval: Duration::from_millis(raw.cleanup_interval),
+            channel_timeout: Duration::from_millis(raw.channel_timeout),
+            recv_bytes: size("recv_bytes", raw.recv_bytes)?,
+            send_bytes: size("send_bytes", raw.send_bytes)?,
+            max_request_body_size: raw.max_request_body_size,
+            max_request_header_size: usize::try_from(raw.max_request_header_size)
+                .unwrap_or(usize::MAX),
+            backlog: raw.backlog,
+        },
+        overload: if raw.overload == "reject" {
+            Overload::Reject
+        } else {
+            Overload::Queue
+        },
+        server_header: raw.server_header,
+        shutdown_timeout: Duration::from_millis(raw.shutdown_timeout),
+        data_dir: raw.data_dir,
+        api_keys,
+        protect_ops: raw.protect_ops,
+        job_threads: nz("job_threads", raw.job_threads)?,
+        log_level: raw.log_level,
+    })
+}
+
+/// The effective value of `key` as text, secrets redacted.
+fn show_value(key: &str, c: &Config, r: &Resources, profile: Profile) -> String {
+    let s = &c.server;
+    match key {
+        "profile" => profile.to_string(),
+        "vcpus" => r.vcpus_display(),
+        "memory" => format_size(r.memory_bytes),
+        "engine" => c.engine.as_str().to_owned(),
+        "host" => c.host.to_string(),
+        "port" => c.port.to_string(),
+        "threads" => s.threads.to_string(),
+        "workers" => s.workers.to_string(),
+        "connection_limit" => s.connection_limit.to_string(),
+        "cleanup_interval" => format_duration(s.cleanup_interval),
+        "channel_timeout" => format_duration(s.channel_timeout),
+        "recv_bytes" => s.recv_bytes.to_string(),
+        "send_bytes" => s.send_bytes.to_string(),
+        "max_request_body_size" => format_size(s.max_request_body_size),
+        "max_request_header_size" => format_size(s.max_request_header_size as u64),
+        "backlog" => s.backlog.to_string(),
+        "overload" => match c.overload {
+            Overload::Queue => "queue".to_owned(),
+            Overload::Reject => "reject".to_owned(),
+        },
+        "server_header" => c.server_header.clone(),
+        "shutdown_timeout" => format_duration(c.shutdown_timeout),
+        "data_dir" => c.data_dir.display().to_string(),
+        "api_keys" => match c.api_keys.len() {
+            0 => "(none)".to_owned(),
+            1 => "1 key (redacted)".to_owned(),
+            n => format!("{n} keys (redacted)"),
+        },
+        "api_keys_file" => "(see api_keys)".to_owned(),
+        "protect_ops" => c.protect_ops.to_string(),
+        "job_threads" => c.job_threads.to_string(),
+        "log_level" => c.log_level.clone(),
+        _ => String::new(),
+    }
+}
