@@ -1,14 +1,25 @@
-//! The application: routing and handlers.
-//!
-//! (Skeleton: `/health` and `/ready` only; the full service is being built.)
+//! The application: construction, dispatch, and the per-request frame around
+//! every handler (routing, auth, panic guard, metrics).
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use http::{Method, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderValue, Method, header};
 use tuning::Config;
 
+use crate::error::ApiError;
+use crate::jobs::Jobs;
+use crate::owner::Owner;
+use crate::router::{self, Miss};
 use crate::state::ServerState;
-use crate::{Dispatch, Request, Response, ResponseBody, problem};
+use crate::store::DatasetStore;
+use crate::telemetry::{self, RequestStats};
+use crate::{Dispatch, Request, RequestBody, Response, ResponseBody, auth};
 
 /// One effective setting as `/debug/status` shows it: secrets already redacted.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,27 +48,59 @@ pub enum AppError {
 /// The application both engines serve.
 #[derive(Debug)]
 pub struct App {
-    config: Arc<Config>,
-    settings: Vec<SettingEntry>,
-    state: ServerState,
+    pub(crate) config: Arc<Config>,
+    pub(crate) settings: Vec<SettingEntry>,
+    pub(crate) state: ServerState,
+    pub(crate) stats: RequestStats,
+    pub(crate) store: Arc<DatasetStore>,
+    pub(crate) jobs: Jobs,
+    pub(crate) openapi: OnceLock<Bytes>,
+    owner: Owner,
 }
 
 impl App {
     /// Builds the application from its configuration and the report of where
     /// each setting came from (shown by `/debug/status`).
     ///
+    /// Prepares the data directory: sweeps scratch files left by a dead
+    /// instance (a killed upload) and marks jobs it left unfinished as failed
+    /// (`interrupted`). Installs the Prometheus recorder once per process.
+    ///
     /// # Errors
     /// When the data directory cannot be prepared.
     pub fn new(config: Arc<Config>, settings: Vec<SettingEntry>) -> Result<Self, AppError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
+        let data_err = |source| AppError::DataDir {
             path: config.data_dir.clone(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(data_err)?;
+        telemetry::prometheus();
+        let owner = Owner::register();
+        let store = DatasetStore::open(
+            &config.data_dir,
+            &owner,
+            config.server.recv_bytes.get(),
+            config.server.max_request_body_size,
+        )
+        .map(Arc::new)
+        .map_err(data_err)?;
+        let jobs = Jobs::open(
+            &config.data_dir,
+            owner.clone(),
+            Arc::clone(&store),
+            config.job_threads.get(),
+        )
+        .map_err(data_err)?;
         let state = ServerState::new(config.engine.as_str(), config.server.connection_limit.get());
         Ok(Self {
             config,
             settings,
             state,
+            stats: RequestStats::new(),
+            store,
+            jobs,
+            openapi: OnceLock::new(),
+            owner,
         })
     }
 
@@ -76,38 +119,158 @@ impl App {
         &self.state
     }
 
-    /// Where a request's handler should run.
-    pub fn dispatch(&self, _method: &Method, path: &str) -> Dispatch {
-        match path {
-            "/health" | "/ready" => Dispatch::Inline,
-            _ => Dispatch::Blocking,
+    /// Where a request's handler should run: `Inline` for cheap routes that
+    /// never block (health, readiness, metrics, the OpenAPI document, and
+    /// answers for unknown routes), `Blocking` for everything else.
+    pub fn dispatch(&self, method: &Method, path: &str) -> Dispatch {
+        match router::route(method, path) {
+            Ok(m) if !m.route.is_inline() => Dispatch::Blocking,
+            _ => Dispatch::Inline,
         }
     }
 
-    /// Handles one request.
+    /// Handles one request: routing, auth, the handler (a panic becomes a 500),
+    /// then metrics (count, duration, bytes in and out).
     pub fn handle(&self, req: Request) -> Response {
-        let json = |status: StatusCode, body: &'static str| {
-            let mut res = Response::new(ResponseBody::from(body));
-            *res.status_mut() = status;
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            res
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        let bytes_in = Cell::new(0u64);
+        let mut body = Counted {
+            inner: body,
+            n: &bytes_in,
         };
-        match (req.method(), req.uri().path()) {
-            (&Method::GET | &Method::HEAD, "/health") => json(StatusCode::OK, r#"{"status":"ok"}"#),
-            (&Method::GET, "/ready") => {
-                if self.state.is_draining() || self.state.at_connection_limit() {
-                    json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        r#"{"status":"unavailable"}"#,
-                    )
-                } else {
-                    json(StatusCode::OK, r#"{"status":"ready"}"#)
-                }
+        let matched = router::route(&parts.method, parts.uri.path());
+        let route = matched.as_ref().ok().map(|m| m.route);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let m = matched.map_err(|miss| match miss {
+                Miss::NotFound => ApiError::NotFound(format!("no route for {}", parts.uri.path())),
+                Miss::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
+                    allow: allowed
+                        .iter()
+                        .map(Method::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+            })?;
+            auth::check(&self.config, m.route.access(), &parts.headers)?;
+            self.route(m, &parts, &mut body)
+        }));
+        let mut res = match outcome {
+            Ok(Ok(res)) => res,
+            Ok(Err(e)) => e.into_response(),
+            Err(_) => {
+                tracing::error!(path = parts.uri.path(), "handler panicked");
+                ApiError::Internal("handler panicked".to_owned()).into_response()
             }
-            _ => problem::response(StatusCode::NOT_FOUND, "no such route"),
+        };
+        if parts.method == Method::HEAD {
+            let len = res.body().len_hint().unwrap_or(0);
+            res.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            *res.body_mut() = ResponseBody::Empty;
         }
+        self.record(&parts.method, route, &mut res, started, bytes_in.get());
+        res
+    }
+
+    /// Records one request's metrics; wraps a streamed body so its bytes count as sent.
+    fn record(
+        &self,
+        method: &Method,
+        route: Option<router::Route>,
+        res: &mut Response,
+        started: Instant,
+        bytes_in: u64,
+    ) {
+        let elapsed = started.elapsed();
+        let status = res.status().as_u16();
+        self.stats.record(route, status, elapsed, bytes_in);
+        let template = route.map_or("unmatched", router::Route::template);
+        let engine = self.state.engine();
+        let method = method_label(method);
+        metrics::counter!("http_requests_total", "method" => method, "route" => template,
+            "status" => status.to_string(), "engine" => engine)
+        .increment(1);
+        metrics::histogram!("http_request_duration_seconds", "method" => method,
+            "route" => template, "engine" => engine)
+        .record(elapsed.as_secs_f64());
+        if bytes_in > 0 {
+            metrics::counter!("http_request_body_bytes_total", "route" => template, "engine" => engine)
+                .increment(bytes_in);
+        }
+        let out = self.stats.bytes_out(route);
+        let counter = metrics::counter!("http_response_body_bytes_total", "route" => template, "engine" => engine);
+        match std::mem::replace(res.body_mut(), ResponseBody::Empty) {
+            ResponseBody::Stream(inner) => {
+                *res.body_mut() = ResponseBody::Stream(Box::new(CountedStream {
+                    inner,
+                    out,
+                    counter,
+                }));
+            }
+            other => {
+                let n = other.len_hint().unwrap_or(0);
+                out.fetch_add(n, Ordering::Relaxed);
+                counter.increment(n);
+                *res.body_mut() = other;
+            }
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.owner.unregister();
+    }
+}
+
+/// A `'static` label for a method (unknown methods share one label, bounding cardinality).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The request body, counting the bytes read.
+pub(crate) struct Counted<'a> {
+    inner: RequestBody,
+    n: &'a Cell<u64>,
+}
+
+impl Counted<'_> {
+    /// The declared `Content-Length`.
+    pub(crate) fn declared_len(&self) -> Option<u64> {
+        self.inner.declared_len()
+    }
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n.set(self.n.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A streamed response body that counts what the engine reads from it.
+struct CountedStream {
+    inner: Box<dyn Read + Send>,
+    out: Arc<AtomicU64>,
+    counter: metrics::Counter,
+}
+
+impl Read for CountedStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.fetch_add(n as u64, Ordering::Relaxed);
+        self.counter.increment(n as u64);
+        Ok(n)
     }
 }

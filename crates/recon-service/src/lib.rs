@@ -17,13 +17,29 @@
 //!   both engines' error bodies are identical.
 
 pub mod app;
+pub mod auth;
 pub mod body;
+pub mod durable;
+pub mod error;
+pub mod events;
+mod handlers;
+pub mod ids;
+pub mod jobs;
+pub mod openapi;
+pub mod owner;
 pub mod problem;
+pub mod reconcile;
+pub mod results;
+pub mod router;
 pub mod shutdown;
 pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod upload;
 
 pub use app::{App, AppError, SettingEntry};
 pub use body::{RequestBody, ResponseBody};
+pub use error::ApiError;
 pub use shutdown::Shutdown;
 pub use state::ServerState;
 

@@ -1,0 +1,93 @@
+//! Server-Sent Events of a job's progress, read from `job.json` on disk so any
+//! replica sharing the data directory can serve them.
+//!
+//! The stream is a blocking reader (it runs on a worker thread): each read
+//! polls the job file until its state or progress changes, then yields one
+//! `event: progress` (or, at the end, `event: end`) with the job's JSON. A
+//! comment line is sent every 15 s of silence so proxies keep the stream open.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::jobs::{self, JobState, Progress};
+
+/// How often the job file is polled.
+const POLL: Duration = Duration::from_millis(100);
+/// Silence after which a keep-alive comment is sent.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A blocking SSE body for one job.
+#[derive(Debug)]
+pub struct EventStream {
+    dir: PathBuf,
+    last: Option<(JobState, Progress)>,
+    out: Vec<u8>,
+    pos: usize,
+    ended: bool,
+    last_sent: Instant,
+}
+
+impl EventStream {
+    /// Events of the job stored in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            last: None,
+            out: Vec::new(),
+            pos: 0,
+            ended: false,
+            last_sent: Instant::now(),
+        }
+    }
+
+    /// Waits for the next change and renders it into `out`.
+    fn next_event(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.pos = 0;
+        loop {
+            let Some(rec) = jobs::read_record(&self.dir) else {
+                // Deleted underneath us: end the stream.
+                self.out.extend_from_slice(b"event: end\ndata: {}\n\n");
+                self.ended = true;
+                return Ok(());
+            };
+            let now = (rec.state, rec.progress);
+            if self.last != Some(now) {
+                self.last = Some(now);
+                let name = if rec.state.is_terminal() {
+                    self.ended = true;
+                    "end"
+                } else {
+                    "progress"
+                };
+                let data = serde_json::to_string(&rec.to_api_json()).map_err(io::Error::other)?;
+                self.out
+                    .extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+                self.last_sent = Instant::now();
+                return Ok(());
+            }
+            if self.last_sent.elapsed() >= KEEP_ALIVE {
+                self.out.extend_from_slice(b": keep-alive\n\n");
+                self.last_sent = Instant::now();
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Read for EventStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.out.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            self.next_event()?;
+        }
+        let n = (self.out.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

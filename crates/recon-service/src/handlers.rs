@@ -1,0 +1,549 @@
+//! The route handlers: one method per endpoint, each returning a response or
+//! an [`ApiError`] that the request frame turns into a problem document.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+use recon_core::input::Format;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{App, Counted};
+use crate::error::ApiError;
+use crate::events::EventStream;
+use crate::jobs::{JobRecord, JobState};
+use crate::results::{ResultFormat, ResultStream, status_filter};
+use crate::router::{Matched, Route};
+use crate::store::{DatasetMeta, UploadOptions};
+use crate::telemetry::{self, ProcessStats};
+use crate::upload::{self, BodyKind, LimitedReader, Multipart, PartHeaders};
+use crate::{Response, ResponseBody};
+
+/// Largest JSON request body (a reconciliation request holds the rules text).
+const MAX_JSON_BODY: u64 = 16 * 1024 * 1024;
+/// Largest text form field (names, options, rules).
+const MAX_FIELD: usize = 1024 * 1024;
+/// Longest `?wait=` honoured, in seconds.
+const MAX_WAIT_SECS: f64 = 300.0;
+/// How long `/v1/reconcile` waits for its job by default, in seconds.
+const ONE_SHOT_WAIT_SECS: f64 = 60.0;
+
+/// A JSON response with `status`.
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    with_type(status, ResponseBody::from(bytes), "application/json")
+}
+
+fn with_type(status: StatusCode, body: ResponseBody, media_type: &'static str) -> Response {
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    res
+}
+
+fn with_location(mut res: Response, location: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// The body of `POST /v1/reconciliations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconciliationRequest {
+    left: String,
+    right: String,
+    rules: String,
+}
+
+impl App {
+    /// Runs the handler of a matched, authorised request.
+    pub(crate) fn route(
+        &self,
+        m: Matched<'_>,
+        parts: &Parts,
+        body: &mut Counted<'_>,
+    ) -> Result<Response, ApiError> {
+        let id = m.id.unwrap_or("");
+        let query = parts.uri.query();
+        match m.route {
+            Route::Health => Ok(with_type(
+                StatusCode::OK,
+                ResponseBody::from(r#"{"status":"ok"}"#),
+                "application/json",
+            )),
+            Route::Ready => Ok(self.ready()),
+            Route::DebugStatus => Ok(json_response(StatusCode::OK, &self.debug_status())),
+            Route::PerformanceMetrics => Ok(json_response(StatusCode::OK, &self.performance())),
+            Route::Metrics => Ok(with_type(
+                StatusCode::OK,
+                ResponseBody::from(telemetry::render_prometheus()),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )),
+            Route::OpenApi => {
+                let doc = self.openapi.get_or_init(|| {
+                    let v = crate::openapi::document(env!("CARGO_PKG_VERSION"));
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                });
+                Ok(with_type(
+                    StatusCode::OK,
+                    ResponseBody::Full(doc.clone()),
+                    "application/json",
+                ))
+            }
+            Route::CreateDataset => self.create_dataset(parts, body),
+            Route::ListDatasets => Ok(json_response(
+                StatusCode::OK,
+                &json!({ "datasets": self.store.list() }),
+            )),
+            Route::GetDataset => Ok(json_response(StatusCode::OK, &json!(self.store.get(id)?))),
+            Route::DeleteDataset => {
+                self.store.delete(id)?;
+                let mut res = Response::new(ResponseBody::Empty);
+                *res.status_mut() = StatusCode::NO_CONTENT;
+                Ok(res)
+            }
+            Route::CreateReconciliation => self.create_reconciliation(parts, body),
+            Route::Reconcile => self.reconcile_one_shot(parts, body),
+            Route::ListReconciliations => {
+                let all: Vec<_> = self
+                    .jobs
+                    .list()
+                    .iter()
+                    .map(JobRecord::to_api_json)
+                    .collect();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "reconciliations": all }),
+                ))
+            }
+            Route::GetReconciliation => Ok(json_response(
+                StatusCode::OK,
+                &self.jobs.get(id)?.to_api_json(),
+            )),
+            Route::Results => self.results(id, query),
+            Route::Events => {
+                let dir = self.jobs.dir_of(id)?;
+                let mut res = with_type(
+                    StatusCode::OK,
+                    ResponseBody::stream(EventStream::new(dir)),
+                    "text/event-stream",
+                );
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                Ok(res)
+            }
+        }
+    }
+
+    fn ready(&self) -> Response {
+        let (status, body) = if self.state.is_draining() {
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+        } else if self.state.at_connection_limit() {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"at_connection_limit"}"#,
+            )
+        } else {
+            (StatusCode::OK, r#"{"status":"ready"}"#)
+        };
+        with_type(status, ResponseBody::from(body), "application/json")
+    }
+
+    fn debug_status(&self) -> serde_json::Value {
+        let s = &self.state;
+        let (datasets, dataset_bytes) = self.store.usage();
+        let workers_total = s.workers_total();
+        let busy = s.workers_busy();
+        json!({
+            "engine": s.engine(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.stats.uptime().as_secs_f64(),
+            "settings": self.settings,
+            "connections": {
+                "open": s.connections_open(),
+                "total": s.connections_total(),
+                "limit": self.config.server.connection_limit.get(),
+            },
+            "workers": {
+                "total": workers_total,
+                "busy": busy,
+                "idle": workers_total.saturating_sub(busy),
+            },
+            "requests_queued": s.requests_queued(),
+            "draining": s.is_draining(),
+            "jobs": self.jobs.counts(),
+            "datasets": { "count": datasets, "bytes": dataset_bytes },
+            "process": ProcessStats::read(),
+        })
+    }
+
+    fn performance(&self) -> serde_json::Value {
+        let routes = self.stats.snapshot();
+        let sum = |f: fn(&telemetry::RouteSnapshot) -> u64| routes.iter().map(f).sum::<u64>();
+        json!({
+            "uptime_seconds": self.stats.uptime().as_secs_f64(),
+            "requests_per_second_1m": self.stats.requests_per_second(),
+            "totals": {
+                "requests": sum(|r| r.count),
+                "errors": sum(|r| r.errors),
+                "bytes_in": sum(|r| r.bytes_in),
+                "bytes_out": sum(|r| r.bytes_out),
+            },
+            "routes": routes,
+            "process": ProcessStats::read(),
+        })
+    }
+
+    fn body_limit(&self) -> u64 {
+        self.config.server.max_request_body_size
+    }
+
+    /// 413 before reading when the declared length is past the limit.
+    fn check_declared(&self, body: &Counted<'_>) -> Result<(), ApiError> {
+        let limit = self.body_limit();
+        match body.declared_len() {
+            Some(len) if len > limit => Err(ApiError::PayloadTooLarge { limit }),
+            _ => Ok(()),
+        }
+    }
+
+    fn create_dataset(&self, parts: &Parts, body: &mut Counted<'_>) -> Result<Response, ApiError> {
+        self.check_declared(body)?;
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let kind = upload::body_kind(content_type)?;
+        let mut opts = upload_options(parts.uri.query())?;
+        let limit = self.body_limit();
+        let mut limited = LimitedReader::new(body, limit);
+        let meta = match kind {
+            BodyKind::Raw(format) => self.store.create(&mut limited, format, &opts)?,
+            BodyKind::Multipart(boundary) => {
+                let mut mp =
+                    Multipart::new(limited, &boundary, self.config.server.recv_bytes.get());
+                loop {
+                    let part = mp
+                        .next_part()
+                        .map_err(|e| ApiError::from_body_io(&e, limit))?
+                        .ok_or_else(|| {
+                            ApiError::BadRequest("the multipart body has no file part".to_owned())
+                        })?;
+                    if part.filename.is_some() || part.name.as_deref() == Some("file") {
+                        let format = part_format(&part)?;
+                        if opts.name.is_none() {
+                            opts.name = part.filename.clone();
+                        }
+                        break self.store.create(&mut mp, format, &opts)?;
+                    }
+                    let value = upload::read_small_part(&mut mp, MAX_FIELD)
+                        .map_err(|e| ApiError::from_body_io(&e, limit))?;
+                    apply_option(&mut opts, part.name.as_deref().unwrap_or(""), &value)?;
+                }
+            }
+        };
+        let res = json_response(StatusCode::CREATED, &json!(meta));
+        Ok(with_location(res, &format!("/v1/datasets/{}", meta.id)))
+    }
+
+    fn create_reconciliation(
+        &self,
+        parts: &Parts,
+        body: &mut Counted<'_>,
+    ) -> Result<Response, ApiError> {
+        let limit = self.body_limit().min(MAX_JSON_BODY);
+        if body.declared_len().is_some_and(|n| n > limit) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+            let essence = ct
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "send the request as application/json, not {essence:?}"
+                )));
+            }
+        }
+        let wait = wait_param(parts.uri.query(), 0.0)?;
+        let mut bytes = Vec::new();
+        LimitedReader::new(body, limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ApiError::from_body_io(&e, limit))?;
+        let req: ReconciliationRequest = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("invalid reconciliation request: {e}")))?;
+        let rec = self.jobs.submit(&req.left, &req.right, &req.rules)?;
+        self.job_answer(rec, wait)
+    }
+
+    /// Answers with the job: 200 when it ended within `wait`, else 202.
+    fn job_answer(&self, rec: JobRecord, wait: Duration) -> Result<Response, ApiError> {
+        let rec = if wait.is_zero() {
+            rec
+        } else {
+            self.jobs.wait(&rec.id, wait)?
+        };
+        let status = if rec.state.is_terminal() {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        let res = json_response(status, &rec.to_api_json());
+        Ok(with_location(
+            res,
+            &format!("/v1/reconciliations/{}", rec.id),
+        ))
+    }
+
+    fn reconcile_one_shot(
+        &self,
+        parts: &Parts,
+        body: &mut Counted<'_>,
+    ) -> Result<Response, ApiError> {
+        self.check_declared(body)?;
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let BodyKind::Multipart(boundary) = upload::body_kind(content_type)? else {
+            return Err(ApiError::UnsupportedMediaType(
+                "send multipart/form-data with files `left`, `right` and the field `rules`"
+                    .to_owned(),
+            ));
+        };
+        let wait = wait_param(parts.uri.query(), ONE_SHOT_WAIT_SECS)?;
+        let limit = self.body_limit();
+        let limited = LimitedReader::new(body, limit);
+        let mut mp = Multipart::new(limited, &boundary, self.config.server.recv_bytes.get());
+        let mut left: Option<DatasetMeta> = None;
+        let mut right: Option<DatasetMeta> = None;
+        let mut rules: Option<String> = None;
+        let io = |e: std::io::Error| ApiError::from_body_io(&e, limit);
+        let stored = |m: &Option<DatasetMeta>| m.as_ref().map(|d| d.id.clone());
+        let outcome = (|| {
+            while let Some(part) = mp.next_part().map_err(io)? {
+                match part.name.as_deref() {
+                    Some(side @ ("left" | "right")) => {
+                        let opts = UploadOptions {
+                            name: part.filename.clone().or_else(|| Some(side.to_owned())),
+                            ..UploadOptions::default()
+                        };
+                        let meta = self.store.create(&mut mp, part_format(&part)?, &opts)?;
+                        if side == "left" {
+                            left = Some(meta);
+                        } else {
+                            right = Some(meta);
+                        }
+                    }
+                    Some("rules") => {
+                        rules = Some(upload::read_small_part(&mut mp, MAX_FIELD).map_err(io)?)
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<(), ApiError>(())
+        })();
+        let cleanup = |l: Option<String>, r: Option<String>| {
+            for id in [l, r].into_iter().flatten() {
+                let _ = self.store.delete(&id);
+            }
+        };
+        if let Err(e) = outcome {
+            cleanup(stored(&left), stored(&right));
+            return Err(e);
+        }
+        let (Some(l), Some(r), Some(rules)) = (&left, &right, &rules) else {
+            cleanup(stored(&left), stored(&right));
+            return Err(ApiError::BadRequest(
+                "the multipart body needs files `left` and `right` and the field `rules`"
+                    .to_owned(),
+            ));
+        };
+        let rec = match self.jobs.submit(&l.id, &r.id, rules) {
+            Ok(rec) => rec,
+            Err(e) => {
+                cleanup(stored(&left), stored(&right));
+                return Err(e);
+            }
+        };
+        self.job_answer(rec, wait)
+    }
+
+    fn results(&self, id: &str, query: Option<&str>) -> Result<Response, ApiError> {
+        let rec = self.jobs.get(id)?;
+        if rec.state != JobState::Succeeded {
+            return Err(ApiError::Conflict(format!(
+                "reconciliation {id} is {}; results exist once it has succeeded",
+                rec.state.as_str()
+            )));
+        }
+        let dir = self.jobs.dir_of(id)?;
+        let pairs = upload::query_pairs(query);
+        let format = ResultFormat::parse(
+            pairs
+                .iter()
+                .find_map(|(k, v)| (k == "format").then_some(v.as_str())),
+        )?;
+        let filter = status_filter(
+            pairs
+                .iter()
+                .filter(|(k, _)| k == "status")
+                .map(|(_, v)| v.clone()),
+        );
+        let body = match format {
+            ResultFormat::Parquet => {
+                if !filter.is_empty() {
+                    return Err(ApiError::BadRequest(
+                        "status filtering is offered for csv and json; parquet results are served whole"
+                            .to_owned(),
+                    ));
+                }
+                let file = std::fs::File::open(dir.join("results.parquet")).map_err(|_| {
+                    ApiError::NotFound("this reconciliation has no parquet results".to_owned())
+                })?;
+                ResponseBody::stream(file)
+            }
+            ResultFormat::Csv if filter.is_empty() => {
+                let file =
+                    std::fs::File::open(dir.join("results.csv")).map_err(ApiError::internal)?;
+                ResponseBody::stream(file)
+            }
+            _ => ResponseBody::stream(ResultStream::open(
+                &dir.join("results.csv"),
+                filter,
+                format,
+            )?),
+        };
+        let mut res = with_type(StatusCode::OK, body, format.media_type());
+        let ext = match format {
+            ResultFormat::Csv => "csv",
+            ResultFormat::Json => "ndjson",
+            ResultFormat::Parquet => "parquet",
+        };
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("attachment; filename=\"results-{id}.{ext}\""))
+        {
+            res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        Ok(res)
+    }
+}
+
+/// The format of a multipart file part: its content type, else its file name's extension.
+fn part_format(part: &PartHeaders) -> Result<Format, ApiError> {
+    part.content_type
+        .as_deref()
+        .and_then(Format::from_media_type)
+        .or_else(|| {
+            part.filename
+                .as_deref()
+                .and_then(|f| Format::from_path(std::path::Path::new(f)))
+        })
+        .ok_or_else(|| {
+            ApiError::UnsupportedMediaType(format!(
+                "cannot tell the format of part {:?} (content type {:?}, file name {:?})",
+                part.name.as_deref().unwrap_or(""),
+                part.content_type.as_deref().unwrap_or(""),
+                part.filename.as_deref().unwrap_or("")
+            ))
+        })
+}
+
+/// Upload options from the query: `name`, `delimiter`, `has_header`.
+fn upload_options(query: Option<&str>) -> Result<UploadOptions, ApiError> {
+    let mut opts = UploadOptions::default();
+    for (k, v) in upload::query_pairs(query) {
+        apply_option(&mut opts, &k, &v)?;
+    }
+    Ok(opts)
+}
+
+/// Applies one upload option (from the query or a form field); unknown keys are ignored.
+fn apply_option(opts: &mut UploadOptions, key: &str, value: &str) -> Result<(), ApiError> {
+    match key {
+        "name" => {
+            let name = value.trim();
+            if !name.is_empty() {
+                opts.name = Some(name.chars().take(256).collect());
+            }
+        }
+        "delimiter" => {
+            let d = match value {
+                "\\t" | "tab" => b'\t',
+                v if v.len() == 1 && v.is_ascii() => v.as_bytes()[0],
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "delimiter must be one ASCII character, not {value:?}"
+                    )));
+                }
+            };
+            opts.delimiter = d;
+        }
+        "has_header" => {
+            opts.has_header = match value {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "has_header must be true or false, not {value:?}"
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The `wait` query parameter in seconds (`default` when absent), capped at 300.
+fn wait_param(query: Option<&str>, default: f64) -> Result<Duration, ApiError> {
+    let secs = match upload::query_value(query, "wait") {
+        None => default,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("wait must be a number of seconds, not {v:?}"))
+            })?,
+    };
+    Ok(Duration::from_secs_f64(secs.min(MAX_WAIT_SECS)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_and_options_parse() {
+        assert_eq!(
+            wait_param(Some("wait=1.5"), 0.0).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(wait_param(None, 2.0).unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            wait_param(Some("wait=1e9"), 0.0).unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(wait_param(Some("wait=-1"), 0.0).unwrap_err().status(), 400);
+        let o = upload_options(Some("name=a%20b&delimiter=%3B&has_header=false")).unwrap();
+        assert_eq!(
+            (o.name.as_deref(), o.delimiter, o.has_header),
+            (Some("a b"), b';', false)
+        );
+        assert_eq!(
+            upload_options(Some("delimiter=ab")).unwrap_err().status(),
+            400
+        );
+    }
+}

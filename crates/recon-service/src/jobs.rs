@@ -1,0 +1,468 @@
+//! Reconciliation jobs: persisted state, a bounded pool, waiting, and recovery.
+//!
+//! Layout under the data directory:
+//! ```text
+//! jobs/{id}/job.json       state, progress, timings, dataset ids, rules sha256 (atomic writes)
+//! jobs/{id}/rules.toml     the rules the job runs with
+//! jobs/{id}/results.csv    every result row (written to a temp file, renamed when complete)
+//! jobs/{id}/summary.json   counts and totals (likewise)
+//! ```
+//! Jobs run on a rayon pool of `job_threads` threads, never on a request thread.
+//! Every read of a job's state comes from `job.json`, so a replica sharing the
+//! data directory sees the same jobs. A job left `queued` or `running` by a
+//! process that is gone is marked `failed` with the error `interrupted` when
+//! the next instance starts; its results, never renamed into place, are not served.
+
+use std::fs;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::durable;
+use crate::error::ApiError;
+use crate::ids;
+use crate::owner::Owner;
+use crate::reconcile;
+use crate::store::DatasetStore;
+
+/// A job's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted, waiting for a pool thread.
+    Queued,
+    /// Running now.
+    Running,
+    /// Finished; results and summary are stored.
+    Succeeded,
+    /// Finished without results; `error` says why.
+    Failed,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed)
+    }
+
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+/// Records processed of records to process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Records processed so far.
+    pub done: u64,
+    /// Records to process (left plus right); 0 until known.
+    pub total: u64,
+}
+
+/// A job as `job.json` holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub id: String,
+    /// Its state.
+    pub state: JobState,
+    /// The left dataset's id.
+    pub left: String,
+    /// The right dataset's id.
+    pub right: String,
+    /// SHA-256 of the rules text.
+    pub rules_sha256: String,
+    /// Records done of total.
+    pub progress: Progress,
+    /// Why the job failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was accepted (RFC 3339).
+    pub created: String,
+    /// When it started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// Run time in milliseconds, once ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The summary, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<serde_json::Value>,
+    /// Which instance runs it (not shown by the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+impl JobRecord {
+    /// The API's view: the record without its owner, with links.
+    pub fn to_api_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("owner");
+            let base = format!("/v1/reconciliations/{}", self.id);
+            obj.insert(
+                "links".to_owned(),
+                serde_json::json!({
+                    "self": base,
+                    "results": format!("{base}/results"),
+                    "events": format!("{base}/events"),
+                }),
+            );
+        }
+        v
+    }
+}
+
+/// Counts jobs by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct JobCounts {
+    /// Waiting.
+    pub queued: usize,
+    /// Running.
+    pub running: usize,
+    /// Succeeded.
+    pub succeeded: usize,
+    /// Failed.
+    pub failed: usize,
+}
+
+/// How often a running job rewrites its progress at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// The job runner.
+pub struct Jobs {
+    dir: PathBuf,
+    pool: rayon::ThreadPool,
+    owner: Owner,
+    store: Arc<DatasetStore>,
+    /// Bumped whenever a job of this instance ends; waiters sleep on it.
+    ended: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("dir", &self.dir)
+            .field("threads", &self.pool.current_num_threads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jobs {
+    /// Opens the job directory, marks abandoned jobs failed (`interrupted`) and
+    /// starts a pool of `threads`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or the pool cannot start.
+    pub fn open(
+        data_dir: &Path,
+        owner: Owner,
+        store: Arc<DatasetStore>,
+        threads: usize,
+    ) -> io::Result<Self> {
+        let dir = data_dir.join("jobs");
+        fs::create_dir_all(&dir)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("recon-job-{i}"))
+            .build()
+            .map_err(io::Error::other)?;
+        let jobs = Self {
+            dir,
+            pool,
+            owner,
+            store,
+            ended: Arc::new((Mutex::new(0), Condvar::new())),
+        };
+        jobs.recover();
+        Ok(jobs)
+    }
+
+    fn job_dir(&self, id: &str) -> Result<PathBuf, ApiError> {
+        if !ids::is_valid(id) {
+            return Err(ApiError::NotFound(format!("no reconciliation {id:?}")));
+        }
+        Ok(self.dir.join(id))
+    }
+
+    /// Marks jobs of dead instances failed with `interrupted`.
+    fn recover(&self) {
+        for mut rec in self.list() {
+            if rec.state.is_terminal() {
+                continue;
+            }
+            if rec.owner.as_ref().is_some_and(|o| !o.is_abandoned()) {
+                continue;
+            }
+            tracing::warn!(job = %rec.id, state = rec.state.as_str(), "job interrupted by a restart");
+            rec.state = JobState::Failed;
+            rec.error = Some("interrupted".to_owned());
+            rec.finished = Some(durable::now_rfc3339());
+            if let Err(e) = write_record(&self.dir.join(&rec.id), &rec) {
+                tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
+            }
+            metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
+        }
+    }
+
+    /// Accepts a job over two stored datasets and queues it.
+    ///
+    /// # Errors
+    /// 422 when a dataset is unknown or the rules are invalid; 500 for disk errors.
+    pub fn submit(&self, left: &str, right: &str, rules: &str) -> Result<JobRecord, ApiError> {
+        for (side, id) in [("left", left), ("right", right)] {
+            self.store.get(id).map_err(|_| {
+                ApiError::Unprocessable(format!("{side} dataset {id:?} does not exist"))
+            })?;
+        }
+        reconcile::check_rules(rules).map_err(ApiError::Unprocessable)?;
+        let id = ids::new_id();
+        let dir = self.dir.join(&id);
+        fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+        durable::write_atomic(&dir.join("rules.toml"), rules.as_bytes())
+            .map_err(ApiError::internal)?;
+        let rec = JobRecord {
+            id: id.clone(),
+            state: JobState::Queued,
+            left: left.to_owned(),
+            right: right.to_owned(),
+            rules_sha256: hex::encode(Sha256::digest(rules.as_bytes())),
+            progress: Progress::default(),
+            error: None,
+            created: durable::now_rfc3339(),
+            started: None,
+            finished: None,
+            duration_ms: None,
+            summary: None,
+            owner: Some(self.owner.clone()),
+        };
+        write_record(&dir, &rec).map_err(ApiError::internal)?;
+        durable::sync_dir(&self.dir).map_err(ApiError::internal)?;
+        let store = Arc::clone(&self.store);
+        let ended = Arc::clone(&self.ended);
+        let run_rec = rec.clone();
+        let rules = rules.to_owned();
+        self.pool.spawn(move || {
+            run(&dir, run_rec, &store, &rules);
+            let (lock, cvar) = &*ended;
+            if let Ok(mut n) = lock.lock() {
+                *n += 1;
+            }
+            cvar.notify_all();
+        });
+        tracing::info!(job = %id, left, right, "reconciliation queued");
+        Ok(rec)
+    }
+
+    /// A job's record.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown or invalid id.
+    pub fn get(&self, id: &str) -> Result<JobRecord, ApiError> {
+        read_record(&self.job_dir(id)?)
+            .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))
+    }
+
+    /// The directory of an existing job.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown or invalid id.
+    pub fn dir_of(&self, id: &str) -> Result<PathBuf, ApiError> {
+        let dir = self.job_dir(id)?;
+        if dir.join("job.json").exists() {
+            Ok(dir)
+        } else {
+            Err(ApiError::NotFound(format!("no reconciliation {id:?}")))
+        }
+    }
+
+    /// Waits up to `timeout` for a job to end; returns its record either way.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown id.
+    pub fn wait(&self, id: &str, timeout: Duration) -> Result<JobRecord, ApiError> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.ended;
+        loop {
+            let seen = lock.lock().map(|n| *n).unwrap_or(0);
+            let rec = self.get(id)?;
+            let now = Instant::now();
+            if rec.state.is_terminal() || now >= deadline {
+                return Ok(rec);
+            }
+            // Woken when any job of this instance ends; a job of another replica
+            // is polled at most every 100 ms.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            if let Ok(guard) = lock.lock() {
+                if *guard == seen {
+                    let _ = cvar.wait_timeout(guard, wait);
+                }
+            }
+        }
+    }
+
+    /// Every job, oldest first.
+    pub fn list(&self) -> Vec<JobRecord> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<JobRecord> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_str().is_some_and(ids::is_valid))
+            .filter_map(|e| read_record(&e.path()))
+            .collect();
+        out.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Jobs by state.
+    pub fn counts(&self) -> JobCounts {
+        let mut c = JobCounts::default();
+        for rec in self.list() {
+            match rec.state {
+                JobState::Queued => c.queued += 1,
+                JobState::Running => c.running += 1,
+                JobState::Succeeded => c.succeeded += 1,
+                JobState::Failed => c.failed += 1,
+            }
+        }
+        c
+    }
+}
+
+/// Reads `dir/job.json`.
+pub fn read_record(dir: &Path) -> Option<JobRecord> {
+    let bytes = fs::read(dir.join("job.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_record(dir: &Path, rec: &JobRecord) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(rec).map_err(io::Error::other)?;
+    durable::write_atomic(&dir.join("job.json"), &json)
+}
+
+/// Runs one job on a pool thread, recording every state change.
+fn run(dir: &Path, mut rec: JobRecord, store: &DatasetStore, rules: &str) {
+    let started = Instant::now();
+    rec.state = JobState::Running;
+    rec.started = Some(durable::now_rfc3339());
+    if let Err(e) = write_record(dir, &rec) {
+        tracing::error!(job = %rec.id, error = %e, "could not record job start");
+    }
+    let span = tracing::info_span!("job", id = %rec.id);
+    let _enter = span.enter();
+    let result = catch_unwind(AssertUnwindSafe(|| execute(dir, &rec, store, rules)));
+    let elapsed = started.elapsed();
+    rec.finished = Some(durable::now_rfc3339());
+    rec.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    // Re-read the latest progress the run wrote.
+    if let Some(latest) = read_record(dir) {
+        rec.progress = latest.progress;
+    }
+    match result {
+        Ok(Ok(done)) => {
+            rec.state = JobState::Succeeded;
+            rec.progress.done = rec.progress.total;
+            for (status, n) in &done.records {
+                metrics::counter!("recon_records_total", "status" => status.clone()).increment(*n);
+            }
+            rec.summary = Some(done.summary);
+            tracing::info!(ms = rec.duration_ms, "reconciliation succeeded");
+        }
+        Ok(Err(e)) => {
+            rec.state = JobState::Failed;
+            tracing::info!(error = %e, "reconciliation failed");
+            rec.error = Some(e);
+        }
+        Err(_) => {
+            rec.state = JobState::Failed;
+            tracing::error!("reconciliation panicked");
+            rec.error = Some("internal error".to_owned());
+        }
+    }
+    metrics::counter!("recon_jobs_total", "status" => rec.state.as_str()).increment(1);
+    metrics::histogram!("recon_job_duration_seconds").record(elapsed.as_secs_f64());
+    if let Err(e) = write_record(dir, &rec) {
+        tracing::error!(error = %e, "could not record job end");
+    }
+}
+
+fn execute(
+    dir: &Path,
+    rec: &JobRecord,
+    store: &DatasetStore,
+    rules: &str,
+) -> Result<reconcile::Finished, String> {
+    let load = |id: &str| {
+        store
+            .load(id)
+            .map(|(_, t)| t)
+            .map_err(|e| format!("dataset {id}: {e}"))
+    };
+    let left = load(&rec.left)?;
+    let right = load(&rec.right)?;
+    let last = Mutex::new(Instant::now());
+    let progress_rec = Mutex::new(rec.clone());
+    let report = |done: u64, total: u64| {
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed() < PROGRESS_EVERY && done < total {
+            return;
+        }
+        *last = Instant::now();
+        if let Ok(mut r) = progress_rec.lock() {
+            r.state = JobState::Running;
+            r.progress = Progress { done, total };
+            let _ = write_record(dir, &r);
+        }
+    };
+    let total = (left.rows + right.rows) as u64;
+    report(0, total);
+    reconcile::execute(&left, &right, rules, dir, &report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_json_hides_owner_and_links() {
+        let rec = JobRecord {
+            id: ids::new_id(),
+            state: JobState::Queued,
+            left: "l".into(),
+            right: "r".into(),
+            rules_sha256: String::new(),
+            progress: Progress::default(),
+            error: None,
+            created: durable::now_rfc3339(),
+            started: None,
+            finished: None,
+            duration_ms: None,
+            summary: None,
+            owner: Some(Owner::register()),
+        };
+        let v = rec.to_api_json();
+        assert!(v.get("owner").is_none());
+        assert_eq!(v["state"], "queued");
+        assert!(
+            v["links"]["results"]
+                .as_str()
+                .unwrap()
+                .ends_with("/results")
+        );
+    }
+}

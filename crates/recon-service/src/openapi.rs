@@ -1,0 +1,211 @@
+//! The OpenAPI 3.1 description served at `/openapi.json`.
+//!
+//! Written by hand (one entry per operation), and kept true by a test that
+//! compares its operations with the router's [`ROUTES`](crate::router::ROUTES)
+//! in both directions.
+
+use serde_json::{Value, json};
+
+fn problem(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+fn ok_json(desc: &str, schema: Value) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": schema}}})
+}
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f-]{36}$"}})
+}
+
+/// The document.
+pub fn document(version: &str) -> Value {
+    let dataset = json!({"$ref": "#/components/schemas/Dataset"});
+    let job = json!({"$ref": "#/components/schemas/Job"});
+    let upload_body = json!({
+        "required": true,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "contentMediaType": "application/vnd.apache.parquet"}},
+            "application/vnd.apache.arrow.stream": {"schema": {"type": "string"}},
+            "application/vnd.apache.arrow.file": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                "name": {"type": "string"}
+            }, "required": ["file"]}}
+        }
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "recon",
+            "version": version,
+            "description": "Reconciles two record sets (ledger vs bank statement). Errors are RFC 9457 problem documents."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {"type": "object", "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"},
+                    "status": {"type": "integer"}, "detail": {"type": "string"}
+                }},
+                "Dataset": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"}, "format": {"type": "string"},
+                    "rows": {"type": "integer"}, "columns": {"type": "array", "items": {"type": "string"}},
+                    "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
+                    "stored_bytes": {"type": "integer"}
+                }},
+                "Job": {"type": "object", "properties": {
+                    "id": {"type": "string"},
+                    "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+                    "left": {"type": "string"}, "right": {"type": "string"}, "rules_sha256": {"type": "string"},
+                    "progress": {"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}}},
+                    "error": {"type": "string"}, "created": {"type": "string"}, "started": {"type": "string"},
+                    "finished": {"type": "string"}, "duration_ms": {"type": "integer"},
+                    "summary": {"type": "object"}, "links": {"type": "object"}
+                }},
+                "ReconciliationRequest": {"type": "object", "required": ["left", "right", "rules"], "properties": {
+                    "left": {"type": "string", "description": "left dataset id"},
+                    "right": {"type": "string", "description": "right dataset id"},
+                    "rules": {"type": "string", "description": "the rules file's TOML text"}
+                }}
+            }
+        },
+        "paths": {
+            "/health": {
+                "get": {"summary": "Liveness", "responses": {"200": ok_json("serving", json!({"type": "object"}))}},
+                "head": {"summary": "Liveness without a body", "responses": {"200": {"description": "serving"}}}
+            },
+            "/ready": {
+                "get": {"summary": "Readiness", "responses": {
+                    "200": ok_json("accepting work", json!({"type": "object"})),
+                    "503": ok_json("draining or at the connection limit", json!({"type": "object"}))
+                }}
+            },
+            "/debug/status": {
+                "get": {"summary": "Engine, settings with sources, connections, workers, jobs, datasets, RSS",
+                    "security": [{"bearer": []}],
+                    "responses": {"200": ok_json("status", json!({"type": "object"})), "401": problem("no key"), "403": problem("wrong key")}}
+            },
+            "/performance/metrics": {
+                "get": {"summary": "Per-route counts, errors, latency quantiles, req/s, bytes, RSS, CPU",
+                    "security": [{"bearer": []}],
+                    "responses": {"200": ok_json("figures", json!({"type": "object"})), "401": problem("no key"), "403": problem("wrong key")}}
+            },
+            "/metrics": {
+                "get": {"summary": "Prometheus text exposition",
+                    "security": [{"bearer": []}],
+                    "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": problem("no key"), "403": problem("wrong key")}}
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": ok_json("OpenAPI 3.1", json!({"type": "object"}))}}
+            },
+            "/v1/datasets": {
+                "post": {"summary": "Upload a dataset (streamed to disk, validated, stored as Arrow IPC)",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        {"name": "name", "in": "query", "schema": {"type": "string"}},
+                        {"name": "delimiter", "in": "query", "schema": {"type": "string", "maxLength": 1}},
+                        {"name": "has_header", "in": "query", "schema": {"type": "boolean"}}
+                    ],
+                    "requestBody": upload_body,
+                    "responses": {
+                        "201": ok_json("stored", dataset.clone()),
+                        "400": problem("body cut short or malformed multipart"),
+                        "401": problem("no key"), "403": problem("wrong key"),
+                        "408": problem("body stalled past channel_timeout"),
+                        "413": problem("body larger than max_request_body_size"),
+                        "415": problem("unknown media type"),
+                        "422": problem("malformed content: line, column and value")
+                    }},
+                "get": {"summary": "List datasets", "security": [{"bearer": []}],
+                    "responses": {"200": ok_json("datasets", json!({"type": "object", "properties": {"datasets": {"type": "array", "items": dataset.clone()}}}))}}
+            },
+            "/v1/datasets/{id}": {
+                "parameters": [id_param()],
+                "get": {"summary": "One dataset", "security": [{"bearer": []}],
+                    "responses": {"200": ok_json("the dataset", dataset), "404": problem("unknown id")}},
+                "delete": {"summary": "Delete a dataset", "security": [{"bearer": []}],
+                    "responses": {"204": {"description": "deleted"}, "404": problem("unknown id")}}
+            },
+            "/v1/reconciliations": {
+                "post": {"summary": "Start a reconciliation of two stored datasets", "security": [{"bearer": []}],
+                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 300}}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReconciliationRequest"}}}},
+                    "responses": {
+                        "200": ok_json("finished within ?wait", job.clone()),
+                        "202": ok_json("queued", job.clone()),
+                        "400": problem("bad JSON"), "422": problem("unknown dataset or invalid rules")
+                    }},
+                "get": {"summary": "List reconciliations", "security": [{"bearer": []}],
+                    "responses": {"200": ok_json("jobs", json!({"type": "object", "properties": {"reconciliations": {"type": "array", "items": job.clone()}}}))}}
+            },
+            "/v1/reconcile": {
+                "post": {"summary": "One shot: multipart with files `left`, `right` and field `rules`; answers with the summary and links",
+                    "security": [{"bearer": []}],
+                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 300}}],
+                    "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["left", "right", "rules"], "properties": {
+                        "left": {"type": "string"}, "right": {"type": "string"}, "rules": {"type": "string"}
+                    }}}}},
+                    "responses": {
+                        "200": ok_json("finished", job.clone()), "202": ok_json("still running", job.clone()),
+                        "413": problem("too large"), "415": problem("unknown media type"), "422": problem("malformed content or rules")
+                    }}
+            },
+            "/v1/reconciliations/{id}": {
+                "parameters": [id_param()],
+                "get": {"summary": "A reconciliation's state, progress and summary", "security": [{"bearer": []}],
+                    "responses": {"200": ok_json("the job", job), "404": problem("unknown id")}}
+            },
+            "/v1/reconciliations/{id}/results": {
+                "parameters": [id_param()],
+                "get": {"summary": "Result rows, streamed", "security": [{"bearer": []}],
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "comma-separated statuses to keep"},
+                        {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "json", "parquet"]}}
+                    ],
+                    "responses": {
+                        "200": {"description": "rows", "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                            "application/vnd.apache.parquet": {"schema": {"type": "string"}}
+                        }},
+                        "404": problem("unknown id"), "409": problem("the job has not succeeded")
+                    }}
+            },
+            "/v1/reconciliations/{id}/events": {
+                "parameters": [id_param()],
+                "get": {"summary": "Server-Sent Events: `progress` until the job ends, then `end`", "security": [{"bearer": []}],
+                    "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "404": problem("unknown id")}}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::router::ROUTES;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document("test");
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if method != "parameters" {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p, _)| (m.as_str().to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(documented, routed);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

@@ -1,0 +1,381 @@
+//! The dataset store: uploads streamed to disk, validated, and kept as Arrow IPC.
+//!
+//! Layout under the data directory:
+//! ```text
+//! tmp/{instance}/owner.json        who owns this scratch directory
+//! tmp/{instance}/{id}.upload       the raw body while it streams in
+//! tmp/{instance}/{id}/             the dataset being built
+//! datasets/{id}/data.arrow         the rows, all columns UTF-8 text
+//! datasets/{id}/meta.json          id, name, format, rows, columns, bytes, sha256, created
+//! ```
+//! A dataset becomes visible only by the rename of its complete, fsynced
+//! directory into `datasets/` (then the parent is fsynced), so a crash or a
+//! SIGKILL mid-upload leaves at most scratch files, which the next start sweeps.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use recon_core::error::InputError;
+use recon_core::input::{Format, ReadOptions, Table, read_table, write_table_ipc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::durable;
+use crate::error::ApiError;
+use crate::ids;
+use crate::owner::Owner;
+
+/// A stored dataset's description, as `meta.json` holds it and the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetMeta {
+    /// The dataset id.
+    pub id: String,
+    /// The name given at upload (or the file name, or the id).
+    pub name: String,
+    /// The uploaded format: `csv`, `parquet`, `arrow`, `arrow-stream` or `ndjson`.
+    pub format: String,
+    /// Rows (records) stored.
+    pub rows: u64,
+    /// Column names in file order.
+    pub columns: Vec<String>,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the uploaded bytes.
+    pub sha256: String,
+    /// When it was stored (RFC 3339 UTC).
+    pub created: String,
+    /// Bytes the stored Arrow IPC file takes.
+    pub stored_bytes: u64,
+}
+
+/// How to read an upload, beyond its format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadOptions {
+    /// The dataset's name; by default the file name or the id.
+    pub name: Option<String>,
+    /// CSV delimiter.
+    pub delimiter: u8,
+    /// Whether a CSV's first line names the columns.
+    pub has_header: bool,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            delimiter: b',',
+            has_header: true,
+        }
+    }
+}
+
+/// The short name of a format, as `meta.json` and the API show it.
+pub fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Csv => "csv",
+        Format::Parquet => "parquet",
+        Format::Arrow => "arrow",
+        Format::ArrowStream => "arrow-stream",
+        Format::Ndjson => "ndjson",
+    }
+}
+
+/// Datasets under one data directory.
+#[derive(Debug)]
+pub struct DatasetStore {
+    datasets: PathBuf,
+    scratch: PathBuf,
+    chunk: usize,
+    limit: u64,
+}
+
+/// Scratch directories without an `owner.json` older than this are swept.
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
+impl DatasetStore {
+    /// Opens the store: creates the directories, sweeps scratch space left by
+    /// dead instances, and claims a scratch directory for `owner`.
+    ///
+    /// # Errors
+    /// When the directories cannot be created.
+    pub fn open(data_dir: &Path, owner: &Owner, chunk: usize, limit: u64) -> io::Result<Self> {
+        let datasets = data_dir.join("datasets");
+        let tmp = data_dir.join("tmp");
+        fs::create_dir_all(&datasets)?;
+        fs::create_dir_all(&tmp)?;
+        sweep_tmp(&tmp);
+        let scratch = tmp.join(&owner.instance);
+        fs::create_dir_all(&scratch)?;
+        let owner_json = serde_json::to_vec(owner).map_err(io::Error::other)?;
+        fs::write(scratch.join("owner.json"), owner_json)?;
+        Ok(Self {
+            datasets,
+            scratch,
+            chunk: chunk.max(4096),
+            limit,
+        })
+    }
+
+    /// The largest body accepted, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The scratch directory of this instance.
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
+    }
+
+    fn dir(&self, id: &str) -> Result<PathBuf, ApiError> {
+        if !ids::is_valid(id) {
+            return Err(ApiError::NotFound(format!("no dataset {id:?}")));
+        }
+        Ok(self.datasets.join(id))
+    }
+
+    /// Streams `body` to disk, parses and validates it as `format`, and stores it.
+    ///
+    /// # Errors
+    /// 408/400/413 for body read failures, 422 for malformed content, 500 for disk errors.
+    pub fn create(
+        &self,
+        body: &mut dyn Read,
+        format: Format,
+        opts: &UploadOptions,
+    ) -> Result<DatasetMeta, ApiError> {
+        let id = ids::new_id();
+        let raw = self.scratch.join(format!("{id}.upload"));
+        let build = self.scratch.join(&id);
+        let result = self.create_inner(&id, &raw, &build, body, format, opts);
+        let _ = fs::remove_file(&raw);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&build);
+        }
+        result
+    }
+
+    fn create_inner(
+        &self,
+        id: &str,
+        raw: &Path,
+        build: &Path,
+        body: &mut dyn Read,
+        format: Format,
+        opts: &UploadOptions,
+    ) -> Result<DatasetMeta, ApiError> {
+        let started = std::time::Instant::now();
+        let (bytes, sha256) = self.stream_to_file(body, raw)?;
+        let streamed = started.elapsed();
+        let name = opts.name.clone().unwrap_or_else(|| id.to_owned());
+        let read_opts = ReadOptions {
+            delimiter: opts.delimiter,
+            has_header: opts.has_header,
+            source: Some(name.clone()),
+            ..ReadOptions::default()
+        };
+        let table = read_table(raw, format, &read_opts).map_err(input_error)?;
+        fs::create_dir_all(build).map_err(ApiError::internal)?;
+        let data = build.join("data.arrow");
+        write_table_ipc(&table, &data).map_err(input_error)?;
+        durable::sync_file(&data).map_err(ApiError::internal)?;
+        let meta = DatasetMeta {
+            id: id.to_owned(),
+            name,
+            format: format_name(format).to_owned(),
+            rows: table.rows as u64,
+            columns: table
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            bytes,
+            sha256,
+            created: durable::now_rfc3339(),
+            stored_bytes: fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
+        };
+        drop(table);
+        let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
+        durable::write_atomic(&build.join("meta.json"), &json).map_err(ApiError::internal)?;
+        durable::sync_dir(build).map_err(ApiError::internal)?;
+        let dest = self.datasets.join(id);
+        durable::rename_durable(build, &dest).map_err(ApiError::internal)?;
+        tracing::info!(
+            dataset = id,
+            rows = meta.rows,
+            bytes,
+            stream_ms = streamed.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "dataset stored"
+        );
+        Ok(meta)
+    }
+
+    /// Copies `body` to `path` in `chunk`-byte reads, hashing as it goes.
+    fn stream_to_file(&self, body: &mut dyn Read, path: &Path) -> Result<(u64, String), ApiError> {
+        let mut file = File::create(path).map_err(ApiError::internal)?;
+        let mut buf = vec![0u8; self.chunk];
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ApiError::from_body_io(&e, self.limit)),
+            };
+            total += n as u64;
+            if total > self.limit {
+                return Err(ApiError::PayloadTooLarge { limit: self.limit });
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(ApiError::internal)?;
+        }
+        file.flush().map_err(ApiError::internal)?;
+        Ok((total, hex::encode(hasher.finalize())))
+    }
+
+    /// Every stored dataset, oldest first.
+    pub fn list(&self) -> Vec<DatasetMeta> {
+        let Ok(entries) = fs::read_dir(&self.datasets) else {
+            return Vec::new();
+        };
+        let mut out: Vec<DatasetMeta> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name();
+                let id = name.to_str()?;
+                ids::is_valid(id).then(|| read_meta(&e.path()))?
+            })
+            .collect();
+        out.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    /// One dataset's metadata.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown or invalid id.
+    pub fn get(&self, id: &str) -> Result<DatasetMeta, ApiError> {
+        read_meta(&self.dir(id)?).ok_or_else(|| ApiError::NotFound(format!("no dataset {id:?}")))
+    }
+
+    /// Deletes a dataset: it disappears at once (renamed into scratch), then its files go.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown or invalid id; 500 for disk errors.
+    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let dir = self.dir(id)?;
+        let gone = self.scratch.join(format!("{id}.deleted"));
+        match fs::rename(&dir, &gone) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ApiError::NotFound(format!("no dataset {id:?}")));
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+        let _ = durable::sync_dir(&self.datasets);
+        let _ = fs::remove_dir_all(&gone);
+        Ok(())
+    }
+
+    /// Reads a stored dataset's rows back.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown id (e.g. deleted since); 500 when the file cannot be read.
+    pub fn load(&self, id: &str) -> Result<(DatasetMeta, Table), ApiError> {
+        let meta = self.get(id)?;
+        let opts = ReadOptions {
+            source: Some(meta.name.clone()),
+            ..ReadOptions::default()
+        };
+        let table = read_table(&self.dir(id)?.join("data.arrow"), Format::Arrow, &opts)
+            .map_err(ApiError::internal)?;
+        Ok((meta, table))
+    }
+
+    /// How many datasets are stored and the bytes their files take.
+    pub fn usage(&self) -> (usize, u64) {
+        let all = self.list();
+        (all.len(), all.iter().map(|m| m.stored_bytes).sum())
+    }
+}
+
+fn read_meta(dir: &Path) -> Option<DatasetMeta> {
+    let bytes = fs::read(dir.join("meta.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Maps a recon-core input error: disk trouble is ours (500), the rest is the content's (422).
+fn input_error(e: InputError) -> ApiError {
+    match e {
+        InputError::Io { .. } => ApiError::internal(e),
+        other => ApiError::Unprocessable(other.to_string()),
+    }
+}
+
+/// Removes scratch directories of dead instances, and ownerless ones older than an hour.
+fn sweep_tmp(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let owner: Option<Owner> = fs::read(path.join("owner.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let stale = match owner {
+            Some(o) => o.is_abandoned(),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > ORPHAN_AGE),
+        };
+        if stale {
+            tracing::info!(path = %path.display(), "sweeping scratch left by a dead instance");
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), error = %e, "could not sweep scratch");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_instance_scratch_is_swept_and_live_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = Owner::register();
+        dead.unregister();
+        let live = Owner::register();
+        let a = DatasetStore::open(dir.path(), &dead, 4096, 100).unwrap();
+        fs::write(a.scratch().join("x.upload"), b"half").unwrap();
+        let b = DatasetStore::open(dir.path(), &live, 4096, 100).unwrap();
+        assert!(!a.scratch().exists(), "dead scratch swept");
+        assert!(b.scratch().exists());
+        let again = DatasetStore::open(dir.path(), &Owner::register(), 4096, 100).unwrap();
+        assert!(b.scratch().exists(), "live scratch kept");
+        assert!(again.list().is_empty());
+    }
+
+    #[test]
+    fn invalid_ids_never_reach_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DatasetStore::open(dir.path(), &Owner::register(), 4096, 100).unwrap();
+        for id in ["..", "../tmp", "a/b"] {
+            assert_eq!(s.get(id).unwrap_err().status(), 404);
+            assert_eq!(s.delete(id).unwrap_err().status(), 404);
+        }
+    }
+}

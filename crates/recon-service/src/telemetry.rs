@@ -1,0 +1,359 @@
+//! Request metrics: the Prometheus recorder, per-route latency histograms for
+//! `/performance/metrics`, and process figures (RSS, CPU time) from `/proc`.
+//!
+//! The Prometheus recorder is process-global (the `metrics` facade has one
+//! recorder), installed once through a `OnceLock`; several [`App`](crate::App)s in
+//! one process (tests) share it. Per-route figures are per application and lock
+//! free except for the histogram, which takes a short uncontended mutex.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+
+use crate::router::{ROUTES, Route};
+
+/// Buckets of `http_request_duration_seconds`, 100 µs to 30 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+/// Buckets of `recon_job_duration_seconds`, 10 ms to 10 min.
+const JOB_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus handle, installing the recorder on first use.
+/// `None` when another recorder was installed first (then `/metrics` shows only
+/// process figures).
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".to_owned()),
+                    DURATION_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("recon_job_duration_seconds".to_owned()),
+                        JOB_BUCKETS,
+                    )
+                });
+            let builder = match builder {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "prometheus buckets rejected; using summaries");
+                    PrometheusBuilder::new()
+                }
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a metrics recorder is already installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Renders the Prometheus exposition: the recorder's metrics (after upkeep)
+/// followed by the process gauges.
+pub fn render_prometheus() -> String {
+    let process = ProcessStats::read();
+    metrics::gauge!("process_resident_memory_bytes").set(process.rss_bytes as f64);
+    let mut out = String::new();
+    if let Some(handle) = prometheus() {
+        handle.run_upkeep();
+        out = handle.render();
+    }
+    // A counter set from the kernel's figure: the facade's counters only add,
+    // so CPU time is written here directly, in exposition format.
+    out.push_str(
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n",
+    );
+    out.push_str("# TYPE process_cpu_seconds_total counter\n");
+    out.push_str(&format!(
+        "process_cpu_seconds_total {}\n",
+        process.cpu_seconds
+    ));
+    out
+}
+
+/// Figures of one route.
+#[derive(Debug)]
+struct RouteFigures {
+    count: AtomicU64,
+    errors: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: Arc<AtomicU64>,
+    /// Latency in microseconds.
+    latency: Mutex<Option<Histogram<u64>>>,
+}
+
+impl RouteFigures {
+    fn new() -> Self {
+        // 1 µs to 1 h at 3 significant digits; the bounds are valid, so this is `Some`.
+        let hist = Histogram::new_with_bounds(1, 3_600_000_000, 3).ok();
+        Self {
+            count: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: Arc::new(AtomicU64::new(0)),
+            latency: Mutex::new(hist),
+        }
+    }
+}
+
+/// A one-minute window of request counts, one slot per second.
+#[derive(Debug)]
+struct Window {
+    /// Second (since start) each slot counts for.
+    stamps: [AtomicU64; 60],
+    counts: [AtomicU64; 60],
+}
+
+/// Per-application request figures for `/performance/metrics`.
+#[derive(Debug)]
+pub struct RequestStats {
+    started: Instant,
+    routes: Vec<RouteFigures>,
+    unmatched: RouteFigures,
+    window: Window,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestStats {
+    /// Empty figures, starting the uptime clock now.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            routes: (0..Route::COUNT).map(|_| RouteFigures::new()).collect(),
+            unmatched: RouteFigures::new(),
+            window: Window {
+                stamps: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+                counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            },
+        }
+    }
+
+    /// Time since the application started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn figures(&self, route: Option<Route>) -> &RouteFigures {
+        route
+            .and_then(|r| self.routes.get(r.index()))
+            .unwrap_or(&self.unmatched)
+    }
+
+    /// Records one finished request.
+    pub fn record(&self, route: Option<Route>, status: u16, elapsed: Duration, bytes_in: u64) {
+        let f = self.figures(route);
+        f.count.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            f.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        f.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Ok(mut guard) = f.latency.lock()
+            && let Some(h) = guard.as_mut()
+        {
+            h.saturating_record(micros);
+        }
+        let sec = self.started.elapsed().as_secs();
+        let slot = (sec % 60) as usize;
+        let stamp = &self.window.stamps[slot];
+        let count = &self.window.counts[slot];
+        if stamp.swap(sec, Ordering::AcqRel) != sec {
+            count.store(0, Ordering::Release);
+        }
+        count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The response-bytes counter of a route (streamed bodies add to it as they are read).
+    pub fn bytes_out(&self, route: Option<Route>) -> Arc<AtomicU64> {
+        Arc::clone(&self.figures(route).bytes_out)
+    }
+
+    /// Requests per second over the last full minute (or since start when younger).
+    pub fn requests_per_second(&self) -> f64 {
+        let now = self.started.elapsed().as_secs();
+        let total: u64 = (0..60)
+            .filter(|&i| {
+                let s = self.window.stamps[i].load(Ordering::Acquire);
+                s != u64::MAX && s + 60 > now
+            })
+            .map(|i| self.window.counts[i].load(Ordering::Acquire))
+            .sum();
+        let span = now.clamp(1, 60) as f64;
+        total as f64 / span
+    }
+
+    /// A snapshot of every route that saw traffic.
+    pub fn snapshot(&self) -> Vec<RouteSnapshot> {
+        let mut out = Vec::new();
+        let mut seen = [false; Route::COUNT];
+        for (_, template, route) in ROUTES {
+            if std::mem::replace(&mut seen[route.index()], true) {
+                continue;
+            }
+            if let Some(s) = snapshot_of(template, self.figures(Some(*route))) {
+                out.push(s);
+            }
+        }
+        if let Some(s) = snapshot_of("unmatched", &self.unmatched) {
+            out.push(s);
+        }
+        out
+    }
+}
+
+fn snapshot_of(route: &'static str, f: &RouteFigures) -> Option<RouteSnapshot> {
+    let count = f.count.load(Ordering::Relaxed);
+    if count == 0 {
+        return None;
+    }
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    let guard = f.latency.lock();
+    let (p50, p90, p99, max) = match guard.as_deref() {
+        Ok(Some(h)) => (
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.9)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+        ),
+        _ => (0.0, 0.0, 0.0, 0.0),
+    };
+    Some(RouteSnapshot {
+        route,
+        count,
+        errors: f.errors.load(Ordering::Relaxed),
+        bytes_in: f.bytes_in.load(Ordering::Relaxed),
+        bytes_out: f.bytes_out.load(Ordering::Relaxed),
+        latency_ms: Latency { p50, p90, p99, max },
+    })
+}
+
+/// One route's figures as `/performance/metrics` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSnapshot {
+    /// The route template.
+    pub route: &'static str,
+    /// Requests answered.
+    pub count: u64,
+    /// Requests answered with a 5xx status.
+    pub errors: u64,
+    /// Request body bytes read.
+    pub bytes_in: u64,
+    /// Response body bytes produced.
+    pub bytes_out: u64,
+    /// Latency quantiles in milliseconds.
+    pub latency_ms: Latency,
+}
+
+/// Latency quantiles in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest seen.
+    pub max: f64,
+}
+
+/// Process figures from `/proc/self`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcessStats {
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// User plus system CPU time in seconds.
+    pub cpu_seconds: f64,
+}
+
+impl ProcessStats {
+    /// Reads the figures; zeros where `/proc` is unavailable.
+    pub fn read() -> Self {
+        // SAFETY: sysconf only reads a system constant; it has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        // SAFETY: as above.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let page = u64::try_from(page).unwrap_or(4096);
+        let rss_bytes = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| pages * page);
+        let cpu_seconds = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| parse_cpu_ticks(&s))
+            .map_or(0.0, |t| t as f64 / ticks.max(1) as f64);
+        Self {
+            rss_bytes,
+            cpu_seconds,
+        }
+    }
+}
+
+/// utime + stime from `/proc/self/stat` (fields 14 and 15, counted after the
+/// parenthesised command name, which may itself hold spaces).
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_parse_after_command_name() {
+        let stat = "42 (my (odd) cmd) S 1 2 3 4 5 6 7 8 9 10 111 222 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(333));
+    }
+
+    #[test]
+    fn process_stats_are_read() {
+        let p = ProcessStats::read();
+        assert!(p.rss_bytes > 1024 * 1024, "{p:?}");
+    }
+
+    #[test]
+    fn stats_record_quantiles_and_rate() {
+        let s = RequestStats::new();
+        for ms in 1..=100u64 {
+            s.record(Some(Route::Health), 200, Duration::from_millis(ms), 0);
+        }
+        s.record(Some(Route::Ready), 503, Duration::from_millis(1), 7);
+        let snap = s.snapshot();
+        let health = snap.iter().find(|r| r.route == "/health").unwrap();
+        assert_eq!(health.count, 100);
+        assert!((health.latency_ms.p50 - 50.0).abs() < 1.0, "{health:?}");
+        assert!((health.latency_ms.max - 100.0).abs() < 1.0);
+        let ready = snap.iter().find(|r| r.route == "/ready").unwrap();
+        assert_eq!((ready.errors, ready.bytes_in), (1, 7));
+        assert!(s.requests_per_second() >= 101.0 / 60.0);
+    }
+}
