@@ -1,0 +1,311 @@
+//! `bench-compare`: recon's threaded and async engines side by side with bare
+//! hyper and may_minihttp hello-worlds (their ceilings) and, with `--peers`,
+//! with a Flask app on Waitress and a FastAPI app on Uvicorn.
+//!
+//! It builds nothing (`just bench-compare` builds the release binaries
+//! first). Each server runs as a real process on 127.0.0.1, one at a time,
+//! through the same scenarios: startup, GET /health under wrk at fixed and
+//! rising concurrency, a large CSV upload, a reconciliation over HTTP, and
+//! memory from /proc. Output: a Markdown table on stdout,
+//! `target/bench-compare/results.json` and `target/bench-compare/chart.svg`.
+//! Exits non-zero when a recon engine or a ceiling fails; a peer's failure is
+//! reported, not fatal. docs/benchmarks.md records a full run.
+
+#[path = "bench_compare/api.rs"]
+mod api;
+#[path = "bench_compare/chart.rs"]
+mod chart;
+#[path = "bench_compare/cli.rs"]
+mod cli;
+#[path = "bench_compare/data.rs"]
+mod data;
+#[path = "bench_compare/load.rs"]
+mod load;
+#[path = "bench_compare/peers.rs"]
+mod peers;
+#[path = "bench_compare/report.rs"]
+mod report;
+#[path = "bench_compare/scenarios.rs"]
+mod scenarios;
+#[path = "bench_compare/server.rs"]
+mod server;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::cli::{Args, Pin, Plan};
+use crate::report::{Machine, Report};
+use crate::server::{Kind, ServerSpec};
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("bench-compare: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// CPU split between servers and wrk.
+#[derive(Debug, Clone)]
+struct Pinning {
+    server: Option<String>,
+    load: Option<String>,
+    server_cpus: usize,
+    load_cpus: usize,
+}
+
+fn pinning(pin: Pin, nproc: usize) -> Pinning {
+    let has_taskset = Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if pin == Pin::Off || !has_taskset || nproc < 2 {
+        if pin == Pin::Auto {
+            eprintln!(
+                "bench-compare: not pinning (taskset {}, {nproc} CPUs): server and wrk share the CPUs",
+                if has_taskset { "found" } else { "missing" }
+            );
+        }
+        return Pinning {
+            server: None,
+            load: None,
+            server_cpus: nproc,
+            load_cpus: nproc,
+        };
+    }
+    let half = nproc / 2;
+    let range = |a: usize, b: usize| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    };
+    Pinning {
+        server: Some(range(0, half - 1)),
+        load: Some(range(half, nproc - 1)),
+        server_cpus: half,
+        load_cpus: nproc - half,
+    }
+}
+
+fn machine(p: &Pinning, nproc: usize) -> Machine {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(|| "unknown".to_owned(), |(_, v)| v.trim().to_owned());
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_total_mib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024);
+    Machine {
+        nproc,
+        cpu_model,
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        mem_total_mib,
+        server_cpus: p.server.clone(),
+        load_cpus: p.load.clone(),
+        loadavg_at_start: fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+fn wanted(args: &Args, key: &str) -> bool {
+    args.only.is_empty() || args.only.iter().any(|k| k == key)
+}
+
+fn rust_specs(args: &Args, pin: &Pinning, logs: &Path, data: &Path) -> Vec<ServerSpec> {
+    let workers = args.workers.map_or(pin.server_cpus.max(1), |w| w.get());
+    let threads = args.threads.get();
+    let mut specs = Vec::new();
+    for engine in ["threaded", "async"] {
+        let mut a: Vec<String> = vec![
+            "serve".into(),
+            "--engine".into(),
+            engine.into(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--data-dir".into(),
+            data.join(engine).display().to_string(),
+            "--workers".into(),
+            workers.to_string(),
+            "--threads".into(),
+            threads.to_string(),
+        ];
+        a.extend(args.recon_args.iter().cloned());
+        specs.push(ServerSpec {
+            key: engine.to_owned(),
+            label: format!("recon {engine}"),
+            kind: Kind::Recon,
+            program: args.recon.clone(),
+            args: a.into_iter().map(Into::into).collect(),
+            env: vec![("RUST_LOG".into(), "warn".into())],
+            fixed_port: None,
+            cpus: pin.server.clone(),
+            log: logs.join(format!("{engine}.log")),
+            tuning: format!("{workers} workers, {threads} threads"),
+        });
+    }
+    for (key, program) in [
+        ("hello-may", &args.hello_may),
+        ("hello-hyper", &args.hello_hyper),
+    ] {
+        specs.push(ServerSpec {
+            key: key.to_owned(),
+            label: key.to_owned(),
+            kind: Kind::Hello,
+            program: program.clone(),
+            args: ["--port", "0", "--workers", &workers.to_string()]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            env: Vec::new(),
+            fixed_port: None,
+            cpus: pin.server.clone(),
+            log: logs.join(format!("{key}.log")),
+            tuning: format!("{workers} workers"),
+        });
+    }
+    specs.retain(|s| wanted(args, &s.key));
+    specs
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let plan = Plan::new(&args);
+    let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = pinning(args.pin, nproc);
+    let logs = args.out.join("logs");
+    let data = args.out.join("data");
+    let serve_data = args.out.join("serve");
+    for dir in [&args.out, &logs, &data] {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Each run starts from empty data directories and logs.
+    let _ = fs::remove_dir_all(&serve_data);
+    for entry in fs::read_dir(&logs).into_iter().flatten().flatten() {
+        let _ = fs::remove_file(entry.path());
+    }
+    let loader = load::Loader::new(&args.wrk, &args.out, pin.load.clone(), pin.load_cpus)?;
+
+    let mut specs = rust_specs(&args, &pin, &logs, &serve_data);
+    let mut peers_note = None;
+    if args.peers {
+        match peers::specs(&args, pin.server.clone(), &logs, &serve_data) {
+            Ok(p) => specs.extend(p.into_iter().filter(|s| wanted(&args, &s.key))),
+            Err(why) => {
+                let note = format!("Python peers not run: {why:#}");
+                eprintln!("bench-compare: {note}");
+                peers_note = Some(note);
+            }
+        }
+    }
+    if specs.is_empty() {
+        anyhow::bail!("no server selected");
+    }
+
+    let needs_api = specs.iter().any(|s| s.kind != Kind::Hello);
+    let (upload, case) = if needs_api {
+        eprintln!("bench-compare: preparing data under {}", data.display());
+        (
+            Some(data::upload_file(&data, plan.upload_bytes)?),
+            Some(data::case(&data, plan.recon_records)?),
+        )
+    } else {
+        (None, None)
+    };
+    let cx = scenarios::Context {
+        plan: &plan,
+        loader: &loader,
+        upload: upload.as_ref(),
+        case: case.as_ref(),
+    };
+    let results: Vec<_> = specs.iter().map(|s| scenarios::run(s, &cx)).collect();
+
+    let report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(started.elapsed().as_secs()),
+        wall_s: started.elapsed().as_secs_f64(),
+        quick: args.quick,
+        machine: machine(&pin, nproc),
+        load_generator: format!(
+            "wrk, {} thread(s){}",
+            pin.load_cpus,
+            pin.load
+                .as_ref()
+                .map_or(String::new(), |c| format!(", pinned to CPU {c}"))
+        ),
+        peers_note,
+        servers: results,
+    };
+    let json_path = args.out.join("results.json");
+    fs::write(
+        &json_path,
+        serde_json::to_vec_pretty(&report).context("encoding results")?,
+    )
+    .with_context(|| format!("writing {}", json_path.display()))?;
+    let chart_path = args.out.join("chart.svg");
+    let title = format!(
+        "recon bench-compare on {}, {nproc} CPUs",
+        report.machine.cpu_model
+    );
+    if let Err(e) = chart::draw(&chart_path, &report.servers, &title) {
+        eprintln!("bench-compare: chart: {e:#}");
+    }
+
+    println!("{}", report::table(&plan, &report.servers));
+    let ratios = report::ratios(&plan, &report.servers);
+    if !ratios.is_empty() {
+        println!("{ratios}");
+    }
+    println!(
+        "Machine: {} CPUs ({}), {} MiB; servers on CPU {}, {}. Wall time {:.0} s.",
+        report.machine.nproc,
+        report.machine.cpu_model,
+        report.machine.mem_total_mib,
+        report.machine.server_cpus.as_deref().unwrap_or("any"),
+        report.load_generator,
+        report.wall_s
+    );
+    println!(
+        "Wrote {} and {}.",
+        json_path.display(),
+        chart_path.display()
+    );
+    let failed: Vec<&str> = report
+        .servers
+        .iter()
+        .filter(|s| !s.ok && s.kind != Kind::Peer)
+        .map(|s| s.key.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("bench-compare: failed: {}", failed.join(", "));
+        Ok(ExitCode::from(1))
+    }
+}

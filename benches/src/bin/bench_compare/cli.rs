@@ -1,0 +1,132 @@
+//! Command-line arguments of `bench-compare` and the plan they resolve to.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Compare recon's two engines with bare hello-world ceilings and, with
+/// `--peers`, with Waitress and Uvicorn. Builds nothing: point it at built
+/// binaries (`just bench-compare` builds them first).
+#[derive(Debug, Parser)]
+#[command(name = "bench-compare", version)]
+pub struct Args {
+    /// Everything in well under a minute, to prove the harness works (not to judge numbers).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also run the Python peers (Flask on Waitress, FastAPI on Uvicorn).
+    #[arg(long)]
+    pub peers: bool,
+    /// The `recon` binary.
+    #[arg(long, default_value = "target/release/recon")]
+    pub recon: PathBuf,
+    /// The bare hyper hello-world binary.
+    #[arg(long, default_value = "target/release/hello-hyper")]
+    pub hello_hyper: PathBuf,
+    /// The bare may_minihttp hello-world binary.
+    #[arg(long, default_value = "target/release/hello-may")]
+    pub hello_may: PathBuf,
+    /// Python interpreter with the peers' packages (`just bench-peers-setup`).
+    #[arg(long, default_value = "target/peers-venv/bin/python")]
+    pub python: PathBuf,
+    /// Directory of the peers' Python apps.
+    #[arg(long, default_value = "benches/peers")]
+    pub peers_dir: PathBuf,
+    /// The load generator (wrk).
+    #[arg(long, default_value = "wrk")]
+    pub wrk: PathBuf,
+    /// Output directory: results.json, chart.svg, server logs, generated data.
+    #[arg(long, default_value = "target/bench-compare")]
+    pub out: PathBuf,
+    /// Worker threads of every Rust server (recon engines and hello-worlds).
+    /// Default: the number of CPUs given to the server.
+    #[arg(long)]
+    pub workers: Option<NonZeroUsize>,
+    /// Handler threads of the threaded engine (Waitress's `threads`).
+    #[arg(long, default_value = "8")]
+    pub threads: NonZeroUsize,
+    /// CPU pinning of server and load generator with taskset.
+    #[arg(long, value_enum, default_value_t = Pin::Auto)]
+    pub pin: Pin,
+    /// Run only these servers (threaded, async, hello-may, hello-hyper, waitress, uvicorn).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Extra argument passed to every `recon serve` (repeatable).
+    #[arg(long = "recon-arg", allow_hyphen_values = true)]
+    pub recon_args: Vec<String>,
+    /// Seconds of each GET /health run at 50 and 200 connections (default 10, quick 1).
+    #[arg(long)]
+    pub load_secs: Option<u64>,
+}
+
+/// Where server and load generator run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pin {
+    /// Split the CPUs in two halves with taskset when taskset exists and there are 2+ CPUs.
+    Auto,
+    /// No pinning: server and load generator share every CPU.
+    Off,
+}
+
+/// What each scenario does, resolved from the arguments.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Startups measured (median reported).
+    pub startup_runs: usize,
+    /// Connections of the fixed GET /health runs.
+    pub health_connections: Vec<usize>,
+    /// Duration of each fixed GET /health run.
+    pub health_duration: Duration,
+    /// Concurrency steps of the search for the largest p99 < 100 ms.
+    pub sweep_steps: Vec<usize>,
+    /// Duration of each sweep step.
+    pub sweep_duration: Duration,
+    /// p99 bound of the sweep.
+    pub sweep_p99_limit: Duration,
+    /// Target size of the upload file in bytes (MB here are 10^6 bytes).
+    pub upload_bytes: u64,
+    /// Uploads measured (median reported).
+    pub upload_runs: usize,
+    /// Records per side of the reconciliation case.
+    pub recon_records: usize,
+    /// Reconciliations measured (median reported).
+    pub recon_runs: usize,
+    /// Longest time a server may take to answer its first /health.
+    pub startup_timeout: Duration,
+}
+
+impl Plan {
+    /// The plan of a full or a `--quick` run.
+    pub fn new(args: &Args) -> Self {
+        if args.quick {
+            Self {
+                startup_runs: 2,
+                health_connections: vec![50, 200],
+                health_duration: Duration::from_secs(args.load_secs.unwrap_or(1)),
+                sweep_steps: vec![50, 200, 400],
+                sweep_duration: Duration::from_secs(1),
+                sweep_p99_limit: Duration::from_millis(100),
+                upload_bytes: 5_000_000,
+                upload_runs: 2,
+                recon_records: 5_000,
+                recon_runs: 2,
+                startup_timeout: Duration::from_secs(20),
+            }
+        } else {
+            Self {
+                startup_runs: 5,
+                health_connections: vec![50, 200],
+                health_duration: Duration::from_secs(args.load_secs.unwrap_or(10)),
+                sweep_steps: vec![50, 100, 200, 400, 800, 1600, 3200],
+                sweep_duration: Duration::from_secs(5),
+                sweep_p99_limit: Duration::from_millis(100),
+                upload_bytes: 100_000_000,
+                upload_runs: 3,
+                recon_records: 50_000,
+                recon_runs: 3,
+                startup_timeout: Duration::from_secs(30),
+            }
+        }
+    }
+}

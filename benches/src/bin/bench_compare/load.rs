@@ -1,0 +1,191 @@
+//! HTTP load with wrk, driven as a subprocess.
+//!
+//! wrk is an established C load generator (epoll, one event loop per thread),
+//! cheap enough per request that one pinned core of it can saturate a server
+//! on the other. A Lua `done` hook prints its HdrHistogram-backed latency
+//! percentiles as one JSON line, so nothing parses wrk's human output.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The Lua hook: one `BENCH_JSON {...}` line at the end of a run.
+/// Latencies are in microseconds, as wrk records them.
+const SCRIPT: &str = r#"-- Written by bench-compare: prints wrk's summary as one JSON line.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"mean_us":%.3f,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"#;
+
+/// How to run wrk.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    wrk: PathBuf,
+    script: PathBuf,
+    cpus: Option<String>,
+    threads: usize,
+}
+
+/// wrk's raw summary.
+#[derive(Debug, Deserialize)]
+struct WrkSummary {
+    requests: u64,
+    duration_us: u64,
+    connect: u64,
+    read: u64,
+    write: u64,
+    status: u64,
+    timeout: u64,
+    mean_us: f64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+/// One load run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    /// Open connections.
+    pub connections: usize,
+    /// Measured duration, seconds.
+    pub duration_s: f64,
+    /// Completed requests.
+    pub requests: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Mean latency, ms.
+    pub mean_ms: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest request, ms.
+    pub max_ms: f64,
+    /// Socket errors (connect, read, write, timeout) plus non-2xx/3xx answers.
+    pub errors: u64,
+    /// The errors by kind, as wrk counts them.
+    pub error_detail: String,
+}
+
+impl Loader {
+    /// Writes the Lua hook under `dir` and checks that wrk runs.
+    ///
+    /// # Errors
+    /// When the script cannot be written or wrk is missing.
+    pub fn new(
+        wrk: &Path,
+        dir: &Path,
+        cpus: Option<String>,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
+        let script = dir.join("wrk-summary.lua");
+        std::fs::write(&script, SCRIPT).with_context(|| format!("writing {}", script.display()))?;
+        // wrk has no --version; -v prints its version and exits 1.
+        Command::new(wrk).arg("-v").output().with_context(|| {
+            format!(
+                "running {} (install wrk: apt-get install wrk)",
+                wrk.display()
+            )
+        })?;
+        Ok(Self {
+            wrk: wrk.to_path_buf(),
+            script,
+            cpus,
+            threads: threads.max(1),
+        })
+    }
+
+    /// Runs `GET path` with `connections` keep-alive connections for `duration`.
+    ///
+    /// # Errors
+    /// When wrk fails or prints no summary.
+    pub fn run(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        connections: usize,
+        duration: Duration,
+    ) -> anyhow::Result<LoadResult> {
+        let mut cmd = match &self.cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(&self.wrk);
+                c
+            }
+            None => Command::new(&self.wrk),
+        };
+        let threads = self.threads.min(connections).max(1);
+        cmd.arg("-t")
+            .arg(threads.to_string())
+            .arg("-c")
+            .arg(connections.to_string())
+            .arg("-d")
+            .arg(format!("{}s", duration.as_secs().max(1)))
+            .arg("--timeout")
+            .arg("5s")
+            .arg("-s")
+            .arg(&self.script)
+            .arg(format!("http://{addr}{path}"));
+        let out = cmd.output().context("running wrk")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let Some(json) = stdout.lines().find_map(|l| l.strip_prefix("BENCH_JSON ")) else {
+            bail!(
+                "wrk printed no summary ({}): {} {}",
+                out.status,
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        };
+        let s: WrkSummary = serde_json::from_str(json).context("parsing wrk's summary")?;
+        Ok(summarize(connections, &s))
+    }
+}
+
+fn summarize(connections: usize, s: &WrkSummary) -> LoadResult {
+    let secs = (s.duration_us as f64 / 1e6).max(1e-9);
+    let ms = |us: u64| us as f64 / 1000.0;
+    LoadResult {
+        connections,
+        duration_s: secs,
+        requests: s.requests,
+        rps: s.requests as f64 / secs,
+        mean_ms: s.mean_us / 1000.0,
+        p50_ms: ms(s.p50_us),
+        p90_ms: ms(s.p90_us),
+        p99_ms: ms(s.p99_us),
+        max_ms: ms(s.max_us),
+        errors: s.connect + s.read + s.write + s.status + s.timeout,
+        error_detail: format!(
+            "connect {}, read {}, write {}, non-2xx {}, timeout {}",
+            s.connect, s.read, s.write, s.status, s.timeout
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_is_converted() {
+        let s: WrkSummary = serde_json::from_str(
+            r#"{"requests":2000,"duration_us":2000000,"bytes":1,"connect":0,"read":1,"write":0,"status":2,"timeout":0,"mean_us":1500.0,"p50_us":1000,"p90_us":2000,"p99_us":5000,"max_us":9000}"#,
+        )
+        .unwrap();
+        let r = summarize(50, &s);
+        assert_eq!(r.rps, 1000.0);
+        assert_eq!(r.p99_ms, 5.0);
+        assert_eq!(r.errors, 3);
+    }
+}

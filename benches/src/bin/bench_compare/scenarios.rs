@@ -1,0 +1,309 @@
+//! The six scenarios, run against one server process after another.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::Api;
+use crate::cli::Plan;
+use crate::data::{CaseFiles, UploadFile};
+use crate::load::{LoadResult, Loader};
+use crate::server::{Kind, Rss, Running, ServerSpec};
+
+/// What the scenarios need besides the server.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// Durations, steps and sizes.
+    pub plan: &'a Plan,
+    /// The load generator.
+    pub loader: &'a Loader,
+    /// The upload file (absent when no server takes uploads).
+    pub upload: Option<&'a UploadFile>,
+    /// The reconciliation case.
+    pub case: Option<&'a CaseFiles>,
+}
+
+/// Uploads of one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadResult {
+    /// Size of the file.
+    pub bytes: u64,
+    /// Each run, seconds.
+    pub runs_s: Vec<f64>,
+    /// Median, seconds.
+    pub median_s: f64,
+    /// Throughput at the median, MB/s (10^6 bytes).
+    pub mb_per_s: f64,
+}
+
+/// Reconciliations of one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconResult {
+    /// Records per side asked of the generator.
+    pub records: usize,
+    /// Upload both + run + fetch the summary, each run, seconds.
+    pub end_to_end_s: Vec<f64>,
+    /// POST with `?wait` until the job ended, each run, seconds.
+    pub run_s: Vec<f64>,
+    /// Median of `end_to_end_s`.
+    pub median_end_to_end_s: f64,
+    /// Median of `run_s`.
+    pub median_run_s: f64,
+    /// The last job's summary, as the server reported it.
+    pub summary: Value,
+}
+
+/// Everything measured on one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerResult {
+    /// Column key.
+    pub key: String,
+    /// Column header.
+    pub label: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Worker/thread settings.
+    pub tuning: String,
+    /// CPUs it was pinned to.
+    pub cpus: Option<String>,
+    /// Whether every scenario it takes ran.
+    pub ok: bool,
+    /// What went wrong.
+    pub errors: Vec<String>,
+    /// Each startup, spawn to the first 200 on /health, ms.
+    pub startup_ms: Vec<f64>,
+    /// Median startup, ms.
+    pub startup_median_ms: Option<f64>,
+    /// GET /health at fixed connection counts.
+    pub health: Vec<LoadResult>,
+    /// GET /health at rising concurrency, until p99 or errors fail.
+    pub sweep: Vec<LoadResult>,
+    /// Largest swept concurrency with p99 under the limit and no errors.
+    pub max_concurrency: Option<usize>,
+    /// Whether even the last step passed (the true figure is higher).
+    pub max_concurrency_capped: bool,
+    /// Uploads.
+    pub upload: Option<UploadResult>,
+    /// Reconciliations.
+    pub reconcile: Option<ReconResult>,
+    /// Memory after startup, before any load.
+    pub rss_idle: Option<Rss>,
+    /// Memory at the end; `hwm_kib` is the peak over the whole run.
+    pub rss_end: Option<Rss>,
+}
+
+impl ServerResult {
+    fn new(spec: &ServerSpec) -> Self {
+        Self {
+            key: spec.key.clone(),
+            label: spec.label.clone(),
+            kind: spec.kind,
+            tuning: spec.tuning.clone(),
+            cpus: spec.cpus.clone(),
+            ok: true,
+            errors: Vec::new(),
+            startup_ms: Vec::new(),
+            startup_median_ms: None,
+            health: Vec::new(),
+            sweep: Vec::new(),
+            max_concurrency: None,
+            max_concurrency_capped: false,
+            upload: None,
+            reconcile: None,
+            rss_idle: None,
+            rss_end: None,
+        }
+    }
+
+    fn fail(&mut self, what: &str, err: &anyhow::Error) {
+        let msg = format!("{what}: {err:#}");
+        eprintln!("bench-compare: {}: {msg}", self.key);
+        self.ok = false;
+        self.errors.push(msg);
+    }
+}
+
+/// The median of `xs` (mean of the middle two for an even count), 0 when empty.
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs every scenario the server's kind takes; never panics on a server's failure.
+pub fn run(spec: &ServerSpec, cx: &Context<'_>) -> ServerResult {
+    let mut r = ServerResult::new(spec);
+    eprintln!("bench-compare: {} ...", spec.key);
+    let Some(mut srv) = startups(spec, cx.plan, &mut r) else {
+        return r;
+    };
+    // Let lazy initialisation settle before reading idle memory.
+    thread::sleep(Duration::from_millis(300));
+    r.rss_idle = Some(srv.rss());
+
+    if health_runs(spec, cx, &mut srv, &mut r).is_err() {
+        return r;
+    }
+    if spec.kind != Kind::Hello {
+        uploads(spec, cx, &mut srv, &mut r);
+        reconciliations(spec, cx, &mut srv, &mut r);
+    }
+    r.rss_end = Some(srv.rss());
+    if let Err(e) = srv.stop(STOP_GRACE) {
+        r.fail("stop", &e);
+    }
+    r
+}
+
+/// Scenario 1: starts the server `startup_runs` times, keeps the last one.
+fn startups(spec: &ServerSpec, plan: &Plan, r: &mut ServerResult) -> Option<Running> {
+    for i in 0..plan.startup_runs {
+        match spec.start(plan.startup_timeout) {
+            Ok((srv, took)) => {
+                r.startup_ms.push(took.as_secs_f64() * 1e3);
+                if i + 1 == plan.startup_runs {
+                    r.startup_median_ms = Some(median(&r.startup_ms));
+                    return Some(srv);
+                }
+                if let Err(e) = srv.stop(STOP_GRACE) {
+                    r.fail("stop after startup", &e);
+                    return None;
+                }
+            }
+            Err(e) => {
+                r.fail("startup", &e);
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Scenarios 2 and 3: fixed-connection runs, then the concurrency sweep.
+fn health_runs(
+    spec: &ServerSpec,
+    cx: &Context<'_>,
+    srv: &mut Running,
+    r: &mut ServerResult,
+) -> Result<(), ()> {
+    let plan = cx.plan;
+    for &c in &plan.health_connections {
+        match cx.loader.run(srv.addr, "/health", c, plan.health_duration) {
+            Ok(l) => r.health.push(l),
+            Err(e) => r.fail(&format!("GET /health at {c}"), &e),
+        }
+        if let Err(e) = srv.check_alive(&spec.log) {
+            r.fail("after GET /health", &e);
+            return Err(());
+        }
+    }
+    let limit_ms = plan.sweep_p99_limit.as_secs_f64() * 1e3;
+    r.max_concurrency_capped = true;
+    for &c in &plan.sweep_steps {
+        // A short breather so one step's closing connections do not count against the next.
+        thread::sleep(Duration::from_millis(200));
+        let step = cx.loader.run(srv.addr, "/health", c, plan.sweep_duration);
+        if let Err(e) = srv.check_alive(&spec.log) {
+            r.fail(&format!("sweep at {c}"), &e);
+            return Err(());
+        }
+        match step {
+            Ok(l) => {
+                let pass = l.errors == 0 && l.p99_ms < limit_ms;
+                r.sweep.push(l);
+                if !pass {
+                    r.max_concurrency_capped = false;
+                    break;
+                }
+                r.max_concurrency = Some(c);
+            }
+            Err(e) => {
+                r.fail(&format!("sweep at {c}"), &e);
+                r.max_concurrency_capped = false;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scenario 4: the big CSV upload, parsed and stored by the server.
+fn uploads(spec: &ServerSpec, cx: &Context<'_>, srv: &mut Running, r: &mut ServerResult) {
+    let Some(file) = cx.upload else { return };
+    let api = Api::new(srv.addr);
+    let mut runs = Vec::new();
+    for _ in 0..cx.plan.upload_runs {
+        let t0 = Instant::now();
+        match api.upload_csv(&file.path) {
+            Ok(_) => runs.push(t0.elapsed().as_secs_f64()),
+            Err(e) => {
+                r.fail("upload", &e);
+                let _ = srv.check_alive(&spec.log);
+                return;
+            }
+        }
+    }
+    let median_s = median(&runs);
+    r.upload = Some(UploadResult {
+        bytes: file.bytes,
+        mb_per_s: file.bytes as f64 / 1e6 / median_s.max(1e-9),
+        runs_s: runs,
+        median_s,
+    });
+}
+
+/// Scenario 5: upload both sides, reconcile with `?wait`, fetch the summary.
+fn reconciliations(spec: &ServerSpec, cx: &Context<'_>, srv: &mut Running, r: &mut ServerResult) {
+    let Some(case) = cx.case else { return };
+    let api = Api::new(srv.addr);
+    let mut e2e = Vec::new();
+    let mut run_s = Vec::new();
+    let mut summary = Value::Null;
+    for _ in 0..cx.plan.recon_runs {
+        let t0 = Instant::now();
+        let outcome = api.upload_csv(&case.left).and_then(|left| {
+            let right = api.upload_csv(&case.right)?;
+            api.reconcile(&left, &right, &case.rules)
+        });
+        match outcome {
+            Ok((ran, job)) => {
+                e2e.push(t0.elapsed().as_secs_f64());
+                run_s.push(ran.as_secs_f64());
+                summary = job.get("summary").cloned().unwrap_or(Value::Null);
+            }
+            Err(e) => {
+                r.fail("reconciliation", &e);
+                let _ = srv.check_alive(&spec.log);
+                return;
+            }
+        }
+    }
+    r.reconcile = Some(ReconResult {
+        records: case.records,
+        median_end_to_end_s: median(&e2e),
+        median_run_s: median(&run_s),
+        end_to_end_s: e2e,
+        run_s,
+        summary,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

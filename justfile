@@ -1,0 +1,91 @@
+# recon's task runner. Every recipe is a thin call of cargo or of a project
+# binary, so each works without `just` too: copy the command line.
+# Get just with `cargo install just`. List recipes with `just --list`.
+
+# Data directory used by the serve recipes.
+data_dir := env_var_or_default("RECON_DATA_DIR", "data")
+port := env_var_or_default("PORT", "8000")
+
+# List the recipes.
+default:
+    @just --list
+
+# Build every crate of the workspace (debug).
+build:
+    cargo build --workspace --all-targets
+
+# Run every test of the workspace.
+test:
+    cargo test --workspace
+
+# Formatting check and clippy with warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Criterion benchmarks of the matcher (see docs/benchmarks-core.md).
+bench *ARGS:
+    cargo bench -p recon-benches {{ARGS}}
+
+# Server comparison (docs/benchmarks.md): builds release binaries, then runs the harness.
+# Examples: `just bench-compare --quick`, `just bench-compare --peers`.
+bench-compare *ARGS:
+    cargo build --release -p recon -p recon-benches --bins
+    target/release/bench-compare {{ARGS}}
+
+# Install the Python peers (Waitress, Uvicorn) into target/peers-venv for `bench-compare --peers`.
+bench-peers-setup:
+    python3 -m venv target/peers-venv
+    target/peers-venv/bin/pip install -r benches/peers/requirements.txt
+
+# Serve with the threaded engine (release build, `recon tune` defaults).
+serve-threaded *ARGS: (serve-threaded-prod ARGS)
+
+# Serve with the async engine (release build, `recon tune` defaults).
+serve-async *ARGS: (serve-async-prod ARGS)
+
+# Threaded engine, development: debug build, debug logging, small tuning.
+serve-threaded-dev *ARGS:
+    RUST_LOG=debug cargo run -p recon -- serve --engine threaded --port {{port}} --data-dir {{data_dir}} --threads 2 --connection-limit 64 {{ARGS}}
+
+# Threaded engine, production: release build, `recon tune` defaults for this machine.
+serve-threaded-prod *ARGS:
+    cargo build --release -p recon
+    target/release/recon serve --engine threaded --port {{port}} --data-dir {{data_dir}} {{ARGS}}
+
+# Async engine, development: debug build, debug logging, small tuning.
+serve-async-dev *ARGS:
+    RUST_LOG=debug cargo run -p recon -- serve --engine async --port {{port}} --data-dir {{data_dir}} --workers 2 --connection-limit 64 {{ARGS}}
+
+# Async engine, production: release build, `recon tune` defaults for this machine.
+serve-async-prod *ARGS:
+    cargo build --release -p recon
+    target/release/recon serve --engine async --port {{port}} --data-dir {{data_dir}} {{ARGS}}
+
+# The operator's guide's `make waitress-*` targets, for muscle memory.
+waitress-dev *ARGS: (serve-threaded-dev ARGS)
+waitress-prod *ARGS: (serve-threaded-prod ARGS)
+waitress-start *ARGS: (serve-threaded-prod ARGS)
+uvicorn-dev *ARGS: (serve-async-dev ARGS)
+uvicorn-prod *ARGS: (serve-async-prod ARGS)
+
+# Recommended server settings for this machine.
+tune *ARGS:
+    cargo run --release -p recon -- tune {{ARGS}}
+
+# Generate a synthetic case: `just gen 50000 7 target/case`.
+gen records="10000" seed="42" out="target/case":
+    cargo run --release -p recon -- gen --records {{records}} --seed {{seed}} --out {{out}}
+
+# Generate a small case and reconcile it from the command line.
+match-example: (gen "10000" "42" "target/case")
+    cargo run --release -p recon -- match target/case/left.csv target/case/right.csv --rules target/case/rules.toml --out target/case/results
+
+# What CI runs (.ci/run): format, lint, test, then the harness's quick run.
+ci: lint test
+    cargo build --release -p recon -p recon-benches --bins
+    target/release/bench-compare --quick
