@@ -1,0 +1,367 @@
+//! The fixed pool of `threads` OS worker threads that run blocking handlers,
+//! and the messages that cross between them and the connection coroutines.
+//!
+//! Every channel here is may's mpsc, which blocks a coroutine by yielding and
+//! an OS thread by parking, so either side may wait on it. The job queue is a
+//! crossbeam channel: coroutines only ever send on it (unbounded, never
+//! blocks), workers block on it.
+
+use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use may::sync::mpsc;
+use recon_service::{App, Request, Response, ResponseBody, problem};
+use std::sync::mpsc::RecvTimeoutError;
+
+/// Chunks a streamed response may have in flight before the worker waits for
+/// the connection to write them: the back-pressure window.
+const STREAM_WINDOW: usize = 2;
+
+/// What a worker tells the connection coroutine.
+#[derive(Debug)]
+pub(crate) enum FromWorker {
+    /// The handler wants the next piece of the request body.
+    Pull,
+    /// The response head, with the body when it is complete in memory.
+    Head(http::response::Parts, HeadBody),
+    /// The next piece of a streamed body.
+    Chunk(Bytes),
+    /// The streamed body ended.
+    End,
+    /// The streamed body failed; the response cannot be completed.
+    Abort,
+}
+
+/// The body that comes with [`FromWorker::Head`].
+#[derive(Debug)]
+pub(crate) enum HeadBody {
+    /// No body.
+    Empty,
+    /// The whole body.
+    Full(Bytes),
+    /// [`FromWorker::Chunk`]s follow, then [`FromWorker::End`].
+    Stream,
+}
+
+/// A piece of request body from the connection coroutine.
+#[derive(Debug)]
+pub(crate) enum BodyPiece {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body is complete.
+    Eof,
+    /// The body could not be read.
+    Failed(io::ErrorKind, &'static str),
+}
+
+/// One request handed to the pool.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// The request; its body pulls from the connection.
+    pub(crate) request: Request,
+    /// Where the response goes.
+    pub(crate) events: mpsc::Sender<FromWorker>,
+    /// One message per streamed chunk written to the socket.
+    pub(crate) written: mpsc::Receiver<()>,
+}
+
+/// The request body as a handler reads it: each read with nothing buffered
+/// asks the connection for the next piece and waits for it.
+pub(crate) struct ChannelBody {
+    events: mpsc::Sender<FromWorker>,
+    pieces: mpsc::Receiver<BodyPiece>,
+    pending: Bytes,
+    done: bool,
+    timeout: Duration,
+}
+
+impl ChannelBody {
+    /// A body fed by the connection that owns `events`' receiver and
+    /// `pieces`' sender. `timeout` bounds each wait.
+    pub(crate) fn new(
+        events: mpsc::Sender<FromWorker>,
+        pieces: mpsc::Receiver<BodyPiece>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            events,
+            pieces,
+            pending: Bytes::new(),
+            done: false,
+            timeout,
+        }
+    }
+}
+
+impl Read for ChannelBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.pending.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            if self.events.send(FromWorker::Pull).is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before the body ended",
+                ));
+            }
+            match self.pieces.recv_timeout(self.timeout) {
+                Ok(BodyPiece::Data(bytes)) => self.pending = bytes,
+                Ok(BodyPiece::Eof) => self.done = true,
+                Ok(BodyPiece::Failed(kind, msg)) => {
+                    self.done = true;
+                    return Err(io::Error::new(kind, msg));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request body stalled past channel_timeout",
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.done = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed before the body ended",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+
+/// The worker threads and the queue that feeds them.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    jobs: crossbeam_channel::Sender<Job>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `threads` workers running `app`'s handlers.
+    pub(crate) fn start(
+        app: &Arc<App>,
+        threads: usize,
+        send_bytes: usize,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let app = Arc::clone(app);
+            let queue = queue.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("recon-worker-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = queue.recv() {
+                        let state = app.state();
+                        state.request_dequeued();
+                        state.worker_busy();
+                        run_job(|req| app.handle(req), job, send_bytes, timeout);
+                        state.worker_idle();
+                    }
+                })?;
+            handles.push(handle);
+        }
+        app.state().set_workers_total(threads);
+        Ok(Self {
+            jobs,
+            threads: handles,
+        })
+    }
+
+    /// A handle to queue jobs with.
+    pub(crate) fn sender(&self) -> crossbeam_channel::Sender<Job> {
+        self.jobs.clone()
+    }
+
+    /// Stops taking jobs once every sender is gone; joins the workers that
+    /// have finished and leaves any still stuck in a handler to finish alone.
+    pub(crate) fn stop(self) {
+        drop(self.jobs);
+        for t in self.threads {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Runs one handler, catching a panic as a 500, and streams its response.
+fn run_job(
+    handler: impl FnOnce(Request) -> Response,
+    job: Job,
+    send_bytes: usize,
+    timeout: Duration,
+) {
+    let Job {
+        request,
+        events,
+        written,
+    } = job;
+    let response = catch_unwind(AssertUnwindSafe(|| handler(request))).unwrap_or_else(|_| {
+        tracing::error!(engine = "threaded", "handler panicked; answering 500");
+        problem::response(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+    });
+    let (parts, body) = response.into_parts();
+    let mut reader = match body {
+        ResponseBody::Empty => {
+            let _ = events.send(FromWorker::Head(parts, HeadBody::Empty));
+            return;
+        }
+        ResponseBody::Full(bytes) => {
+            let _ = events.send(FromWorker::Head(parts, HeadBody::Full(bytes)));
+            return;
+        }
+        ResponseBody::Stream(reader) => reader,
+    };
+    if events
+        .send(FromWorker::Head(parts, HeadBody::Stream))
+        .is_err()
+    {
+        return;
+    }
+    let mut in_flight = 0usize;
+    loop {
+        let mut buf = BytesMut::zeroed(send_bytes);
+        let read = catch_unwind(AssertUnwindSafe(|| read_some(&mut reader, &mut buf)));
+        let n = match read {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!(engine = "threaded", error = %e, "response stream failed");
+                let _ = events.send(FromWorker::Abort);
+                return;
+            }
+            Err(_) => {
+                tracing::error!(engine = "threaded", "response stream panicked");
+                let _ = events.send(FromWorker::Abort);
+                return;
+            }
+        };
+        if n == 0 {
+            let _ = events.send(FromWorker::End);
+            return;
+        }
+        buf.truncate(n);
+        if events.send(FromWorker::Chunk(buf.freeze())).is_err() {
+            return;
+        }
+        in_flight += 1;
+        while in_flight >= STREAM_WINDOW {
+            match written.recv_timeout(timeout) {
+                Ok(()) => in_flight -= 1,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Reads until `buf` holds something or the stream ends, retrying interrupts.
+fn read_some(reader: &mut (dyn Read + Send), buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recon_service::RequestBody;
+
+    use super::*;
+
+    fn job(request: Request) -> (Job, mpsc::Receiver<FromWorker>, mpsc::Sender<()>) {
+        let (events, events_rx) = mpsc::channel();
+        let (written_tx, written) = mpsc::channel();
+        (
+            Job {
+                request,
+                events,
+                written,
+            },
+            events_rx,
+            written_tx,
+        )
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_500() {
+        let (job, events, _written) = job(http::Request::new(RequestBody::empty()));
+        run_job(|_| panic!("boom"), job, 16, Duration::from_secs(1));
+        match events.recv() {
+            Ok(FromWorker::Head(parts, HeadBody::Full(body))) => {
+                assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
+                assert!(!String::from_utf8_lossy(&body).contains("boom"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn streams_in_send_bytes_pieces_with_a_window() {
+        let (job, events, written) = job(http::Request::new(RequestBody::empty()));
+        let worker = std::thread::spawn(move || {
+            run_job(
+                |_| Response::new(ResponseBody::stream(io::Cursor::new(vec![7u8; 40]))),
+                job,
+                16,
+                Duration::from_secs(5),
+            );
+        });
+        assert!(matches!(
+            events.recv(),
+            Ok(FromWorker::Head(_, HeadBody::Stream))
+        ));
+        let mut sizes = Vec::new();
+        loop {
+            match events.recv() {
+                Ok(FromWorker::Chunk(b)) => {
+                    sizes.push(b.len());
+                    written.send(()).unwrap();
+                }
+                Ok(FromWorker::End) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(sizes, [16, 16, 8]);
+        worker.join().unwrap();
+    }
+
+    #[test]
+    fn the_body_pulls_pieces_and_reports_stalls() {
+        let (events_tx, events) = mpsc::channel();
+        let (pieces_tx, pieces) = mpsc::channel();
+        let mut body = ChannelBody::new(events_tx, pieces, Duration::from_millis(200));
+        let feeder = std::thread::spawn(move || {
+            assert!(matches!(events.recv(), Ok(FromWorker::Pull)));
+            pieces_tx
+                .send(BodyPiece::Data(Bytes::from_static(b"hello")))
+                .unwrap();
+            assert!(matches!(events.recv(), Ok(FromWorker::Pull)));
+            pieces_tx.send(BodyPiece::Eof).unwrap();
+        });
+        let mut out = String::new();
+        body.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello");
+        feeder.join().unwrap();
+
+        let (events_tx, _events) = mpsc::channel();
+        let (_pieces_tx, pieces) = mpsc::channel::<BodyPiece>();
+        let mut body = ChannelBody::new(events_tx, pieces, Duration::from_millis(50));
+        let err = body.read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}
