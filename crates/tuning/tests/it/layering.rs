@@ -1,0 +1,439 @@
+//! Layering with an explicit environment slice: defaults < tuning < file < env < flags.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tuning::{
+    ConfigError, Engine, LoadOptions, Loaded, Overload, Overrides, Profile, Resources, Source,
+    load_from,
+};
+
+const GIB: u64 = 1 << 30;
+
+/// One case: env pairs, an optional config file body, flags.
+struct Case<'a> {
+    env: &'a [(&'a str, &'a str)],
+    file: Option<&'a str>,
+    flags: Overrides,
+    profile: Option<Profile>,
+}
+
+impl Default for Case<'_> {
+    fn default() -> Self {
+        Self {
+            env: &[],
+            file: None,
+            flags: Overrides::default(),
+            profile: None,
+        }
+    }
+}
+
+/// Loads `case` tuned for 16 vCPU / 32 GiB; returns the result and the file path used.
+fn run(case: Case<'_>) -> (Result<Loaded, ConfigError>, Option<PathBuf>) {
+    let file = case.file.map(|body| {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(body.as_bytes()).unwrap();
+        f.into_temp_path()
+    });
+    let opts = LoadOptions {
+        config_file: file.as_ref().map(|p| p.to_path_buf()),
+        flags: case.flags,
+        resources: Some(Resources::new(16, 32 * GIB)),
+        profile: case.profile,
+    };
+    let env: Vec<(String, String)> = case
+        .env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let path = file.as_ref().map(|p| p.to_path_buf());
+    (load_from(&opts, &env), path)
+}
+
+fn ok(case: Case<'_>) -> Loaded {
+    run(case).0.unwrap()
+}
+
+fn err(case: Case<'_>) -> String {
+    run(case).0.unwrap_err().to_string()
+}
+
+fn env(name: &str) -> Source {
+    Source::Env(name.to_owned())
+}
+
+#[test]
+fn tuning_fills_server_settings_and_defaults_the_rest() {
+    let loaded = ok(Case::default());
+    let s = &loaded.config.server;
+    assert_eq!(s.threads.get(), 12);
+    assert_eq!(s.workers.get(), 16);
+    assert_eq!(s.connection_limit.get(), 2000);
+    assert_eq!(s.cleanup_interval, Duration::from_secs(20));
+    assert_eq!(s.channel_timeout, Duration::from_secs(180));
+    assert_eq!(s.recv_bytes.get(), 65536);
+    let p = &loaded.provenance;
+    assert_eq!(p.source("threads"), Some(&Source::Tuning));
+    assert_eq!(p.source("port"), Some(&Source::Default));
+    assert_eq!(p.source("vcpus"), Some(&Source::Flag("--vcpus".into())));
+    assert_eq!(loaded.config.port, 8000);
+    assert_eq!(loaded.config.engine, Engine::Async);
+}
+
+#[test]
+fn waitress_and_uvicorn_names_are_read() {
+    let loaded = ok(Case {
+        env: &[
+            ("WAITRESS_THREADS", "7"),
+            ("WAITRESS_CONNECTION_LIMIT", "300"),
+            ("WAITRESS_CLEANUP_INTERVAL", "10"),
+            ("WAITRESS_CHANNEL_TIMEOUT", "2m"),
+            ("WAITRESS_RECV_BYTES", "131072"),
+            ("WAITRESS_SEND_BYTES", "128KiB"),
+            ("UVICORN_WORKERS", "3"),
+            ("SERVER_TYPE", "waitress"),
+            ("HOST", "0.0.0.0"),
+            ("PORT", "9000"),
+        ],
+        ..Case::default()
+    });
+    let c = &loaded.config;
+    assert_eq!(c.server.threads.get(), 7);
+    assert_eq!(c.server.connection_limit.get(), 300);
+    assert_eq!(c.server.cleanup_interval, Duration::from_secs(10));
+    assert_eq!(c.server.channel_timeout, Duration::from_secs(120));
+    assert_eq!(c.server.recv_bytes.get(), 131_072);
+    assert_eq!(c.server.send_bytes.get(), 131_072);
+    assert_eq!(c.server.workers.get(), 3);
+    assert_eq!(c.engine, Engine::Threaded);
+    assert_eq!(c.host.to_string(), "0.0.0.0");
+    assert_eq!(c.port, 9000);
+    assert_eq!(
+        loaded.provenance.source("threads"),
+        Some(&env("WAITRESS_THREADS"))
+    );
+    assert_eq!(
+        loaded.provenance.source("engine"),
+        Some(&env("SERVER_TYPE"))
+    );
+}
+
+#[test]
+fn recon_names_win_over_aliases() {
+    let loaded = ok(Case {
+        env: &[
+            ("WAITRESS_THREADS", "7"),
+            ("RECON_THREADS", "9"),
+            ("SERVER_TYPE", "uvicorn"),
+            ("RECON_ENGINE", "threaded"),
+            ("PORT", "1"),
+            ("RECON_PORT", "2"),
+        ],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.server.threads.get(), 9);
+    assert_eq!(loaded.config.engine, Engine::Threaded);
+    assert_eq!(loaded.config.port, 2);
+    assert_eq!(
+        loaded.provenance.source("threads"),
+        Some(&env("RECON_THREADS"))
+    );
+}
+
+#[test]
+fn precedence_is_tuning_then_file_then_env_then_flags() {
+    let file = "threads = 3\nworkers = 3\nport = 7000\ndata_dir = \"/srv/recon\"\n";
+    let (result, path) = run(Case {
+        env: &[("RECON_WORKERS", "5"), ("RECON_PORT", "7001")],
+        file: Some(file),
+        flags: Overrides {
+            port: Some(7002),
+            ..Overrides::default()
+        },
+        ..Case::default()
+    });
+    let loaded = result.unwrap();
+    let path = path.unwrap();
+    let p = &loaded.provenance;
+    assert_eq!(loaded.config.server.threads.get(), 3);
+    assert_eq!(p.source("threads"), Some(&Source::File(path.clone())));
+    assert_eq!(loaded.config.server.workers.get(), 5);
+    assert_eq!(p.source("workers"), Some(&env("RECON_WORKERS")));
+    assert_eq!(loaded.config.port, 7002);
+    assert_eq!(p.source("port"), Some(&Source::Flag("--port".into())));
+    assert_eq!(loaded.config.data_dir, PathBuf::from("/srv/recon"));
+    assert_eq!(p.source("connection_limit"), Some(&Source::Tuning));
+    assert_eq!(loaded.config_file, Some(path));
+}
+
+#[test]
+fn file_spells_durations_and_sizes_either_way() {
+    let loaded = ok(Case {
+        file: Some(
+            "cleanup_interval = 15\nchannel_timeout = \"10m\"\nrecv_bytes = \"256KiB\"\nsend_bytes = 262144\nmax_request_body_size = \"2GiB\"\noverload = \"reject\"\napi_keys = [\"k1\", \"k2\"]\nprotect_ops = false\n",
+        ),
+        ..Case::default()
+    });
+    let c = &loaded.config;
+    assert_eq!(c.server.cleanup_interval, Duration::from_secs(15));
+    assert_eq!(c.server.channel_timeout, Duration::from_secs(600));
+    assert_eq!(c.server.recv_bytes.get(), 262_144);
+    assert_eq!(c.server.send_bytes.get(), 262_144);
+    assert_eq!(c.server.max_request_body_size, 2 * GIB);
+    assert_eq!(c.overload, Overload::Reject);
+    assert_eq!(c.api_keys.len(), 2);
+    assert!(!c.protect_ops);
+}
+
+#[test]
+fn profile_and_resources_from_env_change_the_tuning() {
+    let opts = LoadOptions::default();
+    let env: Vec<(String, String)> = [
+        ("RECON_VCPUS", "8"),
+        ("RECON_MEMORY", "16GiB"),
+        ("RECON_PROFILE", "large-files"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let loaded = load_from(&opts, &env).unwrap();
+    assert_eq!(loaded.resources, Resources::new(8, 16 * GIB));
+    assert_eq!(loaded.profile, Profile::LargeFiles);
+    let s = &loaded.config.server;
+    assert_eq!(s.threads.get(), 8);
+    assert_eq!(s.connection_limit.get(), 500);
+    assert_eq!(s.channel_timeout, Duration::from_secs(600));
+    assert_eq!(s.recv_bytes.get(), 262_144);
+    assert_eq!(
+        loaded.provenance.source("profile"),
+        Some(&env_src("RECON_PROFILE"))
+    );
+}
+
+fn env_src(name: &str) -> Source {
+    env(name)
+}
+
+#[test]
+fn flag_profile_wins_over_env_profile() {
+    let loaded = ok(Case {
+        env: &[("RECON_PROFILE", "large-files")],
+        profile: Some(Profile::MemoryConstrained),
+        ..Case::default()
+    });
+    assert_eq!(loaded.profile, Profile::MemoryConstrained);
+    assert_eq!(loaded.config.server.threads.get(), 4);
+    assert_eq!(loaded.config.server.connection_limit.get(), 500);
+}
+
+#[test]
+fn bad_values_name_the_source_and_expected_form() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("WAITRESS_THREADS", "abc")],
+            r#"WAITRESS_THREADS="abc": expected a whole number from 1 to 1024"#,
+        ),
+        (
+            &[("RECON_THREADS", "0")],
+            r#"RECON_THREADS="0": expected a whole number from 1 to 1024"#,
+        ),
+        (
+            &[("WAITRESS_SEND_BYTES", "10")],
+            r#"WAITRESS_SEND_BYTES="10": expected a size from 1KiB to 16MiB"#,
+        ),
+        (
+            &[("SERVER_TYPE", "gunicorn")],
+            r#"SERVER_TYPE="gunicorn": expected threaded (or waitress) or async (or uvicorn)"#,
+        ),
+        (
+            &[("RECON_OVERLOAD", "drop")],
+            r#"RECON_OVERLOAD="drop": expected queue or reject"#,
+        ),
+        (
+            &[("RECON_MEMORY", "lots")],
+            r#"RECON_MEMORY="lots": expected a size"#,
+        ),
+    ];
+    for (vars, want) in cases {
+        let got = err(Case {
+            env: vars,
+            ..Case::default()
+        });
+        assert!(got.starts_with(want), "{vars:?}: {got}");
+    }
+}
+
+#[test]
+fn bad_flag_names_the_flag() {
+    let got = err(Case {
+        flags: Overrides {
+            threads: Some(0),
+            ..Overrides::default()
+        },
+        ..Case::default()
+    });
+    assert_eq!(
+        got,
+        r#"--threads="0": expected a whole number from 1 to 1024"#
+    );
+}
+
+#[test]
+fn channel_timeout_shorter_than_cleanup_is_rejected_naming_both_sources() {
+    let got = err(Case {
+        env: &[("WAITRESS_CHANNEL_TIMEOUT", "5")],
+        ..Case::default()
+    });
+    assert!(
+        got.contains("channel_timeout 5s (env WAITRESS_CHANNEL_TIMEOUT)"),
+        "{got}"
+    );
+    assert!(got.contains("cleanup_interval 20s (tuning)"), "{got}");
+}
+
+#[test]
+fn unknown_file_key_names_file_and_key() {
+    let (result, path) = run(Case {
+        file: Some("threads = 4\nthread_count = 4\n"),
+        ..Case::default()
+    });
+    let got = result.unwrap_err().to_string();
+    let path = path.unwrap();
+    assert!(got.starts_with(&path.display().to_string()), "{got}");
+    assert!(got.contains("unknown key `thread_count`"), "{got}");
+    assert!(got.contains("did you mean `threads`?"), "{got}");
+}
+
+#[test]
+fn bad_file_value_names_file_line_and_key() {
+    let (result, path) = run(Case {
+        file: Some("# tuned by hand\n\nthreads = \"many\"\n"),
+        ..Case::default()
+    });
+    let got = result.unwrap_err().to_string();
+    let want = format!(
+        "{}:3: threads=\"many\": expected a whole number from 1 to 1024",
+        path.unwrap().display()
+    );
+    assert_eq!(got, want);
+}
+
+#[test]
+fn broken_toml_and_missing_file_are_errors() {
+    let got = err(Case {
+        file: Some("threads = \n"),
+        ..Case::default()
+    });
+    assert!(got.contains("not valid TOML"), "{got}");
+    let opts = LoadOptions {
+        config_file: Some(PathBuf::from("/nonexistent/recon.toml")),
+        resources: Some(Resources::new(2, 4 * GIB)),
+        ..LoadOptions::default()
+    };
+    let got = load_from(&opts, &[]).unwrap_err();
+    assert!(matches!(got, ConfigError::Read { .. }), "{got}");
+}
+
+#[test]
+fn config_file_from_recon_config_env() {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(b"port = 4242\n").unwrap();
+    let path = f.path().display().to_string();
+    let loaded = ok(Case {
+        env: &[("RECON_CONFIG", &path)],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.port, 4242);
+}
+
+#[test]
+fn api_keys_are_redacted_in_provenance() {
+    let mut keys = tempfile::NamedTempFile::new().unwrap();
+    keys.write_all(b"# ops keys\nfile-secret-1\n\nfile-secret-2\n")
+        .unwrap();
+    let keys_path = keys.path().display().to_string();
+    let loaded = ok(Case {
+        env: &[
+            ("RECON_API_KEYS", "env-secret-a, env-secret-b"),
+            ("RECON_API_KEYS_FILE", &keys_path),
+        ],
+        ..Case::default()
+    });
+    let keys: Vec<&str> = loaded
+        .config
+        .api_keys
+        .iter()
+        .map(|k| k.0.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "env-secret-a",
+            "env-secret-b",
+            "file-secret-1",
+            "file-secret-2"
+        ]
+    );
+    let shown = format!("{:?}", loaded.provenance.entries());
+    assert!(!shown.contains("secret"), "{shown}");
+    let entry = loaded.provenance.entry("api_keys").unwrap();
+    assert_eq!(entry.value, "4 keys (redacted)");
+    assert_eq!(entry.source, env("RECON_API_KEYS"));
+}
+
+#[test]
+fn empty_env_values_count_as_unset() {
+    let loaded = ok(Case {
+        env: &[("RECON_THREADS", ""), ("WAITRESS_THREADS", "5")],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.server.threads.get(), 5);
+}
+
+#[test]
+fn every_flag_field_is_a_setting() {
+    let all = Overrides {
+        engine: Some("threaded".into()),
+        host: Some("::1".into()),
+        port: Some(1),
+        threads: Some(2),
+        workers: Some(2),
+        connection_limit: Some(10),
+        cleanup_interval: Some("1s".into()),
+        channel_timeout: Some("2s".into()),
+        recv_bytes: Some("4KiB".into()),
+        send_bytes: Some("4KiB".into()),
+        max_request_body_size: Some("1MiB".into()),
+        max_request_header_size: Some("8KiB".into()),
+        backlog: Some(16),
+        overload: Some("reject".into()),
+        server_header: Some("r".into()),
+        shutdown_timeout: Some("0".into()),
+        data_dir: Some("/tmp/x".into()),
+        api_keys: Some(vec!["k".into()]),
+        api_keys_file: None,
+        protect_ops: Some(false),
+        job_threads: Some(1),
+        log_level: Some("debug".into()),
+    };
+    let loaded = ok(Case {
+        flags: all,
+        ..Case::default()
+    });
+    let c = &loaded.config;
+    assert_eq!(c.server.backlog, 16);
+    assert_eq!(c.shutdown_timeout, Duration::ZERO);
+    assert_eq!(c.log_level, "debug");
+    for entry in loaded.provenance.iter() {
+        if !matches!(entry.key, "api_keys_file" | "profile" | "memory" | "vcpus") {
+            assert!(
+                matches!(entry.source, Source::Flag(_)),
+                "{} from {}",
+                entry.key,
+                entry.source
+            );
+        }
+    }
+}
