@@ -1,12 +1,203 @@
-//! `recon serve` (being built).
+//! `recon serve`: load the configuration, install tracing, build the
+//! application, bind, announce the address on stdout, and hand the listener to
+//! the chosen engine until SIGTERM/SIGINT drains it.
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-/// Arguments of `recon serve`.
+use anyhow::Context;
+use recon_service::{App, SettingEntry, Shutdown};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tuning::{Config, Engine, LoadOptions, Overrides};
+
+/// Arguments of `recon serve`. Every flag overrides the environment, the
+/// config file and the tuning recommendation.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The engine: `async` (tokio + hyper) or `threaded` (may, Waitress's model).
+    #[arg(long)]
+    engine: Option<String>,
+    /// Address to bind.
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind; 0 picks a free one (the listening line shows it).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Where datasets and results are kept.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML config file (otherwise `RECON_CONFIG`, then `./recon.toml`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Threaded engine: handler threads; async engine: concurrent blocking handlers.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Async engine: tokio worker threads.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Most connections open at once.
+    #[arg(long)]
+    connection_limit: Option<usize>,
+    /// How often idle connections are swept, e.g. `30s`.
+    #[arg(long)]
+    cleanup_interval: Option<String>,
+    /// A connection idle or stalled this long is closed, e.g. `2m`.
+    #[arg(long)]
+    channel_timeout: Option<String>,
+    /// Socket read size and receive buffer, e.g. `64KiB`.
+    #[arg(long)]
+    recv_bytes: Option<String>,
+    /// Socket write size and send buffer.
+    #[arg(long)]
+    send_bytes: Option<String>,
+    /// Largest request body accepted, e.g. `1GiB`.
+    #[arg(long)]
+    max_request_body_size: Option<String>,
+    /// Largest request head accepted, e.g. `64KiB`.
+    #[arg(long)]
+    max_request_header_size: Option<String>,
+    /// Listen backlog.
+    #[arg(long)]
+    backlog: Option<u32>,
+    /// Past the connection limit: `queue` (wait in the backlog) or `reject` (503).
+    #[arg(long)]
+    overload: Option<String>,
+    /// Value of the `Server` response header.
+    #[arg(long)]
+    server_header: Option<String>,
+    /// How long a graceful shutdown waits for in-flight requests, e.g. `30s`.
+    #[arg(long)]
+    shutdown_timeout: Option<String>,
+    /// An API key accepted on `/v1/*` (repeatable).
+    #[arg(long = "api-key")]
+    api_keys: Vec<String>,
+    /// A file of API keys, one per line.
+    #[arg(long)]
+    api_keys_file: Option<PathBuf>,
+    /// Whether `/metrics` and `/debug/*` need a key when keys exist.
+    #[arg(long)]
+    protect_ops: Option<bool>,
+    /// Threads of the reconciliation job pool.
+    #[arg(long)]
+    job_threads: Option<usize>,
+    /// Log filter, e.g. `info` or `recon=debug` (`RUST_LOG` wins).
+    #[arg(long)]
+    log_level: Option<String>,
+}
 
-/// Runs `recon serve`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("recon serve is not built yet")
+impl Args {
+    fn into_load_options(self) -> LoadOptions {
+        LoadOptions {
+            config_file: self.config,
+            flags: Overrides {
+                engine: self.engine,
+                host: self.host,
+                port: self.port,
+                threads: self.threads,
+                workers: self.workers,
+                connection_limit: self.connection_limit,
+                cleanup_interval: self.cleanup_interval,
+                channel_timeout: self.channel_timeout,
+                recv_bytes: self.recv_bytes,
+                send_bytes: self.send_bytes,
+                max_request_body_size: self.max_request_body_size,
+                max_request_header_size: self.max_request_header_size,
+                backlog: self.backlog,
+                overload: self.overload,
+                server_header: self.server_header,
+                shutdown_timeout: self.shutdown_timeout,
+                data_dir: self.data_dir,
+                api_keys: (!self.api_keys.is_empty()).then_some(self.api_keys),
+                api_keys_file: self.api_keys_file,
+                protect_ops: self.protect_ops,
+                job_threads: self.job_threads,
+                log_level: self.log_level,
+            },
+            resources: None,
+            profile: None,
+        }
+    }
+}
+
+/// Runs `recon serve` until a signal drains the server.
+///
+/// # Errors
+/// A bad configuration, an unusable data directory, a port that cannot be
+/// bound, or an engine that fails to start.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let loaded = tuning::load(&args.into_load_options()).context("loading the configuration")?;
+    install_tracing(&loaded.config.log_level);
+    let settings: Vec<SettingEntry> = loaded
+        .provenance
+        .entries()
+        .into_iter()
+        .map(|(key, value, source)| SettingEntry {
+            key: key.to_owned(),
+            value,
+            source,
+        })
+        .collect();
+    let config = Arc::new(loaded.config);
+    let app =
+        Arc::new(App::new(Arc::clone(&config), settings).context("starting the application")?);
+
+    let listener = serve_async::bind(&config)?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    announce(&config, addr)?;
+
+    let shutdown = Shutdown::new();
+    install_signals(&shutdown)?;
+    match config.engine {
+        Engine::Async => serve_async::serve(app, listener, shutdown)?,
+        Engine::Threaded => serve_threaded::serve(app, listener, shutdown)?,
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the one line tests and operators parse, and flushes it.
+fn announce(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let server = &config.server;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "recon listening on http://{addr} (engine={}, workers={}, threads={}, connection_limit={})",
+        config.engine.as_str(),
+        server.workers,
+        server.threads,
+        server.connection_limit,
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Logs to stderr; `RUST_LOG` wins over the configured level.
+fn install_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Triggers `shutdown` on the first SIGTERM or SIGINT.
+fn install_signals(shutdown: &Shutdown) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name("recon-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "signal received; draining");
+                shutdown.trigger();
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }

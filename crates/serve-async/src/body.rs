@@ -1,0 +1,206 @@
+//! Bodies across the runtime boundary.
+//!
+//! A request body is pumped from hyper's [`Incoming`] into a bounded channel by
+//! an async task and read on a worker thread as a blocking [`Read`]; a streamed
+//! response body is read on a blocking thread in `send_bytes` pieces into a
+//! bounded channel that feeds hyper. The channels hold a few chunks, so a slow
+//! side holds the other back.
+
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+
+use crate::io::InFlightGuard;
+
+/// Chunks buffered between the socket and a blocking reader or writer.
+const CHANNEL_CHUNKS: usize = 4;
+
+type Chunk = io::Result<Bytes>;
+
+/// The worker-thread side of a request body: a blocking reader over the chunks
+/// the pump sends.
+#[derive(Debug)]
+pub(crate) struct ChannelReader {
+    rx: mpsc::Receiver<Chunk>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(err)) => return Err(err),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Limits the pump enforces on a request body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PumpLimits {
+    /// A body stalled this long fails with `TimedOut`.
+    pub(crate) stall: Duration,
+    /// A body longer than this fails with `FileTooLarge` (chunked bodies have
+    /// no declared length to reject up front).
+    pub(crate) max_len: u64,
+}
+
+/// Starts pumping `incoming` into a channel and returns the blocking reader.
+///
+/// Must be called within the runtime.
+pub(crate) fn request_reader(incoming: Incoming, limits: PumpLimits) -> ChannelReader {
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    tokio::spawn(pump(incoming, tx, limits));
+    ChannelReader {
+        rx,
+        current: Bytes::new(),
+    }
+}
+
+async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimits) {
+    let mut total: u64 = 0;
+    loop {
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(limits.stall, incoming.frame()) => frame,
+            // The reader is gone (handler finished): stop reading the socket.
+            () = tx.closed() => return,
+        };
+        let chunk = match frame {
+            Err(_elapsed) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request body stalled past channel_timeout",
+            )),
+            Ok(None) => return,
+            Ok(Some(Err(err))) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, err)),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    total += data.len() as u64;
+                    if total > limits.max_len {
+                        Err(io::Error::new(
+                            io::ErrorKind::FileTooLarge,
+                            "request body larger than max_request_body_size",
+                        ))
+                    } else {
+                        Ok(data)
+                    }
+                }
+                // Trailers: nothing the application reads.
+                Err(_trailers) => continue,
+            },
+        };
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The body hyper writes: empty, one buffer, or chunks from a blocking reader.
+#[derive(Debug)]
+pub(crate) struct OutBody {
+    kind: Kind,
+    /// Keeps the connection's request counted until the body is written.
+    _in_flight: Option<InFlightGuard>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Chunk>),
+}
+
+impl OutBody {
+    /// A complete body (empty when `bytes` is).
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        Self {
+            kind: Kind::Full(Some(bytes)),
+            _in_flight: None,
+        }
+    }
+
+    /// Streams `reader` in `chunk`-sized reads on a blocking thread.
+    ///
+    /// Must be called within the runtime.
+    pub(crate) fn stream(reader: Box<dyn Read + Send>, chunk: usize) -> Self {
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        tokio::task::spawn_blocking(move || read_into(reader, chunk, &tx));
+        Self {
+            kind: Kind::Stream(rx),
+            _in_flight: None,
+        }
+    }
+
+    /// Ties the body's life to a request counted in flight.
+    pub(crate) fn with_guard(mut self, guard: InFlightGuard) -> Self {
+        self._in_flight = Some(guard);
+        self
+    }
+}
+
+fn read_into(mut reader: Box<dyn Read + Send>, chunk: usize, tx: &mpsc::Sender<Chunk>) {
+    let mut buf = BytesMut::zeroed(chunk);
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                let data = buf.split_to(n).freeze();
+                buf.resize(chunk, 0);
+                if tx.blocking_send(Ok(data)).is_err() {
+                    return;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "response stream failed; aborting the response");
+                let _ = tx.blocking_send(Err(err));
+                return;
+            }
+        }
+    }
+}
+
+impl Body for OutBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            Kind::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|c| c.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream(_) => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! One request: adapt hyper's request to the application's, run the handler
+//! where [`App::dispatch`] says, and adapt the response back.
+
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use recon_service::{App, Dispatch, RequestBody, ResponseBody, ServerState, problem};
+use tokio::sync::Semaphore;
+
+use crate::body::{OutBody, PumpLimits, request_reader};
+use crate::io::InFlight;
+
+/// What every request on every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) app: Arc<App>,
+    /// Permits for handlers running on blocking threads (`threads`).
+    pub(crate) workers: Arc<Semaphore>,
+    pub(crate) server_header: Option<HeaderValue>,
+    pub(crate) limits: PumpLimits,
+    pub(crate) send_bytes: usize,
+}
+
+/// Serves one request; never fails (errors are responses).
+pub(crate) async fn serve_request(
+    shared: Arc<Shared>,
+    in_flight: Arc<InFlight>,
+    req: Request<Incoming>,
+) -> Result<Response<OutBody>, Infallible> {
+    let guard = in_flight.enter();
+    let response = respond(&shared, req).await;
+    let mut response = into_hyper(response, shared.send_bytes);
+    if let Some(server) = &shared.server_header {
+        response
+            .headers_mut()
+            .insert(header::SERVER, server.clone());
+    }
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(parts, body.with_guard(guard)))
+}
+
+/// The answer to a client arriving past `connection_limit` with `Overload::Reject`.
+pub(crate) async fn reject(
+    server_header: Option<HeaderValue>,
+    _req: Request<Incoming>,
+) -> Result<Response<OutBody>, Infallible> {
+    let mut response = into_hyper(
+        problem::response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at its connection limit; retry later",
+        ),
+        0,
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(server) = server_header {
+        headers.insert(header::SERVER, server);
+    }
+    Ok(response)
+}
+
+fn declared_len(req: &Request<Incoming>) -> Result<Option<u64>, ()> {
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
+async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Response {
+    let app = &shared.app;
+    let Ok(declared) = declared_len(&req) else {
+        return problem::response(StatusCode::BAD_REQUEST, "invalid Content-Length");
+    };
+    if declared.is_some_and(|len| len > shared.limits.max_len) {
+        return problem::response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "request body of {} bytes is larger than the limit of {} bytes",
+                declared.unwrap_or_default(),
+                shared.limits.max_len
+            ),
+        );
+    }
+    let dispatch = app.dispatch(req.method(), req.uri().path());
+    let (parts, incoming) = req.into_parts();
+    match dispatch {
+        Dispatch::Inline => {
+            let req = Request::from_parts(parts, RequestBody::empty());
+            std::panic::catch_unwind(AssertUnwindSafe(|| app.handle(req)))
+                .unwrap_or_else(|_| handler_panicked())
+        }
+        Dispatch::Blocking => {
+            let body = if declared == Some(0) {
+                RequestBody::empty()
+            } else {
+                RequestBody::from_reader(request_reader(incoming, shared.limits), declared)
+            };
+            let req = Request::from_parts(parts, body);
+            let permit = {
+                let _queued = Queued::enter(app.state());
+                Arc::clone(&shared.workers).acquire_owned().await
+            };
+            let Ok(permit) = permit else {
+                return problem::response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            };
+            let app = Arc::clone(app);
+            let joined = tokio::task::spawn_blocking(move || {
+                let _busy = Busy::enter(app.state());
+                let response = app.handle(req);
+                drop(permit);
+                response
+            })
+            .await;
+            match joined {
+                Ok(response) => response,
+                Err(err) if err.is_panic() => handler_panicked(),
+                Err(err) => {
+                    tracing::error!(error = %err, "handler task was cancelled");
+                    problem::response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                }
+            }
+        }
+    }
+}
+
+fn handler_panicked() -> recon_service::Response {
+    tracing::error!("a request handler panicked");
+    problem::response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+fn into_hyper(response: recon_service::Response, send_bytes: usize) -> Response<OutBody> {
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        ResponseBody::Empty => OutBody::full(bytes::Bytes::new()),
+        ResponseBody::Full(bytes) => OutBody::full(bytes),
+        ResponseBody::Stream(reader) => OutBody::stream(reader, send_bytes.max(1)),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// Counts a request waiting for a worker until dropped.
+struct Queued<'a>(&'a ServerState);
+
+impl<'a> Queued<'a> {
+    fn enter(state: &'a ServerState) -> Self {
+        state.request_queued();
+        Self(state)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.request_dequeued();
+    }
+}
+
+/// Counts a busy worker until dropped (also when the handler panics).
+struct Busy<'a>(&'a ServerState);
+
+impl<'a> Busy<'a> {
+    fn enter(state: &'a ServerState) -> Self {
+        state.worker_busy();
+        Self(state)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.worker_idle();
+    }
+}
