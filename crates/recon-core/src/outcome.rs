@@ -1,1 +1,527 @@
-//! (being built)
+//! What a run produces: one [`Assignment`] per input record of both sides, and a
+//! serializable [`Summary`] with counts, exact totals, per-rule counts and an
+//! audit block. [`Summary::build`] also checks conservation: every record is
+//! accounted for once and, per side and currency, the totals over all statuses
+//! equal the input totals.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU32;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::money::Currency;
+use crate::rules::{PassKind, Rules};
+use crate::side::Side;
+
+/// How a record ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Paired within every gate of a match pass.
+    Matched,
+    /// Paired by identity in a break pass; amount and/or date differ.
+    Break,
+    /// Equally good candidates: a suggestion for a person, not a match.
+    Ambiguous,
+    /// No pass paired it.
+    Unmatched,
+    /// A later copy of an earlier record of the same side (same duplicate key).
+    Duplicate,
+}
+
+impl Status {
+    /// Every status, in report order.
+    pub const ALL: [Status; 5] = [
+        Status::Matched,
+        Status::Break,
+        Status::Ambiguous,
+        Status::Unmatched,
+        Status::Duplicate,
+    ];
+
+    /// The lowercase name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Matched => "matched",
+            Status::Break => "break",
+            Status::Ambiguous => "ambiguous",
+            Status::Unmatched => "unmatched",
+            Status::Duplicate => "duplicate",
+        }
+    }
+
+    /// Parses a lowercase status name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side a record is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideName {
+    /// The left file (e.g. the ledger).
+    Left,
+    /// The right file (e.g. the bank statement).
+    Right,
+}
+
+impl SideName {
+    /// `"left"` or `"right"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SideName::Left => "left",
+            SideName::Right => "right",
+        }
+    }
+}
+
+impl fmt::Display for SideName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result for one input record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Assignment {
+    /// The match group (shared by every record of the group); `None` for
+    /// unmatched and duplicate records.
+    pub match_id: Option<NonZeroU32>,
+    /// The record's status.
+    pub status: Status,
+    /// Index into [`Rules::passes`] of the pass that grouped it.
+    pub rule: Option<u16>,
+    /// Similarity score in `[0, 1]` of the group (1 when the pass scores nothing).
+    pub score: Option<f64>,
+    /// Group amount difference `right total - left total`, minor units.
+    pub amount_diff: Option<i64>,
+    /// Date difference `right - left` in days (for the single record of an
+    /// aggregate group: the largest in magnitude among its parts).
+    pub date_diff_days: Option<i32>,
+}
+
+impl Assignment {
+    /// An unmatched record.
+    pub const UNMATCHED: Assignment = Assignment {
+        match_id: None,
+        status: Status::Unmatched,
+        rule: None,
+        score: None,
+        amount_diff: None,
+        date_diff_days: None,
+    };
+}
+
+/// Facts about a run that the caller knows: ids and input digests for the audit block.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// Identifier of this run (e.g. a UUID or job id).
+    pub run_id: String,
+    /// Lowercase hex SHA-256 of the left input file, when known.
+    pub left_sha256: Option<String>,
+    /// Lowercase hex SHA-256 of the right input file, when known.
+    pub right_sha256: Option<String>,
+}
+
+/// Lowercase hex SHA-256 of `bytes`, for [`RunInfo`].
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Lowercase hex SHA-256 of everything `reader` yields.
+///
+/// # Errors
+/// Any I/O error of `reader`.
+pub fn sha256_reader(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A count and an exact total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Total {
+    /// Records.
+    pub count: u64,
+    /// Sum of their amounts as an exact decimal string in major units.
+    pub amount: String,
+}
+
+/// Counts and totals of one side.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SideSummary {
+    /// The side's source (file name).
+    pub source: String,
+    /// Accepted input records.
+    pub records: u64,
+    /// Rows refused by the input layer under `on_error = "quarantine"`.
+    pub rejects: u64,
+    /// Matched records / records (0 when the side is empty).
+    pub match_rate: f64,
+    /// Input totals per currency.
+    pub totals: BTreeMap<String, Total>,
+    /// Totals per status, then per currency; every status is present.
+    pub by_status: BTreeMap<Status, BTreeMap<String, Total>>,
+}
+
+/// What one pass of the cascade did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleSummary {
+    /// The pass name.
+    pub name: String,
+    /// `match` or `break`.
+    pub kind: &'static str,
+    /// Match groups it formed with status `matched` or `break`.
+    pub groups: u64,
+    /// Groups it reported as `ambiguous`.
+    pub ambiguous_groups: u64,
+    /// Left records it grouped (any status).
+    pub left: u64,
+    /// Right records it grouped (any status).
+    pub right: u64,
+}
+
+/// Wall-clock time spent per stage, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Timings {
+    /// Preparing keys and detecting duplicates.
+    pub prepare_ms: f64,
+    /// Per pass, in cascade order.
+    pub passes_ms: Vec<f64>,
+    /// The whole `run`.
+    pub total_ms: f64,
+}
+
+/// The audit block: the only part of the summary that differs between two
+/// runs of the same inputs and rules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Audit {
+    /// The caller's run id.
+    pub run_id: String,
+    /// recon-core's version.
+    pub engine_version: &'static str,
+    /// SHA-256 of the rules text.
+    pub rules_sha256: String,
+    /// SHA-256 of the left input, when the caller gave it.
+    pub left_sha256: Option<String>,
+    /// SHA-256 of the right input, when the caller gave it.
+    pub right_sha256: Option<String>,
+    /// Time per stage.
+    pub timings: Timings,
+}
+
+/// The run's summary, written as `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The rule set's name.
+    pub name: Option<String>,
+    /// Left side counts and totals.
+    pub left: SideSummary,
+    /// Right side counts and totals.
+    pub right: SideSummary,
+    /// Matched records of both sides / records of both sides.
+    pub match_rate: f64,
+    /// Per pass, in cascade order.
+    pub rules: Vec<RuleSummary>,
+    /// Run id, versions, digests, timings.
+    pub audit: Audit,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconError {
+    /// A side's columns do not all have one entry per record.
+    #[error("{source_name}: column `{column}` has {found} entries, expected {expected}")]
+    MalformedSide {
+        /// The side's source.
+        source_name: String,
+        /// The short column.
+        column: &'static str,
+        /// Records (length of `amount`).
+        expected: usize,
+        /// Entries in `column`.
+        found: usize,
+    },
+    /// A side has more records than the matcher indexes (u32).
+    #[error("{source_name}: {records} records is more than the matcher supports")]
+    TooManyRecords {
+        /// The side's source.
+        source_name: String,
+        /// How many it has.
+        records: usize,
+    },
+    /// The results do not account for the inputs: a bug, reported instead of a
+    /// quietly wrong result.
+    #[error("conservation violated on the {side} side ({currency}): {detail}")]
+    Conservation {
+        /// Which side.
+        side: SideName,
+        /// Which currency (`"*"` when not currency-specific).
+        currency: String,
+        /// What did not add up.
+        detail: String,
+    },
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// One entry per left record, in input order.
+    pub left: Vec<Assignment>,
+    /// One entry per right record, in input order.
+    pub right: Vec<Assignment>,
+    /// Pass names, indexed by [`Assignment::rule`].
+    pub rule_names: Vec<String>,
+    /// Counts, totals and audit.
+    pub summary: Summary,
+}
+
+impl Outcome {
+    /// The assignments of `side`.
+    pub fn side(&self, side: SideName) -> &[Assignment] {
+        match side {
+            SideName::Left => &self.left,
+            SideName::Right => &self.right,
+        }
+    }
+
+    /// The pass name of an assignment's rule.
+    pub fn rule_name(&self, a: &Assignment) -> Option<&str> {
+        a.rule
+            .and_then(|r| self.rule_names.get(usize::from(r)))
+            .map(String::as_str)
+    }
+}
+
+/// Formats an `i128` of minor units as an exact decimal.
+pub(crate) fn format_total(units: i128, currency: Currency) -> String {
+    let scale = u32::from(currency.minor_units());
+    let sign = if units < 0 { "-" } else { "" };
+    let m = units.unsigned_abs();
+    if scale == 0 {
+        return format!("{sign}{m}");
+    }
+    let p = 10u128.pow(scale);
+    format!("{sign}{}.{:0w$}", m / p, m % p, w = scale as usize)
+}
+
+type Sums = BTreeMap<Currency, (u64, i128)>;
+
+fn totals(sums: &Sums) -> BTreeMap<String, Total> {
+    sums.iter()
+        .map(|(c, (n, s))| {
+            (
+                c.as_str().to_string(),
+                Total {
+                    count: *n,
+                    amount: format_total(*s, *c),
+                },
+            )
+        })
+        .collect()
+}
+
+fn side_summary(
+    which: SideName,
+    side: &Side,
+    assigned: &[Assignment],
+) -> Result<SideSummary, ReconError> {
+    if assigned.len() != side.len() {
+        return Err(ReconError::Conservation {
+            side: which,
+            currency: "*".into(),
+            detail: format!("{} results for {} records", assigned.len(), side.len()),
+        });
+    }
+    // Input totals straight from the side's columns.
+    let mut input: Sums = BTreeMap::new();
+    for (&c, &a) in side.currency.iter().zip(&side.amount) {
+        let e = input.entry(c).or_default();
+        e.0 += 1;
+        e.1 += i128::from(a);
+    }
+    // Totals per status from the assignments.
+    let mut per: BTreeMap<Status, Sums> = Status::ALL.iter().map(|&s| (s, Sums::new())).collect();
+    let mut matched = 0u64;
+    for (i, a) in assigned.iter().enumerate() {
+        let grouped = matches!(
+            a.status,
+            Status::Matched | Status::Break | Status::Ambiguous
+        );
+        if grouped != a.match_id.is_some() {
+            return Err(ReconError::Conservation {
+                side: which,
+                currency: "*".into(),
+                detail: format!(
+                    "record {} has status {} and match id {:?}",
+                    i, a.status, a.match_id
+                ),
+            });
+        }
+        if a.status == Status::Matched {
+            matched += 1;
+        }
+        let e = per
+            .entry(a.status)
+            .or_default()
+            .entry(side.currency[i])
+            .or_default();
+        e.0 += 1;
+        e.1 += i128::from(side.amount[i]);
+    }
+    let mut folded: Sums = BTreeMap::new();
+    for sums in per.values() {
+        for (c, (n, s)) in sums {
+            let e = folded.entry(*c).or_default();
+            e.0 += n;
+            e.1 += s;
+        }
+    }
+    if folded != input {
+        let currency = input
+            .iter()
+            .find(|(c, v)| folded.get(c) != Some(v))
+            .map_or_else(|| "*".to_string(), |(c, _)| c.to_string());
+        return Err(ReconError::Conservation {
+            side: which,
+            currency,
+            detail: format!("input {input:?} but results {folded:?}"),
+        });
+    }
+    let records = side.len() as u64;
+    Ok(SideSummary {
+        source: side.source.clone(),
+        records,
+        rejects: side.rejects.len() as u64,
+        match_rate: if records == 0 {
+            0.0
+        } else {
+            matched as f64 / records as f64
+        },
+        totals: totals(&input),
+        by_status: per.iter().map(|(s, sums)| (*s, totals(sums))).collect(),
+    })
+}
+
+impl Summary {
+    /// Builds the summary of a finished run and checks conservation.
+    ///
+    /// # Errors
+    /// [`ReconError::Conservation`] when a side's results do not cover each
+    /// record exactly once, a grouped status lacks a match id (or the reverse),
+    /// or per-currency totals over all statuses differ from the input totals.
+    pub fn build(
+        rules: &Rules,
+        left: &Side,
+        right: &Side,
+        assigned: (&[Assignment], &[Assignment]),
+        info: &RunInfo,
+        timings: Timings,
+    ) -> Result<Self, ReconError> {
+        let l = side_summary(SideName::Left, left, assigned.0)?;
+        let r = side_summary(SideName::Right, right, assigned.1)?;
+        let mut per_rule: Vec<RuleSummary> = rules
+            .passes
+            .iter()
+            .map(|p| RuleSummary {
+                name: p.name.clone(),
+                kind: match p.kind {
+                    PassKind::Match => "match",
+                    PassKind::Break => "break",
+                },
+                groups: 0,
+                ambiguous_groups: 0,
+                left: 0,
+                right: 0,
+            })
+            .collect();
+        let mut seen_groups: BTreeMap<NonZeroU32, ()> = BTreeMap::new();
+        for (which, list) in [(SideName::Left, assigned.0), (SideName::Right, assigned.1)] {
+            for a in list {
+                let Some(rs) = a.rule.and_then(|r| per_rule.get_mut(usize::from(r))) else {
+                    continue;
+                };
+                match which {
+                    SideName::Left => rs.left += 1,
+                    SideName::Right => rs.right += 1,
+                }
+                if let Some(id) = a.match_id
+                    && seen_groups.insert(id, ()).is_none()
+                {
+                    if a.status == Status::Ambiguous {
+                        rs.ambiguous_groups += 1;
+                    } else {
+                        rs.groups += 1;
+                    }
+                }
+            }
+        }
+        let total = l.records + r.records;
+        let matched = assigned
+            .0
+            .iter()
+            .chain(assigned.1)
+            .filter(|a| a.status == Status::Matched)
+            .count() as u64;
+        Ok(Self {
+            name: rules.name.clone(),
+            left: l,
+            right: r,
+            match_rate: if total == 0 {
+                0.0
+            } else {
+                matched as f64 / total as f64
+            },
+            rules: per_rule,
+            audit: Audit {
+                run_id: info.run_id.clone(),
+                engine_version: env!("CARGO_PKG_VERSION"),
+                rules_sha256: rules.sha256.clone(),
+                left_sha256: info.left_sha256.clone(),
+                right_sha256: info.right_sha256.clone(),
+                timings,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_format_exactly() {
+        let usd = Currency::parse("USD").unwrap();
+        let jpy = Currency::parse("JPY").unwrap();
+        assert_eq!(format_total(-1234, usd), "-12.34");
+        assert_eq!(format_total(5, usd), "0.05");
+        assert_eq!(
+            format_total(i128::from(i64::MAX) * 4, jpy),
+            "36893488147419103228"
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,1 +1,762 @@
-//! (being built)
+//! The rules file: both sides' mappings, text normalization, duplicate keys
+//! and the ordered cascade of matching passes, parsed once into types.
+//!
+//! The format is documented with a complete example in `docs/rules.md`.
+//! [`Rules::from_toml_str`] validates everything up front, so the matcher never
+//! re-parses a string: tolerances become exact decimals, windows day counts,
+//! similarity thresholds checked floats.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::mapping::SideMapping;
+use crate::money::Currency;
+
+/// Upper bound on `max_group` of an aggregate pass.
+pub const MAX_GROUP_LIMIT: usize = 8;
+/// Upper bound on `max_candidates` of an aggregate pass (the subset search is
+/// exponential in it).
+pub const MAX_CANDIDATES_LIMIT: usize = 16;
+/// Upper bound on date window sizes, in days.
+pub const MAX_WINDOW_DAYS: u32 = 366;
+
+/// Why a rules file was refused. Every variant names the file; parse and
+/// validation errors carry the 1-based line and column and the offending value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RulesError {
+    /// The rules file could not be read.
+    #[error("{file}: cannot read rules file: {err}")]
+    Io {
+        /// The path as given.
+        file: String,
+        /// The underlying I/O error.
+        #[source]
+        err: std::io::Error,
+    },
+    /// The text is not valid TOML or does not have the rules file's shape
+    /// (unknown key, wrong type, missing `[left]`...).
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        /// The rules file.
+        file: String,
+        /// 1-based line of the problem (0 when unknown).
+        line: u32,
+        /// 1-based column of the problem (0 when unknown).
+        column: u32,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A value has the right type but is not acceptable.
+    #[error("{file}:{line}:{column}: {context}: `{key}` = {value:?}: {reason}")]
+    Invalid {
+        /// The rules file.
+        file: String,
+        /// 1-based line of the value (or of its table).
+        line: u32,
+        /// 1-based column of the value (or of its table).
+        column: u32,
+        /// Where: `pass "name"`, `[duplicates]`, `rules`.
+        context: Box<str>,
+        /// The key at fault.
+        key: &'static str,
+        /// The offending value as written.
+        value: String,
+        /// What was expected.
+        reason: Box<str>,
+    },
+}
+
+/// A non-negative exact decimal as written in the rules file: `mantissa / 10^scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Decimal {
+    /// The digits as an integer.
+    pub mantissa: i64,
+    /// Digits after the decimal point.
+    pub scale: u32,
+}
+
+impl Decimal {
+    /// Parses a plain non-negative decimal such as `"0.05"` or `"2"`.
+    /// `None` for signs, exponents, separators or more than 18 digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim();
+        let (int, frac) = match t.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (t, ""),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if !digits_ok(int) || !digits_ok(frac) || int.len() + frac.len() > 18 {
+            return None;
+        }
+        let mut mantissa: i64 = 0;
+        for b in int.bytes().chain(frac.bytes()) {
+            mantissa = mantissa * 10 + i64::from(b - b'0');
+        }
+        Some(Self {
+            mantissa,
+            scale: u32::try_from(frac.len()).ok()?,
+        })
+    }
+
+    /// The value in minor units of `currency`, rounded down (a tolerance of
+    /// `"0.005"` USD allows 0 cents).
+    pub fn to_minor(self, currency: Currency) -> i64 {
+        let minor = u32::from(currency.minor_units());
+        let m = i128::from(self.mantissa);
+        let v = if minor >= self.scale {
+            m.saturating_mul(10i128.pow(minor - self.scale))
+        } else {
+            m / 10i128.pow(self.scale - minor)
+        };
+        i64::try_from(v).unwrap_or(i64::MAX)
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = 10i64.pow(self.scale);
+        if self.scale == 0 {
+            write!(f, "{}", self.mantissa)
+        } else {
+            write!(
+                f,
+                "{}.{:0w$}",
+                self.mantissa / p,
+                self.mantissa % p,
+                w = self.scale as usize
+            )
+        }
+    }
+}
+
+/// How far apart two amounts may be: `right - left` may be as low as
+/// `-max(below, pct% x |base|)` and as high as `max(above, pct% x |base|)`,
+/// in major units of the records' currency. `base` is the left amount in 1:1
+/// passes and the single record's amount in aggregate passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AmountTolerance {
+    /// How much the right amount may be below the left.
+    pub below: Decimal,
+    /// How much the right amount may be above the left.
+    pub above: Decimal,
+    /// Percentage of `|base|`, e.g. `0.5` for half a percent.
+    pub pct: Decimal,
+}
+
+impl AmountTolerance {
+    /// The allowed `(below, above)` in minor units for a pair whose base amount
+    /// is `base` (minor units of `currency`). Both are non-negative.
+    pub fn allowed(&self, base: i64, currency: Currency) -> (i64, i64) {
+        let pct = if self.pct.mantissa == 0 {
+            0
+        } else {
+            let num = i128::from(base).abs() * i128::from(self.pct.mantissa);
+            let den = 100i128 * 10i128.pow(self.pct.scale);
+            i64::try_from(num / den).unwrap_or(i64::MAX)
+        };
+        (
+            self.below.to_minor(currency).max(pct),
+            self.above.to_minor(currency).max(pct),
+        )
+    }
+
+    /// Whether `diff = right - left` is within the tolerance for `base`.
+    pub fn accepts(&self, diff: i128, base: i64, currency: Currency) -> bool {
+        let (below, above) = self.allowed(base, currency);
+        diff >= -i128::from(below) && diff <= i128::from(above)
+    }
+}
+
+/// How far apart two dates may be: `right - left` in days within
+/// `-before..=after`. A record without a date never passes a date gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DateWindow {
+    /// Days the right date may be before the left.
+    pub before: u32,
+    /// Days the right date may be after the left.
+    pub after: u32,
+}
+
+impl DateWindow {
+    /// Whether `diff = right - left` (days) is inside the window.
+    pub fn accepts(&self, diff: i64) -> bool {
+        diff >= -i64::from(self.before) && diff <= i64::from(self.after)
+    }
+}
+
+/// How references must agree in a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceRule {
+    /// Byte-equal after trimming surrounding whitespace.
+    Exact,
+    /// Equal after [`crate::text`] normalization (NFKC, case, punctuation,
+    /// whitespace, configured prefixes, leading zeros).
+    Normalized,
+    /// References are not compared (the default).
+    #[default]
+    Ignore,
+}
+
+/// A text similarity metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Jaro-Winkler, good for names.
+    JaroWinkler,
+    /// Token-set ratio, good for descriptions with words in any order.
+    TokenSet,
+}
+
+/// A soft text comparison: candidates scoring below `min` are dropped; the
+/// score ranks the rest. A missing value on either record scores 0.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Similarity {
+    /// Which metric.
+    pub similarity: Metric,
+    /// Minimum score in `[0, 1]` (default 0: rank only).
+    #[serde(default)]
+    pub min: f64,
+}
+
+/// How many records each side contributes to one match group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cardinality {
+    /// One left record with one right record.
+    #[default]
+    OneToOne,
+    /// One left record with 2..=`max_group` right records whose sum it equals.
+    OneToMany,
+    /// 2..=`max_group` left records whose sum equals one right record.
+    ManyToOne,
+}
+
+/// What a pass produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassKind {
+    /// Pairs within every gate are `matched`.
+    #[default]
+    Match,
+    /// Pairs agreeing on identity (reference, similarity) are `break`s, with
+    /// their differences; `amount` / `date` become outer limits on those
+    /// differences (absent: unlimited).
+    Break,
+}
+
+/// A record role, for duplicate keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The record id.
+    Id,
+    /// The reference, normalized as for `reference = "normalized"`.
+    Reference,
+    /// The amount (exact, minor units).
+    Amount,
+    /// The currency.
+    Currency,
+    /// The date.
+    Date,
+    /// The counterparty (exact).
+    Counterparty,
+    /// The description (exact).
+    Description,
+}
+
+/// One pass of the cascade, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    /// Unique name, reported per result row as `rule`.
+    pub name: String,
+    /// Match or break.
+    pub kind: PassKind,
+    /// 1:1, 1:N or N:1.
+    pub cardinality: Cardinality,
+    /// Reference gate.
+    pub reference: ReferenceRule,
+    /// Amount gate; `None` only in break passes without an `amount` limit.
+    pub amount: Option<AmountTolerance>,
+    /// Date gate; `None` when dates are ignored.
+    pub date: Option<DateWindow>,
+    /// Counterparty similarity.
+    pub counterparty: Option<Similarity>,
+    /// Description similarity.
+    pub description: Option<Similarity>,
+    /// Most records on the many side of an aggregate group (2..=8, default 4).
+    pub max_group: usize,
+    /// Most candidates searched per record in an aggregate pass (default 12).
+    pub max_candidates: usize,
+}
+
+/// `[normalize]`: options of reference normalization.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Normalize {
+    /// Prefixes removed from normalized references, as configured.
+    pub strip_prefixes: Vec<String>,
+}
+
+/// `[duplicates]`: the roles forming each side's duplicate key; empty = no
+/// duplicate detection on that side.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Duplicates {
+    /// Left key roles.
+    #[serde(default)]
+    pub left: Vec<Role>,
+    /// Right key roles.
+    #[serde(default)]
+    pub right: Vec<Role>,
+}
+
+/// A parsed, validated rules file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// Optional name of the rule set.
+    pub name: Option<String>,
+    /// How to read the left file.
+    pub left: SideMapping,
+    /// How to read the right file.
+    pub right: SideMapping,
+    /// Reference normalization options.
+    pub normalize: Normalize,
+    /// Duplicate keys per side.
+    pub duplicates: Duplicates,
+    /// The cascade, in order.
+    pub passes: Vec<Pass>,
+    /// Lowercase hex SHA-256 of the rules text, for the audit block.
+    pub sha256: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    #[serde(default)]
+    name: Option<String>,
+    left: SideMapping,
+    right: SideMapping,
+    #[serde(default)]
+    normalize: RawNormalize,
+    #[serde(default)]
+    duplicates: Duplicates,
+    #[serde(default, rename = "pass")]
+    passes: Vec<Spanned<RawPass>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNormalize {
+    #[serde(default)]
+    strip_prefixes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPass {
+    name: Spanned<String>,
+    #[serde(default)]
+    kind: PassKind,
+    #[serde(default)]
+    cardinality: Cardinality,
+    #[serde(default)]
+    reference: ReferenceRule,
+    #[serde(default)]
+    amount: Option<RawAmount>,
+    #[serde(default)]
+    date: Option<Spanned<RawDate>>,
+    #[serde(default)]
+    counterparty: Option<Spanned<Similarity>>,
+    #[serde(default)]
+    description: Option<Spanned<Similarity>>,
+    #[serde(default)]
+    max_group: Option<Spanned<usize>>,
+    #[serde(default)]
+    max_candidates: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmount {
+    #[serde(default)]
+    abs: Option<Spanned<String>>,
+    #[serde(default)]
+    pct: Option<Spanned<String>>,
+    #[serde(default)]
+    below: Option<Spanned<String>>,
+    #[serde(default)]
+    above: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDate {
+    #[serde(default)]
+    window_days: Option<u32>,
+    #[serde(default)]
+    before: Option<u32>,
+    #[serde(default)]
+    after: Option<u32>,
+}
+
+/// Turns byte offsets into 1-based line and column.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (u32, u32) {
+        let offset = offset.min(self.text.len());
+        let before = self.text.get(..offset).unwrap_or("");
+        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
+        (
+            u32::try_from(line).unwrap_or(u32::MAX),
+            u32::try_from(col).unwrap_or(u32::MAX),
+        )
+    }
+
+    fn invalid(
+        &self,
+        span: std::ops::Range<usize>,
+        context: &str,
+        key: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> RulesError {
+        let (line, column) = self.line_col(span.start);
+        RulesError::Invalid {
+            file: self.file.to_string(),
+            line,
+            column,
+            context: context.into(),
+            key,
+            value: value.into(),
+            reason: reason.into().into_boxed_str(),
+        }
+    }
+
+    fn decimal(
+        &self,
+        s: &Spanned<String>,
+        context: &str,
+        key: &'static str,
+    ) -> Result<Decimal, RulesError> {
+        Decimal::parse(s.get_ref()).ok_or_else(|| {
+            self.invalid(
+                s.span(),
+                context,
+                key,
+                s.get_ref().clone(),
+                "expected a non-negative decimal string such as \"0.05\"",
+            )
+        })
+    }
+}
+
+impl Rules {
+    /// Parses and validates a rules file's text. `source` names it in errors.
+    ///
+    /// # Errors
+    /// [`RulesError::Parse`] for bad TOML or an unknown / mistyped key,
+    /// [`RulesError::Invalid`] for a value out of range or a contradictory pass
+    /// (e.g. a break pass without a reference gate); both with line and column.
+    pub fn from_toml_str(text: &str, source: &str) -> Result<Self, RulesError> {
+        let loc = Locator { text, file: source };
+        let raw: RawRules = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| loc.line_col(s.start));
+            RulesError::Parse {
+                file: source.to_string(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        if raw.passes.is_empty() {
+            return Err(loc.invalid(
+                0..0,
+                "rules",
+                "pass",
+                "",
+                "at least one [[pass]] is required",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut passes = Vec::with_capacity(raw.passes.len());
+        for sp in &raw.passes {
+            let p = sp.get_ref();
+            let name = p.name.get_ref().trim().to_string();
+            let ctx = format!("pass {name:?}");
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(loc.invalid(
+                    p.name.span(),
+                    &ctx,
+                    "name",
+                    name,
+                    "pass names must be non-empty and unique",
+                ));
+            }
+            let amount = match &p.amount {
+                None if p.kind == PassKind::Break => None,
+                None => Some(AmountTolerance::default()),
+                Some(a) => {
+                    let abs = match &a.abs {
+                        Some(s) => loc.decimal(s, &ctx, "amount.abs")?,
+                        None => Decimal::default(),
+                    };
+                    let pct = match &a.pct {
+                        Some(s) => loc.decimal(s, &ctx, "amount.pct")?,
+                        None => Decimal::default(),
+                    };
+                    let below = match &a.below {
+                        Some(s) => loc.decimal(s, &ctx, "amount.below")?,
+                        None => abs,
+                    };
+                    let above = match &a.above {
+                        Some(s) => loc.decimal(s, &ctx, "amount.above")?,
+                        None => abs,
+                    };
+                    Some(AmountTolerance { below, above, pct })
+                }
+            };
+            let date = match &p.date {
+                None => None,
+                Some(d) => {
+                    let r = d.get_ref();
+                    let w = r.window_days.unwrap_or(0);
+                    let win = DateWindow {
+                        before: r.before.unwrap_or(w),
+                        after: r.after.unwrap_or(w),
+                    };
+                    if win.before > MAX_WINDOW_DAYS || win.after > MAX_WINDOW_DAYS {
+                        return Err(loc.invalid(
+                            d.span(),
+                            &ctx,
+                            "date",
+                            format!("before {} after {}", win.before, win.after),
+                            format!("date windows are at most {MAX_WINDOW_DAYS} days"),
+                        ));
+                    }
+                    Some(win)
+                }
+            };
+            for (key, sim) in [
+                ("counterparty", &p.counterparty),
+                ("description", &p.description),
+            ] {
+                if let Some(s) = sim {
+                    let min = s.get_ref().min;
+                    if !(0.0..=1.0).contains(&min) {
+                        return Err(loc.invalid(
+                            s.span(),
+                            &ctx,
+                            if key == "counterparty" {
+                                "counterparty.min"
+                            } else {
+                                "description.min"
+                            },
+                            min.to_string(),
+                            "similarity thresholds are between 0 and 1",
+                        ));
+                    }
+                }
+            }
+            let max_group = p.max_group.as_ref().map_or(4, |m| *m.get_ref());
+            if let Some(m) = &p.max_group
+                && !(2..=MAX_GROUP_LIMIT).contains(m.get_ref())
+            {
+                return Err(loc.invalid(
+                    m.span(),
+                    &ctx,
+                    "max_group",
+                    m.get_ref().to_string(),
+                    format!("max_group is between 2 and {MAX_GROUP_LIMIT}"),
+                ));
+            }
+            let max_candidates = p.max_candidates.as_ref().map_or(12, |m| *m.get_ref());
+            if let Some(m) = &p.max_candidates
+                && !(2..=MAX_CANDIDATES_LIMIT).contains(m.get_ref())
+            {
+                return Err(loc.invalid(
+                    m.span(),
+                    &ctx,
+                    "max_candidates",
+                    m.get_ref().to_string(),
+                    format!("max_candidates is between 2 and {MAX_CANDIDATES_LIMIT}"),
+                ));
+            }
+            if p.kind == PassKind::Break {
+                if p.cardinality != Cardinality::OneToOne {
+                    return Err(loc.invalid(
+                        sp.span(),
+                        &ctx,
+                        "cardinality",
+                        format!("{:?}", p.cardinality),
+                        "break passes are one_to_one",
+                    ));
+                }
+                if p.reference == ReferenceRule::Ignore {
+                    return Err(loc.invalid(
+                        sp.span(),
+                        &ctx,
+                        "reference",
+                        "ignore",
+                        "break passes pair records by identity: set reference to exact or normalized",
+                    ));
+                }
+            }
+            if p.cardinality != Cardinality::OneToOne
+                && p.reference == ReferenceRule::Ignore
+                && date.is_none()
+            {
+                return Err(loc.invalid(
+                    sp.span(),
+                    &ctx,
+                    "cardinality",
+                    format!("{:?}", p.cardinality),
+                    "aggregate passes need a reference gate or a date window to bound the search",
+                ));
+            }
+            passes.push(Pass {
+                name,
+                kind: p.kind,
+                cardinality: p.cardinality,
+                reference: p.reference,
+                amount,
+                date,
+                counterparty: p.counterparty.as_ref().map(|s| *s.get_ref()),
+                description: p.description.as_ref().map(|s| *s.get_ref()),
+                max_group,
+                max_candidates,
+            });
+        }
+        Ok(Self {
+            name: raw.name,
+            left: raw.left,
+            right: raw.right,
+            normalize: Normalize {
+                strip_prefixes: raw.normalize.strip_prefixes,
+            },
+            duplicates: raw.duplicates,
+            passes,
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        })
+    }
+
+    /// Reads and parses a rules file.
+    ///
+    /// # Errors
+    /// [`RulesError::Io`] when the file cannot be read or is not UTF-8, else as
+    /// [`Rules::from_toml_str`].
+    pub fn from_path(path: &Path) -> Result<Self, RulesError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| RulesError::Io {
+            file: file.clone(),
+            err,
+        })?;
+        Self::from_toml_str(&text, &file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIDES: &str = "[left]\namount = \"amount\"\ncurrency_value = \"USD\"\n[right]\namount = \"amount\"\ncurrency_value = \"USD\"\n";
+
+    fn parse(passes: &str) -> Result<Rules, RulesError> {
+        Rules::from_toml_str(&format!("{SIDES}{passes}"), "rules.toml")
+    }
+
+    #[test]
+    fn decimals_are_exact_and_round_down() {
+        let usd = Currency::parse("USD").unwrap();
+        let jpy = Currency::parse("JPY").unwrap();
+        let d = Decimal::parse("0.05").unwrap();
+        assert_eq!(d.to_minor(usd), 5);
+        assert_eq!(d.to_minor(jpy), 0);
+        assert_eq!(Decimal::parse("12").unwrap().to_minor(jpy), 12);
+        assert_eq!(Decimal::parse("0.005").unwrap().to_minor(usd), 0);
+        assert_eq!(d.to_string(), "0.05");
+        for bad in ["-1", "1e3", "", ".", "1,0", "1.2.3"] {
+            assert!(Decimal::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tolerance_takes_the_larger_of_abs_and_pct() {
+        let usd = Currency::parse("USD").unwrap();
+        let t = AmountTolerance {
+            below: Decimal::parse("0.10").unwrap(),
+            above: Decimal::parse("0").unwrap(),
+            pct: Decimal::parse("1").unwrap(),
+        };
+        assert_eq!(t.allowed(500, usd), (10, 5));
+        assert_eq!(t.allowed(-5000, usd), (50, 50));
+    }
+
+    #[test]
+    fn full_pass_parses() {
+        let r = parse(
+            "[normalize]\nstrip_prefixes = [\"INV\"]\n[duplicates]\nleft = [\"reference\", \"amount\"]\n\
+             [[pass]]\nname = \"a\"\nreference = \"normalized\"\namount = { abs = \"0.01\", below = \"0.05\" }\n\
+             date = { before = 1, after = 3 }\ncounterparty = { similarity = \"jaro_winkler\", min = 0.8 }\n\
+             [[pass]]\nname = \"b\"\ncardinality = \"one_to_many\"\ndate = { window_days = 2 }\nmax_group = 3\n",
+        )
+        .unwrap();
+        assert_eq!(r.passes.len(), 2);
+        let a = &r.passes[0];
+        let t = a.amount.unwrap();
+        assert_eq!((t.below.mantissa, t.above.mantissa), (5, 1));
+        assert_eq!(
+            a.date,
+            Some(DateWindow {
+                before: 1,
+                after: 3
+            })
+        );
+        assert_eq!(r.passes[1].max_group, 3);
+        assert_eq!(r.duplicates.left, vec![Role::Reference, Role::Amount]);
+        assert_eq!(r.sha256.len(), 64);
+    }
+
+    #[test]
+    fn bad_values_name_line_column_and_value() {
+        let err = parse("[[pass]]\nname = \"a\"\namount = { abs = \"1,5\" }\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(
+                err,
+                RulesError::Invalid {
+                    line: 9,
+                    key: "amount.abs",
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("\"1,5\""), "{msg}");
+
+        let err = parse("[[pass]]\nname = \"a\"\nfuzz = 1\n").unwrap_err();
+        assert!(matches!(err, RulesError::Parse { line: 9, .. }), "{err}");
+        assert!(parse("").is_err());
+        assert!(parse("[[pass]]\nname = \"a\"\nkind = \"break\"\n").is_err());
+        assert!(parse("[[pass]]\nname = \"a\"\ncardinality = \"many_to_one\"\n").is_err());
+        assert!(parse("[[pass]]\nname = \"a\"\n[[pass]]\nname = \"a\"\n").is_err());
+        assert!(parse("[[pass]]\nname = \"a\"\ncounterparty = { similarity = \"jaro_winkler\", min = 2.0 }\n").is_err());
+    }
+}

@@ -1,1 +1,243 @@
-//! (being built)
+//! Text helpers for matching: reference normalization, similarity folding,
+//! key hashing, Jaro-Winkler and the token-set ratio.
+//!
+//! Everything here writes into caller-owned buffers so the matcher can prepare
+//! a whole side without allocating per record.
+//!
+//! Normalized references (`reference = "normalized"` in a pass):
+//! 1. Unicode NFKC (skipped for pure-ASCII input, where it is the identity),
+//! 2. lowercase,
+//! 3. every character that is not alphanumeric (punctuation, whitespace) removed,
+//! 4. the longest configured prefix (itself normalized the same way) removed when
+//!    something remains after it,
+//! 5. leading zeros removed (one `0` is kept when the key is all zeros).
+//!
+//! So `INV-00123`, `inv 00123`, `Invoice #123` (with `strip_prefixes =
+//! ["INV", "INVOICE"]`) and `123` all normalize to `123`. An empty result
+//! counts as a missing reference.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Appends the normalized form of `raw` (see the module docs) to `out`.
+///
+/// `prefixes` must already be normalized with an empty prefix list and sorted
+/// longest first; [`normalize_prefixes`] does that.
+pub fn normalize_reference_into(raw: &str, prefixes: &[String], out: &mut String) {
+    let start = out.len();
+    if raw.is_ascii() {
+        for b in raw.bytes() {
+            if b.is_ascii_alphanumeric() {
+                out.push(b.to_ascii_lowercase() as char);
+            }
+        }
+    } else {
+        for c in raw.nfkc() {
+            for lc in c.to_lowercase() {
+                if lc.is_alphanumeric() {
+                    out.push(lc);
+                }
+            }
+        }
+    }
+    let mut cut = 0;
+    for p in prefixes {
+        let body = &out[start..];
+        if !p.is_empty() && body.len() > p.len() && body.starts_with(p.as_str()) {
+            cut = p.len();
+            break;
+        }
+    }
+    let body = &out[start + cut..];
+    let zeros = body.len() - body.trim_start_matches('0').len();
+    let zeros = if zeros == body.len() && zeros > 0 {
+        zeros - 1
+    } else {
+        zeros
+    };
+    let drop = cut + zeros;
+    if drop > 0 {
+        out.replace_range(start..start + drop, "");
+    }
+}
+
+/// Normalizes configured prefixes (NFKC, lowercase, alphanumerics only) and
+/// sorts them longest first, dropping empty and repeated ones.
+pub fn normalize_prefixes(raw: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = raw
+        .iter()
+        .map(|p| {
+            let mut s = String::new();
+            for c in p.nfkc() {
+                for lc in c.to_lowercase() {
+                    if lc.is_alphanumeric() {
+                        s.push(lc);
+                    }
+                }
+            }
+            s
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
+}
+
+/// Appends the similarity form of `raw` to `out`: NFKC, lowercase, every run of
+/// non-alphanumeric characters turned into one space, trimmed.
+pub fn fold_for_similarity_into(raw: &str, out: &mut String) {
+    let start = out.len();
+    let mut pending_space = false;
+    let mut push = |c: char, out: &mut String| {
+        if c.is_alphanumeric() {
+            if pending_space && out.len() > start {
+                out.push(' ');
+            }
+            pending_space = false;
+            out.push(c);
+        } else {
+            pending_space = true;
+        }
+    };
+    if raw.is_ascii() {
+        for b in raw.bytes() {
+            push(b.to_ascii_lowercase() as char, out);
+        }
+    } else {
+        for c in raw.nfkc() {
+            for lc in c.to_lowercase() {
+                push(lc, out);
+            }
+        }
+    }
+}
+
+/// A 64-bit FNV-1a hash of `s`: stable across runs, platforms and thread counts
+/// (unlike `std`'s randomly seeded hasher), so it may decide processing order.
+pub fn hash_key(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Jaro-Winkler similarity in `[0, 1]` of two already folded strings.
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    strsim::jaro_winkler(a, b)
+}
+
+/// Token-set ratio in `[0, 1]` of two already folded strings (tokens split on
+/// spaces), as popularised by fuzzywuzzy: with `I` the sorted common tokens and
+/// `A`, `B` the sorted tokens only in `a`, only in `b`, it is the best
+/// normalized Levenshtein similarity among `(I, I+A)`, `(I, I+B)` and
+/// `(I+A, I+B)`. One token set containing the other scores 1; no tokens on
+/// either side scores 0.
+pub fn token_set_ratio(a: &str, b: &str) -> f64 {
+    let mut ta: Vec<&str> = a.split(' ').filter(|t| !t.is_empty()).collect();
+    let mut tb: Vec<&str> = b.split(' ').filter(|t| !t.is_empty()).collect();
+    if ta.is_empty() || tb.is_empty() {
+        return 0.0;
+    }
+    ta.sort_unstable();
+    ta.dedup();
+    tb.sort_unstable();
+    tb.dedup();
+    let (mut common, mut only_a, mut only_b) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < ta.len() || j < tb.len() {
+        match (ta.get(i), tb.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                common.push(*x);
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                only_a.push(*x);
+                i += 1;
+            }
+            (Some(_), Some(y)) => {
+                only_b.push(*y);
+                j += 1;
+            }
+            (Some(x), None) => {
+                only_a.push(*x);
+                i += 1;
+            }
+            (None, Some(y)) => {
+                only_b.push(*y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    let t0 = common.join(" ");
+    let join = |rest: &[&str]| {
+        if t0.is_empty() {
+            rest.join(" ")
+        } else if rest.is_empty() {
+            t0.clone()
+        } else {
+            format!("{t0} {}", rest.join(" "))
+        }
+    };
+    let t1 = join(&only_a);
+    let t2 = join(&only_b);
+    let mut best = strsim::normalized_levenshtein(&t1, &t2);
+    if !t0.is_empty() {
+        best = best
+            .max(strsim::normalized_levenshtein(&t0, &t1))
+            .max(strsim::normalized_levenshtein(&t0, &t2));
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(raw: &str, prefixes: &[&str]) -> String {
+        let p: Vec<String> = prefixes.iter().map(|s| s.to_string()).collect();
+        let p = normalize_prefixes(&p);
+        let mut out = String::from("keep|");
+        normalize_reference_into(raw, &p, &mut out);
+        out.strip_prefix("keep|").unwrap().to_string()
+    }
+
+    #[test]
+    fn references_normalize_to_one_key() {
+        let p = ["INV", "INVOICE"];
+        assert_eq!(norm("INV-00123", &p), "123");
+        assert_eq!(norm("inv 00123", &p), "123");
+        assert_eq!(norm("Invoice #123", &p), "123");
+        assert_eq!(norm("123", &p), "123");
+        assert_eq!(norm("ＩＮＶ－１２３", &p), "123"); // full-width, NFKC
+        assert_eq!(norm("INV", &p), "inv"); // nothing would remain: prefix kept
+        assert_eq!(norm("000", &p), "0");
+        assert_eq!(norm(" - ", &p), "");
+        assert_eq!(norm("AB-12", &[]), "ab12");
+    }
+
+    #[test]
+    fn folding_collapses_punctuation_and_case() {
+        let mut s = String::new();
+        fold_for_similarity_into("  ACME, Corp.  Ltd ", &mut s);
+        assert_eq!(s, "acme corp ltd");
+    }
+
+    #[test]
+    fn token_set_scores_subsets_as_equal() {
+        assert_eq!(token_set_ratio("acme corp", "corp acme ltd"), 1.0);
+        assert_eq!(token_set_ratio("", "x"), 0.0);
+        let r = token_set_ratio("acme corp", "zenith bank");
+        assert!(r < 0.5, "{r}");
+        assert!((jaro_winkler("martha", "marhta") - 0.9611).abs() < 1e-3);
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(hash_key(""), 0xcbf2_9ce4_8422_2325);
+        assert_ne!(hash_key("a"), hash_key("b"));
+    }
+}
