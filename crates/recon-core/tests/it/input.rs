@@ -1,1 +1,547 @@
-//! (being built)
+//! The input layer end to end: real files in every format, amount and date styles,
+//! and the exact text of the errors a person sees for bad input.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use recon_core::error::InputError;
+use recon_core::input::{
+    Format, ReadOptions, Table, load_side, read_table, write_rejects_csv, write_table_ipc,
+};
+use recon_core::mapping::{OnError, SideMapping};
+use recon_core::side::Side;
+use tempfile::TempDir;
+
+/// Writes `content` to `name` in a fresh temporary directory.
+fn file(name: &str, content: &[u8]) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    fs::write(&path, content).unwrap();
+    (dir, path)
+}
+
+/// A mapping from TOML text, as the rules file would hold it.
+fn mapping(toml_text: &str) -> SideMapping {
+    toml::from_str(toml_text).unwrap()
+}
+
+const BASIC: &str = r#"
+id = "id"
+amount = "amount"
+currency = "currency"
+date = "date"
+reference = "ref"
+"#;
+
+/// Loads `content` as `name` with `map`, returning the side or the error text.
+fn load(name: &str, content: &[u8], map: &str) -> Result<Side, String> {
+    let (_dir, path) = file(name, content);
+    load_side(&path, &mapping(map)).map_err(|e| e.to_string())
+}
+
+fn amounts(side: &Side) -> Vec<i64> {
+    side.amount.clone()
+}
+
+fn ids(side: &Side) -> Vec<&str> {
+    (0..side.len()).map(|i| side.id.get(i).unwrap()).collect()
+}
+
+/// The expected side of the small example table below, whatever the format.
+fn check_example(side: &Side) {
+    assert_eq!(ids(side), ["a1", "a2", "a3"]);
+    assert_eq!(amounts(side), [123_456, -1230, 5]);
+    let cur: Vec<_> = side.currency.iter().map(|c| c.as_str()).collect();
+    assert_eq!(cur, ["USD", "EUR", "JPY"]);
+    let dates: Vec<_> = side
+        .date
+        .iter()
+        .map(|d| d.map(recon_core::date::format_days))
+        .collect();
+    assert_eq!(
+        dates,
+        [
+            Some("2026-03-01".to_owned()),
+            Some("2026-02-28".to_owned()),
+            None
+        ]
+    );
+    assert_eq!(side.reference.get(0), Some("INV-1"));
+    assert_eq!(side.reference.get(2), None);
+    assert!(side.rejects.is_empty());
+}
+
+fn example_batch() -> RecordBatch {
+    let text = |v: [Option<&str>; 3]| Arc::new(StringArray::from(v.to_vec()));
+    let schema = Arc::new(Schema::new(
+        ["id", "amount", "currency", "date", "ref"]
+            .map(|n| Field::new(n, DataType::Utf8, true))
+            .to_vec(),
+    ));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            text([Some("a1"), Some("a2"), Some("a3")]),
+            text([Some("1,234.56"), Some("(12.30)"), Some("5")]),
+            text([Some("USD"), Some("eur"), Some("JPY")]),
+            text([Some("2026-03-01"), Some("2026-02-28"), None]),
+            text([Some("INV-1"), Some("x"), None]),
+        ],
+    )
+    .unwrap()
+}
+
+const EXAMPLE_CSV: &str = "id,amount,currency,date,ref\n\
+a1,\"1,234.56\",USD,2026-03-01,INV-1\n\
+a2,(12.30),eur,2026-02-28,x\n\
+a3,5,JPY,,\n";
+
+#[test]
+fn csv_with_quotes_and_styles() {
+    check_example(&load("ledger.csv", EXAMPLE_CSV.as_bytes(), BASIC).unwrap());
+}
+
+#[test]
+fn csv_with_bom() {
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(EXAMPLE_CSV.as_bytes());
+    check_example(&load("bom.csv", &bytes, BASIC).unwrap());
+}
+
+#[test]
+fn csv_with_semicolons_and_no_header() {
+    let csv = "a1;\"1,234.56\";USD;2026-03-01;INV-1\na2;(12.30);eur;2026-02-28;x\na3;5;JPY;;\n";
+    let side = load(
+        "semi.csv",
+        csv.as_bytes(),
+        r#"
+        delimiter = ";"
+        has_header = false
+        id = "1"
+        amount = "2"
+        currency = "3"
+        date = "4"
+        reference = "5"
+        "#,
+    )
+    .unwrap();
+    check_example(&side);
+    assert_eq!(side.line, [1, 2, 3]);
+}
+
+#[test]
+fn csv_line_numbers_count_the_header() {
+    let side = load("l.csv", EXAMPLE_CSV.as_bytes(), BASIC).unwrap();
+    assert_eq!(side.line, [2, 3, 4]);
+}
+
+#[test]
+fn parquet_round_trip_casts_typed_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typed.parquet");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("amount", DataType::Decimal128(12, 2), false),
+        Field::new("date", DataType::Date32, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![7, 8])),
+            Arc::new(
+                Decimal128Array::from(vec![123_456, -5])
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+            Arc::new(Date32Array::from(vec![Some(20_513), None])),
+        ],
+    )
+    .unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(fs::File::create(&path).unwrap(), schema, None)
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let side = load_side(
+        &path,
+        &mapping("id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\ndate = \"date\""),
+    )
+    .unwrap();
+    assert_eq!(ids(&side), ["7", "8"]);
+    assert_eq!(amounts(&side), [123_456, -5]);
+    assert_eq!(side.date, [Some(20_513), None]);
+    assert_eq!(side.line, [1, 2]);
+}
+
+#[test]
+fn parquet_of_text_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("side.parquet");
+    let batch = example_batch();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    check_example(&load_side(&path, &mapping(BASIC)).unwrap());
+}
+
+#[test]
+fn arrow_file_and_stream_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = example_batch();
+    let file_path = dir.path().join("side.arrow");
+    let mut w = arrow_ipc::writer::FileWriter::try_new(
+        fs::File::create(&file_path).unwrap(),
+        &batch.schema(),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    check_example(&load_side(&file_path, &mapping(BASIC)).unwrap());
+
+    let stream_path = dir.path().join("side.arrows");
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(
+        fs::File::create(&stream_path).unwrap(),
+        &batch.schema(),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    check_example(&load_side(&stream_path, &mapping(BASIC)).unwrap());
+}
+
+#[test]
+fn ndjson_round_trip_keeps_number_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("side.ndjson");
+    let mut w = arrow_json::LineDelimitedWriter::new(fs::File::create(&path).unwrap());
+    w.write(&example_batch()).unwrap();
+    w.finish().unwrap();
+    check_example(&load_side(&path, &mapping(BASIC)).unwrap());
+
+    // Numbers written as JSON numbers keep their exact text.
+    let side = load(
+        "n.jsonl",
+        b"{\"id\": 1, \"amount\": 10.25}\n{\"id\": 2, \"amount\": -3}\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap();
+    assert_eq!(ids(&side), ["1", "2"]);
+    assert_eq!(amounts(&side), [1025, -300]);
+}
+
+#[test]
+fn stored_ipc_keeps_source_and_lines() {
+    let (dir, path) = file("bank.csv", b"id,amount\nx,1\ny,oops\n");
+    let table = read_table(&path, Format::Csv, &ReadOptions::default()).unwrap();
+    let stored = dir.path().join("stored.arrow");
+    write_table_ipc(&table, &stored).unwrap();
+    let back = read_table(&stored, Format::Arrow, &ReadOptions::default()).unwrap();
+    assert_eq!(back.source, table.source);
+    assert_eq!(back.first_line, 2);
+    assert_eq!(back.rows, 2);
+    let err = Side::from_table(
+        &back,
+        &mapping("amount = \"amount\"\ncurrency_value = \"USD\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.ends_with("bank.csv line 3, column \"amount\": \"oops\" is not an amount"),
+        "{err}"
+    );
+}
+
+#[test]
+fn debit_credit_columns() {
+    let csv = "id,debit,credit\n1,12.30,\n2,,5.00\n3,0.00,7\n";
+    let side = load(
+        "dc.csv",
+        csv.as_bytes(),
+        "id = \"id\"\ndebit = \"debit\"\ncredit = \"credit\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap();
+    assert_eq!(amounts(&side), [-1230, 500, 700]);
+
+    let err = load(
+        "dc.csv",
+        b"id,debit,credit\n1,1.00,2.00\n",
+        "id = \"id\"\ndebit = \"debit\"\ncredit = \"credit\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(err.contains("line 2, column \"debit\": \"1.00\""), "{err}");
+}
+
+#[test]
+fn direction_indicator() {
+    let csv = "id,amt,dc\n1,12.30,D\n2,5,cr\n3,1,Debit\n4,2,X\n";
+    let map = "id = \"id\"\namount = \"amt\"\ndirection = \"dc\"\ncurrency_value = \"EUR\"\non_error = \"quarantine\"";
+    let side = load("ind.csv", csv.as_bytes(), map).unwrap();
+    assert_eq!(amounts(&side), [-1230, 500, -100]);
+    assert_eq!(side.rejects.len(), 1);
+    assert_eq!(side.rejects[0].line, 5);
+    assert_eq!(side.rejects[0].column.as_deref(), Some("dc"));
+    assert!(
+        side.rejects[0]
+            .reason
+            .contains("not a debit or credit indicator")
+    );
+}
+
+#[test]
+fn minor_units_per_currency() {
+    let csv = "id,amount,cur\n1,1500,JPY\n2,1.234,BHD\n3,1.5,JPY\n";
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency = \"cur\"";
+    let err = load("m.csv", csv.as_bytes(), map).unwrap_err();
+    assert!(
+        err.ends_with(
+            "m.csv line 4, column \"amount\": \"1.5\" has more decimals than JPY allows (0)"
+        ),
+        "{err}"
+    );
+    let side = load("m.csv", &csv.as_bytes()[..csv.len() - 10], map).unwrap();
+    assert_eq!(amounts(&side), [1500, 1234]);
+}
+
+#[test]
+fn too_many_decimals_is_an_error_not_rounding() {
+    let err = load(
+        "t.csv",
+        b"id,amount\n1,12.345\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with(
+            "t.csv line 2, column \"amount\": \"12.345\" has more decimals than USD allows (2)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn unparsable_amount_names_file_line_column_value() {
+    let mut csv = String::from("id,amount\n");
+    for i in 0..15 {
+        csv.push_str(&format!("{i},1.00\n"));
+    }
+    csv.push_str("x,\"12,3x\"\n");
+    let err = load(
+        "bank.csv",
+        csv.as_bytes(),
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with("bank.csv line 17, column \"amount\": \"12,3x\" is not an amount"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_date_is_an_error() {
+    let map =
+        "amount = \"amount\"\ncurrency_value = \"USD\"\ndate = \"d\"\ndate_format = \"%d/%m/%Y\"";
+    let side = load("d.csv", b"amount,d\n1,01/03/2026\n", map).unwrap();
+    assert_eq!(side.date, [Some(20_513)]);
+    let err = load("d.csv", b"amount,d\n1,01/03/2026\n2,31/02/2026\n", map).unwrap_err();
+    assert!(
+        err.ends_with("d.csv line 3, column \"d\": \"31/02/2026\" is not a calendar date"),
+        "{err}"
+    );
+    let err = load("d.csv", b"amount,d\n1,2026-03-01\n", map).unwrap_err();
+    assert!(
+        err.ends_with(
+            "d.csv line 2, column \"d\": \"2026-03-01\" is not a date in the format %d/%m/%Y"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_column_lists_available_ones() {
+    let err = load(
+        "bank.csv",
+        b"id,amt\n1,2\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with("bank.csv: column \"amount\" not found; available columns: \"id\", \"amt\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_file_is_an_error() {
+    for content in [&b""[..], b"\xEF\xBB\xBF"] {
+        let (_dir, path) = file("empty.csv", content);
+        let err = load_side(&path, &mapping(BASIC)).unwrap_err();
+        assert!(matches!(err, InputError::Empty { .. }), "{err}");
+        assert!(
+            err.to_string().ends_with("empty.csv: the file is empty"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_names_the_line() {
+    let err = load(
+        "bad.csv",
+        b"id,amount\n1,2\n2,3\n3,\xff\xfe\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(err.ends_with("bad.csv line 4: invalid UTF-8"), "{err}");
+}
+
+#[test]
+fn wrong_column_count_names_the_line() {
+    let err = load(
+        "short.csv",
+        b"id,amount\n1,2\n2\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(err.contains("short.csv line 3: "), "{err}");
+}
+
+#[test]
+fn empty_id_is_an_error() {
+    let err = load(
+        "i.csv",
+        b"id,amount\n,2\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with("i.csv line 2, column \"id\": \"\" is an empty id"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quarantine_keeps_good_rows_and_counts_bad_ones() {
+    let csv = "id,amount,cur,date,branch\n\
+        1,10.00,USD,2026-01-01,north\n\
+        2,abc,USD,2026-01-02,south\n\
+        3,3.00,XX,2026-01-03,east\n\
+        4,4.00,USD,2026-13-01,west\n\
+        5,\"5,000.00\",USD,,\n";
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency = \"cur\"\ndate = \"date\"\nextra = [\"branch\"]\non_error = \"quarantine\"";
+    let side = load("q.csv", csv.as_bytes(), map).unwrap();
+    assert_eq!(ids(&side), ["1", "5"]);
+    assert_eq!(amounts(&side), [1000, 500_000]);
+    assert_eq!(side.line, [2, 6]);
+    assert_eq!(side.extra.len(), 1);
+    assert_eq!(side.extra[0].0, "branch");
+    assert_eq!(side.extra[0].1.get(0), Some("north"));
+    assert_eq!(side.extra[0].1.get(1), None);
+    let lines: Vec<u64> = side.rejects.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [3, 4, 5]);
+    assert_eq!(side.len() + side.rejects.len(), 5, "nothing dropped");
+
+    let mut out = Vec::new();
+    write_rejects_csv(&side, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text,
+        "line,column,value,reason\n\
+         3,amount,abc,\"\"\"abc\"\" is not an amount\"\n\
+         4,cur,XX,\"\"\"XX\"\" is not a currency code\"\n\
+         5,date,2026-13-01,\"\"\"2026-13-01\"\" is not a calendar date\"\n"
+    );
+}
+
+#[test]
+fn fail_mode_stops_at_the_first_bad_row_across_batches() {
+    let mut csv = String::from("amount\n");
+    for i in 0..5000 {
+        if i == 3100 || i == 4500 {
+            csv.push_str("bad\n");
+        } else {
+            csv.push_str("1\n");
+        }
+    }
+    let (_dir, path) = file("big.csv", csv.as_bytes());
+    let opts = ReadOptions {
+        batch_size: 1000,
+        ..ReadOptions::default()
+    };
+    let table = read_table(&path, Format::Csv, &opts).unwrap();
+    assert_eq!(table.batches.len(), 5);
+    let mut map = mapping("amount = \"amount\"\ncurrency_value = \"USD\"");
+    let err = Side::from_table(&table, &map).unwrap_err().to_string();
+    assert!(err.contains("big.csv line 3102, column"), "{err}");
+    map.on_error = OnError::Quarantine;
+    let side = Side::from_table(&table, &map).unwrap();
+    assert_eq!(side.len(), 4998);
+    assert_eq!(
+        side.rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [3102, 4502]
+    );
+    // Default ids are line numbers, in order across batches.
+    assert_eq!(side.id.get(0), Some("2"));
+    assert_eq!(side.id.get(4997), Some("5001"));
+}
+
+#[test]
+fn formats_from_names_and_media_types() {
+    assert_eq!(Format::from_path(Path::new("a/B.CSV")), Some(Format::Csv));
+    assert_eq!(
+        Format::from_path(Path::new("x.parquet")),
+        Some(Format::Parquet)
+    );
+    assert_eq!(
+        Format::from_path(Path::new("x.arrows")),
+        Some(Format::ArrowStream)
+    );
+    assert_eq!(
+        Format::from_path(Path::new("x.jsonl")),
+        Some(Format::Ndjson)
+    );
+    assert_eq!(Format::from_path(Path::new("x.xlsx")), None);
+    for f in [
+        Format::Csv,
+        Format::Parquet,
+        Format::Arrow,
+        Format::ArrowStream,
+        Format::Ndjson,
+    ] {
+        assert_eq!(Format::from_media_type(f.media_type()), Some(f));
+    }
+    assert_eq!(
+        Format::from_media_type("text/csv; charset=utf-8"),
+        Some(Format::Csv)
+    );
+    let err = load("x.xlsx", b"a", BASIC).unwrap_err();
+    assert!(err.contains("unknown format \"xlsx\""), "{err}");
+}
+
+#[test]
+fn bad_mapping_is_an_error() {
+    let err = load("a.csv", b"amount\n1\n", "amount = \"amount\"").unwrap_err();
+    assert!(
+        err.contains("a.csv: invalid mapping: set exactly one of `currency`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_table_maps_to_empty_side() {
+    let side = Side::from_table(&Table::empty("none"), &mapping(BASIC));
+    assert!(
+        side.is_err(),
+        "a mapped column is missing from an empty table"
+    );
+    let side = load("h.csv", b"id,amount,currency,date,ref\n", BASIC).unwrap();
+    assert!(side.is_empty());
+}
