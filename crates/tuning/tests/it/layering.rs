@@ -12,22 +12,12 @@ use tuning::{
 const GIB: u64 = 1 << 30;
 
 /// One case: env pairs, an optional config file body, flags.
+#[derive(Default)]
 struct Case<'a> {
     env: &'a [(&'a str, &'a str)],
     file: Option<&'a str>,
     flags: Overrides,
     profile: Option<Profile>,
-}
-
-impl Default for Case<'_> {
-    fn default() -> Self {
-        Self {
-            env: &[],
-            file: None,
-            flags: Overrides::default(),
-            profile: None,
-        }
-    }
 }
 
 /// Loads `case` tuned for 16 vCPU / 32 GiB; returns the result and the file path used.
@@ -190,7 +180,7 @@ fn file_spells_durations_and_sizes_either_way() {
 #[test]
 fn profile_and_resources_from_env_change_the_tuning() {
     let opts = LoadOptions::default();
-    let env: Vec<(String, String)> = [
+    let vars: Vec<(String, String)> = [
         ("RECON_VCPUS", "8"),
         ("RECON_MEMORY", "16GiB"),
         ("RECON_PROFILE", "large-files"),
@@ -198,7 +188,7 @@ fn profile_and_resources_from_env_change_the_tuning() {
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
-    let loaded = load_from(&opts, &env).unwrap();
+    let loaded = load_from(&opts, &vars).unwrap();
     assert_eq!(loaded.resources, Resources::new(8, 16 * GIB));
     assert_eq!(loaded.profile, Profile::LargeFiles);
     let s = &loaded.config.server;
@@ -208,12 +198,8 @@ fn profile_and_resources_from_env_change_the_tuning() {
     assert_eq!(s.recv_bytes.get(), 262_144);
     assert_eq!(
         loaded.provenance.source("profile"),
-        Some(&env_src("RECON_PROFILE"))
+        Some(&env("RECON_PROFILE"))
     );
-}
-
-fn env_src(name: &str) -> Source {
-    env(name)
 }
 
 #[test]
