@@ -1,6 +1,8 @@
 //! The input layer end to end: real files in every format, amount and date styles,
 //! and the exact text of the errors a person sees for bad input.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
