@@ -547,3 +547,91 @@ fn empty_table_maps_to_empty_side() {
     let side = load("h.csv", b"id,amount,currency,date,ref\n", BASIC).unwrap();
     assert!(side.is_empty());
 }
+
+/// The `[left]` / `[right]` tables of a rules file, as the rules parser embeds them.
+fn side_mappings(rules: &Path) -> (SideMapping, SideMapping) {
+    let mut table: toml::Table = toml::from_str(&fs::read_to_string(rules).unwrap()).unwrap();
+    let mut take = |k: &str| -> SideMapping { table.remove(k).unwrap().try_into().unwrap() };
+    (take("left"), take("right"))
+}
+
+#[test]
+fn bundled_examples_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let (left, right) = side_mappings(&root.join("rules.toml"));
+    let ledger = load_side(&root.join("ledger.csv"), &left).unwrap();
+    let bank = load_side(&root.join("bank.csv"), &right).unwrap();
+    assert!(!ledger.is_empty() && !bank.is_empty());
+    assert!(ledger.rejects.is_empty() && bank.rejects.is_empty());
+    assert_eq!(ledger.id.get(0), Some("GL-1001"));
+    assert_eq!(ledger.amount[0], 125_000);
+    assert_eq!(bank.amount[0], 125_000);
+    assert_eq!(bank.amount[1], -8990);
+    assert_eq!(ledger.date[0], bank.date[0]);
+}
+
+/// Writes a ledger-like CSV of `rows` records (about 80 bytes each).
+fn write_big_csv(path: &Path, rows: usize) {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    writeln!(w, "entry_id,posted,amount,ccy,invoice,customer,memo").unwrap();
+    for i in 0..rows {
+        let day = 1 + i % 28;
+        let cents = (i * 7919) % 10_000_000;
+        let sign = if i % 5 == 0 { "-" } else { "" };
+        writeln!(
+            w,
+            "GL-{i:07},2026-03-{day:02},{sign}{}.{:02},EUR,INV-{:08},\"Customer {}, Ltd\",Invoice payment {i}",
+            cents / 100,
+            cents % 100,
+            i / 2,
+            i % 997
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// 1M rows (about 100 MB): run with RECON_SLOW_TESTS=1; in release it also reports
+/// the read and map times on stderr (`cargo test --release -p recon-core --test it -- large_csv --nocapture`).
+#[test]
+fn large_csv_loads_every_row() {
+    if std::env::var_os("RECON_SLOW_TESTS").is_none() {
+        return;
+    }
+    let rows = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.csv");
+    write_big_csv(&path, rows);
+    let map = mapping(
+        r#"
+        id = "entry_id"
+        date = "posted"
+        amount = "amount"
+        currency = "ccy"
+        reference = "invoice"
+        counterparty = "customer"
+        description = "memo"
+        "#,
+    );
+    let bytes = fs::metadata(&path).unwrap().len();
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        let table = read_table(&path, Format::Csv, &ReadOptions::default()).unwrap();
+        let t1 = std::time::Instant::now();
+        let side = Side::from_table(&table, &map).unwrap();
+        let t2 = std::time::Instant::now();
+        eprintln!(
+            "large_csv: {rows} rows, {} MB: read {:?}, map {:?}, total {:?}",
+            bytes / 1_000_000,
+            t1 - t0,
+            t2 - t1,
+            t2 - t0
+        );
+        assert_eq!(side.len(), rows);
+        assert_eq!(side.id.get(rows - 1), Some("GL-0999999"));
+        assert_eq!(side.counterparty.get(3), Some("Customer 3, Ltd"));
+        assert_eq!(side.amount[1], 79);
+        assert_eq!(side.amount[5], -(5 * 7919));
+    }
+}
