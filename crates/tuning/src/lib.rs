@@ -24,3 +24,4 @@ pub use load::{
 };
 pub use recommend::{Recommendation, Recommended, recommend};
 pub use resources::{Profile, Resources, UnknownProfile, parse_vcpus};
+pub use settings::{env_names, setting_keys};

@@ -221,7 +221,7 @@ pub(crate) const SPECS: &[Spec] = &[
     Spec {
         key: "api_keys",
         env: &["RECON_API_KEYS"],
-        flag: "--api-keys",
+        flag: "--api-key",
         kind: Kind::Keys,
     },
     Spec {
@@ -249,6 +249,17 @@ pub(crate) const SPECS: &[Spec] = &[
         kind: Kind::NonEmpty,
     },
 ];
+
+/// The environment variable names of setting `key`, the `RECON_*` one first and
+/// then the Waitress/Uvicorn aliases it also reads; empty for an unknown key.
+pub fn env_names(key: &str) -> &'static [&'static str] {
+    spec(key).map_or(&[], |s| s.env)
+}
+
+/// Every setting key, in the order the docs and `recon config show` list them.
+pub fn setting_keys() -> impl Iterator<Item = &'static str> {
+    SPECS.iter().map(|s| s.key)
+}
 
 /// The spec of `key`, if it is a setting.
 pub(crate) fn spec(key: &str) -> Option<&'static Spec> {
