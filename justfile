@@ -31,8 +31,9 @@ fmt:
 bench *ARGS:
     cargo bench -p recon-benches {{ARGS}}
 
-# Server comparison (docs/benchmarks.md): builds release binaries, then runs the harness.
-# Examples: `just bench-compare --quick`, `just bench-compare --peers`.
+# Examples: `just bench-compare --quick`, `just bench-compare --peers` (see docs/benchmarks.md).
+
+# Server comparison table: build release recon + harness, then run it with ARGS.
 bench-compare *ARGS:
     cargo build --release -p recon -p recon-benches --bins
     target/release/bench-compare {{ARGS}}
@@ -50,7 +51,7 @@ serve-async *ARGS: (serve-async-prod ARGS)
 
 # Threaded engine, development: debug build, debug logging, small tuning.
 serve-threaded-dev *ARGS:
-    RUST_LOG=debug cargo run -p recon -- serve --engine threaded --port {{port}} --data-dir {{data_dir}} --threads 2 --connection-limit 64 {{ARGS}}
+    cargo run -p recon -- serve --engine threaded --port {{port}} --data-dir {{data_dir}} --log-level debug --threads 2 --connection-limit 64 {{ARGS}}
 
 # Threaded engine, production: release build, `recon tune` defaults for this machine.
 serve-threaded-prod *ARGS:
@@ -59,18 +60,28 @@ serve-threaded-prod *ARGS:
 
 # Async engine, development: debug build, debug logging, small tuning.
 serve-async-dev *ARGS:
-    RUST_LOG=debug cargo run -p recon -- serve --engine async --port {{port}} --data-dir {{data_dir}} --workers 2 --connection-limit 64 {{ARGS}}
+    cargo run -p recon -- serve --engine async --port {{port}} --data-dir {{data_dir}} --log-level debug --workers 2 --threads 2 --connection-limit 64 {{ARGS}}
 
 # Async engine, production: release build, `recon tune` defaults for this machine.
 serve-async-prod *ARGS:
     cargo build --release -p recon
     target/release/recon serve --engine async --port {{port}} --data-dir {{data_dir}} {{ARGS}}
 
-# The operator's guide's `make waitress-*` targets, for muscle memory.
+# The operator's guide's `make waitress-*` targets, kept for muscle memory.
+
+# Alias of serve-threaded-dev (the guide's `make waitress-dev`).
 waitress-dev *ARGS: (serve-threaded-dev ARGS)
+
+# Alias of serve-threaded-prod (the guide's `make waitress-prod`).
 waitress-prod *ARGS: (serve-threaded-prod ARGS)
+
+# Alias of serve-threaded-prod (the guide's `make waitress-start`).
 waitress-start *ARGS: (serve-threaded-prod ARGS)
+
+# Alias of serve-async-dev: the async engine plays Uvicorn's part.
 uvicorn-dev *ARGS: (serve-async-dev ARGS)
+
+# Alias of serve-async-prod: the async engine plays Uvicorn's part.
 uvicorn-prod *ARGS: (serve-async-prod ARGS)
 
 # Recommended server settings for this machine.
@@ -83,9 +94,11 @@ gen records="10000" seed="42" out="target/case":
 
 # Generate a small case and reconcile it from the command line.
 match-example: (gen "10000" "42" "target/case")
-    cargo run --release -p recon -- match target/case/left.csv target/case/right.csv --rules target/case/rules.toml --out target/case/results
+    cargo run --release -p recon -- match --left target/case/left.csv --right target/case/right.csv --rules target/case/rules.toml --out target/case/results
 
-# What CI runs (.ci/run): format, lint, test, then the harness's quick run.
-ci: lint test
-    cargo build --release -p recon -p recon-benches --bins
-    target/release/bench-compare --quick
+# .ci/run does format, lint, tests with the slow suites, release build and
+# `bench-compare --quick`; this recipe is that script, so the two never drift.
+
+# Run exactly what CI runs (.ci/run).
+ci:
+    .ci/run

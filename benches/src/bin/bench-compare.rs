@@ -158,24 +158,26 @@ fn rust_specs(args: &Args, pin: &Pinning, logs: &Path, data: &Path) -> Vec<Serve
             key: engine.to_owned(),
             label: format!("recon {engine}"),
             kind: Kind::Recon,
-            program: args.recon.clone(),
+            program: Args::binary(args.recon.as_ref(), "recon"),
             args: a.into_iter().map(Into::into).collect(),
-            env: vec![("RUST_LOG".into(), "warn".into())],
+            // recon's own defaults: it logs no line per request at `info`.
+            env: Vec::new(),
             fixed_port: None,
             cpus: pin.server.clone(),
             log: logs.join(format!("{engine}.log")),
             tuning: format!("{workers} workers, {threads} threads"),
         });
     }
-    for (key, program) in [
+    for (key, given) in [
         ("hello-may", &args.hello_may),
         ("hello-hyper", &args.hello_hyper),
     ] {
+        let program = Args::binary(given.as_ref(), key);
         specs.push(ServerSpec {
             key: key.to_owned(),
             label: key.to_owned(),
             kind: Kind::Hello,
-            program: program.clone(),
+            program,
             args: ["--port", "0", "--workers", &workers.to_string()]
                 .into_iter()
                 .map(Into::into)

@@ -18,15 +18,15 @@ pub struct Args {
     /// Also run the Python peers (Flask on Waitress, FastAPI on Uvicorn).
     #[arg(long)]
     pub peers: bool,
-    /// The `recon` binary.
-    #[arg(long, default_value = "target/release/recon")]
-    pub recon: PathBuf,
-    /// The bare hyper hello-world binary.
-    #[arg(long, default_value = "target/release/hello-hyper")]
-    pub hello_hyper: PathBuf,
-    /// The bare may_minihttp hello-world binary.
-    #[arg(long, default_value = "target/release/hello-may")]
-    pub hello_may: PathBuf,
+    /// The `recon` binary (default: beside bench-compare).
+    #[arg(long)]
+    pub recon: Option<PathBuf>,
+    /// The bare hyper hello-world binary (default: beside bench-compare).
+    #[arg(long)]
+    pub hello_hyper: Option<PathBuf>,
+    /// The bare may_minihttp hello-world binary (default: beside bench-compare).
+    #[arg(long)]
+    pub hello_may: Option<PathBuf>,
     /// Python interpreter with the peers' packages (`just bench-peers-setup`).
     #[arg(long, default_value = "target/peers-venv/bin/python")]
     pub python: PathBuf,
@@ -58,6 +58,21 @@ pub struct Args {
     /// Seconds of each GET /health run at 50 and 200 connections (default 10, quick 1).
     #[arg(long)]
     pub load_secs: Option<u64>,
+}
+
+impl Args {
+    /// A sibling binary: the given path, or `name` in bench-compare's own
+    /// directory (so `$CARGO_TARGET_DIR/release/bench-compare` finds its
+    /// neighbours wherever the target directory is).
+    pub fn binary(given: Option<&PathBuf>, name: &str) -> PathBuf {
+        if let Some(p) = given {
+            return p.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join(name)))
+            .unwrap_or_else(|| PathBuf::from("target/release").join(name))
+    }
 }
 
 /// Where server and load generator run.
