@@ -307,10 +307,10 @@ impl Jobs {
             // Woken when any job of this instance ends; a job of another replica
             // is polled at most every 100 ms.
             let wait = (deadline - now).min(Duration::from_millis(100));
-            if let Ok(guard) = lock.lock() {
-                if *guard == seen {
-                    let _ = cvar.wait_timeout(guard, wait);
-                }
+            if let Ok(guard) = lock.lock()
+                && *guard == seen
+            {
+                let _ = cvar.wait_timeout(guard, wait);
             }
         }
     }

@@ -1,0 +1,61 @@
+//! API keys: 401/403 on `/v1/*`, operator routes per `protect_ops`, probes open.
+
+use http::Method;
+use recon_service::RequestBody;
+use tuning::ApiKey;
+
+use crate::app_with;
+
+fn keyed(protect_ops: bool) -> crate::TestApp {
+    app_with(|c| {
+        c.api_keys = vec![ApiKey("alpha-key".into()), ApiKey("beta-key".into())];
+        c.protect_ops = protect_ops;
+    })
+}
+
+#[test]
+fn api_needs_a_valid_bearer_key() {
+    let t = keyed(true);
+    let res = t.get("/v1/datasets").expect(401);
+    assert!(res.header("www-authenticate").starts_with("Bearer"));
+    assert_eq!(res.header("content-type"), "application/problem+json");
+    t.send(
+        Method::GET,
+        "/v1/datasets",
+        &[("authorization", "Bearer wrong")],
+        RequestBody::empty(),
+    )
+    .expect(403);
+    t.send(
+        Method::GET,
+        "/v1/datasets",
+        &[("authorization", "Bearer beta-key")],
+        RequestBody::empty(),
+    )
+    .expect(200);
+    // An upload without a key is refused before its body is read.
+    t.upload("/v1/datasets", "text/csv", "a\n1\n").expect(401);
+}
+
+#[test]
+fn probes_stay_open_and_ops_follow_protect_ops() {
+    let t = keyed(true);
+    t.get("/health").expect(200);
+    t.get("/ready").expect(200);
+    t.get("/openapi.json").expect(200);
+    for ops in ["/metrics", "/debug/status", "/performance/metrics"] {
+        t.get(ops).expect(401);
+        t.send(
+            Method::GET,
+            ops,
+            &[("authorization", "Bearer alpha-key")],
+            RequestBody::empty(),
+        )
+        .expect(200);
+    }
+    let open_ops = keyed(false);
+    for ops in ["/metrics", "/debug/status", "/performance/metrics"] {
+        open_ops.get(ops).expect(200);
+    }
+    open_ops.get("/v1/reconciliations").expect(401);
+}

@@ -1,0 +1,102 @@
+//! Restarts: datasets survive; jobs left running by a dead instance are failed
+//! (`interrupted`); a live replica's jobs and scratch space are left alone.
+
+use std::sync::Arc;
+
+use recon_service::App;
+
+use crate::{LEDGER, config_in, send};
+
+fn write_job(dir: &std::path::Path, id: &str, state: &str, owner: Option<serde_json::Value>) {
+    let job = dir.join("jobs").join(id);
+    std::fs::create_dir_all(&job).unwrap();
+    let mut rec = serde_json::json!({
+        "id": id, "state": state, "left": "l", "right": "r", "rules_sha256": "",
+        "progress": {"done": 5, "total": 10}, "created": "2026-01-01T00:00:00Z",
+    });
+    if let Some(o) = owner {
+        rec["owner"] = o;
+    }
+    std::fs::write(job.join("job.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
+}
+
+#[test]
+fn datasets_survive_and_dead_jobs_are_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(config_in(dir.path()));
+    let first = App::new(Arc::clone(&config), Vec::new()).unwrap();
+    let meta = send(
+        &first,
+        http::Method::POST,
+        "/v1/datasets",
+        &[("content-type", "text/csv")],
+        recon_service::RequestBody::from_bytes(LEDGER),
+    )
+    .expect(201)
+    .json();
+    drop(first);
+
+    let running = "00000000-0000-4000-8000-000000000001";
+    let queued = "00000000-0000-4000-8000-000000000002";
+    let done = "00000000-0000-4000-8000-000000000003";
+    write_job(dir.path(), running, "running", None);
+    write_job(dir.path(), queued, "queued", None);
+    write_job(dir.path(), done, "succeeded", None);
+
+    let second = App::new(config, Vec::new()).unwrap();
+    let get = |p: &str| {
+        send(
+            &second,
+            http::Method::GET,
+            p,
+            &[],
+            recon_service::RequestBody::empty(),
+        )
+    };
+    let id = meta["id"].as_str().unwrap();
+    assert_eq!(get(&format!("/v1/datasets/{id}")).expect(200).json(), meta);
+    for interrupted in [running, queued] {
+        let job = get(&format!("/v1/reconciliations/{interrupted}"))
+            .expect(200)
+            .json();
+        assert_eq!(job["state"], "failed");
+        assert_eq!(job["error"], "interrupted");
+        assert!(job.get("owner").is_none());
+        get(&format!("/v1/reconciliations/{interrupted}/results")).expect(409);
+    }
+    let job = get(&format!("/v1/reconciliations/{done}"))
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "succeeded");
+    let status = get("/debug/status").expect(200).json();
+    assert_eq!(status["jobs"]["failed"], 2);
+    assert_eq!(status["datasets"]["count"], 1);
+}
+
+#[test]
+fn a_live_replicas_running_job_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(config_in(dir.path()));
+    let replica = App::new(Arc::clone(&config), Vec::new()).unwrap();
+    // A job owned by a process on another host: this host cannot judge it.
+    let remote = "00000000-0000-4000-8000-00000000000a";
+    write_job(
+        dir.path(),
+        remote,
+        "running",
+        Some(serde_json::json!({"host": "other-host.invalid", "pid": 1, "instance": "x"})),
+    );
+    let second = App::new(config, Vec::new()).unwrap();
+    for app in [&replica, &second] {
+        let job = send(
+            app,
+            http::Method::GET,
+            &format!("/v1/reconciliations/{remote}"),
+            &[],
+            recon_service::RequestBody::empty(),
+        )
+        .expect(200)
+        .json();
+        assert_eq!(job["state"], "running");
+    }
+}
