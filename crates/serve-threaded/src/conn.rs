@@ -51,6 +51,12 @@ struct BodyState {
 }
 
 impl BodyState {
+    /// The client waits for `100 Continue` that was never sent: it may or
+    /// may not send the body, so the connection cannot be reused.
+    fn awaits_continue(&self) -> bool {
+        self.expect_continue && !self.continue_sent
+    }
+
     fn new(head: &Head) -> Self {
         let (remaining, decoder) = match head.framing {
             Framing::Empty => (0, None),
@@ -422,10 +428,8 @@ impl Conn {
             v.to_str()
                 .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
         });
-        let body_ok = body.done
-            || (!body.broken
-                && !(body.expect_continue && !body.continue_sent)
-                && body.remaining <= DRAIN_LIMIT);
+        let body_ok =
+            body.done || (!body.broken && !body.awaits_continue() && body.remaining <= DRAIN_LIMIT);
         exchange.keep_alive && !closes && body_ok && !self.shared.is_stopping()
     }
 
@@ -538,7 +542,7 @@ impl Conn {
     /// Discards a body the handler left unread, up to [`DRAIN_LIMIT`].
     /// Returns whether the connection can be reused.
     fn drain(&mut self, body: &mut BodyState) -> bool {
-        if body.broken || (body.expect_continue && !body.continue_sent) {
+        if body.broken || body.awaits_continue() {
             return false;
         }
         let start = body.total;
@@ -565,7 +569,10 @@ impl Conn {
         head_len: Option<u64>,
         keep: bool,
     ) -> bool {
-        let keep_alive = keep && framing != OutFraming::UntilClose;
+        let keep_alive = keep
+            && exchange.keep_alive
+            && !self.shared.is_stopping()
+            && framing != OutFraming::UntilClose;
         let meta = HeadMeta {
             version: exchange.version,
             status: parts.status,
@@ -594,7 +601,10 @@ impl Conn {
             None,
             Some(len),
         );
-        let keep = self.put_head(parts, exchange, framing, Some(len), keep);
+        // A HEAD response announces the length the GET would have: the
+        // handler's own header, else the body it returned, if any.
+        let head_len = declared_length(parts).or((len > 0).then_some(len));
+        let keep = self.put_head(parts, exchange, framing, head_len, keep);
         if framing == OutFraming::Length(len) {
             if self.wbuf.len() + bytes.len() <= self.shared.settings.send_bytes.get() {
                 self.wbuf.extend_from_slice(bytes);
@@ -617,11 +627,7 @@ impl Conn {
         exchange: Exchange,
         keep: bool,
     ) -> (StreamOut, bool) {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok());
+        let declared = declared_length(parts);
         let framing = write::out_framing(
             exchange.head_request,
             parts.status,
@@ -722,4 +728,13 @@ impl Conn {
             }
         }
     }
+}
+
+/// The `Content-Length` a handler set on its response, if valid.
+fn declared_length(parts: &http::response::Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
 }

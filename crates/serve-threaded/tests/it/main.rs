@@ -1,0 +1,6 @@
+//! serve-threaded's integration tests: `serve` started in-process on a
+//! 127.0.0.1:0 listener, driven by a raw TCP client (bytes in, bytes out).
+
+mod http1;
+mod limits;
+mod support;
