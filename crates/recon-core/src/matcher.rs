@@ -1,1 +1,1022 @@
-//! (being built)
+//! The matcher: duplicate detection, then the ordered cascade of passes, each
+//! over the records earlier passes left free.
+//!
+//! Candidates come from blocking, never all pairs: the free records of one
+//! side are sorted by `(block, day, amount, row)` where `block` hashes the
+//! currency and (when the pass has a reference gate) the reference key, and
+//! `day` is the date when the pass blocks on a short date window instead of a
+//! reference. Each record of the other side then binary-searches its block,
+//! its days and its amount range, and checks the remaining gates on the few
+//! entries found. Keys are computed once per side into one buffer (no
+//! allocation per record) and hashed with a stable hash, verified on use.
+//!
+//! One-to-one passes collect every candidate pair (at most
+//! [`MAX_CANDIDATES_PER_RECORD`] best per record) in parallel, sort them by
+//! rank (score desc, |amount diff|, |date diff|, left row, right row) and take
+//! them greedily. When a record's best remaining candidates are tied on score
+//! and both differences, the tied records form an `ambiguous` group instead.
+//! Aggregate passes search bounded subsets (2..=`max_group` of at most
+//! `max_candidates` candidates). Every sort key ends with row numbers, so the
+//! result is the same whatever the thread count.
+
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::money::Currency;
+use crate::outcome::{Assignment, Outcome, ReconError, RunInfo, Status, Summary, Timings};
+use crate::rules::{Cardinality, Metric, Pass, PassKind, ReferenceRule, Role, Rules, Similarity};
+use crate::side::{Side, TextColumn};
+use crate::text;
+
+/// Most candidates kept per record in a one-to-one pass (the best by rank).
+pub const MAX_CANDIDATES_PER_RECORD: usize = 64;
+
+/// Date windows up to this many days (before + after + 1) are searched day
+/// by day inside a block; wider windows are checked per candidate.
+const DAY_BLOCKING_LIMIT: u32 = 31;
+
+/// Rows per parallel work item.
+const CHUNK: usize = 8192;
+
+/// Receives progress while a run goes: `done` of `total` records (both sides)
+/// have their final status. Called from the thread that called `run`, a few
+/// times per pass.
+pub trait Progress: Sync {
+    /// Reports progress.
+    fn update(&self, done: u64, total: u64);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn update(&self, _done: u64, _total: u64) {}
+}
+
+/// Runs a rule set over two sides. Cheap to share: build once, run many times.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    rules: Rules,
+    prefixes: Vec<String>,
+}
+
+/// Normalized per-record keys of one side and role: one buffer, offsets, and
+/// a stable hash per record (0 = missing).
+#[derive(Debug, Default)]
+struct Keys {
+    data: String,
+    offsets: Vec<usize>,
+    hash: Vec<u64>,
+}
+
+impl Keys {
+    fn get(&self, i: usize) -> &str {
+        &self.data[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    fn present(&self, i: usize) -> bool {
+        self.hash[i] != 0
+    }
+
+    /// Builds keys for `n` rows of `col` with `f` (raw text, output buffer), in
+    /// parallel chunks.
+    fn build(col: &TextColumn, n: usize, f: impl Fn(&str, &mut String) + Sync) -> Keys {
+        let parts: Vec<(String, Vec<usize>, Vec<u64>)> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let rows = c * CHUNK..((c + 1) * CHUNK).min(n);
+                let mut data = String::with_capacity(rows.len() * 12);
+                let mut ends = Vec::with_capacity(rows.len());
+                let mut hash = Vec::with_capacity(rows.len());
+                for i in rows {
+                    let start = data.len();
+                    if let Some(raw) = text_at(col, i) {
+                        f(raw, &mut data);
+                    }
+                    let key = &data[start..];
+                    hash.push(if key.is_empty() {
+                        0
+                    } else {
+                        text::hash_key(key).max(1)
+                    });
+                    ends.push(data.len());
+                }
+                (data, ends, hash)
+            })
+            .collect();
+        let mut keys = Keys {
+            data: String::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
+            offsets: Vec::with_capacity(n + 1),
+            hash: Vec::with_capacity(n),
+        };
+        keys.offsets.push(0);
+        for (data, ends, hash) in parts {
+            let base = keys.data.len();
+            keys.data.push_str(&data);
+            keys.offsets.extend(ends.iter().map(|e| base + e));
+            keys.hash.extend(hash);
+        }
+        keys
+    }
+}
+
+fn text_at(col: &TextColumn, i: usize) -> Option<&str> {
+    if i < col.len() { col.get(i) } else { None }
+}
+
+/// Everything precomputed about one side for one run.
+#[derive(Debug, Default)]
+struct Prepared {
+    exact: Option<Keys>,
+    normalized: Option<Keys>,
+    counterparty: Option<Keys>,
+    description: Option<Keys>,
+}
+
+impl Prepared {
+    fn reference(&self, rule: ReferenceRule) -> Option<&Keys> {
+        match rule {
+            ReferenceRule::Exact => self.exact.as_ref(),
+            ReferenceRule::Normalized => self.normalized.as_ref(),
+            ReferenceRule::Ignore => None,
+        }
+    }
+}
+
+/// Mutable state of a run: assignments and which records are still free.
+struct State {
+    assigned: [Vec<Assignment>; 2],
+    free: [Vec<bool>; 2],
+    next_id: u32,
+}
+
+impl State {
+    fn new_id(&mut self) -> Option<NonZeroU32> {
+        self.next_id += 1;
+        NonZeroU32::new(self.next_id)
+    }
+
+    fn settled(&self) -> u64 {
+        self.free
+            .iter()
+            .map(|f| f.iter().filter(|x| !**x).count() as u64)
+            .sum()
+    }
+}
+
+/// Read-only inputs of a pass.
+struct Ctx<'a> {
+    sides: [&'a Side; 2],
+    prep: [&'a Prepared; 2],
+}
+
+/// One index entry: a free record of the indexed side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    block: u64,
+    day: i32,
+    amount: i64,
+    row: u32,
+}
+
+/// A candidate pair of a one-to-one pass; the derived order is the rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Edge {
+    /// `u64::MAX - score.to_bits()`: higher scores first.
+    score_key: u64,
+    adiff: u64,
+    ddiff: u32,
+    l: u32,
+    r: u32,
+}
+
+impl Edge {
+    fn rank(&self) -> (u64, u64, u32) {
+        (self.score_key, self.adiff, self.ddiff)
+    }
+
+    fn score(&self) -> f64 {
+        f64::from_bits(u64::MAX - self.score_key)
+    }
+}
+
+fn currency_bits(c: Currency) -> u64 {
+    c.as_str()
+        .bytes()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(b))
+}
+
+/// Mixes currency and reference hash into a block id.
+fn block_of(c: Currency, ref_hash: u64) -> u64 {
+    mix64(ref_hash ^ currency_bits(c).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// The SplitMix64 finalizer: a stable, well-spread 64-bit mix.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// How a pass searches its index.
+#[derive(Clone, Copy)]
+struct Plan {
+    reference: ReferenceRule,
+    day_blocking: bool,
+    amount_sorted: bool,
+}
+
+impl Plan {
+    fn of(pass: &Pass) -> Self {
+        let day_blocking = pass.reference == ReferenceRule::Ignore
+            && pass
+                .date
+                .is_some_and(|w| w.before + w.after < DAY_BLOCKING_LIMIT);
+        Self {
+            reference: pass.reference,
+            day_blocking,
+            amount_sorted: pass.cardinality == Cardinality::OneToOne && pass.amount.is_some(),
+        }
+    }
+}
+
+/// Whether record `i` of side `s` can take part in `pass` at all.
+fn eligible(ctx: &Ctx<'_>, state: &State, s: usize, i: usize, pass: &Pass) -> bool {
+    state.free[s][i]
+        && (pass.date.is_none() || ctx.sides[s].date[i].is_some())
+        && ctx.prep[s]
+            .reference(pass.reference)
+            .is_none_or(|k| k.present(i))
+}
+
+fn block_for(ctx: &Ctx<'_>, s: usize, i: usize, plan: Plan) -> u64 {
+    let h = ctx.prep[s]
+        .reference(plan.reference)
+        .map_or(0, |k| k.hash[i]);
+    block_of(ctx.sides[s].currency[i], h)
+}
+
+fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) -> Vec<Entry> {
+    let side = ctx.sides[s];
+    let mut entries: Vec<Entry> = (0..side.len())
+        .into_par_iter()
+        .filter(|&i| eligible(ctx, state, s, i, pass))
+        .map(|i| Entry {
+            block: block_for(ctx, s, i, plan),
+            day: if plan.day_blocking {
+                side.date[i].unwrap_or(0)
+            } else {
+                0
+            },
+            amount: if plan.amount_sorted {
+                side.amount[i]
+            } else {
+                0
+            },
+            // Sides are checked to fit u32 before any pass runs.
+            row: i as u32,
+        })
+        .collect();
+    entries.par_sort_unstable();
+    entries
+}
+
+/// Entries of `block`, `day` with amounts in `lo..=hi`.
+fn lookup(entries: &[Entry], block: u64, day: i32, lo: i64, hi: i64) -> &[Entry] {
+    let start = entries.partition_point(|e| (e.block, e.day, e.amount) < (block, day, lo));
+    let end = entries.partition_point(|e| (e.block, e.day, e.amount) <= (block, day, hi));
+    entries.get(start..end.max(start)).unwrap_or(&[])
+}
+
+/// Days to search for a query record with date `d` whose candidates must lie
+/// in `d + lo ..= d + hi`.
+fn day_range(plan: Plan, d: Option<i32>, lo: i64, hi: i64) -> std::ops::RangeInclusive<i64> {
+    match (plan.day_blocking, d) {
+        (true, Some(d)) => i64::from(d) + lo..=i64::from(d) + hi,
+        _ => 0..=0,
+    }
+}
+
+fn similarity(
+    keys: Option<&Keys>,
+    other: Option<&Keys>,
+    a: usize,
+    b: usize,
+    sim: Similarity,
+) -> f64 {
+    let (Some(ka), Some(kb)) = (keys, other) else {
+        return 0.0;
+    };
+    if !ka.present(a) || !kb.present(b) {
+        return 0.0;
+    }
+    match sim.similarity {
+        Metric::JaroWinkler => text::jaro_winkler(ka.get(a), kb.get(b)),
+        Metric::TokenSet => text::token_set_ratio(ka.get(a), kb.get(b)),
+    }
+}
+
+/// Checks the identity gates (currency, reference, date window, similarity
+/// thresholds) between left row `l` and right row `r`; the score when passed.
+fn identity(ctx: &Ctx<'_>, pass: &Pass, l: usize, r: usize) -> Option<f64> {
+    let (ls, rs) = (ctx.sides[0], ctx.sides[1]);
+    if ls.currency[l] != rs.currency[r] {
+        return None;
+    }
+    if let (Some(kl), Some(kr)) = (
+        ctx.prep[0].reference(pass.reference),
+        ctx.prep[1].reference(pass.reference),
+    ) && (kl.hash[l] != kr.hash[r] || kl.get(l) != kr.get(r))
+    {
+        return None;
+    }
+    if let Some(w) = pass.date {
+        let (Some(dl), Some(dr)) = (ls.date[l], rs.date[r]) else {
+            return None;
+        };
+        if !w.accepts(i64::from(dr) - i64::from(dl)) {
+            return None;
+        }
+    }
+    let mut sum = 0.0;
+    let mut n = 0u32;
+    for (sim, pick) in [(pass.counterparty, 0usize), (pass.description, 1usize)] {
+        let Some(sim) = sim else { continue };
+        let (a, b) = if pick == 0 {
+            (
+                ctx.prep[0].counterparty.as_ref(),
+                ctx.prep[1].counterparty.as_ref(),
+            )
+        } else {
+            (
+                ctx.prep[0].description.as_ref(),
+                ctx.prep[1].description.as_ref(),
+            )
+        };
+        let s = similarity(a, b, l, r, sim);
+        if s < sim.min {
+            return None;
+        }
+        sum += s;
+        n += 1;
+    }
+    Some(if n == 0 { 1.0 } else { sum / f64::from(n) })
+}
+
+fn date_diff(ctx: &Ctx<'_>, l: usize, r: usize) -> Option<i32> {
+    match (ctx.sides[0].date[l], ctx.sides[1].date[r]) {
+        (Some(a), Some(b)) => i32::try_from(i64::from(b) - i64::from(a)).ok(),
+        _ => None,
+    }
+}
+
+/// Candidate edges of left row `l` into `edges`.
+fn candidates_1to1(
+    ctx: &Ctx<'_>,
+    pass: &Pass,
+    plan: Plan,
+    index: &[Entry],
+    l: usize,
+    edges: &mut Vec<Edge>,
+) {
+    let side = ctx.sides[0];
+    let cur = side.currency[l];
+    let amount = side.amount[l];
+    let block = block_for(ctx, 0, l, plan);
+    let (lo, hi) = match (plan.amount_sorted, pass.amount) {
+        (true, Some(t)) => {
+            let (below, above) = t.allowed(amount, cur);
+            (amount.saturating_sub(below), amount.saturating_add(above))
+        }
+        _ => (i64::MIN, i64::MAX),
+    };
+    let (dlo, dhi) = pass
+        .date
+        .map_or((0, 0), |w| (-i64::from(w.before), i64::from(w.after)));
+    let start = edges.len();
+    for day in day_range(plan, side.date[l], dlo, dhi) {
+        let Ok(day) = i32::try_from(day) else {
+            continue;
+        };
+        for e in lookup(index, block, day, lo, hi) {
+            let r = e.row as usize;
+            let Some(score) = identity(ctx, pass, l, r) else {
+                continue;
+            };
+            let diff = i128::from(ctx.sides[1].amount[r]) - i128::from(amount);
+            if i64::try_from(diff).is_err() {
+                continue;
+            }
+            if let Some(t) = pass.amount
+                && !t.accepts(diff, amount, cur)
+            {
+                continue;
+            }
+            let ddiff = date_diff(ctx, l, r).map_or(u32::MAX, i32::unsigned_abs);
+            edges.push(Edge {
+                score_key: u64::MAX - score.to_bits(),
+                adiff: diff.unsigned_abs() as u64,
+                ddiff,
+                l: l as u32,
+                r: e.row,
+            });
+        }
+    }
+    if edges.len() - start > MAX_CANDIDATES_PER_RECORD {
+        edges[start..].sort_unstable();
+        edges.truncate(start + MAX_CANDIDATES_PER_RECORD);
+    }
+}
+
+/// Compressed adjacency: for each node, indices of its edges in rank order.
+struct Adjacency {
+    starts: Vec<u32>,
+    edges: Vec<u32>,
+}
+
+impl Adjacency {
+    fn build(n: usize, edges: &[Edge], node: impl Fn(&Edge) -> u32) -> Self {
+        let mut starts = vec![0u32; n + 1];
+        for e in edges {
+            starts[node(e) as usize + 1] += 1;
+        }
+        for i in 0..n {
+            starts[i + 1] += starts[i];
+        }
+        let mut fill = starts.clone();
+        let mut out = vec![0u32; edges.len()];
+        for (k, e) in edges.iter().enumerate() {
+            let slot = &mut fill[node(e) as usize];
+            out[*slot as usize] = k as u32;
+            *slot += 1;
+        }
+        Self { starts, edges: out }
+    }
+
+    fn of(&self, node: usize) -> &[u32] {
+        &self.edges[self.starts[node] as usize..self.starts[node + 1] as usize]
+    }
+}
+
+fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
+    let plan = Plan::of(pass);
+    let index = build_index(ctx, state, 1, pass, plan);
+    let n_left = ctx.sides[0].len();
+    let st: &State = state;
+    let mut edges: Vec<Edge> = (0..n_left.div_ceil(CHUNK))
+        .into_par_iter()
+        .flat_map_iter(|c| {
+            let mut out = Vec::new();
+            for l in c * CHUNK..((c + 1) * CHUNK).min(n_left) {
+                if eligible(ctx, st, 0, l, pass) {
+                    candidates_1to1(ctx, pass, plan, &index, l, &mut out);
+                }
+            }
+            out
+        })
+        .collect();
+    drop(index);
+    edges.par_sort_unstable();
+    let by_l = Adjacency::build(n_left, &edges, |e| e.l);
+    let by_r = Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r);
+    let status = match pass.kind {
+        PassKind::Match => Status::Matched,
+        PassKind::Break => Status::Break,
+    };
+    let mut cluster: Vec<(usize, usize, usize)> = Vec::new();
+    for k in 0..edges.len() {
+        let e = edges[k];
+        let (l, r) = (e.l as usize, e.r as usize);
+        if !state.free[0][l] || !state.free[1][r] {
+            continue;
+        }
+        // Collect the tie cluster: records reachable through free edges of
+        // exactly this rank. Size 2 means an unambiguous pair.
+        cluster.clear();
+        cluster.push((0, l, k));
+        cluster.push((1, r, k));
+        let mut next = 0;
+        while next < cluster.len() {
+            let (s, node, _) = cluster[next];
+            next += 1;
+            let adj = if s == 0 { by_l.of(node) } else { by_r.of(node) };
+            for &ei in adj {
+                let o = edges[ei as usize];
+                if o.rank() != e.rank() {
+                    continue;
+                }
+                let (os, other) = if s == 0 {
+                    (1, o.r as usize)
+                } else {
+                    (0, o.l as usize)
+                };
+                if state.free[os][other] && !cluster.iter().any(|c| c.0 == os && c.1 == other) {
+                    cluster.push((os, other, ei as usize));
+                }
+            }
+        }
+        let id = state.new_id();
+        let st = if cluster.len() == 2 {
+            status
+        } else {
+            Status::Ambiguous
+        };
+        for &(s, node, ei) in &cluster {
+            let via = edges[ei];
+            let (vl, vr) = (via.l as usize, via.r as usize);
+            let diff = i128::from(ctx.sides[1].amount[vr]) - i128::from(ctx.sides[0].amount[vl]);
+            state.free[s][node] = false;
+            state.assigned[s][node] = Assignment {
+                match_id: id,
+                status: st,
+                rule: Some(rule),
+                score: Some(via.score()),
+                amount_diff: i64::try_from(diff).ok(),
+                date_diff_days: date_diff(ctx, vl, vr),
+            };
+        }
+    }
+}
+
+/// The best subset found for one record of an aggregate pass.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    parts: [u32; crate::rules::MAX_GROUP_LIMIT],
+    n: usize,
+    diff: i64,
+}
+
+/// Per chunk of single records: `(row, parts start, parts len, best subset)`
+/// and the chunk's candidate parts, flattened.
+type SpeculativeChunk = (Vec<(u32, usize, usize, Option<Found>)>, Vec<Part>);
+
+/// A candidate part of an aggregate group.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    row: u32,
+    ddiff: u32,
+}
+
+struct Aggregate<'a> {
+    ctx: &'a Ctx<'a>,
+    pass: &'a Pass,
+    plan: Plan,
+    /// The side of the single record.
+    one: usize,
+}
+
+impl Aggregate<'_> {
+    /// `(left row, right row)` for a single record `o` and a part `m`.
+    fn pair(&self, o: usize, m: usize) -> (usize, usize) {
+        if self.one == 0 { (o, m) } else { (m, o) }
+    }
+
+    /// Candidate parts of single record `o` (free at the start of the pass),
+    /// the nearest `max_candidates` by date distance then row, sorted by row.
+    fn candidates(&self, index: &[Entry], o: usize, out: &mut Vec<Part>) {
+        out.clear();
+        let ctx = self.ctx;
+        let block = block_for(ctx, self.one, o, self.plan);
+        let (dlo, dhi) = self.pass.date.map_or((0, 0), |w| {
+            if self.one == 0 {
+                (-i64::from(w.before), i64::from(w.after))
+            } else {
+                (-i64::from(w.after), i64::from(w.before))
+            }
+        });
+        for day in day_range(self.plan, ctx.sides[self.one].date[o], dlo, dhi) {
+            let Ok(day) = i32::try_from(day) else {
+                continue;
+            };
+            for e in lookup(index, block, day, i64::MIN, i64::MAX) {
+                let (l, r) = self.pair(o, e.row as usize);
+                if identity(ctx, self.pass, l, r).is_none() {
+                    continue;
+                }
+                let ddiff = date_diff(ctx, l, r).map_or(u32::MAX, i32::unsigned_abs);
+                out.push(Part { row: e.row, ddiff });
+            }
+        }
+        if out.len() > self.pass.max_candidates {
+            out.sort_unstable_by_key(|p| (p.ddiff, p.row));
+            out.truncate(self.pass.max_candidates);
+        }
+        out.sort_unstable_by_key(|p| p.row);
+    }
+
+    /// The best subset of the free `parts` for `o`: smallest |amount diff|,
+    /// then fewest records, then smallest total date distance, then first in
+    /// row order.
+    fn search(
+        &self,
+        o: usize,
+        parts: &[Part],
+        free: &[bool],
+        usable: &mut Vec<Part>,
+    ) -> Option<Found> {
+        let ctx = self.ctx;
+        let cur = ctx.sides[self.one].currency[o];
+        let target = ctx.sides[self.one].amount[o];
+        let tol = self.pass.amount.unwrap_or_default();
+        let many = ctx.sides[1 - self.one];
+        usable.clear();
+        usable.extend(parts.iter().copied().filter(|p| free[p.row as usize]));
+        let mut best: Option<(u128, usize, u64, Found)> = None;
+        let mut pick = [0usize; crate::rules::MAX_GROUP_LIMIT];
+        for size in 2..=self.pass.max_group.min(usable.len()) {
+            // Enumerate index combinations of `size` in lexicographic order.
+            for (i, p) in pick.iter_mut().enumerate().take(size) {
+                *p = i;
+            }
+            loop {
+                let mut sum: i128 = 0;
+                let mut dd: u64 = 0;
+                for &p in &pick[..size] {
+                    sum += i128::from(many.amount[usable[p].row as usize]);
+                    dd += u64::from(usable[p].ddiff);
+                }
+                let diff = if self.one == 0 {
+                    sum - i128::from(target)
+                } else {
+                    i128::from(target) - sum
+                };
+                if let Ok(d64) = i64::try_from(diff)
+                    && tol.accepts(diff, target, cur)
+                {
+                    let key = (diff.unsigned_abs(), size, dd);
+                    if best.as_ref().is_none_or(|b| key < (b.0, b.1, b.2)) {
+                        let mut f = Found {
+                            parts: [0; crate::rules::MAX_GROUP_LIMIT],
+                            n: size,
+                            diff: d64,
+                        };
+                        for (slot, &p) in f.parts.iter_mut().zip(&pick[..size]) {
+                            *slot = usable[p].row;
+                        }
+                        best = Some((key.0, key.1, key.2, f));
+                    }
+                }
+                // Advance to the next combination: bump the rightmost index
+                // that can move, reset the ones after it.
+                let mut advanced = false;
+                let mut i = size;
+                while i > 0 {
+                    i -= 1;
+                    if pick[i] < usable.len() - size + i {
+                        pick[i] += 1;
+                        for j in i + 1..size {
+                            pick[j] = pick[j - 1] + 1;
+                        }
+                        advanced = true;
+                        break;
+                    }
+                }
+                if !advanced {
+                    break;
+                }
+            }
+            if best.as_ref().is_some_and(|b| b.0 == 0) {
+                // Exact sums with fewer records beat any larger group.
+                break;
+            }
+        }
+        best.map(|b| b.3)
+    }
+}
+
+fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
+    let one = match pass.cardinality {
+        Cardinality::ManyToOne => 1,
+        _ => 0,
+    };
+    let agg = Aggregate {
+        ctx,
+        pass,
+        plan: Plan::of(pass),
+        one,
+    };
+    let index = build_index(ctx, state, 1 - one, pass, agg.plan);
+    let n_one = ctx.sides[one].len();
+    let st: &State = state;
+    // Speculative parallel search with every part free; committing in row
+    // order below re-searches only where a part was taken meanwhile, which
+    // gives exactly the sequential result.
+    let chunks: Vec<SpeculativeChunk> = (0..n_one.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (mut scratch, mut usable) = (Vec::new(), Vec::new());
+            let (mut found, mut parts) = (Vec::new(), Vec::new());
+            for o in c * CHUNK..((c + 1) * CHUNK).min(n_one) {
+                if !eligible(ctx, st, one, o, pass) {
+                    continue;
+                }
+                agg.candidates(&index, o, &mut scratch);
+                if scratch.len() < 2 {
+                    continue;
+                }
+                let f = agg.search(o, &scratch, &st.free[1 - one], &mut usable);
+                found.push((o as u32, parts.len(), scratch.len(), f));
+                parts.extend_from_slice(&scratch);
+            }
+            (found, parts)
+        })
+        .collect();
+    drop(index);
+    let status = Status::Matched;
+    let mut usable = Vec::new();
+    for (found, all_parts) in &chunks {
+        for &(o, start, len, spec) in found {
+            let o = o as usize;
+            let parts = &all_parts[start..start + len];
+            let f = match spec {
+                Some(f)
+                    if f.parts[..f.n]
+                        .iter()
+                        .all(|&p| state.free[1 - one][p as usize]) =>
+                {
+                    Some(f)
+                }
+                _ => agg.search(o, parts, &state.free[1 - one], &mut usable),
+            };
+            commit(ctx, pass, rule, &agg, state, o, f, status);
+        }
+    }
+}
+
+/// Records an aggregate group found for single record `o`.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    ctx: &Ctx<'_>,
+    pass: &Pass,
+    rule: u16,
+    agg: &Aggregate<'_>,
+    state: &mut State,
+    o: usize,
+    f: Option<Found>,
+    status: Status,
+) {
+    let one = agg.one;
+    {
+        let Some(f) = f else { return };
+        let id = state.new_id();
+        let mut worst: Option<i32> = None;
+        let mut min_score = 1.0f64;
+        for &p in &f.parts[..f.n] {
+            let (l, r) = agg.pair(o, p as usize);
+            let dd = date_diff(ctx, l, r);
+            let score = identity(ctx, pass, l, r).unwrap_or(0.0);
+            min_score = min_score.min(score);
+            if let Some(d) = dd
+                && worst.is_none_or(|w| d.unsigned_abs() > w.unsigned_abs())
+            {
+                worst = Some(d);
+            }
+            state.free[1 - one][p as usize] = false;
+            state.assigned[1 - one][p as usize] = Assignment {
+                match_id: id,
+                status,
+                rule: Some(rule),
+                score: Some(score),
+                amount_diff: Some(f.diff),
+                date_diff_days: dd,
+            };
+        }
+        state.free[one][o] = false;
+        state.assigned[one][o] = Assignment {
+            match_id: id,
+            status,
+            rule: Some(rule),
+            score: Some(min_score),
+            amount_diff: Some(f.diff),
+            date_diff_days: worst,
+        };
+    }
+}
+
+/// Hash of record `i`'s duplicate key.
+fn dup_hash(side: &Side, prep: &Prepared, roles: &[Role], i: usize) -> u64 {
+    let mut h: u64 = 0x51_7cc1_b727_220a;
+    let mut mix = |v: u64| {
+        h = mix64(h.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ v);
+    };
+    for role in roles {
+        match role {
+            Role::Id => mix(text_at(&side.id, i).map_or(1, text::hash_key)),
+            Role::Reference => mix(prep.normalized.as_ref().map_or(1, |k| k.hash[i])),
+            Role::Amount => mix(side.amount[i] as u64),
+            Role::Currency => mix(currency_bits(side.currency[i])),
+            Role::Date => mix(side.date[i].map_or(u64::MAX, |d| d as u64)),
+            Role::Counterparty => mix(text_at(&side.counterparty, i).map_or(1, text::hash_key)),
+            Role::Description => mix(text_at(&side.description, i).map_or(1, text::hash_key)),
+        }
+    }
+    h
+}
+
+fn dup_equal(side: &Side, prep: &Prepared, roles: &[Role], a: usize, b: usize) -> bool {
+    roles.iter().all(|role| match role {
+        Role::Id => text_at(&side.id, a) == text_at(&side.id, b),
+        Role::Reference => prep
+            .normalized
+            .as_ref()
+            .is_none_or(|k| k.get(a) == k.get(b)),
+        Role::Amount => side.amount[a] == side.amount[b],
+        Role::Currency => side.currency[a] == side.currency[b],
+        Role::Date => side.date[a] == side.date[b],
+        Role::Counterparty => text_at(&side.counterparty, a) == text_at(&side.counterparty, b),
+        Role::Description => text_at(&side.description, a) == text_at(&side.description, b),
+    })
+}
+
+/// Flags later copies of a duplicate key; the first occurrence stays free.
+fn duplicates(side: &Side, prep: &Prepared, roles: &[Role], s: usize, state: &mut State) {
+    if roles.is_empty() {
+        return;
+    }
+    let mut keyed: Vec<(u64, u32)> = (0..side.len())
+        .into_par_iter()
+        .map(|i| (dup_hash(side, prep, roles, i), i as u32))
+        .collect();
+    keyed.par_sort_unstable();
+    let mut reps: Vec<usize> = Vec::new();
+    let mut k = 0;
+    while k < keyed.len() {
+        let h = keyed[k].0;
+        reps.clear();
+        while k < keyed.len() && keyed[k].0 == h {
+            let i = keyed[k].1 as usize;
+            if reps.iter().any(|&r| dup_equal(side, prep, roles, r, i)) {
+                state.free[s][i] = false;
+                state.assigned[s][i] = Assignment {
+                    status: Status::Duplicate,
+                    ..Assignment::UNMATCHED
+                };
+            } else {
+                reps.push(i);
+            }
+            k += 1;
+        }
+    }
+}
+
+fn check_side(side: &Side) -> Result<(), ReconError> {
+    let n = side.len();
+    if u32::try_from(n).is_err() {
+        return Err(ReconError::TooManyRecords {
+            source_name: side.source.clone(),
+            records: n,
+        });
+    }
+    let fixed = [
+        ("currency", side.currency.len()),
+        ("date", side.date.len()),
+        ("line", side.line.len()),
+    ];
+    let text = [
+        ("id", side.id.len()),
+        ("reference", side.reference.len()),
+        ("counterparty", side.counterparty.len()),
+        ("description", side.description.len()),
+    ];
+    for (column, found) in fixed
+        .into_iter()
+        .chain(text.into_iter().filter(|t| t.1 != 0))
+    {
+        if found != n {
+            return Err(ReconError::MalformedSide {
+                source_name: side.source.clone(),
+                column,
+                expected: n,
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Reconciler {
+    /// A reconciler for `rules`.
+    pub fn new(rules: Rules) -> Self {
+        let prefixes = text::normalize_prefixes(&rules.normalize.strip_prefixes);
+        Self { rules, prefixes }
+    }
+
+    /// The rules it runs.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Reconciles `left` against `right` with an empty [`RunInfo`].
+    ///
+    /// # Errors
+    /// As [`Reconciler::run_with`].
+    pub fn run(
+        &self,
+        left: &Side,
+        right: &Side,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, ReconError> {
+        self.run_with(left, right, &RunInfo::default(), progress)
+    }
+
+    /// Reconciles `left` against `right`: duplicates first, then each pass in
+    /// order over the records still free. `info` fills the audit block.
+    ///
+    /// # Errors
+    /// [`ReconError::MalformedSide`] when a side's columns differ in length,
+    /// [`ReconError::TooManyRecords`] beyond `u32::MAX` records, and
+    /// [`ReconError::Conservation`] if the results do not account for every
+    /// record and amount exactly once.
+    pub fn run_with(
+        &self,
+        left: &Side,
+        right: &Side,
+        info: &RunInfo,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, ReconError> {
+        let started = Instant::now();
+        let span = tracing::info_span!("reconcile", left = left.len(), right = right.len());
+        let _guard = span.enter();
+        check_side(left)?;
+        check_side(right)?;
+        let total = (left.len() + right.len()) as u64;
+        progress.update(0, total);
+
+        let rules = &self.rules;
+        let uses = |f: &dyn Fn(&Pass) -> bool| rules.passes.iter().any(f);
+        let need_exact = uses(&|p| p.reference == ReferenceRule::Exact);
+        let need_norm = uses(&|p| p.reference == ReferenceRule::Normalized);
+        let need_cp = uses(&|p| p.counterparty.is_some());
+        let need_desc = uses(&|p| p.description.is_some());
+        let prefixes = &self.prefixes;
+        let prepare = |side: &Side, dup_roles: &[Role]| -> Prepared {
+            let n = side.len();
+            let norm = need_norm || dup_roles.contains(&Role::Reference);
+            Prepared {
+                exact: need_exact
+                    .then(|| Keys::build(&side.reference, n, |raw, out| out.push_str(raw.trim()))),
+                normalized: norm.then(|| {
+                    Keys::build(&side.reference, n, |raw, out| {
+                        text::normalize_reference_into(raw, prefixes, out)
+                    })
+                }),
+                counterparty: need_cp
+                    .then(|| Keys::build(&side.counterparty, n, text::fold_for_similarity_into)),
+                description: need_desc
+                    .then(|| Keys::build(&side.description, n, text::fold_for_similarity_into)),
+            }
+        };
+        let (pl, pr) = rayon::join(
+            || prepare(left, &rules.duplicates.left),
+            || prepare(right, &rules.duplicates.right),
+        );
+        let mut state = State {
+            assigned: [
+                vec![Assignment::UNMATCHED; left.len()],
+                vec![Assignment::UNMATCHED; right.len()],
+            ],
+            free: [vec![true; left.len()], vec![true; right.len()]],
+            next_id: 0,
+        };
+        duplicates(left, &pl, &rules.duplicates.left, 0, &mut state);
+        duplicates(right, &pr, &rules.duplicates.right, 1, &mut state);
+        let mut timings = Timings {
+            prepare_ms: started.elapsed().as_secs_f64() * 1e3,
+            ..Timings::default()
+        };
+        progress.update(state.settled(), total);
+
+        let ctx = Ctx {
+            sides: [left, right],
+            prep: [&pl, &pr],
+        };
+        for (k, pass) in rules.passes.iter().enumerate() {
+            let t = Instant::now();
+            let _pass = tracing::info_span!("pass", name = %pass.name).entered();
+            let rule = u16::try_from(k).unwrap_or(u16::MAX);
+            match pass.cardinality {
+                Cardinality::OneToOne => one_to_one(&ctx, pass, rule, &mut state),
+                Cardinality::OneToMany | Cardinality::ManyToOne => {
+                    aggregate(&ctx, pass, rule, &mut state)
+                }
+            }
+            let settled = state.settled();
+            tracing::debug!(settled, "pass done");
+            timings.passes_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            progress.update(settled, total);
+        }
+        let [la, ra] = state.assigned;
+        timings.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        let summary = Summary::build(rules, left, right, (&la, &ra), info, timings)?;
+        progress.update(total, total);
+        Ok(Outcome {
+            left: la,
+            right: ra,
+            rule_names: rules.passes.iter().map(|p| p.name.clone()).collect(),
+            summary,
+        })
+    }
+}

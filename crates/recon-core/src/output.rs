@@ -1,1 +1,543 @@
-//! (being built)
+//! Writing results: `results.csv`, `results.parquet`, NDJSON rows and
+//! `summary.json`.
+//!
+//! Every writer emits the same rows in the same order, one per input record:
+//! first the match groups by ascending `match_id` (within a group, left
+//! records then right records, each in input order), then the records without
+//! a group (unmatched, duplicate): all left ones in input order, then all right
+//! ones. Nothing depends on thread count or hashing, so the same inputs and
+//! rules give byte-identical files.
+//!
+//! Columns: `match_id, side, record_id, line, status, rule, score, amount,
+//! currency, amount_diff, date_diff_days`. Amounts are exact decimals in major
+//! units of the record's currency (strings in CSV/NDJSON, `Decimal128(38, s)`
+//! in Parquet with `s` the largest minor-unit count among the currencies
+//! present); `score` has 4 decimals in CSV.
+
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, Write};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Decimal128Builder, Float64Builder, Int32Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+use serde::Serialize;
+
+use crate::money::{Currency, Minor};
+use crate::outcome::{Assignment, Outcome, SideName, Status, Summary};
+use crate::side::Side;
+
+/// Rows per Parquet record batch.
+const BATCH_ROWS: usize = 65_536;
+
+/// The column names, in order.
+pub const COLUMNS: [&str; 11] = [
+    "match_id",
+    "side",
+    "record_id",
+    "line",
+    "status",
+    "rule",
+    "score",
+    "amount",
+    "currency",
+    "amount_diff",
+    "date_diff_days",
+];
+
+/// Why writing results failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// The writer failed.
+    #[error("writing results: {0}")]
+    Io(#[from] io::Error),
+    /// Building Arrow arrays failed.
+    #[error("building Arrow results: {0}")]
+    Arrow(#[from] ArrowError),
+    /// The Parquet writer failed.
+    #[error("writing Parquet results: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// JSON serialization failed.
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The outcome does not belong to these sides.
+    #[error("the outcome has {outcome} {side} results but the side has {records} records")]
+    Mismatch {
+        /// Which side.
+        side: SideName,
+        /// Results in the outcome.
+        outcome: usize,
+        /// Records in the side.
+        records: usize,
+    },
+}
+
+/// Which statuses to write. Parses from a comma-separated list such as
+/// `"matched,break"`; `"all"` or an empty string means every status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusFilter {
+    mask: u8,
+}
+
+/// An unknown status name in a [`StatusFilter`] list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}; expected matched, break, ambiguous, unmatched or duplicate")]
+pub struct UnknownStatus(pub String);
+
+impl StatusFilter {
+    /// Every status.
+    pub const ALL: StatusFilter = StatusFilter { mask: 0b1_1111 };
+
+    /// Only the given statuses.
+    pub fn only(statuses: &[Status]) -> Self {
+        Self {
+            mask: statuses.iter().fold(0, |m, s| m | Self::bit(*s)),
+        }
+    }
+
+    fn bit(s: Status) -> u8 {
+        1 << (s as u8)
+    }
+
+    /// Whether rows of status `s` are written.
+    pub fn contains(&self, s: Status) -> bool {
+        self.mask & Self::bit(s) != 0
+    }
+}
+
+impl Default for StatusFilter {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl FromStr for StatusFilter {
+    type Err = UnknownStatus;
+
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        let list = list.trim();
+        if list.is_empty() || list.eq_ignore_ascii_case("all") {
+            return Ok(Self::ALL);
+        }
+        let mut mask = 0;
+        for name in list.split(',') {
+            let name = name.trim().to_ascii_lowercase();
+            let s = Status::parse(&name).ok_or(UnknownStatus(name))?;
+            mask |= Self::bit(s);
+        }
+        Ok(Self { mask })
+    }
+}
+
+/// One output row, borrowed.
+struct Row<'a> {
+    side: SideName,
+    a: &'a Assignment,
+    record_id: &'a str,
+    line: u64,
+    rule: Option<&'a str>,
+    amount: i64,
+    currency: Currency,
+}
+
+/// `(side, row)` of every record in output order (see the module docs).
+fn order(outcome: &Outcome) -> Vec<(SideName, u32)> {
+    let mut grouped: Vec<(u32, u8, u32)> = Vec::new();
+    for (s, list) in [(0u8, &outcome.left), (1u8, &outcome.right)] {
+        for (i, a) in list.iter().enumerate() {
+            if let Some(id) = a.match_id {
+                grouped.push((id.get(), s, i as u32));
+            }
+        }
+    }
+    grouped.sort_unstable();
+    let side_of = |s: u8| {
+        if s == 0 {
+            SideName::Left
+        } else {
+            SideName::Right
+        }
+    };
+    let mut out: Vec<(SideName, u32)> = grouped
+        .into_iter()
+        .map(|(_, s, i)| (side_of(s), i))
+        .collect();
+    for (s, list) in [
+        (SideName::Left, &outcome.left),
+        (SideName::Right, &outcome.right),
+    ] {
+        out.extend(
+            list.iter()
+                .enumerate()
+                .filter(|(_, a)| a.match_id.is_none())
+                .map(|(i, _)| (s, i as u32)),
+        );
+    }
+    out
+}
+
+fn check(outcome: &Outcome, left: &Side, right: &Side) -> Result<(), OutputError> {
+    for (side, n, records) in [
+        (SideName::Left, outcome.left.len(), left.len()),
+        (SideName::Right, outcome.right.len(), right.len()),
+    ] {
+        if n != records {
+            return Err(OutputError::Mismatch {
+                side,
+                outcome: n,
+                records,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` on every row that passes `filter`, in output order.
+fn for_each_row<'a>(
+    outcome: &'a Outcome,
+    left: &'a Side,
+    right: &'a Side,
+    filter: &StatusFilter,
+    mut f: impl FnMut(&Row<'a>) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    check(outcome, left, right)?;
+    for (side, i) in order(outcome) {
+        let i = i as usize;
+        let (s, a) = match side {
+            SideName::Left => (left, &outcome.left[i]),
+            SideName::Right => (right, &outcome.right[i]),
+        };
+        if !filter.contains(a.status) {
+            continue;
+        }
+        let record_id = if i < s.id.len() {
+            s.id.get(i).unwrap_or("")
+        } else {
+            ""
+        };
+        f(&Row {
+            side,
+            a,
+            record_id,
+            line: s.line[i],
+            rule: outcome.rule_name(a),
+            amount: s.amount[i],
+            currency: s.currency[i],
+        })?;
+    }
+    Ok(())
+}
+
+fn push_csv_field(buf: &mut String, value: &str) {
+    if value.contains([',', '"', '\n', '\r']) {
+        buf.push('"');
+        for c in value.chars() {
+            if c == '"' {
+                buf.push('"');
+            }
+            buf.push(c);
+        }
+        buf.push('"');
+    } else {
+        buf.push_str(value);
+    }
+}
+
+/// Writes `results.csv` (header and one row per record passing `filter`).
+///
+/// # Errors
+/// [`OutputError::Io`] when the writer fails, [`OutputError::Mismatch`] when
+/// `outcome` was not produced from these sides.
+pub fn write_results_csv(
+    outcome: &Outcome,
+    left: &Side,
+    right: &Side,
+    writer: impl Write,
+    filter: &StatusFilter,
+) -> Result<(), OutputError> {
+    let mut w = BufWriter::with_capacity(1 << 16, writer);
+    w.write_all(COLUMNS.join(",").as_bytes())?;
+    w.write_all(b"\n")?;
+    let mut buf = String::with_capacity(256);
+    for_each_row(outcome, left, right, filter, |r| {
+        buf.clear();
+        // Writing into a String cannot fail.
+        if let Some(id) = r.a.match_id {
+            let _ = write!(buf, "{id}");
+        }
+        buf.push(',');
+        buf.push_str(r.side.as_str());
+        buf.push(',');
+        push_csv_field(&mut buf, r.record_id);
+        let _ = write!(buf, ",{},{},", r.line, r.a.status);
+        if let Some(rule) = r.rule {
+            push_csv_field(&mut buf, rule);
+        }
+        buf.push(',');
+        if let Some(score) = r.a.score {
+            let _ = write!(buf, "{score:.4}");
+        }
+        let _ = write!(
+            buf,
+            ",{},{},",
+            Minor {
+                units: r.amount,
+                currency: r.currency
+            },
+            r.currency
+        );
+        if let Some(d) = r.a.amount_diff {
+            let _ = write!(
+                buf,
+                "{}",
+                Minor {
+                    units: d,
+                    currency: r.currency
+                }
+            );
+        }
+        buf.push(',');
+        if let Some(d) = r.a.date_diff_days {
+            let _ = write!(buf, "{d}");
+        }
+        buf.push('\n');
+        w.write_all(buf.as_bytes())?;
+        Ok(())
+    })?;
+    w.flush()?;
+    Ok(())
+}
+
+/// An amount serialized as an exact decimal string without allocating.
+struct Dec(Minor);
+
+impl Serialize for Dec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    match_id: Option<u32>,
+    side: SideName,
+    record_id: &'a str,
+    line: u64,
+    status: Status,
+    rule: Option<&'a str>,
+    score: Option<f64>,
+    amount: Dec,
+    currency: &'a str,
+    amount_diff: Option<Dec>,
+    date_diff_days: Option<i32>,
+}
+
+/// Writes one JSON object per line per record passing `filter`, with the
+/// CSV's columns as keys (amounts as decimal strings, absent values `null`).
+///
+/// # Errors
+/// [`OutputError::Io`] / [`OutputError::Json`] when writing fails,
+/// [`OutputError::Mismatch`] when `outcome` was not produced from these sides.
+pub fn write_results_ndjson(
+    outcome: &Outcome,
+    left: &Side,
+    right: &Side,
+    writer: impl Write,
+    filter: &StatusFilter,
+) -> Result<(), OutputError> {
+    let mut w = BufWriter::with_capacity(1 << 16, writer);
+    for_each_row(outcome, left, right, filter, |r| {
+        let cur = r.currency;
+        serde_json::to_writer(
+            &mut w,
+            &JsonRow {
+                match_id: r.a.match_id.map(|m| m.get()),
+                side: r.side,
+                record_id: r.record_id,
+                line: r.line,
+                status: r.a.status,
+                rule: r.rule,
+                score: r.a.score,
+                amount: Dec(Minor {
+                    units: r.amount,
+                    currency: cur,
+                }),
+                currency: cur.as_str(),
+                amount_diff: r.a.amount_diff.map(|units| {
+                    Dec(Minor {
+                        units,
+                        currency: cur,
+                    })
+                }),
+                date_diff_days: r.a.date_diff_days,
+            },
+        )?;
+        w.write_all(b"\n")?;
+        Ok(())
+    })?;
+    w.flush()?;
+    Ok(())
+}
+
+/// The Arrow schema of `results.parquet` for amounts with `scale` decimals.
+pub fn results_schema(scale: i8) -> Schema {
+    Schema::new(vec![
+        Field::new("match_id", DataType::UInt32, true),
+        Field::new("side", DataType::Utf8, false),
+        Field::new("record_id", DataType::Utf8, false),
+        Field::new("line", DataType::UInt64, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, true),
+        Field::new("score", DataType::Float64, true),
+        Field::new("amount", DataType::Decimal128(38, scale), false),
+        Field::new("currency", DataType::Utf8, false),
+        Field::new("amount_diff", DataType::Decimal128(38, scale), true),
+        Field::new("date_diff_days", DataType::Int32, true),
+    ])
+}
+
+struct Builders {
+    match_id: UInt32Builder,
+    side: StringBuilder,
+    record_id: StringBuilder,
+    line: UInt64Builder,
+    status: StringBuilder,
+    rule: StringBuilder,
+    score: Float64Builder,
+    amount: Decimal128Builder,
+    currency: StringBuilder,
+    amount_diff: Decimal128Builder,
+    date_diff: Int32Builder,
+    rows: usize,
+}
+
+impl Builders {
+    fn new(scale: i8) -> Result<Self, ArrowError> {
+        Ok(Self {
+            match_id: UInt32Builder::new(),
+            side: StringBuilder::new(),
+            record_id: StringBuilder::new(),
+            line: UInt64Builder::new(),
+            status: StringBuilder::new(),
+            rule: StringBuilder::new(),
+            score: Float64Builder::new(),
+            amount: Decimal128Builder::new().with_precision_and_scale(38, scale)?,
+            currency: StringBuilder::new(),
+            amount_diff: Decimal128Builder::new().with_precision_and_scale(38, scale)?,
+            date_diff: Int32Builder::new(),
+            rows: 0,
+        })
+    }
+
+    fn finish(&mut self, schema: &Arc<Schema>) -> Result<RecordBatch, ArrowError> {
+        self.rows = 0;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.match_id.finish()),
+            Arc::new(self.side.finish()),
+            Arc::new(self.record_id.finish()),
+            Arc::new(self.line.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.rule.finish()),
+            Arc::new(self.score.finish()),
+            Arc::new(
+                self.amount
+                    .finish()
+                    .with_precision_and_scale(38, decimal_scale(schema))?,
+            ),
+            Arc::new(self.currency.finish()),
+            Arc::new(
+                self.amount_diff
+                    .finish()
+                    .with_precision_and_scale(38, decimal_scale(schema))?,
+            ),
+            Arc::new(self.date_diff.finish()),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+}
+
+fn decimal_scale(schema: &Schema) -> i8 {
+    match schema.field(7).data_type() {
+        DataType::Decimal128(_, s) => *s,
+        _ => 0,
+    }
+}
+
+/// Writes `results.parquet` (one row group per 65,536 rows, zstd).
+///
+/// # Errors
+/// [`OutputError::Parquet`] / [`OutputError::Arrow`] when encoding or writing
+/// fails, [`OutputError::Mismatch`] when `outcome` was not produced from these
+/// sides.
+pub fn write_results_parquet(
+    outcome: &Outcome,
+    left: &Side,
+    right: &Side,
+    writer: impl Write + Send,
+    filter: &StatusFilter,
+) -> Result<(), OutputError> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+
+    let scale = left
+        .currency
+        .iter()
+        .chain(&right.currency)
+        .map(|c| c.minor_units())
+        .max()
+        .unwrap_or(2);
+    let scale = i8::try_from(scale).unwrap_or(4);
+    let schema = Arc::new(results_schema(scale));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(BATCH_ROWS))
+        .build();
+    let mut pw = ArrowWriter::try_new(writer, schema.clone(), Some(props))?;
+    let mut b = Builders::new(scale)?;
+    let widen = |units: i64, c: Currency| -> i128 {
+        let up = u32::from(scale.unsigned_abs()).saturating_sub(u32::from(c.minor_units()));
+        i128::from(units) * 10i128.pow(up)
+    };
+    for_each_row(outcome, left, right, filter, |r| {
+        b.match_id.append_option(r.a.match_id.map(|m| m.get()));
+        b.side.append_value(r.side.as_str());
+        b.record_id.append_value(r.record_id);
+        b.line.append_value(r.line);
+        b.status.append_value(r.a.status.as_str());
+        b.rule.append_option(r.rule);
+        b.score.append_option(r.a.score);
+        b.amount.append_value(widen(r.amount, r.currency));
+        b.currency.append_value(r.currency.as_str());
+        b.amount_diff
+            .append_option(r.a.amount_diff.map(|d| widen(d, r.currency)));
+        b.date_diff.append_option(r.a.date_diff_days);
+        b.rows += 1;
+        if b.rows == BATCH_ROWS {
+            pw.write(&b.finish(&schema)?)?;
+        }
+        Ok(())
+    })?;
+    if b.rows > 0 {
+        pw.write(&b.finish(&schema)?)?;
+    }
+    pw.close()?;
+    Ok(())
+}
+
+/// Writes `summary.json`, pretty-printed with a final newline. Only
+/// `audit.run_id` and `audit.timings` differ between runs of the same inputs.
+///
+/// # Errors
+/// [`OutputError::Json`] / [`OutputError::Io`] when writing fails.
+pub fn write_summary_json(summary: &Summary, writer: impl Write) -> Result<(), OutputError> {
+    let mut w = BufWriter::new(writer);
+    serde_json::to_writer_pretty(&mut w, summary)?;
+    w.write_all(b"\n")?;
+    w.flush()?;
+    Ok(())
+}
