@@ -2,6 +2,8 @@
 //! load back exactly, and the matcher, run with the generated rules, finds
 //! the true match groups (pair-level precision and recall >= 0.98).
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 use std::path::Path;
 
 use recon_core::input::load_side;
