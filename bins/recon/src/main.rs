@@ -49,7 +49,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(1)
+            exit_code(&err)
         }
+    }
+}
+
+/// The one place errors become exit codes: 2 for a configuration or usage
+/// error (the caller must change what they asked for), 1 for everything else.
+fn exit_code(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|e| e.is::<tuning::ConfigError>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
     }
 }

@@ -1,1 +1,284 @@
-//! (being built)
+//! deploy/ checked against the code, without a Docker engine: every compose,
+//! Kubernetes, Prometheus and Grafana file parses; ports, probe paths, env var
+//! names, the entrypoint, the grace period and the dashboard's metrics agree
+//! with what the `recon` binary and the service really do.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn deploy(rel: &str) -> PathBuf {
+    root().join("deploy").join(rel)
+}
+
+fn recon() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_recon"))
+}
+
+/// Every YAML document in a file, as JSON values.
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| {
+            <Value as serde::Deserialize>::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
+        })
+        .collect()
+}
+
+fn yaml(rel: &str) -> Value {
+    let mut docs = yaml_docs(&deploy(rel));
+    assert_eq!(docs.len(), 1, "{rel}: expected one document");
+    docs.remove(0)
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
+            out.push(path);
+        }
+    }
+}
+
+/// `KEY=VALUE` pairs of the Dockerfile's `ENV` instruction (one, with continuations).
+fn dockerfile_env() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(deploy("docker/Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    let line = joined.lines().find(|l| l.trim_start().starts_with("ENV ")).expect("an ENV line");
+    line.trim_start()["ENV ".len()..]
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("KEY=VALUE");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn dockerfile_instruction(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(deploy("docker/Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    let line = joined
+        .lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{name} ")))
+        .last()
+        .unwrap_or_else(|| panic!("no {name} in the Dockerfile"));
+    let json = &line[line.find('[').expect("exec form")..=line.rfind(']').unwrap()];
+    serde_json::from_str(json).unwrap()
+}
+
+/// Every environment variable the deployment files set, with where.
+fn deployment_env() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (k, v) in dockerfile_env() {
+        out.push((k, v, "Dockerfile".to_owned()));
+    }
+    for file in ["compose/docker-compose.yml", "compose/docker-compose.prod.yml"] {
+        let doc = yaml(file);
+        let env = &doc["services"]["recon"]["environment"];
+        for (k, v) in env.as_object().expect("environment as a map") {
+            let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            out.push((k.clone(), v, file.to_owned()));
+        }
+    }
+    for (k, v) in yaml("k8s/configmap.yaml")["data"].as_object().unwrap() {
+        out.push((k.clone(), v.as_str().unwrap().to_owned(), "k8s/configmap.yaml".to_owned()));
+    }
+    let deployment = yaml("k8s/deployment.yaml");
+    for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap() {
+        out.push((
+            e["name"].as_str().unwrap().to_owned(),
+            e["value"].as_str().unwrap().to_owned(),
+            "k8s/deployment.yaml".to_owned(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn every_yaml_file_parses() {
+    let mut files = Vec::new();
+    yaml_files(&root().join("deploy"), &mut files);
+    assert!(files.len() >= 12, "found only {files:?}");
+    for f in files {
+        let docs = yaml_docs(&f);
+        assert!(!docs.is_empty(), "{} is empty", f.display());
+        for d in docs {
+            assert!(d.is_object(), "{}: top level is not a map", f.display());
+        }
+    }
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy("grafana/dashboards/recon.json")).unwrap()).unwrap();
+    assert!(!dashboard["panels"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn ports_agree_everywhere() {
+    let env: std::collections::BTreeMap<_, _> = dockerfile_env().into_iter().collect();
+    assert_eq!(env["RECON_PORT"], "8000");
+    let dockerfile = std::fs::read_to_string(deploy("docker/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("\nEXPOSE 8000\n"));
+    assert!(dockerfile.contains("http://127.0.0.1:8000/health"));
+
+    let nginx = std::fs::read_to_string(deploy("nginx/nginx.conf")).unwrap();
+    assert!(nginx.contains("server recon:8000"), "nginx upstream must point at recon:8000");
+    let prom = yaml("prometheus/prometheus.yml");
+    assert_eq!(prom["scrape_configs"][0]["dns_sd_configs"][0]["port"], 8000);
+    assert_eq!(prom["scrape_configs"][0]["metrics_path"], "/metrics");
+
+    let prod = yaml("compose/docker-compose.prod.yml");
+    assert_eq!(prod["services"]["recon"]["expose"][0], "8000");
+
+    let deployment = yaml("k8s/deployment.yaml");
+    let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["ports"][0]["containerPort"], 8000);
+    assert_eq!(c["ports"][0]["name"], "http");
+    let port_env = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "RECON_PORT").unwrap();
+    assert_eq!(port_env["value"], "8000");
+    let svc = yaml("k8s/service.yaml");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    let monitor = yaml("k8s/servicemonitor.yaml");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+}
+
+#[test]
+fn kubernetes_objects_reference_each_other() {
+    let kustomization = yaml("k8s/kustomization.yaml");
+    let listed: BTreeSet<String> =
+        kustomization["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(deploy("k8s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, on_disk, "kustomization.yaml must list every manifest");
+
+    let deployment = yaml("k8s/deployment.yaml");
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for file in ["k8s/service.yaml", "k8s/pdb.yaml", "k8s/servicemonitor.yaml"] {
+        let doc = yaml(file);
+        let sel = &doc["spec"]["selector"];
+        let sel = if sel["matchLabels"].is_object() { &sel["matchLabels"] } else { sel };
+        for (k, v) in sel.as_object().unwrap() {
+            assert_eq!(&labels[k], v, "{file}: selector {k} does not match the pod labels");
+        }
+    }
+    assert_eq!(yaml("k8s/hpa.yaml")["spec"]["scaleTargetRef"]["name"], deployment["metadata"]["name"]);
+    let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(volumes[0]["persistentVolumeClaim"]["claimName"], yaml("k8s/pvc.yaml")["metadata"]["name"]);
+    let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["envFrom"][0]["configMapRef"]["name"], yaml("k8s/configmap.yaml")["metadata"]["name"]);
+}
+
+#[test]
+fn grace_periods_exceed_the_drain_timeout() {
+    let drain: u64 = yaml("k8s/configmap.yaml")["data"]["RECON_SHUTDOWN_TIMEOUT"].as_str().unwrap().parse().unwrap();
+    let grace = yaml("k8s/deployment.yaml")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(grace > drain, "terminationGracePeriodSeconds {grace} must exceed the drain timeout {drain}");
+
+    let prod = yaml("compose/docker-compose.prod.yml");
+    let drain: u64 =
+        prod["services"]["recon"]["environment"]["RECON_SHUTDOWN_TIMEOUT"].as_str().unwrap().parse().unwrap();
+    let grace = prod["services"]["recon"]["stop_grace_period"].as_str().unwrap();
+    let grace: u64 = grace.trim_end_matches('s').parse().unwrap();
+    assert!(grace > drain, "stop_grace_period {grace}s must exceed the drain timeout {drain}s");
+}
+
+#[test]
+fn entrypoint_and_health_check_are_real_subcommands() {
+    let entrypoint = dockerfile_instruction("ENTRYPOINT");
+    let cmd = dockerfile_instruction("CMD");
+    assert_eq!(entrypoint, ["recon"]);
+    let status = recon().args(&cmd).arg("--help").output().unwrap();
+    assert!(status.status.success(), "`recon {cmd:?} --help` failed: the image's CMD is not a subcommand");
+
+    let health = dockerfile_instruction("HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD");
+    assert_eq!(health[0], "recon");
+    let out = recon().args(&health[1..]).arg("--help").output().unwrap();
+    assert!(out.status.success(), "`recon {:?} --help` failed", &health[1..]);
+
+    for file in ["compose/docker-compose.yml", "compose/docker-compose.prod.yml"] {
+        let test = &yaml(file)["services"]["recon"]["healthcheck"]["test"];
+        let argv: Vec<&str> = test.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(argv[..2], ["CMD", "recon"], "{file}");
+        assert_eq!(argv[2..], health[1..], "{file}: health check differs from the image's");
+    }
+    let args = &yaml("k8s/deployment.yaml")["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(args[0], cmd[0].as_str());
+}
+
+#[test]
+fn every_env_var_is_one_the_config_accepts() {
+    for (name, value, file) in deployment_env() {
+        let out = recon()
+            .args(["config", "show", "--format", "json"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env(&name, &value)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{file}: {name}={value} rejected: {stderr}");
+        assert!(
+            stdout.contains(&name),
+            "{file}: {name} is not read by the configuration (it is not named as a source):\n{stdout}"
+        );
+    }
+}
+
+/// Metric names a PromQL expression uses (recon's prefixes only).
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("http_") || t.starts_with("recon_") || t.starts_with("process_"))
+        .map(|t| {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = t.strip_suffix(suffix) {
+                    return base.to_owned();
+                }
+            }
+            t.to_owned()
+        })
+        .collect()
+}
+
+fn source_text(dir: &Path, out: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_text(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+#[test]
+fn dashboard_queries_only_metrics_the_service_emits() {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy("grafana/dashboards/recon.json")).unwrap()).unwrap();
+    let mut code = String::new();
+    source_text(&root().join("crates/recon-service/src"), &mut code);
+    let mut names = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            names.extend(metric_names(target["expr"].as_str().unwrap()));
+        }
+    }
+    assert!(names.len() >= 6, "{names:?}");
+    for name in names {
+        assert!(code.contains(&format!("\"{name}\"")), "the dashboard queries {name}, which recon-service never emits");
+    }
+}
