@@ -400,6 +400,7 @@ impl App {
                 .filter(|(k, _)| k == "status")
                 .map(|(_, v)| v.clone()),
         );
+        crate::reconcile::check_statuses(&filter).map_err(ApiError::BadRequest)?;
         let body = match format {
             ResultFormat::Parquet => {
                 if !filter.is_empty() {

@@ -407,14 +407,14 @@ fn execute(
     store: &DatasetStore,
     rules: &str,
 ) -> Result<reconcile::Finished, String> {
-    let load = |id: &str| {
-        store
-            .load(id)
-            .map(|(_, t)| t)
-            .map_err(|e| format!("dataset {id}: {e}"))
+    let load = |id: &str| store.load(id).map_err(|e| format!("dataset {id}: {e}"));
+    let (left_meta, left) = load(&rec.left)?;
+    let (right_meta, right) = load(&rec.right)?;
+    let facts = reconcile::RunFacts {
+        run_id: rec.id.clone(),
+        left_sha256: Some(left_meta.sha256),
+        right_sha256: Some(right_meta.sha256),
     };
-    let left = load(&rec.left)?;
-    let right = load(&rec.right)?;
     let last = Mutex::new(Instant::now());
     let progress_rec = Mutex::new(rec.clone());
     let report = |done: u64, total: u64| {
@@ -431,7 +431,7 @@ fn execute(
     };
     let total = (left.rows + right.rows) as u64;
     report(0, total);
-    reconcile::execute(&left, &right, rules, dir, &report)
+    reconcile::execute(&left, &right, rules, facts, dir, &report)
 }
 
 #[cfg(test)]

@@ -1,10 +1,26 @@
 //! The one adapter between jobs and recon-core's matcher: parse the rules, map
-//! both stored tables to sides, run the reconciler, write results and summary.
+//! both stored tables to sides, run the reconciler, write the results.
+//!
+//! At completion a job holds `results.csv`, `results.parquet` and
+//! `summary.json`, each written to a temporary file, fsynced and renamed into
+//! place. CSV and Parquet are written side by side (`rayon::join`), so asking
+//! for Parquet later costs nothing; filtered CSV and NDJSON are produced on
+//! request from `results.csv` (see [`crate::results`]).
 
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use recon_core::input::Table;
+use recon_core::matcher::{Progress, Reconciler};
+use recon_core::outcome::{RunInfo, Status};
+use recon_core::output::{
+    OutputError, StatusFilter, write_results_csv, write_results_parquet, write_summary_json,
+};
 use recon_core::rules::Rules;
+use recon_core::side::Side;
+
+use crate::durable;
 
 /// What a finished reconciliation reports to the job runner.
 #[derive(Debug, Clone)]
@@ -13,6 +29,17 @@ pub struct Finished {
     pub summary: serde_json::Value,
     /// Result rows by status, for `recon_records_total{status}`.
     pub records: Vec<(String, u64)>,
+}
+
+/// Facts of the run for the summary's audit block.
+#[derive(Debug, Clone, Default)]
+pub struct RunFacts {
+    /// The job id.
+    pub run_id: String,
+    /// SHA-256 of the left upload.
+    pub left_sha256: Option<String>,
+    /// SHA-256 of the right upload.
+    pub right_sha256: Option<String>,
 }
 
 /// Checks a rules text parses and validates.
@@ -25,22 +52,109 @@ pub fn check_rules(text: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Runs a reconciliation of two tables under `rules`, writing `results.csv`
-/// and `summary.json` into `dir` (each via a temporary file and a rename).
-/// `progress(done, total)` is called as records are processed.
+/// Checks status names for a results filter.
 ///
 /// # Errors
-/// A message saying what failed: rules, mapping, matching or writing.
+/// The message naming the unknown status and the known ones.
+pub fn check_statuses(names: &[String]) -> Result<(), String> {
+    match names.iter().find(|n| Status::parse(n).is_none()) {
+        Some(bad) => Err(format!(
+            "unknown status {bad:?}; expected matched, break, ambiguous, unmatched or duplicate"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Adapts a closure to recon-core's [`Progress`].
+struct ProgressFn<'a>(&'a (dyn Fn(u64, u64) + Sync));
+
+impl Progress for ProgressFn<'_> {
+    fn update(&self, done: u64, total: u64) {
+        (self.0)(done, total);
+    }
+}
+
+/// Runs a reconciliation of two tables under `rules`, writing the results into
+/// `dir`. `progress(done, total)` is called as records get their status.
+///
+/// # Errors
+/// A message saying what failed: rules, mapping (line, column, value), matching or writing.
 pub fn execute(
     left: &Table,
     right: &Table,
     rules: &str,
+    facts: RunFacts,
     dir: &Path,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Finished, String> {
     let rules = Rules::from_toml_str(rules, "rules").map_err(|e| e.to_string())?;
-    let _left = recon_core::Side::from_table(left, &rules.left).map_err(|e| e.to_string())?;
-    let _right = recon_core::Side::from_table(right, &rules.right).map_err(|e| e.to_string())?;
-    let _ = (dir, progress);
-    Err("the matcher is not available in this build yet".to_owned())
+    let (l, r) = rayon::join(
+        || Side::from_table(left, &rules.left),
+        || Side::from_table(right, &rules.right),
+    );
+    let l = l.map_err(|e| e.to_string())?;
+    let r = r.map_err(|e| e.to_string())?;
+    let info = RunInfo {
+        run_id: facts.run_id,
+        left_sha256: facts.left_sha256,
+        right_sha256: facts.right_sha256,
+    };
+    let outcome = Reconciler::new(rules)
+        .run_with(&l, &r, &info, &ProgressFn(progress))
+        .map_err(|e| e.to_string())?;
+
+    let filter = StatusFilter::ALL;
+    let (csv, parquet) = rayon::join(
+        || {
+            write_durably(dir, "results.csv", |w| {
+                write_results_csv(&outcome, &l, &r, w, &filter)
+            })
+        },
+        || {
+            write_durably(dir, "results.parquet", |w| {
+                write_results_parquet(&outcome, &l, &r, w, &filter)
+            })
+        },
+    );
+    csv?;
+    parquet?;
+    write_durably(dir, "summary.json", |w| {
+        write_summary_json(&outcome.summary, w)
+    })?;
+
+    let mut counts = [0u64; Status::ALL.len()];
+    for a in outcome.left.iter().chain(&outcome.right) {
+        if let Some(i) = Status::ALL.iter().position(|s| *s == a.status) {
+            counts[i] += 1;
+        }
+    }
+    let records = Status::ALL
+        .iter()
+        .zip(counts)
+        .map(|(s, n)| (s.as_str().to_owned(), n))
+        .collect();
+    let summary = serde_json::to_value(&outcome.summary).map_err(|e| e.to_string())?;
+    Ok(Finished { summary, records })
+}
+
+/// Writes `dir/name` through a temporary file: write, fsync, rename, fsync dir.
+fn write_durably(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), OutputError>,
+) -> Result<(), String> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut w = BufWriter::with_capacity(1 << 16, file);
+        write(&mut w).map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        let file = w.into_inner().map_err(|e| e.to_string())?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        durable::rename_durable(&tmp, &dir.join(name)).map_err(|e| e.to_string())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| format!("writing {name}: {e}"))
 }

@@ -1,6 +1,8 @@
 //! In-process tests of the application: requests go straight to `App::handle`
 //! with in-memory bodies (the socket-level suite lives with the engines).
 
+#![allow(clippy::unwrap_used)]
+
 mod auth;
 mod datasets;
 mod ops;
@@ -127,8 +129,11 @@ pub fn send(
     }
 }
 
-/// A multipart body: `(name, filename, content type, data)` per part.
-pub fn multipart(boundary: &str, parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+/// One multipart part: name, file name, content type, data.
+pub type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart body of `parts`.
+pub fn multipart(boundary: &str, parts: &[Part<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, filename, ct, data) in parts {
         out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());

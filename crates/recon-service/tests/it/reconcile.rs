@@ -19,6 +19,13 @@ amount = "amount"
 currency = "currency"
 date = "date"
 reference = "ref"
+
+[[pass]]
+name = "reference"
+cardinality = "one_to_one"
+reference = "exact"
+amount = { abs = "0.00" }
+date = { before = 0, after = 3 }
 "#;
 
 pub fn upload(t: &TestApp, csv: &str) -> String {
@@ -75,4 +82,172 @@ fn requests_are_validated_before_a_job_exists() {
     t.get(&format!("/v1/reconciliations/{missing}")).expect(404);
     t.get(&format!("/v1/reconciliations/{missing}/events"))
         .expect(404);
+}
+
+#[test]
+fn a_job_runs_to_results_filtered_in_every_format() {
+    let t = app();
+    let l = upload(&t, LEDGER);
+    let r = upload(&t, BANK);
+    let res = start(&t, "?wait=30", &l, &r, RULES).expect(200);
+    let job = res.json();
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(res.header("location"), format!("/v1/reconciliations/{id}"));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["done"], 6);
+    assert_eq!(job["progress"]["total"], 6);
+    assert_eq!(job["summary"]["left"]["records"], 3);
+    assert_eq!(job["summary"]["audit"]["run_id"], id.as_str());
+    assert_eq!(
+        t.get(&format!("/v1/reconciliations/{id}"))
+            .expect(200)
+            .json(),
+        job
+    );
+
+    let base = format!("/v1/reconciliations/{id}/results");
+    let all = t.get(&base).expect(200);
+    assert_eq!(all.header("content-type"), "text/csv");
+    let lines: Vec<String> = all.text().lines().map(str::to_owned).collect();
+    assert!(lines[0].starts_with("match_id,side,record_id"), "{lines:?}");
+    assert_eq!(lines.len(), 1 + 6);
+    let unmatched = t
+        .get(&format!("{base}?status=unmatched"))
+        .expect(200)
+        .text();
+    let ids: Vec<&str> = unmatched
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert_eq!(ids, ["L3", "B9"]);
+    let json = t
+        .get(&format!("{base}?status=matched&format=json"))
+        .expect(200);
+    assert_eq!(json.header("content-type"), "application/x-ndjson");
+    let rows: Vec<serde_json::Value> = json
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r["status"] == "matched"));
+    let parquet = t.get(&format!("{base}?format=parquet")).expect(200);
+    assert!(parquet.body.starts_with(b"PAR1") && parquet.body.ends_with(b"PAR1"));
+    t.get(&format!("{base}?status=bogus")).expect(400);
+    t.get(&format!("{base}?format=xml")).expect(400);
+
+    let events = t
+        .get(&format!("/v1/reconciliations/{id}/events"))
+        .expect(200);
+    assert_eq!(events.header("content-type"), "text/event-stream");
+    assert!(
+        events.text().starts_with("event: end\ndata: {"),
+        "{}",
+        events.text()
+    );
+
+    let metrics = t.get("/metrics").expect(200).text();
+    assert!(
+        metrics.contains("recon_jobs_total{status=\"succeeded\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("recon_records_total{status=\"matched\"}"));
+    assert!(metrics.contains("recon_job_duration_seconds"));
+}
+
+#[test]
+fn a_queued_job_is_followed_through_its_events() {
+    let t = app();
+    let l = upload(&t, LEDGER);
+    let r = upload(&t, BANK);
+    let job = start(&t, "", &l, &r, RULES).expect(202).json();
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(job["state"], "queued");
+    assert_eq!(
+        job["links"]["events"],
+        format!("/v1/reconciliations/{id}/events")
+    );
+    // The SSE body blocks until the job ends, so reading it whole waits for it.
+    let events = t
+        .get(&format!("/v1/reconciliations/{id}/events"))
+        .expect(200)
+        .text();
+    let last = events
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .last()
+        .unwrap();
+    assert!(last.starts_with("event: end"), "{events}");
+    assert!(last.contains("\"succeeded\""), "{events}");
+    let list = t.get("/v1/reconciliations").expect(200).json();
+    assert_eq!(list["reconciliations"][0]["id"], id);
+    let status = t.get("/debug/status").expect(200).json();
+    assert_eq!(status["jobs"]["succeeded"], 1);
+}
+
+#[test]
+fn a_bad_value_fails_the_job_naming_line_column_and_value() {
+    let t = app();
+    let l = upload(
+        &t,
+        "id,date,amount,currency,ref\nL1,2024-01-02,12x.00,EUR,A\n",
+    );
+    let r = upload(&t, BANK);
+    let job = start(&t, "?wait=30", &l, &r, RULES).expect(200).json();
+    assert_eq!(job["state"], "failed");
+    let err = job["error"].as_str().unwrap();
+    assert!(
+        err.contains("line 2") && err.contains("amount") && err.contains("12x.00"),
+        "{err}"
+    );
+    let id = job["id"].as_str().unwrap();
+    t.get(&format!("/v1/reconciliations/{id}/results"))
+        .expect(409);
+}
+
+#[test]
+fn one_shot_reconcile_stores_inputs_and_answers_with_the_summary() {
+    let t = app();
+    let body = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, RULES.as_bytes()),
+            (
+                "left",
+                Some("ledger.csv"),
+                Some("text/csv"),
+                LEDGER.as_bytes(),
+            ),
+            ("right", Some("bank.csv"), None, BANK.as_bytes()),
+        ],
+    );
+    let job = t
+        .upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job["summary"]["match_rate"].as_f64().unwrap() > 0.5);
+    assert!(job["links"]["results"].is_string());
+    let names: Vec<_> = t.get("/v1/datasets").json()["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"ledger.csv".to_owned()) && names.contains(&"bank.csv".to_owned()));
+
+    // Missing rules: 400, and the files it stored are removed again.
+    let body = crate::multipart("bnd", &[("left", Some("l.csv"), None, LEDGER.as_bytes())]);
+    t.upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+        .expect(400);
+    t.upload("/v1/reconcile", "text/csv", LEDGER).expect(415);
+    assert_eq!(
+        t.get("/v1/datasets").json()["datasets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
