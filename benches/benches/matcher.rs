@@ -1,2 +1,81 @@
-//! Criterion benchmarks of the matcher (filled in with the engine).
-fn main() {}
+//! Criterion benchmarks of the matcher on generated cases (`recon gen`'s
+//! generator, seeded): matching 50k x 50k records with the generated rules,
+//! and loading those CSVs; 1M x 1M only with `RECON_BENCH_LARGE=1`.
+//! Throughput is in records (both sides together) per second.
+//!
+//! Run: `cargo bench -p recon-benches --bench matcher` (cases are cached in
+//! `target/bench-data`, or `$RECON_BENCH_DATA`).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use recon_benches::{data_root, ensure_case, load_case};
+use recon_core::input::load_side;
+use recon_core::matcher::{NoProgress, Reconciler};
+use recon_core::synth::GenOptions;
+
+fn sizes() -> Vec<usize> {
+    let mut sizes = vec![50_000];
+    if std::env::var_os("RECON_BENCH_LARGE").is_some_and(|v| v == "1") {
+        sizes.push(1_000_000);
+    }
+    sizes
+}
+
+fn matching(c: &mut Criterion) {
+    let mut group = c.benchmark_group("match");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for records in sizes() {
+        let options = GenOptions {
+            records,
+            seed: 42,
+            ..GenOptions::default()
+        };
+        let case = ensure_case(&data_root(), &options)
+            .and_then(load_case)
+            .unwrap_or_else(|e| panic!("preparing the {records}-record case: {e:#}"));
+        let reconciler = Reconciler::new(case.rules.clone());
+        group.throughput(Throughput::Elements(
+            (case.left.len() + case.right.len()) as u64,
+        ));
+        group.bench_function(format!("{records}x{records}"), |b| {
+            b.iter(|| {
+                let outcome = reconciler
+                    .run(&case.left, &case.right, &NoProgress)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                black_box(outcome.summary.match_rate)
+            });
+        });
+    }
+    group.finish();
+}
+
+fn loading(c: &mut Criterion) {
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for records in sizes() {
+        let options = GenOptions {
+            records,
+            seed: 42,
+            ..GenOptions::default()
+        };
+        let case = ensure_case(&data_root(), &options)
+            .and_then(load_case)
+            .unwrap_or_else(|e| panic!("preparing the {records}-record case: {e:#}"));
+        group.throughput(Throughput::Bytes(case.input_bytes));
+        group.bench_function(format!("{records}x{records}"), |b| {
+            b.iter(|| {
+                let l = load_side(&case.paths.left, &case.rules.left);
+                let r = load_side(&case.paths.right, &case.rules.right);
+                black_box((l.map(|s| s.len()).ok(), r.map(|s| s.len()).ok()))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matching, loading);
+criterion_main!(benches);
