@@ -1,1 +1,564 @@
-//! (being built)
+//! The matcher's behaviour, data-driven: each case builds two small sides in
+//! memory, runs a rules file and compares a one-line rendering of every
+//! record's status and group. A differential test checks the blocking
+//! matcher against a naive all-pairs reference on seeded random data, and a
+//! determinism test compares output bytes across rayon thread counts.
+#![allow(clippy::unwrap_used)] // Test helpers fail loudly on purpose.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use recon_core::{
+    Currency, NoProgress, Outcome, Reconciler, Rules, Side, StatusFilter, TextColumn,
+    write_results_csv, write_results_ndjson, write_results_parquet, write_summary_json,
+};
+
+const SIDES: &str = "[left]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
+                     [right]\namount = \"amount\"\ncurrency_value = \"USD\"\n";
+
+/// Builds a side from lines `id amount currency day reference counterparty`
+/// (amount in minor units, `-` for a missing value, `_` for a space in text).
+fn side(name: &str, rows: &str) -> Side {
+    let mut s = Side {
+        source: name.to_string(),
+        ..Side::default()
+    };
+    let (mut id, mut reference, mut cp, mut desc) = (
+        TextColumn::default(),
+        TextColumn::default(),
+        TextColumn::default(),
+        TextColumn::default(),
+    );
+    for (n, line) in rows
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let text = |k: usize| -> Option<String> {
+            f.get(k).filter(|v| **v != "-").map(|v| v.replace('_', " "))
+        };
+        id.push(Some(f[0]));
+        s.amount.push(f[1].parse().unwrap());
+        s.currency
+            .push(Currency::parse(f.get(2).copied().unwrap_or("USD")).unwrap());
+        s.date.push(text(3).map(|d| d.parse().unwrap()));
+        reference.push(text(4).as_deref());
+        cp.push(text(5).as_deref());
+        desc.push(None);
+        s.line.push(n as u64 + 2);
+    }
+    s.id = id;
+    s.reference = reference;
+    s.counterparty = cp;
+    s.description = desc;
+    s
+}
+
+/// `id=status/group` per record, groups renumbered in order of appearance,
+/// left then right: `a=matched/1 b=unmatched | x=matched/1`.
+fn render(outcome: &Outcome, left: &Side, right: &Side) -> String {
+    let mut groups = BTreeMap::new();
+    let mut parts = Vec::new();
+    for (side, list) in [(left, &outcome.left), (right, &outcome.right)] {
+        let mut cells = Vec::new();
+        for (i, a) in list.iter().enumerate() {
+            let id = side.id.get(i).unwrap();
+            match a.match_id {
+                Some(m) => {
+                    let n = groups.len() + 1;
+                    let g = *groups.entry(m).or_insert(n);
+                    cells.push(format!("{id}={}/{g}", a.status));
+                }
+                None => cells.push(format!("{id}={}", a.status)),
+            }
+        }
+        parts.push(cells.join(" "));
+    }
+    parts.join(" | ")
+}
+
+fn run(left: &Side, right: &Side, rules: &str) -> Outcome {
+    let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+    Reconciler::new(rules)
+        .run(left, right, &NoProgress)
+        .unwrap()
+}
+
+/// The one helper: run `rules` over the two sides and compare the rendering.
+#[track_caller]
+fn check(left: &str, right: &str, rules: &str, expect: &str) {
+    let (l, r) = (side("left.csv", left), side("right.csv", right));
+    let outcome = run(&l, &r, rules);
+    assert_eq!(render(&outcome, &l, &r), expect);
+}
+
+const EXACT_REF: &str = "[[pass]]\nname = \"ref\"\nreference = \"exact\"\n";
+
+#[test]
+fn exact_reference_pairs_equal_amounts() {
+    check(
+        "a 100 USD 1 R1\nb 200 USD 1 R2\nc 300 USD 1 R3",
+        "x 200 USD 1 R2\ny 100 USD 1 R1\nz 301 USD 1 R3",
+        EXACT_REF,
+        "a=matched/1 b=matched/2 c=unmatched | x=matched/2 y=matched/1 z=unmatched",
+    );
+}
+
+#[test]
+fn normalized_reference_ignores_case_punctuation_and_prefixes() {
+    check(
+        "a 100 USD 1 INV-00123\nb 100 USD 1 ab-7",
+        "x 100 USD 1 inv_123\ny 100 USD 1 AB7",
+        "[normalize]\nstrip_prefixes = [\"INV\"]\n[[pass]]\nname = \"n\"\nreference = \"normalized\"\n",
+        "a=matched/1 b=matched/2 | x=matched/1 y=matched/2",
+    );
+    // Exact does not normalize.
+    check(
+        "a 100 USD 1 INV-00123",
+        "x 100 USD 1 inv_123",
+        EXACT_REF,
+        "a=unmatched | x=unmatched",
+    );
+}
+
+#[test]
+fn amount_tolerance_edges_are_inclusive() {
+    let rules = "[[pass]]\nname = \"t\"\nreference = \"exact\"\namount = { abs = \"0.05\" }\n";
+    check(
+        "a 1000 USD 1 R1\nb 1000 USD 1 R2\nc 1000 USD 1 R3\nd 1000 USD 1 R4",
+        "w 1005 USD 1 R1\nx 1006 USD 1 R2\ny 995 USD 1 R3\nz 994 USD 1 R4",
+        rules,
+        "a=matched/1 b=unmatched c=matched/2 d=unmatched | w=matched/1 x=unmatched y=matched/2 z=unmatched",
+    );
+}
+
+#[test]
+fn percentage_tolerance_uses_the_left_amount() {
+    // 1% of 100.00 is 1.00: 101.00 matches, 101.01 does not; abs 0.50 is smaller.
+    let rules =
+        "[[pass]]\nname = \"p\"\nreference = \"exact\"\namount = { abs = \"0.50\", pct = \"1\" }\n";
+    check(
+        "a 10000 USD 1 R1\nb 10000 USD 1 R2",
+        "x 10100 USD 1 R1\ny 10101 USD 1 R2",
+        rules,
+        "a=matched/1 b=unmatched | x=matched/1 y=unmatched",
+    );
+}
+
+#[test]
+fn asymmetric_amount_tolerance() {
+    // The bank may be up to 0.10 below the ledger (fees), never above.
+    let rules = "[[pass]]\nname = \"fee\"\nreference = \"exact\"\namount = { below = \"0.10\", above = \"0\" }\n";
+    check(
+        "a 1000 USD 1 R1\nb 1000 USD 1 R2\nc 1000 USD 1 R3",
+        "x 990 USD 1 R1\ny 989 USD 1 R2\nz 1001 USD 1 R3",
+        rules,
+        "a=matched/1 b=unmatched c=unmatched | x=matched/1 y=unmatched z=unmatched",
+    );
+}
+
+#[test]
+fn asymmetric_date_window() {
+    // Right may be 1 day before or 3 days after the left date.
+    let rules = "[[pass]]\nname = \"d\"\ndate = { before = 1, after = 3 }\n";
+    check(
+        "a 100 USD 10\nb 200 USD 10\nc 300 USD 10\nd 400 USD 10\ne 500 USD -",
+        "v 100 USD 9\nw 200 USD 8\nx 300 USD 13\ny 400 USD 14\nz 500 USD 10",
+        rules,
+        "a=matched/1 b=unmatched c=matched/2 d=unmatched e=unmatched | v=matched/1 w=unmatched x=matched/2 y=unmatched z=unmatched",
+    );
+    // The same window searched per candidate (with a reference gate).
+    let rules = "[[pass]]\nname = \"d\"\nreference = \"exact\"\ndate = { before = 1, after = 3 }\n";
+    check(
+        "a 100 USD 10 R\nb 100 USD 10 S",
+        "x 100 USD 8 R\ny 100 USD 13 S",
+        rules,
+        "a=unmatched b=matched/1 | x=unmatched y=matched/1",
+    );
+}
+
+#[test]
+fn currency_is_always_a_gate() {
+    check(
+        "a 100 USD 1 R1\nb 100 EUR 1 R1",
+        "x 100 EUR 1 R1",
+        EXACT_REF,
+        "a=unmatched b=matched/1 | x=matched/1",
+    );
+}
+
+#[test]
+fn equal_candidates_are_ambiguous_not_picked() {
+    check(
+        "a 100 USD 5 R1\nb 100 USD 5 R9",
+        "x 100 USD 5 R1\ny 100 USD 5 R1\nz 100 USD 5 R9",
+        EXACT_REF,
+        "a=ambiguous/1 b=matched/2 | x=ambiguous/1 y=ambiguous/1 z=matched/2",
+    );
+}
+
+#[test]
+fn ties_break_on_amount_then_date_then_score() {
+    let tol = "[[pass]]\nname = \"t\"\nreference = \"exact\"\namount = { abs = \"1\" }\ndate = { window_days = 5 }\n";
+    // Smaller amount difference wins.
+    check(
+        "a 1000 USD 5 R",
+        "x 1010 USD 5 R\ny 1001 USD 5 R",
+        tol,
+        "a=matched/1 | x=unmatched y=matched/1",
+    );
+    // Equal amounts: the closer date wins.
+    check(
+        "a 1000 USD 5 R",
+        "x 1000 USD 8 R\ny 1000 USD 6 R",
+        tol,
+        "a=matched/1 | x=unmatched y=matched/1",
+    );
+    // Same date distance on both sides of the date is still a tie.
+    check(
+        "a 1000 USD 5 R",
+        "x 1000 USD 4 R\ny 1000 USD 6 R",
+        tol,
+        "a=ambiguous/1 | x=ambiguous/1 y=ambiguous/1",
+    );
+    // A better counterparty score beats everything else.
+    let sim = "[[pass]]\nname = \"s\"\namount = { abs = \"1\" }\ndate = { window_days = 5 }\n\
+               counterparty = { similarity = \"jaro_winkler\", min = 0.5 }\n";
+    check(
+        "a 1000 USD 5 - ACME_Corp",
+        "x 1000 USD 5 - Zenith_Bank\ny 1000 USD 5 - ACME_Inc\nz 1001 USD 7 - acme_corp.",
+        sim,
+        "a=matched/1 | x=unmatched y=unmatched z=matched/1",
+    );
+}
+
+#[test]
+fn greedy_assignment_never_uses_a_record_twice() {
+    // a's best is x; b's only candidate is x too, so b stays unmatched.
+    check(
+        "a 1000 USD 5 R\nb 1003 USD 5 R",
+        "x 1000 USD 5 R",
+        "[[pass]]\nname = \"t\"\nreference = \"exact\"\namount = { abs = \"0.05\" }\n",
+        "a=matched/1 b=unmatched | x=matched/1",
+    );
+}
+
+#[test]
+fn one_to_many_splits() {
+    let rules = "[[pass]]\nname = \"split\"\ncardinality = \"one_to_many\"\nreference = \"exact\"\nmax_group = 3\n";
+    check(
+        "a 1000 USD 1 R1\nb 900 USD 1 R2\nc 50 USD 1 R3",
+        "x 400 USD 1 R1\ny 600 USD 1 R1\nz 100 USD 1 R2\nw 300 USD 1 R2\nv 500 USD 1 R2\nu 50 USD 1 R3",
+        rules,
+        "a=matched/1 b=matched/2 c=unmatched | x=matched/1 y=matched/1 z=matched/2 w=matched/2 v=matched/2 u=unmatched",
+    );
+    // A group larger than max_group is not formed.
+    let small = "[[pass]]\nname = \"split\"\ncardinality = \"one_to_many\"\nreference = \"exact\"\nmax_group = 2\n";
+    check(
+        "b 900 USD 1 R2",
+        "z 100 USD 1 R2\nw 300 USD 1 R2\nv 500 USD 1 R2",
+        small,
+        "b=unmatched | z=unmatched w=unmatched v=unmatched",
+    );
+}
+
+#[test]
+fn many_to_one_batches_with_date_window_and_tolerance() {
+    let rules = "[[pass]]\nname = \"batch\"\ncardinality = \"many_to_one\"\ndate = { before = 0, after = 2 }\n\
+                 amount = { abs = \"0.01\" }\n";
+    check(
+        "a 250 USD 10\nb 750 USD 11\nc 333 USD 30\nd 999 USD 10",
+        "x 1001 USD 12\ny 5000 USD 10",
+        rules,
+        "a=matched/1 b=matched/1 c=unmatched d=unmatched | x=matched/1 y=unmatched",
+    );
+}
+
+#[test]
+fn break_pass_pairs_same_reference_with_differences() {
+    let rules = "[[pass]]\nname = \"exact\"\nreference = \"exact\"\n\
+                 [[pass]]\nname = \"fees\"\nkind = \"break\"\nreference = \"exact\"\namount = { abs = \"5.00\" }\n";
+    let (l, r) = (
+        side("l", "a 10000 USD 1 R1\nb 10000 USD 1 R2\nc 10000 USD 1 R3"),
+        side("r", "x 10000 USD 1 R1\ny 9975 USD 3 R2\nz 9000 USD 1 R3"),
+    );
+    let o = run(&l, &r, rules);
+    assert_eq!(
+        render(&o, &l, &r),
+        "a=matched/1 b=break/2 c=unmatched | x=matched/1 y=break/2 z=unmatched"
+    );
+    assert_eq!(o.left[1].amount_diff, Some(-25));
+    assert_eq!(o.right[1].date_diff_days, Some(2));
+    assert_eq!(o.rule_name(&o.left[1]), Some("fees"));
+    assert_eq!(o.summary.rules[1].groups, 1);
+}
+
+#[test]
+fn duplicates_keep_the_first_occurrence() {
+    let rules = "[duplicates]\nleft = [\"reference\", \"amount\"]\nright = [\"id\"]\n\
+                 [[pass]]\nname = \"ref\"\nreference = \"exact\"\n";
+    check(
+        "a 100 USD 1 R1\nb 100 USD 2 r-1\nc 200 USD 1 R1",
+        "x 100 USD 1 R1\nx 200 USD 1 R1",
+        rules,
+        "a=matched/1 b=duplicate c=unmatched | x=matched/1 x=duplicate",
+    );
+}
+
+#[test]
+fn cascade_offers_only_free_records_to_later_passes() {
+    // The strict pass takes a-x first; the loose pass cannot take x for b.
+    let rules = "[[pass]]\nname = \"strict\"\nreference = \"exact\"\n\
+                 [[pass]]\nname = \"loose\"\namount = { abs = \"1.00\" }\ndate = { window_days = 2 }\n";
+    let (l, r) = (
+        side("l", "b 1000 USD 5 -\na 1000 USD 5 R1"),
+        side("r", "x 1000 USD 5 R1\ny 1050 USD 6 -"),
+    );
+    let o = run(&l, &r, rules);
+    assert_eq!(
+        render(&o, &l, &r),
+        "b=matched/1 a=matched/2 | x=matched/2 y=matched/1"
+    );
+    assert_eq!(o.rule_name(&o.left[1]), Some("strict"));
+    assert_eq!(o.rule_name(&o.left[0]), Some("loose"));
+}
+
+#[test]
+fn summary_conserves_totals_per_currency_and_status() {
+    let (l, r) = (
+        side("l", "a 100 USD 1 R1\nb -250 USD 1 R2\nc 7 JPY 1 R3"),
+        side("r", "x 100 USD 1 R1\ny 5 JPY 1 R9"),
+    );
+    let o = run(&l, &r, EXACT_REF);
+    let s = &o.summary;
+    assert_eq!(s.left.records, 3);
+    assert_eq!(s.left.totals["USD"].amount, "-1.50");
+    assert_eq!(s.left.totals["JPY"].amount, "7");
+    let matched = &s.left.by_status[&recon_core::Status::Matched]["USD"];
+    let unmatched = &s.left.by_status[&recon_core::Status::Unmatched]["USD"];
+    assert_eq!((matched.count, matched.amount.as_str()), (1, "1.00"));
+    assert_eq!((unmatched.count, unmatched.amount.as_str()), (1, "-2.50"));
+    assert_eq!(
+        s.right.by_status[&recon_core::Status::Unmatched]["JPY"].count,
+        1
+    );
+    assert!((s.match_rate - 2.0 / 5.0).abs() < 1e-12);
+    assert_eq!(s.audit.rules_sha256.len(), 64);
+    assert_eq!(s.audit.engine_version, env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn results_csv_orders_groups_then_unmatched() {
+    let (l, r) = (
+        side("l", "a 100 USD 1 R2\nb 250 USD 1 R1\nc,d 7 USD 1 -"),
+        side("r", "x 250 USD 3 R1\ny 100 USD 1 R2\nz 9 USD 1 -"),
+    );
+    let o = run(&l, &r, EXACT_REF);
+    let mut out = Vec::new();
+    write_results_csv(&o, &l, &r, &mut out, &StatusFilter::ALL).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "match_id,side,record_id,line,status,rule,score,amount,currency,amount_diff,date_diff_days\n\
+         1,left,a,2,matched,ref,1.0000,1.00,USD,0.00,0\n\
+         1,right,y,3,matched,ref,1.0000,1.00,USD,0.00,0\n\
+         2,left,b,3,matched,ref,1.0000,2.50,USD,0.00,2\n\
+         2,right,x,2,matched,ref,1.0000,2.50,USD,0.00,2\n\
+         ,left,\"c,d\",4,unmatched,,,0.07,USD,,\n\
+         ,right,z,4,unmatched,,,0.09,USD,,\n"
+    );
+    let mut only = Vec::new();
+    let filter: StatusFilter = "unmatched".parse().unwrap();
+    write_results_csv(&o, &l, &r, &mut only, &filter).unwrap();
+    assert_eq!(String::from_utf8(only).unwrap().lines().count(), 3);
+    assert!("matched,nope".parse::<StatusFilter>().is_err());
+
+    let mut nd = Vec::new();
+    write_results_ndjson(&o, &l, &r, &mut nd, &StatusFilter::ALL).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_slice(nd.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["amount"], "1.00");
+    assert_eq!(first["match_id"], 1);
+    assert_eq!(first["status"], "matched");
+}
+
+// ---- differential test against a naive reference matcher ----
+
+/// All-pairs reference for one 1:1 pass with reference, amount and date
+/// gates: rank every passing pair, take them greedily, and report records
+/// whose best free candidates tie as ambiguous. Returns, per left record,
+/// `Some(set of partners)` for matched/ambiguous and `None` otherwise.
+fn naive(left: &Side, right: &Side, abs: i64, window: i64) -> (Vec<String>, Vec<String>) {
+    let mut edges = Vec::new();
+    for l in 0..left.len() {
+        for r in 0..right.len() {
+            let (Some(rl), Some(rr)) = (left.reference.get(l), right.reference.get(r)) else {
+                continue;
+            };
+            let (Some(dl), Some(dr)) = (left.date[l], right.date[r]) else {
+                continue;
+            };
+            let ad = right.amount[r] - left.amount[l];
+            let dd = i64::from(dr - dl);
+            if rl.trim() == rr.trim()
+                && left.currency[l] == right.currency[r]
+                && ad.abs() <= abs
+                && dd.abs() <= window
+            {
+                edges.push((ad.unsigned_abs(), dd.unsigned_abs(), l, r));
+            }
+        }
+    }
+    edges.sort();
+    let mut ls = vec!["unmatched".to_string(); left.len()];
+    let mut rs = vec!["unmatched".to_string(); right.len()];
+    let (mut lf, mut rf) = (vec![true; left.len()], vec![true; right.len()]);
+    for &(a, d, l, r) in &edges {
+        if !lf[l] || !rf[r] {
+            continue;
+        }
+        // Tie cluster by fixed-point closure over same-rank free edges.
+        let (mut cl, mut cr) = (vec![l], vec![r]);
+        loop {
+            let before = cl.len() + cr.len();
+            for &(a2, d2, l2, r2) in &edges {
+                if (a2, d2) != (a, d) || !lf[l2] || !rf[r2] {
+                    continue;
+                }
+                let has_l = cl.contains(&l2);
+                let has_r = cr.contains(&r2);
+                if has_l && !has_r {
+                    cr.push(r2);
+                } else if has_r && !has_l {
+                    cl.push(l2);
+                }
+            }
+            if cl.len() + cr.len() == before {
+                break;
+            }
+        }
+        let status = if cl.len() + cr.len() == 2 {
+            "matched"
+        } else {
+            "ambiguous"
+        };
+        let mut members: Vec<String> = cl
+            .iter()
+            .map(|i| format!("L{i}"))
+            .chain(cr.iter().map(|i| format!("R{i}")))
+            .collect();
+        members.sort();
+        let tag = format!("{status}:{}", members.join("+"));
+        for &i in &cl {
+            lf[i] = false;
+            ls[i] = tag.clone();
+        }
+        for &i in &cr {
+            rf[i] = false;
+            rs[i] = tag.clone();
+        }
+    }
+    (ls, rs)
+}
+
+fn random_side(rng: &mut ChaCha8Rng, n: usize) -> Side {
+    let mut rows = String::new();
+    for i in 0..n {
+        let cur = if rng.random_bool(0.8) { "USD" } else { "EUR" };
+        let day = if rng.random_bool(0.95) {
+            rng.random_range(0..6).to_string()
+        } else {
+            "-".into()
+        };
+        let reference = if rng.random_bool(0.9) {
+            format!("R{}", rng.random_range(0..6))
+        } else {
+            "-".into()
+        };
+        let amount = 1000 + rng.random_range(-4..=4);
+        rows.push_str(&format!("{i} {amount} {cur} {day} {reference}\n"));
+    }
+    side("random", &rows)
+}
+
+fn tags(o: &Outcome) -> (Vec<String>, Vec<String>) {
+    let mut members: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (p, list) in [("L", &o.left), ("R", &o.right)] {
+        for (i, a) in list.iter().enumerate() {
+            if let Some(m) = a.match_id {
+                members.entry(m.get()).or_default().push(format!("{p}{i}"));
+            }
+        }
+    }
+    let tag = |a: &recon_core::Assignment| match a.match_id {
+        Some(m) => {
+            let mut v = members[&m.get()].clone();
+            v.sort();
+            format!("{}:{}", a.status, v.join("+"))
+        }
+        None => a.status.to_string(),
+    };
+    (
+        o.left.iter().map(tag).collect(),
+        o.right.iter().map(tag).collect(),
+    )
+}
+
+#[test]
+fn blocking_matcher_agrees_with_naive_all_pairs() {
+    let rules = "[[pass]]\nname = \"p\"\nreference = \"exact\"\namount = { abs = \"0.02\" }\ndate = { window_days = 1 }\n";
+    let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+    let rec = Reconciler::new(rules);
+    for seed in 0..200u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let nl = rng.random_range(0..25);
+        let nr = rng.random_range(0..25);
+        let (l, r) = (random_side(&mut rng, nl), random_side(&mut rng, nr));
+        let o = rec.run(&l, &r, &NoProgress).unwrap();
+        assert_eq!(tags(&o), naive(&l, &r, 2, 1), "seed {seed}");
+        // Every record exactly once, and totals conserved (checked in run).
+        assert_eq!(o.left.len() + o.right.len(), nl + nr);
+    }
+}
+
+#[test]
+fn output_bytes_do_not_depend_on_thread_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (l, r) = (random_side(&mut rng, 3000), random_side(&mut rng, 3000));
+    let rules = "[duplicates]\nleft = [\"reference\", \"amount\", \"date\"]\n\
+                 [[pass]]\nname = \"p\"\nreference = \"exact\"\namount = { abs = \"0.02\" }\ndate = { window_days = 1 }\n\
+                 [[pass]]\nname = \"split\"\ncardinality = \"one_to_many\"\nreference = \"exact\"\namount = { abs = \"0.05\" }\n\
+                 [[pass]]\nname = \"loose\"\namount = { abs = \"0.04\" }\ndate = { window_days = 2 }\n\
+                 [[pass]]\nname = \"brk\"\nkind = \"break\"\nreference = \"exact\"\n";
+    let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+    let rec = Reconciler::new(rules);
+    let mut outputs = Vec::new();
+    for threads in [1, 2, 4] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let bytes = pool.install(|| {
+            let o = rec.run(&l, &r, &NoProgress).unwrap();
+            let mut csv = Vec::new();
+            write_results_csv(&o, &l, &r, &mut csv, &StatusFilter::ALL).unwrap();
+            let mut pq = Vec::new();
+            write_results_parquet(&o, &l, &r, &mut pq, &StatusFilter::ALL).unwrap();
+            let mut summary = o.summary.clone();
+            summary.audit.timings = Default::default();
+            let mut js = Vec::new();
+            write_summary_json(&summary, &mut js).unwrap();
+            (csv, pq, js)
+        });
+        outputs.push(bytes);
+    }
+    assert!(outputs[0].0.len() > 6000 * 20);
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+    let text = String::from_utf8(outputs[0].0.clone()).unwrap();
+    for status in ["matched", "ambiguous", "unmatched", "duplicate", "break"] {
+        assert!(text.contains(&format!(",{status},")), "no {status} rows");
+    }
+}
