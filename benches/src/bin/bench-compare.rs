@@ -129,6 +129,15 @@ fn machine(p: &Pinning, nproc: usize) -> Machine {
     }
 }
 
+/// `1 worker`, `2 workers`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn wanted(args: &Args, key: &str) -> bool {
     args.only.is_empty() || args.only.iter().any(|k| k == key)
 }
@@ -165,7 +174,7 @@ fn rust_specs(args: &Args, pin: &Pinning, logs: &Path, data: &Path) -> Vec<Serve
             fixed_port: None,
             cpus: pin.server.clone(),
             log: logs.join(format!("{engine}.log")),
-            tuning: format!("{workers} workers, {threads} threads"),
+            tuning: format!("{}, {threads} threads", plural(workers, "worker")),
         });
     }
     for (key, given) in [
@@ -186,7 +195,7 @@ fn rust_specs(args: &Args, pin: &Pinning, logs: &Path, data: &Path) -> Vec<Serve
             fixed_port: None,
             cpus: pin.server.clone(),
             log: logs.join(format!("{key}.log")),
-            tuning: format!("{workers} workers"),
+            tuning: plural(workers, "worker"),
         });
     }
     specs.retain(|s| wanted(args, &s.key));

@@ -68,6 +68,8 @@ pub struct ServerResult {
     pub tuning: String,
     /// CPUs it was pinned to.
     pub cpus: Option<String>,
+    /// Its `listening on` line (recon shows its effective settings there).
+    pub announced: Option<String>,
     /// Whether every scenario it takes ran.
     pub ok: bool,
     /// What went wrong.
@@ -102,6 +104,7 @@ impl ServerResult {
             kind: spec.kind,
             tuning: spec.tuning.clone(),
             cpus: spec.cpus.clone(),
+            announced: None,
             ok: true,
             errors: Vec::new(),
             startup_ms: Vec::new(),
@@ -170,6 +173,7 @@ fn startups(spec: &ServerSpec, plan: &Plan, r: &mut ServerResult) -> Option<Runn
             Ok((srv, took)) => {
                 r.startup_ms.push(took.as_secs_f64() * 1e3);
                 if i + 1 == plan.startup_runs {
+                    r.announced.clone_from(&srv.announced);
                     r.startup_median_ms = Some(median(&r.startup_ms));
                     return Some(srv);
                 }

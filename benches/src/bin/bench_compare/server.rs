@@ -58,6 +58,8 @@ pub struct Running {
     child: Child,
     /// Address it listens on.
     pub addr: SocketAddr,
+    /// The line it announced itself with (engine and effective settings).
+    pub announced: Option<String>,
     stopped: bool,
 }
 
@@ -113,7 +115,7 @@ impl ServerSpec {
                     let Ok(line) = line else { break };
                     let _ = writeln!(log, "{line}");
                     if !sent && let Some(addr) = parse_listening(&line) {
-                        sent = tx.send(addr).is_ok();
+                        sent = tx.send((addr, line)).is_ok();
                     }
                 }
             });
@@ -121,13 +123,14 @@ impl ServerSpec {
         let mut running = Running {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], self.fixed_port.unwrap_or(0))),
+            announced: None,
             stopped: false,
         };
         let deadline = t0 + timeout;
         if self.fixed_port.is_none() {
-            running.addr = loop {
+            (running.addr, running.announced) = loop {
                 match rx.recv_timeout(Duration::from_millis(5)) {
-                    Ok(addr) => break addr,
+                    Ok((addr, line)) => break (addr, Some(line)),
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
                         bail!(
