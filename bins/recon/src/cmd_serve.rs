@@ -16,6 +16,14 @@ use tuning::{Config, Engine, LoadOptions, Overrides};
 /// config file and the tuning recommendation.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Boxed: the flags are many, and `Args` sits in the CLI's command enum.
+    #[command(flatten)]
+    flags: Box<Flags>,
+}
+
+/// The flags of `recon serve`.
+#[derive(Debug, clap::Args)]
+struct Flags {
     /// The engine: `async` (tokio + hyper) or `threaded` (may, Waitress's model).
     #[arg(long)]
     engine: Option<String>,
@@ -87,7 +95,7 @@ pub struct Args {
     log_level: Option<String>,
 }
 
-impl Args {
+impl Flags {
     fn into_load_options(self) -> LoadOptions {
         LoadOptions {
             config_file: self.config,
@@ -127,7 +135,7 @@ impl Args {
 /// A bad configuration, an unusable data directory, a port that cannot be
 /// bound, or an engine that fails to start.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = tuning::load(&args.into_load_options()).context("loading the configuration")?;
+    let loaded = tuning::load(&args.flags.into_load_options()).context("loading the configuration")?;
     install_tracing(&loaded.config.log_level);
     let settings: Vec<SettingEntry> = loaded
         .provenance

@@ -52,8 +52,8 @@ impl Read for ChannelReader {
 pub(crate) struct PumpLimits {
     /// A body stalled this long fails with `TimedOut`.
     pub(crate) stall: Duration,
-    /// A body longer than this fails with `FileTooLarge` (chunked bodies have
-    /// no declared length to reject up front).
+    /// A declared length past this is answered 413 unread; bodies without a
+    /// declared length are bounded by the application as it reads.
     pub(crate) max_len: u64,
 }
 
@@ -70,7 +70,6 @@ pub(crate) fn request_reader(incoming: Incoming, limits: PumpLimits) -> ChannelR
 }
 
 async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimits) {
-    let mut total: u64 = 0;
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(limits.stall, incoming.frame()) => frame,
@@ -85,17 +84,7 @@ async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimit
             Ok(None) => return,
             Ok(Some(Err(err))) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, err)),
             Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => {
-                    total += data.len() as u64;
-                    if total > limits.max_len {
-                        Err(io::Error::new(
-                            io::ErrorKind::FileTooLarge,
-                            "request body larger than max_request_body_size",
-                        ))
-                    } else {
-                        Ok(data)
-                    }
-                }
+                Ok(data) => Ok(data),
                 // Trailers: nothing the application reads.
                 Err(_trailers) => continue,
             },

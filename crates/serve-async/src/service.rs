@@ -99,7 +99,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
                 .unwrap_or_else(|_| handler_panicked())
         }
         Dispatch::Blocking => {
-            let body = if declared == Some(0) {
+            let body = if declared == Some(0) || http_body::Body::is_end_stream(&incoming) {
                 RequestBody::empty()
             } else {
                 RequestBody::from_reader(request_reader(incoming, shared.limits), declared)

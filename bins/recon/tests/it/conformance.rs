@@ -1,1 +1,644 @@
-//! (being built)
+//! The conformance suite: one set of HTTP behaviours every engine must show,
+//! driven through the real `recon serve` binary on 127.0.0.1 port 0 with a
+//! real HTTP client (ureq) or raw sockets. Every test is stamped over every
+//! engine by `engines!` at the bottom; adding an engine to
+//! `support::ENGINES` runs the whole suite against it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::engines;
+use crate::support::{Engine, Raw, Server, agent, slow_tests};
+
+/// How long a raw read waits for an answer that should come at once.
+const PROMPT: Duration = Duration::from_secs(10);
+
+fn json(res: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let mut body = res.into_body();
+    let text = body.read_to_string().unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+fn get(server: &Server, path: &str) -> (u16, Value) {
+    json(agent().get(server.url(path)).call().expect("request"))
+}
+
+fn assert_problem(status: u16, body: &Value, expected: u16) {
+    assert_eq!(status, expected, "body: {body}");
+    assert_eq!(body["status"], expected, "problem body: {body}");
+    assert!(body["title"].is_string(), "problem body: {body}");
+    assert!(body["type"].is_string(), "problem body: {body}");
+    assert!(body["detail"].is_string(), "problem body: {body}");
+}
+
+/// A request head for `path` with extra header lines (each ending in CRLF).
+fn head(method: &str, path: &str, extra: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
+}
+
+/// Writes a generated reconciliation case (`left.csv`, `right.csv`,
+/// `rules.toml`) of about `records` records per side into `dir`.
+fn gen_case(dir: &Path, records: usize) -> PathBuf {
+    let out = dir.join("case");
+    let status = Command::new(env!("CARGO_BIN_EXE_recon"))
+        .args(["gen", "--records", &records.to_string(), "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run recon gen");
+    assert!(status.success(), "recon gen failed");
+    out
+}
+
+fn upload(server: &Server, path: &Path, key: Option<&str>) -> (u16, Value) {
+    let bytes = std::fs::read(path).expect("read case file");
+    let mut req = agent()
+        .post(server.url("/v1/datasets"))
+        .header("Content-Type", "text/csv");
+    if let Some(key) = key {
+        req = req.header("Authorization", &format!("Bearer {key}"));
+    }
+    json(req.send(&bytes[..]).expect("upload"))
+}
+
+// ---------------------------------------------------------------- basics
+
+fn listening_line(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--workers", "1")
+        .arg("--threads", "3")
+        .arg("--connection-limit", "7")
+        .start();
+    let line = server.listening_line();
+    assert!(
+        line.contains(&format!("(engine={}, ", engine.as_str())),
+        "{line}"
+    );
+    assert!(
+        line.contains("workers=1, threads=3, connection_limit=7)"),
+        "{line}"
+    );
+    assert_ne!(server.addr().port(), 0);
+}
+
+fn health(engine: Engine) {
+    let server = Server::start(engine);
+    let res = agent().get(server.url("/health")).call().expect("health");
+    assert_eq!(res.status(), 200);
+    let ct = res.headers().get("content-type").expect("content-type");
+    assert!(ct.to_str().unwrap_or("").starts_with("application/json"));
+    assert_eq!(
+        res.headers().get("server").and_then(|v| v.to_str().ok()),
+        Some("recon")
+    );
+    let (_, body) = json(res);
+    assert_eq!(body["status"], "ok");
+}
+
+fn head_health(engine: Engine) {
+    let server = Server::start(engine);
+    let mut raw = server.raw();
+    raw.send(head("HEAD", "/health", "").as_bytes())
+        .expect("send");
+    let res = raw.read_head_response(PROMPT).expect("HEAD response");
+    assert_eq!(res.status, 200, "{res:?}");
+    // The connection stays usable: no body bytes were sent after the head.
+    raw.send(head("GET", "/health", "").as_bytes())
+        .expect("send");
+    let res = raw.read_response(PROMPT).expect("GET after HEAD");
+    assert_eq!(res.status, 200, "{res:?}");
+    assert!(res.text().contains("ok"), "{res:?}");
+}
+
+fn ready(engine: Engine) {
+    let server = Server::start(engine);
+    let (status, body) = get(&server, "/ready");
+    assert_eq!(status, 200, "{body}");
+}
+
+fn unknown_route_is_problem_json(engine: Engine) {
+    let server = Server::start(engine);
+    let res = agent()
+        .get(server.url("/no/such/route"))
+        .call()
+        .expect("get");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (status, body) = json(res);
+    assert_problem(status, &body, 404);
+    assert!(ct.starts_with("application/problem+json"), "{ct}");
+}
+
+fn server_header_is_configurable(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--server-header", "acme-recon")
+        .start();
+    let res = agent()
+        .get(server.url("/no/such/route"))
+        .call()
+        .expect("get");
+    assert_eq!(
+        res.headers().get("server").and_then(|v| v.to_str().ok()),
+        Some("acme-recon")
+    );
+}
+
+fn ops_endpoints(engine: Engine) {
+    let server = Server::start(engine);
+    let (status, body) = get(&server, "/debug/status");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["engine"], engine.as_str(), "{body}");
+    assert!(body["settings"].is_array(), "{body}");
+
+    let (status, body) = get(&server, "/performance/metrics");
+    assert_eq!(status, 200, "{body}");
+
+    let res = agent().get(server.url("/metrics")).call().expect("metrics");
+    assert_eq!(res.status(), 200);
+    let text = res.into_body().read_to_string().expect("metrics text");
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(
+        text.contains(&format!("engine=\"{}\"", engine.as_str())),
+        "{text}"
+    );
+
+    let (status, body) = get(&server, "/openapi.json");
+    assert_eq!(status, 200);
+    assert!(
+        body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{body}"
+    );
+    assert!(body["paths"]["/health"].is_object(), "{body}");
+}
+
+fn keep_alive_reuses_connection(engine: Engine) {
+    let server = Server::start(engine);
+    let mut raw = server.raw();
+    for _ in 0..3 {
+        raw.send(head("GET", "/health", "").as_bytes())
+            .expect("send");
+        let res = raw
+            .read_response(PROMPT)
+            .expect("response on the same connection");
+        assert_eq!(res.status, 200, "{res:?}");
+    }
+    let (_, status) = get(&server, "/debug/status");
+    // The three requests above came over one connection.
+    assert!(
+        status["connections"]["total"].as_u64().unwrap_or(0) <= 3,
+        "{status}"
+    );
+}
+
+// ---------------------------------------------------------------- limits
+
+fn oversized_header_is_431(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--max-request-header-size", "16KiB")
+        .start();
+    let mut raw = server.raw();
+    let big = format!("X-Big: {}\r\n", "a".repeat(32 * 1024));
+    let _ = raw.send(head("GET", "/health", &big).as_bytes());
+    let res = raw.read_response(PROMPT).expect("a 431 response");
+    assert_eq!(res.status, 431, "{res:?}");
+    // A header under the limit is fine.
+    let mut raw = server.raw();
+    let small = format!("X-Small: {}\r\n", "a".repeat(4 * 1024));
+    raw.send(head("GET", "/health", &small).as_bytes())
+        .expect("send");
+    assert_eq!(raw.read_response(PROMPT).expect("200").status, 200);
+}
+
+fn declared_body_past_limit_is_413_unread(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--max-request-body-size", "1KiB")
+        .start();
+    let mut raw = server.raw();
+    // Only the head is sent: the answer must not wait for the body.
+    raw.send(
+        head(
+            "POST",
+            "/v1/datasets",
+            "Content-Type: text/csv\r\nContent-Length: 1000000\r\n",
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    let res = raw.read_response(PROMPT).expect("a 413 response");
+    assert_eq!(res.status, 413, "{res:?}");
+    let body: Value = serde_json::from_slice(&res.body).expect("problem json");
+    assert_eq!(body["status"], 413, "{body}");
+    assert!(
+        res.header("content-type")
+            .is_some_and(|c| c.starts_with("application/problem+json"))
+    );
+    // Exactly one response, then the connection closes (the body was never read).
+    assert!(raw.closed_within(PROMPT), "connection left open after 413");
+}
+
+fn connection_limit_queues_then_serves(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--connection-limit", "2")
+        .start();
+    let mut a = server.raw();
+    let mut b = server.raw();
+    for raw in [&mut a, &mut b] {
+        raw.send(head("GET", "/ready", "").as_bytes())
+            .expect("send");
+        let res = raw.read_response(PROMPT).expect("ready answer");
+        // Two of two connections are open: not ready for more.
+        assert_eq!(res.status, 503, "{res:?}");
+    }
+    // The third client connects (the listen backlog holds it) but is not served.
+    let mut c = server.raw();
+    c.send(head("GET", "/health", "").as_bytes()).expect("send");
+    assert!(
+        c.read_response(Duration::from_millis(700)).is_none(),
+        "a client past connection_limit was served"
+    );
+    // One leaves; the waiting client is served.
+    drop(a);
+    let res = c.read_response(PROMPT).expect("served once a slot freed");
+    assert_eq!(res.status, 200, "{res:?}");
+}
+
+fn overload_reject_answers_503(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--connection-limit", "1")
+        .arg("--overload", "reject")
+        .start();
+    let mut a = server.raw();
+    a.send(head("GET", "/health", "").as_bytes()).expect("send");
+    assert_eq!(a.read_response(PROMPT).expect("first").status, 200);
+    let mut b = server.raw();
+    let _ = b.send(head("GET", "/health", "").as_bytes());
+    let res = b.read_response(PROMPT).expect("a 503 answer");
+    assert_eq!(res.status, 503, "{res:?}");
+    let body: Value = serde_json::from_slice(&res.body).expect("problem json");
+    assert_eq!(body["status"], 503, "{body}");
+    assert!(b.closed_within(PROMPT), "rejected connection left open");
+}
+
+/// Flags giving a 1 s channel_timeout.
+fn short_timeout(engine: Engine) -> Server {
+    Server::builder(engine)
+        .arg("--channel-timeout", "1s")
+        .arg("--cleanup-interval", "1s")
+        .start()
+}
+
+fn idle_keep_alive_is_closed(engine: Engine) {
+    let server = short_timeout(engine);
+    let mut raw = server.raw();
+    raw.send(head("GET", "/health", "").as_bytes())
+        .expect("send");
+    assert_eq!(raw.read_response(PROMPT).expect("200").status, 200);
+    let started = Instant::now();
+    assert!(
+        raw.closed_within(Duration::from_secs(8)),
+        "idle connection kept open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed too early"
+    );
+}
+
+fn silent_client_is_closed(engine: Engine) {
+    let server = short_timeout(engine);
+    let mut raw = server.raw();
+    assert!(
+        raw.closed_within(Duration::from_secs(8)),
+        "silent connection kept open"
+    );
+}
+
+fn slow_loris_head_is_cut(engine: Engine) {
+    let server = short_timeout(engine);
+    let mut raw = server.raw();
+    raw.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .expect("send");
+    let bytes = raw.read_until_close(Duration::from_secs(8));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains(" 200 "),
+        "a half-sent head was answered: {text}"
+    );
+    assert!(
+        raw.closed_within(Duration::from_secs(1)),
+        "slow-loris connection kept open"
+    );
+}
+
+fn stalled_upload_is_cut(engine: Engine) {
+    let server = short_timeout(engine);
+    let mut raw = server.raw();
+    raw.send(
+        head(
+            "POST",
+            "/v1/datasets",
+            "Content-Type: text/csv\r\nContent-Length: 100000\r\n",
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    raw.send(b"id,date,amount\n").expect("send");
+    let bytes = raw.read_until_close(Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "a stalled upload got: {text}"
+    );
+}
+
+// ---------------------------------------------------------------- the API
+
+fn auth_guards_v1(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--api-key", "s3cret-key")
+        .start();
+    let (status, body) = get(&server, "/v1/datasets");
+    assert_problem(status, &body, 401);
+    let res = agent()
+        .get(server.url("/v1/datasets"))
+        .header("Authorization", "Bearer wrong-key")
+        .call()
+        .expect("get");
+    let (status, body) = json(res);
+    assert_problem(status, &body, 403);
+    let res = agent()
+        .get(server.url("/v1/datasets"))
+        .header("Authorization", "Bearer s3cret-key")
+        .call()
+        .expect("get");
+    assert_eq!(res.status(), 200);
+    // Liveness and readiness stay open; ops endpoints are protected by default.
+    assert_eq!(get(&server, "/health").0, 200);
+    assert_eq!(get(&server, "/ready").0, 200);
+    assert_eq!(get(&server, "/debug/status").0, 401);
+}
+
+fn upload_reconcile_and_fetch(engine: Engine) {
+    let server = Server::start(engine);
+    let case = gen_case(server.data_dir(), 300);
+    let (status, left) = upload(&server, &case.join("left.csv"), None);
+    assert_eq!(status, 201, "{left}");
+    let (status, right) = upload(&server, &case.join("right.csv"), None);
+    assert_eq!(status, 201, "{right}");
+    assert!(left["rows"].as_u64().unwrap_or(0) > 0, "{left}");
+
+    let (status, listed) = get(&server, "/v1/datasets");
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["datasets"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let id = left["id"].as_str().expect("id");
+    assert_eq!(get(&server, &format!("/v1/datasets/{id}")).0, 200);
+
+    let rules = std::fs::read_to_string(case.join("rules.toml")).expect("rules");
+    let request = serde_json::json!({"left": left["id"], "right": right["id"], "rules": rules});
+    let res = agent()
+        .post(server.url("/v1/reconciliations?wait=30"))
+        .header("Content-Type", "application/json")
+        .send(request.to_string().as_bytes())
+        .expect("reconcile");
+    let (status, job) = json(res);
+    assert_eq!(status, 200, "{job}");
+    let job_id = job["id"].as_str().expect("job id");
+    let (status, got) = get(&server, &format!("/v1/reconciliations/{job_id}"));
+    assert_eq!(status, 200, "{got}");
+
+    let res = agent()
+        .get(server.url(&format!("/v1/reconciliations/{job_id}/results?format=csv")))
+        .call()
+        .expect("results");
+    assert_eq!(res.status(), 200);
+    let text = res.into_body().read_to_string().expect("csv");
+    assert!(text.lines().count() > 1, "{text}");
+
+    let res = agent()
+        .delete(server.url(&format!("/v1/datasets/{id}")))
+        .call()
+        .expect("delete");
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(get(&server, &format!("/v1/datasets/{id}")).0, 404);
+}
+
+fn unsupported_upload_type_is_415(engine: Engine) {
+    let server = Server::start(engine);
+    let res = agent()
+        .post(server.url("/v1/datasets"))
+        .header("Content-Type", "image/png")
+        .send(&b"\x89PNG"[..])
+        .expect("post");
+    let (status, body) = json(res);
+    assert_problem(status, &body, 415);
+}
+
+// ---------------------------------------------------------------- shutdown
+
+fn graceful_shutdown_finishes_in_flight(engine: Engine) {
+    let mut server = Server::start(engine);
+    let case = gen_case(server.data_dir(), 300);
+    let csv = std::fs::read(case.join("left.csv")).expect("csv");
+    let (first, second) = csv.split_at(csv.len() / 2);
+    // /debug/status may count itself as busy on some engines: take a baseline.
+    let busy = |server: &Server| get(server, "/debug/status").1["workers"]["busy"].as_u64();
+    let baseline = busy(&server).unwrap_or(0);
+    let mut raw = server.raw();
+    let extra = format!(
+        "Content-Type: text/csv\r\nContent-Length: {}\r\n",
+        csv.len()
+    );
+    raw.send(head("POST", "/v1/datasets", &extra).as_bytes())
+        .expect("send head");
+    raw.send(first).expect("send first half");
+    // Make sure the upload is in flight (the server counts it busy) before the signal.
+    wait_until(Duration::from_secs(10), || {
+        busy(&server).unwrap_or(0) > baseline
+    });
+    server.terminate();
+    raw.send(second).expect("send second half");
+    let res = raw
+        .read_response(Duration::from_secs(20))
+        .expect("the in-flight upload answered");
+    assert_eq!(res.status, 201, "{}", res.text());
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("exited after drain");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// Polls `cond` every 20 ms until it holds, failing after `limit`.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------- slow
+
+/// A reader producing `total` bytes of valid ledger CSV without holding them.
+struct CsvStream {
+    total: u64,
+    sent: u64,
+    row: u64,
+    pending: Vec<u8>,
+}
+
+impl CsvStream {
+    fn new(total: u64) -> Self {
+        Self {
+            total,
+            sent: 0,
+            row: 0,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Read for CsvStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.sent >= self.total {
+            return Ok(0);
+        }
+        while self.pending.len() < buf.len() {
+            if self.row == 0 {
+                self.pending
+                    .extend_from_slice(b"id,date,amount,description\n");
+            }
+            self.row += 1;
+            let line = format!(
+                "L{:09},2024-{:02}-{:02},{}.{:02},payment reference {}\n",
+                self.row,
+                self.row % 12 + 1,
+                self.row % 28 + 1,
+                self.row % 100_000,
+                self.row % 100,
+                self.row
+            );
+            self.pending.extend_from_slice(line.as_bytes());
+        }
+        let left = usize::try_from(self.total - self.sent).unwrap_or(usize::MAX);
+        let n = buf.len().min(left);
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        self.sent += n as u64;
+        Ok(n)
+    }
+}
+
+fn upload_100_mb_streamed(engine: Engine) {
+    if !slow_tests() {
+        eprintln!("skipped: set RECON_SLOW_TESTS=1 for the 100 MB upload");
+        return;
+    }
+    let server = Server::start(engine);
+    let total = 100 * 1024 * 1024;
+    let started = Instant::now();
+    let res = agent()
+        .post(server.url("/v1/datasets?name=big.csv"))
+        .header("Content-Type", "text/csv")
+        .send(ureq::SendBody::from_owned_reader(CsvStream::new(total)))
+        .expect("upload");
+    let (status, body) = json(res);
+    assert_eq!(status, 201, "{body}");
+    eprintln!(
+        "100 MB upload on {}: {:?}",
+        engine.as_str(),
+        started.elapsed()
+    );
+}
+
+fn restart_mid_job(engine: Engine) {
+    if !slow_tests() {
+        eprintln!("skipped: set RECON_SLOW_TESTS=1 for the restart test");
+        return;
+    }
+    let server = Server::start(engine);
+    let case = gen_case(server.data_dir(), 20_000);
+    let (_, left) = upload(&server, &case.join("left.csv"), None);
+    let (_, right) = upload(&server, &case.join("right.csv"), None);
+    let rules = std::fs::read_to_string(case.join("rules.toml")).expect("rules");
+    let request = serde_json::json!({"left": left["id"], "right": right["id"], "rules": rules});
+    let res = agent()
+        .post(server.url("/v1/reconciliations"))
+        .header("Content-Type", "application/json")
+        .send(request.to_string().as_bytes())
+        .expect("reconcile");
+    let (status, job) = json(res);
+    assert!(status == 202 || status == 200, "{job}");
+    let job_id = job["id"].as_str().expect("job id").to_owned();
+    let server = server.restart();
+    // Datasets survive; the job is either finished or marked failed, never half-done.
+    let (status, got) = get(
+        &server,
+        &format!("/v1/datasets/{}", left["id"].as_str().unwrap_or("")),
+    );
+    assert_eq!(status, 200, "{got}");
+    let (status, got) = get(&server, &format!("/v1/reconciliations/{job_id}"));
+    assert_eq!(status, 200, "{got}");
+    let state = got["state"].as_str().unwrap_or("");
+    assert!(state == "succeeded" || state == "failed", "{got}");
+}
+
+engines!(
+    listening_line,
+    health,
+    head_health,
+    ready,
+    unknown_route_is_problem_json,
+    server_header_is_configurable,
+    ops_endpoints,
+    keep_alive_reuses_connection,
+    oversized_header_is_431,
+    declared_body_past_limit_is_413_unread,
+    connection_limit_queues_then_serves,
+    overload_reject_answers_503,
+    idle_keep_alive_is_closed,
+    silent_client_is_closed,
+    slow_loris_head_is_cut,
+    stalled_upload_is_cut,
+    auth_guards_v1,
+    upload_reconcile_and_fetch,
+    unsupported_upload_type_is_415,
+    graceful_shutdown_finishes_in_flight,
+    upload_100_mb_streamed,
+    restart_mid_job,
+);
+
+/// HTTP/2 over cleartext with prior knowledge (the async engine's extra):
+/// the server answers the client preface with its SETTINGS frame.
+#[test]
+fn async_h2c_prior_knowledge() {
+    crate::support::within(Duration::from_secs(60), || {
+        let server = Server::start(Engine::Async);
+        let mut raw: Raw = server.raw();
+        let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        // An empty SETTINGS frame: length 0, type 4, flags 0, stream 0.
+        preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        raw.send(&preface).expect("send preface");
+        let mut frame = [0u8; 9];
+        raw.stream().read_exact(&mut frame).expect("a frame back");
+        assert_eq!(frame[3], 4, "first frame is SETTINGS: {frame:?}");
+    });
+}
