@@ -135,7 +135,8 @@ impl Flags {
 /// A bad configuration, an unusable data directory, a port that cannot be
 /// bound, or an engine that fails to start.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = tuning::load(&args.flags.into_load_options()).context("loading the configuration")?;
+    let loaded =
+        tuning::load(&args.flags.into_load_options()).context("loading the configuration")?;
     install_tracing(&loaded.config.log_level);
     let settings: Vec<SettingEntry> = loaded
         .provenance
