@@ -1,12 +1,211 @@
-//! `recon tune` (being built).
+//! `recon tune`: recommend server settings for this machine, an instance type, or given resources,
+//! and print them as a table with reasons, env vars, TOML, JSON or a compose `environment:` block.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use tuning::catalog;
+use tuning::units::parse_size;
+use tuning::{Profile, Recommendation, Resources, ServerSettings, env_names, recommend};
+
+/// Output formats of `recon tune`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Each value with the reason for it.
+    Table,
+    /// `NAME=value` lines: the `RECON_*` names and the Waitress/Uvicorn names.
+    Env,
+    /// A `recon.toml` with each reason as a comment.
+    Toml,
+    /// One JSON object.
+    Json,
+    /// A docker-compose `environment:` block.
+    Compose,
+}
 
 /// Arguments of `recon tune`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// vCPUs to tune for, e.g. `16` or `1.5` (with --memory).
+    #[arg(long, requires = "memory", conflicts_with = "instance", value_parser = parse_cpus)]
+    vcpus: Option<u32>,
+    /// Memory to tune for, e.g. `32GiB`, `32G`, `512MiB` (with --vcpus).
+    #[arg(long, requires = "vcpus", conflicts_with = "instance", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// A cloud instance type, e.g. `c5.4xlarge` (c5, m5 and r5 families).
+    #[arg(long, value_parser = parse_instance)]
+    instance: Option<&'static catalog::Instance>,
+    /// Workload profile: balanced, large-files, high-concurrency, memory-constrained.
+    #[arg(long, default_value = "balanced", value_parser = parse_profile)]
+    profile: Profile,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+fn parse_cpus(text: &str) -> Result<u32, String> {
+    tuning::parse_vcpus(text)
+        .ok_or_else(|| "expected a positive number of vCPUs, e.g. 16 or 1.5".to_owned())
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    parse_size(text)
+        .ok()
+        .filter(|b| *b > 0)
+        .ok_or_else(|| "expected a size such as 32GiB, 32G or 512MiB".to_owned())
+}
+
+fn parse_instance(text: &str) -> Result<&'static catalog::Instance, String> {
+    catalog::find(text).ok_or_else(|| {
+        let families: Vec<_> = catalog::INSTANCES.iter().map(|i| i.name).collect();
+        format!("unknown instance type; known: {}", families.join(", "))
+    })
+}
+
+fn parse_profile(text: &str) -> Result<Profile, String> {
+    text.parse::<Profile>().map_err(|e| e.to_string())
+}
 
 /// Runs `recon tune`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("recon tune is not built yet")
+///
+/// # Errors
+/// Detection failing when neither `--vcpus`/`--memory` nor `--instance` is given.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (resources, label) = match (args.instance, args.vcpus, args.memory) {
+        (Some(instance), _, _) => (instance.resources(), instance.name.to_owned()),
+        (None, Some(cpu), Some(mem)) => (Resources::from_millis(cpu, mem), "given".to_owned()),
+        _ => {
+            let found = tuning::detect::detect().context("detecting this machine's resources")?;
+            let label = format!(
+                "detected: CPU from {}, memory from {}",
+                found.cpu, found.memory
+            );
+            (found.resources, label)
+        }
+    };
+    let rec = recommend(&resources, args.profile);
+    let out = match args.format {
+        Format::Table => table(&rec, &label),
+        Format::Env => env(&rec, &label),
+        Format::Toml => toml(&rec, &label),
+        Format::Json => json(&rec, &label)?,
+        Format::Compose => compose(&rec),
+    };
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn heading(rec: &Recommendation, label: &str) -> String {
+    format!(
+        "recon tune: {} ({label}), profile {}, memory budget {}",
+        rec.resources,
+        rec.profile,
+        tuning::units::format_size_approx(rec.memory_budget)
+    )
+}
+
+fn table(rec: &Recommendation, label: &str) -> String {
+    let rows = rec.rows();
+    let kw = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
+    let vw = rows.iter().map(|r| r.value.len()).max().unwrap_or(0);
+    let mut out = format!("{}\n\n", heading(rec, label));
+    let _ = writeln!(out, "{:kw$}  {:vw$}  reason", "setting", "value");
+    for r in rows {
+        let _ = writeln!(out, "{:kw$}  {:vw$}  {}", r.key, r.value, r.reason);
+    }
+    out
+}
+
+/// A setting's value as environment variables spell it: whole seconds, plain bytes.
+fn plain(key: &str, s: &ServerSettings) -> String {
+    match key {
+        "threads" => s.threads.to_string(),
+        "workers" => s.workers.to_string(),
+        "connection_limit" => s.connection_limit.to_string(),
+        "cleanup_interval" => s.cleanup_interval.as_secs().to_string(),
+        "channel_timeout" => s.channel_timeout.as_secs().to_string(),
+        "recv_bytes" => s.recv_bytes.to_string(),
+        "send_bytes" => s.send_bytes.to_string(),
+        "max_request_body_size" => s.max_request_body_size.to_string(),
+        "max_request_header_size" => s.max_request_header_size.to_string(),
+        "backlog" => s.backlog.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `(name, value)` for every recommended setting: the `RECON_*` name, then
+/// (when `aliases`) the Waitress/Uvicorn names operators already use.
+fn env_pairs(rec: &Recommendation, aliases: bool) -> Vec<(&'static str, String)> {
+    let s = rec.settings();
+    let mut pairs = vec![("RECON_PROFILE", rec.profile.to_string())];
+    for row in rec.rows() {
+        let value = plain(row.key, &s);
+        for (i, name) in env_names(row.key).iter().enumerate() {
+            let alias = name.starts_with("WAITRESS_") || name.starts_with("UVICORN_");
+            if i == 0 || (aliases && alias) {
+                pairs.push((name, value.clone()));
+            }
+        }
+    }
+    pairs
+}
+
+fn env(rec: &Recommendation, label: &str) -> String {
+    let mut out = format!("# {}\n", heading(rec, label));
+    for (name, value) in env_pairs(rec, true) {
+        let _ = writeln!(out, "{name}={value}");
+    }
+    out
+}
+
+fn compose(rec: &Recommendation) -> String {
+    let mut out = String::from("    environment:\n");
+    for (name, value) in env_pairs(rec, false) {
+        let _ = writeln!(out, "      {name}: \"{value}\"");
+    }
+    out
+}
+
+fn toml(rec: &Recommendation, label: &str) -> String {
+    let mut out = format!("# {}\nprofile = \"{}\"\n", heading(rec, label), rec.profile);
+    let s = rec.settings();
+    for row in rec.rows() {
+        let value = match row.key {
+            "cleanup_interval"
+            | "channel_timeout"
+            | "max_request_body_size"
+            | "max_request_header_size" => format!("\"{}\"", row.value),
+            key => plain(key, &s),
+        };
+        let _ = write!(out, "\n# {}\n{} = {value}\n", row.reason, row.key);
+    }
+    out
+}
+
+fn json(rec: &Recommendation, label: &str) -> anyhow::Result<String> {
+    let s = rec.settings();
+    let settings: serde_json::Map<String, serde_json::Value> = rec
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let number: u64 = plain(row.key, &s).parse().unwrap_or_default();
+            let entry =
+                serde_json::json!({ "value": number, "text": row.value, "reason": row.reason });
+            (row.key.to_owned(), entry)
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "resources": {
+            "vcpus": rec.resources.cpu_millis as f64 / 1000.0,
+            "memory_bytes": rec.resources.memory_bytes,
+            "source": label,
+        },
+        "profile": rec.profile.as_str(),
+        "memory_budget_bytes": rec.memory_budget,
+        "settings": settings,
+    });
+    let mut text = serde_json::to_string_pretty(&doc)?;
+    text.push('\n');
+    Ok(text)
 }

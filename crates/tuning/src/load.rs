@@ -281,6 +281,7 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         .collect();
     let figment = merge(layers.iter().copied());
     let raw: RawConfig = figment.extract().map_err(layering)?;
+    let keys_file = raw.api_keys_file.clone();
     let config = build(raw)?;
 
     let sources: HashMap<String, Source> = layers
@@ -311,7 +312,11 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         .iter()
         .map(|spec| Entry {
             key: spec.key,
-            value: show_value(spec.key, &config, &resources, profile),
+            value: match (spec.key, &keys_file) {
+                ("api_keys_file", Some(path)) => path.display().to_string(),
+                ("api_keys_file", None) => "(none)".to_owned(),
+                (key, _) => show_value(key, &config, &resources, profile),
+            },
             source: source_of(spec.key),
         })
         .collect();
@@ -694,7 +699,6 @@ fn show_value(key: &str, c: &Config, r: &Resources, profile: Profile) -> String 
             1 => "1 key (redacted)".to_owned(),
             n => format!("{n} keys (redacted)"),
         },
-        "api_keys_file" => "(see api_keys)".to_owned(),
         "protect_ops" => c.protect_ops.to_string(),
         "job_threads" => c.job_threads.to_string(),
         "log_level" => c.log_level.clone(),

@@ -220,7 +220,7 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
     let budget_text = format!(
         "1/{} of {} RAM",
         s.budget_den,
-        format_size(resources.memory_bytes)
+        crate::units::format_size_approx(resources.memory_bytes)
     );
 
     // Threads from CPUs, then the memory cap.
@@ -380,7 +380,8 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
         },
         backlog: Recommended {
             value: u32::try_from(backlog).unwrap_or(4096),
-            reason: "connection_limit clamped to 128..=4096: waiting clients queue here".to_owned(),
+            reason: "connection_limit kept within 128..=4096: waiting clients queue here"
+                .to_owned(),
         },
     }
 }

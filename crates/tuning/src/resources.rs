@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::units::format_size;
+use crate::units::format_size_approx;
 
 /// CPU and memory available to recon: from arguments, an instance type, or detection.
 ///
@@ -54,7 +54,7 @@ impl fmt::Display for Resources {
             f,
             "{} vCPU, {}",
             self.vcpus_display(),
-            format_size(self.memory_bytes)
+            format_size_approx(self.memory_bytes)
         )
     }
 }

@@ -66,6 +66,23 @@ pub fn format_size(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// Prints a size for people, rounded to one decimal when not exact: `23.5GiB`, `512MiB`.
+pub fn format_size_approx(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+    for (shift, name) in UNITS {
+        let unit = 1u64 << shift;
+        if bytes >= unit {
+            let tenths = (u128::from(bytes) * 10 + u128::from(unit) / 2) / u128::from(unit);
+            return if tenths % 10 == 0 {
+                format!("{}{name}", tenths / 10)
+            } else {
+                format!("{}.{}{name}", tenths / 10, tenths % 10)
+            };
+        }
+    }
+    format!("{bytes}B")
+}
+
 /// Prints a duration the way [`parse_duration`] reads it: `20s`, `10m`, `1500ms`.
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
@@ -157,6 +174,9 @@ mod tests {
             assert_eq!(parse_size(&format_size(bytes)), Ok(bytes));
         }
         assert_eq!(format_size(262_144), "256KiB");
+        assert_eq!(format_size_approx(24_684_084 * 1024), "23.5GiB");
+        assert_eq!(format_size_approx(32 << 30), "32GiB");
+        assert_eq!(format_size_approx(1000), "1000B");
         for millis in [250, 1000, 20_000, 120_000, 600_000, 3_600_000, 5_400_000] {
             let d = Duration::from_millis(millis);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));

@@ -1,1 +1,254 @@
-//! (being built)
+//! `recon tune` and `recon config show` through the real binary, with a cleared environment.
+
+// Helpers outside #[test] fns unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `recon args` in `cwd` with exactly `env` as its environment.
+fn recon_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recon"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+/// Runs `recon args` in an empty directory (so no `recon.toml` is picked up).
+fn recon(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    recon_in(dir.path(), args, env)
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Resources pinned so `config show` does not depend on this machine.
+const PINNED: &[(&str, &str)] = &[("RECON_VCPUS", "16"), ("RECON_MEMORY", "32GiB")];
+
+#[test]
+fn tune_instance_table_shows_values_and_reasons() {
+    let text = stdout(&recon(&["tune", "--instance", "c5.4xlarge"], &[]));
+    assert!(text.contains("16 vCPU, 32GiB (c5.4xlarge)"), "{text}");
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} row in {text}"))
+            .to_owned()
+    };
+    assert!(line("threads").contains(" 12 "), "{text}");
+    assert!(line("threads").contains("75% of 16 vCPUs"), "{text}");
+    assert!(line("connection_limit").contains(" 2000 "), "{text}");
+    assert!(line("cleanup_interval").contains(" 20s "), "{text}");
+    assert!(line("channel_timeout").contains(" 3m "), "{text}");
+}
+
+#[test]
+fn tune_env_prints_recon_and_waitress_names() {
+    let text = stdout(&recon(
+        &["tune", "--instance", "c5.2xlarge", "--format", "env"],
+        &[],
+    ));
+    for want in [
+        "RECON_THREADS=6",
+        "WAITRESS_THREADS=6",
+        "RECON_CONNECTION_LIMIT=1000",
+        "WAITRESS_CONNECTION_LIMIT=1000",
+        "WAITRESS_CLEANUP_INTERVAL=30",
+        "WAITRESS_CHANNEL_TIMEOUT=120",
+        "WAITRESS_RECV_BYTES=65536",
+        "WAITRESS_SEND_BYTES=65536",
+        "UVICORN_WORKERS=8",
+        "RECON_PROFILE=balanced",
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} missing in {text}");
+    }
+}
+
+#[test]
+fn tune_env_output_loads_back_as_the_same_settings() {
+    let text = stdout(&recon(
+        &[
+            "tune",
+            "--vcpus",
+            "4",
+            "--memory",
+            "8GiB",
+            "--profile",
+            "large-files",
+            "--format",
+            "env",
+        ],
+        &[],
+    ));
+    let mut env: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    // Tuned for a different box: every value must come from the env, not tuning.
+    env.extend([("RECON_VCPUS", "64"), ("RECON_MEMORY", "256GiB")]);
+    let shown = stdout(&recon(&["config", "show", "--format", "json"], &env));
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(json["threads"]["value"], "4");
+    assert_eq!(json["threads"]["source"], "env RECON_THREADS");
+    assert_eq!(json["recv_bytes"]["value"], "262144");
+    assert_eq!(json["channel_timeout"]["value"], "10m");
+}
+
+#[test]
+fn tune_compose_prints_an_environment_block() {
+    let text = stdout(&recon(
+        &["tune", "--instance", "c5.4xlarge", "--format", "compose"],
+        &[],
+    ));
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("    environment:"));
+    assert!(text.contains("      RECON_THREADS: \"12\"\n"), "{text}");
+    assert!(
+        text.contains("      RECON_CONNECTION_LIMIT: \"2000\"\n"),
+        "{text}"
+    );
+    assert!(lines.all(|l| l.starts_with("      RECON_")), "{text}");
+}
+
+#[test]
+fn tune_json_and_toml() {
+    let text = stdout(&recon(
+        &[
+            "tune",
+            "--instance",
+            "c5.4xlarge",
+            "--profile",
+            "large-files",
+            "--format",
+            "json",
+        ],
+        &[],
+    ));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["profile"], "large-files");
+    assert_eq!(json["settings"]["threads"]["value"], 8);
+    assert_eq!(json["settings"]["connection_limit"]["value"], 500);
+    assert_eq!(json["settings"]["channel_timeout"]["value"], 600);
+    assert_eq!(json["settings"]["recv_bytes"]["value"], 262_144);
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout(&recon_in(
+        dir.path(),
+        &[
+            "tune", "--vcpus", "1.5", "--memory", "2GiB", "--format", "toml",
+        ],
+        &[],
+    ));
+    std::fs::write(dir.path().join("recon.toml"), &text).unwrap();
+    // ./recon.toml is picked up by default and loads cleanly.
+    let shown = stdout(&recon_in(dir.path(), &["config", "show"], PINNED));
+    assert!(shown.contains("config file: recon.toml"), "{shown}");
+    let threads = shown.lines().find(|l| l.starts_with("threads ")).unwrap();
+    assert!(threads.ends_with("file recon.toml"), "{threads}");
+}
+
+#[test]
+fn tune_rejects_unknown_instance_and_half_resources() {
+    let out = recon(&["tune", "--instance", "t2.nano"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown instance type"));
+    let out = recon(&["tune", "--vcpus", "4"], &[]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn config_show_names_each_source() {
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("WAITRESS_THREADS", "7"),
+        ("RECON_PORT", "9100"),
+        ("SERVER_TYPE", "waitress"),
+    ];
+    let text = stdout(&recon(&["config", "show"], &env));
+    let row = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} row in {text}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row("threads"), "7 env WAITRESS_THREADS");
+    assert_eq!(row("port"), "9100 env RECON_PORT");
+    assert_eq!(row("engine"), "threaded env SERVER_TYPE");
+    assert_eq!(row("connection_limit"), "2000 tuning");
+    assert_eq!(row("host"), "127.0.0.1 default");
+    assert_eq!(row("vcpus"), "16 env RECON_VCPUS");
+}
+
+#[test]
+fn config_show_redacts_api_keys() {
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("RECON_API_KEYS", "hunter2,swordfish"),
+    ];
+    for format in ["table", "json", "toml"] {
+        let text = stdout(&recon(&["config", "show", "--format", format], &env));
+        assert!(!text.contains("hunter2"), "{format}: {text}");
+        assert!(!text.contains("swordfish"), "{format}: {text}");
+        assert!(text.contains("2 keys (redacted)"), "{format}: {text}");
+    }
+}
+
+#[test]
+fn config_show_with_config_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prod.toml");
+    std::fs::write(&file, "connection_limit = 42\n").unwrap();
+    let file = file.display().to_string();
+    let text = stdout(&recon(
+        &["config", "show", "--config", &file, "--format", "json"],
+        PINNED,
+    ));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["connection_limit"]["value"], "42");
+    assert_eq!(
+        json["connection_limit"]["source"],
+        format!("file {file}").as_str()
+    );
+}
+
+#[test]
+fn bad_waitress_threads_exits_2_with_the_message() {
+    let env = [PINNED[0], PINNED[1], ("WAITRESS_THREADS", "abc")];
+    let out = recon(&["config", "show"], &env);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"WAITRESS_THREADS="abc": expected a whole number from 1 to 1024"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_file_key_exits_2_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("recon.toml"), "treads = 4\n").unwrap();
+    let out = recon_in(dir.path(), &["config", "show"], PINNED);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("recon.toml: unknown key `treads`; did you mean `threads`?"),
+        "{stderr}"
+    );
+}
