@@ -350,9 +350,27 @@ pub fn read_record(dir: &Path) -> Option<JobRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// How far a `job.json` write must get before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Atomic and fsynced: accepted and final states.
+    Synced,
+    /// Atomic only: start and progress, worthless after a crash (the job is
+    /// then `interrupted` whatever it said).
+    Atomic,
+}
+
 fn write_record(dir: &Path, rec: &JobRecord) -> io::Result<()> {
+    write_record_with(dir, rec, Durability::Synced)
+}
+
+fn write_record_with(dir: &Path, rec: &JobRecord, durability: Durability) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(rec).map_err(io::Error::other)?;
-    durable::write_atomic(&dir.join("job.json"), &json)
+    let path = dir.join("job.json");
+    match durability {
+        Durability::Synced => durable::write_atomic(&path, &json),
+        Durability::Atomic => durable::write_atomic_unsynced(&path, &json),
+    }
 }
 
 /// Runs one job on a pool thread, recording every state change.
@@ -360,7 +378,7 @@ fn run(dir: &Path, mut rec: JobRecord, store: &DatasetStore, rules: &str) {
     let started = Instant::now();
     rec.state = JobState::Running;
     rec.started = Some(durable::now_rfc3339());
-    if let Err(e) = write_record(dir, &rec) {
+    if let Err(e) = write_record_with(dir, &rec, Durability::Atomic) {
         tracing::error!(job = %rec.id, error = %e, "could not record job start");
     }
     let span = tracing::info_span!("job", id = %rec.id);
@@ -426,7 +444,7 @@ fn execute(
         if let Ok(mut r) = progress_rec.lock() {
             r.state = JobState::Running;
             r.progress = Progress { done, total };
-            let _ = write_record(dir, &r);
+            let _ = write_record_with(dir, &r, Durability::Atomic);
         }
     };
     let total = (left.rows + right.rows) as u64;
