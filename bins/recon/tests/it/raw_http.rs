@@ -72,10 +72,7 @@ fn parse_all(mut bytes: &[u8]) -> Vec<Resp> {
             .header("transfer-encoding")
             .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
         {
-            loop {
-                let Some(eol) = find(bytes, b"\r\n") else {
-                    break;
-                };
+            while let Some(eol) = find(bytes, b"\r\n") {
                 let size_text = String::from_utf8_lossy(&bytes[..eol]).into_owned();
                 let size =
                     usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
@@ -226,7 +223,7 @@ fn http10_keep_alive_rules(engine: Engine) {
 
     let mut raw = server.raw();
     raw.send(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
+        .expect("send");
     let first = raw.read_response(PROMPT).expect("first response");
     assert_eq!(first.status, 200);
     assert!(
@@ -236,7 +233,7 @@ fn http10_keep_alive_rules(engine: Engine) {
         "{:?}",
         first.headers
     );
-    raw.send(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+    raw.send(b"GET /health HTTP/1.0\r\n\r\n").expect("send");
     assert_eq!(
         raw.read_response(PROMPT).expect("second response").status,
         200
@@ -325,7 +322,7 @@ fn idle_keep_alive_closes_after_channel_timeout(engine: Engine) {
     let server = quick_timeouts(engine);
     let mut raw = server.raw();
     raw.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+        .expect("send");
     assert_eq!(raw.read_response(PROMPT).expect("response").status, 200);
     let started = Instant::now();
     assert!(
@@ -345,7 +342,7 @@ fn stalled_body_times_out(engine: Engine) {
     raw.send(
         b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\nid,amount\n",
     )
-    .unwrap();
+    .expect("send");
     let started = Instant::now();
     if let Some(r) = raw.read_response(Duration::from_secs(5)) {
         assert!((400..500).contains(&r.status), "{}", r.status);
@@ -368,13 +365,14 @@ fn connection_limit_plus_one_waits(engine: Engine) {
     let mut a = server.raw();
     let mut b = server.raw();
     for c in [&mut a, &mut b] {
-        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
         assert_eq!(c.read_response(PROMPT).expect("served").status, 200);
     }
     let mut third = server.raw();
     third
         .send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+        .expect("send");
     assert!(
         third.read_response(Duration::from_millis(700)).is_none(),
         "third client served past the connection limit"
