@@ -562,3 +562,17 @@ fn output_bytes_do_not_depend_on_thread_count() {
         assert!(text.contains(&format!(",{status},")), "no {status} rows");
     }
 }
+
+#[test]
+fn the_documented_example_rules_parse() {
+    let doc = include_str!("../../../../docs/rules.md");
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let rules = Rules::from_toml_str(&doc[start..end], "docs/rules.md").unwrap();
+    let names: Vec<&str> = rules.passes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["reference", "split", "amount-date-name", "fee-deducted"]
+    );
+    assert_eq!(rules.left.extra, ["cost_center"]);
+}
