@@ -242,27 +242,20 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         .profile
         .parse::<Profile>()
         .map_err(|e| ConfigError::Layering(e.to_string()))?;
-    let mut detected = Layer {
-        source: Source::Detected(Origin::Host),
-        dict: Dict::new(),
-    };
+    // Detect only what no layer gave; each figure is its own layer so its origin shows.
+    let mut detected: Vec<Layer> = Vec::new();
     let resources = match (inputs.vcpus, inputs.memory) {
         (Some(cpu), Some(mem)) => Resources::from_millis(cpu, mem),
         (cpu, mem) => {
             let found = detect::detect()?;
-            let mut origin = found.cpu;
             if cpu.is_none() {
-                detected
-                    .dict
-                    .insert("vcpus".into(), Value::from(found.resources.cpu_millis));
+                let value = Value::from(found.resources.cpu_millis);
+                detected.push(keyed("vcpus", value, Source::Detected(found.cpu)));
             }
             if mem.is_none() {
-                detected
-                    .dict
-                    .insert("memory".into(), Value::from(found.resources.memory_bytes));
-                origin = found.memory;
+                let value = Value::from(found.resources.memory_bytes);
+                detected.push(keyed("memory", value, Source::Detected(found.memory)));
             }
-            detected.source = Source::Detected(origin);
             Resources::from_millis(
                 cpu.unwrap_or(found.resources.cpu_millis),
                 mem.unwrap_or(found.resources.memory_bytes),
@@ -275,8 +268,10 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         dict: server_values(&recommendation.settings()),
     };
 
-    let layers: Vec<&Layer> = [&defaults, &detected, &tuning]
+    let layers: Vec<&Layer> = [&defaults]
         .into_iter()
+        .chain(&detected)
+        .chain([&tuning])
         .chain(&upper)
         .collect();
     let figment = merge(layers.iter().copied());
@@ -592,20 +587,19 @@ fn flag_layers(opts: &LoadOptions) -> Result<Vec<Layer>, ConfigError> {
             ("vcpus", Value::from(r.cpu_millis), "--vcpus"),
             ("memory", Value::from(r.memory_bytes), "--memory"),
         ] {
-            let mut dict = Dict::new();
-            dict.insert(key.to_owned(), value);
-            layers.push(Layer {
-                source: Source::Flag(flag.to_owned()),
-                dict,
-            });
+            layers.push(keyed(key, value, Source::Flag(flag.to_owned())));
         }
     }
     Ok(layers)
 }
 
 fn single(spec: &Spec, value: Value, source: Source) -> Layer {
+    keyed(spec.key, value, source)
+}
+
+fn keyed(key: &str, value: Value, source: Source) -> Layer {
     let mut dict = Dict::new();
-    dict.insert(spec.key.to_owned(), value);
+    dict.insert(key.to_owned(), value);
     Layer { source, dict }
 }
 

@@ -168,6 +168,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_size_and_duration_round_trips(bytes: u64, millis in 0u64..(1 << 50)) {
+            proptest::prop_assert_eq!(parse_size(&format_size(bytes)), Ok(bytes));
+            let d = Duration::from_millis(millis);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
     #[test]
     fn printing_round_trips() {
         for bytes in [0, 10, 1000, 65536, 262_144, 512 << 20, 32 << 30, 3 << 40] {

@@ -423,3 +423,27 @@ fn every_flag_field_is_a_setting() {
         }
     }
 }
+
+#[test]
+fn errors_are_send_sync_static() {
+    fn check<T: Send + Sync + 'static + std::error::Error>() {}
+    check::<ConfigError>();
+}
+
+#[test]
+fn detection_fills_only_what_was_not_given() {
+    let opts = LoadOptions::default();
+    let vars = vec![("RECON_VCPUS".to_owned(), "3".to_owned())];
+    let loaded = load_from(&opts, &vars).unwrap();
+    assert_eq!(loaded.resources.cpu_millis, 3000);
+    assert_eq!(loaded.provenance.source("vcpus"), Some(&env("RECON_VCPUS")));
+    assert!(
+        matches!(
+            loaded.provenance.source("memory"),
+            Some(Source::Detected(_))
+        ),
+        "{:?}",
+        loaded.provenance.source("memory")
+    );
+    assert_eq!(loaded.config.server.threads.get(), 2);
+}
