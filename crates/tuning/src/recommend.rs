@@ -386,6 +386,47 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
     }
 }
 
+/// The reference table docs/configuration.md shows: every profile's
+/// recommendation for nine sizes from 1 vCPU / 512 MiB to 96 vCPU / 192 GiB, as Markdown.
+pub fn reference_table_markdown() -> String {
+    use std::fmt::Write as _;
+    let sizes = [
+        Resources::new(1, 512 * MIB),
+        Resources::from_millis(1500, 2 * GIB),
+        Resources::new(2, 4 * GIB),
+        Resources::new(4, 8 * GIB),
+        Resources::new(8, 16 * GIB),
+        Resources::new(12, 24 * GIB),
+        Resources::new(16, 32 * GIB),
+        Resources::new(48, 96 * GIB),
+        Resources::new(96, 192 * GIB),
+    ];
+    let mut out = String::new();
+    for profile in Profile::ALL {
+        let _ = write!(
+            out,
+            "\n**{profile}**\n\n\
+             | resources | threads | workers | connection_limit | cleanup_interval | channel_timeout | recv/send | backlog |\n\
+             |---|---|---|---|---|---|---|---|\n"
+        );
+        for r in sizes {
+            let s = recommend(&r, profile).settings();
+            let _ = writeln!(
+                out,
+                "| {r} | {} | {} | {} | {} | {} | {} | {} |",
+                s.threads,
+                s.workers,
+                s.connection_limit,
+                format_duration(s.cleanup_interval),
+                format_duration(s.channel_timeout),
+                s.recv_bytes,
+                s.backlog
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

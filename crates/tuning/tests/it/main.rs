@@ -4,4 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod detect;
+mod docs;
 mod layering;
