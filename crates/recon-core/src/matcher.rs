@@ -796,6 +796,18 @@ fn commit(
     }
 }
 
+/// Whether record `i` has every text role of the duplicate key: a record
+/// missing its id, reference, counterparty or description is never a duplicate.
+fn key_complete(side: &Side, prep: &Prepared, roles: &[Role], i: usize) -> bool {
+    roles.iter().all(|role| match role {
+        Role::Id => text_at(&side.id, i).is_some(),
+        Role::Reference => prep.normalized.as_ref().is_some_and(|k| k.present(i)),
+        Role::Counterparty => text_at(&side.counterparty, i).is_some(),
+        Role::Description => text_at(&side.description, i).is_some(),
+        Role::Amount | Role::Currency | Role::Date => true,
+    })
+}
+
 /// Hash of record `i`'s duplicate key.
 fn dup_hash(side: &Side, prep: &Prepared, roles: &[Role], i: usize) -> u64 {
     let mut h: u64 = 0x51_7cc1_b727_220a;
@@ -838,6 +850,7 @@ fn duplicates(side: &Side, prep: &Prepared, roles: &[Role], s: usize, state: &mu
     }
     let mut keyed: Vec<(u64, u32)> = (0..side.len())
         .into_par_iter()
+        .filter(|&i| key_complete(side, prep, roles, i))
         .map(|i| (dup_hash(side, prep, roles, i), i as u32))
         .collect();
     keyed.par_sort_unstable();

@@ -12,7 +12,10 @@
 //! currency, amount_diff, date_diff_days`. Amounts are exact decimals in major
 //! units of the record's currency (strings in CSV/NDJSON, `Decimal128(38, s)`
 //! in Parquet with `s` the largest minor-unit count among the currencies
-//! present); `score` has 4 decimals in CSV.
+//! present); `score` has 4 decimals in CSV. The mappings' `extra` columns
+//! follow, carried through unchanged: `left_<name>` for each left extra (empty
+//! on right rows), then `right_<name>` for each right extra (in NDJSON: an
+//! `extra` object with the record's own extra columns).
 
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
@@ -136,6 +139,9 @@ impl FromStr for StatusFilter {
 /// One output row, borrowed.
 struct Row<'a> {
     side: SideName,
+    /// The record's side and row, for its extra columns.
+    source: &'a Side,
+    index: usize,
     a: &'a Assignment,
     record_id: &'a str,
     line: u64,
@@ -221,6 +227,8 @@ fn for_each_row<'a>(
         };
         f(&Row {
             side,
+            source: s,
+            index: i,
             a,
             record_id,
             line: s.line[i],
@@ -260,9 +268,15 @@ pub fn write_results_csv(
     filter: &StatusFilter,
 ) -> Result<(), OutputError> {
     let mut w = BufWriter::with_capacity(1 << 16, writer);
-    w.write_all(COLUMNS.join(",").as_bytes())?;
-    w.write_all(b"\n")?;
-    let mut buf = String::with_capacity(256);
+    let mut buf = COLUMNS.join(",");
+    for (prefix, side) in [("left_", left), ("right_", right)] {
+        for (name, _) in &side.extra {
+            buf.push(',');
+            push_csv_field(&mut buf, &format!("{prefix}{name}"));
+        }
+    }
+    buf.push('\n');
+    w.write_all(buf.as_bytes())?;
     for_each_row(outcome, left, right, filter, |r| {
         buf.clear();
         // Writing into a String cannot fail.
@@ -304,12 +318,43 @@ pub fn write_results_csv(
         if let Some(d) = r.a.date_diff_days {
             let _ = write!(buf, "{d}");
         }
+        for (side, other) in [(SideName::Left, left), (SideName::Right, right)] {
+            for (_, col) in &other.extra {
+                buf.push(',');
+                if side == r.side
+                    && let Some(v) = extra_value(col, r.index)
+                {
+                    push_csv_field(&mut buf, v);
+                }
+            }
+        }
         buf.push('\n');
         w.write_all(buf.as_bytes())?;
         Ok(())
     })?;
     w.flush()?;
     Ok(())
+}
+
+fn extra_value(col: &crate::side::TextColumn, i: usize) -> Option<&str> {
+    if i < col.len() { col.get(i) } else { None }
+}
+
+/// A record's extra columns as a JSON object.
+struct Extras<'a> {
+    side: &'a Side,
+    index: usize,
+}
+
+impl Serialize for Extras<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.side.extra.len()))?;
+        for (name, col) in &self.side.extra {
+            map.serialize_entry(name, &extra_value(col, self.index))?;
+        }
+        map.end()
+    }
 }
 
 /// An amount serialized as an exact decimal string without allocating.
@@ -334,6 +379,7 @@ struct JsonRow<'a> {
     currency: &'a str,
     amount_diff: Option<Dec>,
     date_diff_days: Option<i32>,
+    extra: Extras<'a>,
 }
 
 /// Writes one JSON object per line per record passing `filter`, with the
@@ -374,6 +420,10 @@ pub fn write_results_ndjson(
                     })
                 }),
                 date_diff_days: r.a.date_diff_days,
+                extra: Extras {
+                    side: r.source,
+                    index: r.index,
+                },
             },
         )?;
         w.write_all(b"\n")?;
@@ -383,21 +433,34 @@ pub fn write_results_ndjson(
     Ok(())
 }
 
-/// The Arrow schema of `results.parquet` for amounts with `scale` decimals.
-pub fn results_schema(scale: i8) -> Schema {
-    Schema::new(vec![
-        Field::new("match_id", DataType::UInt32, true),
-        Field::new("side", DataType::Utf8, false),
-        Field::new("record_id", DataType::Utf8, false),
-        Field::new("line", DataType::UInt64, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("rule", DataType::Utf8, true),
-        Field::new("score", DataType::Float64, true),
-        Field::new("amount", DataType::Decimal128(38, scale), false),
-        Field::new("currency", DataType::Utf8, false),
-        Field::new("amount_diff", DataType::Decimal128(38, scale), true),
-        Field::new("date_diff_days", DataType::Int32, true),
-    ])
+/// The Arrow schema of `results.parquet` for amounts with `scale` decimals
+/// and the two sides' extra columns.
+pub fn results_schema(scale: i8, left: &Side, right: &Side) -> Schema {
+    let extras = [("left_", left), ("right_", right)]
+        .into_iter()
+        .flat_map(|(prefix, side)| {
+            side.extra
+                .iter()
+                .map(move |(name, _)| Field::new(format!("{prefix}{name}"), DataType::Utf8, true))
+        });
+    Schema::new(
+        vec![
+            Field::new("match_id", DataType::UInt32, true),
+            Field::new("side", DataType::Utf8, false),
+            Field::new("record_id", DataType::Utf8, false),
+            Field::new("line", DataType::UInt64, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("rule", DataType::Utf8, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new("amount", DataType::Decimal128(38, scale), false),
+            Field::new("currency", DataType::Utf8, false),
+            Field::new("amount_diff", DataType::Decimal128(38, scale), true),
+            Field::new("date_diff_days", DataType::Int32, true),
+        ]
+        .into_iter()
+        .chain(extras)
+        .collect::<Vec<_>>(),
+    )
 }
 
 struct Builders {
@@ -412,11 +475,12 @@ struct Builders {
     currency: StringBuilder,
     amount_diff: Decimal128Builder,
     date_diff: Int32Builder,
+    extras: Vec<StringBuilder>,
     rows: usize,
 }
 
 impl Builders {
-    fn new(scale: i8) -> Result<Self, ArrowError> {
+    fn new(scale: i8, extras: usize) -> Result<Self, ArrowError> {
         Ok(Self {
             match_id: UInt32Builder::new(),
             side: StringBuilder::new(),
@@ -429,13 +493,14 @@ impl Builders {
             currency: StringBuilder::new(),
             amount_diff: Decimal128Builder::new().with_precision_and_scale(38, scale)?,
             date_diff: Int32Builder::new(),
+            extras: (0..extras).map(|_| StringBuilder::new()).collect(),
             rows: 0,
         })
     }
 
     fn finish(&mut self, schema: &Arc<Schema>) -> Result<RecordBatch, ArrowError> {
         self.rows = 0;
-        let cols: Vec<ArrayRef> = vec![
+        let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.match_id.finish()),
             Arc::new(self.side.finish()),
             Arc::new(self.record_id.finish()),
@@ -456,6 +521,9 @@ impl Builders {
             ),
             Arc::new(self.date_diff.finish()),
         ];
+        for b in &mut self.extras {
+            cols.push(Arc::new(b.finish()));
+        }
         RecordBatch::try_new(schema.clone(), cols)
     }
 }
@@ -492,13 +560,13 @@ pub fn write_results_parquet(
         .max()
         .unwrap_or(2);
     let scale = i8::try_from(scale).unwrap_or(4);
-    let schema = Arc::new(results_schema(scale));
+    let schema = Arc::new(results_schema(scale, left, right));
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(BATCH_ROWS))
         .build();
     let mut pw = ArrowWriter::try_new(writer, schema.clone(), Some(props))?;
-    let mut b = Builders::new(scale)?;
+    let mut b = Builders::new(scale, left.extra.len() + right.extra.len())?;
     let widen = |units: i64, c: Currency| -> i128 {
         let up = u32::from(scale.unsigned_abs()).saturating_sub(u32::from(c.minor_units()));
         i128::from(units) * 10i128.pow(up)
@@ -516,6 +584,18 @@ pub fn write_results_parquet(
         b.amount_diff
             .append_option(r.a.amount_diff.map(|d| widen(d, r.currency)));
         b.date_diff.append_option(r.a.date_diff_days);
+        let mut k = 0;
+        for (side, other) in [(SideName::Left, left), (SideName::Right, right)] {
+            for (_, col) in &other.extra {
+                let v = if side == r.side {
+                    extra_value(col, r.index)
+                } else {
+                    None
+                };
+                b.extras[k].append_option(v);
+                k += 1;
+            }
+        }
         b.rows += 1;
         if b.rows == BATCH_ROWS {
             pw.write(&b.finish(&schema)?)?;

@@ -576,3 +576,54 @@ fn the_documented_example_rules_parse() {
     );
     assert_eq!(rules.left.extra, ["cost_center"]);
 }
+
+#[test]
+fn extra_columns_are_carried_through() {
+    let (mut l, mut r) = (
+        side("l", "a 100 USD 1 R1\nb 5 USD 1 -"),
+        side("r", "x 100 USD 1 R1"),
+    );
+    l.extra = vec![("cc".into(), [Some("north"), None].into_iter().collect())];
+    r.extra = vec![(
+        "memo,x".into(),
+        [Some("paid \"in\" full")].into_iter().collect(),
+    )];
+    let o = run(&l, &r, EXACT_REF);
+    let mut out = Vec::new();
+    write_results_csv(&o, &l, &r, &mut out, &StatusFilter::ALL).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].ends_with(",date_diff_days,left_cc,\"right_memo,x\""));
+    assert!(lines[1].ends_with(",0,north,"), "{}", lines[1]);
+    assert!(
+        lines[2].ends_with(",0,,\"paid \"\"in\"\" full\""),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].ends_with(",,,"), "{}", lines[3]);
+
+    let mut nd = Vec::new();
+    write_results_ndjson(&o, &l, &r, &mut nd, &StatusFilter::ALL).unwrap();
+    let rows: Vec<serde_json::Value> = nd
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["extra"]["cc"], "north");
+    assert_eq!(rows[1]["extra"]["memo,x"], "paid \"in\" full");
+    assert!(rows[2]["extra"]["cc"].is_null());
+
+    let mut pq = Vec::new();
+    write_results_parquet(&o, &l, &r, &mut pq, &StatusFilter::ALL).unwrap();
+    assert_eq!(&pq[..4], b"PAR1");
+}
+
+#[test]
+fn records_missing_a_key_part_are_not_duplicates() {
+    check(
+        "a 100 USD 1 -\nb 100 USD 1 -",
+        "x 100 USD 1 -",
+        "[duplicates]\nleft = [\"reference\", \"amount\"]\n[[pass]]\nname = \"amt\"\n",
+        "a=ambiguous/1 b=ambiguous/1 | x=ambiguous/1",
+    );
+}
