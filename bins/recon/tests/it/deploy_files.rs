@@ -93,8 +93,7 @@ fn dockerfile_instruction(name: &str) -> Vec<String> {
     let lines = dockerfile_lines();
     let line = lines
         .iter()
-        .filter(|l| l.split_whitespace().next() == Some(name))
-        .last()
+        .rfind(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or_else(|| panic!("no {name} in the Dockerfile"));
     let json = &line[line.find('[').expect("exec form")..=line.rfind(']').unwrap()];
     serde_json::from_str(json).unwrap()

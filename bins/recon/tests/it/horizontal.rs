@@ -1,1 +1,309 @@
-//! (being built)
+//! Horizontal scaling for real: three `recon serve` replicas (both engines
+//! mixed) on 127.0.0.1 behind a real nginx, one shared data directory. Upload
+//! through the balancer, reconcile, read results and events from every
+//! replica, SIGKILL one mid-run, and check the others keep serving and nothing
+//! completed is lost. Needs `nginx` on PATH (`.ci/run` installs it); runs with
+//! the slow suites (RECON_SLOW_TESTS=1).
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{self, Engine, Server};
+
+/// A real nginx balancing over the given upstreams, stopped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_binary() -> PathBuf {
+    for candidate in [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/bin/nginx",
+    ] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("nginx is not installed: `apt-get install nginx-light` (.ci/run does)");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Nginx {
+    fn start(upstreams: &[SocketAddr]) -> Nginx {
+        let dir = TempDir::new().unwrap();
+        let port = free_port();
+        let servers: String = upstreams
+            .iter()
+            .map(|a| format!("    server {a} max_fails=1 fail_timeout=30s;\n"))
+            .collect();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             upstream recon {{\n{servers}    keepalive 8;\n  }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    client_max_body_size 0;\n    proxy_request_buffering off;\n\
+             proxy_buffering off;\n    proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n\
+             proxy_next_upstream error timeout http_502;\n    proxy_connect_timeout 2s;\n\
+             location / {{ proxy_pass http://recon; }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {:?}",
+                std::fs::read_to_string(dir.path().join("error.log"))
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn body_text(res: ureq::http::Response<ureq::Body>) -> (u16, String) {
+    let status = res.status().as_u16();
+    let mut text = String::new();
+    res.into_body()
+        .into_reader()
+        .read_to_string(&mut text)
+        .unwrap();
+    (status, text)
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> (u16, String) {
+    body_text(agent.get(url).call().unwrap())
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn upload(agent: &ureq::Agent, nginx: &Nginx, path: &Path, name: &str) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let res = agent
+        .post(&nginx.url(&format!("/v1/datasets?name={name}")))
+        .header("Content-Type", "text/csv")
+        .send(&bytes[..])
+        .unwrap();
+    let (status, text) = body_text(res);
+    assert_eq!(status, 201, "upload of {name}: {text}");
+    json(&text)["id"].as_str().unwrap().to_owned()
+}
+
+fn start_job(
+    agent: &ureq::Agent,
+    nginx: &Nginx,
+    left: &str,
+    right: &str,
+    rules: &str,
+    wait: u32,
+) -> Value {
+    let body = serde_json::json!({"left": left, "right": right, "rules": rules}).to_string();
+    let res = agent
+        .post(&nginx.url(&format!("/v1/reconciliations?wait={wait}")))
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes())
+        .unwrap();
+    let (status, text) = body_text(res);
+    assert!(
+        status == 200 || status == 202,
+        "reconciliation: {status} {text}"
+    );
+    json(&text)
+}
+
+#[test]
+fn replicas_behind_nginx_share_datasets_jobs_and_results() {
+    if !support::slow_tests() {
+        eprintln!("skipped: set RECON_SLOW_TESTS=1 (CI does) to run the three-replica nginx test");
+        return;
+    }
+    support::within(Duration::from_secs(180), || {
+        let shared = Arc::new(TempDir::new().unwrap());
+        let mut replicas: Vec<Server> = [Engine::Async, Engine::Threaded, Engine::Async]
+            .into_iter()
+            .map(|e| Server::builder(e).data_dir(Arc::clone(&shared)).start())
+            .collect();
+        let nginx = Nginx::start(&replicas.iter().map(Server::addr).collect::<Vec<_>>());
+        let agent = support::agent_with_timeout(Duration::from_secs(60));
+
+        // A realistic generated case, written by the real binary.
+        let case = TempDir::new().unwrap();
+        let status = Command::new(env!("CARGO_BIN_EXE_recon"))
+            .args(["gen", "--records", "3000", "--seed", "11", "--out"])
+            .arg(case.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let rules = std::fs::read_to_string(case.path().join("rules.toml")).unwrap();
+
+        // Upload through the balancer: round robin spreads the two uploads.
+        let left = upload(&agent, &nginx, &case.path().join("left.csv"), "left");
+        let right = upload(&agent, &nginx, &case.path().join("right.csv"), "right");
+        for _ in 0..6 {
+            let (status, text) = get(&agent, &nginx.url(&format!("/v1/datasets/{left}")));
+            assert_eq!(status, 200, "dataset not visible on every replica: {text}");
+        }
+        // Each replica directly, too.
+        for r in &replicas {
+            let (status, _) = get(&agent, &r.url(&format!("/v1/datasets/{right}")));
+            assert_eq!(
+                status,
+                200,
+                "{} does not see the dataset",
+                r.engine().as_str()
+            );
+        }
+
+        // Reconcile, then read the job, its results and its events from every replica.
+        let job = start_job(&agent, &nginx, &left, &right, &rules, 60);
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let id = job["id"].as_str().unwrap().to_owned();
+        let (status, reference) = get(
+            &agent,
+            &nginx.url(&format!("/v1/reconciliations/{id}/results?format=csv")),
+        );
+        assert_eq!(status, 200);
+        let records =
+            data_lines(&case.path().join("left.csv")) + data_lines(&case.path().join("right.csv"));
+        assert_eq!(
+            reference.lines().count(),
+            1 + records - count_missing(&job),
+            "one row per accepted record plus a header"
+        );
+        for r in &replicas {
+            let (status, text) = get(&agent, &r.url(&format!("/v1/reconciliations/{id}")));
+            assert_eq!(status, 200);
+            assert_eq!(json(&text)["state"], "succeeded");
+            let (status, results) = get(
+                &agent,
+                &r.url(&format!("/v1/reconciliations/{id}/results?format=csv")),
+            );
+            assert_eq!(status, 200);
+            assert_eq!(results, reference, "results differ between replicas");
+            let (status, events) = get(&agent, &r.url(&format!("/v1/reconciliations/{id}/events")));
+            assert_eq!(status, 200);
+            assert!(
+                events.contains("succeeded"),
+                "events end without the final state: {events}"
+            );
+        }
+
+        // Start a job and SIGKILL a replica while it may be running.
+        let second = start_job(&agent, &nginx, &left, &right, &rules, 0);
+        let second_id = second["id"].as_str().unwrap().to_owned();
+        replicas[0].kill();
+        for _ in 0..12 {
+            let (status, _) = get(&agent, &nginx.url("/health"));
+            assert_eq!(
+                status, 200,
+                "the balancer stopped serving after one replica died"
+            );
+            let (status, results) = get(
+                &agent,
+                &nginx.url(&format!("/v1/reconciliations/{id}/results?format=csv")),
+            );
+            assert_eq!(status, 200);
+            assert_eq!(results, reference, "a completed result changed or was lost");
+        }
+
+        // The second job ends succeeded, or failed as interrupted if it ran on the dead
+        // replica: never stuck half-written. Restarting the dead replica recovers it.
+        let restarted = replicas.remove(0).restart();
+        replicas.push(restarted);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let final_state = loop {
+            let (status, text) = get(
+                &agent,
+                &nginx.url(&format!("/v1/reconciliations/{second_id}")),
+            );
+            assert_eq!(status, 200);
+            let job = json(&text);
+            match job["state"].as_str().unwrap() {
+                "succeeded" => break job,
+                "failed" => break job,
+                _ => {
+                    assert!(Instant::now() < deadline, "job stuck: {job}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        let (status, results) = get(
+            &agent,
+            &nginx.url(&format!(
+                "/v1/reconciliations/{second_id}/results?format=csv"
+            )),
+        );
+        if final_state["state"] == "succeeded" {
+            assert_eq!(status, 200);
+            assert_eq!(
+                results, reference,
+                "the same inputs and rules must give the same results"
+            );
+        } else {
+            assert!(
+                final_state["error"].to_string().contains("interrupted"),
+                "{final_state}"
+            );
+            assert_ne!(status, 200, "a failed job must not serve results");
+        }
+    });
+}
+
+/// Data rows of a generated CSV (no quoted newlines in generated files).
+fn data_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count() - 1
+}
+
+/// Records quarantined by the rules are not result rows; the summary counts them.
+fn count_missing(job: &Value) -> usize {
+    let rejects = |side: &str| job["summary"][side]["rejects"].as_u64().unwrap_or(0) as usize;
+    rejects("left") + rejects("right")
+}

@@ -158,6 +158,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Uses `dir` as the data directory, e.g. one shared by several replicas.
+    pub fn data_dir(mut self, dir: Arc<TempDir>) -> Self {
+        self.data_dir = Some(dir);
+        self
+    }
+
     /// Starts the server, panicking with its log when it does not come up.
     pub fn start(self) -> Server {
         match self.try_start() {
