@@ -480,6 +480,8 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
             toml::Value::String(s) => RawValue::Text(s.clone()),
             toml::Value::Integer(i) => RawValue::Int(*i),
             toml::Value::Boolean(b) => RawValue::Bool(*b),
+            // `vcpus = 1.5`; any other setting rejects the text as it would from env.
+            toml::Value::Float(f) => RawValue::Text(f.to_string()),
             toml::Value::Array(items) => {
                 let strings: Option<Vec<String>> = items
                     .iter()
@@ -575,9 +577,8 @@ fn flag_layers(opts: &LoadOptions) -> Result<Vec<Layer>, ConfigError> {
         layers.push(single(spec, value, Source::Flag(spec.flag.to_owned())));
     }
     if let Some(profile) = opts.profile {
-        let spec = settings::spec("profile").unwrap_or(&SPECS[0]);
-        layers.push(single(
-            spec,
+        layers.push(keyed(
+            "profile",
             Value::from(profile.as_str()),
             Source::Flag("--profile".into()),
         ));

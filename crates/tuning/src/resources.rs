@@ -59,10 +59,10 @@ impl fmt::Display for Resources {
     }
 }
 
-/// Parses a vCPU count: `16`, `1.5`, `0.25` (at most three decimals).
+/// Parses a vCPU count into thousandths: `16`, `1.5`, `0.25` (at most three decimals).
 ///
-/// # Errors
-/// `None` when the text is not a positive number with at most three decimals, or too large.
+/// Returns `None` when the text is not a positive number with at most three
+/// decimals, or is too large.
 pub fn parse_vcpus(text: &str) -> Option<u32> {
     let text = text.trim();
     let (whole, frac) = match text.split_once('.') {

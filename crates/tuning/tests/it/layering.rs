@@ -447,3 +447,21 @@ fn detection_fills_only_what_was_not_given() {
     );
     assert_eq!(loaded.config.server.threads.get(), 2);
 }
+
+#[test]
+fn file_sets_tuning_inputs() {
+    let opts = LoadOptions::default();
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(b"vcpus = 1.5\nmemory = \"2GiB\"\nprofile = \"high-concurrency\"\n")
+        .unwrap();
+    let opts = LoadOptions {
+        config_file: Some(f.path().to_path_buf()),
+        ..opts
+    };
+    let loaded = load_from(&opts, &[]).unwrap();
+    assert_eq!(loaded.resources, Resources::from_millis(1500, 2 * GIB));
+    assert_eq!(loaded.profile, Profile::HighConcurrency);
+    assert_eq!(loaded.config.server.threads.get(), 3);
+    assert_eq!(loaded.config.server.workers.get(), 2);
+    assert_eq!(loaded.provenance.entry("vcpus").unwrap().value, "1.5");
+}
