@@ -405,3 +405,44 @@ fn dashboard_queries_only_metrics_the_service_emits() {
         );
     }
 }
+
+#[test]
+fn probe_paths_answer_on_a_real_server_of_each_engine() {
+    let deployment = yaml("k8s/deployment.yaml");
+    let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let probes: Vec<String> = ["livenessProbe", "readinessProbe", "startupProbe"]
+        .iter()
+        .map(|p| c[p]["httpGet"]["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(probes, ["/health", "/ready", "/health"]);
+    for &engine in crate::support::ENGINES {
+        let server = crate::support::Server::start(engine);
+        let agent = crate::support::agent();
+        for path in &probes {
+            let res = agent.get(&server.url(path)).call().unwrap();
+            assert_eq!(res.status(), 200, "{} {path}", engine.as_str());
+        }
+        // The image's HEALTHCHECK command, pointed at this server.
+        let out = recon()
+            .args(["healthcheck", "--url", &server.url("/health")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "recon healthcheck failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(server);
+        let out = recon()
+            .args([
+                "healthcheck",
+                "--url",
+                "http://127.0.0.1:1/health",
+                "--timeout",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "a probe of a dead port must fail");
+    }
+}
