@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tuning::{LoadOptions, Loaded};
+use tuning::{LoadOptions, Loaded, Profile, Resources};
 
 /// Arguments of `recon config`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +39,15 @@ struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Tune for this profile instead of `RECON_PROFILE` or the file's.
+    #[arg(long, value_parser = crate::cmd_tune::parse_profile)]
+    profile: Option<Profile>,
+    /// Tune for these vCPUs instead of detecting them (with --memory).
+    #[arg(long, requires = "memory", value_parser = crate::cmd_tune::parse_cpus)]
+    vcpus: Option<u32>,
+    /// Tune for this much memory instead of detecting it (with --vcpus).
+    #[arg(long, requires = "vcpus", value_parser = crate::cmd_tune::parse_memory)]
+    memory: Option<u64>,
 }
 
 /// Runs `recon config`.
@@ -50,6 +59,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Show(show) => {
             let opts = LoadOptions {
                 config_file: show.config,
+                resources: show
+                    .vcpus
+                    .zip(show.memory)
+                    .map(|(cpu, mem)| Resources::from_millis(cpu, mem)),
+                profile: show.profile,
                 ..LoadOptions::default()
             };
             let loaded = tuning::load(&opts)?;
@@ -68,10 +82,14 @@ fn table(loaded: &Loaded) -> String {
     let entries = loaded.provenance.entries();
     let kw = entries.iter().map(|e| e.0.len()).max().unwrap_or(0);
     let vw = entries.iter().map(|e| e.1.len()).max().unwrap_or(0);
-    let mut out = String::new();
+    let mut out = format!(
+        "tuned for {}, profile {}\n",
+        loaded.resources, loaded.profile
+    );
     if let Some(path) = &loaded.config_file {
-        let _ = writeln!(out, "config file: {}\n", path.display());
+        let _ = writeln!(out, "config file: {}", path.display());
     }
+    out.push('\n');
     let _ = writeln!(out, "{:kw$}  {:vw$}  source", "setting", "value");
     for (key, value, source) in entries {
         let _ = writeln!(out, "{key:kw$}  {value:vw$}  {source}");

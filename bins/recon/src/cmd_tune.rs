@@ -44,12 +44,12 @@ pub struct Args {
     format: Format,
 }
 
-fn parse_cpus(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_cpus(text: &str) -> Result<u32, String> {
     tuning::parse_vcpus(text)
         .ok_or_else(|| "expected a positive number of vCPUs, e.g. 16 or 1.5".to_owned())
 }
 
-fn parse_memory(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_memory(text: &str) -> Result<u64, String> {
     parse_size(text)
         .ok()
         .filter(|b| *b > 0)
@@ -63,7 +63,7 @@ fn parse_instance(text: &str) -> Result<&'static catalog::Instance, String> {
     })
 }
 
-fn parse_profile(text: &str) -> Result<Profile, String> {
+pub(crate) fn parse_profile(text: &str) -> Result<Profile, String> {
     text.parse::<Profile>().map_err(|e| e.to_string())
 }
 

@@ -252,3 +252,31 @@ fn unknown_file_key_exits_2_naming_file_and_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_show_tunes_for_given_resources_and_profile() {
+    let text = stdout(&recon(
+        &[
+            "config",
+            "show",
+            "--vcpus",
+            "8",
+            "--memory",
+            "16GiB",
+            "--profile",
+            "large-files",
+        ],
+        &[("RECON_PROFILE", "balanced")],
+    ));
+    assert!(
+        text.starts_with("tuned for 8 vCPU, 16GiB, profile large-files\n"),
+        "{text}"
+    );
+    let threads = text.lines().find(|l| l.starts_with("threads ")).unwrap();
+    assert!(
+        threads.contains(" 8 ") && threads.ends_with("tuning"),
+        "{threads}"
+    );
+    let profile = text.lines().find(|l| l.starts_with("profile ")).unwrap();
+    assert!(profile.ends_with("flag --profile"), "{profile}");
+}
