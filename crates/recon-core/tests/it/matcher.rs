@@ -627,3 +627,120 @@ fn records_missing_a_key_part_are_not_duplicates() {
         "a=ambiguous/1 b=ambiguous/1 | x=ambiguous/1",
     );
 }
+
+/// A random case with 1:1 pairs, splits (one left, 2-3 right with its
+/// reference) and batches (2-3 left without reference, one right), plus noise.
+fn split_case(rng: &mut ChaCha8Rng, n: usize) -> (Side, Side) {
+    let (mut l, mut r) = (String::new(), String::new());
+    let (mut li, mut ri) = (0, 0);
+    let mut row = |buf: &mut String, k: &mut usize, amount: i64, day: i32, reference: &str| {
+        buf.push_str(&format!("{k} {amount} USD {day} {reference}\n"));
+        *k += 1;
+    };
+    for g in 0..n {
+        let day = rng.random_range(0..5);
+        let reference = format!("G{}", rng.random_range(0..n));
+        let amount = rng.random_range(100..2000);
+        match rng.random_range(0..4) {
+            0 => {
+                row(&mut l, &mut li, amount, day, &reference);
+                row(
+                    &mut r,
+                    &mut ri,
+                    amount + rng.random_range(-1..=1),
+                    day,
+                    &reference,
+                );
+            }
+            1 => {
+                let parts = rng.random_range(2..=3);
+                let mut left_over = amount;
+                for p in 0..parts {
+                    let a = if p + 1 == parts {
+                        left_over
+                    } else {
+                        rng.random_range(1..amount / 3)
+                    };
+                    left_over -= a;
+                    row(&mut r, &mut ri, a, day, &reference);
+                }
+                row(
+                    &mut l,
+                    &mut li,
+                    amount + rng.random_range(-2..=2),
+                    day,
+                    &reference,
+                );
+            }
+            2 => {
+                let parts = rng.random_range(2..=3);
+                let mut total = 0;
+                for _ in 0..parts {
+                    let a = rng.random_range(100..1000);
+                    total += a;
+                    row(&mut l, &mut li, a, day + rng.random_range(-1..=1), "-");
+                }
+                row(&mut r, &mut ri, total, day, &format!("B{g}"));
+            }
+            _ => row(&mut l, &mut li, amount, day, "-"),
+        }
+    }
+    (side("left.csv", &l), side("right.csv", &r))
+}
+
+#[test]
+fn random_groups_respect_their_pass_gates() {
+    let rules = "[[pass]]\nname = \"one\"\nreference = \"exact\"\namount = { abs = \"0.01\" }\n\
+                 [[pass]]\nname = \"split\"\ncardinality = \"one_to_many\"\nreference = \"exact\"\namount = { abs = \"0.02\" }\nmax_group = 3\n\
+                 [[pass]]\nname = \"batch\"\ncardinality = \"many_to_one\"\ndate = { window_days = 1 }\nmax_group = 3\n";
+    let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+    let rec = Reconciler::new(rules);
+    let mut per_rule: BTreeMap<String, usize> = BTreeMap::new();
+    for seed in 0..100u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(1000 + seed);
+        let (l, r) = split_case(&mut rng, 30);
+        let o = rec.run(&l, &r, &NoProgress).unwrap();
+        let mut groups: BTreeMap<u32, (Vec<usize>, Vec<usize>, &str)> = BTreeMap::new();
+        let mut ambiguous = 0;
+        for (s, list) in [(0, &o.left), (1, &o.right)] {
+            for (i, a) in list.iter().enumerate() {
+                if a.status == recon_core::Status::Ambiguous {
+                    ambiguous += 1;
+                    continue;
+                }
+                if let Some(m) = a.match_id {
+                    let g = groups.entry(m.get()).or_default();
+                    g.2 = o.rule_name(a).unwrap();
+                    if s == 0 { g.0.push(i) } else { g.1.push(i) }
+                }
+            }
+        }
+        for (id, (ls, rs, rule)) in &groups {
+            *per_rule.entry(rule.to_string()).or_default() += 1;
+            let sum =
+                |side: &Side, rows: &[usize]| rows.iter().map(|&i| side.amount[i]).sum::<i64>();
+            let diff = sum(&r, rs) - sum(&l, ls);
+            let cur = l.currency[ls[0]];
+            assert!(
+                ls.iter().all(|&i| l.currency[i] == cur)
+                    && rs.iter().all(|&i| r.currency[i] == cur)
+            );
+            match *rule {
+                "one" => assert!(
+                    ls.len() == 1 && rs.len() == 1 && diff.abs() <= 1,
+                    "group {id}"
+                ),
+                "split" => assert!(ls.len() == 1 && (2..=3).contains(&rs.len()) && diff.abs() <= 2),
+                "batch" => {
+                    assert!(rs.len() == 1 && (2..=3).contains(&ls.len()) && diff == 0);
+                    let d = r.date[rs[0]].unwrap();
+                    assert!(ls.iter().all(|&i| (l.date[i].unwrap() - d).abs() <= 1));
+                }
+                other => panic!("unexpected rule {other}"),
+            }
+        }
+        assert!(groups.len() + ambiguous > 0, "seed {seed} formed nothing");
+    }
+    assert_eq!(per_rule.len(), 3, "{per_rule:?}");
+    assert!(per_rule.values().all(|&n| n >= 20), "{per_rule:?}");
+}
