@@ -633,7 +633,7 @@ fn records_missing_a_key_part_are_not_duplicates() {
 fn split_case(rng: &mut ChaCha8Rng, n: usize) -> (Side, Side) {
     let (mut l, mut r) = (String::new(), String::new());
     let (mut li, mut ri) = (0, 0);
-    let mut row = |buf: &mut String, k: &mut usize, amount: i64, day: i32, reference: &str| {
+    let row = |buf: &mut String, k: &mut usize, amount: i64, day: i32, reference: &str| {
         buf.push_str(&format!("{k} {amount} USD {day} {reference}\n"));
         *k += 1;
     };
