@@ -350,15 +350,18 @@ fn side_summary(
             detail: format!("{} results for {} records", assigned.len(), side.len()),
         });
     }
-    // Input totals straight from the side's columns.
-    let mut input: Sums = BTreeMap::new();
-    for (&c, &a) in side.currency.iter().zip(&side.amount) {
-        let e = input.entry(c).or_default();
-        e.0 += 1;
-        e.1 += i128::from(a);
-    }
-    // Totals per status from the assignments.
-    let mut per: BTreeMap<Status, Sums> = Status::ALL.iter().map(|&s| (s, Sums::new())).collect();
+    // Input totals straight from the side's columns. A short list with a
+    // linear scan beats a map lookup per record: files hold a few currencies.
+    let mut seen: Vec<Currency> = Vec::new();
+    let mut slot_of = |c: Currency| match seen.iter().position(|&x| x == c) {
+        Some(k) => k,
+        None => {
+            seen.push(c);
+            seen.len() - 1
+        }
+    };
+    let mut input_acc: Vec<(u64, i128)> = Vec::new();
+    let mut status_acc: Vec<[(u64, i128); 5]> = Vec::new();
     let mut matched = 0u64;
     for (i, a) in assigned.iter().enumerate() {
         let grouped = matches!(
@@ -378,13 +381,28 @@ fn side_summary(
         if a.status == Status::Matched {
             matched += 1;
         }
-        let e = per
-            .entry(a.status)
-            .or_default()
-            .entry(side.currency[i])
-            .or_default();
+        let k = slot_of(side.currency[i]);
+        if k == input_acc.len() {
+            input_acc.push((0, 0));
+            status_acc.push([(0, 0); 5]);
+        }
+        let amount = i128::from(side.amount[i]);
+        input_acc[k].0 += 1;
+        input_acc[k].1 += amount;
+        let e = &mut status_acc[k][a.status as usize];
         e.0 += 1;
-        e.1 += i128::from(side.amount[i]);
+        e.1 += amount;
+    }
+    let input: Sums = seen.iter().copied().zip(input_acc).collect();
+    let mut per: BTreeMap<Status, Sums> = Status::ALL.iter().map(|&s| (s, Sums::new())).collect();
+    for (c, by_status) in seen.iter().zip(&status_acc) {
+        for (st, &(n, sum)) in Status::ALL.iter().zip(by_status) {
+            if n > 0
+                && let Some(m) = per.get_mut(st)
+            {
+                m.insert(*c, (n, sum));
+            }
+        }
     }
     let mut folded: Sums = BTreeMap::new();
     for sums in per.values() {
@@ -420,6 +438,85 @@ fn side_summary(
     })
 }
 
+/// Checks every group: it has records on both sides, one status and one
+/// rule, and (for `matched` and `break`) the `amount_diff` its records carry
+/// is the right total minus the left total of the group.
+fn check_groups(
+    left: &Side,
+    right: &Side,
+    assigned: (&[Assignment], &[Assignment]),
+) -> Result<(), ReconError> {
+    #[derive(Clone, Copy, Default)]
+    struct Acc {
+        left: u64,
+        right: u64,
+        sum: i128,
+        first: Option<(Status, Option<u16>, Option<i64>)>,
+    }
+    let max = assigned
+        .0
+        .iter()
+        .chain(assigned.1)
+        .filter_map(|a| a.match_id)
+        .map(|m| m.get() as usize)
+        .max()
+        .unwrap_or(0);
+    let mut groups = vec![Acc::default(); max + 1];
+    let broken = |side: SideName, id: usize, detail: &str| ReconError::Conservation {
+        side,
+        currency: "*".into(),
+        detail: format!("match group {id}: {detail}"),
+    };
+    for (which, side, list) in [
+        (SideName::Left, left, assigned.0),
+        (SideName::Right, right, assigned.1),
+    ] {
+        for (i, a) in list.iter().enumerate() {
+            let Some(m) = a.match_id else { continue };
+            let id = m.get() as usize;
+            let g = &mut groups[id];
+            let amount = i128::from(side.amount[i]);
+            match which {
+                SideName::Left => {
+                    g.left += 1;
+                    g.sum -= amount;
+                }
+                SideName::Right => {
+                    g.right += 1;
+                    g.sum += amount;
+                }
+            }
+            let me = (a.status, a.rule, a.amount_diff);
+            match g.first {
+                None => g.first = Some(me),
+                Some(f) if f.0 != me.0 || f.1 != me.1 => {
+                    return Err(broken(which, id, "records disagree on status or rule"));
+                }
+                Some(f) if me.0 != Status::Ambiguous && f.2 != me.2 => {
+                    return Err(broken(which, id, "records disagree on amount_diff"));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (id, g) in groups.iter().enumerate() {
+        let Some((status, _, diff)) = g.first else {
+            continue;
+        };
+        if g.left == 0 || g.right == 0 {
+            return Err(broken(SideName::Left, id, "a group needs both sides"));
+        }
+        if status != Status::Ambiguous && diff.map(i128::from) != Some(g.sum) {
+            return Err(broken(
+                SideName::Left,
+                id,
+                &format!("amount_diff {diff:?} but the records differ by {}", g.sum),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Summary {
     /// Builds the summary of a finished run and checks conservation.
     ///
@@ -437,6 +534,7 @@ impl Summary {
     ) -> Result<Self, ReconError> {
         let l = side_summary(SideName::Left, left, assigned.0)?;
         let r = side_summary(SideName::Right, right, assigned.1)?;
+        check_groups(left, right, assigned)?;
         let mut per_rule: Vec<RuleSummary> = rules
             .passes
             .iter()
@@ -516,6 +614,56 @@ mod tests {
             format_total(i128::from(i64::MAX) * 4, jpy),
             "36893488147419103228"
         );
+    }
+
+    fn one_record(amount: i64) -> Side {
+        let mut s = Side {
+            source: "s.csv".into(),
+            ..Side::default()
+        };
+        s.amount.push(amount);
+        s.currency.push(Currency::parse("USD").unwrap());
+        s.date.push(None);
+        s.line.push(2);
+        s
+    }
+
+    #[test]
+    fn conservation_violations_are_errors() {
+        let rules =
+            Rules::from_toml_str("[left]\n[right]\n[[pass]]\nname = \"p\"\n", "r.toml").unwrap();
+        let (l, r) = (one_record(100), one_record(90));
+        let pair = |diff| Assignment {
+            match_id: NonZeroU32::new(1),
+            status: Status::Matched,
+            rule: Some(0),
+            score: Some(1.0),
+            amount_diff: Some(diff),
+            date_diff_days: None,
+        };
+        let build = |a: &[Assignment], b: &[Assignment]| {
+            Summary::build(
+                &rules,
+                &l,
+                &r,
+                (a, b),
+                &RunInfo::default(),
+                Timings::default(),
+            )
+        };
+        assert!(build(&[pair(-10)], &[pair(-10)]).is_ok());
+        // A wrong difference, a one-sided group, a missing or extra result.
+        assert!(matches!(
+            build(&[pair(0)], &[pair(0)]),
+            Err(ReconError::Conservation { .. })
+        ));
+        assert!(build(&[pair(-10)], &[Assignment::UNMATCHED]).is_err());
+        assert!(build(&[], &[Assignment::UNMATCHED]).is_err());
+        let no_id = Assignment {
+            match_id: None,
+            ..pair(-10)
+        };
+        assert!(build(&[no_id], &[Assignment::UNMATCHED]).is_err());
     }
 
     #[test]
