@@ -231,10 +231,12 @@ struct Plan {
 
 impl Plan {
     fn of(pass: &Pass) -> Self {
+        // Aggregate indexes are not sorted by amount, so a whole day range is
+        // one contiguous slice there: block on days whatever the window.
         let day_blocking = pass.reference == ReferenceRule::Ignore
-            && pass
-                .date
-                .is_some_and(|w| w.before + w.after < DAY_BLOCKING_LIMIT);
+            && pass.date.is_some_and(|w| {
+                w.before + w.after < DAY_BLOCKING_LIMIT || pass.cardinality != Cardinality::OneToOne
+            });
         Self {
             reference: pass.reference,
             day_blocking,
@@ -587,18 +589,20 @@ impl Aggregate<'_> {
                 (-i64::from(w.after), i64::from(w.before))
             }
         });
-        for day in day_range(self.plan, ctx.sides[self.one].date[o], dlo, dhi) {
-            let Ok(day) = i32::try_from(day) else {
+        // Entries of one block are sorted by (day, row) here (amount is 0), so
+        // the whole day range is one slice.
+        let days = day_range(self.plan, ctx.sides[self.one].date[o], dlo, dhi);
+        let clamp = |d: i64| i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX });
+        let (first, last) = (clamp(*days.start()), clamp(*days.end()));
+        let start = index.partition_point(|e| (e.block, e.day) < (block, first));
+        let end = index.partition_point(|e| (e.block, e.day) <= (block, last));
+        for e in index.get(start..end.max(start)).unwrap_or(&[]) {
+            let (l, r) = self.pair(o, e.row as usize);
+            if identity(ctx, self.pass, l, r).is_none() {
                 continue;
-            };
-            for e in lookup(index, block, day, i64::MIN, i64::MAX) {
-                let (l, r) = self.pair(o, e.row as usize);
-                if identity(ctx, self.pass, l, r).is_none() {
-                    continue;
-                }
-                let ddiff = date_diff(ctx, l, r).map_or(u32::MAX, i32::unsigned_abs);
-                out.push(Part { row: e.row, ddiff });
             }
+            let ddiff = date_diff(ctx, l, r).map_or(u32::MAX, i32::unsigned_abs);
+            out.push(Part { row: e.row, ddiff });
         }
         if out.len() > self.pass.max_candidates {
             out.sort_unstable_by_key(|p| (p.ddiff, p.row));
