@@ -5,10 +5,12 @@
 //! on the other. A Lua `done` hook prints its HdrHistogram-backed latency
 //! percentiles as one JSON line, so nothing parses wrk's human output.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,14 @@ pub struct LoadResult {
     pub max_ms: f64,
     /// Socket errors (connect, read, write, timeout) plus non-2xx/3xx answers.
     pub errors: u64,
+    /// Connections kept busy by Little's law (requests/s x mean latency):
+    /// well under `connections` means some were never served (a connection
+    /// limit), or wrk itself was the bottleneck.
+    pub served_estimate: f64,
+    /// Slowest of the probes: a fresh connection's `GET /health` made while
+    /// the load runs, ms. A server that lets clients wait past a connection
+    /// limit shows it here; wrk's own figures only cover requests answered.
+    pub probe_ms: Option<f64>,
     /// The errors by kind, as wrk counts them.
     pub error_detail: String,
 }
@@ -137,7 +147,14 @@ impl Loader {
             .arg("-s")
             .arg(&self.script)
             .arg(format!("http://{addr}{path}"));
+        // Probes start once wrk's connections are up and stop before it ends.
+        let probe = {
+            let start = duration.mul_f64(0.25).min(Duration::from_secs(2));
+            let wait = duration + Duration::from_secs(3);
+            thread::spawn(move || probe_max(addr, start, PROBES, wait))
+        };
         let out = cmd.output().context("running wrk")?;
+        let probe_ms = probe.join().ok().flatten().map(|d| d.as_secs_f64() * 1e3);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let Some(json) = stdout.lines().find_map(|l| l.strip_prefix("BENCH_JSON ")) else {
             bail!(
@@ -148,7 +165,48 @@ impl Loader {
             );
         };
         let s: WrkSummary = serde_json::from_str(json).context("parsing wrk's summary")?;
-        Ok(summarize(connections, &s))
+        let mut r = summarize(connections, &s);
+        r.probe_ms = probe_ms;
+        Ok(r)
+    }
+}
+
+/// Fresh-connection probes per load run.
+const PROBES: usize = 3;
+
+/// After `start`, makes `count` probes one after another (a quarter second
+/// apart) and returns the slowest; a probe not answered within `wait` counts
+/// as `wait`. `None` when no probe could connect at all.
+fn probe_max(addr: SocketAddr, start: Duration, count: usize, wait: Duration) -> Option<Duration> {
+    thread::sleep(start);
+    let mut worst: Option<Duration> = None;
+    for i in 0..count {
+        if i > 0 {
+            thread::sleep(Duration::from_millis(250));
+        }
+        let took = probe_once(addr, wait)?;
+        worst = Some(worst.map_or(took, |w| w.max(took)));
+        if took >= wait {
+            break;
+        }
+    }
+    worst
+}
+
+/// Time from connect to the status line of one `GET /health` on a new connection.
+fn probe_once(addr: SocketAddr, wait: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, wait).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut buf = [0u8; 64];
+    // A read timeout, or a close without an answer, means the server never
+    // served it: that counts as the whole wait.
+    match stream.read(&mut buf) {
+        Ok(n) if n > 0 => Some(t0.elapsed()),
+        Ok(_) | Err(_) => Some(t0.elapsed().max(wait)),
     }
 }
 
@@ -166,6 +224,8 @@ fn summarize(connections: usize, s: &WrkSummary) -> LoadResult {
         p99_ms: ms(s.p99_us),
         max_ms: ms(s.max_us),
         errors: s.connect + s.read + s.write + s.status + s.timeout,
+        served_estimate: s.requests as f64 / secs * s.mean_us / 1e6,
+        probe_ms: None,
         error_detail: format!(
             "connect {}, read {}, write {}, non-2xx {}, timeout {}",
             s.connect, s.read, s.write, s.status, s.timeout

@@ -153,10 +153,27 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
         row(format!("GET /health, {c} conns: errors"), &|s| {
             cell(s, false, get(s).map(|l| l.errors.to_string()))
         });
+        row(
+            format!(
+                "GET /health, {c} conns: a new connection's first answer (slowest of 3 probes)"
+            ),
+            &|s| {
+                cell(
+                    s,
+                    false,
+                    get(s).map(|l| {
+                        l.probe_ms
+                            .map_or("no answer".to_owned(), |p| format!("{} ms", ms(p)))
+                    }),
+                )
+            },
+        );
     }
     let limit = plan.sweep_p99_limit.as_millis();
     row(
-        format!("Concurrent connections with p99 < {limit} ms, no errors"),
+        format!(
+            "Concurrent connections with p99 < {limit} ms, no errors, new connections served < {limit} ms"
+        ),
         &|s| {
             if s.sweep.is_empty() {
                 return cell(s, false, None);
