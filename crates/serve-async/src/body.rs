@@ -193,3 +193,48 @@ impl Body for OutBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(chunks: Vec<Chunk>) -> ChannelReader {
+        let (tx, rx) = mpsc::channel(chunks.len().max(1));
+        for chunk in chunks {
+            tx.try_send(chunk).unwrap();
+        }
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn reads_chunks_then_eof() {
+        let mut r = reader(vec![
+            Ok(Bytes::from_static(b"ab")),
+            Ok(Bytes::from_static(b"cde")),
+        ]);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "abcde");
+    }
+
+    #[test]
+    fn passes_errors_through_with_their_kind() {
+        let stalled = io::Error::new(io::ErrorKind::TimedOut, "stalled");
+        let mut r = reader(vec![Ok(Bytes::from_static(b"ab")), Err(stalled)]);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(out, b"ab");
+    }
+
+    #[test]
+    fn full_body_reports_its_exact_length() {
+        let body = OutBody::full(Bytes::from_static(b"hello"));
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert!(!body.is_end_stream());
+        assert!(OutBody::full(Bytes::new()).is_end_stream());
+    }
+}

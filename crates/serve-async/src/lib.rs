@@ -242,3 +242,38 @@ async fn accept_loop(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_on(port: u16) -> Config {
+        Config {
+            port,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn bind_picks_a_port_and_never_shares_it() {
+        let first = bind(&config_on(0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        // No SO_REUSEPORT: a second listener on the same port is refused.
+        let second = bind(&config_on(port));
+        assert!(
+            matches!(second, Err(ServeError::Bind { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse)
+        );
+    }
+
+    #[test]
+    fn bind_sets_buffer_sizes() {
+        let mut config = config_on(0);
+        config.server.recv_bytes = std::num::NonZeroUsize::new(32 * 1024).unwrap();
+        let listener = bind(&config).unwrap();
+        let socket = socket2::SockRef::from(&listener);
+        // Linux doubles the requested size for bookkeeping.
+        let got = socket.recv_buffer_size().unwrap();
+        assert!((32 * 1024..=64 * 1024).contains(&got), "{got}");
+    }
+}

@@ -355,12 +355,18 @@ fn stalled_upload_is_cut(engine: Engine) {
     )
     .expect("send");
     raw.send(b"id,date,amount\n").expect("send");
-    let bytes = raw.read_until_close(Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&bytes);
+    let started = Instant::now();
+    let res = raw
+        .read_response(Duration::from_secs(10))
+        .expect("a 408 answer to the stalled upload");
     assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 408"),
-        "a stalled upload got: {text}"
+        started.elapsed() >= Duration::from_millis(500),
+        "cut too early"
     );
+    assert_eq!(res.status, 408, "{}", res.text());
+    let body: Value = serde_json::from_slice(&res.body).expect("problem json");
+    assert_eq!(body["status"], 408, "{body}");
+    assert!(raw.closed_within(PROMPT), "connection left open after 408");
 }
 
 // ---------------------------------------------------------------- the API
@@ -480,6 +486,16 @@ fn graceful_shutdown_finishes_in_flight(engine: Engine) {
     let status = server
         .wait_exit(Duration::from_secs(20))
         .expect("exited after drain");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+fn sigint_drains_and_exits_zero(engine: Engine) {
+    let mut server = Server::start(engine);
+    assert_eq!(get(&server, "/health").0, 200);
+    server.signal(libc::SIGINT);
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("exited after SIGINT");
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -622,6 +638,7 @@ engines!(
     upload_reconcile_and_fetch,
     unsupported_upload_type_is_415,
     graceful_shutdown_finishes_in_flight,
+    sigint_drains_and_exits_zero,
     upload_100_mb_streamed,
     restart_mid_job,
 );
