@@ -550,7 +550,15 @@ impl Summary {
                 right: 0,
             })
             .collect();
-        let mut seen_groups: BTreeMap<NonZeroU32, ()> = BTreeMap::new();
+        let groups = assigned
+            .0
+            .iter()
+            .chain(assigned.1)
+            .filter_map(|a| a.match_id)
+            .map(|m| m.get() as usize)
+            .max()
+            .unwrap_or(0);
+        let mut seen_groups = vec![false; groups + 1];
         for (which, list) in [(SideName::Left, assigned.0), (SideName::Right, assigned.1)] {
             for a in list {
                 let Some(rs) = a.rule.and_then(|r| per_rule.get_mut(usize::from(r))) else {
@@ -561,7 +569,7 @@ impl Summary {
                     SideName::Right => rs.right += 1,
                 }
                 if let Some(id) = a.match_id
-                    && seen_groups.insert(id, ()).is_none()
+                    && !std::mem::replace(&mut seen_groups[id.get() as usize], true)
                 {
                     if a.status == Status::Ambiguous {
                         rs.ambiguous_groups += 1;

@@ -240,6 +240,13 @@ fn for_each_row<'a>(
     Ok(())
 }
 
+/// Appends a score in `[0, 1]` with exactly 4 decimals, rounded half up.
+/// Integer formatting: `{:.4}` on `f64` takes an exact (and slow) path.
+fn push_score(buf: &mut String, score: f64) {
+    let scaled = (score.clamp(0.0, 1.0) * 10_000.0).round() as u32;
+    let _ = write!(buf, "{}.{:04}", scaled / 10_000, scaled % 10_000);
+}
+
 fn push_csv_field(buf: &mut String, value: &str) {
     if value.contains([',', '"', '\n', '\r']) {
         buf.push('"');
@@ -293,7 +300,7 @@ pub fn write_results_csv(
         }
         buf.push(',');
         if let Some(score) = r.a.score {
-            let _ = write!(buf, "{score:.4}");
+            push_score(&mut buf, score);
         }
         let _ = write!(
             buf,
