@@ -1,12 +1,14 @@
 //! The connection's socket wrapped with Waitress's `channel_timeout`.
 //!
-//! One deadline per connection, `channel_timeout` after the last byte read or
-//! written. A pending write past it (a client that stopped reading) fails with
-//! [`io::ErrorKind::TimedOut`]; so does a pending read while no request is in
-//! flight (an idle keep-alive connection, a client that connected and sent
-//! nothing, a slow-loris head). A read pending while a request is in flight
-//! pushes the deadline on: the handler is working, the client is not idle, and
-//! a stalled request body is cut by the body pump instead.
+//! Two deadlines per connection. The idle deadline is `channel_timeout` after
+//! the last byte read or written: a read pending past it while no request is
+//! in flight (an idle keep-alive connection, a client that connected and sent
+//! nothing, a slow-loris head) fails with [`io::ErrorKind::TimedOut`]; while a
+//! request is in flight it is pushed on (the handler is working, and a stalled
+//! request body is cut by the body pump instead). The write deadline is
+//! `channel_timeout` after a write first found the socket full: a client that
+//! stopped reading is cut even while its response is in flight. They are kept
+//! apart so hyper's reads during a response never push the write deadline on.
 
 use std::io;
 use std::pin::Pin;
@@ -53,6 +55,9 @@ pub(crate) struct TimedIo {
     timeout: Duration,
     last: Instant,
     deadline: Pin<Box<Sleep>>,
+    /// When a write first found the socket full, while it stays full.
+    write_stalled: Option<Instant>,
+    write_deadline: Pin<Box<Sleep>>,
     in_flight: Arc<InFlight>,
 }
 
@@ -64,6 +69,8 @@ impl TimedIo {
             timeout,
             last: now,
             deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
+            write_stalled: None,
+            write_deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
             in_flight,
         }
     }
@@ -72,9 +79,14 @@ impl TimedIo {
         self.last = Instant::now();
     }
 
-    /// Polls the deadline; `Ready` means the connection has timed out.
-    /// `extend_when_busy` is set for reads: a request in flight is not idleness.
-    fn poll_expired(&mut self, cx: &mut Context<'_>, extend_when_busy: bool) -> Poll<()> {
+    fn wrote(&mut self) {
+        self.touch();
+        self.write_stalled = None;
+    }
+
+    /// Polls the idle deadline on a pending read; `Ready` means the
+    /// connection has been idle past `channel_timeout` with no request in flight.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let due = self.last + self.timeout;
             if self.deadline.deadline() != due {
@@ -83,12 +95,23 @@ impl TimedIo {
             if self.deadline.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if extend_when_busy && self.in_flight.any() {
+            if self.in_flight.any() {
                 self.touch();
                 continue;
             }
             return Poll::Ready(());
         }
+    }
+
+    /// Polls the write deadline on a pending write; `Ready` means the socket
+    /// has stayed full past `channel_timeout`.
+    fn poll_write_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let since = *self.write_stalled.get_or_insert_with(Instant::now);
+        let due = since + self.timeout;
+        if self.write_deadline.deadline() != due {
+            self.write_deadline.as_mut().reset(due);
+        }
+        self.write_deadline.as_mut().poll(cx)
     }
 }
 
@@ -111,7 +134,7 @@ impl AsyncRead for TimedIo {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match this.poll_expired(cx, true) {
+            Poll::Pending => match this.poll_idle(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(timed_out("idle"))),
                 Poll::Pending => Poll::Pending,
             },
@@ -129,11 +152,11 @@ impl AsyncWrite for TimedIo {
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(result) => {
                 if matches!(result, Ok(n) if n > 0) {
-                    this.touch();
+                    this.wrote();
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match this.poll_expired(cx, false) {
+            Poll::Pending => match this.poll_write_stalled(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(timed_out("write stalled"))),
                 Poll::Pending => Poll::Pending,
             },
@@ -149,11 +172,11 @@ impl AsyncWrite for TimedIo {
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(result) => {
                 if matches!(result, Ok(n) if n > 0) {
-                    this.touch();
+                    this.wrote();
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match this.poll_expired(cx, false) {
+            Poll::Pending => match this.poll_write_stalled(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(timed_out("write stalled"))),
                 Poll::Pending => Poll::Pending,
             },

@@ -369,6 +369,36 @@ fn stalled_upload_is_cut(engine: Engine) {
     assert!(raw.closed_within(PROMPT), "connection left open after 408");
 }
 
+fn slow_reader_is_cut(engine: Engine) {
+    let server = short_timeout(engine);
+    // A results download far larger than the socket buffers.
+    let case = gen_case(server.data_dir(), 20_000);
+    let (_, left) = upload(&server, &case.join("left.csv"), None);
+    let (_, right) = upload(&server, &case.join("right.csv"), None);
+    let rules = std::fs::read_to_string(case.join("rules.toml")).expect("rules");
+    let request = serde_json::json!({"left": left["id"], "right": right["id"], "rules": rules});
+    let res = agent()
+        .post(server.url("/v1/reconciliations?wait=60"))
+        .header("Content-Type", "application/json")
+        .send(request.to_string().as_bytes())
+        .expect("reconcile");
+    let (status, job) = json(res);
+    assert_eq!(status, 200, "{job}");
+    let path = format!(
+        "/v1/reconciliations/{}/results?format=csv",
+        job["id"].as_str().expect("id")
+    );
+    let mut raw = server.raw();
+    raw.send(head("GET", &path, "").as_bytes()).expect("send");
+    // The client never reads: the server's writes stall, and it gives up on
+    // the connection after channel_timeout.
+    let open = || get(&server, "/debug/status").1["connections"]["open"].as_u64();
+    wait_until(Duration::from_secs(5), || open().unwrap_or(0) >= 2);
+    wait_until(Duration::from_secs(15), || open().unwrap_or(u64::MAX) <= 1);
+    let got = raw.read_until_close(Duration::from_secs(10));
+    assert!(!got.is_empty(), "the download never started");
+}
+
 // ---------------------------------------------------------------- the API
 
 fn auth_guards_v1(engine: Engine) {
@@ -634,6 +664,7 @@ engines!(
     silent_client_is_closed,
     slow_loris_head_is_cut,
     stalled_upload_is_cut,
+    slow_reader_is_cut,
     auth_guards_v1,
     upload_reconcile_and_fetch,
     unsupported_upload_type_is_415,

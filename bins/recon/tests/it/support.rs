@@ -5,13 +5,12 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -28,7 +27,8 @@ pub enum Engine {
     Threaded,
 }
 
-/// Every engine; a test stamped with [`engines!`] runs once per entry.
+/// Every engine, for tests that loop; [`engines!`] stamps one test per entry
+/// (keep the two in step when an engine is added).
 pub const ENGINES: &[Engine] = &[Engine::Async, Engine::Threaded];
 
 impl Engine {
@@ -39,30 +39,10 @@ impl Engine {
             Engine::Threaded => "threaded",
         }
     }
-
-    /// Why this engine cannot run yet, or `None` when it starts and answers
-    /// `/health`. Probed once per test binary.
-    pub fn unavailable(self) -> Option<String> {
-        static PROBES: OnceLock<Mutex<HashMap<Engine, Option<String>>>> = OnceLock::new();
-        let probes = PROBES.get_or_init(Mutex::default);
-        let mut probes = probes.lock().unwrap_or_else(|p| p.into_inner());
-        probes
-            .entry(self)
-            .or_insert_with(|| match Server::builder(self).try_start() {
-                Ok(server) => match agent().get(server.url("/health")).call() {
-                    Ok(res) if res.status() == 200 => None,
-                    Ok(res) => Some(format!("/health answered {}", res.status())),
-                    Err(err) => Some(format!("/health failed: {err}")),
-                },
-                Err(err) => Some(err),
-            })
-            .clone()
-    }
 }
 
 /// Stamps test functions `fn name(engine: Engine)` over every engine:
 /// `engines!(health)` makes `health::async_` and `health::threaded`.
-/// An engine that does not start yet is skipped with a printed reason.
 /// Each run is bounded by [`TEST_TIMEOUT`].
 #[macro_export]
 macro_rules! engines {
@@ -83,13 +63,8 @@ macro_rules! engines {
 /// The bound on one test on one engine.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs `test` against `engine` on its own thread, bounded by [`TEST_TIMEOUT`];
-/// skips (with a printed reason) an engine that does not start yet.
+/// Runs `test` against `engine` on its own thread, bounded by [`TEST_TIMEOUT`].
 pub fn run_on(engine: Engine, test: fn(Engine)) {
-    if let Some(why) = engine.unavailable() {
-        eprintln!("SKIPPED on engine {}: {why}", engine.as_str());
-        return;
-    }
     within(TEST_TIMEOUT, move || test(engine));
 }
 
