@@ -166,7 +166,13 @@ fn ops_endpoints(engine: Engine) {
     let res = agent().get(server.url("/metrics")).call().expect("metrics");
     assert_eq!(res.status(), 200);
     let text = res.into_body().read_to_string().expect("metrics text");
-    assert!(text.contains("http_requests_total"), "{text}");
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "http_connections_active",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
     assert!(
         text.contains(&format!("engine=\"{}\"", engine.as_str())),
         "{text}"
@@ -465,6 +471,32 @@ fn upload_reconcile_and_fetch(engine: Engine) {
     assert_eq!(res.status(), 200);
     let text = res.into_body().read_to_string().expect("csv");
     assert!(text.lines().count() > 1, "{text}");
+
+    for format in ["json", "parquet"] {
+        let path = format!("/v1/reconciliations/{job_id}/results?format={format}");
+        let res = agent().get(server.url(&path)).call().expect("results");
+        assert_eq!(res.status(), 200, "{path}");
+        let bytes = res.into_body().read_to_vec().expect("results body");
+        assert!(!bytes.is_empty(), "{path}");
+    }
+    let (status, body) = get(&server, "/v1/reconciliations/no-such-job");
+    assert!(status == 404 || status == 400, "{status} {body}");
+
+    // The job is over: the event stream replays its end and closes.
+    let res = agent()
+        .get(server.url(&format!("/v1/reconciliations/{job_id}/events")))
+        .call()
+        .expect("events");
+    assert_eq!(res.status(), 200);
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let events = res.into_body().read_to_string().expect("events body");
+    assert!(events.contains("event: end"), "{events}");
 
     let res = agent()
         .delete(server.url(&format!("/v1/datasets/{id}")))
