@@ -525,8 +525,7 @@ fn graceful_shutdown_finishes_in_flight(engine: Engine) {
     let csv = std::fs::read(case.join("left.csv")).expect("csv");
     let (first, second) = csv.split_at(csv.len() / 2);
     // /debug/status may count itself as busy on some engines: take a baseline.
-    let busy = |server: &Server| get(server, "/debug/status").1["workers"]["busy"].as_u64();
-    let baseline = busy(&server).unwrap_or(0);
+    let baseline = busy(&server);
     let mut raw = server.raw();
     let extra = format!(
         "Content-Type: text/csv\r\nContent-Length: {}\r\n",
@@ -536,9 +535,7 @@ fn graceful_shutdown_finishes_in_flight(engine: Engine) {
         .expect("send head");
     raw.send(first).expect("send first half");
     // Make sure the upload is in flight (the server counts it busy) before the signal.
-    wait_until(Duration::from_secs(10), || {
-        busy(&server).unwrap_or(0) > baseline
-    });
+    wait_until(Duration::from_secs(10), || busy(&server) > baseline);
     server.terminate();
     raw.send(second).expect("send second half");
     let res = raw
@@ -559,6 +556,35 @@ fn sigint_drains_and_exits_zero(engine: Engine) {
         .wait_exit(Duration::from_secs(20))
         .expect("exited after SIGINT");
     assert!(status.success(), "exit status {status:?}");
+}
+
+fn killed_mid_upload_leaves_no_dataset(engine: Engine) {
+    let mut server = Server::start(engine);
+    let baseline = busy(&server);
+    let mut raw = server.raw();
+    let extra = "Content-Type: text/csv\r\nContent-Length: 1000000\r\n";
+    raw.send(head("POST", "/v1/datasets", extra).as_bytes())
+        .expect("send head");
+    raw.send(b"id,date,amount\nL1,2024-01-01,1.00\n")
+        .expect("send part");
+    wait_until(Duration::from_secs(10), || busy(&server) > baseline);
+    server.signal(libc::SIGKILL);
+    let _ = server.wait_exit(Duration::from_secs(10));
+    let server = server.restart();
+    let (status, listed) = get(&server, "/v1/datasets");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["datasets"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+}
+
+/// Workers busy now, as `/debug/status` reports (it may count itself).
+fn busy(server: &Server) -> u64 {
+    get(server, "/debug/status").1["workers"]["busy"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 /// Polls `cond` every 20 ms until it holds, failing after `limit`.
@@ -677,6 +703,12 @@ fn restart_mid_job(engine: Engine) {
     assert_eq!(status, 200, "{got}");
     let state = got["state"].as_str().unwrap_or("");
     assert!(state == "succeeded" || state == "failed", "{got}");
+    if state == "failed" {
+        assert_eq!(got["error"], "interrupted", "{got}");
+        // Never served half-written.
+        let (status, body) = get(&server, &format!("/v1/reconciliations/{job_id}/results"));
+        assert_ne!(status, 200, "{body}");
+    }
 }
 
 engines!(
@@ -702,6 +734,7 @@ engines!(
     unsupported_upload_type_is_415,
     graceful_shutdown_finishes_in_flight,
     sigint_drains_and_exits_zero,
+    killed_mid_upload_leaves_no_dataset,
     upload_100_mb_streamed,
     restart_mid_job,
 );
