@@ -120,14 +120,22 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
                 response
             })
             .await;
-            match joined {
-                Ok(response) => response,
-                Err(err) if err.is_panic() => handler_panicked(),
-                Err(err) => {
-                    tracing::error!(error = %err, "handler task was cancelled");
-                    problem::response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                }
-            }
+            from_joined(joined)
+        }
+    }
+}
+
+/// The response of a handler run on a blocking thread: a panic (or a
+/// cancelled task) becomes a generic 500, and the process keeps serving.
+fn from_joined(
+    joined: Result<recon_service::Response, tokio::task::JoinError>,
+) -> recon_service::Response {
+    match joined {
+        Ok(response) => response,
+        Err(err) if err.is_panic() => handler_panicked(),
+        Err(err) => {
+            tracing::error!(error = %err, "handler task was cancelled");
+            problem::response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
 }
@@ -176,5 +184,27 @@ impl<'a> Busy<'a> {
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.0.worker_idle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_answers_500() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let joined = runtime.block_on(async {
+            tokio::task::spawn_blocking(|| -> recon_service::Response { panic!("handler bug") })
+                .await
+        });
+        let response = from_joined(joined);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            problem::CONTENT_TYPE
+        );
     }
 }

@@ -755,3 +755,22 @@ fn async_h2c_prior_knowledge() {
         assert_eq!(frame[3], 4, "first frame is SETTINGS: {frame:?}");
     });
 }
+
+/// `SERVER_TYPE` (the Waitress/Uvicorn deployments' variable) picks the
+/// engine when no flag does.
+#[test]
+fn server_type_env_picks_the_engine() {
+    crate::support::within(Duration::from_secs(60), || {
+        for engine in crate::support::ENGINES {
+            let server = Server::builder(*engine)
+                .without_engine_flag()
+                .env("SERVER_TYPE", engine.as_str())
+                .start();
+            let line = server.listening_line();
+            assert!(
+                line.contains(&format!("engine={},", engine.as_str())),
+                "{line}"
+            );
+        }
+    });
+}

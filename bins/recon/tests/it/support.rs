@@ -117,9 +117,17 @@ pub struct ServerBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     data_dir: Option<Arc<TempDir>>,
+    engine_flag: bool,
 }
 
 impl ServerBuilder {
+    /// Leaves `--engine` off the command line, so the environment or config
+    /// file chooses (the fixture's engine is then only a label).
+    pub fn without_engine_flag(mut self) -> Self {
+        self.engine_flag = false;
+        self
+    }
+
     /// Adds a flag and its value, e.g. `.arg("--connection-limit", "2")`.
     pub fn arg(mut self, flag: &str, value: &str) -> Self {
         self.args.push(flag.to_owned());
@@ -157,9 +165,11 @@ impl ServerBuilder {
         let log_path = log_dir.path().join("stderr.log");
         let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_recon"));
-        cmd.arg("serve")
-            .args(["--engine", self.engine.as_str()])
-            .args(["--host", "127.0.0.1", "--port", "0"])
+        cmd.arg("serve");
+        if self.engine_flag {
+            cmd.args(["--engine", self.engine.as_str()]);
+        }
+        cmd.args(["--host", "127.0.0.1", "--port", "0"])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(&self.args)
@@ -247,6 +257,7 @@ impl Server {
             args: Vec::new(),
             env: Vec::new(),
             data_dir: None,
+            engine_flag: true,
         }
     }
 
