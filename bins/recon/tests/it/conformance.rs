@@ -254,6 +254,29 @@ fn declared_body_past_limit_is_413_unread(engine: Engine) {
     assert!(raw.closed_within(PROMPT), "connection left open after 413");
 }
 
+fn chunked_body_past_limit_is_413(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--max-request-body-size", "1KiB")
+        .start();
+    let mut raw = server.raw();
+    let mut body = b"id,date,amount\n".to_vec();
+    while body.len() < 4096 {
+        body.extend_from_slice(b"L0000001,2024-01-01,1.00\n");
+    }
+    let mut request = head(
+        "POST",
+        "/v1/datasets",
+        "Content-Type: text/csv\r\nTransfer-Encoding: chunked\r\n",
+    )
+    .into_bytes();
+    request.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+    request.extend_from_slice(&body);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    raw.send(&request).expect("send");
+    let res = raw.read_response(PROMPT).expect("a 413 response");
+    assert_eq!(res.status, 413, "{}", res.text());
+}
+
 fn connection_limit_queues_then_serves(engine: Engine) {
     let server = Server::builder(engine)
         .arg("--connection-limit", "2")
@@ -722,6 +745,7 @@ engines!(
     keep_alive_reuses_connection,
     oversized_header_is_431,
     declared_body_past_limit_is_413_unread,
+    chunked_body_past_limit_is_413,
     connection_limit_queues_then_serves,
     overload_reject_answers_503,
     idle_keep_alive_is_closed,
