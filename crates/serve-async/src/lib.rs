@@ -11,7 +11,9 @@
 //!   accepted and answered 503 ([`Overload::Reject`]).
 //! - `channel_timeout`: a connection idle that long, a head or body stalled
 //!   that long, or a client that stops reading for that long is cut off
-//!   (per-connection deadlines; see the `io` module).
+//!   (per-connection deadlines; see the `io` module). Deadlines are exact
+//!   tokio timers, so `cleanup_interval` (Waitress's sweep period) has nothing
+//!   to pace here; the threaded engine sweeps.
 //! - `threads`: at most this many handlers run at once on blocking threads;
 //!   requests past it wait and are counted as queued.
 //! - `recv_bytes` / `send_bytes`: socket buffers and response chunk size;

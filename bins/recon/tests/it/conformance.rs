@@ -277,6 +277,24 @@ fn chunked_body_past_limit_is_413(engine: Engine) {
     assert_eq!(res.status, 413, "{}", res.text());
 }
 
+fn expect_continue_upload(engine: Engine) {
+    let server = Server::start(engine);
+    let body = b"id,date,amount,description\nL1,2024-01-02,10.00,rent\nL2,2024-01-03,5.50,coffee\n";
+    let mut raw = server.raw();
+    let extra = format!(
+        "Content-Type: text/csv\r\nContent-Length: {}\r\nExpect: 100-continue\r\n",
+        body.len()
+    );
+    raw.send(head("POST", "/v1/datasets", &extra).as_bytes())
+        .expect("send head");
+    // The server asks for the body before the client sends it.
+    let interim = raw.read_head_response(PROMPT).expect("100 Continue");
+    assert_eq!(interim.status, 100, "{interim:?}");
+    raw.send(body).expect("send body");
+    let res = raw.read_response(PROMPT).expect("final response");
+    assert_eq!(res.status, 201, "{}", res.text());
+}
+
 fn connection_limit_queues_then_serves(engine: Engine) {
     let server = Server::builder(engine)
         .arg("--connection-limit", "2")
@@ -746,6 +764,7 @@ engines!(
     oversized_header_is_431,
     declared_body_past_limit_is_413_unread,
     chunked_body_past_limit_is_413,
+    expect_continue_upload,
     connection_limit_queues_then_serves,
     overload_reject_answers_503,
     idle_keep_alive_is_closed,
