@@ -18,7 +18,7 @@ use crate::owner::Owner;
 use crate::router::{self, Miss};
 use crate::state::ServerState;
 use crate::store::DatasetStore;
-use crate::telemetry::{self, RequestStats};
+use crate::telemetry::{self, HandleCache, RequestStats};
 use crate::{Dispatch, Request, RequestBody, Response, ResponseBody, auth};
 
 /// One effective setting as `/debug/status` shows it: secrets already redacted.
@@ -55,6 +55,7 @@ pub struct App {
     pub(crate) store: Arc<DatasetStore>,
     pub(crate) jobs: Jobs,
     pub(crate) openapi: OnceLock<Bytes>,
+    handles: HandleCache,
     owner: Owner,
 }
 
@@ -100,6 +101,7 @@ impl App {
             store,
             jobs,
             openapi: OnceLock::new(),
+            handles: HandleCache::default(),
             owner,
         })
     }
@@ -186,20 +188,16 @@ impl App {
         let status = res.status().as_u16();
         self.stats.record(route, status, elapsed, bytes_in);
         let template = route.map_or("unmatched", router::Route::template);
-        let engine = self.state.engine();
-        let method = method_label(method);
-        metrics::counter!("http_requests_total", "method" => method, "route" => template,
-            "status" => status.to_string(), "engine" => engine)
-        .increment(1);
-        metrics::histogram!("http_request_duration_seconds", "method" => method,
-            "route" => template, "engine" => engine)
-        .record(elapsed.as_secs_f64());
+        let h = self
+            .handles
+            .get(template, method_label(method), status, self.state.engine());
+        h.requests.increment(1);
+        h.duration.record(elapsed.as_secs_f64());
         if bytes_in > 0 {
-            metrics::counter!("http_request_body_bytes_total", "route" => template, "engine" => engine)
-                .increment(bytes_in);
+            h.body_in.increment(bytes_in);
         }
         let out = self.stats.bytes_out(route);
-        let counter = metrics::counter!("http_response_body_bytes_total", "route" => template, "engine" => engine);
+        let counter = h.body_out;
         match std::mem::replace(res.body_mut(), ResponseBody::Empty) {
             ResponseBody::Stream(inner) => {
                 *res.body_mut() = ResponseBody::Stream(Box::new(CountedStream {

@@ -240,7 +240,12 @@ impl App {
                         if opts.name.is_none() {
                             opts.name = part.filename.clone();
                         }
-                        break self.store.create(&mut mp, format, &opts)?;
+                        let meta = self.store.create(&mut mp, format, &opts)?;
+                        // Consume the rest (normally just the closing boundary),
+                        // so a keep-alive connection stays in step; a fault
+                        // there no longer concerns the stored dataset.
+                        while let Ok(Some(_)) = mp.next_part() {}
+                        break meta;
                     }
                     let value = upload::read_small_part(&mut mp, MAX_FIELD)
                         .map_err(|e| ApiError::from_body_io(&e, limit))?;

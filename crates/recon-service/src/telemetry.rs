@@ -6,8 +6,9 @@
 //! one process (tests) share it. Per-route figures are per application and lock
 //! free except for the histogram, which takes a short uncontended mutex.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -56,7 +57,10 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
-                Ok(()) => Some(handle),
+                Ok(()) => {
+                    spawn_upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "a metrics recorder is already installed");
                     None
@@ -64,6 +68,26 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// How often histogram samples are drained into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Drains histogram samples every few seconds on a small thread of its own;
+/// without it, samples pile up in memory until `/metrics` is scraped.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("recon-metrics-upkeep".to_owned())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread; histograms drain on scrape only");
+    }
 }
 
 /// Renders the Prometheus exposition: the recorder's metrics (after upkeep)
@@ -87,6 +111,72 @@ pub fn render_prometheus() -> String {
         process.cpu_seconds
     ));
     out
+}
+
+/// The Prometheus handles one kind of request records to.
+#[derive(Clone)]
+pub struct RequestHandles {
+    /// `http_requests_total{method,route,status,engine}`.
+    pub requests: metrics::Counter,
+    /// `http_request_duration_seconds{method,route,engine}`.
+    pub duration: metrics::Histogram,
+    /// `http_request_body_bytes_total{route,engine}`.
+    pub body_in: metrics::Counter,
+    /// `http_response_body_bytes_total{route,engine}`.
+    pub body_out: metrics::Counter,
+}
+
+impl std::fmt::Debug for RequestHandles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHandles").finish_non_exhaustive()
+    }
+}
+
+/// Registered handles by (route, method, status), so a request costs a read
+/// lock and a hash of three small values instead of building and looking up
+/// four label sets in the recorder. Bounded: routes x methods x statuses.
+#[derive(Default)]
+pub struct HandleCache {
+    map: RwLock<HashMap<(&'static str, &'static str, u16), RequestHandles>>,
+}
+
+impl std::fmt::Debug for HandleCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.map.read().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("HandleCache").field("entries", &n).finish()
+    }
+}
+
+impl HandleCache {
+    /// The handles of requests to `route` with `method` answered `status` by `engine`.
+    pub fn get(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        engine: &'static str,
+    ) -> RequestHandles {
+        let key = (route, method, status);
+        if let Ok(map) = self.map.read()
+            && let Some(h) = map.get(&key)
+        {
+            return h.clone();
+        }
+        let h = RequestHandles {
+            requests: metrics::counter!("http_requests_total", "method" => method,
+                "route" => route, "status" => status.to_string(), "engine" => engine),
+            duration: metrics::histogram!("http_request_duration_seconds", "method" => method,
+                "route" => route, "engine" => engine),
+            body_in: metrics::counter!("http_request_body_bytes_total", "route" => route,
+                "engine" => engine),
+            body_out: metrics::counter!("http_response_body_bytes_total", "route" => route,
+                "engine" => engine),
+        };
+        if let Ok(mut map) = self.map.write() {
+            map.insert(key, h.clone());
+        }
+        h
+    }
 }
 
 /// Figures of one route.

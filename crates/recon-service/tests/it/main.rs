@@ -8,6 +8,7 @@ mod datasets;
 mod ops;
 mod reconcile;
 mod restart;
+mod scale;
 
 use std::io::{self, Read};
 use std::sync::Arc;
