@@ -97,6 +97,9 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 ///
 /// # Errors
 /// When the runtime cannot start or the listener cannot be registered with it.
+///
+/// # Panics
+/// When called from inside an async runtime (it blocks on its own).
 pub fn serve(app: Arc<App>, listener: TcpListener, shutdown: Shutdown) -> Result<(), ServeError> {
     let settings = &app.config().server;
     let runtime = tokio::runtime::Builder::new_multi_thread()
