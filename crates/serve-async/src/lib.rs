@@ -39,6 +39,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use recon_service::{App, Shutdown};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 use tuning::{Config, Overload};
 
 use crate::body::PumpLimits;
@@ -153,7 +154,13 @@ async fn accept_loop(
     }
 
     app.state().set_workers_total(settings.threads.get());
-    let server_header = HeaderValue::from_str(&config.server_header).ok();
+    let server_header = match HeaderValue::from_str(&config.server_header) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::warn!(value = %config.server_header, "server_header is not a valid header value; not sending it");
+            None
+        }
+    };
     let shared = Arc::new(Shared {
         app: Arc::clone(&app),
         workers: Arc::new(Semaphore::new(settings.threads.get())),
@@ -221,13 +228,17 @@ async fn accept_loop(
         });
         let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
         let app = Arc::clone(&app);
-        tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+        let span = tracing::debug_span!("connection", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(err) = conn.await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+                app.state().connection_closed();
+                drop(permit);
             }
-            app.state().connection_closed();
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
 
     app.state().start_draining();
