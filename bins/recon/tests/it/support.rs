@@ -239,6 +239,9 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 /// A running `recon serve`; killed when dropped.
+///
+/// The process also dies when the *thread* that started it ends (its
+/// parent-death signal), so start servers on the thread that uses them.
 #[derive(Debug)]
 pub struct Server {
     child: Child,
