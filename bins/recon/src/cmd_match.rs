@@ -122,11 +122,13 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     let (left, right) = (left?, right?);
     let loaded = started.elapsed();
 
+    let (left_sha256, right_sha256) = rayon::join(|| digest(&args.left), || digest(&args.right));
     let info = RunInfo {
         run_id: run_id(),
-        left_sha256: digest(&args.left),
-        right_sha256: digest(&args.right),
+        left_sha256,
+        right_sha256,
     };
+    let digested = started.elapsed();
     let progress = show_progress.then(|| BarProgress::new(left.len() + right.len()));
     let reconciler = Reconciler::new(rules);
     let outcome = match &progress {
@@ -144,9 +146,10 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     let mut table = render_summary(&outcome.summary);
     let _ = writeln!(
         table,
-        "\ntime: {} load, {} match, {} write",
+        "\ntime: {} load, {} digest, {} match, {} write",
         ms(loaded),
-        ms(matched - loaded),
+        ms(digested - loaded),
+        ms(matched - digested),
         ms(started.elapsed() - matched)
     );
     let _ = writeln!(table, "wrote:");
