@@ -44,12 +44,13 @@ use crate::conn::Conn;
 use crate::pool::{Job, Pool};
 use crate::registry::{Registry, Slot};
 
-/// Coroutine stack size in bytes. The deepest path, an inline handler
-/// rendering JSON under a connection loop, was measured with may's stack
-/// usage report (docs/threaded-engine.md); this leaves several times that as
-/// headroom, since an overflow aborts the process. Untouched stack pages are
-/// never resident, so the cost is address space, not RSS.
-pub const STACK_SIZE: usize = 64 * 1024;
+/// Coroutine stack size in bytes. Measured with may's stack usage report
+/// (`examples/stack_probe.rs`, docs/threaded-engine.md): the deepest path is
+/// an inline `/openapi.json` at about 90 KiB in a debug build (may's default
+/// 32 KiB overflows there). 256 KiB leaves 2.8 times that, because an
+/// overflow abandons the connection; untouched stack pages are never
+/// resident, so the cost is address space, not RSS.
+pub const STACK_SIZE: usize = 256 * 1024;
 
 /// Why the threaded engine stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +138,7 @@ pub fn serve_with_options(
     shutdown: Shutdown,
     options: Options,
 ) -> Result<(), ServeError> {
-    let words = (options.stack_bytes / size_of::<usize>()).max(1024);
+    let words = options.stack_bytes.div_ceil(size_of::<usize>()).max(1024);
     // Only the first configuration before the scheduler starts takes effect
     // for the worker count; the stack size applies to every later spawn.
     may::config().set_workers(1).set_stack_size(words);

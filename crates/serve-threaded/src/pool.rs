@@ -330,7 +330,7 @@ mod tests {
             match events.recv() {
                 Ok(FromWorker::Chunk(b)) => {
                     sizes.push(b.len());
-                    written.send(()).unwrap();
+                    let _ = written.send(());
                 }
                 Ok(FromWorker::End) => break,
                 other => panic!("unexpected {other:?}"),
