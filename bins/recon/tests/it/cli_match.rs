@@ -357,3 +357,17 @@ fn help_documents_the_exit_codes() {
         "{help}"
     );
 }
+
+#[test]
+fn gen_into_an_unwritable_place_fails_naming_it() {
+    within(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"not a directory").unwrap();
+        let target = file.join("case");
+        let out = recon(&["gen", "--records", "10", "--out", target.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+        assert!(err.contains("a-file"), "{err}");
+    });
+}
