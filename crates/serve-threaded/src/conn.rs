@@ -453,7 +453,7 @@ impl Conn {
             }
         }
         let piece = self.read_body(body);
-        if let BodyPiece::Failed(..) = piece {
+        if let BodyPiece::Failed(..) | BodyPiece::TooLarge = piece {
             body.broken = true;
         }
         piece
@@ -484,10 +484,7 @@ impl Conn {
                             if let Some(data) = data {
                                 body.total += data.len() as u64;
                                 if body.total > self.shared.settings.max_request_body_size {
-                                    return BodyPiece::Failed(
-                                        io::ErrorKind::InvalidData,
-                                        "request body exceeds max_request_body_size",
-                                    );
+                                    return BodyPiece::TooLarge;
                                 }
                                 return BodyPiece::Data(data);
                             }
@@ -553,7 +550,7 @@ impl Conn {
             match self.read_body(body) {
                 BodyPiece::Data(_) => {}
                 BodyPiece::Eof => return true,
-                BodyPiece::Failed(..) => return false,
+                BodyPiece::Failed(..) | BodyPiece::TooLarge => return false,
             }
         }
         true

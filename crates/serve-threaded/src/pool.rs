@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use may::sync::mpsc;
+use recon_service::error::TooLarge;
 use recon_service::{App, Request, Response, ResponseBody, problem};
 use std::sync::mpsc::RecvTimeoutError;
 
@@ -57,6 +58,8 @@ pub(crate) enum BodyPiece {
     Eof,
     /// The body could not be read.
     Failed(io::ErrorKind, &'static str),
+    /// The body grew past max_request_body_size (chunked bodies).
+    TooLarge,
 }
 
 /// One request handed to the pool.
@@ -119,6 +122,11 @@ impl Read for ChannelBody {
                 Ok(BodyPiece::Failed(kind, msg)) => {
                     self.done = true;
                     return Err(io::Error::new(kind, msg));
+                }
+                Ok(BodyPiece::TooLarge) => {
+                    self.done = true;
+                    // The application's marker, so it answers 413.
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, TooLarge));
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(io::Error::new(
