@@ -105,8 +105,10 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     let show_progress =
         std::io::stderr().is_terminal() && size(&args.left) + size(&args.right) > PROGRESS_BYTES;
 
+    // Both sides load at once: one MultiProgress keeps their spinners apart.
+    let bars = indicatif::MultiProgress::new();
     let load = |path: &Path, mapping| -> Result<Side, Failure> {
-        let spinner = show_progress.then(|| spinner(format!("loading {}", path.display())));
+        let spinner = show_progress.then(|| spinner(&bars, format!("loading {}", path.display())));
         let side = load_side(path, mapping)
             .map_err(anyhow::Error::from)
             .map_err(fail(EXIT_INPUT));
@@ -228,8 +230,8 @@ fn write_outputs(
     Ok(written)
 }
 
-fn spinner(message: String) -> indicatif::ProgressBar {
-    let s = indicatif::ProgressBar::new_spinner();
+fn spinner(bars: &indicatif::MultiProgress, message: String) -> indicatif::ProgressBar {
+    let s = bars.add(indicatif::ProgressBar::new_spinner());
     s.set_message(message);
     s.enable_steady_tick(Duration::from_millis(120));
     s
