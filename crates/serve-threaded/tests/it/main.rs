@@ -7,3 +7,4 @@
 mod http1;
 mod limits;
 mod support;
+mod waitress;
