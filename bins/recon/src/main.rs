@@ -30,7 +30,7 @@ enum Command {
     /// Inspect the effective configuration.
     Config(cmd_config::Args),
     /// Start the HTTP server.
-    Serve(cmd_serve::Args),
+    Serve(Box<cmd_serve::Args>),
     /// Probe a running server's health endpoint (for container health checks).
     Healthcheck(cmd_healthcheck::Args),
 }
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         Command::Gen(args) => cmd_gen::run(args),
         Command::Tune(args) => cmd_tune::run(args),
         Command::Config(args) => cmd_config::run(args),
-        Command::Serve(args) => cmd_serve::run(args),
+        Command::Serve(args) => cmd_serve::run(*args),
         Command::Healthcheck(args) => cmd_healthcheck::run(args),
     };
     match result {
