@@ -631,7 +631,7 @@ fn large_csv_loads_every_row() {
         assert_eq!(side.len(), rows);
         assert_eq!(side.id.get(rows - 1), Some("GL-0999999"));
         assert_eq!(side.counterparty.get(3), Some("Customer 3, Ltd"));
-        assert_eq!(side.amount[1], 79);
+        assert_eq!(side.amount[1], 7919);
         assert_eq!(side.amount[5], -(5 * 7919));
     }
 }
