@@ -231,7 +231,8 @@ fn csv_err(file: &str, e: &ArrowError) -> InputError {
         Some(line) => InputError::MalformedRow {
             file: file.to_owned(),
             line,
-            reason: msg.to_owned(),
+            // The line is in the message already; say it once.
+            reason: msg.replace(&format!(" for line {line}"), ""),
         },
         None if lower.contains("utf-8") || lower.contains("utf8") => InputError::InvalidUtf8 {
             file: file.to_owned(),
