@@ -224,17 +224,19 @@ fn days_in_month(y: i32, m: u32) -> u32 {
     }
 }
 
-/// Days since 1970-01-01 of a valid proleptic Gregorian date.
+/// Days since 1970-01-01 of a valid proleptic Gregorian date (month 1-12, day
+/// within the month). Saturates at the `i32` range for years beyond about ±5.8 million.
 pub fn days_from_civil(y: i32, m: u32, d: u32) -> i32 {
     // Shift the year to start in March so the leap day is the last day of the year.
-    let y = if m <= 2 { y - 1 } else { y };
+    let y = i64::from(y) - i64::from(m <= 2);
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400); // [0, 399]
-    let m = m as i32;
-    let d = d as i32;
+    let m = i64::from(m);
+    let d = i64::from(d);
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1; // [0, 365]
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
+    let days = era * 146_097 + doe - 719_468;
+    i32::try_from(days).unwrap_or(if days < 0 { i32::MIN } else { i32::MAX })
 }
 
 /// The (year, month, day) of a count of days since 1970-01-01.
@@ -358,6 +360,11 @@ mod tests {
         #[test]
         fn format_days_never_panics(days: i32) {
             let _ = format_days(days);
+        }
+
+        #[test]
+        fn days_from_civil_never_panics(y: i32, m in 1u32..=12, d in 1u32..=31) {
+            let _ = days_from_civil(y, m, d);
         }
     }
 }
