@@ -28,6 +28,8 @@ use crate::side::{Reject, Side, TextColumn};
 const META_SOURCE: &str = "recon.source";
 /// Schema metadata key holding the first row's line number in stored IPC files.
 const META_FIRST_LINE: &str = "recon.first_line";
+/// Schema metadata key holding [`LineFixes`] (`row:line;row:line`) in stored IPC files.
+const META_LINE_FIXES: &str = "recon.line_fixes";
 /// The UTF-8 byte order mark.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -141,6 +143,76 @@ pub struct Table {
     pub rows: usize,
     /// The 1-based line (or row number) of the first row: 2 for a CSV with a header, else 1.
     pub first_line: u64,
+    /// Where CSV rows do not follow each other line by line (blank lines, quoted
+    /// line breaks); see [`Table::line`].
+    line_fixes: LineFixes,
+}
+
+/// Rows whose line is not the previous row's plus one, as sorted `(row, line)`
+/// pairs; every row after a fix continues one line per row. Empty for almost every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LineFixes(Vec<(u64, u64)>);
+
+impl LineFixes {
+    /// Encodes the fixes for schema metadata.
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        for (i, (row, line)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            out.push_str(&format!("{row}:{line}"));
+        }
+        out
+    }
+
+    /// Decodes [`LineFixes::encode`]'s text; anything unreadable gives no fixes.
+    fn decode(text: &str) -> Self {
+        let parse = || -> Option<Vec<(u64, u64)>> {
+            text.split(';')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (r, l) = p.split_once(':')?;
+                    Some((r.parse().ok()?, l.parse().ok()?))
+                })
+                .collect()
+        };
+        Self(parse().unwrap_or_default())
+    }
+}
+
+/// Walks rows in increasing order, giving each its line.
+struct LineCursor<'a> {
+    fixes: &'a [(u64, u64)],
+    next: usize,
+    base: (u64, u64),
+}
+
+impl<'a> LineCursor<'a> {
+    fn new(fixes: &'a LineFixes, first_line: u64, first_row: u64) -> Self {
+        let next = fixes.0.partition_point(|f| f.0 <= first_row);
+        let base = match next.checked_sub(1) {
+            Some(i) => fixes.0[i],
+            None => (0, first_line),
+        };
+        Self {
+            fixes: &fixes.0,
+            next,
+            base,
+        }
+    }
+
+    /// The line of `row`; rows must not decrease between calls.
+    fn line(&mut self, row: u64) -> u64 {
+        while let Some(&fix) = self.fixes.get(self.next) {
+            if fix.0 > row {
+                break;
+            }
+            self.base = fix;
+            self.next += 1;
+        }
+        self.base.1 + (row - self.base.0)
+    }
 }
 
 impl Table {
@@ -152,7 +224,15 @@ impl Table {
             batches: Vec::new(),
             rows: 0,
             first_line: 1,
+            line_fixes: LineFixes::default(),
         }
+    }
+
+    /// The 1-based line (CSV, NDJSON) or row number (Parquet, Arrow) of row `row`
+    /// (0-based over all batches). For CSV this is the physical line the record starts
+    /// on, counting blank lines and line breaks inside quoted fields.
+    pub fn line(&self, row: usize) -> u64 {
+        LineCursor::new(&self.line_fixes, self.first_line, row as u64).line(row as u64)
     }
 }
 
@@ -179,7 +259,7 @@ pub fn read_table(path: &Path, format: Format, opts: &ReadOptions) -> Result<Tab
         return Err(InputError::Empty { file: source });
     }
     let table = match format {
-        Format::Csv => read_csv(file, source, opts)?,
+        Format::Csv => read_csv(path, file, source, opts)?,
         Format::Parquet => read_parquet(file, source, opts)?,
         Format::Arrow => read_arrow_file(file, source, opts)?,
         Format::ArrowStream => read_arrow_stream(file, source)?,
@@ -242,7 +322,12 @@ fn csv_err(file: &str, e: &ArrowError) -> InputError {
     }
 }
 
-fn read_csv(mut file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
+fn read_csv(
+    path: &Path,
+    mut file: File,
+    source: String,
+    opts: &ReadOptions,
+) -> Result<Table, InputError> {
     let mut start = [0u8; 3];
     let mut got = 0;
     while got < 3 {
@@ -291,26 +376,156 @@ fn read_csv(mut file: File, source: String, opts: &ReadOptions) -> Result<Table,
     let mut file = reader.into_inner();
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
-    let csv = arrow_csv::ReaderBuilder::new(schema.clone())
-        .with_header(opts.has_header)
-        .with_delimiter(opts.delimiter)
-        .with_batch_size(opts.batch_size)
-        .build_buffered(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| csv_err(&source, &e))?;
-    let mut batches = Vec::new();
-    let mut rows = 0;
-    for batch in csv {
-        let batch = batch.map_err(|e| csv_err(&source, &e))?;
-        rows += batch.num_rows();
-        batches.push(batch);
-    }
+    let first_line = if opts.has_header { 2 } else { 1 };
+    let read = || -> Result<(Vec<RecordBatch>, usize), InputError> {
+        let csv = arrow_csv::ReaderBuilder::new(schema.clone())
+            .with_header(opts.has_header)
+            .with_delimiter(opts.delimiter)
+            .with_batch_size(opts.batch_size)
+            .build_buffered(BufReader::with_capacity(1 << 20, file))
+            .map_err(|e| csv_err(&source, &e))?;
+        let mut batches = Vec::new();
+        let mut rows = 0;
+        for batch in csv {
+            let batch = batch.map_err(|e| csv_err(&source, &e))?;
+            rows += batch.num_rows();
+            batches.push(batch);
+        }
+        Ok((batches, rows))
+    };
+    // The reader counts records; a second pass finds the lines they start on.
+    let scan = || scan_line_fixes(path, skip, opts, first_line);
+    let (read, scanned) = rayon::join(read, scan);
+    let line_fixes = match scanned {
+        Ok((fixes, _)) if fixes.0.is_empty() => fixes,
+        Ok((fixes, records)) => match &read {
+            Ok((_, rows)) if *rows as u64 == records => fixes,
+            Ok(_) => LineFixes::default(),
+            Err(_) => fixes,
+        },
+        Err(_) => LineFixes::default(),
+    };
+    let (batches, rows) = read.map_err(|e| relocate(e, &line_fixes, opts.has_header))?;
     Ok(Table {
         source,
         schema,
         batches,
         rows,
-        first_line: if opts.has_header { 2 } else { 1 },
+        first_line,
+        line_fixes,
     })
+}
+
+/// Turns a reader error's record number (1-based, header included) into the line
+/// that record starts on.
+fn relocate(err: InputError, fixes: &LineFixes, has_header: bool) -> InputError {
+    let first_line = if has_header { 2 } else { 1 };
+    let physical = |record: u64| -> u64 {
+        match record.checked_sub(1 + u64::from(has_header)) {
+            Some(row) => LineCursor::new(fixes, first_line, row).line(row),
+            None => record,
+        }
+    };
+    match err {
+        InputError::InvalidUtf8 { file, line } => InputError::InvalidUtf8 {
+            file,
+            line: physical(line),
+        },
+        InputError::MalformedRow { file, line, reason } => InputError::MalformedRow {
+            file,
+            line: physical(line),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// Finds the line each CSV data record starts on, where it differs from one line per
+/// record: after blank lines (which the reader skips) and quoted fields holding line
+/// breaks. Follows the reader's quoting: a quote opens a field only at its start,
+/// `""` inside a quoted field is a literal quote. Returns the fixes and the number of
+/// data records seen, which the caller checks against the reader's count.
+fn scan_line_fixes(
+    path: &Path,
+    skip: u64,
+    opts: &ReadOptions,
+    first_line: u64,
+) -> std::io::Result<(LineFixes, u64)> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(skip))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let header = u64::from(opts.has_header);
+    let mut fixes = Vec::new();
+    let mut predict = (0u64, first_line);
+    let mut records = 0u64;
+    let mut emit = |start: u64| {
+        if let Some(row) = records.checked_sub(header)
+            && predict.1 + (row - predict.0) != start
+        {
+            fixes.push((row, start));
+            predict = (row, start);
+        }
+        records += 1;
+    };
+    let mut in_quotes = false;
+    // Whether the current record has any byte besides `\r`.
+    let mut nonempty = false;
+    let mut line = 1u64;
+    let mut record_line = 1u64;
+    // The byte before the chunk's first, and where the last closing quote was.
+    let mut before = b'\n';
+    let mut offset = 0u64;
+    let mut last_close = None;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        let mut from = 0;
+        for pos in memchr::memchr2_iter(b'\n', b'"', chunk) {
+            if !nonempty && chunk[from..pos].iter().any(|&b| b != b'\r') {
+                nonempty = true;
+            }
+            from = pos + 1;
+            let prev = if pos == 0 { before } else { chunk[pos - 1] };
+            let abs = offset + pos as u64;
+            if chunk[pos] == b'"' {
+                nonempty = true;
+                if in_quotes {
+                    in_quotes = false;
+                    last_close = Some(abs);
+                } else if prev == opts.delimiter
+                    || prev == b'\n'
+                    || prev == b'\r'
+                    || last_close.is_some_and(|c| c + 1 == abs)
+                {
+                    in_quotes = true;
+                }
+                continue;
+            }
+            line += 1;
+            if in_quotes {
+                continue;
+            }
+            if nonempty {
+                emit(record_line);
+            }
+            nonempty = false;
+            record_line = line;
+        }
+        if !nonempty && chunk[from..].iter().any(|&b| b != b'\r') {
+            nonempty = true;
+        }
+        before = chunk[n - 1];
+        offset += n as u64;
+    }
+    if nonempty {
+        emit(record_line);
+    }
+    Ok((LineFixes(fixes), records.saturating_sub(header)))
 }
 
 /// Casts every column to `Utf8` (keeping names) so mapping only ever sees text.
@@ -365,6 +580,7 @@ fn read_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Table,
         batches,
         rows,
         first_line: 1,
+        line_fixes: LineFixes::default(),
     })
 }
 
@@ -387,6 +603,11 @@ fn read_arrow_file(file: File, source: String, opts: &ReadOptions) -> Result<Tab
         .map_err(|e| format_err(&source, e))?;
     let schema = reader.schema();
     let (source, first_line) = stored_origin(&schema, source, opts);
+    let line_fixes = schema
+        .metadata()
+        .get(META_LINE_FIXES)
+        .map(|t| LineFixes::decode(t))
+        .unwrap_or_default();
     let (schema, batches, rows) = to_text_batches(&source, reader, &schema)?;
     Ok(Table {
         source,
@@ -394,6 +615,7 @@ fn read_arrow_file(file: File, source: String, opts: &ReadOptions) -> Result<Tab
         batches,
         rows,
         first_line,
+        line_fixes,
     })
 }
 
@@ -408,6 +630,7 @@ fn read_arrow_stream(file: File, source: String) -> Result<Table, InputError> {
         batches,
         rows,
         first_line: 1,
+        line_fixes: LineFixes::default(),
     })
 }
 
@@ -440,6 +663,7 @@ fn read_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Table, 
         batches,
         rows,
         first_line: 1,
+        line_fixes: LineFixes::default(),
     })
 }
 
@@ -454,6 +678,9 @@ pub fn write_table_ipc(table: &Table, path: &Path) -> Result<(), InputError> {
     let mut metadata = table.schema.metadata().clone();
     metadata.insert(META_SOURCE.to_owned(), table.source.clone());
     metadata.insert(META_FIRST_LINE.to_owned(), table.first_line.to_string());
+    if !table.line_fixes.0.is_empty() {
+        metadata.insert(META_LINE_FIXES.to_owned(), table.line_fixes.encode());
+    }
     let schema = Arc::new(Schema::new_with_metadata(
         table.schema.fields().clone(),
         metadata,
@@ -617,8 +844,13 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// Maps one batch whose first row is on `first_line`.
-    fn map_batch(&self, batch: &RecordBatch, first_line: u64) -> Result<Side, InputError> {
+    /// Maps one batch whose first row is table row `first_row`.
+    fn map_batch(
+        &self,
+        batch: &RecordBatch,
+        first_row: u64,
+        mut lines: LineCursor<'_>,
+    ) -> Result<Side, InputError> {
         let cols: Vec<&StringArray> = batch
             .columns()
             .iter()
@@ -661,7 +893,7 @@ impl<'a> Plan<'a> {
             col.and_then(|c| cell(c, row)).filter(|s| !s.is_empty())
         };
         for row in 0..rows {
-            let line = first_line + row as u64;
+            let line = lines.line(first_row + row as u64);
             match self.parse_row(&cell, row) {
                 Ok((amount, currency, date)) => {
                     match self.id {
@@ -817,16 +1049,19 @@ impl Side {
         let _enter = span.enter();
         let plan = Plan::new(table, mapping)?;
         let mut starts = Vec::with_capacity(table.batches.len());
-        let mut line = table.first_line;
+        let mut row = 0u64;
         for b in &table.batches {
-            starts.push(line);
-            line += b.num_rows() as u64;
+            starts.push(row);
+            row += b.num_rows() as u64;
         }
         let parts: Vec<Result<Side, InputError>> = table
             .batches
             .par_iter()
             .zip(starts.par_iter())
-            .map(|(batch, &first)| plan.map_batch(batch, first))
+            .map(|(batch, &first_row)| {
+                let lines = LineCursor::new(&table.line_fixes, table.first_line, first_row);
+                plan.map_batch(batch, first_row, lines)
+            })
             .collect();
         let mut side = Side {
             source: table.source.clone(),

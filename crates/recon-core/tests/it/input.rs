@@ -689,3 +689,55 @@ fn large_csv_loads_every_row() {
         assert_eq!(side.amount[5], -(5 * 7919));
     }
 }
+
+#[test]
+fn crlf_line_endings_and_padded_header_names() {
+    let csv = "Id , Amount\r\n1,2.50\r\n2,(3)\r\n";
+    let side = load(
+        "win.csv",
+        csv.as_bytes(),
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap();
+    assert_eq!(ids(&side), ["1", "2"]);
+    assert_eq!(amounts(&side), [250, -300]);
+    assert_eq!(side.line, [2, 3]);
+}
+
+#[test]
+fn lines_count_blank_lines_and_quoted_line_breaks() {
+    let csv = "id,amount,memo\n\
+        1,1,\"two\nlines\"\n\
+        \n\
+        2,2,\"a \"\"quoted\"\" word\"\n\
+        3,3,plain 5\" pipe\n\
+        4,oops,x\n";
+    let map =
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\non_error = \"quarantine\"";
+    let (dir, path) = file("blank.csv", csv.as_bytes());
+    let side = load_side(&path, &mapping(map)).unwrap();
+    assert_eq!(side.line, [2, 5, 6]);
+    assert_eq!(side.rejects[0].line, 7);
+    assert_eq!(side.len() + side.rejects.len(), 4);
+
+    // The stored form keeps the lines.
+    let table = read_table(&path, Format::Csv, &ReadOptions::default()).unwrap();
+    assert_eq!(
+        (0..4).map(|r| table.line(r)).collect::<Vec<_>>(),
+        [2, 5, 6, 7]
+    );
+    let stored = dir.path().join("stored.arrow");
+    write_table_ipc(&table, &stored).unwrap();
+    let back = read_table(&stored, Format::Arrow, &ReadOptions::default()).unwrap();
+    assert_eq!(
+        (0..4).map(|r| back.line(r)).collect::<Vec<_>>(),
+        [2, 5, 6, 7]
+    );
+
+    // Reader errors point at the physical line too.
+    let err = load("gap.csv", b"id,amount\n1,2\n\n\n2\n", map).unwrap_err();
+    assert!(
+        err.ends_with("gap.csv line 5: incorrect number of fields, expected 2 got 1"),
+        "{err}"
+    );
+}
