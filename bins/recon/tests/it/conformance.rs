@@ -782,20 +782,66 @@ engines!(
     restart_mid_job,
 );
 
+/// Reads one HTTP/2 frame: (type, flags, stream id, payload).
+fn read_frame(raw: &mut Raw) -> (u8, u8, u32, Vec<u8>) {
+    let mut head = [0u8; 9];
+    raw.stream().read_exact(&mut head).expect("frame header");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let stream = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
+    let mut payload = vec![0u8; len];
+    raw.stream()
+        .read_exact(&mut payload)
+        .expect("frame payload");
+    (head[3], head[4], stream, payload)
+}
+
 /// HTTP/2 over cleartext with prior knowledge (the async engine's extra):
-/// the server answers the client preface with its SETTINGS frame.
+/// the server answers the preface with SETTINGS, then serves GET /health on
+/// stream 1 (HPACK written by hand: static-table indexes and raw literals).
 #[test]
 fn async_h2c_prior_knowledge() {
     crate::support::within(Duration::from_secs(60), || {
         let server = Server::start(Engine::Async);
         let mut raw: Raw = server.raw();
-        let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         // An empty SETTINGS frame: length 0, type 4, flags 0, stream 0.
-        preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        raw.send(&preface).expect("send preface");
-        let mut frame = [0u8; 9];
-        raw.stream().read_exact(&mut frame).expect("a frame back");
-        assert_eq!(frame[3], 4, "first frame is SETTINGS: {frame:?}");
+        out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        // HEADERS: :method GET (2), :scheme http (6), :path /health, :authority.
+        let mut block = vec![0x82, 0x86, 0x04, 7];
+        block.extend_from_slice(b"/health");
+        block.extend_from_slice(&[0x01, 9]);
+        block.extend_from_slice(b"127.0.0.1");
+        let len = u8::try_from(block.len()).expect("small block");
+        // Type 1 (HEADERS), flags END_STREAM | END_HEADERS, stream 1.
+        out.extend_from_slice(&[0, 0, len, 1, 0x05, 0, 0, 0, 1]);
+        out.extend_from_slice(&block);
+        raw.send(&out).expect("send preface and request");
+
+        let (kind, _, stream, _) = read_frame(&mut raw);
+        assert_eq!(
+            (kind, stream),
+            (4, 0),
+            "first frame is the server's SETTINGS"
+        );
+        let mut status_200 = false;
+        let mut body = Vec::new();
+        loop {
+            let (kind, flags, stream, payload) = read_frame(&mut raw);
+            if stream != 1 {
+                continue;
+            }
+            match kind {
+                // :status 200 is static-table index 8.
+                1 => status_200 = payload.first() == Some(&0x88),
+                0 => body.extend_from_slice(&payload),
+                _ => {}
+            }
+            if flags & 0x01 != 0 {
+                break;
+            }
+        }
+        assert!(status_200, "response HEADERS did not carry :status 200");
+        assert_eq!(String::from_utf8_lossy(&body), r#"{"status":"ok"}"#);
     });
 }
 
