@@ -863,3 +863,20 @@ fn server_type_env_picks_the_engine() {
         }
     });
 }
+
+/// A bad setting stops `recon serve` before it binds, with exit code 2 and a
+/// message naming the setting and its source.
+#[test]
+fn serve_rejects_bad_config_with_exit_2() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_recon"))
+        .args(["serve", "--port", "0", "--engine", "bogus", "--data-dir"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .output()
+        .expect("run recon serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "nothing announced: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--engine"), "{stderr}");
+}
