@@ -154,3 +154,31 @@ fn shutdown_lets_an_in_flight_request_finish() {
     assert_eq!(r.header("connection"), Some("close"));
     stopper.join().unwrap().unwrap();
 }
+
+#[test]
+fn slow_readers_are_cut_off() {
+    let server = Server::start(quick_timeouts);
+    let mut c = server.client();
+    // Thousands of pipelined requests for a 10 KB document, never read: the
+    // server's writes stall once the socket buffers fill, and a write stalled
+    // past channel_timeout closes the connection.
+    let one = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    let many: Vec<u8> = one.iter().copied().cycle().take(one.len() * 3000).collect();
+    c.stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = c.stream.write_all(&many);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.app.state().connections_total() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    while server.app.state().connections_open() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.app.state().connections_open(),
+        0,
+        "slow reader still connected"
+    );
+}
