@@ -173,13 +173,22 @@ struct Ctx<'a> {
     prep: [&'a Prepared; 2],
 }
 
-/// One index entry: a free record of the indexed side.
+/// One index entry: a free record of one side. Sorted by the first four
+/// fields (`row` is unique, so the rest never decides the order); the rest
+/// carries what the gates check, so checking a candidate touches no other
+/// memory unless a reference key is longer than 8 bytes or text is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     block: u64,
     day: i32,
     amount: i64,
     row: u32,
+    value: i64,
+    date: Option<i32>,
+    cur: Currency,
+    key_len: u32,
+    /// The reference key's first (up to) 8 bytes, little-endian.
+    key_head: u64,
 }
 
 /// A candidate pair of a one-to-one pass; the derived order is the rank.
@@ -266,20 +275,33 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
     let mut entries: Vec<Entry> = (0..side.len())
         .into_par_iter()
         .filter(|&i| eligible(ctx, state, s, i, pass))
-        .map(|i| Entry {
-            block: block_for(ctx, s, i, plan),
-            day: if plan.day_blocking {
-                side.date[i].unwrap_or(0)
-            } else {
-                0
-            },
-            amount: if plan.amount_sorted {
-                side.amount[i]
-            } else {
-                0
-            },
-            // Sides are checked to fit u32 before any pass runs.
-            row: i as u32,
+        .map(|i| {
+            let key = ctx.prep[s]
+                .reference(plan.reference)
+                .map_or("", |k| k.get(i));
+            let mut head = [0u8; 8];
+            let n = key.len().min(8);
+            head[..n].copy_from_slice(&key.as_bytes()[..n]);
+            Entry {
+                block: block_for(ctx, s, i, plan),
+                day: if plan.day_blocking {
+                    side.date[i].unwrap_or(0)
+                } else {
+                    0
+                },
+                amount: if plan.amount_sorted {
+                    side.amount[i]
+                } else {
+                    0
+                },
+                // Sides are checked to fit u32 before any pass runs.
+                row: i as u32,
+                value: side.amount[i],
+                date: side.date[i],
+                cur: side.currency[i],
+                key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+                key_head: u64::from_le_bytes(head),
+            }
         })
         .collect();
     entries.par_sort_unstable();
@@ -343,6 +365,12 @@ fn identity(ctx: &Ctx<'_>, pass: &Pass, l: usize, r: usize) -> Option<f64> {
             return None;
         }
     }
+    score(ctx, pass, l, r)
+}
+
+/// The similarity score of left row `l` and right row `r`, `None` below a
+/// threshold; 1 when the pass compares no text.
+fn score(ctx: &Ctx<'_>, pass: &Pass, l: usize, r: usize) -> Option<f64> {
     let mut sum = 0.0;
     let mut n = 0u32;
     for (sim, pick) in [(pass.counterparty, 0usize), (pass.description, 1usize)] {
@@ -368,6 +396,49 @@ fn identity(ctx: &Ctx<'_>, pass: &Pass, l: usize, r: usize) -> Option<f64> {
     Some(if n == 0 { 1.0 } else { sum / f64::from(n) })
 }
 
+/// [`identity`] on index entries `le` (left) and `re` (right) of the same
+/// plan, found in the same block.
+fn identity_entries(ctx: &Ctx<'_>, pass: &Pass, le: &Entry, re: &Entry) -> Option<f64> {
+    if le.cur != re.cur {
+        return None;
+    }
+    if pass.reference != ReferenceRule::Ignore {
+        // Equal blocks and currencies mean equal key hashes (the block mix is
+        // a bijection); the key itself is verified inline or in the buffers.
+        if le.block != re.block || le.key_len != re.key_len || le.key_head != re.key_head {
+            return None;
+        }
+        if le.key_len > 8
+            && let (Some(kl), Some(kr)) = (
+                ctx.prep[0].reference(pass.reference),
+                ctx.prep[1].reference(pass.reference),
+            )
+            && kl.get(le.row as usize) != kr.get(re.row as usize)
+        {
+            return None;
+        }
+    }
+    if let Some(w) = pass.date {
+        let (Some(dl), Some(dr)) = (le.date, re.date) else {
+            return None;
+        };
+        if !w.accepts(i64::from(dr) - i64::from(dl)) {
+            return None;
+        }
+    }
+    if pass.counterparty.is_none() && pass.description.is_none() {
+        return Some(1.0);
+    }
+    score(ctx, pass, le.row as usize, re.row as usize)
+}
+
+fn entry_date_diff(le: &Entry, re: &Entry) -> Option<i32> {
+    match (le.date, re.date) {
+        (Some(a), Some(b)) => i32::try_from(i64::from(b) - i64::from(a)).ok(),
+        _ => None,
+    }
+}
+
 fn date_diff(ctx: &Ctx<'_>, l: usize, r: usize) -> Option<i32> {
     match (ctx.sides[0].date[l], ctx.sides[1].date[r]) {
         (Some(a), Some(b)) => i32::try_from(i64::from(b) - i64::from(a)).ok(),
@@ -381,13 +452,10 @@ fn candidates_1to1(
     pass: &Pass,
     plan: Plan,
     index: &[Entry],
-    l: usize,
+    q: &Entry,
     edges: &mut Vec<Edge>,
 ) {
-    let side = ctx.sides[0];
-    let cur = side.currency[l];
-    let amount = side.amount[l];
-    let block = block_for(ctx, 0, l, plan);
+    let (cur, amount) = (q.cur, q.value);
     let (lo, hi) = match (plan.amount_sorted, pass.amount) {
         (true, Some(t)) => {
             let (below, above) = t.allowed(amount, cur);
@@ -399,16 +467,15 @@ fn candidates_1to1(
         .date
         .map_or((0, 0), |w| (-i64::from(w.before), i64::from(w.after)));
     let start = edges.len();
-    for day in day_range(plan, side.date[l], dlo, dhi) {
+    for day in day_range(plan, q.date, dlo, dhi) {
         let Ok(day) = i32::try_from(day) else {
             continue;
         };
-        for e in lookup(index, block, day, lo, hi) {
-            let r = e.row as usize;
-            let Some(score) = identity(ctx, pass, l, r) else {
+        for e in lookup(index, q.block, day, lo, hi) {
+            let Some(score) = identity_entries(ctx, pass, q, e) else {
                 continue;
             };
-            let diff = i128::from(ctx.sides[1].amount[r]) - i128::from(amount);
+            let diff = i128::from(e.value) - i128::from(amount);
             if i64::try_from(diff).is_err() {
                 continue;
             }
@@ -417,12 +484,12 @@ fn candidates_1to1(
             {
                 continue;
             }
-            let ddiff = date_diff(ctx, l, r).map_or(u32::MAX, i32::unsigned_abs);
+            let ddiff = entry_date_diff(q, e).map_or(u32::MAX, i32::unsigned_abs);
             edges.push(Edge {
                 score_key: u64::MAX - score.to_bits(),
                 adiff: diff.unsigned_abs() as u64,
                 ddiff,
-                l: l as u32,
+                l: q.row,
                 r: e.row,
             });
         }
@@ -476,7 +543,7 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         .flat_map_iter(|chunk| {
             let mut out = Vec::new();
             for q in chunk {
-                candidates_1to1(ctx, pass, plan, &index, q.row as usize, &mut out);
+                candidates_1to1(ctx, pass, plan, &index, q, &mut out);
             }
             out
         })
@@ -580,10 +647,10 @@ impl Aggregate<'_> {
 
     /// Candidate parts of single record `o` (free at the start of the pass),
     /// the nearest `max_candidates` by date distance then row, sorted by row.
-    fn candidates(&self, index: &[Entry], o: usize, out: &mut Vec<Part>) {
+    fn candidates(&self, index: &[Entry], q: &Entry, out: &mut Vec<Part>) {
         out.clear();
         let ctx = self.ctx;
-        let block = block_for(ctx, self.one, o, self.plan);
+        let block = q.block;
         let (dlo, dhi) = self.pass.date.map_or((0, 0), |w| {
             if self.one == 0 {
                 (-i64::from(w.before), i64::from(w.after))
@@ -593,17 +660,17 @@ impl Aggregate<'_> {
         });
         // Entries of one block are sorted by (day, row) here (amount is 0), so
         // the whole day range is one slice.
-        let days = day_range(self.plan, ctx.sides[self.one].date[o], dlo, dhi);
+        let days = day_range(self.plan, q.date, dlo, dhi);
         let clamp = |d: i64| i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX });
         let (first, last) = (clamp(*days.start()), clamp(*days.end()));
         let start = index.partition_point(|e| (e.block, e.day) < (block, first));
         let end = index.partition_point(|e| (e.block, e.day) <= (block, last));
         for e in index.get(start..end.max(start)).unwrap_or(&[]) {
-            let (l, r) = self.pair(o, e.row as usize);
-            if identity(ctx, self.pass, l, r).is_none() {
+            let (le, re) = if self.one == 0 { (q, e) } else { (e, q) };
+            if identity_entries(ctx, self.pass, le, re).is_none() {
                 continue;
             }
-            let ddiff = date_diff(ctx, l, r).map_or(u32::MAX, i32::unsigned_abs);
+            let ddiff = entry_date_diff(le, re).map_or(u32::MAX, i32::unsigned_abs);
             out.push(Part { row: e.row, ddiff });
         }
         if out.len() > self.pass.max_candidates {
@@ -718,7 +785,7 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
             let (mut found, mut parts) = (Vec::new(), Vec::new());
             for q in chunk {
                 let o = q.row as usize;
-                agg.candidates(&index, o, &mut scratch);
+                agg.candidates(&index, q, &mut scratch);
                 if scratch.len() < 2 {
                     continue;
                 }

@@ -473,7 +473,13 @@ fn random_side(rng: &mut ChaCha8Rng, n: usize) -> Side {
             "-".into()
         };
         let reference = if rng.random_bool(0.9) {
-            format!("R{}", rng.random_range(0..6))
+            // Short keys are verified inline, long ones against the buffers.
+            let long = if rng.random_bool(0.5) {
+                "-LONG-REFERENCE"
+            } else {
+                ""
+            };
+            format!("R{}{long}", rng.random_range(0..6))
         } else {
             "-".into()
         };
