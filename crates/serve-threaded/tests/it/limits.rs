@@ -181,4 +181,9 @@ fn slow_readers_are_cut_off() {
         0,
         "slow reader still connected"
     );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }
