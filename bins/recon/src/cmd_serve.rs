@@ -154,10 +154,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let listener = serve_async::bind(&config)?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    announce(&config, addr)?;
-
+    // Signals first: a client may SIGTERM as soon as it reads the line.
     let shutdown = Shutdown::new();
     install_signals(&shutdown)?;
+    announce(&config, addr)?;
     match config.engine {
         Engine::Async => serve_async::serve(app, listener, shutdown)?,
         Engine::Threaded => serve_threaded::serve(app, listener, shutdown)?,
