@@ -99,6 +99,9 @@ pub struct JobRecord {
     /// Run time in milliseconds, once ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Milliseconds per stage, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<reconcile::Stages>,
     /// The summary, once succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<serde_json::Value>,
@@ -247,6 +250,7 @@ impl Jobs {
             started: None,
             finished: None,
             duration_ms: None,
+            stages: None,
             summary: None,
             owner: Some(self.owner.clone()),
         };
@@ -399,6 +403,7 @@ fn run(dir: &Path, mut rec: JobRecord, store: &DatasetStore, rules: &str) {
                 metrics::counter!("recon_records_total", "status" => status.clone()).increment(*n);
             }
             rec.summary = Some(done.summary);
+            rec.stages = Some(done.stages);
             tracing::info!(ms = rec.duration_ms, "reconciliation succeeded");
         }
         Ok(Err(e)) => {
@@ -425,9 +430,11 @@ fn execute(
     store: &DatasetStore,
     rules: &str,
 ) -> Result<reconcile::Finished, String> {
+    let started = Instant::now();
     let load = |id: &str| store.load(id).map_err(|e| format!("dataset {id}: {e}"));
-    let (left_meta, left) = load(&rec.left)?;
-    let (right_meta, right) = load(&rec.right)?;
+    let (l, r) = rayon::join(|| load(&rec.left), || load(&rec.right));
+    let ((left_meta, left), (right_meta, right)) = (l?, r?);
+    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let facts = reconcile::RunFacts {
         run_id: rec.id.clone(),
         left_sha256: Some(left_meta.sha256),
@@ -449,7 +456,7 @@ fn execute(
     };
     let total = (left.rows + right.rows) as u64;
     report(0, total);
-    reconcile::execute(&left, &right, rules, facts, dir, &report)
+    reconcile::execute(load_ms, &left, &right, rules, facts, dir, &report)
 }
 
 #[cfg(test)]
@@ -470,6 +477,7 @@ mod tests {
             started: None,
             finished: None,
             duration_ms: None,
+            stages: None,
             summary: None,
             owner: Some(Owner::register()),
         };

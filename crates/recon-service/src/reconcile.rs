@@ -29,6 +29,25 @@ pub struct Finished {
     pub summary: serde_json::Value,
     /// Result rows by status, for `recon_records_total{status}`.
     pub records: Vec<(String, u64)>,
+    /// Milliseconds per stage.
+    pub stages: Stages,
+}
+
+/// Milliseconds spent per stage of a job, as `job.json` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stages {
+    /// Reading both stored datasets.
+    pub load_ms: f64,
+    /// Mapping both tables to typed sides.
+    pub map_ms: f64,
+    /// The matcher.
+    pub match_ms: f64,
+    /// Writing results and summary durably.
+    pub write_ms: f64,
+}
+
+fn ms_since(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Facts of the run for the summary's audit block.
@@ -80,6 +99,7 @@ impl Progress for ProgressFn<'_> {
 /// # Errors
 /// A message saying what failed: rules, mapping (line, column, value), matching or writing.
 pub fn execute(
+    load_ms: f64,
     left: &Table,
     right: &Table,
     rules: &str,
@@ -87,6 +107,11 @@ pub fn execute(
     dir: &Path,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Finished, String> {
+    let mut stages = Stages {
+        load_ms,
+        ..Stages::default()
+    };
+    let t = std::time::Instant::now();
     let rules = Rules::from_toml_str(rules, "rules").map_err(|e| e.to_string())?;
     let (l, r) = rayon::join(
         || Side::from_table(left, &rules.left),
@@ -94,6 +119,8 @@ pub fn execute(
     );
     let l = l.map_err(|e| e.to_string())?;
     let r = r.map_err(|e| e.to_string())?;
+    stages.map_ms = ms_since(t);
+    let t = std::time::Instant::now();
     let info = RunInfo {
         run_id: facts.run_id,
         left_sha256: facts.left_sha256,
@@ -102,6 +129,8 @@ pub fn execute(
     let outcome = Reconciler::new(rules)
         .run_with(&l, &r, &info, &ProgressFn(progress))
         .map_err(|e| e.to_string())?;
+    stages.match_ms = ms_since(t);
+    let t = std::time::Instant::now();
 
     let filter = StatusFilter::ALL;
     let (csv, parquet) = rayon::join(
@@ -121,6 +150,7 @@ pub fn execute(
     write_durably(dir, "summary.json", |w| {
         write_summary_json(&outcome.summary, w)
     })?;
+    stages.write_ms = ms_since(t);
 
     let mut counts = [0u64; Status::ALL.len()];
     for a in outcome.left.iter().chain(&outcome.right) {
@@ -134,7 +164,11 @@ pub fn execute(
         .map(|(s, n)| (s.as_str().to_owned(), n))
         .collect();
     let summary = serde_json::to_value(&outcome.summary).map_err(|e| e.to_string())?;
-    Ok(Finished { summary, records })
+    Ok(Finished {
+        summary,
+        records,
+        stages,
+    })
 }
 
 /// Writes `dir/name` through a temporary file: write, fsync, rename, fsync dir.

@@ -146,14 +146,11 @@ impl DatasetStore {
         opts: &UploadOptions,
     ) -> Result<DatasetMeta, ApiError> {
         let id = ids::new_id();
-        let raw = self.scratch.join(format!("{id}.upload"));
-        let build = self.scratch.join(&id);
-        let result = self.create_inner(&id, &raw, &build, body, format, opts);
-        let _ = fs::remove_file(&raw);
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&build);
-        }
-        result
+        let scratch = Scratch {
+            raw: self.scratch.join(format!("{id}.upload")),
+            build: self.scratch.join(&id),
+        };
+        self.create_inner(&id, &scratch.raw, &scratch.build, body, format, opts)
     }
 
     fn create_inner(
@@ -300,6 +297,20 @@ impl DatasetStore {
     pub fn usage(&self) -> (usize, u64) {
         let all = self.list();
         (all.len(), all.iter().map(|m| m.stored_bytes).sum())
+    }
+}
+
+/// Scratch files of one upload, removed however the upload ends (error or
+/// panic); after success the build directory has been renamed away already.
+struct Scratch {
+    raw: PathBuf,
+    build: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.raw);
+        let _ = fs::remove_dir_all(&self.build);
     }
 }
 

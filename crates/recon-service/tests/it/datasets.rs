@@ -192,7 +192,7 @@ fn multipart_upload_takes_fields_and_the_file_part() {
         .expect(415);
 }
 
-fn assert_nothing_stored(t: &crate::TestApp) {
+pub fn assert_nothing_stored(t: &crate::TestApp) {
     assert_eq!(
         t.get("/v1/datasets").json()["datasets"],
         serde_json::json!([])

@@ -154,3 +154,32 @@ fn dispatch_keeps_cheap_routes_inline() {
         Dispatch::Blocking
     );
 }
+
+/// A body whose read panics, standing in for any handler fault.
+#[derive(Debug)]
+struct PanickingBody;
+
+impl std::io::Read for PanickingBody {
+    fn read(&mut self, _buf: &mut [u8]) -> std::io::Result<usize> {
+        panic!("deliberate test panic inside a handler");
+    }
+}
+
+#[test]
+fn a_panicking_handler_answers_500_and_the_app_keeps_serving() {
+    let t = app();
+    let res = t
+        .send(
+            Method::POST,
+            "/v1/datasets",
+            &[("content-type", "text/csv")],
+            RequestBody::from_reader(PanickingBody, None),
+        )
+        .expect(500);
+    assert_eq!(res.header("content-type"), "application/problem+json");
+    assert!(!res.text().contains("deliberate"), "{}", res.text());
+    t.get("/health").expect(200);
+    let perf = t.get("/performance/metrics").expect(200).json();
+    assert_eq!(perf["totals"]["errors"], 1);
+    crate::datasets::assert_nothing_stored(&t);
+}

@@ -61,9 +61,11 @@ fn a_generated_case_round_trips_every_record() {
     if slow {
         eprintln!(
             "{records} x {records}: upload left {upload_left:?}, both {uploaded:?}, \
-             reconcile {:?} (job {} ms), results {:?}",
+             reconcile {:?} (job {} ms, stages {}, matcher {}), results {:?}",
             reconciled - uploaded,
             job["duration_ms"],
+            job["stages"],
+            job["summary"]["audit"]["timings"],
             fetched - reconciled
         );
     }
