@@ -52,6 +52,9 @@ use crate::registry::{Registry, Slot};
 /// resident, so the cost is address space, not RSS.
 pub const STACK_SIZE: usize = 256 * 1024;
 
+/// Most coroutines may keeps ready for reuse (its pool).
+const POOL_MAX: usize = 128;
+
 /// Why the threaded engine stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -141,10 +144,18 @@ pub fn serve_with_options(
     let words = options.stack_bytes.div_ceil(size_of::<usize>()).max(1024);
     // Only the first configuration before the scheduler starts takes effect
     // for the worker count; the stack size applies to every later spawn.
-    may::config().set_workers(1).set_stack_size(words);
+    let config = app.config();
+    // may pre-creates its pool of coroutines (default 1000, each with a
+    // stack whose first pages are touched): ~8 MB of idle RSS. Keep only
+    // what the connection limit can use, up to POOL_MAX; connections past it
+    // get a fresh coroutine, created once per connection, not per request.
+    let pool_capacity = (config.server.connection_limit.get() + 2).min(POOL_MAX);
+    may::config()
+        .set_workers(1)
+        .set_stack_size(words)
+        .set_pool_capacity(pool_capacity);
     may::config().set_worker_pin(false);
 
-    let config = app.config();
     let settings = config.server.clone();
     let overload = config.overload;
     let shutdown_timeout = config.shutdown_timeout;
