@@ -153,6 +153,13 @@ impl DateFormat {
                     day = take_digits(&mut s, 1, 2)?;
                 }
                 Item::MonthName => month = take_month_name(&mut s)?,
+                Item::Literal(c) if c.is_ascii() => {
+                    // One byte: cheaper than a slice comparison per row.
+                    match s.split_first() {
+                        Some((&b, rest)) if b == c as u8 => s = rest,
+                        _ => return None,
+                    }
+                }
                 Item::Literal(c) => {
                     let mut buf = [0u8; 4];
                     let lit = c.encode_utf8(&mut buf).as_bytes();

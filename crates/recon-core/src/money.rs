@@ -192,6 +192,13 @@ fn take_sign(s: &mut &str, negative: &mut bool, signed: &mut bool) -> Result<(),
 
 /// Strips one currency symbol or the row's own code; `Ok(None)` when there is none.
 fn strip_currency_prefix(s: &str, currency: Currency) -> Result<Option<&str>, AmountError> {
+    // The common case, a number, decides on its first byte.
+    if s.as_bytes()
+        .first()
+        .is_none_or(|b| b.is_ascii_digit() || *b == b'.')
+    {
+        return Ok(None);
+    }
     for symbol in ['$', '\u{20ac}', '\u{a3}', '\u{a5}'] {
         if let Some(rest) = s.strip_prefix(symbol) {
             return Ok(Some(rest));
