@@ -56,7 +56,7 @@ impl Format {
     pub fn from_path(path: &Path) -> Option<Self> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         Some(match ext.as_str() {
-            "csv" | "txt" | "tsv" => Self::Csv,
+            "csv" | "txt" => Self::Csv,
             "parquet" | "pq" => Self::Parquet,
             "arrow" | "feather" | "ipc" => Self::Arrow,
             "arrows" => Self::ArrowStream,
