@@ -61,38 +61,77 @@ struct Pinning {
     load_cpus: usize,
 }
 
-fn pinning(pin: Pin, nproc: usize) -> Pinning {
-    let has_taskset = Command::new("taskset")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if pin == Pin::Off || !has_taskset || nproc < 2 {
-        if pin == Pin::Auto {
-            eprintln!(
-                "bench-compare: not pinning (taskset {}, {nproc} CPUs): server and wrk share the CPUs",
-                if has_taskset { "found" } else { "missing" }
-            );
-        }
-        return Pinning {
-            server: None,
-            load: None,
-            server_cpus: nproc,
-            load_cpus: nproc,
-        };
-    }
-    let half = nproc / 2;
-    let range = |a: usize, b: usize| {
-        if a == b {
-            a.to_string()
-        } else {
-            format!("{a}-{b}")
-        }
+/// The CPUs this process may run on (`Cpus_allowed_list`, e.g. `0-1` or
+/// `2,5-6`), so pinning stays inside a container's cpuset.
+fn allowed_cpus() -> Vec<usize> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(list) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+    else {
+        return Vec::new();
     };
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    cpus.extend(a..=b);
+                }
+            }
+            None => cpus.extend(part.parse::<usize>().ok()),
+        }
+    }
+    cpus
+}
+
+/// `0,1,2` for a list of CPUs, as taskset takes it.
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether `taskset -c cpus` works here (it is missing, or refused in some containers).
+fn taskset_works(cpus: &str) -> bool {
+    Command::new("taskset")
+        .args(["-c", cpus, "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn pinning(pin: Pin, nproc: usize) -> Pinning {
+    let shared = Pinning {
+        server: None,
+        load: None,
+        server_cpus: nproc,
+        load_cpus: nproc,
+    };
+    if pin == Pin::Off {
+        return shared;
+    }
+    let cpus = allowed_cpus();
+    let half = cpus.len() / 2;
+    let (server, load) = cpus.split_at(half);
+    let (server, load) = (cpu_list(server), cpu_list(load));
+    if half == 0 || !taskset_works(&server) || !taskset_works(&load) {
+        eprintln!(
+            "bench-compare: not pinning ({} usable CPUs, taskset {}): server and wrk share the CPUs",
+            cpus.len(),
+            if taskset_works(&cpu_list(&cpus)) {
+                "works"
+            } else {
+                "unavailable"
+            }
+        );
+        return shared;
+    }
     Pinning {
-        server: Some(range(0, half - 1)),
-        load: Some(range(half, nproc - 1)),
         server_cpus: half,
-        load_cpus: nproc - half,
+        load_cpus: cpus.len() - half,
+        server: Some(server),
+        load: Some(load),
     }
 }
 
