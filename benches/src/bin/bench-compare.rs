@@ -341,6 +341,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         report.load_generator,
         report.wall_s
     );
+    if let Some(note) = &report.peers_note {
+        println!("{note}");
+    }
     println!(
         "Wrote {} and {}.",
         json_path.display(),
