@@ -143,6 +143,20 @@ pub struct JobCounts {
     pub failed: usize,
 }
 
+/// A job whose owner cannot be checked from here (another host, e.g. a
+/// re-created container) is judged abandoned once its `job.json` has not
+/// changed for this long; a live job rewrites it several times per pass.
+const FOREIGN_STALE: Duration = Duration::from_secs(3600);
+
+/// Whether `dir/job.json` was last modified more than `age` ago.
+fn untouched_for(dir: &Path, age: Duration) -> bool {
+    fs::metadata(dir.join("job.json"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .is_some_and(|elapsed| elapsed > age)
+}
+
 /// How often a running job rewrites its progress at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
@@ -208,7 +222,12 @@ impl Jobs {
             if rec.state.is_terminal() {
                 continue;
             }
-            if rec.owner.as_ref().is_some_and(|o| !o.is_abandoned()) {
+            let dir = self.dir.join(&rec.id);
+            let alive = rec
+                .owner
+                .as_ref()
+                .is_some_and(|o| !o.is_abandoned() && !untouched_for(&dir, FOREIGN_STALE));
+            if alive {
                 continue;
             }
             tracing::warn!(job = %rec.id, state = rec.state.as_str(), "job interrupted by a restart");

@@ -100,3 +100,33 @@ fn a_live_replicas_running_job_is_left_alone() {
         assert_eq!(job["state"], "running");
     }
 }
+
+#[test]
+fn a_foreign_job_untouched_for_hours_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = "00000000-0000-4000-8000-00000000000b";
+    write_job(
+        dir.path(),
+        stale,
+        "running",
+        Some(serde_json::json!({"host": "gone-container.invalid", "pid": 1, "instance": "y"})),
+    );
+    let file = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("jobs").join(stale).join("job.json"))
+        .unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    file.set_modified(two_hours_ago).unwrap();
+    let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
+    let job = send(
+        &app,
+        http::Method::GET,
+        &format!("/v1/reconciliations/{stale}"),
+        &[],
+        recon_service::RequestBody::empty(),
+    )
+    .expect(200)
+    .json();
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["error"], "interrupted");
+}
