@@ -15,6 +15,15 @@
 //! - The engine reports connections, busy workers and queue length through
 //!   [`App::state`], and answers protocol errors with [`problem::response`] so
 //!   both engines' error bodies are identical.
+//!
+//! # Where things are
+//! [`router`] (the route table; templates label metrics), `handlers` (one method per
+//! endpoint), [`error`] (the one mapping of errors to problem responses), [`auth`],
+//! [`store`] (datasets), [`upload`] (body limit, media types, streaming multipart),
+//! [`jobs`] and [`reconcile`] (the job pool and its one call into recon-core),
+//! [`results`] and [`events`] (streamed bodies), [`telemetry`] (Prometheus,
+//! per-route latency, `/proc` figures), [`openapi`], [`durable`] (fsync + rename),
+//! [`ids`] and [`owner`] (who may clean up after whom). docs/api.md is the user's view.
 
 pub mod app;
 pub mod auth;
