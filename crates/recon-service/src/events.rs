@@ -3,14 +3,15 @@
 //!
 //! The stream is a blocking reader (it runs on a worker thread): each read
 //! polls the job file until its state or progress changes, then yields one
-//! `event: progress` (or, at the end, `event: end`) with the job's JSON. A
+//! `event: progress` (or, at the end, `event: end`) with the job's JSON. The
+//! end comes once the job has ended and every result file is in place. A
 //! comment line is sent every 15 s of silence so proxies keep the stream open.
 
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::jobs::{self, JobState, Progress};
+use crate::jobs::{self, JobState, ParquetState, Progress};
 
 /// How often the job file is polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -21,7 +22,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct EventStream {
     dir: PathBuf,
-    last: Option<(JobState, Progress)>,
+    last: Option<(JobState, Progress, Option<ParquetState>)>,
     out: Vec<u8>,
     pos: usize,
     ended: bool,
@@ -52,10 +53,11 @@ impl EventStream {
                 self.ended = true;
                 return Ok(());
             };
-            let now = (rec.state, rec.progress);
+            let now = (rec.state, rec.progress, rec.parquet);
             if self.last != Some(now) {
                 self.last = Some(now);
-                let name = if rec.state.is_terminal() {
+                let settled = rec.parquet != Some(ParquetState::Pending);
+                let name = if rec.state.is_terminal() && settled {
                     self.ended = true;
                     "end"
                 } else {

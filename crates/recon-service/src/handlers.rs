@@ -414,6 +414,13 @@ impl App {
                             .to_owned(),
                     ));
                 }
+                if rec.parquet == Some(crate::jobs::ParquetState::Pending) {
+                    return Err(ApiError::Conflict(
+                        "the parquet results are being written; retry in a moment \
+                         (the events stream ends when they are in place)"
+                            .to_owned(),
+                    ));
+                }
                 let file = std::fs::File::open(dir.join("results.parquet")).map_err(|_| {
                     ApiError::NotFound("this reconciliation has no parquet results".to_owned())
                 })?;

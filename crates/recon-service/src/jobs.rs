@@ -61,6 +61,18 @@ impl JobState {
     }
 }
 
+/// Where a succeeded job's `results.parquet` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetState {
+    /// Being written just after the job succeeded.
+    Pending,
+    /// Written and served.
+    Ready,
+    /// Not written (a write error, or the process died first).
+    Failed,
+}
+
 /// Records processed of records to process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
@@ -99,6 +111,9 @@ pub struct JobRecord {
     /// Run time in milliseconds, once ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Whether `results.parquet` is written yet, once succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<ParquetState>,
     /// Milliseconds per stage, once succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<reconcile::Stages>,
@@ -220,6 +235,12 @@ impl Jobs {
     fn recover(&self) {
         for mut rec in self.list() {
             if rec.state.is_terminal() {
+                if rec.parquet == Some(ParquetState::Pending)
+                    && rec.owner.as_ref().is_none_or(Owner::is_abandoned)
+                {
+                    rec.parquet = Some(ParquetState::Failed);
+                    let _ = write_record(&self.dir.join(&rec.id), &rec);
+                }
                 continue;
             }
             let dir = self.dir.join(&rec.id);
@@ -269,6 +290,7 @@ impl Jobs {
             started: None,
             finished: None,
             duration_ms: None,
+            parquet: None,
             stages: None,
             summary: None,
             owner: Some(self.owner.clone()),
@@ -280,12 +302,15 @@ impl Jobs {
         let run_rec = rec.clone();
         let rules = rules.to_owned();
         self.pool.spawn(move || {
-            run(&dir, run_rec, &store, &rules);
+            let deferred = run(&dir, run_rec, &store, &rules);
             let (lock, cvar) = &*ended;
             if let Ok(mut n) = lock.lock() {
                 *n += 1;
             }
             cvar.notify_all();
+            if let Some(d) = deferred {
+                finish_parquet(&dir, d);
+            }
         });
         tracing::info!(job = %id, left, right, "reconciliation queued");
         Ok(rec)
@@ -397,7 +422,35 @@ fn write_record_with(dir: &Path, rec: &JobRecord, durability: Durability) -> io:
 }
 
 /// Runs one job on a pool thread, recording every state change.
-fn run(dir: &Path, mut rec: JobRecord, store: &DatasetStore, rules: &str) {
+/// Writes the deferred Parquet results and records whether that worked.
+fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
+    let state = match catch_unwind(AssertUnwindSafe(|| deferred.write_parquet(dir))) {
+        Ok(Ok(())) => ParquetState::Ready,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "could not write parquet results");
+            ParquetState::Failed
+        }
+        Err(_) => {
+            tracing::error!("writing parquet results panicked");
+            ParquetState::Failed
+        }
+    };
+    if let Some(mut rec) = read_record(dir) {
+        rec.parquet = Some(state);
+        if let Err(e) = write_record(dir, &rec) {
+            tracing::error!(error = %e, "could not record parquet state");
+        }
+    }
+}
+
+/// Runs one job on a pool thread, recording every state change; returns the
+/// Parquet write left to do when the job succeeded.
+fn run(
+    dir: &Path,
+    mut rec: JobRecord,
+    store: &DatasetStore,
+    rules: &str,
+) -> Option<reconcile::Deferred> {
     let started = Instant::now();
     rec.state = JobState::Running;
     rec.started = Some(durable::now_rfc3339());
@@ -414,8 +467,11 @@ fn run(dir: &Path, mut rec: JobRecord, store: &DatasetStore, rules: &str) {
     if let Some(latest) = read_record(dir) {
         rec.progress = latest.progress;
     }
+    let mut deferred = None;
     match result {
-        Ok(Ok(done)) => {
+        Ok(Ok((done, later))) => {
+            deferred = Some(later);
+            rec.parquet = Some(ParquetState::Pending);
             rec.state = JobState::Succeeded;
             rec.progress.done = rec.progress.total;
             for (status, n) in &done.records {
@@ -441,6 +497,7 @@ fn run(dir: &Path, mut rec: JobRecord, store: &DatasetStore, rules: &str) {
     if let Err(e) = write_record(dir, &rec) {
         tracing::error!(error = %e, "could not record job end");
     }
+    deferred
 }
 
 fn execute(
@@ -448,7 +505,7 @@ fn execute(
     rec: &JobRecord,
     store: &DatasetStore,
     rules: &str,
-) -> Result<reconcile::Finished, String> {
+) -> Result<(reconcile::Finished, reconcile::Deferred), String> {
     let started = Instant::now();
     let load = |id: &str| store.load(id).map_err(|e| format!("dataset {id}: {e}"));
     let (l, r) = rayon::join(|| load(&rec.left), || load(&rec.right));
@@ -496,6 +553,7 @@ mod tests {
             started: None,
             finished: None,
             duration_ms: None,
+            parquet: None,
             stages: None,
             summary: None,
             owner: Some(Owner::register()),

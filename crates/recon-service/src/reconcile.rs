@@ -1,11 +1,11 @@
 //! The one adapter between jobs and recon-core's matcher: parse the rules, map
 //! both stored tables to sides, run the reconciler, write the results.
 //!
-//! At completion a job holds `results.csv`, `results.parquet` and
-//! `summary.json`, each written to a temporary file, fsynced and renamed into
-//! place. CSV and Parquet are written side by side (`rayon::join`), so asking
-//! for Parquet later costs nothing; filtered CSV and NDJSON are produced on
-//! request from `results.csv` (see [`crate::results`]).
+//! When a job succeeds it holds `results.csv` and `summary.json`, each written
+//! to a temporary file, fsynced and renamed into place; filtered CSV and NDJSON
+//! are produced on request from `results.csv` (see [`crate::results`]).
+//! `results.parquet` is written just after (see [`Deferred`]), so a client
+//! waiting for the summary does not wait for the Parquet encoder.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -31,6 +31,41 @@ pub struct Finished {
     pub records: Vec<(String, u64)>,
     /// Milliseconds per stage.
     pub stages: Stages,
+}
+
+/// Work left after a job is marked succeeded: writing `results.parquet`.
+/// Owns the outcome and sides, so it can run after the job record is final.
+pub struct Deferred {
+    outcome: recon_core::outcome::Outcome,
+    left: Side,
+    right: Side,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("left", &self.left.len())
+            .field("right", &self.right.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deferred {
+    /// Writes `dir/results.parquet` durably.
+    ///
+    /// # Errors
+    /// A message saying what failed.
+    pub fn write_parquet(self, dir: &Path) -> Result<(), String> {
+        write_durably(dir, "results.parquet", |w| {
+            write_results_parquet(
+                &self.outcome,
+                &self.left,
+                &self.right,
+                w,
+                &StatusFilter::ALL,
+            )
+        })
+    }
 }
 
 /// Milliseconds spent per stage of a job, as `job.json` shows them.
@@ -94,7 +129,8 @@ impl Progress for ProgressFn<'_> {
 }
 
 /// Runs a reconciliation of two tables under `rules`, writing the results into
-/// `dir`. `progress(done, total)` is called as records get their status.
+/// `dir` (all but Parquet, which the returned [`Deferred`] writes).
+/// `progress(done, total)` is called as records get their status.
 ///
 /// # Errors
 /// A message saying what failed: rules, mapping (line, column, value), matching or writing.
@@ -106,7 +142,7 @@ pub fn execute(
     facts: RunFacts,
     dir: &Path,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<Finished, String> {
+) -> Result<(Finished, Deferred), String> {
     let mut stages = Stages {
         load_ms,
         ..Stages::default()
@@ -132,21 +168,9 @@ pub fn execute(
     stages.match_ms = ms_since(t);
     let t = std::time::Instant::now();
 
-    let filter = StatusFilter::ALL;
-    let (csv, parquet) = rayon::join(
-        || {
-            write_durably(dir, "results.csv", |w| {
-                write_results_csv(&outcome, &l, &r, w, &filter)
-            })
-        },
-        || {
-            write_durably(dir, "results.parquet", |w| {
-                write_results_parquet(&outcome, &l, &r, w, &filter)
-            })
-        },
-    );
-    csv?;
-    parquet?;
+    write_durably(dir, "results.csv", |w| {
+        write_results_csv(&outcome, &l, &r, w, &StatusFilter::ALL)
+    })?;
     write_durably(dir, "summary.json", |w| {
         write_summary_json(&outcome.summary, w)
     })?;
@@ -164,11 +188,19 @@ pub fn execute(
         .map(|(s, n)| (s.as_str().to_owned(), n))
         .collect();
     let summary = serde_json::to_value(&outcome.summary).map_err(|e| e.to_string())?;
-    Ok(Finished {
+    let finished = Finished {
         summary,
         records,
         stages,
-    })
+    };
+    Ok((
+        finished,
+        Deferred {
+            outcome,
+            left: l,
+            right: r,
+        },
+    ))
 }
 
 /// Writes `dir/name` through a temporary file: write, fsync, rename, fsync dir.
