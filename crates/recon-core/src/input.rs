@@ -1054,37 +1054,54 @@ impl Side {
             starts.push(row);
             row += b.num_rows() as u64;
         }
-        let parts: Vec<Result<Side, InputError>> = table
-            .batches
-            .par_iter()
-            .zip(starts.par_iter())
-            .map(|(batch, &first_row)| {
-                let lines = LineCursor::new(&table.line_fixes, table.first_line, first_row);
-                plan.map_batch(batch, first_row, lines)
+        let map = |(batch, &first_row): (&RecordBatch, &u64)| {
+            let lines = LineCursor::new(&table.line_fixes, table.first_line, first_row);
+            plan.map_batch(batch, first_row, lines)
+        };
+        if let [batch] = table.batches.as_slice() {
+            return map((batch, &0));
+        }
+        // Room for every row and all the text the mapped columns could hold, so the
+        // joined side is allocated once.
+        let text_bytes = |col: Option<usize>| -> usize {
+            col.map_or(0, |c| {
+                table
+                    .batches
+                    .iter()
+                    .map(|b| b.column(c).as_string::<i32>().value_data().len())
+                    .sum()
             })
-            .collect();
+        };
+        let rows = table.rows;
         let mut side = Side {
             source: table.source.clone(),
+            id: TextColumn::with_capacity(rows, text_bytes(plan.id).max(rows * 8)),
+            amount: Vec::with_capacity(rows),
+            currency: Vec::with_capacity(rows),
+            date: Vec::with_capacity(rows),
+            reference: TextColumn::with_capacity(rows, text_bytes(plan.reference)),
+            counterparty: TextColumn::with_capacity(rows, text_bytes(plan.counterparty)),
+            description: TextColumn::with_capacity(rows, text_bytes(plan.description)),
+            line: Vec::with_capacity(rows),
             extra: plan
                 .extra
                 .iter()
-                .map(|&i| (plan.names[i].to_owned(), TextColumn::default()))
+                .map(|&i| {
+                    let col = TextColumn::with_capacity(rows, text_bytes(Some(i)));
+                    (plan.names[i].to_owned(), col)
+                })
                 .collect(),
-            ..Side::default()
+            rejects: Vec::new(),
         };
-        if parts.len() == 1 && parts.iter().all(Result::is_ok) {
-            if let Some(only) = parts.into_iter().next() {
-                return only;
+        // A few batches per thread at a time, joined in order and dropped, so the
+        // per-batch parts never add up to a second copy of the side.
+        let window = rayon::current_num_threads().max(1) * 2;
+        for (batches, starts) in table.batches.chunks(window).zip(starts.chunks(window)) {
+            let parts: Vec<Result<Side, InputError>> =
+                batches.par_iter().zip(starts.par_iter()).map(map).collect();
+            for part in parts {
+                side.append(&part?);
             }
-            return Ok(side);
-        }
-        let accepted: usize = parts.iter().map(|p| p.as_ref().map_or(0, Side::len)).sum();
-        side.amount.reserve(accepted);
-        side.currency.reserve(accepted);
-        side.date.reserve(accepted);
-        side.line.reserve(accepted);
-        for part in parts {
-            side.append(&part?);
         }
         if !side.rejects.is_empty() {
             tracing::warn!(file = %side.source, rejects = side.rejects.len(), "rows quarantined");
