@@ -21,7 +21,9 @@ impl HttpService for Health {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18089".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18089".to_owned());
     may::config().set_workers(1);
     may::config().set_worker_pin(false);
     let server = HttpServer(Health).start(&addr)?;
