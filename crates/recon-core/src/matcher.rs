@@ -308,11 +308,72 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
     entries
 }
 
-/// Entries of `block`, `day` with amounts in `lo..=hi`.
-fn lookup(entries: &[Entry], block: u64, day: i32, lo: i64, hi: i64) -> &[Entry] {
-    let start = entries.partition_point(|e| (e.block, e.day, e.amount) < (block, day, lo));
-    let end = entries.partition_point(|e| (e.block, e.day, e.amount) <= (block, day, hi));
+/// Entries of `block`, `day` with amounts in `lo..=hi`. `hint` is where the
+/// previous search of this kind started: queries run in index key order, so
+/// the next range is usually close by and a galloping search from there
+/// takes a few steps instead of a full binary search over the index. The
+/// result does not depend on the hint; `hint` is set to the range's start.
+fn lookup<'e>(
+    entries: &'e [Entry],
+    hint: &mut usize,
+    block: u64,
+    day: i32,
+    lo: i64,
+    hi: i64,
+) -> &'e [Entry] {
+    let start = gallop(entries, *hint, |e| {
+        (e.block, e.day, e.amount) < (block, day, lo)
+    });
+    *hint = start;
+    let end = gallop(entries, start, |e| {
+        (e.block, e.day, e.amount) <= (block, day, hi)
+    });
     entries.get(start..end.max(start)).unwrap_or(&[])
+}
+
+/// `entries.partition_point(pred)` (for `pred` true on a prefix, false on the
+/// rest), searched outwards from `from` in doubling steps, then by bisection
+/// inside the last step.
+fn gallop(entries: &[Entry], from: usize, pred: impl Fn(&Entry) -> bool) -> usize {
+    let n = entries.len();
+    let from = from.min(n);
+    let (mut lo, mut hi);
+    if from < n && pred(&entries[from]) {
+        // The boundary is after `from`.
+        lo = from + 1;
+        let mut step = 1;
+        loop {
+            let probe = from + step;
+            if probe >= n {
+                hi = n;
+                break;
+            }
+            if !pred(&entries[probe]) {
+                hi = probe;
+                break;
+            }
+            lo = probe + 1;
+            step *= 2;
+        }
+    } else {
+        // The boundary is at or before `from`.
+        hi = from;
+        let mut step = 1;
+        loop {
+            if step > from {
+                lo = 0;
+                break;
+            }
+            let probe = from - step;
+            if pred(&entries[probe]) {
+                lo = probe + 1;
+                break;
+            }
+            hi = probe;
+            step *= 2;
+        }
+    }
+    lo + entries[lo..hi].partition_point(pred)
 }
 
 /// Days to search for a query record with date `d` whose candidates must lie
@@ -453,6 +514,7 @@ fn candidates_1to1(
     plan: Plan,
     index: &[Entry],
     q: &Entry,
+    hints: &mut [usize],
     edges: &mut Vec<Edge>,
 ) {
     let (cur, amount) = (q.cur, q.value);
@@ -467,11 +529,13 @@ fn candidates_1to1(
         .date
         .map_or((0, 0), |w| (-i64::from(w.before), i64::from(w.after)));
     let start = edges.len();
-    for day in day_range(plan, q.date, dlo, dhi) {
+    for (k, day) in day_range(plan, q.date, dlo, dhi).enumerate() {
         let Ok(day) = i32::try_from(day) else {
             continue;
         };
-        for e in lookup(index, q.block, day, lo, hi) {
+        // One hint per day offset (the last one is shared by any beyond).
+        let hint = &mut hints[k.min(hints.len() - 1)];
+        for e in lookup(index, hint, q.block, day, lo, hi) {
             let Some(score) = identity_entries(ctx, pass, q, e) else {
                 continue;
             };
@@ -542,8 +606,9 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         .par_chunks(CHUNK)
         .flat_map_iter(|chunk| {
             let mut out = Vec::new();
+            let mut hints = [0usize; DAY_BLOCKING_LIMIT as usize];
             for q in chunk {
-                candidates_1to1(ctx, pass, plan, &index, q, &mut out);
+                candidates_1to1(ctx, pass, plan, &index, q, &mut hints, &mut out);
             }
             out
         })
@@ -647,7 +712,8 @@ impl Aggregate<'_> {
 
     /// Candidate parts of single record `o` (free at the start of the pass),
     /// the nearest `max_candidates` by date distance then row, sorted by row.
-    fn candidates(&self, index: &[Entry], q: &Entry, out: &mut Vec<Part>) {
+    /// `hint` as in [`lookup`].
+    fn candidates(&self, index: &[Entry], q: &Entry, hint: &mut usize, out: &mut Vec<Part>) {
         out.clear();
         let ctx = self.ctx;
         let block = q.block;
@@ -663,8 +729,9 @@ impl Aggregate<'_> {
         let days = day_range(self.plan, q.date, dlo, dhi);
         let clamp = |d: i64| i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX });
         let (first, last) = (clamp(*days.start()), clamp(*days.end()));
-        let start = index.partition_point(|e| (e.block, e.day) < (block, first));
-        let end = index.partition_point(|e| (e.block, e.day) <= (block, last));
+        let start = gallop(index, *hint, |e| (e.block, e.day) < (block, first));
+        *hint = start;
+        let end = gallop(index, start, |e| (e.block, e.day) <= (block, last));
         for e in index.get(start..end.max(start)).unwrap_or(&[]) {
             let (le, re) = if self.one == 0 { (q, e) } else { (e, q) };
             if identity_entries(ctx, self.pass, le, re).is_none() {
@@ -783,9 +850,10 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         .map(|chunk| {
             let (mut scratch, mut usable) = (Vec::new(), Vec::new());
             let (mut found, mut parts) = (Vec::new(), Vec::new());
+            let mut hint = 0;
             for q in chunk {
                 let o = q.row as usize;
-                agg.candidates(&index, q, &mut scratch);
+                agg.candidates(&index, q, &mut hint, &mut scratch);
                 if scratch.len() < 2 {
                     continue;
                 }

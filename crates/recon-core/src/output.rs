@@ -17,7 +17,6 @@
 //! on right rows), then `right_<name>` for each right extra (in NDJSON: an
 //! `extra` object with the record's own extra columns).
 
-use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::money::{Currency, Minor};
@@ -202,6 +202,36 @@ fn check(outcome: &Outcome, left: &Side, right: &Side) -> Result<(), OutputError
     Ok(())
 }
 
+/// The output row of record `i` of `side`.
+fn row_at<'a>(
+    outcome: &'a Outcome,
+    left: &'a Side,
+    right: &'a Side,
+    side: SideName,
+    i: usize,
+) -> Row<'a> {
+    let (s, a) = match side {
+        SideName::Left => (left, &outcome.left[i]),
+        SideName::Right => (right, &outcome.right[i]),
+    };
+    let record_id = if i < s.id.len() {
+        s.id.get(i).unwrap_or("")
+    } else {
+        ""
+    };
+    Row {
+        side,
+        source: s,
+        index: i,
+        a,
+        record_id,
+        line: s.line[i],
+        rule: outcome.rule_name(a),
+        amount: s.amount[i],
+        currency: s.currency[i],
+    }
+}
+
 /// Calls `f` on every row that passes `filter`, in output order.
 fn for_each_row<'a>(
     outcome: &'a Outcome,
@@ -212,30 +242,11 @@ fn for_each_row<'a>(
 ) -> Result<(), OutputError> {
     check(outcome, left, right)?;
     for (side, i) in order(outcome) {
-        let i = i as usize;
-        let (s, a) = match side {
-            SideName::Left => (left, &outcome.left[i]),
-            SideName::Right => (right, &outcome.right[i]),
-        };
-        if !filter.contains(a.status) {
+        let r = row_at(outcome, left, right, side, i as usize);
+        if !filter.contains(r.a.status) {
             continue;
         }
-        let record_id = if i < s.id.len() {
-            s.id.get(i).unwrap_or("")
-        } else {
-            ""
-        };
-        f(&Row {
-            side,
-            source: s,
-            index: i,
-            a,
-            record_id,
-            line: s.line[i],
-            rule: outcome.rule_name(a),
-            amount: s.amount[i],
-            currency: s.currency[i],
-        })?;
+        f(&r)?;
     }
     Ok(())
 }
@@ -244,7 +255,55 @@ fn for_each_row<'a>(
 /// Integer formatting: `{:.4}` on `f64` takes an exact (and slow) path.
 fn push_score(buf: &mut String, score: f64) {
     let scaled = (score.clamp(0.0, 1.0) * 10_000.0).round() as u32;
-    let _ = write!(buf, "{}.{:04}", scaled / 10_000, scaled % 10_000);
+    push_u64(buf, u64::from(scaled / 10_000));
+    buf.push('.');
+    push_padded(buf, u64::from(scaled % 10_000), 4);
+}
+
+/// Appends `v` in decimal, the bytes of `{v}`, without `core::fmt`.
+fn push_u64(buf: &mut String, v: u64) {
+    push_padded(buf, v, 1);
+}
+
+/// Appends `v` in decimal with at least `width` digits (zero-padded), the
+/// bytes of `{v:0width$}`.
+fn push_padded(buf: &mut String, mut v: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut k = digits.len();
+    while v > 0 || digits.len() - k < width {
+        k -= 1;
+        digits[k] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    for &d in &digits[k..] {
+        buf.push(char::from(d));
+    }
+}
+
+/// Appends `v` in decimal, the bytes of `{v}`.
+fn push_i64(buf: &mut String, v: i64) {
+    if v < 0 {
+        buf.push('-');
+    }
+    push_u64(buf, v.unsigned_abs());
+}
+
+/// Appends an amount exactly as `Minor`'s `Display` writes it: sign, major
+/// units, and for currencies with minor units a dot and that many digits.
+fn push_minor(buf: &mut String, units: i64, currency: Currency) {
+    let scale = u32::from(currency.minor_units());
+    if units < 0 {
+        buf.push('-');
+    }
+    let magnitude = units.unsigned_abs();
+    if scale == 0 {
+        push_u64(buf, magnitude);
+        return;
+    }
+    let pow = 10u64.pow(scale);
+    push_u64(buf, magnitude / pow);
+    buf.push('.');
+    push_padded(buf, magnitude % pow, scale as usize);
 }
 
 fn push_csv_field(buf: &mut String, value: &str) {
@@ -274,6 +333,7 @@ pub fn write_results_csv(
     writer: impl Write,
     filter: &StatusFilter,
 ) -> Result<(), OutputError> {
+    check(outcome, left, right)?;
     let mut w = BufWriter::with_capacity(1 << 16, writer);
     let mut buf = COLUMNS.join(",");
     for (prefix, side) in [("left_", left), ("right_", right)] {
@@ -284,63 +344,82 @@ pub fn write_results_csv(
     }
     buf.push('\n');
     w.write_all(buf.as_bytes())?;
-    for_each_row(outcome, left, right, filter, |r| {
-        buf.clear();
-        // Writing into a String cannot fail.
-        if let Some(id) = r.a.match_id {
-            let _ = write!(buf, "{id}");
-        }
-        buf.push(',');
-        buf.push_str(r.side.as_str());
-        buf.push(',');
-        push_csv_field(&mut buf, r.record_id);
-        let _ = write!(buf, ",{},{},", r.line, r.a.status);
-        if let Some(rule) = r.rule {
-            push_csv_field(&mut buf, rule);
-        }
-        buf.push(',');
-        if let Some(score) = r.a.score {
-            push_score(&mut buf, score);
-        }
-        let _ = write!(
-            buf,
-            ",{},{},",
-            Minor {
-                units: r.amount,
-                currency: r.currency
-            },
-            r.currency
-        );
-        if let Some(d) = r.a.amount_diff {
-            let _ = write!(
-                buf,
-                "{}",
-                Minor {
-                    units: d,
-                    currency: r.currency
+    // Rows are formatted in parallel chunks and written in order, a window
+    // at a time so the text in memory stays bounded.
+    let order = order(outcome);
+    let mut bufs: Vec<String> = Vec::new();
+    for window in order.chunks(CSV_CHUNK * CSV_WINDOW_CHUNKS) {
+        window
+            .par_chunks(CSV_CHUNK)
+            .map(|chunk| {
+                let mut buf = String::with_capacity(chunk.len() * 80);
+                for &(side, i) in chunk {
+                    let r = row_at(outcome, left, right, side, i as usize);
+                    if filter.contains(r.a.status) {
+                        push_csv_row(&mut buf, &r, left, right);
+                    }
                 }
-            );
+                buf
+            })
+            .collect_into_vec(&mut bufs);
+        for b in &bufs {
+            w.write_all(b.as_bytes())?;
         }
-        buf.push(',');
-        if let Some(d) = r.a.date_diff_days {
-            let _ = write!(buf, "{d}");
-        }
-        for (side, other) in [(SideName::Left, left), (SideName::Right, right)] {
-            for (_, col) in &other.extra {
-                buf.push(',');
-                if side == r.side
-                    && let Some(v) = extra_value(col, r.index)
-                {
-                    push_csv_field(&mut buf, v);
-                }
-            }
-        }
-        buf.push('\n');
-        w.write_all(buf.as_bytes())?;
-        Ok(())
-    })?;
+    }
     w.flush()?;
     Ok(())
+}
+
+/// Rows per parallel formatting chunk of `results.csv`.
+const CSV_CHUNK: usize = 16_384;
+
+/// Chunks formatted before they are written.
+const CSV_WINDOW_CHUNKS: usize = 8;
+
+/// Appends row `r` of `results.csv`, with its line break.
+fn push_csv_row(buf: &mut String, r: &Row<'_>, left: &Side, right: &Side) {
+    if let Some(id) = r.a.match_id {
+        push_u64(buf, u64::from(id.get()));
+    }
+    buf.push(',');
+    buf.push_str(r.side.as_str());
+    buf.push(',');
+    push_csv_field(buf, r.record_id);
+    buf.push(',');
+    push_u64(buf, r.line);
+    buf.push(',');
+    buf.push_str(r.a.status.as_str());
+    buf.push(',');
+    if let Some(rule) = r.rule {
+        push_csv_field(buf, rule);
+    }
+    buf.push(',');
+    if let Some(score) = r.a.score {
+        push_score(buf, score);
+    }
+    buf.push(',');
+    push_minor(buf, r.amount, r.currency);
+    buf.push(',');
+    buf.push_str(r.currency.as_str());
+    buf.push(',');
+    if let Some(d) = r.a.amount_diff {
+        push_minor(buf, d, r.currency);
+    }
+    buf.push(',');
+    if let Some(d) = r.a.date_diff_days {
+        push_i64(buf, i64::from(d));
+    }
+    for (side, other) in [(SideName::Left, left), (SideName::Right, right)] {
+        for (_, col) in &other.extra {
+            buf.push(',');
+            if side == r.side
+                && let Some(v) = extra_value(col, r.index)
+            {
+                push_csv_field(buf, v);
+            }
+        }
+    }
+    buf.push('\n');
 }
 
 fn extra_value(col: &crate::side::TextColumn, i: usize) -> Option<&str> {
