@@ -254,6 +254,59 @@ fn declared_body_past_limit_is_413_unread(engine: Engine) {
     assert!(raw.closed_within(PROMPT), "connection left open after 413");
 }
 
+/// `max_request_body_size` is the largest body accepted: a declared length
+/// equal to it is read and served, one byte more is 413 before reading.
+fn body_limit_boundary_is_inclusive(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--max-request-body-size", "1KiB")
+        .start();
+    let mut body = b"id,date,amount,description\n".to_vec();
+    let mut n = 0;
+    while body.len() + 60 < 1024 {
+        n += 1;
+        body.extend_from_slice(format!("L{n:07},2024-01-01,1.00,x\n").as_bytes());
+    }
+    let pad = 1024 - body.len() - format!("L{:07},2024-01-01,1.00,\n", n + 1).len();
+    body.extend_from_slice(
+        format!("L{:07},2024-01-01,1.00,{}\n", n + 1, "y".repeat(pad)).as_bytes(),
+    );
+    assert_eq!(body.len(), 1024);
+
+    let mut raw = server.raw();
+    let extra = format!(
+        "Content-Type: text/csv\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    let mut request = head("POST", "/v1/datasets", &extra).into_bytes();
+    request.extend_from_slice(&body);
+    raw.send(&request).expect("send");
+    let res = raw.read_response(PROMPT).expect("a response at the limit");
+    assert_eq!(
+        res.status,
+        201,
+        "a body of exactly the limit is accepted: {}",
+        res.text()
+    );
+
+    let mut raw = server.raw();
+    let extra = format!(
+        "Content-Type: text/csv\r\nContent-Length: {}\r\n",
+        body.len() + 1
+    );
+    raw.send(head("POST", "/v1/datasets", &extra).as_bytes())
+        .expect("send");
+    let res = raw
+        .read_response(PROMPT)
+        .expect("a response past the limit");
+    assert_eq!(
+        res.status,
+        413,
+        "one byte past the limit is refused: {}",
+        res.text()
+    );
+    assert!(raw.closed_within(PROMPT), "connection left open after 413");
+}
+
 fn chunked_body_past_limit_is_413(engine: Engine) {
     let server = Server::builder(engine)
         .arg("--max-request-body-size", "1KiB")
@@ -764,6 +817,7 @@ engines!(
     oversized_header_is_431,
     declared_body_past_limit_is_413_unread,
     chunked_body_past_limit_is_413,
+    body_limit_boundary_is_inclusive,
     expect_continue_upload,
     connection_limit_queues_then_serves,
     overload_reject_answers_503,
