@@ -101,19 +101,49 @@ fn health(engine: Engine) {
     assert_eq!(body["status"], "ok");
 }
 
+/// `HEAD /health` carries the headers the GET would, including its
+/// `Content-Length` (RFC 9110 §9.3.2), and no body.
 fn head_health(engine: Engine) {
     let server = Server::start(engine);
     let mut raw = server.raw();
+    raw.send(head("GET", "/health", "").as_bytes())
+        .expect("send");
+    let get = raw.read_response(PROMPT).expect("GET response");
+    assert_eq!(get.status, 200, "{get:?}");
+    let get_len = get.header("content-length").expect("GET content-length");
+    assert_eq!(get_len, get.body.len().to_string(), "{get:?}");
+    assert_ne!(get_len, "0", "{get:?}");
+
     raw.send(head("HEAD", "/health", "").as_bytes())
         .expect("send");
     let res = raw.read_head_response(PROMPT).expect("HEAD response");
     assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(res.header("content-length"), Some(get_len), "{res:?}");
+    assert_eq!(res.header("content-type"), get.header("content-type"));
+    assert_eq!(res.header("transfer-encoding"), None, "{res:?}");
     // The connection stays usable: no body bytes were sent after the head.
     raw.send(head("GET", "/health", "").as_bytes())
         .expect("send");
     let res = raw.read_response(PROMPT).expect("GET after HEAD");
     assert_eq!(res.status, 200, "{res:?}");
     assert!(res.text().contains("ok"), "{res:?}");
+
+    // Byte-exact: with `Connection: close` everything sent is the head.
+    let mut raw = server.raw();
+    raw.send(head("HEAD", "/health", "Connection: close\r\n").as_bytes())
+        .expect("send");
+    let bytes = String::from_utf8(raw.read_until_close(PROMPT)).expect("utf-8 head");
+    let lower = bytes.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200 "), "{bytes}");
+    assert!(
+        lower.contains(&format!("\r\ncontent-length: {get_len}\r\n")),
+        "{bytes}"
+    );
+    assert_eq!(
+        bytes.find("\r\n\r\n").map(|i| i + 4),
+        Some(bytes.len()),
+        "a body followed: {bytes:?}"
+    );
 }
 
 fn ready(engine: Engine) {
