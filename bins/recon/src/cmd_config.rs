@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tuning::{LoadOptions, Loaded, Profile, Resources};
+use tuning::{LoadOptions, Loaded};
+
+use crate::tune_target::TuneTarget;
 
 /// Arguments of `recon config`.
 #[derive(Debug, clap::Args)]
@@ -39,15 +41,8 @@ struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Tune for this profile instead of `RECON_PROFILE` or the file's.
-    #[arg(long, value_parser = crate::cmd_tune::parse_profile)]
-    profile: Option<Profile>,
-    /// Tune for these vCPUs instead of detecting them (with --memory).
-    #[arg(long, requires = "memory", value_parser = crate::cmd_tune::parse_cpus)]
-    vcpus: Option<u32>,
-    /// Tune for this much memory instead of detecting it (with --vcpus).
-    #[arg(long, requires = "vcpus", value_parser = crate::cmd_tune::parse_memory)]
-    memory: Option<u64>,
+    #[command(flatten)]
+    target: TuneTarget,
 }
 
 /// Runs `recon config`.
@@ -57,15 +52,11 @@ struct ShowArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Show(show) => {
-            let opts = LoadOptions {
+            let mut opts = LoadOptions {
                 config_file: show.config,
-                resources: show
-                    .vcpus
-                    .zip(show.memory)
-                    .map(|(cpu, mem)| Resources::from_millis(cpu, mem)),
-                profile: show.profile,
                 ..LoadOptions::default()
             };
+            show.target.apply(&mut opts);
             let loaded = tuning::load(&opts)?;
             let out = match show.format {
                 Format::Table => table(&loaded),

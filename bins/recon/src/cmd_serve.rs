@@ -12,6 +12,8 @@ use recon_service::{App, SettingEntry, Shutdown};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tuning::{Config, Engine, LoadOptions, Overrides};
 
+use crate::tune_target::TuneTarget;
+
 /// Arguments of `recon serve`. Every flag overrides the environment, the
 /// config file and the tuning recommendation.
 #[derive(Debug, clap::Args)]
@@ -93,11 +95,14 @@ struct Flags {
     /// Log filter, e.g. `info` or `recon=debug` (`RUST_LOG` wins).
     #[arg(long)]
     log_level: Option<String>,
+    /// `--profile`, `--vcpus`, `--memory`: what the tuning layer targets.
+    #[command(flatten)]
+    target: TuneTarget,
 }
 
 impl Flags {
     fn into_load_options(self) -> LoadOptions {
-        LoadOptions {
+        let mut opts = LoadOptions {
             config_file: self.config,
             flags: Overrides {
                 engine: self.engine,
@@ -125,7 +130,9 @@ impl Flags {
             },
             resources: None,
             profile: None,
-        }
+        };
+        self.target.apply(&mut opts);
+        opts
     }
 }
 

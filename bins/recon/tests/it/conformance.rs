@@ -87,6 +87,41 @@ fn listening_line(engine: Engine) {
     assert_ne!(server.addr().port(), 0);
 }
 
+/// `recon serve --vcpus --memory [--profile]` tunes for the given box, as
+/// `recon config show` does: the reference figures for 16 vCPU / 32 GiB are
+/// threads=12, connection_limit=2000 (balanced) and 4 / 500 (memory-constrained).
+fn serve_tunes_for_given_resources_and_profile(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--vcpus", "16")
+        .arg("--memory", "32GiB")
+        .start();
+    let line = server.listening_line();
+    assert!(
+        line.contains("workers=16, threads=12, connection_limit=2000)"),
+        "{line}"
+    );
+    let (status, body) = get(&server, "/health");
+    assert_eq!(status, 200, "{body}");
+    drop(server);
+
+    let server = Server::builder(engine)
+        .arg("--vcpus", "16")
+        .arg("--memory", "32GiB")
+        .arg("--profile", "memory-constrained")
+        .start();
+    let line = server.listening_line();
+    assert!(
+        line.contains("workers=4, threads=4, connection_limit=500)"),
+        "{line}"
+    );
+
+    // Half the resources is refused before binding.
+    let Err(err) = Server::builder(engine).arg("--vcpus", "16").try_start() else {
+        panic!("--vcpus without --memory must not start");
+    };
+    assert!(err.contains("--memory"), "{err}");
+}
+
 fn health(engine: Engine) {
     let server = Server::start(engine);
     let res = agent().get(server.url("/health")).call().expect("health");
@@ -837,6 +872,7 @@ fn restart_mid_job(engine: Engine) {
 
 engines!(
     listening_line,
+    serve_tunes_for_given_resources_and_profile,
     health,
     head_health,
     ready,
