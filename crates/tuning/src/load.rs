@@ -522,6 +522,9 @@ fn suggestion(key: &str) -> String {
         .unwrap_or_else(|| "; see docs/configuration.md for the keys".to_owned())
 }
 
+/// The bare `HOST` alias: only read when it holds an address (or `localhost`).
+const SHELL_HOST_ENV: &str = "HOST";
+
 fn env_layers(env: &HashMap<&str, &str>) -> Result<Vec<Layer>, ConfigError> {
     let mut layers = Vec::new();
     for spec in SPECS {
@@ -534,8 +537,14 @@ fn env_layers(env: &HashMap<&str, &str>) -> Result<Vec<Layer>, ConfigError> {
             continue;
         };
         let raw = RawValue::Text(text.to_owned());
-        let value = settings::parse(spec.kind, &raw)
-            .map_err(|expected| invalid(name.to_owned(), &raw, expected))?;
+        let value = match settings::parse(spec.kind, &raw) {
+            Ok(value) => value,
+            // Shells (zsh) export HOST as the machine's hostname: a value
+            // there that is not an address was not meant for recon, so it is
+            // skipped and `host` keeps its lower layer's value and source.
+            Err(_) if name == SHELL_HOST_ENV => continue,
+            Err(expected) => return Err(invalid(name.to_owned(), &raw, expected)),
+        };
         layers.push(single(spec, value, Source::Env(name.to_owned())));
     }
     Ok(layers)

@@ -214,6 +214,38 @@ fn flag_profile_wins_over_env_profile() {
     assert_eq!(loaded.config.server.connection_limit.get(), 500);
 }
 
+/// zsh exports `HOST=<hostname>`: a bare `HOST` that is not an address is
+/// skipped, while the recon and Uvicorn names stay strict.
+#[test]
+fn shell_hostname_in_host_is_skipped() {
+    let loaded = ok(Case {
+        env: &[("HOST", "build-box.example.com")],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.host.to_string(), "127.0.0.1");
+    assert_eq!(loaded.provenance.source("host"), Some(&Source::Default));
+
+    let loaded = ok(Case {
+        env: &[("HOST", "::")],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.host.to_string(), "::");
+    assert_eq!(loaded.provenance.source("host"), Some(&env("HOST")));
+
+    for name in ["RECON_HOST", "UVICORN_HOST"] {
+        let got = err(Case {
+            env: &[(name, "build-box.example.com"), ("HOST", "0.0.0.0")],
+            ..Case::default()
+        });
+        assert!(
+            got.starts_with(&format!(
+                r#"{name}="build-box.example.com": expected an IP address"#
+            )),
+            "{got}"
+        );
+    }
+}
+
 #[test]
 fn bad_values_name_the_source_and_expected_form() {
     let cases: &[(&[(&str, &str)], &str)] = &[
