@@ -63,18 +63,21 @@ pub struct Reconciler {
     prefixes: Vec<String>,
 }
 
-/// Normalized per-record keys of one side and role: one buffer, offsets, and
-/// a stable hash per record (0 = missing).
+/// Normalized per-record keys of one side and role: per chunk of [`CHUNK`]
+/// rows one buffer and its key ends (kept apart rather than copied into one
+/// big buffer), and a stable hash per record (0 = missing).
 #[derive(Debug, Default)]
 struct Keys {
-    data: String,
-    offsets: Vec<usize>,
+    chunks: Vec<(String, Vec<usize>)>,
     hash: Vec<u64>,
 }
 
 impl Keys {
     fn get(&self, i: usize) -> &str {
-        &self.data[self.offsets[i]..self.offsets[i + 1]]
+        let (data, ends) = &self.chunks[i / CHUNK];
+        let j = i % CHUNK;
+        let start = if j == 0 { 0 } else { ends[j - 1] };
+        &data[start..ends[j]]
     }
 
     fn present(&self, i: usize) -> bool {
@@ -82,8 +85,13 @@ impl Keys {
     }
 
     /// Builds keys for `n` rows of `col` with `f` (raw text, output buffer), in
-    /// parallel chunks.
-    fn build(col: &TextColumn, n: usize, f: impl Fn(&str, &mut String) + Sync) -> Keys {
+    /// parallel chunks. Rows where `keep` is false get no key.
+    fn build(
+        col: &TextColumn,
+        n: usize,
+        keep: impl Fn(usize) -> bool + Sync,
+        f: impl Fn(&str, &mut String) + Sync,
+    ) -> Keys {
         let parts: Vec<(String, Vec<usize>, Vec<u64>)> = (0..n.div_ceil(CHUNK))
             .into_par_iter()
             .map(|c| {
@@ -93,7 +101,9 @@ impl Keys {
                 let mut hash = Vec::with_capacity(rows.len());
                 for i in rows {
                     let start = data.len();
-                    if let Some(raw) = text_at(col, i) {
+                    if keep(i)
+                        && let Some(raw) = text_at(col, i)
+                    {
                         f(raw, &mut data);
                     }
                     let key = &data[start..];
@@ -108,15 +118,11 @@ impl Keys {
             })
             .collect();
         let mut keys = Keys {
-            data: String::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
-            offsets: Vec::with_capacity(n + 1),
+            chunks: Vec::with_capacity(parts.len()),
             hash: Vec::with_capacity(n),
         };
-        keys.offsets.push(0);
         for (data, ends, hash) in parts {
-            let base = keys.data.len();
-            keys.data.push_str(&data);
-            keys.offsets.extend(ends.iter().map(|e| base + e));
+            keys.chunks.push((data, ends));
             keys.hash.extend(hash);
         }
         keys
@@ -1022,6 +1028,29 @@ fn duplicates(side: &Side, prep: &Prepared, roles: &[Role], s: usize, state: &mu
     }
 }
 
+/// Builds the similarity keys `pass` compares that `prep` lacks yet, for the
+/// records `free` now (no pass ever scores a record that is not free).
+fn similarity_keys(pass: &Pass, side: &Side, free: &[bool], prep: &mut Prepared) {
+    let n = side.len();
+    let keep = |i: usize| free[i];
+    if pass.counterparty.is_some() && prep.counterparty.is_none() {
+        prep.counterparty = Some(Keys::build(
+            &side.counterparty,
+            n,
+            keep,
+            text::fold_for_similarity_into,
+        ));
+    }
+    if pass.description.is_some() && prep.description.is_none() {
+        prep.description = Some(Keys::build(
+            &side.description,
+            n,
+            keep,
+            text::fold_for_similarity_into,
+        ));
+    }
+}
+
 fn check_side(side: &Side) -> Result<(), ReconError> {
     let n = side.len();
     if u32::try_from(n).is_err() {
@@ -1109,24 +1138,24 @@ impl Reconciler {
         let uses = |f: &dyn Fn(&Pass) -> bool| rules.passes.iter().any(f);
         let need_exact = uses(&|p| p.reference == ReferenceRule::Exact);
         let need_norm = uses(&|p| p.reference == ReferenceRule::Normalized);
-        let need_cp = uses(&|p| p.counterparty.is_some());
-        let need_desc = uses(&|p| p.description.is_some());
         let prefixes = &self.prefixes;
+        // Similarity keys are built when the first pass that compares them
+        // runs, for the records still free then (later passes see a subset).
         let prepare = |side: &Side, dup_roles: &[Role]| -> Prepared {
             let n = side.len();
             let norm = need_norm || dup_roles.contains(&Role::Reference);
+            let all = |_: usize| true;
             Prepared {
-                exact: need_exact
-                    .then(|| Keys::build(&side.reference, n, |raw, out| out.push_str(raw.trim()))),
+                exact: need_exact.then(|| {
+                    Keys::build(&side.reference, n, all, |raw, out| out.push_str(raw.trim()))
+                }),
                 normalized: norm.then(|| {
-                    Keys::build(&side.reference, n, |raw, out| {
+                    Keys::build(&side.reference, n, all, |raw, out| {
                         text::normalize_reference_into(raw, prefixes, out)
                     })
                 }),
-                counterparty: need_cp
-                    .then(|| Keys::build(&side.counterparty, n, text::fold_for_similarity_into)),
-                description: need_desc
-                    .then(|| Keys::build(&side.description, n, text::fold_for_similarity_into)),
+                counterparty: None,
+                description: None,
             }
         };
         let (pl, pr) = rayon::join(
@@ -1149,13 +1178,19 @@ impl Reconciler {
         };
         progress.update(state.settled(), total);
 
-        let ctx = Ctx {
-            sides: [left, right],
-            prep: [&pl, &pr],
-        };
+        let (mut pl, mut pr) = (pl, pr);
         for (k, pass) in rules.passes.iter().enumerate() {
             let t = Instant::now();
             let _pass = tracing::info_span!("pass", name = %pass.name).entered();
+            let [fl, fr] = &state.free;
+            rayon::join(
+                || similarity_keys(pass, left, fl, &mut pl),
+                || similarity_keys(pass, right, fr, &mut pr),
+            );
+            let ctx = Ctx {
+                sides: [left, right],
+                prep: [&pl, &pr],
+            };
             let rule = u16::try_from(k).unwrap_or(u16::MAX);
             match pass.cardinality {
                 Cardinality::OneToOne => one_to_one(&ctx, pass, rule, &mut state),
