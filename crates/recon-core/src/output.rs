@@ -151,27 +151,40 @@ struct Row<'a> {
 }
 
 /// `(side, row)` of every record in output order (see the module docs).
+/// Match ids are small and dense, so groups are placed by a counting sort:
+/// left rows then right rows, each in input order, land in their group's
+/// slots in that order.
 fn order(outcome: &Outcome) -> Vec<(SideName, u32)> {
-    let mut grouped: Vec<(u32, u8, u32)> = Vec::new();
-    for (s, list) in [(0u8, &outcome.left), (1u8, &outcome.right)] {
+    let all = || outcome.left.iter().chain(&outcome.right);
+    let max_id = all()
+        .filter_map(|a| a.match_id)
+        .map(|m| m.get() as usize)
+        .max()
+        .unwrap_or(0);
+    // `slot[id]`: where group `id`'s next record goes.
+    let mut slot = vec![0usize; max_id + 2];
+    for a in all() {
+        if let Some(id) = a.match_id {
+            slot[id.get() as usize + 1] += 1;
+        }
+    }
+    for k in 1..slot.len() {
+        slot[k] += slot[k - 1];
+    }
+    let grouped = slot[max_id + 1];
+    let mut out = vec![(SideName::Left, 0u32); grouped];
+    for (s, list) in [
+        (SideName::Left, &outcome.left),
+        (SideName::Right, &outcome.right),
+    ] {
         for (i, a) in list.iter().enumerate() {
             if let Some(id) = a.match_id {
-                grouped.push((id.get(), s, i as u32));
+                let at = &mut slot[id.get() as usize];
+                out[*at] = (s, i as u32);
+                *at += 1;
             }
         }
     }
-    grouped.sort_unstable();
-    let side_of = |s: u8| {
-        if s == 0 {
-            SideName::Left
-        } else {
-            SideName::Right
-        }
-    };
-    let mut out: Vec<(SideName, u32)> = grouped
-        .into_iter()
-        .map(|(_, s, i)| (side_of(s), i))
-        .collect();
     for (s, list) in [
         (SideName::Left, &outcome.left),
         (SideName::Right, &outcome.right),
