@@ -142,6 +142,29 @@ impl AsyncRead for TimedIo {
     }
 }
 
+impl TimedIo {
+    /// After a write attempt: progress re-arms the write deadline; a write
+    /// still pending past it fails with `TimedOut`.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(result) => {
+                if matches!(result, Ok(n) if n > 0) {
+                    self.wrote();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.poll_write_stalled(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out("write stalled"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
 impl AsyncWrite for TimedIo {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -149,18 +172,8 @@ impl AsyncWrite for TimedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                if matches!(result, Ok(n) if n > 0) {
-                    this.wrote();
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => match this.poll_write_stalled(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out("write stalled"))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -169,18 +182,8 @@ impl AsyncWrite for TimedIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                if matches!(result, Ok(n) if n > 0) {
-                    this.wrote();
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => match this.poll_write_stalled(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out("write stalled"))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
