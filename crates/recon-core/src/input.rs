@@ -529,6 +529,24 @@ fn scan_line_fixes(
 }
 
 /// Casts every column to `Utf8` (keeping names) so mapping only ever sees text.
+/// A table of every column as text, numbered from row 1 (formats without
+/// physical lines: Parquet, Arrow, NDJSON records).
+fn text_table(
+    source: String,
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+    schema: &Schema,
+) -> Result<Table, InputError> {
+    let (schema, batches, rows) = to_text_batches(&source, batches, schema)?;
+    Ok(Table {
+        source,
+        schema,
+        batches,
+        rows,
+        first_line: 1,
+        line_fixes: LineFixes::default(),
+    })
+}
+
 fn to_text_batches(
     source: &str,
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
@@ -573,15 +591,7 @@ fn read_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Table,
         .with_batch_size(opts.batch_size)
         .build()
         .map_err(|e| format_err(&source, e))?;
-    let (schema, batches, rows) = to_text_batches(&source, reader, &schema)?;
-    Ok(Table {
-        source,
-        schema,
-        batches,
-        rows,
-        first_line: 1,
-        line_fixes: LineFixes::default(),
-    })
+    text_table(source, reader, &schema)
 }
 
 /// Applies the source name and first line stored by [`write_table_ipc`], if any.
@@ -608,14 +618,10 @@ fn read_arrow_file(file: File, source: String, opts: &ReadOptions) -> Result<Tab
         .get(META_LINE_FIXES)
         .map(|t| LineFixes::decode(t))
         .unwrap_or_default();
-    let (schema, batches, rows) = to_text_batches(&source, reader, &schema)?;
     Ok(Table {
-        source,
-        schema,
-        batches,
-        rows,
         first_line,
         line_fixes,
+        ..text_table(source, reader, &schema)?
     })
 }
 
@@ -623,15 +629,7 @@ fn read_arrow_stream(file: File, source: String) -> Result<Table, InputError> {
     let reader = arrow_ipc::reader::StreamReader::try_new_buffered(file, None)
         .map_err(|e| format_err(&source, e))?;
     let schema = reader.schema();
-    let (schema, batches, rows) = to_text_batches(&source, reader, &schema)?;
-    Ok(Table {
-        source,
-        schema,
-        batches,
-        rows,
-        first_line: 1,
-        line_fixes: LineFixes::default(),
-    })
+    text_table(source, reader, &schema)
 }
 
 fn read_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
@@ -656,15 +654,7 @@ fn read_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Table, 
         .with_batch_size(opts.batch_size)
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
-    let (schema, batches, rows) = to_text_batches(&source, json, &schema)?;
-    Ok(Table {
-        source,
-        schema,
-        batches,
-        rows,
-        first_line: 1,
-        line_fixes: LineFixes::default(),
-    })
+    text_table(source, json, &schema)
 }
 
 /// Writes a table as an Arrow IPC file (how the service stores uploads); read it

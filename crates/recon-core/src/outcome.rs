@@ -438,6 +438,16 @@ fn side_summary(
     })
 }
 
+/// The largest match id either side was given (0 when none was).
+fn max_match_id(left: &[Assignment], right: &[Assignment]) -> usize {
+    left.iter()
+        .chain(right)
+        .filter_map(|a| a.match_id)
+        .map(|m| m.get() as usize)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Checks every group: it has records on both sides, one status and one
 /// rule, and (for `matched` and `break`) the `amount_diff` its records carry
 /// is the right total minus the left total of the group.
@@ -453,14 +463,7 @@ fn check_groups(
         sum: i128,
         first: Option<(Status, Option<u16>, Option<i64>)>,
     }
-    let max = assigned
-        .0
-        .iter()
-        .chain(assigned.1)
-        .filter_map(|a| a.match_id)
-        .map(|m| m.get() as usize)
-        .max()
-        .unwrap_or(0);
+    let max = max_match_id(assigned.0, assigned.1);
     let mut groups = vec![Acc::default(); max + 1];
     let broken = |side: SideName, id: usize, detail: &str| ReconError::Conservation {
         side,
@@ -550,14 +553,7 @@ impl Summary {
                 right: 0,
             })
             .collect();
-        let groups = assigned
-            .0
-            .iter()
-            .chain(assigned.1)
-            .filter_map(|a| a.match_id)
-            .map(|m| m.get() as usize)
-            .max()
-            .unwrap_or(0);
+        let groups = max_match_id(assigned.0, assigned.1);
         let mut seen_groups = vec![false; groups + 1];
         for (which, list) in [(SideName::Left, assigned.0), (SideName::Right, assigned.1)] {
             for a in list {

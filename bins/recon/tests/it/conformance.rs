@@ -56,6 +56,25 @@ fn gen_case(dir: &Path, records: usize) -> PathBuf {
     out
 }
 
+/// Starts a reconciliation of two uploaded datasets with the case's rules;
+/// `query` is appended to the path (e.g. `?wait=30`).
+fn reconcile(
+    server: &Server,
+    case: &Path,
+    left: &Value,
+    right: &Value,
+    query: &str,
+) -> (u16, Value) {
+    let rules = std::fs::read_to_string(case.join("rules.toml")).expect("rules");
+    let request = serde_json::json!({"left": left["id"], "right": right["id"], "rules": rules});
+    let res = agent()
+        .post(server.url(&format!("/v1/reconciliations{query}")))
+        .header("Content-Type", "application/json")
+        .send(request.to_string().as_bytes())
+        .expect("reconcile");
+    json(res)
+}
+
 fn upload(server: &Server, path: &Path, key: Option<&str>) -> (u16, Value) {
     let bytes = std::fs::read(path).expect("read case file");
     let mut req = agent()
@@ -540,14 +559,7 @@ fn slow_reader_is_cut(engine: Engine) {
     let case = gen_case(server.data_dir(), 20_000);
     let (_, left) = upload(&server, &case.join("left.csv"), None);
     let (_, right) = upload(&server, &case.join("right.csv"), None);
-    let rules = std::fs::read_to_string(case.join("rules.toml")).expect("rules");
-    let request = serde_json::json!({"left": left["id"], "right": right["id"], "rules": rules});
-    let res = agent()
-        .post(server.url("/v1/reconciliations?wait=60"))
-        .header("Content-Type", "application/json")
-        .send(request.to_string().as_bytes())
-        .expect("reconcile");
-    let (status, job) = json(res);
+    let (status, job) = reconcile(&server, &case, &left, &right, "?wait=60");
     assert_eq!(status, 200, "{job}");
     let path = format!(
         "/v1/reconciliations/{}/results?format=csv",
@@ -610,14 +622,7 @@ fn upload_reconcile_and_fetch(engine: Engine) {
     let id = left["id"].as_str().expect("id");
     assert_eq!(get(&server, &format!("/v1/datasets/{id}")).0, 200);
 
-    let rules = std::fs::read_to_string(case.join("rules.toml")).expect("rules");
-    let request = serde_json::json!({"left": left["id"], "right": right["id"], "rules": rules});
-    let res = agent()
-        .post(server.url("/v1/reconciliations?wait=30"))
-        .header("Content-Type", "application/json")
-        .send(request.to_string().as_bytes())
-        .expect("reconcile");
-    let (status, job) = json(res);
+    let (status, job) = reconcile(&server, &case, &left, &right, "?wait=30");
     assert_eq!(status, 200, "{job}");
     let job_id = job["id"].as_str().expect("job id");
     let (status, got) = get(&server, &format!("/v1/reconciliations/{job_id}"));
@@ -841,14 +846,7 @@ fn restart_mid_job(engine: Engine) {
     let case = gen_case(server.data_dir(), 20_000);
     let (_, left) = upload(&server, &case.join("left.csv"), None);
     let (_, right) = upload(&server, &case.join("right.csv"), None);
-    let rules = std::fs::read_to_string(case.join("rules.toml")).expect("rules");
-    let request = serde_json::json!({"left": left["id"], "right": right["id"], "rules": rules});
-    let res = agent()
-        .post(server.url("/v1/reconciliations"))
-        .header("Content-Type", "application/json")
-        .send(request.to_string().as_bytes())
-        .expect("reconcile");
-    let (status, job) = json(res);
+    let (status, job) = reconcile(&server, &case, &left, &right, "");
     assert!(status == 202 || status == 200, "{job}");
     let job_id = job["id"].as_str().expect("job id").to_owned();
     let server = server.restart();
