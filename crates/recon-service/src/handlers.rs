@@ -208,7 +208,7 @@ impl App {
     fn check_declared(&self, body: &Counted<'_>) -> Result<(), ApiError> {
         let limit = self.body_limit();
         match body.declared_len() {
-            Some(len) if len > limit => Err(ApiError::PayloadTooLarge { limit }),
+            Some(len) if len >= limit => Err(ApiError::PayloadTooLarge { limit }),
             _ => Ok(()),
         }
     }
@@ -263,7 +263,7 @@ impl App {
         body: &mut Counted<'_>,
     ) -> Result<Response, ApiError> {
         let limit = self.body_limit().min(MAX_JSON_BODY);
-        if body.declared_len().is_some_and(|n| n > limit) {
+        if body.declared_len().is_some_and(|n| n >= limit) {
             return Err(ApiError::PayloadTooLarge { limit });
         }
         if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {

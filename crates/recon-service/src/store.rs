@@ -224,7 +224,7 @@ impl DatasetStore {
                 Err(e) => return Err(ApiError::from_body_io(&e, self.limit)),
             };
             total += n as u64;
-            if total > self.limit {
+            if total >= self.limit {
                 return Err(ApiError::PayloadTooLarge { limit: self.limit });
             }
             hasher.update(&buf[..n]);

@@ -43,7 +43,7 @@ impl<R: Read> Read for LimitedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
-        if self.read > self.limit {
+        if self.read >= self.limit {
             return Err(io::Error::other(TooLarge));
         }
         Ok(n)

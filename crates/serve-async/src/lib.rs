@@ -18,7 +18,7 @@
 //!   requests past it wait and are counted as queued.
 //! - `recv_bytes` / `send_bytes`: socket buffers and response chunk size;
 //!   `max_request_header_size` bounds hyper's read buffer (431 past it);
-//!   a declared body past `max_request_body_size` is answered 413 unread.
+//!   a declared body at or past `max_request_body_size` is answered 413 unread.
 //!
 //! Graceful shutdown: when the [`Shutdown`] triggers, the state drains
 //! (`/ready` answers 503), the listener closes, in-flight requests finish and

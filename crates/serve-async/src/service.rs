@@ -80,7 +80,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
     let Ok(declared) = declared_len(&req) else {
         return problem::response(StatusCode::BAD_REQUEST, "invalid Content-Length");
     };
-    if declared.is_some_and(|len| len > shared.limits.max_len) {
+    if declared.is_some_and(|len| len >= shared.limits.max_len) {
         return problem::response(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!(

@@ -483,7 +483,7 @@ impl Conn {
                             }
                             if let Some(data) = data {
                                 body.total += data.len() as u64;
-                                if body.total > self.shared.settings.max_request_body_size {
+                                if body.total >= self.shared.settings.max_request_body_size {
                                     return BodyPiece::TooLarge;
                                 }
                                 return BodyPiece::Data(data);

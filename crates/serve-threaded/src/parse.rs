@@ -64,7 +64,7 @@ pub(crate) enum Parsed {
 /// Parses one request head from the front of `buf`.
 ///
 /// `max_head` bounds the head's size (431 past it); `max_body` bounds a
-/// declared `Content-Length` (413 past it, before any body is read).
+/// declared `Content-Length` (413 at or past it, before any body is read, as Waitress does).
 pub(crate) fn parse_head(
     buf: &[u8],
     max_head: usize,
@@ -199,7 +199,7 @@ fn framing(headers: &HeaderMap, version: Version, max_body: u64) -> Result<Frami
     }
     match length {
         None => Err(ProtocolError::bad("invalid Content-Length")),
-        Some(n) if n > max_body => Err(ProtocolError {
+        Some(n) if n >= max_body => Err(ProtocolError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             detail: "Content-Length exceeds max_request_body_size",
         }),
@@ -314,11 +314,12 @@ mod tests {
     #[test]
     fn limits() {
         assert_eq!(
-            check("POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n"),
-            Err(StatusCode::PAYLOAD_TOO_LARGE)
+            check("POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n"),
+            Err(StatusCode::PAYLOAD_TOO_LARGE),
+            "a length at the limit is refused, as Waitress does"
         );
         assert!(matches!(
-            check("POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n"),
+            check("POST / HTTP/1.1\r\nContent-Length: 999\r\n\r\n"),
             Ok(Some(_))
         ));
         let many: String = (0..=MAX_HEADERS)

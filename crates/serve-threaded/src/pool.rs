@@ -58,7 +58,7 @@ pub(crate) enum BodyPiece {
     Eof,
     /// The body could not be read.
     Failed(io::ErrorKind, &'static str),
-    /// The body grew past max_request_body_size (chunked bodies).
+    /// The body reached max_request_body_size (chunked bodies).
     TooLarge,
 }
 

@@ -63,7 +63,7 @@ pub struct ServerSettings {
     pub recv_bytes: NonZeroUsize,
     /// Socket write size and send buffer (Waitress `send_bytes`).
     pub send_bytes: NonZeroUsize,
-    /// Largest request body accepted, in bytes; 413 past it.
+    /// Request bodies must be smaller than this many bytes; 413 at or past it (Waitress's bound).
     pub max_request_body_size: u64,
     /// Largest request head (request line + headers) accepted, in bytes; 431 past it.
     pub max_request_header_size: usize,

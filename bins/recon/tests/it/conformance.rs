@@ -340,21 +340,23 @@ fn declared_body_past_limit_is_413_unread(engine: Engine) {
 
 /// `max_request_body_size` is the largest body accepted: a declared length
 /// equal to it is read and served, one byte more is 413 before reading.
-fn body_limit_boundary_is_inclusive(engine: Engine) {
+/// Waitress's bound: a body must be smaller than `max_request_body_size`; a
+/// declared length at the limit is refused before the body is read.
+fn body_limit_boundary_matches_waitress(engine: Engine) {
     let server = Server::builder(engine)
         .arg("--max-request-body-size", "1KiB")
         .start();
     let mut body = b"id,date,amount,description\n".to_vec();
     let mut n = 0;
-    while body.len() + 60 < 1024 {
+    while body.len() + 60 < 1023 {
         n += 1;
         body.extend_from_slice(format!("L{n:07},2024-01-01,1.00,x\n").as_bytes());
     }
-    let pad = 1024 - body.len() - format!("L{:07},2024-01-01,1.00,\n", n + 1).len();
+    let pad = 1023 - body.len() - format!("L{:07},2024-01-01,1.00,\n", n + 1).len();
     body.extend_from_slice(
         format!("L{:07},2024-01-01,1.00,{}\n", n + 1, "y".repeat(pad)).as_bytes(),
     );
-    assert_eq!(body.len(), 1024);
+    assert_eq!(body.len(), 1023);
 
     let mut raw = server.raw();
     let extra = format!(
@@ -364,11 +366,11 @@ fn body_limit_boundary_is_inclusive(engine: Engine) {
     let mut request = head("POST", "/v1/datasets", &extra).into_bytes();
     request.extend_from_slice(&body);
     raw.send(&request).expect("send");
-    let res = raw.read_response(PROMPT).expect("a response at the limit");
+    let res = raw.read_response(PROMPT).expect("a response below the limit");
     assert_eq!(
         res.status,
         201,
-        "a body of exactly the limit is accepted: {}",
+        "a body one byte below the limit is accepted: {}",
         res.text()
     );
 
@@ -381,11 +383,11 @@ fn body_limit_boundary_is_inclusive(engine: Engine) {
         .expect("send");
     let res = raw
         .read_response(PROMPT)
-        .expect("a response past the limit");
+        .expect("a response at the limit");
     assert_eq!(
         res.status,
         413,
-        "one byte past the limit is refused: {}",
+        "a body of exactly the limit is refused: {}",
         res.text()
     );
     assert!(raw.closed_within(PROMPT), "connection left open after 413");
@@ -881,7 +883,7 @@ engines!(
     oversized_header_is_431,
     declared_body_past_limit_is_413_unread,
     chunked_body_past_limit_is_413,
-    body_limit_boundary_is_inclusive,
+    body_limit_boundary_matches_waitress,
     expect_continue_upload,
     connection_limit_queues_then_serves,
     overload_reject_answers_503,
