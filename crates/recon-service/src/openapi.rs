@@ -115,7 +115,7 @@ pub fn document(version: &str) -> Value {
                         "400": problem("body cut short or malformed multipart"),
                         "401": problem("no key"), "403": problem("wrong key"),
                         "408": problem("body stalled past channel_timeout"),
-                        "413": problem("body larger than max_request_body_size"),
+                        "413": problem("body at or past max_request_body_size"),
                         "415": problem("unknown media type"),
                         "422": problem("malformed content: line, column and value")
                     }},
