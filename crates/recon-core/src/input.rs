@@ -6,15 +6,17 @@
 //! applies a [`SideMapping`], parsing amounts, currencies and dates exactly.
 //! [`load_side`] does both.
 
+mod read;
+
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -23,6 +25,7 @@ use crate::error::{InputError, ValueProblem};
 use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
 use crate::money::{AmountError, Currency, parse_amount};
 use crate::side::{Reject, Side, TextColumn};
+use read::{Opened, format_err, io_err};
 
 /// Schema metadata key holding the original source name in stored IPC files.
 const META_SOURCE: &str = "recon.source";
@@ -241,458 +244,163 @@ impl Table {
 /// CSV is read with a schema of all-`Utf8` columns named by the header (a UTF-8 BOM is
 /// skipped); Parquet and Arrow columns of other types are cast to text; NDJSON
 /// numbers and booleans keep their JSON text. An Arrow file written by
-/// [`write_table_ipc`] keeps its original source name and line numbering.
+/// [`convert_to_ipc`] or [`write_table_ipc`] keeps its original source name and line
+/// numbering.
 ///
 /// # Errors
 /// [`InputError`] naming the file (and line where there is one) for an unreadable,
 /// empty or malformed file, or invalid UTF-8.
 pub fn read_table(path: &Path, format: Format, opts: &ReadOptions) -> Result<Table, InputError> {
-    let source = opts
-        .source
-        .clone()
-        .unwrap_or_else(|| path.display().to_string());
-    let span = tracing::debug_span!("read_table", file = %source, ?format);
+    let span = tracing::debug_span!("read_table", file = %path.display(), ?format);
     let _enter = span.enter();
     let started = Instant::now();
-    let file = File::open(path).map_err(|e| io_err(&source, e))?;
-    if file.metadata().map_err(|e| io_err(&source, e))?.len() == 0 {
-        return Err(InputError::Empty { file: source });
-    }
-    let table = match format {
-        Format::Csv => read_csv(path, file, source, opts)?,
-        Format::Parquet => read_parquet(file, source, opts)?,
-        Format::Arrow => read_arrow_file(file, source, opts)?,
-        Format::ArrowStream => read_arrow_stream(file, source)?,
-        Format::Ndjson => read_ndjson(file, source, opts)?,
-    };
+    let opened = Opened::open(path, format, opts)?;
+    let (source, schema, first_line) = (
+        opened.source.clone(),
+        opened.schema.clone(),
+        opened.first_line,
+    );
+    let mut batches = Vec::new();
+    let driven = opened.drive(|batch, _| {
+        batches.push(batch);
+        Ok(())
+    })?;
     tracing::debug!(
-        rows = table.rows,
-        batches = table.batches.len(),
+        rows = driven.rows,
+        batches = batches.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "table read"
     );
-    Ok(table)
-}
-
-fn io_err(file: &str, source: std::io::Error) -> InputError {
-    InputError::Io {
-        file: file.to_owned(),
+    Ok(Table {
         source,
-    }
+        schema,
+        batches,
+        rows: driven.rows,
+        first_line,
+        line_fixes: driven.line_fixes,
+    })
 }
 
-fn format_err(file: &str, e: impl std::fmt::Display) -> InputError {
-    InputError::Format {
-        file: file.to_owned(),
-        reason: e.to_string(),
-    }
+/// What [`convert_to_ipc`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converted {
+    /// Rows written.
+    pub rows: u64,
+    /// The column names, in file order.
+    pub columns: Vec<String>,
 }
 
-/// Turns a CSV reader's error into one naming the line, when its message has one.
-fn csv_err(file: &str, e: &ArrowError) -> InputError {
-    let msg = match e {
-        ArrowError::CsvError(m) => m.as_str(),
-        other => return format_err(file, other),
-    };
-    let line = msg.split_once("line ").and_then(|(_, rest)| {
-        let digits: &str = &rest[..rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len())];
-        digits.parse::<u64>().ok()
-    });
-    let lower = msg.to_ascii_lowercase();
-    match line {
-        Some(line) if lower.contains("utf-8") || lower.contains("utf8") => {
-            InputError::InvalidUtf8 {
-                file: file.to_owned(),
-                line,
-            }
-        }
-        Some(line) => InputError::MalformedRow {
-            file: file.to_owned(),
-            line,
-            // The line is in the message already; say it once.
-            reason: msg.replace(&format!(" for line {line}"), ""),
-        },
-        None if lower.contains("utf-8") || lower.contains("utf8") => InputError::InvalidUtf8 {
-            file: file.to_owned(),
-            line: 1,
-        },
-        None => format_err(file, msg),
-    }
-}
-
-fn read_csv(
-    path: &Path,
-    mut file: File,
-    source: String,
+/// Converts a file to an Arrow IPC file of text columns (how the service stores an
+/// upload), batch by batch: never more than a batch or two in memory, plus the CSV
+/// line map. Reading `dest` back with [`read_table`] and [`Format::Arrow`] gives the
+/// same table as reading `src`, with the same source name (`opts.source`, else
+/// `src`'s name) and line numbers, so messages still point at the upload.
+///
+/// `dest` is created (or truncated) and flushed, not synced: the caller decides
+/// about `fsync`. On an error `dest` may hold a partial file; the caller removes it.
+///
+/// # Errors
+/// Every error [`read_table`] gives for `src`, and [`InputError::Io`] or
+/// [`InputError::Format`] naming `dest` when it cannot be written.
+pub fn convert_to_ipc(
+    src: &Path,
+    format: Format,
     opts: &ReadOptions,
-) -> Result<Table, InputError> {
-    let mut start = [0u8; 3];
-    let mut got = 0;
-    while got < 3 {
-        let n = file
-            .read(&mut start[got..])
-            .map_err(|e| io_err(&source, e))?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    let skip = if &start[..got] == BOM { 3 } else { 0 };
-    file.seek(SeekFrom::Start(skip))
-        .map_err(|e| io_err(&source, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    if reader
-        .fill_buf()
-        .map_err(|e| io_err(&source, e))?
-        .is_empty()
-    {
-        return Err(InputError::Empty { file: source });
-    }
-    let csv_format = arrow_csv::reader::Format::default()
-        .with_header(opts.has_header)
-        .with_delimiter(opts.delimiter);
-    let (inferred, _) = csv_format
-        .infer_schema(&mut reader, Some(0))
-        .map_err(|e| csv_err(&source, &e))?;
-    if inferred.fields().is_empty() {
-        return Err(InputError::Empty { file: source });
-    }
-    let fields: Vec<Field> = inferred
+    dest: &Path,
+) -> Result<Converted, InputError> {
+    let span = tracing::debug_span!("convert_to_ipc", file = %src.display(), ?format);
+    let _enter = span.enter();
+    let started = Instant::now();
+    let opened = Opened::open(src, format, opts)?;
+    let columns = opened
+        .schema
         .fields()
         .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let name = if opts.has_header {
-                f.name().clone()
-            } else {
-                (i + 1).to_string()
-            };
-            Field::new(name, DataType::Utf8, true)
-        })
+        .map(|f| f.name().clone())
         .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let mut file = reader.into_inner();
-    file.seek(SeekFrom::Start(skip))
-        .map_err(|e| io_err(&source, e))?;
-    let first_line = if opts.has_header { 2 } else { 1 };
-    let read = || -> Result<(Vec<RecordBatch>, usize), InputError> {
-        let csv = arrow_csv::ReaderBuilder::new(schema.clone())
-            .with_header(opts.has_header)
-            .with_delimiter(opts.delimiter)
-            .with_batch_size(opts.batch_size)
-            .build_buffered(BufReader::with_capacity(1 << 20, file))
-            .map_err(|e| csv_err(&source, &e))?;
-        let mut batches = Vec::new();
-        let mut rows = 0;
-        for batch in csv {
-            let batch = batch.map_err(|e| csv_err(&source, &e))?;
-            rows += batch.num_rows();
-            batches.push(batch);
-        }
-        Ok((batches, rows))
-    };
-    // The reader counts records; a second pass finds the lines they start on.
-    let scan = || scan_line_fixes(path, skip, opts, first_line);
-    let (read, scanned) = rayon::join(read, scan);
-    let line_fixes = match scanned {
-        Ok((fixes, _)) if fixes.0.is_empty() => fixes,
-        Ok((fixes, records)) => match &read {
-            Ok((_, rows)) if *rows as u64 == records => fixes,
-            Ok(_) => LineFixes::default(),
-            Err(_) => fixes,
-        },
-        Err(_) => LineFixes::default(),
-    };
-    let (batches, rows) = read.map_err(|e| relocate(e, &line_fixes, opts.has_header))?;
-    Ok(Table {
-        source,
-        schema,
-        batches,
-        rows,
-        first_line,
-        line_fixes,
+    let mut sink = IpcSink::create(dest, &opened.schema, &opened.source, opened.first_line)?;
+    let driven = opened.drive(|batch, _| sink.write(&batch))?;
+    sink.finish(&driven.line_fixes)?;
+    tracing::debug!(
+        rows = driven.rows,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "converted to IPC"
+    );
+    Ok(Converted {
+        rows: driven.rows as u64,
+        columns,
     })
 }
 
-/// Turns a reader error's record number (1-based, header included) into the line
-/// that record starts on.
-fn relocate(err: InputError, fixes: &LineFixes, has_header: bool) -> InputError {
-    let first_line = if has_header { 2 } else { 1 };
-    let physical = |record: u64| -> u64 {
-        match record.checked_sub(1 + u64::from(has_header)) {
-            Some(row) => LineCursor::new(fixes, first_line, row).line(row),
-            None => record,
-        }
-    };
-    match err {
-        InputError::InvalidUtf8 { file, line } => InputError::InvalidUtf8 {
-            file,
-            line: physical(line),
-        },
-        InputError::MalformedRow { file, line, reason } => InputError::MalformedRow {
-            file,
-            line: physical(line),
-            reason,
-        },
-        other => other,
-    }
-}
-
-/// Finds the line each CSV data record starts on, where it differs from one line per
-/// record: after blank lines (which the reader skips) and quoted fields holding line
-/// breaks. Follows the reader's quoting: a quote opens a field only at its start,
-/// `""` inside a quoted field is a literal quote. Returns the fixes and the number of
-/// data records seen, which the caller checks against the reader's count.
-fn scan_line_fixes(
-    path: &Path,
-    skip: u64,
-    opts: &ReadOptions,
-    first_line: u64,
-) -> std::io::Result<(LineFixes, u64)> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(skip))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let header = u64::from(opts.has_header);
-    let mut fixes = Vec::new();
-    let mut predict = (0u64, first_line);
-    let mut records = 0u64;
-    let mut emit = |start: u64| {
-        if let Some(row) = records.checked_sub(header)
-            && predict.1 + (row - predict.0) != start
-        {
-            fixes.push((row, start));
-            predict = (row, start);
-        }
-        records += 1;
-    };
-    let mut in_quotes = false;
-    // Whether the current record has any byte besides `\r`.
-    let mut nonempty = false;
-    let mut line = 1u64;
-    let mut record_line = 1u64;
-    // The byte before the chunk's first, and where the last closing quote was.
-    let mut before = b'\n';
-    let mut offset = 0u64;
-    let mut last_close = None;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        let mut from = 0;
-        for pos in memchr::memchr2_iter(b'\n', b'"', chunk) {
-            if !nonempty && chunk[from..pos].iter().any(|&b| b != b'\r') {
-                nonempty = true;
-            }
-            from = pos + 1;
-            let prev = if pos == 0 { before } else { chunk[pos - 1] };
-            let abs = offset + pos as u64;
-            if chunk[pos] == b'"' {
-                nonempty = true;
-                if in_quotes {
-                    in_quotes = false;
-                    last_close = Some(abs);
-                } else if prev == opts.delimiter
-                    || prev == b'\n'
-                    || prev == b'\r'
-                    || last_close.is_some_and(|c| c + 1 == abs)
-                {
-                    in_quotes = true;
-                }
-                continue;
-            }
-            line += 1;
-            if in_quotes {
-                continue;
-            }
-            if nonempty {
-                emit(record_line);
-            }
-            nonempty = false;
-            record_line = line;
-        }
-        if !nonempty && chunk[from..].iter().any(|&b| b != b'\r') {
-            nonempty = true;
-        }
-        before = chunk[n - 1];
-        offset += n as u64;
-    }
-    if nonempty {
-        emit(record_line);
-    }
-    Ok((LineFixes(fixes), records.saturating_sub(header)))
-}
-
-/// Casts every column to `Utf8` (keeping names) so mapping only ever sees text.
-/// A table of every column as text, numbered from row 1 (formats without
-/// physical lines: Parquet, Arrow, NDJSON records).
-fn text_table(
-    source: String,
-    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
-    schema: &Schema,
-) -> Result<Table, InputError> {
-    let (schema, batches, rows) = to_text_batches(&source, batches, schema)?;
-    Ok(Table {
-        source,
-        schema,
-        batches,
-        rows,
-        first_line: 1,
-        line_fixes: LineFixes::default(),
-    })
-}
-
-fn to_text_batches(
-    source: &str,
-    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
-    schema: &Schema,
-) -> Result<(SchemaRef, Vec<RecordBatch>, usize), InputError> {
-    let text_schema = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let mut out = Vec::new();
-    let mut rows = 0;
-    for batch in batches {
-        let batch = batch.map_err(|e| format_err(source, e))?;
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|c| {
-                if c.data_type() == &DataType::Utf8 {
-                    Ok(c.clone())
-                } else {
-                    arrow_cast::cast(c, &DataType::Utf8)
-                }
-            })
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(|e| format_err(source, e))?;
-        let batch = RecordBatch::try_new(text_schema.clone(), columns)
-            .map_err(|e| format_err(source, e))?;
-        rows += batch.num_rows();
-        out.push(batch);
-    }
-    Ok((text_schema, out, rows))
-}
-
-fn read_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format_err(&source, e))?;
-    let schema = builder.schema().clone();
-    let reader = builder
-        .with_batch_size(opts.batch_size)
-        .build()
-        .map_err(|e| format_err(&source, e))?;
-    text_table(source, reader, &schema)
-}
-
-/// Applies the source name and first line stored by [`write_table_ipc`], if any.
-fn stored_origin(schema: &Schema, source: String, opts: &ReadOptions) -> (String, u64) {
-    let metadata = schema.metadata();
-    let first_line = metadata
-        .get(META_FIRST_LINE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let source = match (&opts.source, metadata.get(META_SOURCE)) {
-        (None, Some(stored)) => stored.clone(),
-        _ => source,
-    };
-    (source, first_line)
-}
-
-fn read_arrow_file(file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
-    let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, None)
-        .map_err(|e| format_err(&source, e))?;
-    let schema = reader.schema();
-    let (source, first_line) = stored_origin(&schema, source, opts);
-    let line_fixes = schema
-        .metadata()
-        .get(META_LINE_FIXES)
-        .map(|t| LineFixes::decode(t))
-        .unwrap_or_default();
-    Ok(Table {
-        first_line,
-        line_fixes,
-        ..text_table(source, reader, &schema)?
-    })
-}
-
-fn read_arrow_stream(file: File, source: String) -> Result<Table, InputError> {
-    let reader = arrow_ipc::reader::StreamReader::try_new_buffered(file, None)
-        .map_err(|e| format_err(&source, e))?;
-    let schema = reader.schema();
-    text_table(source, reader, &schema)
-}
-
-fn read_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Table, InputError> {
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (inferred, _) = arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None)
-        .map_err(|e| format_err(&source, e))?;
-    if inferred.fields().is_empty() {
-        return Err(InputError::Empty { file: source });
-    }
-    let schema = Arc::new(Schema::new(
-        inferred
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    reader
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| io_err(&source, e))?;
-    let json = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_coerce_primitive(true)
-        .with_batch_size(opts.batch_size)
-        .build(reader)
-        .map_err(|e| format_err(&source, e))?;
-    text_table(source, json, &schema)
-}
-
-/// Writes a table as an Arrow IPC file (how the service stores uploads); read it
-/// back with [`read_table`] and [`Format::Arrow`]. The source name and first line are
-/// kept in the schema's metadata, so messages still name the original file.
+/// Writes a table as an Arrow IPC file, as [`convert_to_ipc`] does; read it back
+/// with [`read_table`] and [`Format::Arrow`]. The source name and line numbering are
+/// kept in the file's metadata, so messages still name the original file.
 ///
 /// # Errors
 /// [`InputError::Io`] or [`InputError::Format`] when the file cannot be written.
 pub fn write_table_ipc(table: &Table, path: &Path) -> Result<(), InputError> {
-    let file_name = path.display().to_string();
-    let mut metadata = table.schema.metadata().clone();
-    metadata.insert(META_SOURCE.to_owned(), table.source.clone());
-    metadata.insert(META_FIRST_LINE.to_owned(), table.first_line.to_string());
-    if !table.line_fixes.0.is_empty() {
-        metadata.insert(META_LINE_FIXES.to_owned(), table.line_fixes.encode());
-    }
-    let schema = Arc::new(Schema::new_with_metadata(
-        table.schema.fields().clone(),
-        metadata,
-    ));
-    let file = File::create(path).map_err(|e| io_err(&file_name, e))?;
-    let mut writer = arrow_ipc::writer::FileWriter::try_new_buffered(file, &schema)
-        .map_err(|e| format_err(&file_name, e))?;
+    let mut sink = IpcSink::create(path, &table.schema, &table.source, table.first_line)?;
     for batch in &table.batches {
+        sink.write(batch)?;
+    }
+    sink.finish(&table.line_fixes)
+}
+
+/// An Arrow IPC file being written batch by batch, with recon's metadata: the
+/// source name and first line in the schema (known before the first batch), the
+/// line fixes in the footer (known only once a CSV has been scanned).
+struct IpcSink {
+    file_name: String,
+    schema: SchemaRef,
+    writer: arrow_ipc::writer::FileWriter<std::io::BufWriter<File>>,
+}
+
+impl IpcSink {
+    fn create(
+        path: &Path,
+        schema: &Schema,
+        source: &str,
+        first_line: u64,
+    ) -> Result<Self, InputError> {
+        let file_name = path.display().to_string();
+        let mut metadata = schema.metadata().clone();
+        metadata.insert(META_SOURCE.to_owned(), source.to_owned());
+        metadata.insert(META_FIRST_LINE.to_owned(), first_line.to_string());
+        let schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata));
+        let file = File::create(path).map_err(|e| io_err(&file_name, e))?;
+        let writer = arrow_ipc::writer::FileWriter::try_new_buffered(file, &schema)
+            .map_err(|e| format_err(&file_name, e))?;
+        Ok(Self {
+            file_name,
+            schema,
+            writer,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), InputError> {
         let batch = batch
             .clone()
-            .with_schema(schema.clone())
-            .map_err(|e| format_err(&file_name, e))?;
-        writer
+            .with_schema(self.schema.clone())
+            .map_err(|e| format_err(&self.file_name, e))?;
+        self.writer
             .write(&batch)
-            .map_err(|e| format_err(&file_name, e))?;
+            .map_err(|e| format_err(&self.file_name, e))
     }
-    writer.finish().map_err(|e| format_err(&file_name, e))?;
-    writer
-        .into_inner()
-        .and_then(|mut w| w.flush().map_err(ArrowError::from))
-        .map_err(|e| format_err(&file_name, e))?;
-    Ok(())
+
+    fn finish(mut self, line_fixes: &LineFixes) -> Result<(), InputError> {
+        if !line_fixes.0.is_empty() {
+            self.writer
+                .write_metadata(META_LINE_FIXES, line_fixes.encode());
+        }
+        self.writer
+            .finish()
+            .map_err(|e| format_err(&self.file_name, e))?;
+        self.writer
+            .into_inner()
+            .and_then(|mut w| w.flush().map_err(ArrowError::from))
+            .map_err(|e| format_err(&self.file_name, e))?;
+        Ok(())
+    }
 }
 
 /// How the amount is read, with column positions resolved.

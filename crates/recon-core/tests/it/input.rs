@@ -11,7 +11,8 @@ use arrow_array::{Date32Array, Decimal128Array, Int64Array, RecordBatch, StringA
 use arrow_schema::{DataType, Field, Schema};
 use recon_core::error::InputError;
 use recon_core::input::{
-    Format, ReadOptions, Table, load_side, read_table, write_rejects_csv, write_table_ipc,
+    Format, ReadOptions, Table, convert_to_ipc, load_side, read_table, write_rejects_csv,
+    write_table_ipc,
 };
 use recon_core::mapping::{OnError, SideMapping};
 use recon_core::side::Side;
@@ -740,4 +741,214 @@ fn lines_count_blank_lines_and_quoted_line_breaks() {
         err.ends_with("gap.csv line 5: incorrect number of fields, expected 2 got 1"),
         "{err}"
     );
+}
+
+/// One input for the stored-form differential checks.
+struct StoredCase {
+    name: &'static str,
+    content: Vec<u8>,
+    format: Format,
+    opts: ReadOptions,
+}
+
+impl StoredCase {
+    fn csv(name: &'static str, content: &[u8]) -> Self {
+        Self {
+            name,
+            content: content.to_vec(),
+            format: Format::Csv,
+            opts: ReadOptions {
+                batch_size: 2,
+                ..ReadOptions::default()
+            },
+        }
+    }
+}
+
+/// Everything a caller can observe of a table: origin, schema, rows, lines, values.
+fn table_view(t: &Table) -> String {
+    let lines: Vec<u64> = (0..t.rows).map(|r| t.line(r)).collect();
+    format!(
+        "{} first={} rows={} lines={lines:?}\n{:?}\n{:?}",
+        t.source, t.first_line, t.rows, t.schema, t.batches
+    )
+}
+
+/// Mappings the stored-form checks apply: `fail` and `quarantine`, named and
+/// line-number ids, a column some inputs lack.
+const STORED_MAPPINGS: [&str; 4] = [
+    BASIC,
+    "amount = \"amount\"\ncurrency_value = \"USD\"\non_error = \"quarantine\"\ndescription = \"memo\"",
+    "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\non_error = \"quarantine\"",
+    "amount = \"amount\"\ncurrency_value = \"USD\"",
+];
+
+/// Checks that [`convert_to_ipc`] stores exactly what `write_table_ipc(read_table(src))`
+/// stores: the same error for bad input, else the same table when read back (source,
+/// lines, values) and the same side (or mapping error) for every mapping.
+fn check_stored(case: &StoredCase) {
+    let (dir, src) = file(case.name, &case.content);
+    let read = read_table(&src, case.format, &case.opts);
+    let dest = dir.path().join("converted.arrow");
+    let converted = convert_to_ipc(&src, case.format, &case.opts, &dest);
+    let (table, converted) = match (read, converted) {
+        (Ok(t), Ok(c)) => (t, c),
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string(), "{}", case.name);
+            return;
+        }
+        (a, b) => panic!("{}: read_table {a:?} but convert_to_ipc {b:?}", case.name),
+    };
+    assert_eq!(converted.rows, table.rows as u64, "{}", case.name);
+    let names: Vec<String> = table
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(converted.columns, names, "{}", case.name);
+    let stored = dir.path().join("stored.arrow");
+    write_table_ipc(&table, &stored).unwrap();
+    let reopen = ReadOptions::default();
+    let old = read_table(&stored, Format::Arrow, &reopen).unwrap();
+    let new = read_table(&dest, Format::Arrow, &reopen).unwrap();
+    assert_eq!(table_view(&new), table_view(&old), "{}", case.name);
+    assert_eq!(table_view(&new), table_view(&table), "{}", case.name);
+    for map in STORED_MAPPINGS {
+        let map = mapping(map);
+        let side =
+            |t: &Table| format!("{:?}", Side::from_table(t, &map).map_err(|e| e.to_string()));
+        assert_eq!(side(&new), side(&table), "{}", case.name);
+    }
+}
+
+/// The example table written by `write`, as a file of `format`.
+fn example_in(name: &'static str, format: Format) -> StoredCase {
+    let batch = example_batch();
+    let mut content = Vec::new();
+    match format {
+        Format::Parquet => {
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut content, batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        Format::Arrow => {
+            let mut w =
+                arrow_ipc::writer::FileWriter::try_new(&mut content, &batch.schema()).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        Format::ArrowStream => {
+            let mut w =
+                arrow_ipc::writer::StreamWriter::try_new(&mut content, &batch.schema()).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        Format::Ndjson => {
+            let mut w = arrow_json::LineDelimitedWriter::new(&mut content);
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        Format::Csv => content.extend_from_slice(EXAMPLE_CSV.as_bytes()),
+    }
+    StoredCase {
+        name,
+        content,
+        format,
+        opts: ReadOptions::default(),
+    }
+}
+
+/// CSV inputs that exercise line numbering and every reader error.
+fn csv_stored_cases() -> Vec<StoredCase> {
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(EXAMPLE_CSV.as_bytes());
+    vec![
+        StoredCase::csv("example.csv", EXAMPLE_CSV.as_bytes()),
+        StoredCase::csv("bom.csv", &bom),
+        StoredCase::csv(
+            "lines.csv",
+            b"id,amount,memo\n1,1,\"two\nlines\"\n\n2,2,\"a \"\"quoted\"\" word\"\n3,3,plain 5\" pipe\n4,oops,x\n\n\n5,5,\"x\r\ny\"\n",
+        ),
+        StoredCase::csv("crlf.csv", b"id , Amount\r\n1,2.50\r\n\r\n2,(3)\r\n"),
+        StoredCase::csv("gap.csv", b"id,amount\n1,2\n\n\n2\n"),
+        StoredCase::csv("quoted_then_short.csv", b"id,amount\n1,\"a\nb\"\n3,4\n5\n"),
+        StoredCase::csv("utf8.csv", b"id,amount\n1,2\n\n2,3\n3,\xff\xfe\n"),
+        StoredCase::csv("header_utf8.csv", b"id,am\xffount\n1,2\n"),
+        StoredCase::csv("empty.csv", b""),
+        StoredCase::csv("bom_only.csv", b"\xEF\xBB\xBF"),
+        StoredCase::csv("header_only.csv", b"id,amount\n"),
+        StoredCase {
+            opts: ReadOptions {
+                delimiter: b';',
+                has_header: false,
+                batch_size: 1,
+                source: Some("upload-7".to_owned()),
+            },
+            ..StoredCase::csv(
+                "noheader.csv",
+                b"a1;\"1,234.56\";USD;2026-03-01;INV-1\n\na2;(12.30);eur;2026-02-28;\"x\ny\"\na3;5;JPY;;\n",
+            )
+        },
+    ]
+}
+
+#[test]
+fn convert_to_ipc_stores_what_write_table_ipc_stores() {
+    for case in csv_stored_cases() {
+        check_stored(&case);
+    }
+    for (name, format) in [
+        ("x.parquet", Format::Parquet),
+        ("x.arrow", Format::Arrow),
+        ("x.arrows", Format::ArrowStream),
+        ("x.ndjson", Format::Ndjson),
+    ] {
+        check_stored(&example_in(name, format));
+    }
+    check_stored(&StoredCase {
+        name: "bad.ndjson",
+        content: b"{\"id\": 1}\n{\"id\": \n".to_vec(),
+        format: Format::Ndjson,
+        opts: ReadOptions::default(),
+    });
+    check_stored(&StoredCase {
+        name: "truncated.parquet",
+        content: b"PAR1 not really".to_vec(),
+        format: Format::Parquet,
+        opts: ReadOptions::default(),
+    });
+}
+
+#[test]
+fn convert_to_ipc_of_a_stored_file_keeps_its_origin() {
+    let (dir, path) = file("bank.csv", b"id,amount\n\nx,1\ny,oops\n");
+    let first = dir.path().join("first.arrow");
+    convert_to_ipc(&path, Format::Csv, &ReadOptions::default(), &first).unwrap();
+    let second = dir.path().join("second.arrow");
+    let converted =
+        convert_to_ipc(&first, Format::Arrow, &ReadOptions::default(), &second).unwrap();
+    assert_eq!(converted.rows, 2);
+    assert_eq!(converted.columns, ["id", "amount"]);
+    let back = read_table(&second, Format::Arrow, &ReadOptions::default()).unwrap();
+    let err = Side::from_table(
+        &back,
+        &mapping("amount = \"amount\"\ncurrency_value = \"USD\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.ends_with("bank.csv line 4, column \"amount\": \"oops\" is not an amount"),
+        "{err}"
+    );
+}
+
+#[test]
+fn convert_to_ipc_names_an_unwritable_destination() {
+    let (dir, path) = file("ok.csv", EXAMPLE_CSV.as_bytes());
+    let dest = dir.path().join("missing-dir").join("x.arrow");
+    let err = convert_to_ipc(&path, Format::Csv, &ReadOptions::default(), &dest).unwrap_err();
+    assert!(matches!(err, InputError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("missing-dir"), "{err}");
 }

@@ -1,0 +1,494 @@
+//! Opening an input file as a stream of text batches, and driving it.
+//!
+//! [`Opened`] is a file whose schema is known and whose rows come batch by batch,
+//! every column as UTF-8 text. [`Opened::drive`] feeds the batches to a consumer in
+//! file order (collecting a [`super::Table`], writing an IPC file, mapping a side)
+//! while, for CSV, a second pass over the file finds the physical line each record
+//! starts on. Nothing here holds more than the batch in hand.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+
+use super::{
+    BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE, ReadOptions,
+};
+use crate::error::InputError;
+
+/// Text batches, one at a time, in file order.
+type TextBatches = Box<dyn Iterator<Item = Result<RecordBatch, InputError>> + Send>;
+
+pub(super) fn io_err(file: &str, source: std::io::Error) -> InputError {
+    InputError::Io {
+        file: file.to_owned(),
+        source,
+    }
+}
+
+pub(super) fn format_err(file: &str, e: impl std::fmt::Display) -> InputError {
+    InputError::Format {
+        file: file.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// An input file opened for reading batch by batch, every column as text.
+pub(super) struct Opened {
+    /// The name used in messages.
+    pub(super) source: String,
+    /// Every field `Utf8`, nullable, no metadata.
+    pub(super) schema: SchemaRef,
+    /// The line (or row number) of the first row.
+    pub(super) first_line: u64,
+    /// Line fixes known before reading (a stored IPC file's); a CSV's are found
+    /// while driving.
+    pub(super) line_fixes: LineFixes,
+    /// For CSV: how to find the line each record starts on.
+    scan: Option<LineScan>,
+    batches: TextBatches,
+}
+
+/// What [`Opened::drive`] found once every batch was read.
+pub(super) struct Driven {
+    /// Rows read.
+    pub(super) rows: usize,
+    /// The line fixes of the whole file: the stored ones, or the CSV scan's.
+    pub(super) line_fixes: LineFixes,
+}
+
+impl Opened {
+    /// Opens `path` and reads as far as its schema.
+    ///
+    /// # Errors
+    /// [`InputError`] for an unreadable or empty file, or a header/schema the reader
+    /// refuses.
+    pub(super) fn open(
+        path: &Path,
+        format: Format,
+        opts: &ReadOptions,
+    ) -> Result<Self, InputError> {
+        let source = opts
+            .source
+            .clone()
+            .unwrap_or_else(|| path.display().to_string());
+        let file = File::open(path).map_err(|e| io_err(&source, e))?;
+        if file.metadata().map_err(|e| io_err(&source, e))?.len() == 0 {
+            return Err(InputError::Empty { file: source });
+        }
+        match format {
+            Format::Csv => open_csv(path, file, source, opts),
+            Format::Parquet => open_parquet(file, source, opts),
+            Format::Arrow => open_arrow_file(file, source, opts),
+            Format::ArrowStream => open_arrow_stream(file, source),
+            Format::Ndjson => open_ndjson(file, source, opts),
+        }
+    }
+
+    /// Feeds every batch to `each` in file order with its first row's index, running
+    /// the CSV line scan alongside. Stops at the first error of the reader or of
+    /// `each`; a CSV reader's error names the physical line.
+    ///
+    /// # Errors
+    /// The reader's errors (malformed rows, invalid UTF-8, I/O) and `each`'s.
+    pub(super) fn drive(
+        self,
+        mut each: impl FnMut(RecordBatch, u64) -> Result<(), InputError> + Send,
+    ) -> Result<Driven, InputError> {
+        let Self {
+            line_fixes,
+            scan,
+            batches,
+            ..
+        } = self;
+        let read = move || -> Result<usize, InputError> {
+            let mut rows = 0usize;
+            for batch in batches {
+                let batch = batch?;
+                let n = batch.num_rows();
+                each(batch, rows as u64)?;
+                rows += n;
+            }
+            Ok(rows)
+        };
+        let Some(scan) = scan else {
+            return Ok(Driven {
+                rows: read()?,
+                line_fixes,
+            });
+        };
+        // The reader counts records; a second pass finds the lines they start on.
+        let (read, scanned) = rayon::join(read, || scan.run());
+        let line_fixes = match scanned {
+            Ok((fixes, _)) if fixes.0.is_empty() => fixes,
+            Ok((fixes, records)) => match &read {
+                Ok(rows) if *rows as u64 == records => fixes,
+                Ok(_) => LineFixes::default(),
+                Err(_) => fixes,
+            },
+            Err(_) => LineFixes::default(),
+        };
+        let rows = read.map_err(|e| relocate(e, &line_fixes, scan.has_header))?;
+        Ok(Driven { rows, line_fixes })
+    }
+}
+
+/// Turns a CSV reader's error into one naming the line, when its message has one.
+fn csv_err(file: &str, e: &ArrowError) -> InputError {
+    let msg = match e {
+        ArrowError::CsvError(m) => m.as_str(),
+        other => return format_err(file, other),
+    };
+    let line = msg.split_once("line ").and_then(|(_, rest)| {
+        let digits: &str = &rest[..rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len())];
+        digits.parse::<u64>().ok()
+    });
+    let lower = msg.to_ascii_lowercase();
+    match line {
+        Some(line) if lower.contains("utf-8") || lower.contains("utf8") => {
+            InputError::InvalidUtf8 {
+                file: file.to_owned(),
+                line,
+            }
+        }
+        Some(line) => InputError::MalformedRow {
+            file: file.to_owned(),
+            line,
+            // The line is in the message already; say it once.
+            reason: msg.replace(&format!(" for line {line}"), ""),
+        },
+        None if lower.contains("utf-8") || lower.contains("utf8") => InputError::InvalidUtf8 {
+            file: file.to_owned(),
+            line: 1,
+        },
+        None => format_err(file, msg),
+    }
+}
+
+fn open_csv(
+    path: &Path,
+    mut file: File,
+    source: String,
+    opts: &ReadOptions,
+) -> Result<Opened, InputError> {
+    let mut start = [0u8; 3];
+    let mut got = 0;
+    while got < 3 {
+        let n = file
+            .read(&mut start[got..])
+            .map_err(|e| io_err(&source, e))?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let skip = if &start[..got] == BOM { 3 } else { 0 };
+    file.seek(SeekFrom::Start(skip))
+        .map_err(|e| io_err(&source, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    if reader
+        .fill_buf()
+        .map_err(|e| io_err(&source, e))?
+        .is_empty()
+    {
+        return Err(InputError::Empty { file: source });
+    }
+    let csv_format = arrow_csv::reader::Format::default()
+        .with_header(opts.has_header)
+        .with_delimiter(opts.delimiter);
+    let (inferred, _) = csv_format
+        .infer_schema(&mut reader, Some(0))
+        .map_err(|e| csv_err(&source, &e))?;
+    if inferred.fields().is_empty() {
+        return Err(InputError::Empty { file: source });
+    }
+    let fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let name = if opts.has_header {
+                f.name().clone()
+            } else {
+                (i + 1).to_string()
+            };
+            Field::new(name, DataType::Utf8, true)
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let mut file = reader.into_inner();
+    file.seek(SeekFrom::Start(skip))
+        .map_err(|e| io_err(&source, e))?;
+    let first_line = if opts.has_header { 2 } else { 1 };
+    let csv = arrow_csv::ReaderBuilder::new(schema.clone())
+        .with_header(opts.has_header)
+        .with_delimiter(opts.delimiter)
+        .with_batch_size(opts.batch_size)
+        .build_buffered(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| csv_err(&source, &e))?;
+    let name = source.clone();
+    let batches = csv.map(move |b| b.map_err(|e| csv_err(&name, &e)));
+    Ok(Opened {
+        source,
+        schema,
+        first_line,
+        line_fixes: LineFixes::default(),
+        scan: Some(LineScan {
+            path: path.to_owned(),
+            skip,
+            delimiter: opts.delimiter,
+            has_header: opts.has_header,
+            first_line,
+        }),
+        batches: Box::new(batches),
+    })
+}
+
+/// Turns a reader error's record number (1-based, header included) into the line
+/// that record starts on.
+fn relocate(err: InputError, fixes: &LineFixes, has_header: bool) -> InputError {
+    let first_line = if has_header { 2 } else { 1 };
+    let physical = |record: u64| -> u64 {
+        match record.checked_sub(1 + u64::from(has_header)) {
+            Some(row) => LineCursor::new(fixes, first_line, row).line(row),
+            None => record,
+        }
+    };
+    match err {
+        InputError::InvalidUtf8 { file, line } => InputError::InvalidUtf8 {
+            file,
+            line: physical(line),
+        },
+        InputError::MalformedRow { file, line, reason } => InputError::MalformedRow {
+            file,
+            line: physical(line),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// Where a CSV's records start: a second pass over the file.
+struct LineScan {
+    path: PathBuf,
+    /// Bytes before the first line (a BOM).
+    skip: u64,
+    delimiter: u8,
+    has_header: bool,
+    first_line: u64,
+}
+
+impl LineScan {
+    /// Finds the line each CSV data record starts on, where it differs from one line
+    /// per record: after blank lines (which the reader skips) and quoted fields
+    /// holding line breaks. Follows the reader's quoting: a quote opens a field only
+    /// at its start, `""` inside a quoted field is a literal quote. Returns the fixes
+    /// and the number of data records seen, which the caller checks against the
+    /// reader's count.
+    fn run(&self) -> std::io::Result<(LineFixes, u64)> {
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(self.skip))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let header = u64::from(self.has_header);
+        let mut fixes = Vec::new();
+        let mut predict = (0u64, self.first_line);
+        let mut records = 0u64;
+        let mut emit = |start: u64| {
+            if let Some(row) = records.checked_sub(header)
+                && predict.1 + (row - predict.0) != start
+            {
+                fixes.push((row, start));
+                predict = (row, start);
+            }
+            records += 1;
+        };
+        let mut in_quotes = false;
+        // Whether the current record has any byte besides `\r`.
+        let mut nonempty = false;
+        let mut line = 1u64;
+        let mut record_line = 1u64;
+        // The byte before the chunk's first, and where the last closing quote was.
+        let mut before = b'\n';
+        let mut offset = 0u64;
+        let mut last_close = None;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let chunk = &buf[..n];
+            let mut from = 0;
+            for pos in memchr::memchr2_iter(b'\n', b'"', chunk) {
+                if !nonempty && chunk[from..pos].iter().any(|&b| b != b'\r') {
+                    nonempty = true;
+                }
+                from = pos + 1;
+                let prev = if pos == 0 { before } else { chunk[pos - 1] };
+                let abs = offset + pos as u64;
+                if chunk[pos] == b'"' {
+                    nonempty = true;
+                    if in_quotes {
+                        in_quotes = false;
+                        last_close = Some(abs);
+                    } else if prev == self.delimiter
+                        || prev == b'\n'
+                        || prev == b'\r'
+                        || last_close.is_some_and(|c| c + 1 == abs)
+                    {
+                        in_quotes = true;
+                    }
+                    continue;
+                }
+                line += 1;
+                if in_quotes {
+                    continue;
+                }
+                if nonempty {
+                    emit(record_line);
+                }
+                nonempty = false;
+                record_line = line;
+            }
+            if !nonempty && chunk[from..].iter().any(|&b| b != b'\r') {
+                nonempty = true;
+            }
+            before = chunk[n - 1];
+            offset += n as u64;
+        }
+        if nonempty {
+            emit(record_line);
+        }
+        Ok((LineFixes(fixes), records.saturating_sub(header)))
+    }
+}
+
+/// The all-text schema of `schema`: same names, every field `Utf8`, no metadata.
+fn text_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Casts every column of each batch to `Utf8` (keeping names) so mapping only ever
+/// sees text.
+fn to_text(
+    source: String,
+    schema: SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
+) -> TextBatches {
+    Box::new(batches.map(move |batch| {
+        let batch = batch.map_err(|e| format_err(&source, e))?;
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                if c.data_type() == &DataType::Utf8 {
+                    Ok(c.clone())
+                } else {
+                    arrow_cast::cast(c, &DataType::Utf8)
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()
+            .map_err(|e| format_err(&source, e))?;
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| format_err(&source, e))
+    }))
+}
+
+/// A text stream numbered from row 1 (formats without physical lines: Parquet,
+/// Arrow, NDJSON records).
+fn rows_from_one(
+    source: String,
+    schema: &Schema,
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
+) -> Opened {
+    let schema = text_schema(schema);
+    Opened {
+        batches: to_text(source.clone(), schema.clone(), batches),
+        source,
+        schema,
+        first_line: 1,
+        line_fixes: LineFixes::default(),
+        scan: None,
+    }
+}
+
+fn open_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format_err(&source, e))?;
+    let schema = builder.schema().clone();
+    let reader = builder
+        .with_batch_size(opts.batch_size)
+        .build()
+        .map_err(|e| format_err(&source, e))?;
+    Ok(rows_from_one(source, &schema, reader))
+}
+
+/// Applies the source name and first line stored by [`super::convert_to_ipc`], if any.
+fn stored_origin(schema: &Schema, source: String, opts: &ReadOptions) -> (String, u64) {
+    let metadata = schema.metadata();
+    let first_line = metadata
+        .get(META_FIRST_LINE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let source = match (&opts.source, metadata.get(META_SOURCE)) {
+        (None, Some(stored)) => stored.clone(),
+        _ => source,
+    };
+    (source, first_line)
+}
+
+fn open_arrow_file(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
+    let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, None)
+        .map_err(|e| format_err(&source, e))?;
+    let schema = reader.schema();
+    let (source, first_line) = stored_origin(&schema, source, opts);
+    // Written in the footer by a streaming conversion, in the schema by older files.
+    let line_fixes = reader
+        .custom_metadata()
+        .get(META_LINE_FIXES)
+        .or_else(|| schema.metadata().get(META_LINE_FIXES))
+        .map(|t| LineFixes::decode(t))
+        .unwrap_or_default();
+    Ok(Opened {
+        first_line,
+        line_fixes,
+        ..rows_from_one(source, &schema, reader)
+    })
+}
+
+fn open_arrow_stream(file: File, source: String) -> Result<Opened, InputError> {
+    let reader = arrow_ipc::reader::StreamReader::try_new_buffered(file, None)
+        .map_err(|e| format_err(&source, e))?;
+    let schema = reader.schema();
+    Ok(rows_from_one(source, &schema, reader))
+}
+
+fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let (inferred, _) = arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None)
+        .map_err(|e| format_err(&source, e))?;
+    if inferred.fields().is_empty() {
+        return Err(InputError::Empty { file: source });
+    }
+    let schema = text_schema(&inferred);
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| io_err(&source, e))?;
+    let json = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_coerce_primitive(true)
+        .with_batch_size(opts.batch_size)
+        .build(reader)
+        .map_err(|e| format_err(&source, e))?;
+    Ok(rows_from_one(source, &schema, json))
+}
