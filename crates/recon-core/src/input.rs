@@ -6,6 +6,7 @@
 //! applies a [`SideMapping`], parsing amounts, currencies and dates exactly.
 //! [`load_side`] does both.
 
+mod load;
 mod read;
 
 use std::fs::File;
@@ -25,7 +26,7 @@ use crate::error::{InputError, ValueProblem};
 use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
 use crate::money::{AmountError, Currency, parse_amount};
 use crate::side::{Reject, Side, TextColumn};
-use read::{Opened, format_err, io_err};
+use read::{Opened, for_each_batch, format_err, io_err};
 
 /// Schema metadata key holding the original source name in stored IPC files.
 const META_SOURCE: &str = "recon.source";
@@ -261,9 +262,11 @@ pub fn read_table(path: &Path, format: Format, opts: &ReadOptions) -> Result<Tab
         opened.first_line,
     );
     let mut batches = Vec::new();
-    let driven = opened.drive(|batch, _| {
-        batches.push(batch);
-        Ok(())
+    let driven = opened.drive(|all| {
+        for_each_batch(all, |batch, _| {
+            batches.push(batch);
+            Ok(())
+        })
     })?;
     tracing::debug!(
         rows = driven.rows,
@@ -319,7 +322,7 @@ pub fn convert_to_ipc(
         .map(|f| f.name().clone())
         .collect();
     let mut sink = IpcSink::create(dest, &opened.schema, &opened.source, opened.first_line)?;
-    let driven = opened.drive(|batch, _| sink.write(&batch))?;
+    let driven = opened.drive(|all| for_each_batch(all, |batch, _| sink.write(&batch)))?;
     sink.finish(&driven.line_fixes)?;
     tracing::debug!(
         rows = driven.rows,
@@ -453,17 +456,16 @@ impl Fault {
 }
 
 impl<'a> Plan<'a> {
-    fn new(table: &'a Table, mapping: &'a SideMapping) -> Result<Self, InputError> {
-        let mapping_err = |source| InputError::Mapping {
-            file: table.source.clone(),
-            source,
+    fn new(
+        source: &'a str,
+        schema: &'a Schema,
+        mapping: &'a SideMapping,
+    ) -> Result<Self, InputError> {
+        let mapping_err = |e| InputError::Mapping {
+            file: source.to_owned(),
+            source: e,
         };
-        let names: Vec<&str> = table
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let find = |column: &str| -> Result<usize, InputError> {
             names
                 .iter()
@@ -474,7 +476,7 @@ impl<'a> Plan<'a> {
                         .position(|n| n.trim().eq_ignore_ascii_case(column.trim()))
                 })
                 .ok_or_else(|| InputError::MissingColumn {
-                    file: table.source.clone(),
+                    file: source.to_owned(),
                     column: column.to_owned(),
                     available: names.iter().map(|n| (*n).to_owned()).collect(),
                 })
@@ -501,10 +503,10 @@ impl<'a> Plan<'a> {
                 reason: e.to_string(),
             })
         })?;
-        for (i, field) in table.schema.fields().iter().enumerate() {
+        for (i, field) in schema.fields().iter().enumerate() {
             if field.data_type() != &DataType::Utf8 {
                 return Err(format_err(
-                    &table.source,
+                    source,
                     format!(
                         "column {:?} (#{}) is {}, not text",
                         field.name(),
@@ -525,7 +527,7 @@ impl<'a> Plan<'a> {
             .map(|c| find(c))
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            source: &table.source,
+            source,
             names,
             id,
             amount,
@@ -745,7 +747,7 @@ impl Side {
     pub fn from_table(table: &Table, mapping: &SideMapping) -> Result<Side, InputError> {
         let span = tracing::debug_span!("map_table", file = %table.source, rows = table.rows);
         let _enter = span.enter();
-        let plan = Plan::new(table, mapping)?;
+        let plan = Plan::new(&table.source, &table.schema, mapping)?;
         let mut starts = Vec::with_capacity(table.batches.len());
         let mut row = 0u64;
         for b in &table.batches {
@@ -808,11 +810,12 @@ impl Side {
     }
 }
 
-/// Reads a file and maps it: [`read_table`] then [`Side::from_table`]. The format is
-/// the mapping's, else the file extension's.
+/// Reads a file and maps it to a side, as [`load_side_with`] does. The format is
+/// the mapping's, else the file extension's; the CSV delimiter and header flag are
+/// the mapping's.
 ///
 /// # Errors
-/// Any error of those two steps, [`InputError::UnknownFormat`], and
+/// Those of [`load_side_with`], [`InputError::UnknownFormat`], and
 /// [`InputError::Mapping`] for a bad delimiter.
 pub fn load_side(path: &Path, mapping: &SideMapping) -> Result<Side, InputError> {
     let file = path.display().to_string();
@@ -832,8 +835,35 @@ pub fn load_side(path: &Path, mapping: &SideMapping) -> Result<Side, InputError>
         file: file.clone(),
         source,
     })?;
-    let table = read_table(path, format, &opts)?;
-    Side::from_table(&table, mapping)
+    load_side_with(path, format, &opts, mapping)
+}
+
+/// Reads a file and maps it to a side batch by batch: the same side (and the same
+/// error) as [`read_table`] then [`Side::from_table`], without ever holding the
+/// whole file as text. `opts.source` names the file in messages; an Arrow file
+/// written by [`convert_to_ipc`] or [`write_table_ipc`] keeps its stored source
+/// name (unless `opts.source` is set) and line numbers.
+///
+/// # Errors
+/// Those of [`read_table`] first (a malformed row anywhere in the file wins), then
+/// those of [`Side::from_table`].
+pub fn load_side_with(
+    path: &Path,
+    format: Format,
+    opts: &ReadOptions,
+    mapping: &SideMapping,
+) -> Result<Side, InputError> {
+    let span = tracing::debug_span!("load_side", file = %path.display(), ?format);
+    let _enter = span.enter();
+    let started = Instant::now();
+    let side = load::load_opened(Opened::open(path, format, opts)?, mapping)?;
+    tracing::debug!(
+        rows = side.len(),
+        rejects = side.rejects.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "side loaded"
+    );
+    Ok(side)
 }
 
 /// Writes a side's rejects as CSV with the header `line,column,value,reason`.

@@ -10,13 +10,19 @@ use crate::money::Currency;
 
 /// Text values of one role, stored compactly: one buffer and offsets, no
 /// allocation per record. `None` where the file had an empty or null value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextColumn {
     data: String,
     /// `offsets[i]..offsets[i + 1]` is row `i`'s text.
     offsets: Vec<usize>,
     /// `true` where row `i` was missing.
     nulls: Vec<bool>,
+}
+
+impl Default for TextColumn {
+    fn default() -> Self {
+        Self::with_capacity(0, 0)
+    }
 }
 
 impl TextColumn {

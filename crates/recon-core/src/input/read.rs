@@ -20,7 +20,7 @@ use super::{
 use crate::error::InputError;
 
 /// Text batches, one at a time, in file order.
-type TextBatches = Box<dyn Iterator<Item = Result<RecordBatch, InputError>> + Send>;
+pub(super) type TextBatches = Box<dyn Iterator<Item = Result<RecordBatch, InputError>> + Send>;
 
 pub(super) fn io_err(file: &str, source: std::io::Error) -> InputError {
     InputError::Io {
@@ -88,15 +88,16 @@ impl Opened {
         }
     }
 
-    /// Feeds every batch to `each` in file order with its first row's index, running
-    /// the CSV line scan alongside. Stops at the first error of the reader or of
-    /// `each`; a CSV reader's error names the physical line.
+    /// Hands the batches to `consume`, which reads them in file order and returns
+    /// how many rows it read, while for CSV a second pass finds the physical line each
+    /// record starts on. A CSV reader's error that `consume` passes on names the
+    /// physical line.
     ///
     /// # Errors
-    /// The reader's errors (malformed rows, invalid UTF-8, I/O) and `each`'s.
+    /// `consume`'s: the reader's errors (malformed rows, invalid UTF-8, I/O) and its own.
     pub(super) fn drive(
         self,
-        mut each: impl FnMut(RecordBatch, u64) -> Result<(), InputError> + Send,
+        consume: impl FnOnce(TextBatches) -> Result<usize, InputError> + Send,
     ) -> Result<Driven, InputError> {
         let Self {
             line_fixes,
@@ -104,24 +105,14 @@ impl Opened {
             batches,
             ..
         } = self;
-        let read = move || -> Result<usize, InputError> {
-            let mut rows = 0usize;
-            for batch in batches {
-                let batch = batch?;
-                let n = batch.num_rows();
-                each(batch, rows as u64)?;
-                rows += n;
-            }
-            Ok(rows)
-        };
         let Some(scan) = scan else {
             return Ok(Driven {
-                rows: read()?,
+                rows: consume(batches)?,
                 line_fixes,
             });
         };
         // The reader counts records; a second pass finds the lines they start on.
-        let (read, scanned) = rayon::join(read, || scan.run());
+        let (read, scanned) = rayon::join(|| consume(batches), || scan.run());
         let line_fixes = match scanned {
             Ok((fixes, _)) if fixes.0.is_empty() => fixes,
             Ok((fixes, records)) => match &read {
@@ -134,6 +125,24 @@ impl Opened {
         let rows = read.map_err(|e| relocate(e, &line_fixes, scan.has_header))?;
         Ok(Driven { rows, line_fixes })
     }
+}
+
+/// Feeds every batch to `each` with its first row's index; returns the rows read.
+///
+/// # Errors
+/// The reader's first error, or `each`'s.
+pub(super) fn for_each_batch(
+    batches: TextBatches,
+    mut each: impl FnMut(RecordBatch, u64) -> Result<(), InputError>,
+) -> Result<usize, InputError> {
+    let mut rows = 0usize;
+    for batch in batches {
+        let batch = batch?;
+        let n = batch.num_rows();
+        each(batch, rows as u64)?;
+        rows += n;
+    }
+    Ok(rows)
 }
 
 /// Turns a CSV reader's error into one naming the line, when its message has one.

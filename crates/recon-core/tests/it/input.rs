@@ -11,8 +11,8 @@ use arrow_array::{Date32Array, Decimal128Array, Int64Array, RecordBatch, StringA
 use arrow_schema::{DataType, Field, Schema};
 use recon_core::error::InputError;
 use recon_core::input::{
-    Format, ReadOptions, Table, convert_to_ipc, load_side, read_table, write_rejects_csv,
-    write_table_ipc,
+    Format, ReadOptions, Table, convert_to_ipc, load_side, load_side_with, read_table,
+    write_rejects_csv, write_table_ipc,
 };
 use recon_core::mapping::{OnError, SideMapping};
 use recon_core::side::Side;
@@ -951,4 +951,73 @@ fn convert_to_ipc_names_an_unwritable_destination() {
     let err = convert_to_ipc(&path, Format::Csv, &ReadOptions::default(), &dest).unwrap_err();
     assert!(matches!(err, InputError::Io { .. }), "{err}");
     assert!(err.to_string().contains("missing-dir"), "{err}");
+}
+
+/// Checks that [`load_side_with`] gives exactly what `Side::from_table(read_table(..))`
+/// gives (the side, or the error), for `case` as given and as stored by
+/// [`convert_to_ipc`], under every mapping of [`STORED_MAPPINGS`] and `extra`.
+fn check_loaded(case: &StoredCase, extra: &[&str]) {
+    let (dir, src) = file(case.name, &case.content);
+    let stored = dir.path().join("stored.arrow");
+    let mut inputs = vec![(src.clone(), case.format, case.opts.clone())];
+    if convert_to_ipc(&src, case.format, &case.opts, &stored).is_ok() {
+        inputs.push((stored, Format::Arrow, ReadOptions::default()));
+    }
+    for (path, format, opts) in &inputs {
+        for map in STORED_MAPPINGS.iter().chain(extra) {
+            let map = mapping(map);
+            let whole = read_table(path, *format, opts).and_then(|t| Side::from_table(&t, &map));
+            let streamed = load_side_with(path, *format, opts, &map);
+            assert_eq!(
+                format!("{:?}", streamed.map_err(|e| e.to_string())),
+                format!("{:?}", whole.map_err(|e| e.to_string())),
+                "{} as {format:?} with {map:?}",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn load_side_with_maps_as_from_table_does() {
+    let cases = csv_stored_cases().into_iter().chain([
+        StoredCase::csv("bad_then_short.csv", b"id,amount\n1,x\n2,3\n4\n"),
+        StoredCase::csv(
+            "blank_then_bad.csv",
+            b"id,amount,memo\n\n1,1,a\n\n2,bad,b\n3,4,\"multi\nline\"\n,5,c\n",
+        ),
+        example_in("x.parquet", Format::Parquet),
+        example_in("x.arrow", Format::Arrow),
+        example_in("x.arrows", Format::ArrowStream),
+        example_in("x.ndjson", Format::Ndjson),
+    ]);
+    for case in cases {
+        check_loaded(
+            &case,
+            &["id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\""],
+        );
+    }
+}
+
+#[test]
+fn load_side_with_maps_many_batches_in_order() {
+    let mut csv = String::from("id,amount,memo\n");
+    for i in 0..2000 {
+        match i % 97 {
+            0 => csv.push_str(&format!("r{i},bad{i},x\n")),
+            13 => csv.push('\n'),
+            41 => csv.push_str(&format!("r{i},{i}.5,\"two\nlines {i}\"\n")),
+            _ => csv.push_str(&format!("r{i},{i},m{i}\n")),
+        }
+    }
+    for batch_size in [1, 7, 64, 5000] {
+        let case = StoredCase {
+            opts: ReadOptions {
+                batch_size,
+                ..ReadOptions::default()
+            },
+            ..StoredCase::csv("many.csv", csv.as_bytes())
+        };
+        check_loaded(&case, &[]);
+    }
 }

@@ -1,0 +1,158 @@
+//! Loading a side straight from a file, batch by batch, without a whole [`super::Table`].
+//!
+//! The reader fills a window of batches while the previous window is mapped in
+//! parallel (rayon); mapped parts are joined in file order and the text batches
+//! dropped, so only a window or two of text is ever held beside the side. The
+//! result, errors included, is what [`Side::from_table`] gives for the same file.
+
+use arrow_array::RecordBatch;
+use rayon::prelude::*;
+
+use super::read::{Opened, TextBatches};
+use super::{LineCursor, LineFixes, Plan};
+use crate::error::InputError;
+use crate::mapping::SideMapping;
+use crate::side::{Side, TextColumn};
+
+/// Batches read together and mapped together, with their first rows.
+type Window = Vec<(RecordBatch, u64)>;
+
+/// Maps an opened file to a side as it is read.
+///
+/// # Errors
+/// As [`Side::from_table`] after [`super::read_table`]: the reader's errors first
+/// (a malformed row anywhere in the file wins over a bad value before it, as when
+/// the whole table is read first), then the mapping's.
+pub(super) fn load_opened(opened: Opened, mapping: &SideMapping) -> Result<Side, InputError> {
+    let source = opened.source.clone();
+    let schema = opened.schema.clone();
+    let first_line = opened.first_line;
+    let stored_fixes = opened.line_fixes.clone();
+    let plan = Plan::new(&source, &schema, mapping);
+    let mut side = Side {
+        source: source.clone(),
+        ..Side::default()
+    };
+    if let Ok(plan) = &plan {
+        side.extra = plan
+            .extra
+            .iter()
+            .map(|&i| (plan.names[i].to_owned(), TextColumn::default()))
+            .collect();
+    }
+    // The first mapping error; the rest of the file is still read for reader errors.
+    let mut failed: Option<InputError> = None;
+    let driven = opened.drive(|mut batches| {
+        let window = rayon::current_num_threads().max(1) * 2;
+        let mut rows = 0usize;
+        let mut next = read_window(&mut batches, window, &mut rows)?;
+        while !next.is_empty() {
+            let current = std::mem::take(&mut next);
+            let plan = match (&plan, &failed) {
+                (Ok(plan), None) => plan,
+                _ => {
+                    drop(current);
+                    next = read_window(&mut batches, window, &mut rows)?;
+                    continue;
+                }
+            };
+            let map = || -> Vec<Result<Side, InputError>> {
+                current
+                    .par_iter()
+                    .map(|(batch, first_row)| {
+                        let lines = LineCursor::new(&stored_fixes, first_line, *first_row);
+                        plan.map_batch(batch, *first_row, lines)
+                    })
+                    .collect()
+            };
+            let (parts, read) = rayon::join(map, || read_window(&mut batches, window, &mut rows));
+            drop(current);
+            for part in parts {
+                match part {
+                    Ok(part) => side.append(&part),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            next = read?;
+        }
+        Ok(rows)
+    })?;
+    // Lines a CSV scan found only now: rows were mapped one line per record.
+    let found = (stored_fixes.0.is_empty() && !driven.line_fixes.0.is_empty())
+        .then_some(&driven.line_fixes);
+    if let Some(e) = failed {
+        return Err(match (found, e) {
+            (
+                Some(fixes),
+                InputError::BadValue {
+                    file,
+                    line,
+                    column,
+                    value,
+                    problem,
+                },
+            ) => InputError::BadValue {
+                file,
+                line: relocated(fixes, first_line, line),
+                column,
+                value,
+                problem,
+            },
+            (_, e) => e,
+        });
+    }
+    let plan = plan?;
+    if let Some(fixes) = found {
+        relocate_side(&mut side, fixes, first_line, plan.id.is_none());
+    }
+    if !side.rejects.is_empty() {
+        tracing::warn!(file = %side.source, rejects = side.rejects.len(), "rows quarantined");
+    }
+    Ok(side)
+}
+
+/// Reads up to `window` batches, counting rows.
+fn read_window(
+    batches: &mut TextBatches,
+    window: usize,
+    rows: &mut usize,
+) -> Result<Window, InputError> {
+    let mut out = Vec::with_capacity(window);
+    while out.len() < window {
+        let Some(batch) = batches.next() else { break };
+        let batch = batch?;
+        out.push((batch, *rows as u64));
+        *rows += out.last().map_or(0, |(b, _)| b.num_rows());
+    }
+    Ok(out)
+}
+
+/// The physical line of a row that was given the line `line` as if every record
+/// took one line.
+fn relocated(fixes: &LineFixes, first_line: u64, line: u64) -> u64 {
+    let row = line - first_line;
+    LineCursor::new(fixes, first_line, row).line(row)
+}
+
+/// Gives rows mapped one line per record their physical lines (and line-number
+/// ids their lines).
+fn relocate_side(side: &mut Side, fixes: &LineFixes, first_line: u64, ids_are_lines: bool) {
+    let mut cursor = LineCursor::new(fixes, first_line, 0);
+    for line in &mut side.line {
+        *line = cursor.line(*line - first_line);
+    }
+    let mut cursor = LineCursor::new(fixes, first_line, 0);
+    for reject in &mut side.rejects {
+        reject.line = cursor.line(reject.line - first_line);
+    }
+    if ids_are_lines {
+        let mut ids = TextColumn::with_capacity(side.line.len(), side.id.text_len() + 64);
+        for &line in &side.line {
+            ids.push_display(line);
+        }
+        side.id = ids;
+    }
+}
