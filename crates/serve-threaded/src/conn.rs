@@ -35,6 +35,17 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes read while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// Size of the read buffer, and capacity of the write buffer, of a
+/// connection waiting for its next request. A request head of a few hundred
+/// bytes fits; the read buffer grows (doubling) up to
+/// `max_request_header_size` for a larger head and to `recv_bytes` while a
+/// body is read, the write buffer up to about `send_bytes` while a response
+/// is written, and both shrink back here once the connection is idle again.
+/// Sizing them at `recv_bytes`/`send_bytes` (64 KiB each by default) made
+/// every open connection hold 128 KiB of touched heap, most of the threaded
+/// engine's RSS at a full connection limit.
+const IDLE_BUFFER: usize = 4 * 1024;
+
 /// The request body as seen from the socket side.
 #[derive(Debug)]
 struct BodyState {
@@ -114,16 +125,14 @@ pub(crate) struct Conn {
 impl Conn {
     /// Prepares a connection; `stream`'s timeouts are set by the caller.
     pub(crate) fn new(shared: Arc<Shared>, slot: Arc<Slot>, stream: TcpStream) -> Self {
-        let recv = shared.settings.recv_bytes.get().max(1024);
-        let send = shared.settings.send_bytes.get();
         Self {
             shared,
             slot,
             stream,
-            rbuf: vec![0; recv],
+            rbuf: vec![0; IDLE_BUFFER],
             rstart: 0,
             rend: 0,
-            wbuf: Vec::with_capacity(send.min(64 * 1024)),
+            wbuf: Vec::with_capacity(IDLE_BUFFER),
             date: DateCache::new(),
         }
     }
@@ -225,6 +234,7 @@ impl Conn {
                 if self.shared.is_stopping() && self.rend == self.rstart {
                     return Ok(None);
                 }
+                self.shrink_idle();
                 self.slot.set_idle(self.shared.settings.channel_timeout);
                 waiting = true;
             }
@@ -233,6 +243,21 @@ impl Conn {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }
+        }
+    }
+
+    /// Gives back what a large head, body or response grew the buffers to,
+    /// once nothing is buffered: an idle connection holds [`IDLE_BUFFER`]
+    /// bytes of each.
+    fn shrink_idle(&mut self) {
+        if self.rstart == self.rend && self.rbuf.len() > IDLE_BUFFER {
+            self.rstart = 0;
+            self.rend = 0;
+            self.rbuf.truncate(IDLE_BUFFER);
+            self.rbuf.shrink_to_fit();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_BUFFER {
+            self.wbuf.shrink_to(IDLE_BUFFER);
         }
     }
 
@@ -508,7 +533,12 @@ impl Conn {
                     return BodyPiece::Data(data);
                 }
             }
-            let limit = self.rbuf.len().max(recv);
+            // Body pieces are read `recv_bytes` at a time: a buffer still at
+            // its idle size would cut them into small pieces.
+            if self.rbuf.len() < recv {
+                self.rbuf.resize(recv, 0);
+            }
+            let limit = self.rbuf.len();
             match self.read_more(limit) {
                 Ok(0) => {
                     return BodyPiece::Failed(

@@ -52,8 +52,13 @@ use crate::registry::{Registry, Slot};
 /// resident, so the cost is address space, not RSS.
 pub const STACK_SIZE: usize = 256 * 1024;
 
-/// Most coroutines may keeps ready for reuse (its pool).
-const POOL_MAX: usize = 128;
+/// Most coroutines may keeps ready for reuse (its pool). may creates them
+/// all at start, each touching about 8 KiB of its stack, and a pooled
+/// coroutine keeps the stack pages its last connection touched. 16 covers
+/// the accept loop, the sweeper and a burst of short connections; a
+/// connection past it maps a fresh stack and unmaps it when it closes.
+/// (128 cost 1 MB of idle RSS.)
+const POOL_MAX: usize = 16;
 
 /// Why the threaded engine stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -147,8 +152,8 @@ pub fn serve_with_options(
     let config = app.config();
     // may pre-creates its pool of coroutines (default 1000, each with a
     // stack whose first pages are touched): ~8 MB of idle RSS. Keep only
-    // what the connection limit can use, up to POOL_MAX; connections past it
-    // get a fresh coroutine, created once per connection, not per request.
+    // POOL_MAX; connections past it get a fresh coroutine, created once per
+    // connection, not per request.
     let pool_capacity = (config.server.connection_limit.get() + 2).min(POOL_MAX);
     may::config()
         .set_workers(1)

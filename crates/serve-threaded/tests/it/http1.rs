@@ -229,3 +229,44 @@ fn non_numeric_and_huge_lengths_do_not_crash() {
     }
     check(&server, "GET /health HTTP/1.1\r\n\r\n", &[200], false);
 }
+
+#[test]
+fn heads_and_bodies_larger_than_the_idle_buffer() {
+    // A connection starts with small buffers (4 KiB), grows them for a
+    // large head or body and shrinks them back between requests: none of
+    // that may show on the wire.
+    let server = Server::start(|_| {});
+    let mut c = server.client();
+    for size in [3000, 20_000, 100, 40_000] {
+        c.send(
+            format!(
+                "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(size)
+            )
+            .as_bytes(),
+        );
+        assert_eq!(c.response().status, 200, "head with a {size}-byte header");
+    }
+    let mut csv = String::from("id,date,amount,description\n");
+    for i in 0..8000 {
+        csv.push_str(&format!(
+            "{i},2024-01-01,{}.{:02},item number {i}\n",
+            i % 500,
+            i % 100
+        ));
+    }
+    assert!(csv.len() > 200_000);
+    for _ in 0..2 {
+        c.send(
+            format!(
+                "POST /v1/datasets?name=big HTTP/1.1\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n{csv}",
+                csv.len()
+            )
+            .as_bytes(),
+        );
+        let r = c.response();
+        assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
+        c.send(b"GET /health HTTP/1.1\r\n\r\n");
+        assert_eq!(c.response().status, 200);
+    }
+}
