@@ -7,6 +7,7 @@
 //! [`load_side`] does both.
 
 mod load;
+mod map;
 mod read;
 
 use std::fs::File;
@@ -15,17 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch, StringArray};
-use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
-use rayon::prelude::*;
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, Schema, SchemaRef};
 use serde::Deserialize;
 
-use crate::date::DateFormat;
-use crate::error::{InputError, ValueProblem};
-use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
-use crate::money::{AmountError, Currency, parse_amount};
-use crate::side::{Reject, Side, TextColumn};
+use crate::error::InputError;
+use crate::mapping::{MappingError, SideMapping};
+use crate::side::Side;
+use map::{Plan, SideBuilder};
 use read::{Opened, for_each_batch, format_err, io_err};
 
 /// Schema metadata key holding the original source name in stored IPC files.
@@ -406,328 +404,6 @@ impl IpcSink {
     }
 }
 
-/// How the amount is read, with column positions resolved.
-#[derive(Clone, Copy)]
-enum AmountCols {
-    Signed(usize),
-    DebitCredit { debit: usize, credit: usize },
-    Directed { amount: usize, direction: usize },
-}
-
-#[derive(Clone, Copy)]
-enum CurrencyCol {
-    Column(usize),
-    Fixed(Currency),
-}
-
-/// A mapping resolved against one table's schema.
-struct Plan<'a> {
-    source: &'a str,
-    names: Vec<&'a str>,
-    id: Option<usize>,
-    amount: AmountCols,
-    currency: CurrencyCol,
-    date: Option<usize>,
-    date_format: DateFormat,
-    reference: Option<usize>,
-    counterparty: Option<usize>,
-    description: Option<usize>,
-    extra: Vec<usize>,
-    debit_values: &'a [String],
-    credit_values: &'a [String],
-    on_error: OnError,
-}
-
-/// A refused value: which column, the text, and why.
-struct Fault {
-    column: usize,
-    value: String,
-    problem: ValueProblem,
-}
-
-impl Fault {
-    fn new(column: usize, value: &str, problem: impl Into<ValueProblem>) -> Self {
-        Self {
-            column,
-            value: value.to_owned(),
-            problem: problem.into(),
-        }
-    }
-}
-
-impl<'a> Plan<'a> {
-    fn new(
-        source: &'a str,
-        schema: &'a Schema,
-        mapping: &'a SideMapping,
-    ) -> Result<Self, InputError> {
-        let mapping_err = |e| InputError::Mapping {
-            file: source.to_owned(),
-            source: e,
-        };
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let find = |column: &str| -> Result<usize, InputError> {
-            names
-                .iter()
-                .position(|n| *n == column)
-                .or_else(|| {
-                    names
-                        .iter()
-                        .position(|n| n.trim().eq_ignore_ascii_case(column.trim()))
-                })
-                .ok_or_else(|| InputError::MissingColumn {
-                    file: source.to_owned(),
-                    column: column.to_owned(),
-                    available: names.iter().map(|n| (*n).to_owned()).collect(),
-                })
-        };
-        let opt = |column: &Option<String>| column.as_deref().map(find).transpose();
-        let amount = match mapping.amount_style().map_err(mapping_err)? {
-            AmountStyle::Signed { amount } => AmountCols::Signed(find(amount)?),
-            AmountStyle::DebitCredit { debit, credit } => AmountCols::DebitCredit {
-                debit: find(debit)?,
-                credit: find(credit)?,
-            },
-            AmountStyle::Directed { amount, direction } => AmountCols::Directed {
-                amount: find(amount)?,
-                direction: find(direction)?,
-            },
-        };
-        let currency = match mapping.currency_source().map_err(mapping_err)? {
-            CurrencySource::Column(c) => CurrencyCol::Column(find(c)?),
-            CurrencySource::Fixed(c) => CurrencyCol::Fixed(c),
-        };
-        let date_format = DateFormat::parse(&mapping.date_format).map_err(|e| {
-            mapping_err(MappingError::DateFormat {
-                format: mapping.date_format.clone(),
-                reason: e.to_string(),
-            })
-        })?;
-        for (i, field) in schema.fields().iter().enumerate() {
-            if field.data_type() != &DataType::Utf8 {
-                return Err(format_err(
-                    source,
-                    format!(
-                        "column {:?} (#{}) is {}, not text",
-                        field.name(),
-                        i + 1,
-                        field.data_type()
-                    ),
-                ));
-            }
-        }
-        let id = opt(&mapping.id)?;
-        let date = opt(&mapping.date)?;
-        let reference = opt(&mapping.reference)?;
-        let counterparty = opt(&mapping.counterparty)?;
-        let description = opt(&mapping.description)?;
-        let extra = mapping
-            .extra
-            .iter()
-            .map(|c| find(c))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            source,
-            names,
-            id,
-            amount,
-            currency,
-            date,
-            date_format,
-            reference,
-            counterparty,
-            description,
-            extra,
-            debit_values: &mapping.debit_values,
-            credit_values: &mapping.credit_values,
-            on_error: mapping.on_error,
-        })
-    }
-
-    /// Maps one batch whose first row is table row `first_row`.
-    fn map_batch(
-        &self,
-        batch: &RecordBatch,
-        first_row: u64,
-        mut lines: LineCursor<'_>,
-    ) -> Result<Side, InputError> {
-        let cols: Vec<&StringArray> = batch
-            .columns()
-            .iter()
-            .map(|c| c.as_string::<i32>())
-            .collect();
-        let rows = batch.num_rows();
-        let text_col = |idx: Option<usize>| -> TextColumn {
-            let bytes = idx.map_or(0, |i| cols[i].value_data().len());
-            TextColumn::with_capacity(rows, bytes)
-        };
-        let mut side = Side {
-            source: self.source.to_owned(),
-            id: match self.id {
-                Some(i) => text_col(Some(i)),
-                None => TextColumn::with_capacity(rows, rows * 8),
-            },
-            amount: Vec::with_capacity(rows),
-            currency: Vec::with_capacity(rows),
-            date: Vec::with_capacity(rows),
-            reference: text_col(self.reference),
-            counterparty: text_col(self.counterparty),
-            description: text_col(self.description),
-            line: Vec::with_capacity(rows),
-            extra: self
-                .extra
-                .iter()
-                .map(|&i| (self.names[i].to_owned(), text_col(Some(i))))
-                .collect(),
-            rejects: Vec::new(),
-        };
-        let cell = |col: usize, row: usize| -> Option<&str> {
-            let a = cols[col];
-            if a.is_null(row) {
-                None
-            } else {
-                Some(a.value(row))
-            }
-        };
-        let non_empty = |col: Option<usize>, row: usize| -> Option<&str> {
-            col.and_then(|c| cell(c, row)).filter(|s| !s.is_empty())
-        };
-        for row in 0..rows {
-            let line = lines.line(first_row + row as u64);
-            match self.parse_row(&cell, row) {
-                Ok((amount, currency, date)) => {
-                    match self.id {
-                        Some(c) => side.id.push(cell(c, row)),
-                        None => side.id.push_display(line),
-                    }
-                    side.amount.push(amount);
-                    side.currency.push(currency);
-                    side.date.push(date);
-                    side.reference.push(non_empty(self.reference, row));
-                    side.counterparty.push(non_empty(self.counterparty, row));
-                    side.description.push(non_empty(self.description, row));
-                    side.line.push(line);
-                    for ((_, out), &c) in side.extra.iter_mut().zip(&self.extra) {
-                        out.push(non_empty(Some(c), row));
-                    }
-                }
-                Err(fault) => {
-                    let column = self.names[fault.column].to_owned();
-                    match self.on_error {
-                        OnError::Fail => {
-                            return Err(InputError::BadValue {
-                                file: self.source.to_owned(),
-                                line,
-                                column,
-                                value: fault.value,
-                                problem: fault.problem,
-                            });
-                        }
-                        OnError::Quarantine => side.rejects.push(Reject {
-                            line,
-                            reason: format!("{:?} {}", fault.value, fault.problem),
-                            column: Some(column),
-                            value: Some(fault.value),
-                        }),
-                    }
-                }
-            }
-        }
-        Ok(side)
-    }
-
-    /// Reads one row's typed values, or the first fault.
-    fn parse_row<'b>(
-        &self,
-        cell: &impl Fn(usize, usize) -> Option<&'b str>,
-        row: usize,
-    ) -> Result<(i64, Currency, Option<i32>), Fault> {
-        let text = |c: usize| cell(c, row).unwrap_or("");
-        if let Some(c) = self.id
-            && text(c).trim().is_empty()
-        {
-            return Err(Fault::new(c, text(c), ValueProblem::EmptyId));
-        }
-        let currency = match self.currency {
-            CurrencyCol::Fixed(cur) => cur,
-            CurrencyCol::Column(c) => Currency::parse(text(c))
-                .ok_or_else(|| Fault::new(c, text(c), ValueProblem::Currency))?,
-        };
-        let amount = match self.amount {
-            AmountCols::Signed(c) => {
-                parse_amount(text(c), currency).map_err(|e| Fault::new(c, text(c), e))?
-            }
-            AmountCols::DebitCredit { debit, credit } => {
-                let part = |c: usize| -> Result<Option<i64>, Fault> {
-                    let t = text(c);
-                    if t.trim().is_empty() {
-                        return Ok(None);
-                    }
-                    let v = parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))?;
-                    v.checked_abs()
-                        .map(Some)
-                        .ok_or_else(|| Fault::new(c, t, ValueProblem::Overflow))
-                };
-                match (part(debit)?, part(credit)?) {
-                    (None, None) => {
-                        return Err(Fault::new(debit, "", AmountError::Empty));
-                    }
-                    (Some(d), None) => -d,
-                    (None, Some(c)) => c,
-                    (Some(d), Some(c)) if d == 0 || c == 0 => c - d,
-                    (Some(_), Some(_)) => {
-                        return Err(Fault::new(debit, text(debit), ValueProblem::DebitAndCredit));
-                    }
-                }
-            }
-            AmountCols::Directed { amount, direction } => {
-                let t = text(amount);
-                let v = parse_amount(t, currency)
-                    .map_err(|e| Fault::new(amount, t, e))?
-                    .checked_abs()
-                    .ok_or_else(|| Fault::new(amount, t, ValueProblem::Overflow))?;
-                let d = text(direction).trim();
-                let is =
-                    |values: &[String]| values.iter().any(|x| x.trim().eq_ignore_ascii_case(d));
-                if is(self.debit_values) {
-                    -v
-                } else if is(self.credit_values) {
-                    v
-                } else {
-                    let expected = self
-                        .debit_values
-                        .iter()
-                        .chain(self.credit_values)
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    return Err(Fault::new(
-                        direction,
-                        text(direction),
-                        ValueProblem::Direction { expected },
-                    ));
-                }
-            }
-        };
-        let date = match self.date {
-            None => None,
-            Some(c) => {
-                let t = text(c);
-                if t.trim().is_empty() {
-                    None
-                } else {
-                    Some(
-                        self.date_format
-                            .parse_days(t)
-                            .map_err(|e| Fault::new(c, t, e))?,
-                    )
-                }
-            }
-        };
-        Ok((amount, currency, date))
-    }
-}
-
 impl Side {
     /// Maps a text table to a side: finds the mapped columns, parses amounts,
     /// currencies and dates, and applies `on_error`. Batches are mapped in parallel
@@ -748,65 +424,27 @@ impl Side {
         let span = tracing::debug_span!("map_table", file = %table.source, rows = table.rows);
         let _enter = span.enter();
         let plan = Plan::new(&table.source, &table.schema, mapping)?;
-        let mut starts = Vec::with_capacity(table.batches.len());
-        let mut row = 0u64;
-        for b in &table.batches {
-            starts.push(row);
-            row += b.num_rows() as u64;
+        let mut side = SideBuilder::new(&plan);
+        if let Some(first) = table.batches.first() {
+            side.reserve(table.rows, first);
         }
-        let map = |(batch, &first_row): (&RecordBatch, &u64)| {
-            let lines = LineCursor::new(&table.line_fixes, table.first_line, first_row);
-            plan.map_batch(batch, first_row, lines)
-        };
-        if let [batch] = table.batches.as_slice() {
-            return map((batch, &0));
-        }
-        // Room for every row and all the text the mapped columns could hold, so the
-        // joined side is allocated once.
-        let text_bytes = |col: Option<usize>| -> usize {
-            col.map_or(0, |c| {
-                table
-                    .batches
-                    .iter()
-                    .map(|b| b.column(c).as_string::<i32>().value_data().len())
-                    .sum()
-            })
-        };
-        let rows = table.rows;
-        let mut side = Side {
-            source: table.source.clone(),
-            id: TextColumn::with_capacity(rows, text_bytes(plan.id).max(rows * 8)),
-            amount: Vec::with_capacity(rows),
-            currency: Vec::with_capacity(rows),
-            date: Vec::with_capacity(rows),
-            reference: TextColumn::with_capacity(rows, text_bytes(plan.reference)),
-            counterparty: TextColumn::with_capacity(rows, text_bytes(plan.counterparty)),
-            description: TextColumn::with_capacity(rows, text_bytes(plan.description)),
-            line: Vec::with_capacity(rows),
-            extra: plan
-                .extra
-                .iter()
-                .map(|&i| {
-                    let col = TextColumn::with_capacity(rows, text_bytes(Some(i)));
-                    (plan.names[i].to_owned(), col)
-                })
-                .collect(),
-            rejects: Vec::new(),
-        };
-        // A few batches per thread at a time, joined in order and dropped, so the
-        // per-batch parts never add up to a second copy of the side.
+        // A few batches per thread at a time, mapped in parallel and joined in order.
         let window = rayon::current_num_threads().max(1) * 2;
-        for (batches, starts) in table.batches.chunks(window).zip(starts.chunks(window)) {
-            let parts: Vec<Result<Side, InputError>> =
-                batches.par_iter().zip(starts.par_iter()).map(map).collect();
-            for part in parts {
-                side.append(&part?);
-            }
+        let mut row = 0u64;
+        let mut batches = table.batches.iter().peekable();
+        while batches.peek().is_some() {
+            let chunk: Vec<(RecordBatch, u64)> = batches
+                .by_ref()
+                .take(window)
+                .map(|b| {
+                    let first_row = row;
+                    row += b.num_rows() as u64;
+                    (b.clone(), first_row)
+                })
+                .collect();
+            side.add_window(&chunk, &table.line_fixes, table.first_line)?;
         }
-        if !side.rejects.is_empty() {
-            tracing::warn!(file = %side.source, rejects = side.rejects.len(), "rows quarantined");
-        }
-        Ok(side)
+        Ok(side.finish())
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use arrow_array::{Array, StringArray};
+
 use crate::money::Currency;
 
 /// Text values of one role, stored compactly: one buffer and offsets, no
@@ -71,6 +73,72 @@ impl TextColumn {
         self.offsets
             .extend(other.offsets.iter().skip(1).map(|o| base + o));
         self.nulls.extend_from_slice(&other.nulls);
+    }
+
+    /// Reserves room for `rows` more values of about `bytes` in total.
+    pub fn reserve(&mut self, rows: usize, bytes: usize) {
+        self.data.reserve(bytes);
+        self.offsets.reserve(rows);
+        self.nulls.reserve(rows);
+    }
+
+    /// Appends `n` missing values.
+    pub fn extend_nulls(&mut self, n: usize) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let end = self.data.len();
+        self.offsets.extend(std::iter::repeat_n(end, n));
+        self.nulls.extend(std::iter::repeat_n(true, n));
+    }
+
+    /// Appends the rows of `array` except those in `skip` (sorted), an empty or
+    /// null value as missing: what [`TextColumn::push`] would give row by row, with
+    /// the text copied in one piece when no row is skipped.
+    pub(crate) fn extend_from_array(&mut self, array: &StringArray, skip: &[usize]) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        let rows = array.len();
+        let offsets = array.value_offsets();
+        let nulls = array.nulls();
+        // A null slot may still cover bytes (Arrow allows it); those must not be kept.
+        let clean = nulls.is_none_or(|n| n.null_count() == 0)
+            || (0..rows).all(|i| !array.is_null(i) || offsets[i] == offsets[i + 1]);
+        let start = usize::try_from(offsets[0]).unwrap_or(0);
+        let end = usize::try_from(offsets[rows]).unwrap_or(0);
+        let whole = array
+            .value_data()
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok());
+        match whole {
+            Some(text) if skip.is_empty() && clean => {
+                let base = self.data.len();
+                self.data.push_str(text);
+                self.offsets.extend(
+                    offsets[1..]
+                        .iter()
+                        .map(|&o| base + usize::try_from(o).unwrap_or(0) - start),
+                );
+                self.nulls.extend(offsets.windows(2).map(|w| w[0] == w[1]));
+                if let Some(n) = nulls.filter(|n| n.null_count() > 0) {
+                    let first = self.nulls.len() - rows;
+                    for (i, null) in self.nulls[first..].iter_mut().enumerate() {
+                        *null |= n.is_null(i);
+                    }
+                }
+            }
+            _ => {
+                let mut skip = skip.iter().peekable();
+                for i in 0..rows {
+                    if skip.next_if_eq(&&i).is_some() {
+                        continue;
+                    }
+                    let value = (!array.is_null(i)).then(|| array.value(i));
+                    self.push(value.filter(|v| !v.is_empty()));
+                }
+            }
+        }
     }
 
     /// Total bytes of text held.
@@ -191,6 +259,61 @@ impl Side {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_buffer::{NullBuffer, OffsetBuffer};
+    use proptest::prelude::*;
+
+    /// What pushing row by row gives: the reference for `extend_from_array`.
+    fn pushed(array: &StringArray, skip: &[usize]) -> TextColumn {
+        let mut col = TextColumn::default();
+        col.push(Some("before"));
+        for i in (0..array.len()).filter(|i| !skip.contains(i)) {
+            let v = (!array.is_null(i)).then(|| array.value(i));
+            col.push(v.filter(|v| !v.is_empty()));
+        }
+        col
+    }
+
+    fn extended(array: &StringArray, skip: &[usize]) -> TextColumn {
+        let mut col = TextColumn::default();
+        col.push(Some("before"));
+        col.extend_from_array(array, skip);
+        col
+    }
+
+    proptest! {
+        #[test]
+        fn extend_from_array_is_push_row_by_row(
+            values in proptest::collection::vec(proptest::option::of("[a-zé]{0,4}"), 0..20),
+            from in 0usize..5,
+            skip_mask in proptest::collection::vec(any::<bool>(), 20),
+        ) {
+            let array = StringArray::from(values.clone());
+            let from = from.min(values.len());
+            let sliced = array.slice(from, values.len() - from);
+            for a in [&array, &sliced] {
+                prop_assert_eq!(extended(a, &[]), pushed(a, &[]));
+                let skip: Vec<usize> = (0..a.len()).filter(|&i| skip_mask[i]).collect();
+                prop_assert_eq!(extended(a, &skip), pushed(a, &skip));
+            }
+        }
+    }
+
+    #[test]
+    fn extend_from_array_drops_bytes_under_nulls() {
+        // Row 1 is null yet covers "zz": allowed by Arrow, never kept.
+        let array = StringArray::new(
+            OffsetBuffer::new(vec![0, 1, 3, 3, 4].into()),
+            b"azzb".to_vec().into(),
+            Some(NullBuffer::from(vec![true, false, true, true])),
+        );
+        let col = extended(&array, &[]);
+        assert_eq!(col, pushed(&array, &[]));
+        assert_eq!(col.text_len(), "before".len() + 2);
+        let mut nulls = TextColumn::default();
+        nulls.extend_nulls(2);
+        assert_eq!(nulls.get(1), None);
+        assert_eq!(nulls.len(), 2);
+    }
 
     #[test]
     fn text_column_push_and_append() {

@@ -6,10 +6,10 @@
 //! result, errors included, is what [`Side::from_table`] gives for the same file.
 
 use arrow_array::RecordBatch;
-use rayon::prelude::*;
 
+use super::map::{Plan, SideBuilder};
 use super::read::{Opened, TextBatches};
-use super::{LineCursor, LineFixes, Plan};
+use super::{LineCursor, LineFixes};
 use crate::error::InputError;
 use crate::mapping::SideMapping;
 use crate::side::{Side, TextColumn};
@@ -29,17 +29,7 @@ pub(super) fn load_opened(opened: Opened, mapping: &SideMapping) -> Result<Side,
     let first_line = opened.first_line;
     let stored_fixes = opened.line_fixes.clone();
     let plan = Plan::new(&source, &schema, mapping);
-    let mut side = Side {
-        source: source.clone(),
-        ..Side::default()
-    };
-    if let Ok(plan) = &plan {
-        side.extra = plan
-            .extra
-            .iter()
-            .map(|&i| (plan.names[i].to_owned(), TextColumn::default()))
-            .collect();
-    }
+    let mut side = plan.as_ref().ok().map(SideBuilder::new);
     // The first mapping error; the rest of the file is still read for reader errors.
     let mut failed: Option<InputError> = None;
     let driven = opened.drive(|mut batches| {
@@ -48,33 +38,18 @@ pub(super) fn load_opened(opened: Opened, mapping: &SideMapping) -> Result<Side,
         let mut next = read_window(&mut batches, window, &mut rows)?;
         while !next.is_empty() {
             let current = std::mem::take(&mut next);
-            let plan = match (&plan, &failed) {
-                (Ok(plan), None) => plan,
-                _ => {
-                    drop(current);
-                    next = read_window(&mut batches, window, &mut rows)?;
-                    continue;
-                }
+            let Some(builder) = side.as_mut().filter(|_| failed.is_none()) else {
+                drop(current);
+                next = read_window(&mut batches, window, &mut rows)?;
+                continue;
             };
-            let map = || -> Vec<Result<Side, InputError>> {
-                current
-                    .par_iter()
-                    .map(|(batch, first_row)| {
-                        let lines = LineCursor::new(&stored_fixes, first_line, *first_row);
-                        plan.map_batch(batch, *first_row, lines)
-                    })
-                    .collect()
-            };
-            let (parts, read) = rayon::join(map, || read_window(&mut batches, window, &mut rows));
+            let (mapped, read) = rayon::join(
+                || builder.add_window(&current, &stored_fixes, first_line),
+                || read_window(&mut batches, window, &mut rows),
+            );
             drop(current);
-            for part in parts {
-                match part {
-                    Ok(part) => side.append(&part),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
+            if let Err(e) = mapped {
+                failed = Some(e);
             }
             next = read?;
         }
@@ -104,12 +79,15 @@ pub(super) fn load_opened(opened: Opened, mapping: &SideMapping) -> Result<Side,
             (_, e) => e,
         });
     }
-    let plan = plan?;
+    let Some(side) = side else {
+        return Err(plan
+            .err()
+            .unwrap_or_else(|| super::read::format_err(&source, "the mapping was not applied")));
+    };
+    let ids_are_lines = side.ids_are_lines();
+    let mut side = side.finish();
     if let Some(fixes) = found {
-        relocate_side(&mut side, fixes, first_line, plan.id.is_none());
-    }
-    if !side.rejects.is_empty() {
-        tracing::warn!(file = %side.source, rejects = side.rejects.len(), "rows quarantined");
+        relocate_side(&mut side, fixes, first_line, ids_are_lines);
     }
     Ok(side)
 }

@@ -1,0 +1,454 @@
+//! Mapping text batches to a [`Side`]: resolving a [`SideMapping`] against a
+//! schema ([`Plan`]), parsing each batch's amounts, currencies and dates in
+//! parallel ([`Part`]), and joining the parts in file order ([`SideBuilder`]),
+//! copying each text column straight from the batch.
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Schema};
+use rayon::prelude::*;
+
+use super::read::format_err;
+use super::{LineCursor, LineFixes};
+use crate::date::DateFormat;
+use crate::error::{InputError, ValueProblem};
+use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
+use crate::money::{AmountError, Currency, parse_amount};
+use crate::side::{Reject, Side, TextColumn};
+
+/// How the amount is read, with column positions resolved.
+#[derive(Clone, Copy)]
+enum AmountCols {
+    Signed(usize),
+    DebitCredit { debit: usize, credit: usize },
+    Directed { amount: usize, direction: usize },
+}
+
+#[derive(Clone, Copy)]
+enum CurrencyCol {
+    Column(usize),
+    Fixed(Currency),
+}
+
+/// A mapping resolved against one table's schema.
+pub(super) struct Plan<'a> {
+    source: &'a str,
+    pub(super) names: Vec<&'a str>,
+    pub(super) id: Option<usize>,
+    amount: AmountCols,
+    currency: CurrencyCol,
+    date: Option<usize>,
+    date_format: DateFormat,
+    pub(super) reference: Option<usize>,
+    pub(super) counterparty: Option<usize>,
+    pub(super) description: Option<usize>,
+    pub(super) extra: Vec<usize>,
+    debit_values: &'a [String],
+    credit_values: &'a [String],
+    on_error: OnError,
+}
+
+/// A refused value: which column, the text, and why.
+struct Fault {
+    column: usize,
+    value: String,
+    problem: ValueProblem,
+}
+
+impl Fault {
+    fn new(column: usize, value: &str, problem: impl Into<ValueProblem>) -> Self {
+        Self {
+            column,
+            value: value.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl<'a> Plan<'a> {
+    pub(super) fn new(
+        source: &'a str,
+        schema: &'a Schema,
+        mapping: &'a SideMapping,
+    ) -> Result<Self, InputError> {
+        let mapping_err = |e| InputError::Mapping {
+            file: source.to_owned(),
+            source: e,
+        };
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let find = |column: &str| -> Result<usize, InputError> {
+            names
+                .iter()
+                .position(|n| *n == column)
+                .or_else(|| {
+                    names
+                        .iter()
+                        .position(|n| n.trim().eq_ignore_ascii_case(column.trim()))
+                })
+                .ok_or_else(|| InputError::MissingColumn {
+                    file: source.to_owned(),
+                    column: column.to_owned(),
+                    available: names.iter().map(|n| (*n).to_owned()).collect(),
+                })
+        };
+        let opt = |column: &Option<String>| column.as_deref().map(find).transpose();
+        let amount = match mapping.amount_style().map_err(mapping_err)? {
+            AmountStyle::Signed { amount } => AmountCols::Signed(find(amount)?),
+            AmountStyle::DebitCredit { debit, credit } => AmountCols::DebitCredit {
+                debit: find(debit)?,
+                credit: find(credit)?,
+            },
+            AmountStyle::Directed { amount, direction } => AmountCols::Directed {
+                amount: find(amount)?,
+                direction: find(direction)?,
+            },
+        };
+        let currency = match mapping.currency_source().map_err(mapping_err)? {
+            CurrencySource::Column(c) => CurrencyCol::Column(find(c)?),
+            CurrencySource::Fixed(c) => CurrencyCol::Fixed(c),
+        };
+        let date_format = DateFormat::parse(&mapping.date_format).map_err(|e| {
+            mapping_err(MappingError::DateFormat {
+                format: mapping.date_format.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        for (i, field) in schema.fields().iter().enumerate() {
+            if field.data_type() != &DataType::Utf8 {
+                return Err(format_err(
+                    source,
+                    format!(
+                        "column {:?} (#{}) is {}, not text",
+                        field.name(),
+                        i + 1,
+                        field.data_type()
+                    ),
+                ));
+            }
+        }
+        let id = opt(&mapping.id)?;
+        let date = opt(&mapping.date)?;
+        let reference = opt(&mapping.reference)?;
+        let counterparty = opt(&mapping.counterparty)?;
+        let description = opt(&mapping.description)?;
+        let extra = mapping
+            .extra
+            .iter()
+            .map(|c| find(c))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            source,
+            names,
+            id,
+            amount,
+            currency,
+            date,
+            date_format,
+            reference,
+            counterparty,
+            description,
+            extra,
+            debit_values: &mapping.debit_values,
+            credit_values: &mapping.credit_values,
+            on_error: mapping.on_error,
+        })
+    }
+
+    /// Parses one batch whose first row is table row `first_row`: its typed values,
+    /// lines and rejects. Its text is appended later, straight from the batch.
+    fn map_batch(
+        &self,
+        batch: &RecordBatch,
+        first_row: u64,
+        mut lines: LineCursor<'_>,
+    ) -> Result<Part, InputError> {
+        let cols: Vec<&StringArray> = batch
+            .columns()
+            .iter()
+            .map(|c| c.as_string::<i32>())
+            .collect();
+        let rows = batch.num_rows();
+        let mut part = Part {
+            amount: Vec::with_capacity(rows),
+            currency: Vec::with_capacity(rows),
+            date: Vec::with_capacity(rows),
+            line: Vec::with_capacity(rows),
+            rejects: Vec::new(),
+            refused: Vec::new(),
+            line_ids: self
+                .id
+                .is_none()
+                .then(|| TextColumn::with_capacity(rows, rows * 8)),
+        };
+        let cell = |col: usize, row: usize| -> Option<&str> {
+            let a = cols[col];
+            if a.is_null(row) {
+                None
+            } else {
+                Some(a.value(row))
+            }
+        };
+        for row in 0..rows {
+            let line = lines.line(first_row + row as u64);
+            match self.parse_row(&cell, row) {
+                Ok((amount, currency, date)) => {
+                    if let Some(ids) = &mut part.line_ids {
+                        ids.push_display(line);
+                    }
+                    part.amount.push(amount);
+                    part.currency.push(currency);
+                    part.date.push(date);
+                    part.line.push(line);
+                }
+                Err(fault) => {
+                    let column = self.names[fault.column].to_owned();
+                    match self.on_error {
+                        OnError::Fail => {
+                            return Err(InputError::BadValue {
+                                file: self.source.to_owned(),
+                                line,
+                                column,
+                                value: fault.value,
+                                problem: fault.problem,
+                            });
+                        }
+                        OnError::Quarantine => {
+                            part.refused.push(row);
+                            part.rejects.push(Reject {
+                                line,
+                                reason: format!("{:?} {}", fault.value, fault.problem),
+                                column: Some(column),
+                                value: Some(fault.value),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(part)
+    }
+
+    /// Reads one row's typed values, or the first fault.
+    fn parse_row<'b>(
+        &self,
+        cell: &impl Fn(usize, usize) -> Option<&'b str>,
+        row: usize,
+    ) -> Result<(i64, Currency, Option<i32>), Fault> {
+        let text = |c: usize| cell(c, row).unwrap_or("");
+        if let Some(c) = self.id
+            && text(c).trim().is_empty()
+        {
+            return Err(Fault::new(c, text(c), ValueProblem::EmptyId));
+        }
+        let currency = match self.currency {
+            CurrencyCol::Fixed(cur) => cur,
+            CurrencyCol::Column(c) => Currency::parse(text(c))
+                .ok_or_else(|| Fault::new(c, text(c), ValueProblem::Currency))?,
+        };
+        let amount = match self.amount {
+            AmountCols::Signed(c) => {
+                parse_amount(text(c), currency).map_err(|e| Fault::new(c, text(c), e))?
+            }
+            AmountCols::DebitCredit { debit, credit } => {
+                let part = |c: usize| -> Result<Option<i64>, Fault> {
+                    let t = text(c);
+                    if t.trim().is_empty() {
+                        return Ok(None);
+                    }
+                    let v = parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))?;
+                    v.checked_abs()
+                        .map(Some)
+                        .ok_or_else(|| Fault::new(c, t, ValueProblem::Overflow))
+                };
+                match (part(debit)?, part(credit)?) {
+                    (None, None) => {
+                        return Err(Fault::new(debit, "", AmountError::Empty));
+                    }
+                    (Some(d), None) => -d,
+                    (None, Some(c)) => c,
+                    (Some(d), Some(c)) if d == 0 || c == 0 => c - d,
+                    (Some(_), Some(_)) => {
+                        return Err(Fault::new(debit, text(debit), ValueProblem::DebitAndCredit));
+                    }
+                }
+            }
+            AmountCols::Directed { amount, direction } => {
+                let t = text(amount);
+                let v = parse_amount(t, currency)
+                    .map_err(|e| Fault::new(amount, t, e))?
+                    .checked_abs()
+                    .ok_or_else(|| Fault::new(amount, t, ValueProblem::Overflow))?;
+                let d = text(direction).trim();
+                let is =
+                    |values: &[String]| values.iter().any(|x| x.trim().eq_ignore_ascii_case(d));
+                if is(self.debit_values) {
+                    -v
+                } else if is(self.credit_values) {
+                    v
+                } else {
+                    let expected = self
+                        .debit_values
+                        .iter()
+                        .chain(self.credit_values)
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(Fault::new(
+                        direction,
+                        text(direction),
+                        ValueProblem::Direction { expected },
+                    ));
+                }
+            }
+        };
+        let date = match self.date {
+            None => None,
+            Some(c) => {
+                let t = text(c);
+                if t.trim().is_empty() {
+                    None
+                } else {
+                    Some(
+                        self.date_format
+                            .parse_days(t)
+                            .map_err(|e| Fault::new(c, t, e))?,
+                    )
+                }
+            }
+        };
+        Ok((amount, currency, date))
+    }
+}
+
+/// One batch's typed values, mapped on its own (in parallel with other batches).
+pub(super) struct Part {
+    amount: Vec<i64>,
+    currency: Vec<Currency>,
+    date: Vec<Option<i32>>,
+    line: Vec<u64>,
+    rejects: Vec<Reject>,
+    /// The batch rows refused (in order), whose text is left out.
+    refused: Vec<usize>,
+    /// Line numbers as ids, when no id column is mapped.
+    line_ids: Option<TextColumn>,
+}
+
+/// A side being joined from mapped batches in file order.
+pub(super) struct SideBuilder<'p, 'a> {
+    plan: &'p Plan<'a>,
+    side: Side,
+}
+
+impl<'p, 'a> SideBuilder<'p, 'a> {
+    /// An empty side of `plan`'s source and extra columns.
+    pub(super) fn new(plan: &'p Plan<'a>) -> Self {
+        let side = Side {
+            source: plan.source.to_owned(),
+            extra: plan
+                .extra
+                .iter()
+                .map(|&i| (plan.names[i].to_owned(), TextColumn::default()))
+                .collect(),
+            ..Side::default()
+        };
+        Self { plan, side }
+    }
+
+    /// Reserves room for `rows` more rows and, per text column, the share of
+    /// `bytes` that `sample`'s columns suggest.
+    pub(super) fn reserve(&mut self, rows: usize, sample: &RecordBatch) {
+        let plan = self.plan;
+        let sample_rows = sample.num_rows().max(1);
+        let bytes = |c: usize| -> usize {
+            let per_row = sample.column(c).as_string::<i32>().value_data().len() / sample_rows;
+            rows.saturating_mul(per_row + 1)
+        };
+        let side = &mut self.side;
+        side.amount.reserve(rows);
+        side.currency.reserve(rows);
+        side.date.reserve(rows);
+        side.line.reserve(rows);
+        let texts = [
+            (&mut side.id, plan.id),
+            (&mut side.reference, plan.reference),
+            (&mut side.counterparty, plan.counterparty),
+            (&mut side.description, plan.description),
+        ];
+        for (col, c) in texts {
+            col.reserve(rows, c.map_or(0, bytes));
+        }
+        for ((_, col), &c) in side.extra.iter_mut().zip(&plan.extra) {
+            col.reserve(rows, bytes(c));
+        }
+    }
+
+    /// Maps a window of batches in parallel and appends them in order.
+    ///
+    /// # Errors
+    /// Under `on_error = "fail"`, the first bad row's [`InputError::BadValue`].
+    pub(super) fn add_window(
+        &mut self,
+        window: &[(RecordBatch, u64)],
+        fixes: &LineFixes,
+        first_line: u64,
+    ) -> Result<(), InputError> {
+        let plan = self.plan;
+        let parts: Vec<Result<Part, InputError>> = window
+            .par_iter()
+            .map(|(batch, first_row)| {
+                let lines = LineCursor::new(fixes, first_line, *first_row);
+                plan.map_batch(batch, *first_row, lines)
+            })
+            .collect();
+        for (part, (batch, _)) in parts.into_iter().zip(window) {
+            self.append(batch, part?);
+        }
+        Ok(())
+    }
+
+    /// Appends a mapped batch: its typed values, then each text column copied
+    /// from the batch without its refused rows.
+    fn append(&mut self, batch: &RecordBatch, part: Part) {
+        let plan = self.plan;
+        let side = &mut self.side;
+        let accepted = part.amount.len();
+        let text = |c: usize| batch.column(c).as_string::<i32>();
+        side.amount.extend_from_slice(&part.amount);
+        side.currency.extend_from_slice(&part.currency);
+        side.date.extend_from_slice(&part.date);
+        side.line.extend_from_slice(&part.line);
+        side.rejects.extend(part.rejects);
+        match (&part.line_ids, plan.id) {
+            (Some(ids), _) => side.id.append(ids),
+            (None, Some(c)) => side.id.extend_from_array(text(c), &part.refused),
+            (None, None) => side.id.extend_nulls(accepted),
+        }
+        let roles = [
+            (&mut side.reference, plan.reference),
+            (&mut side.counterparty, plan.counterparty),
+            (&mut side.description, plan.description),
+        ];
+        for (col, c) in roles {
+            match c {
+                Some(c) => col.extend_from_array(text(c), &part.refused),
+                None => col.extend_nulls(accepted),
+            }
+        }
+        for ((_, col), &c) in side.extra.iter_mut().zip(&plan.extra) {
+            col.extend_from_array(text(c), &part.refused);
+        }
+    }
+
+    /// Whether ids are line numbers (no id column is mapped).
+    pub(super) fn ids_are_lines(&self) -> bool {
+        self.plan.id.is_none()
+    }
+
+    /// The side joined so far.
+    pub(super) fn finish(self) -> Side {
+        if !self.side.rejects.is_empty() {
+            tracing::warn!(file = %self.side.source, rejects = self.side.rejects.len(), "rows quarantined");
+        }
+        self.side
+    }
+}
