@@ -125,9 +125,11 @@ impl DateFormat {
     /// [`DateError::Format`] when the text does not have the format's shape,
     /// [`DateError::Calendar`] when the day does not exist.
     pub fn parse_days(&self, text: &str) -> Result<i32, DateError> {
-        let (y, m, d) = self.fields(text.trim()).ok_or_else(|| DateError::Format {
-            format: self.to_string(),
-        })?;
+        let (y, m, d) = self
+            .fields(crate::money::trim(text))
+            .ok_or_else(|| DateError::Format {
+                format: self.to_string(),
+            })?;
         if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
             return Err(DateError::Calendar);
         }

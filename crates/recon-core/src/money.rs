@@ -14,7 +14,7 @@ pub struct Currency([u8; 3]);
 impl Currency {
     /// Parses a three-letter code, case-insensitively. `None` if it is not three ASCII letters.
     pub fn parse(code: &str) -> Option<Self> {
-        let b = code.trim().as_bytes();
+        let b = trim(code).as_bytes();
         if b.len() != 3 || !b.iter().all(u8::is_ascii_alphabetic) {
             return None;
         }
@@ -33,12 +33,49 @@ impl Currency {
 
     /// Digits after the decimal point for this currency (ISO 4217): 0 for JPY, 3 for BHD, 2 by default.
     pub fn minor_units(&self) -> u8 {
-        match &self.0 {
-            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG"
-            | b"RWF" | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
-            b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
-            b"CLF" | b"UYW" => 4,
-            _ => 2,
+        // Codes as integers: one comparison each instead of a byte-slice compare,
+        // since every amount parsed asks.
+        const fn key(code: &[u8; 3]) -> u32 {
+            (code[0] as u32) << 16 | (code[1] as u32) << 8 | code[2] as u32
+        }
+        const ZERO: [u32; 17] = [
+            key(b"BIF"),
+            key(b"CLP"),
+            key(b"DJF"),
+            key(b"GNF"),
+            key(b"ISK"),
+            key(b"JPY"),
+            key(b"KMF"),
+            key(b"KRW"),
+            key(b"PYG"),
+            key(b"RWF"),
+            key(b"UGX"),
+            key(b"UYI"),
+            key(b"VND"),
+            key(b"VUV"),
+            key(b"XAF"),
+            key(b"XOF"),
+            key(b"XPF"),
+        ];
+        const THREE: [u32; 7] = [
+            key(b"BHD"),
+            key(b"IQD"),
+            key(b"JOD"),
+            key(b"KWD"),
+            key(b"LYD"),
+            key(b"OMR"),
+            key(b"TND"),
+        ];
+        const FOUR: [u32; 2] = [key(b"CLF"), key(b"UYW")];
+        let k = key(&self.0);
+        if ZERO.contains(&k) {
+            0
+        } else if THREE.contains(&k) {
+            3
+        } else if FOUR.contains(&k) {
+            4
+        } else {
+            2
         }
     }
 }
@@ -85,6 +122,16 @@ pub enum AmountError {
     Overflow,
 }
 
+/// `text.trim()`, without the Unicode whitespace search when both ends are
+/// printable ASCII (almost every cell of a file).
+pub(crate) fn trim(text: &str) -> &str {
+    let b = text.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+}
+
 /// Parses amount text as found in exports into minor units of `currency`.
 ///
 /// Accepted, around an optional leading or trailing whitespace: a plain decimal
@@ -97,7 +144,7 @@ pub enum AmountError {
 /// # Errors
 /// [`AmountError`] saying why; nothing is ever rounded.
 pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> {
-    let mut s = text.trim();
+    let mut s = trim(text);
     if s.is_empty() {
         return Err(AmountError::Empty);
     }
@@ -215,54 +262,56 @@ fn strip_currency_prefix(s: &str, currency: Currency) -> Result<Option<&str>, Am
 }
 
 /// Parses `digits[.digits]` (with optional thousands groups) into minor units.
+/// Works on bytes: every byte it accepts is ASCII.
 fn parse_unsigned(s: &str, currency: Currency, seps: Separators) -> Result<u64, AmountError> {
-    let scale = currency.minor_units();
-    let (int, frac) = match s.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (s, ""),
+    let scale = usize::from(currency.minor_units());
+    let b = s.as_bytes();
+    let (int, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &b[..0]),
     };
     if int.is_empty() && frac.is_empty() {
         return Err(AmountError::Invalid);
     }
-    if !frac.bytes().all(|c| c.is_ascii_digit()) {
+    if !frac.iter().all(u8::is_ascii_digit) {
         return Err(AmountError::Invalid);
     }
     let mut value: u64 = 0;
-    let mut push = |d: u8| -> Result<(), AmountError> {
+    let mut push = |d: &u8| -> Result<(), AmountError> {
         value = value
             .checked_mul(10)
             .and_then(|v| v.checked_add(u64::from(d - b'0')))
             .ok_or(AmountError::Overflow)?;
         Ok(())
     };
-    if seps == Separators::Thousands && int.contains(',') {
-        for (i, group) in int.split(',').enumerate() {
+    if seps == Separators::Thousands && int.contains(&b',') {
+        for (i, group) in int.split(|&c| c == b',').enumerate() {
             let ok_len = if i == 0 {
                 (1..=3).contains(&group.len())
             } else {
                 group.len() == 3
             };
-            if !ok_len || !group.bytes().all(|c| c.is_ascii_digit()) {
+            if !ok_len || !group.iter().all(u8::is_ascii_digit) {
                 return Err(AmountError::Invalid);
             }
-            group.bytes().try_for_each(&mut push)?;
+            group.iter().try_for_each(&mut push)?;
         }
     } else {
-        if !int.bytes().all(|c| c.is_ascii_digit()) {
+        if !int.iter().all(u8::is_ascii_digit) {
             return Err(AmountError::Invalid);
         }
-        int.bytes().try_for_each(&mut push)?;
+        int.iter().try_for_each(&mut push)?;
     }
-    let (kept, dropped) = frac.split_at(frac.len().min(usize::from(scale)));
-    if dropped.bytes().any(|c| c != b'0') {
+    let (kept, dropped) = frac.split_at(frac.len().min(scale));
+    if dropped.iter().any(|&c| c != b'0') {
         return Err(AmountError::TooManyDecimals {
             currency,
-            allowed: scale,
+            allowed: currency.minor_units(),
         });
     }
-    kept.bytes().try_for_each(&mut push)?;
-    for _ in kept.len()..usize::from(scale) {
-        push(b'0')?;
+    kept.iter().try_for_each(&mut push)?;
+    for _ in kept.len()..scale {
+        push(&b'0')?;
     }
     Ok(value)
 }
@@ -292,6 +341,26 @@ mod tests {
             expect,
             "parsing {text:?} as {code}"
         );
+    }
+
+    #[test]
+    fn minor_units_per_iso_4217() {
+        for (codes, units) in [
+            (
+                &[
+                    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+                    "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
+                ][..],
+                0,
+            ),
+            (&["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"][..], 3),
+            (&["CLF", "UYW"][..], 4),
+            (&["USD", "EUR", "GBP", "CHF", "JPX", "BHE"][..], 2),
+        ] {
+            for code in codes {
+                assert_eq!(cur(code).minor_units(), units, "{code}");
+            }
+        }
     }
 
     #[test]
@@ -389,6 +458,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn trim_is_str_trim(text in "[ \t\u{b}\u{c}\r\n\u{a0}\u{2003}a-z0-9.,$()-]{0,12}") {
+            prop_assert_eq!(trim(&text), text.trim());
+        }
+
         #[test]
         fn format_then_parse_round_trips(units: i64, code in prop::sample::select(vec!["JPY", "USD", "BHD", "CLF"])) {
             let c = cur(code);

@@ -23,12 +23,19 @@ type Window = Vec<(RecordBatch, u64)>;
 /// As [`Side::from_table`] after [`super::read_table`]: the reader's errors first
 /// (a malformed row anywhere in the file wins over a bad value before it, as when
 /// the whole table is read first), then the mapping's.
-pub(super) fn load_opened(opened: Opened, mapping: &SideMapping) -> Result<Side, InputError> {
+pub(super) fn load_opened(mut opened: Opened, mapping: &SideMapping) -> Result<Side, InputError> {
     let source = opened.source.clone();
     let schema = opened.schema.clone();
     let first_line = opened.first_line;
     let stored_fixes = opened.line_fixes.clone();
-    let plan = Plan::new(&source, &schema, mapping);
+    let mut plan = Plan::new(&source, &schema, mapping);
+    if let Ok(plan) = &mut plan {
+        // Columns nothing maps are split and checked by the reader, never built.
+        let columns = plan.columns();
+        if opened.project(&columns)? {
+            plan.project(&columns);
+        }
+    }
     let mut side = plan.as_ref().ok().map(SideBuilder::new);
     // The first mapping error; the rest of the file is still read for reader errors.
     let mut failed: Option<InputError> = None;

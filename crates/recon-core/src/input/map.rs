@@ -13,7 +13,7 @@ use super::{LineCursor, LineFixes};
 use crate::date::DateFormat;
 use crate::error::{InputError, ValueProblem};
 use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
-use crate::money::{AmountError, Currency, parse_amount};
+use crate::money::{AmountError, Currency, parse_amount, trim};
 use crate::side::{Reject, Side, TextColumn};
 
 /// How the amount is read, with column positions resolved.
@@ -154,6 +154,62 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// The schema positions the mapping reads, sorted.
+    pub(super) fn columns(&self) -> Vec<usize> {
+        let mut cols: Vec<usize> = [
+            self.id,
+            self.date,
+            self.reference,
+            self.counterparty,
+            self.description,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.extra.iter().copied())
+        .collect();
+        match self.amount {
+            AmountCols::Signed(c) => cols.push(c),
+            AmountCols::DebitCredit { debit, credit } => cols.extend([debit, credit]),
+            AmountCols::Directed { amount, direction } => cols.extend([amount, direction]),
+        }
+        if let CurrencyCol::Column(c) = self.currency {
+            cols.push(c);
+        }
+        cols.sort_unstable();
+        cols.dedup();
+        cols
+    }
+
+    /// Re-aims the plan at batches holding only `columns` (from [`Plan::columns`]),
+    /// in that order.
+    pub(super) fn project(&mut self, columns: &[usize]) {
+        let at = |c: usize| columns.binary_search(&c).unwrap_or(c);
+        let opt = |c: Option<usize>| c.map(at);
+        self.id = opt(self.id);
+        self.date = opt(self.date);
+        self.reference = opt(self.reference);
+        self.counterparty = opt(self.counterparty);
+        self.description = opt(self.description);
+        for c in &mut self.extra {
+            *c = at(*c);
+        }
+        self.amount = match self.amount {
+            AmountCols::Signed(c) => AmountCols::Signed(at(c)),
+            AmountCols::DebitCredit { debit, credit } => AmountCols::DebitCredit {
+                debit: at(debit),
+                credit: at(credit),
+            },
+            AmountCols::Directed { amount, direction } => AmountCols::Directed {
+                amount: at(amount),
+                direction: at(direction),
+            },
+        };
+        if let CurrencyCol::Column(c) = self.currency {
+            self.currency = CurrencyCol::Column(at(c));
+        }
+        self.names = columns.iter().map(|&c| self.names[c]).collect();
+    }
+
     /// Parses one batch whose first row is table row `first_row`: its typed values,
     /// lines and rejects. Its text is appended later, straight from the batch.
     fn map_batch(
@@ -236,7 +292,7 @@ impl<'a> Plan<'a> {
     ) -> Result<(i64, Currency, Option<i32>), Fault> {
         let text = |c: usize| cell(c, row).unwrap_or("");
         if let Some(c) = self.id
-            && text(c).trim().is_empty()
+            && trim(text(c)).is_empty()
         {
             return Err(Fault::new(c, text(c), ValueProblem::EmptyId));
         }
@@ -252,7 +308,7 @@ impl<'a> Plan<'a> {
             AmountCols::DebitCredit { debit, credit } => {
                 let part = |c: usize| -> Result<Option<i64>, Fault> {
                     let t = text(c);
-                    if t.trim().is_empty() {
+                    if trim(t).is_empty() {
                         return Ok(None);
                     }
                     let v = parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))?;
@@ -305,7 +361,7 @@ impl<'a> Plan<'a> {
             None => None,
             Some(c) => {
                 let t = text(c);
-                if t.trim().is_empty() {
+                if trim(t).is_empty() {
                     None
                 } else {
                     Some(

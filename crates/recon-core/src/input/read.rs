@@ -88,6 +88,38 @@ impl Opened {
         }
     }
 
+    /// Reads only `columns` (sorted schema positions) where the format can skip the
+    /// others without changing what is read or refused (CSV); returns whether it
+    /// did, i.e. whether batches now hold just those columns, in that order.
+    ///
+    /// # Errors
+    /// [`InputError::Io`] when the file cannot be opened again.
+    pub(super) fn project(&mut self, columns: &[usize]) -> Result<bool, InputError> {
+        let Some(scan) = &self.scan else {
+            return Ok(false);
+        };
+        if columns.len() >= self.schema.fields().len() {
+            return Ok(false);
+        }
+        let mut file = File::open(&scan.path).map_err(|e| io_err(&self.source, e))?;
+        file.seek(SeekFrom::Start(scan.skip))
+            .map_err(|e| io_err(&self.source, e))?;
+        let opts = ReadOptions {
+            delimiter: scan.delimiter,
+            has_header: scan.has_header,
+            batch_size: scan.batch_size,
+            source: None,
+        };
+        self.batches = csv_batches(
+            file,
+            &self.source,
+            &self.schema,
+            &opts,
+            Some(columns.to_vec()),
+        )?;
+        Ok(true)
+    }
+
     /// Hands the batches to `consume`, which reads them in file order and returns
     /// how many rows it read, while for CSV a second pass finds the physical line each
     /// record starts on. A CSV reader's error that `consume` passes on names the
@@ -234,14 +266,7 @@ fn open_csv(
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
     let first_line = if opts.has_header { 2 } else { 1 };
-    let csv = arrow_csv::ReaderBuilder::new(schema.clone())
-        .with_header(opts.has_header)
-        .with_delimiter(opts.delimiter)
-        .with_batch_size(opts.batch_size)
-        .build_buffered(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| csv_err(&source, &e))?;
-    let name = source.clone();
-    let batches = csv.map(move |b| b.map_err(|e| csv_err(&name, &e)));
+    let batches = csv_batches(file, &source, &schema, opts, None)?;
     Ok(Opened {
         source,
         schema,
@@ -253,9 +278,35 @@ fn open_csv(
             delimiter: opts.delimiter,
             has_header: opts.has_header,
             first_line,
+            batch_size: opts.batch_size,
         }),
-        batches: Box::new(batches),
+        batches,
     })
+}
+
+/// The CSV reader over `file` (positioned after any BOM), of `projection`'s columns
+/// only when given (the others are still split and checked, never built).
+fn csv_batches(
+    file: File,
+    source: &str,
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+    projection: Option<Vec<usize>>,
+) -> Result<TextBatches, InputError> {
+    let mut builder = arrow_csv::ReaderBuilder::new(schema.clone())
+        .with_header(opts.has_header)
+        .with_delimiter(opts.delimiter)
+        .with_batch_size(opts.batch_size);
+    if let Some(columns) = projection {
+        builder = builder.with_projection(columns);
+    }
+    let csv = builder
+        .build_buffered(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| csv_err(source, &e))?;
+    let name = source.to_owned();
+    Ok(Box::new(
+        csv.map(move |b| b.map_err(|e| csv_err(&name, &e))),
+    ))
 }
 
 /// Turns a reader error's record number (1-based, header included) into the line
@@ -290,6 +341,8 @@ struct LineScan {
     delimiter: u8,
     has_header: bool,
     first_line: u64,
+    /// The reader's rows per batch.
+    batch_size: usize,
 }
 
 impl LineScan {
