@@ -55,6 +55,86 @@ pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// A file written complete under a temporary name beside its destination,
+/// then renamed into place ([`Staged::commit`]) and fsynced ([`Staged::sync`])
+/// in whichever order the caller's protocol needs: renaming first lets the
+/// fsyncs of several files and their directory run at once. Dropped before
+/// its commit, the temporary file is removed.
+#[derive(Debug)]
+pub struct Staged {
+    file: File,
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Writes a temporary file beside `dest` through a 64 KiB buffer with
+    /// `write` (not fsynced).
+    ///
+    /// # Errors
+    /// Any I/O error of `write` or the flush; the temporary file is removed.
+    pub fn write_with(
+        dest: &Path,
+        write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+    ) -> io::Result<Self> {
+        let (_, tmp) = temp_beside(dest)?;
+        let file = File::create(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(1 << 16, file);
+        let written =
+            write(&mut w).and_then(|()| w.into_inner().map_err(io::IntoInnerError::into_error));
+        match written {
+            Ok(file) => Ok(Self {
+                file,
+                tmp,
+                dest: dest.to_path_buf(),
+                committed: false,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Staged::write_with`] for bytes at hand.
+    ///
+    /// # Errors
+    /// Any I/O error; the temporary file is removed.
+    pub fn write(dest: &Path, bytes: &[u8]) -> io::Result<Self> {
+        Self::write_with(dest, |w| w.write_all(bytes))
+    }
+
+    /// Fsyncs the file's content (before or after its commit).
+    ///
+    /// # Errors
+    /// The fsync's error.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Renames the file into place: readers now see it whole. It survives a
+    /// crash only once it is synced and its directory is ([`sync_dir`]).
+    ///
+    /// # Errors
+    /// The rename's error.
+    pub fn commit(&mut self) -> io::Result<()> {
+        if !self.committed {
+            fs::rename(&self.tmp, &self.dest)?;
+            self.committed = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Fsyncs a file by path.
 ///
 /// # Errors
@@ -125,6 +205,30 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn staged_files_appear_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let mut kept = Staged::write(&p, b"rows").unwrap();
+        kept.sync().unwrap();
+        assert!(!p.exists());
+        kept.commit().unwrap();
+        drop(kept);
+        assert_eq!(fs::read(&p).unwrap(), b"rows");
+        let dropped =
+            Staged::write_with(&dir.path().join("s.json"), |w| w.write_all(b"{}")).unwrap();
+        drop(dropped);
+        let failed = Staged::write_with(&dir.path().join("t.json"), |_| {
+            Err(io::Error::other("encoder failed"))
+        });
+        assert!(failed.is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["r.csv"], "no temporary file is left behind");
     }
 
     #[test]

@@ -287,27 +287,8 @@ impl App {
             .map_err(|e| ApiError::from_body_io(&e, limit))?;
         let req: ReconciliationRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("invalid reconciliation request: {e}")))?;
-        let rec = self.jobs.submit(&req.left, &req.right, &req.rules)?;
-        self.job_answer(rec, wait)
-    }
-
-    /// Answers with the job: 200 when it ended within `wait`, else 202.
-    fn job_answer(&self, rec: JobRecord, wait: Duration) -> Result<Response, ApiError> {
-        let rec = if wait.is_zero() {
-            rec
-        } else {
-            self.jobs.wait(&rec.id, wait)?
-        };
-        let status = if rec.state.is_terminal() {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        };
-        let res = json_response(status, &rec.to_api_json());
-        Ok(with_location(
-            res,
-            &format!("/v1/reconciliations/{}", rec.id),
-        ))
+        let rec = self.jobs.submit(&req.left, &req.right, &req.rules, wait)?;
+        Ok(job_answer(&rec))
     }
 
     fn reconcile_one_shot(
@@ -374,14 +355,14 @@ impl App {
                     .to_owned(),
             ));
         };
-        let rec = match self.jobs.submit(&l.id, &r.id, rules) {
+        let rec = match self.jobs.submit(&l.id, &r.id, rules, wait) {
             Ok(rec) => rec,
             Err(e) => {
                 cleanup(stored(&left), stored(&right));
                 return Err(e);
             }
         };
-        self.job_answer(rec, wait)
+        Ok(job_answer(&rec))
     }
 
     fn results(&self, id: &str, query: Option<&str>) -> Result<Response, ApiError> {
@@ -516,6 +497,17 @@ fn apply_option(opts: &mut UploadOptions, key: &str, value: &str) -> Result<(), 
         _ => {}
     }
     Ok(())
+}
+
+/// Answers with a submitted job: 200 when it has ended, else 202.
+fn job_answer(rec: &JobRecord) -> Response {
+    let status = if rec.state.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let res = json_response(status, &rec.to_api_json());
+    with_location(res, &format!("/v1/reconciliations/{}", rec.id))
 }
 
 /// The `wait` query parameter in seconds (`default` when absent), capped at 300.

@@ -12,18 +12,27 @@
 //! data directory sees the same jobs. A job left `queued` or `running` by a
 //! process that is gone is marked `failed` with the error `interrupted` when
 //! the next instance starts; its results, never renamed into place, are not served.
+//!
+//! Durability, with as few fsyncs on a request's path as that allows: a job is
+//! queued with its files written but not yet fsynced, and made durable before
+//! an answer shows it unfinished (202). Its end takes two rounds of fsyncs
+//! (see `commit_end`): results, rules, directories and the final record under
+//! a temporary name all at once, then the record's rename. Only then is a
+//! waiting request woken, so an answer never shows an end that a crash could
+//! undo, and a record showing the end never outlives the results it names.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::durable;
+use crate::durable::{self, Staged};
 use crate::error::ApiError;
 use crate::ids;
 use crate::owner::Owner;
@@ -181,8 +190,36 @@ pub struct Jobs {
     pool: rayon::ThreadPool,
     owner: Owner,
     store: Arc<DatasetStore>,
-    /// Bumped whenever a job of this instance ends; waiters sleep on it.
-    ended: Arc<(Mutex<u64>, Condvar)>,
+    /// This instance's unfinished jobs; waiters sleep on the condvar.
+    local: Arc<(Mutex<Local>, Condvar)>,
+}
+
+/// The jobs this instance runs, as waiters see them.
+#[derive(Debug, Default)]
+struct Local {
+    /// Bumped whenever one of them ends (after its end is durable).
+    ended: u64,
+    /// Ids of those not ended yet: their `job.json` may show an end before it
+    /// is durable, so a waiter trusts it only once the id has left this set.
+    unfinished: HashSet<String>,
+}
+
+/// Takes a job out of [`Local::unfinished`] and wakes the waiters, however
+/// the job's thread ends (normally or by a panic).
+struct EndGuard {
+    local: Arc<(Mutex<Local>, Condvar)>,
+    id: String,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.local;
+        let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        local.unfinished.remove(&self.id);
+        local.ended += 1;
+        drop(local);
+        cvar.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Jobs {
@@ -218,7 +255,7 @@ impl Jobs {
             pool,
             owner,
             store,
-            ended: Arc::new((Mutex::new(0), Condvar::new())),
+            local: Arc::new((Mutex::new(Local::default()), Condvar::new())),
         };
         jobs.recover();
         Ok(jobs)
@@ -262,11 +299,20 @@ impl Jobs {
         }
     }
 
-    /// Accepts a job over two stored datasets and queues it.
+    /// Accepts a job over two stored datasets, queues it, and waits up to
+    /// `wait` for it to end. The record returned is durable whatever state it
+    /// shows: an ended job's results and end were committed before it ends the
+    /// wait, and an unfinished job's acceptance is fsynced before this returns.
     ///
     /// # Errors
     /// 422 when a dataset is unknown or the rules are invalid; 500 for disk errors.
-    pub fn submit(&self, left: &str, right: &str, rules: &str) -> Result<JobRecord, ApiError> {
+    pub fn submit(
+        &self,
+        left: &str,
+        right: &str,
+        rules: &str,
+        wait: Duration,
+    ) -> Result<JobRecord, ApiError> {
         for (side, id) in [("left", left), ("right", right)] {
             self.store.get(id).map_err(|_| {
                 ApiError::Unprocessable(format!("{side} dataset {id:?} does not exist"))
@@ -275,8 +321,9 @@ impl Jobs {
         reconcile::check_rules(rules).map_err(ApiError::Unprocessable)?;
         let id = ids::new_id();
         let dir = self.dir.join(&id);
-        fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-        durable::write_atomic(&dir.join("rules.toml"), rules.as_bytes())
+        fs::create_dir(&dir).map_err(ApiError::internal)?;
+        // Written, not yet fsynced: see `sync_accepted`.
+        durable::write_atomic_unsynced(&dir.join("rules.toml"), rules.as_bytes())
             .map_err(ApiError::internal)?;
         let rec = JobRecord {
             id: id.clone(),
@@ -295,24 +342,38 @@ impl Jobs {
             summary: None,
             owner: Some(self.owner.clone()),
         };
-        write_record(&dir, &rec).map_err(ApiError::internal)?;
-        durable::sync_dir(&self.dir).map_err(ApiError::internal)?;
+        write_record_with(&dir, &rec, Durability::Atomic).map_err(ApiError::internal)?;
+        self.local
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unfinished
+            .insert(id.clone());
+        let guard = EndGuard {
+            local: Arc::clone(&self.local),
+            id: id.clone(),
+        };
         let store = Arc::clone(&self.store);
-        let ended = Arc::clone(&self.ended);
         let run_rec = rec.clone();
         let rules = rules.to_owned();
+        let jobs_dir = self.dir.clone();
+        let job_dir = dir.clone();
         self.pool.spawn(move || {
-            let deferred = run(&dir, run_rec, &store, &rules);
-            let (lock, cvar) = &*ended;
-            if let Ok(mut n) = lock.lock() {
-                *n += 1;
-            }
-            cvar.notify_all();
+            let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules);
+            drop(guard);
             if let Some(d) = deferred {
-                finish_parquet(&dir, d);
+                finish_parquet(&job_dir, d);
             }
         });
         tracing::info!(job = %id, left, right, "reconciliation queued");
+        let rec = if wait.is_zero() {
+            rec
+        } else {
+            self.wait(&id, wait)?
+        };
+        if !rec.state.is_terminal() {
+            sync_accepted(&self.dir, &dir).map_err(ApiError::internal)?;
+        }
         Ok(rec)
     }
 
@@ -339,26 +400,37 @@ impl Jobs {
     }
 
     /// Waits up to `timeout` for a job to end; returns its record either way.
+    /// A job of this instance is seen ended only once its end is durable.
     ///
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown id.
     pub fn wait(&self, id: &str, timeout: Duration) -> Result<JobRecord, ApiError> {
         let deadline = Instant::now() + timeout;
-        let (lock, cvar) = &*self.ended;
+        let (lock, cvar) = &*self.local;
         loop {
-            let seen = lock.lock().map(|n| *n).unwrap_or(0);
+            let (seen, committing) = {
+                let local = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                (local.ended, local.unfinished.contains(id))
+            };
             let rec = self.get(id)?;
+            let ended = rec.state.is_terminal();
             let now = Instant::now();
-            if rec.state.is_terminal() || now >= deadline {
+            if ended && !committing {
                 return Ok(rec);
             }
-            // Woken when any job of this instance ends; a job of another replica
+            // Past the deadline, answer, unless the record shows an end still
+            // being committed: that is one fsync away, so wait for it.
+            if now >= deadline && !ended {
+                return Ok(rec);
+            }
+            // Woken when a job of this instance ends; a job of another replica
             // is polled at most every 100 ms.
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            if let Ok(guard) = lock.lock()
-                && *guard == seen
-            {
-                let _ = cvar.wait_timeout(guard, wait);
+            let wait = deadline
+                .saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), Duration::from_millis(100));
+            let local = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            if local.ended == seen {
+                let _ = cvar.wait_timeout(local, wait);
             }
         }
     }
@@ -421,7 +493,47 @@ fn write_record_with(dir: &Path, rec: &JobRecord, durability: Durability) -> io:
     }
 }
 
-/// Runs one job on a pool thread, recording every state change.
+/// Makes an accepted job durable: its rules and record fsynced, its directory
+/// and the entry naming it in `jobs/`.
+fn sync_accepted(jobs_dir: &Path, dir: &Path) -> io::Result<()> {
+    durable::sync_file(&dir.join("rules.toml"))?;
+    durable::sync_file(&dir.join("job.json"))?;
+    durable::sync_dir(dir)?;
+    durable::sync_dir(jobs_dir)
+}
+
+/// Records a job's end durably, in two rounds of fsyncs. First, at once (the
+/// file system can fold them into one journal commit): the result `files`
+/// (already in place), the rules, the job's directory, the entry naming it in
+/// `jobs/`, and the final record written under a temporary name. Then the
+/// record is renamed into place and the directory fsynced again. So a record
+/// showing the end survives a crash only with everything it refers to.
+fn commit_end(jobs_dir: &Path, dir: &Path, rec: &JobRecord, files: Vec<Staged>) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(rec).map_err(io::Error::other)?;
+    let rules = dir.join("rules.toml");
+    let mut record = std::thread::scope(|s| {
+        let mut syncs = Vec::with_capacity(files.len() + 3);
+        for f in &files {
+            syncs.push(s.spawn(|| f.sync()));
+        }
+        syncs.push(s.spawn(|| durable::sync_file(&rules)));
+        syncs.push(s.spawn(|| durable::sync_dir(dir)));
+        syncs.push(s.spawn(|| durable::sync_dir(jobs_dir)));
+        let record = Staged::write(&dir.join("job.json"), &json);
+        let record = record.and_then(|r| r.sync().map(|()| r));
+        let mut synced = Ok(());
+        for h in syncs {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an fsync panicked")));
+            synced = synced.and(r);
+        }
+        synced.and(record)
+    })?;
+    record.commit()?;
+    durable::sync_dir(dir)
+}
+
 /// Writes the deferred Parquet results and records whether that worked.
 fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
     let state = match catch_unwind(AssertUnwindSafe(|| deferred.write_parquet(dir))) {
@@ -446,6 +558,7 @@ fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
 /// Runs one job on a pool thread, recording every state change; returns the
 /// Parquet write left to do when the job succeeded.
 fn run(
+    jobs_dir: &Path,
     dir: &Path,
     mut rec: JobRecord,
     store: &DatasetStore,
@@ -459,18 +572,20 @@ fn run(
     }
     let span = tracing::info_span!("job", id = %rec.id);
     let _enter = span.enter();
-    let result = catch_unwind(AssertUnwindSafe(|| execute(dir, &rec, store, rules)));
+    let progress = Mutex::new(Progress::default());
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        execute(dir, &rec, store, rules, &progress)
+    }));
     let elapsed = started.elapsed();
     rec.finished = Some(durable::now_rfc3339());
     rec.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-    // Re-read the latest progress the run wrote.
-    if let Some(latest) = read_record(dir) {
-        rec.progress = latest.progress;
-    }
+    rec.progress = *progress.lock().unwrap_or_else(PoisonError::into_inner);
     let mut deferred = None;
+    let mut files = Vec::new();
     match result {
         Ok(Ok((done, later))) => {
             deferred = Some(later);
+            files.extend(done.files);
             rec.parquet = Some(ParquetState::Pending);
             rec.state = JobState::Succeeded;
             rec.progress.done = rec.progress.total;
@@ -479,7 +594,6 @@ fn run(
             }
             rec.summary = Some(done.summary);
             rec.stages = Some(done.stages);
-            tracing::info!(ms = rec.duration_ms, "reconciliation succeeded");
         }
         Ok(Err(e)) => {
             rec.state = JobState::Failed;
@@ -492,10 +606,28 @@ fn run(
             rec.error = Some("internal error".to_owned());
         }
     }
+    let committing = Instant::now();
+    if let Err(e) = commit_end(jobs_dir, dir, &rec, files) {
+        tracing::error!(error = %e, "could not record job end");
+        deferred = None;
+        rec.state = JobState::Failed;
+        rec.error = Some(format!("recording the job's end: {e}"));
+        rec.parquet = None;
+        rec.summary = None;
+        rec.stages = None;
+        if let Err(e) = write_record(dir, &rec) {
+            tracing::error!(error = %e, "could not record job failure");
+        }
+    }
     metrics::counter!("recon_jobs_total", "status" => rec.state.as_str()).increment(1);
     metrics::histogram!("recon_job_duration_seconds").record(elapsed.as_secs_f64());
-    if let Err(e) = write_record(dir, &rec) {
-        tracing::error!(error = %e, "could not record job end");
+    if rec.state == JobState::Succeeded {
+        tracing::info!(
+            ms = rec.duration_ms,
+            stages = ?rec.stages,
+            commit_ms = committing.elapsed().as_secs_f64() * 1000.0,
+            "reconciliation succeeded"
+        );
     }
     deferred
 }
@@ -505,6 +637,7 @@ fn execute(
     rec: &JobRecord,
     store: &DatasetStore,
     rules: &str,
+    progress: &Mutex<Progress>,
 ) -> Result<(reconcile::Finished, reconcile::Deferred), String> {
     let started = Instant::now();
     let load = |id: &str| store.load(id).map_err(|e| format!("dataset {id}: {e}"));
@@ -524,8 +657,10 @@ fn execute(
             return;
         }
         *last = Instant::now();
+        if let Ok(mut p) = progress.lock() {
+            *p = Progress { done, total };
+        }
         if let Ok(mut r) = progress_rec.lock() {
-            r.state = JobState::Running;
             r.progress = Progress { done, total };
             let _ = write_record_with(dir, &r, Durability::Atomic);
         }

@@ -1,14 +1,15 @@
 //! The one adapter between jobs and recon-core's matcher: parse the rules, map
 //! both stored tables to sides, run the reconciler, write the results.
 //!
-//! When a job succeeds it holds `results.csv` and `summary.json`, each written
-//! to a temporary file, fsynced and renamed into place; filtered CSV and NDJSON
-//! are produced on request from `results.csv` (see [`crate::results`]).
+//! A run writes `results.csv` and `summary.json` (the two at once), each
+//! complete under a temporary name and then renamed into place; the job runner
+//! fsyncs them as it commits the job's end, which is what makes them served
+//! (see [`crate::jobs`]). Filtered CSV and NDJSON are produced on request from
+//! `results.csv` (see [`crate::results`]).
 //! `results.parquet` is written just after (see [`Deferred`]), so a client
 //! waiting for the summary does not wait for the Parquet encoder.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io;
 use std::path::Path;
 
 use recon_core::input::Table;
@@ -20,10 +21,10 @@ use recon_core::output::{
 use recon_core::rules::Rules;
 use recon_core::side::Side;
 
-use crate::durable;
+use crate::durable::{self, Staged};
 
 /// What a finished reconciliation reports to the job runner.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Finished {
     /// The summary as `summary.json` holds it.
     pub summary: serde_json::Value,
@@ -31,6 +32,8 @@ pub struct Finished {
     pub records: Vec<(String, u64)>,
     /// Milliseconds per stage.
     pub stages: Stages,
+    /// `results.csv` and `summary.json`, in place, not yet fsynced.
+    pub files: [Staged; 2],
 }
 
 /// Work left after a job is marked succeeded: writing `results.parquet`.
@@ -77,7 +80,8 @@ pub struct Stages {
     pub map_ms: f64,
     /// The matcher.
     pub match_ms: f64,
-    /// Writing results and summary durably.
+    /// Writing `results.csv` and `summary.json` into place (their fsyncs
+    /// are part of committing the job's end, logged as `commit_ms`).
     pub write_ms: f64,
 }
 
@@ -167,13 +171,25 @@ pub fn execute(
         .map_err(|e| e.to_string())?;
     stages.match_ms = ms_since(t);
     let t = std::time::Instant::now();
-
-    write_durably(dir, "results.csv", |w| {
-        write_results_csv(&outcome, &l, &r, w, &StatusFilter::ALL)
-    })?;
-    write_durably(dir, "summary.json", |w| {
-        write_summary_json(&outcome.summary, w)
-    })?;
+    // The summary is written on a second thread while the results are.
+    let (results, summary) = std::thread::scope(|s| {
+        let summary = s.spawn(|| {
+            stage(dir, "summary.json", |w| {
+                write_summary_json(&outcome.summary, w)
+            })
+        });
+        let results = stage(dir, "results.csv", |w| {
+            write_results_csv(&outcome, &l, &r, w, &StatusFilter::ALL)
+        });
+        let summary = summary
+            .join()
+            .unwrap_or_else(|_| Err("writing summary.json panicked".to_owned()));
+        (results, summary)
+    });
+    let mut files = [results?, summary?];
+    for f in &mut files {
+        f.commit().map_err(|e| format!("writing results: {e}"))?;
+    }
     stages.write_ms = ms_since(t);
 
     let mut counts = [0u64; Status::ALL.len()];
@@ -192,6 +208,7 @@ pub fn execute(
         summary,
         records,
         stages,
+        files,
     };
     Ok((
         finished,
@@ -203,24 +220,26 @@ pub fn execute(
     ))
 }
 
-/// Writes `dir/name` through a temporary file: write, fsync, rename, fsync dir.
+/// Writes `dir/name` under a temporary name (see [`Staged`]).
+fn stage(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> Result<(), OutputError>,
+) -> Result<Staged, String> {
+    Staged::write_with(&dir.join(name), |w| write(w).map_err(io::Error::other))
+        .map_err(|e| format!("writing {name}: {e}"))
+}
+
+/// Writes `dir/name` durably: staged, renamed into place, directory fsynced.
 fn write_durably(
     dir: &Path,
     name: &str,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), OutputError>,
+    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> Result<(), OutputError>,
 ) -> Result<(), String> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(|e| e.to_string())?;
-        let mut w = BufWriter::with_capacity(1 << 16, file);
-        write(&mut w).map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
-        let file = w.into_inner().map_err(|e| e.to_string())?;
-        file.sync_all().map_err(|e| e.to_string())?;
-        durable::rename_durable(&tmp, &dir.join(name)).map_err(|e| e.to_string())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|e| format!("writing {name}: {e}"))
+    let mut staged = stage(dir, name, write)?;
+    staged
+        .sync()
+        .and_then(|()| staged.commit())
+        .and_then(|()| durable::sync_dir(dir))
+        .map_err(|e| format!("writing {name}: {e}"))
 }
