@@ -298,14 +298,18 @@ impl Conn {
     fn serve_inline(&mut self, head: Head, exchange: Exchange) -> Result<bool, Close> {
         let request = http::Request::from_parts(head.parts, RequestBody::empty());
         let app = &self.shared.app;
-        let response =
-            catch_unwind(AssertUnwindSafe(|| app.handle(request))).unwrap_or_else(|_| {
-                tracing::error!(
-                    engine = "threaded",
-                    "inline handler panicked; answering 500"
-                );
-                problem::response(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
-            });
+        // Marked for the sweeper: a coroutine still in here when it looks
+        // was abandoned by a stack overflow (registry.rs).
+        self.slot.set_inline();
+        let response = catch_unwind(AssertUnwindSafe(|| app.handle(request)));
+        self.slot.set_busy();
+        let response = response.unwrap_or_else(|_| {
+            tracing::error!(
+                engine = "threaded",
+                "inline handler panicked; answering 500"
+            );
+            problem::response(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+        });
         let (parts, body) = response.into_parts();
         match body {
             ResponseBody::Empty => self.write_full(&parts, &Bytes::new(), exchange, true),
@@ -314,7 +318,10 @@ impl Conn {
                 let (mut out, keep) = self.start_stream(&parts, exchange, true);
                 let mut buf = vec![0; self.shared.settings.send_bytes.get()];
                 loop {
-                    match reader.read(&mut buf) {
+                    self.slot.set_inline();
+                    let read = reader.read(&mut buf);
+                    self.slot.set_busy();
+                    match read {
                         Ok(0) => break,
                         Ok(n) => {
                             if self.write_piece(&mut out, &buf[..n]).is_err() {

@@ -204,7 +204,10 @@ pub fn serve_with_options(
     let (sweep_tx, sweep_rx) = mpsc::channel::<SweepCommand>();
     let sweeper = {
         let shared = Arc::clone(&shared);
-        spawn_coroutine("recon-sweep", move || sweep_loop(&shared, &sweep_rx))
+        let slots = (overload == Overload::Queue).then(|| Arc::clone(&slots));
+        spawn_coroutine("recon-sweep", move || {
+            sweep_loop(&shared, &sweep_rx, slots.as_deref());
+        })
     };
     if let Err(e) = sweeper {
         stop_accepting(&shared, local, &slots);
@@ -392,21 +395,42 @@ struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.shared.registry.remove(self.id);
-        self.shared.app.state().connection_closed();
-        if let Some(slots) = &self.slots {
-            slots.post();
+        // The sweeper may have reaped (and released) it already.
+        if self.shared.registry.remove(self.id) {
+            release_connection(&self.shared, self.slots.as_deref());
         }
     }
 }
 
-/// Closes idle connections every `cleanup_interval`, and on command.
-fn sweep_loop(shared: &Shared, commands: &mpsc::Receiver<SweepCommand>) {
+/// Counts a connection as closed and frees its `connection_limit` slot.
+fn release_connection(shared: &Shared, slots: Option<&Semphore>) {
+    shared.app.state().connection_closed();
+    if let Some(slots) = slots {
+        slots.post();
+    }
+}
+
+/// Closes idle connections every `cleanup_interval`, and on command; reaps
+/// connections abandoned by a stack overflow (releasing their slot in
+/// `slots`, the accept loop's semaphore when overload queues).
+fn sweep_loop(shared: &Shared, commands: &mpsc::Receiver<SweepCommand>, slots: Option<&Semphore>) {
     let interval = shared
         .settings
         .cleanup_interval
         .max(Duration::from_millis(10));
     loop {
+        let reaped = shared.registry.reap_abandoned();
+        if reaped > 0 {
+            tracing::error!(
+                engine = "threaded",
+                reaped,
+                "a connection's coroutine overflowed its stack in an inline handler; \
+                 closed it and released its connection slot"
+            );
+            for _ in 0..reaped {
+                release_connection(shared, slots);
+            }
+        }
         match commands.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {
                 let closed = shared.registry.sweep();

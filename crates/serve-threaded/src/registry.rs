@@ -3,7 +3,11 @@
 //! none while a request is in progress.
 //!
 //! The sweeper closes a connection by shutting down a duplicate of its socket,
-//! which wakes the coroutine blocked on it with end-of-stream. Only
+//! which wakes the coroutine blocked on it with end-of-stream. It also reaps
+//! a connection whose coroutine it finds inside an inline handler: inline
+//! handlers never yield, so the sweeper (another coroutine of the same
+//! worker) can only see that state when the coroutine was abandoned by a
+//! stack overflow. Only
 //! coroutines of the single may worker touch the registry, so they never run
 //! at the same time; the std `Mutex` is never held across a yield.
 
@@ -15,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// No deadline: a request is in progress.
 const BUSY: u64 = 0;
+
+/// The connection's coroutine is running an inline handler.
+const INLINE: u64 = u64::MAX;
 
 /// Milliseconds since the first call, never 0.
 fn now_ms() -> u64 {
@@ -51,13 +58,23 @@ impl Slot {
         self.deadline_ms.store(BUSY, Ordering::Relaxed);
     }
 
+    /// The coroutine runs application code that never yields (an inline
+    /// handler, or an inline stream's read); [`Slot::set_busy`] after it.
+    pub(crate) fn set_inline(&self) {
+        self.deadline_ms.store(INLINE, Ordering::Relaxed);
+    }
+
     fn is_idle(&self) -> bool {
-        self.deadline_ms.load(Ordering::Relaxed) != BUSY
+        let deadline = self.deadline_ms.load(Ordering::Relaxed);
+        deadline != BUSY && deadline != INLINE
+    }
+
+    fn is_inline(&self) -> bool {
+        self.deadline_ms.load(Ordering::Relaxed) == INLINE
     }
 
     fn expired(&self, now: u64) -> bool {
-        let deadline = self.deadline_ms.load(Ordering::Relaxed);
-        deadline != BUSY && now >= deadline
+        self.is_idle() && now >= self.deadline_ms.load(Ordering::Relaxed)
     }
 
     fn close(&self) {
@@ -88,9 +105,33 @@ impl Registry {
         id
     }
 
-    /// Removes a closed connection.
-    pub(crate) fn remove(&self, id: u64) {
-        self.with_slots(|s| s.remove(&id));
+    /// Removes a closed connection; `false` when the sweeper reaped it
+    /// already (whoever removes the entry releases the connection's count
+    /// and `connection_limit` slot, so that happens once).
+    pub(crate) fn remove(&self, id: u64) -> bool {
+        self.with_slots(|s| s.remove(&id).is_some())
+    }
+
+    /// Closes and removes the connections whose coroutine was abandoned
+    /// inside an inline handler (a stack overflow: may's guard page stops
+    /// the coroutine without unwinding it, so its own cleanup never runs).
+    /// Called from the sweeper, a coroutine of the same single worker, which
+    /// never runs while an inline handler does. Returns how many; the caller
+    /// releases their counts and slots.
+    pub(crate) fn reap_abandoned(&self) -> usize {
+        self.with_slots(|s| {
+            let dead: Vec<u64> = s
+                .iter()
+                .filter(|(_, slot)| slot.is_inline())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &dead {
+                if let Some(slot) = s.remove(id) {
+                    slot.close();
+                }
+            }
+            dead.len()
+        })
     }
 
     /// Closes connections idle past their deadline; returns how many.
@@ -118,5 +159,61 @@ impl Registry {
     /// Closes every connection (shutdown past its timeout).
     pub(crate) fn close_all(&self) {
         self.with_slots(|s| s.values().for_each(|slot| slot.close()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A connected pair: the registry's socket and the client's.
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn only_a_connection_left_inside_an_inline_handler_is_reaped() {
+        let registry = Registry::default();
+        let (server, mut client) = pair();
+        let abandoned = Arc::new(Slot::new(server));
+        let dead = registry.insert(Arc::clone(&abandoned));
+        let (busy_server, _busy_client) = pair();
+        let busy = registry.insert(Arc::new(Slot::new(busy_server)));
+        let (idle_server, _idle_client) = pair();
+        let idle_slot = Arc::new(Slot::new(idle_server));
+        idle_slot.set_idle(Duration::from_secs(60));
+        let idle = registry.insert(idle_slot);
+
+        abandoned.set_inline();
+        assert_eq!(registry.sweep(), 0, "an inline handler has no deadline");
+        assert_eq!(registry.reap_abandoned(), 1);
+        // The client sees the connection end.
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(client.read(&mut [0u8; 8]).unwrap(), 0);
+        // Reaped once: the connection's own guard finds it gone.
+        assert!(!registry.remove(dead));
+        assert_eq!(registry.reap_abandoned(), 0);
+        assert!(registry.remove(busy));
+        assert!(registry.remove(idle));
+    }
+
+    #[test]
+    fn an_inline_handler_that_returned_is_not_reaped() {
+        let registry = Registry::default();
+        let (server, _client) = pair();
+        let slot = Arc::new(Slot::new(server));
+        let id = registry.insert(Arc::clone(&slot));
+        slot.set_inline();
+        slot.set_busy();
+        assert_eq!(registry.reap_abandoned(), 0);
+        assert!(registry.remove(id));
     }
 }
