@@ -16,10 +16,92 @@ use crate::money::Currency;
 pub struct TextColumn {
     data: String,
     /// `offsets[i]..offsets[i + 1]` is row `i`'s text.
-    offsets: Vec<usize>,
+    offsets: Offsets,
     /// `true` where row `i` was missing.
     nulls: Vec<bool>,
 }
+
+/// Offsets into a column's text: 4 bytes each while the text stays under 4 GiB
+/// (every real column; half the memory of `usize`), 8 bytes beyond.
+#[derive(Debug, Clone)]
+enum Offsets {
+    Narrow(Vec<u32>),
+    Wide(Vec<usize>),
+}
+
+impl Offsets {
+    fn with_capacity(n: usize) -> Self {
+        Self::Narrow(Vec::with_capacity(n))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Narrow(v) => v.len(),
+            Self::Wide(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> usize {
+        match self {
+            Self::Narrow(v) => v[i] as usize,
+            Self::Wide(v) => v[i],
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        match self {
+            Self::Narrow(v) => v.reserve(n),
+            Self::Wide(v) => v.reserve(n),
+        }
+    }
+
+    /// Switches to 8-byte offsets when `max` does not fit in 4 bytes.
+    fn make_room(&mut self, max: usize) {
+        if let Self::Narrow(v) = self
+            && u32::try_from(max).is_err()
+        {
+            *self = Self::Wide(v.iter().map(|&o| o as usize).collect());
+        }
+    }
+
+    fn push(&mut self, o: usize) {
+        self.make_room(o);
+        match self {
+            Self::Narrow(v) => v.push(u32::try_from(o).unwrap_or(u32::MAX)),
+            Self::Wide(v) => v.push(o),
+        }
+    }
+
+    /// Appends `offsets`, none of which exceeds `max`.
+    fn extend(&mut self, max: usize, offsets: impl Iterator<Item = usize>) {
+        self.make_room(max);
+        match self {
+            Self::Narrow(v) => v.extend(offsets.map(|o| u32::try_from(o).unwrap_or(u32::MAX))),
+            Self::Wide(v) => v.extend(offsets),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+impl PartialEq for Offsets {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Narrow(a), Self::Narrow(b)) => a == b,
+            (Self::Wide(a), Self::Wide(b)) => a == b,
+            _ => self.len() == other.len() && self.iter().eq(other.iter()),
+        }
+    }
+}
+
+impl Eq for Offsets {}
 
 impl Default for TextColumn {
     fn default() -> Self {
@@ -30,7 +112,7 @@ impl Default for TextColumn {
 impl TextColumn {
     /// An empty column with room for `rows` values of about `bytes` in total.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
+        let mut offsets = Offsets::with_capacity(rows + 1);
         offsets.push(0);
         Self {
             data: String::with_capacity(bytes),
@@ -70,8 +152,10 @@ impl TextColumn {
         }
         let base = self.data.len();
         self.data.push_str(&other.data);
-        self.offsets
-            .extend(other.offsets.iter().skip(1).map(|o| base + o));
+        self.offsets.extend(
+            self.data.len(),
+            other.offsets.iter().skip(1).map(|o| base + o),
+        );
         self.nulls.extend_from_slice(&other.nulls);
     }
 
@@ -88,7 +172,7 @@ impl TextColumn {
             self.offsets.push(0);
         }
         let end = self.data.len();
-        self.offsets.extend(std::iter::repeat_n(end, n));
+        self.offsets.extend(end, std::iter::repeat_n(end, n));
         self.nulls.extend(std::iter::repeat_n(true, n));
     }
 
@@ -116,6 +200,7 @@ impl TextColumn {
                 let base = self.data.len();
                 self.data.push_str(text);
                 self.offsets.extend(
+                    self.data.len(),
                     offsets[1..]
                         .iter()
                         .map(|&o| base + usize::try_from(o).unwrap_or(0) - start),
@@ -154,7 +239,7 @@ impl TextColumn {
         if self.nulls[i] {
             None
         } else {
-            Some(&self.data[self.offsets[i]..self.offsets[i + 1]])
+            Some(&self.data[self.offsets.get(i)..self.offsets.get(i + 1)])
         }
     }
 
@@ -296,6 +381,24 @@ mod tests {
                 prop_assert_eq!(extended(a, &skip), pushed(a, &skip));
             }
         }
+    }
+
+    #[test]
+    fn offsets_widen_past_4_gib_and_keep_their_values() {
+        let mut o = Offsets::with_capacity(2);
+        o.push(0);
+        o.push(7);
+        let narrow = o.clone();
+        assert!(matches!(o, Offsets::Narrow(_)));
+        let big = u32::MAX as usize + 10;
+        o.extend(big, [big - 1, big].into_iter());
+        assert!(matches!(o, Offsets::Wide(_)));
+        assert_eq!(o.iter().collect::<Vec<_>>(), [0, 7, big - 1, big]);
+        o.push(big + 1);
+        assert_eq!(o.get(4), big + 1);
+        let mut wide = Offsets::Wide(vec![0]);
+        wide.push(7);
+        assert_eq!(wide, narrow);
     }
 
     #[test]
