@@ -266,47 +266,49 @@ fn for_each_row<'a>(
 
 /// Appends a score in `[0, 1]` with exactly 4 decimals, rounded half up.
 /// Integer formatting: `{:.4}` on `f64` takes an exact (and slow) path.
-fn push_score(buf: &mut String, score: f64) {
+fn push_score(buf: &mut Vec<u8>, score: f64) {
     let scaled = (score.clamp(0.0, 1.0) * 10_000.0).round() as u32;
     push_u64(buf, u64::from(scaled / 10_000));
-    buf.push('.');
+    buf.push(b'.');
     push_padded(buf, u64::from(scaled % 10_000), 4);
 }
 
 /// Appends `v` in decimal, the bytes of `{v}`, without `core::fmt`.
-fn push_u64(buf: &mut String, v: u64) {
+fn push_u64(buf: &mut Vec<u8>, v: u64) {
     push_padded(buf, v, 1);
 }
 
-/// Appends `v` in decimal with at least `width` digits (zero-padded), the
-/// bytes of `{v:0width$}`.
-fn push_padded(buf: &mut String, mut v: u64, width: usize) {
+/// Appends `v` in decimal with at least `width` (>= 1) digits, zero-padded:
+/// the bytes of `{v:0width$}`. Digits go to a stack buffer first and are
+/// appended with one copy.
+fn push_padded(buf: &mut Vec<u8>, mut v: u64, width: usize) {
     let mut digits = [0u8; 20];
     let mut k = digits.len();
-    while v > 0 || digits.len() - k < width {
+    loop {
         k -= 1;
         digits[k] = b'0' + (v % 10) as u8;
         v /= 10;
+        if v == 0 && digits.len() - k >= width {
+            break;
+        }
     }
-    for &d in &digits[k..] {
-        buf.push(char::from(d));
-    }
+    buf.extend_from_slice(&digits[k..]);
 }
 
 /// Appends `v` in decimal, the bytes of `{v}`.
-fn push_i64(buf: &mut String, v: i64) {
+fn push_i64(buf: &mut Vec<u8>, v: i64) {
     if v < 0 {
-        buf.push('-');
+        buf.push(b'-');
     }
     push_u64(buf, v.unsigned_abs());
 }
 
 /// Appends an amount exactly as `Minor`'s `Display` writes it: sign, major
 /// units, and for currencies with minor units a dot and that many digits.
-fn push_minor(buf: &mut String, units: i64, currency: Currency) {
+fn push_minor(buf: &mut Vec<u8>, units: i64, currency: Currency) {
     let scale = u32::from(currency.minor_units());
     if units < 0 {
-        buf.push('-');
+        buf.push(b'-');
     }
     let magnitude = units.unsigned_abs();
     if scale == 0 {
@@ -315,23 +317,35 @@ fn push_minor(buf: &mut String, units: i64, currency: Currency) {
     }
     let pow = 10u64.pow(scale);
     push_u64(buf, magnitude / pow);
-    buf.push('.');
+    buf.push(b'.');
     push_padded(buf, magnitude % pow, scale as usize);
 }
 
-fn push_csv_field(buf: &mut String, value: &str) {
-    if value.contains([',', '"', '\n', '\r']) {
-        buf.push('"');
-        for c in value.chars() {
-            if c == '"' {
-                buf.push('"');
+/// Whether a CSV field needs quotes.
+fn needs_quotes(value: &str) -> bool {
+    value
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
+/// Appends `value` as a CSV field; `quote` is [`needs_quotes`] of it.
+fn push_csv_text(buf: &mut Vec<u8>, value: &str, quote: bool) {
+    if quote {
+        buf.push(b'"');
+        for part in value.split_inclusive('"') {
+            buf.extend_from_slice(part.as_bytes());
+            if part.ends_with('"') {
+                buf.push(b'"');
             }
-            buf.push(c);
         }
-        buf.push('"');
+        buf.push(b'"');
     } else {
-        buf.push_str(value);
+        buf.extend_from_slice(value.as_bytes());
     }
+}
+
+fn push_csv_field(buf: &mut Vec<u8>, value: &str) {
+    push_csv_text(buf, value, needs_quotes(value));
 }
 
 /// Writes `results.csv` (header and one row per record passing `filter`).
@@ -348,83 +362,165 @@ pub fn write_results_csv(
 ) -> Result<(), OutputError> {
     check(outcome, left, right)?;
     let mut w = BufWriter::with_capacity(1 << 16, writer);
-    let mut buf = COLUMNS.join(",");
+    let mut head = COLUMNS.join(",").into_bytes();
     for (prefix, side) in [("left_", left), ("right_", right)] {
         for (name, _) in &side.extra {
-            buf.push(',');
-            push_csv_field(&mut buf, &format!("{prefix}{name}"));
+            head.push(b',');
+            push_csv_field(&mut head, &format!("{prefix}{name}"));
         }
     }
-    buf.push('\n');
-    w.write_all(buf.as_bytes())?;
-    // Rows are formatted in parallel chunks and written in order, a window
-    // at a time so the text in memory stays bounded.
+    head.push(b'\n');
+    w.write_all(&head)?;
     let order = order(outcome);
-    let mut bufs: Vec<String> = Vec::new();
-    for window in order.chunks(CSV_CHUNK * CSV_WINDOW_CHUNKS) {
-        window
-            .par_chunks(CSV_CHUNK)
-            .map(|chunk| {
-                let mut buf = String::with_capacity(chunk.len() * 80);
-                for &(side, i) in chunk {
-                    let r = row_at(outcome, left, right, side, i as usize);
-                    if filter.contains(r.a.status) {
-                        push_csv_row(&mut buf, &r, left, right);
-                    }
-                }
-                buf
-            })
-            .collect_into_vec(&mut bufs);
-        for b in &bufs {
-            w.write_all(b.as_bytes())?;
-        }
-    }
+    write_in_order(&order, &mut w, |rows, buf| {
+        push_csv_rows(buf, rows, outcome, left, right, filter);
+        Ok(())
+    })?;
     w.flush()?;
     Ok(())
 }
 
-/// Rows per parallel formatting chunk of `results.csv`.
-const CSV_CHUNK: usize = 16_384;
+/// Rows per parallel formatting chunk.
+const ROW_CHUNK: usize = 4096;
 
-/// Chunks formatted before they are written.
-const CSV_WINDOW_CHUNKS: usize = 8;
+/// Chunks formatted per window: the text of one window is written while the
+/// next one is formatted, so at most two windows are in memory.
+const WINDOW_CHUNKS: usize = 16;
+
+/// Output rows gathered before any of them is formatted. Output order visits
+/// records at random; loading a batch's scattered fields in one short loop
+/// lets the CPU overlap those cache misses, where formatting each row as it
+/// is loaded waited on each miss in turn.
+const GATHER: usize = 32;
+
+/// Formats `order` with `format` (rows, output buffer) in parallel chunks of
+/// [`ROW_CHUNK`] rows and writes the chunks in order: the bytes do not
+/// depend on the thread count. Chunk buffers are reused from window to
+/// window, and the next window is formatted while this thread writes the
+/// last one.
+fn write_in_order(
+    order: &[(SideName, u32)],
+    w: &mut impl Write,
+    format: impl Fn(&[(SideName, u32)], &mut Vec<u8>) -> Result<(), OutputError> + Sync,
+) -> Result<(), OutputError> {
+    let format_window =
+        |window: &[(SideName, u32)], bufs: &mut Vec<Vec<u8>>| -> Result<(), OutputError> {
+            let n = window.len().div_ceil(ROW_CHUNK);
+            bufs.resize_with(n.max(bufs.len()), Vec::new);
+            window
+                .par_chunks(ROW_CHUNK)
+                .zip(bufs[..n].par_iter_mut())
+                .map(|(rows, buf)| {
+                    buf.clear();
+                    format(rows, buf)
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect()
+        };
+    let windows: Vec<&[(SideName, u32)]> = order.chunks(ROW_CHUNK * WINDOW_CHUNKS).collect();
+    let (mut ready, mut spare) = (Vec::new(), Vec::new());
+    if let Some(first) = windows.first() {
+        format_window(first, &mut ready)?;
+    }
+    for (k, window) in windows.iter().enumerate() {
+        let n = window.len().div_ceil(ROW_CHUNK);
+        let (mut formatted, mut written) = (Ok(()), Ok(()));
+        rayon::in_place_scope(|scope| {
+            if let Some(next) = windows.get(k + 1) {
+                let (spare, formatted) = (&mut spare, &mut formatted);
+                scope.spawn(move |_| *formatted = format_window(next, spare));
+            }
+            written = ready[..n].iter().try_for_each(|b| w.write_all(b));
+        });
+        written?;
+        formatted?;
+        std::mem::swap(&mut ready, &mut spare);
+    }
+    Ok(())
+}
+
+/// One output row's fields, loaded ahead of formatting (see [`GATHER`]).
+struct Gathered<'a> {
+    side: SideName,
+    index: usize,
+    a: Assignment,
+    record_id: &'a str,
+    quote_id: bool,
+    line: u64,
+    amount: i64,
+    currency: Currency,
+}
+
+/// Appends the `results.csv` rows of `rows` (those passing `filter`).
+fn push_csv_rows(
+    buf: &mut Vec<u8>,
+    rows: &[(SideName, u32)],
+    outcome: &Outcome,
+    left: &Side,
+    right: &Side,
+    filter: &StatusFilter,
+) {
+    let mut batch: Vec<Gathered<'_>> = Vec::with_capacity(GATHER);
+    for group in rows.chunks(GATHER) {
+        batch.clear();
+        batch.extend(group.iter().map(|&(side, i)| {
+            let r = row_at(outcome, left, right, side, i as usize);
+            Gathered {
+                side,
+                index: r.index,
+                a: *r.a,
+                record_id: r.record_id,
+                quote_id: needs_quotes(r.record_id),
+                line: r.line,
+                amount: r.amount,
+                currency: r.currency,
+            }
+        }));
+        for g in &batch {
+            if filter.contains(g.a.status) {
+                push_csv_row(buf, g, outcome, left, right);
+            }
+        }
+    }
+}
 
 /// Appends row `r` of `results.csv`, with its line break.
-fn push_csv_row(buf: &mut String, r: &Row<'_>, left: &Side, right: &Side) {
+fn push_csv_row(buf: &mut Vec<u8>, r: &Gathered<'_>, outcome: &Outcome, left: &Side, right: &Side) {
     if let Some(id) = r.a.match_id {
         push_u64(buf, u64::from(id.get()));
     }
-    buf.push(',');
-    buf.push_str(r.side.as_str());
-    buf.push(',');
-    push_csv_field(buf, r.record_id);
-    buf.push(',');
+    buf.push(b',');
+    buf.extend_from_slice(r.side.as_str().as_bytes());
+    buf.push(b',');
+    push_csv_text(buf, r.record_id, r.quote_id);
+    buf.push(b',');
     push_u64(buf, r.line);
-    buf.push(',');
-    buf.push_str(r.a.status.as_str());
-    buf.push(',');
-    if let Some(rule) = r.rule {
+    buf.push(b',');
+    buf.extend_from_slice(r.a.status.as_str().as_bytes());
+    buf.push(b',');
+    if let Some(rule) = outcome.rule_name(&r.a) {
         push_csv_field(buf, rule);
     }
-    buf.push(',');
+    buf.push(b',');
     if let Some(score) = r.a.score {
         push_score(buf, score);
     }
-    buf.push(',');
+    buf.push(b',');
     push_minor(buf, r.amount, r.currency);
-    buf.push(',');
-    buf.push_str(r.currency.as_str());
-    buf.push(',');
+    buf.push(b',');
+    buf.extend_from_slice(r.currency.as_str().as_bytes());
+    buf.push(b',');
     if let Some(d) = r.a.amount_diff {
         push_minor(buf, d, r.currency);
     }
-    buf.push(',');
+    buf.push(b',');
     if let Some(d) = r.a.date_diff_days {
         push_i64(buf, i64::from(d));
     }
     for (side, other) in [(SideName::Left, left), (SideName::Right, right)] {
         for (_, col) in &other.extra {
-            buf.push(',');
+            buf.push(b',');
             if side == r.side
                 && let Some(v) = extra_value(col, r.index)
             {
@@ -432,7 +528,7 @@ fn push_csv_row(buf: &mut String, r: &Row<'_>, left: &Side, right: &Side) {
             }
         }
     }
-    buf.push('\n');
+    buf.push(b'\n');
 }
 
 fn extra_value(col: &crate::side::TextColumn, i: usize) -> Option<&str> {
@@ -494,41 +590,56 @@ pub fn write_results_ndjson(
     writer: impl Write,
     filter: &StatusFilter,
 ) -> Result<(), OutputError> {
+    check(outcome, left, right)?;
     let mut w = BufWriter::with_capacity(1 << 16, writer);
-    for_each_row(outcome, left, right, filter, |r| {
-        let cur = r.currency;
-        serde_json::to_writer(
-            &mut w,
-            &JsonRow {
-                match_id: r.a.match_id.map(|m| m.get()),
-                side: r.side,
-                record_id: r.record_id,
-                line: r.line,
-                status: r.a.status,
-                rule: r.rule,
-                score: r.a.score,
-                amount: Dec(Minor {
-                    units: r.amount,
-                    currency: cur,
-                }),
-                currency: cur.as_str(),
-                amount_diff: r.a.amount_diff.map(|units| {
-                    Dec(Minor {
-                        units,
-                        currency: cur,
-                    })
-                }),
-                date_diff_days: r.a.date_diff_days,
-                extra: Extras {
-                    side: r.source,
-                    index: r.index,
-                },
-            },
-        )?;
-        w.write_all(b"\n")?;
+    let order = order(outcome);
+    // Rows are serialized in parallel chunks like the CSV's (same bytes
+    // whatever the thread count).
+    write_in_order(&order, &mut w, |rows, buf| {
+        for &(side, i) in rows {
+            let r = row_at(outcome, left, right, side, i as usize);
+            if filter.contains(r.a.status) {
+                push_json_row(buf, &r)?;
+            }
+        }
         Ok(())
     })?;
     w.flush()?;
+    Ok(())
+}
+
+/// Appends row `r` as one JSON object and a line break.
+fn push_json_row(buf: &mut Vec<u8>, r: &Row<'_>) -> Result<(), OutputError> {
+    let cur = r.currency;
+    serde_json::to_writer(
+        &mut *buf,
+        &JsonRow {
+            match_id: r.a.match_id.map(|m| m.get()),
+            side: r.side,
+            record_id: r.record_id,
+            line: r.line,
+            status: r.a.status,
+            rule: r.rule,
+            score: r.a.score,
+            amount: Dec(Minor {
+                units: r.amount,
+                currency: cur,
+            }),
+            currency: cur.as_str(),
+            amount_diff: r.a.amount_diff.map(|units| {
+                Dec(Minor {
+                    units,
+                    currency: cur,
+                })
+            }),
+            date_diff_days: r.a.date_diff_days,
+            extra: Extras {
+                side: r.source,
+                index: r.index,
+            },
+        },
+    )?;
+    buf.push(b'\n');
     Ok(())
 }
 

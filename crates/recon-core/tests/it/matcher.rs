@@ -569,6 +569,59 @@ fn output_bytes_do_not_depend_on_thread_count() {
     }
 }
 
+/// Sides large enough that the writers' output spans many parallel
+/// formatting chunks (4,096 rows) and more than one window (16 chunks), with
+/// record ids that need CSV quoting.
+#[test]
+fn large_outputs_do_not_depend_on_thread_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut wide = |n: usize| {
+        let mut rows = String::new();
+        for i in 0..n {
+            let amount = 1000 + rng.random_range(-2..=2);
+            let day = rng.random_range(0..4);
+            let reference = rng.random_range(0..n / 3);
+            let id = match i % 50 {
+                0 => format!("a,{i}"),
+                1 => format!("q\"{i}\""),
+                _ => i.to_string(),
+            };
+            rows.push_str(&format!("{id} {amount} USD {day} R{reference}\n"));
+        }
+        side("wide", &rows)
+    };
+    let (l, r) = (wide(40_000), wide(40_000));
+    let rules = "[[pass]]\nname = \"p\"\nreference = \"exact\"\namount = { abs = \"0.01\" }\ndate = { window_days = 1 }\n";
+    let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+    let rec = Reconciler::new(rules);
+    let mut outputs = Vec::new();
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        outputs.push(pool.install(|| {
+            let o = rec.run(&l, &r, &NoProgress).unwrap();
+            let (mut csv, mut nd) = (Vec::new(), Vec::new());
+            write_results_csv(&o, &l, &r, &mut csv, &StatusFilter::ALL).unwrap();
+            write_results_ndjson(&o, &l, &r, &mut nd, &StatusFilter::ALL).unwrap();
+            (csv, nd)
+        }));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let text = String::from_utf8(outputs[0].0.clone()).unwrap();
+    assert_eq!(text.lines().count(), 80_001);
+    assert!(text.contains(",\"a,50\",") && text.contains(",\"q\"\"51\"\"\","));
+    assert!(text.contains(",matched,") && text.contains(",unmatched,"));
+    assert_eq!(
+        String::from_utf8(outputs[0].1.clone())
+            .unwrap()
+            .lines()
+            .count(),
+        80_000
+    );
+}
+
 #[test]
 fn the_documented_example_rules_parse() {
     let doc = include_str!("../../../../docs/rules.md");
