@@ -318,7 +318,7 @@ impl Jobs {
                 ApiError::Unprocessable(format!("{side} dataset {id:?} does not exist"))
             })?;
         }
-        reconcile::check_rules(rules).map_err(ApiError::Unprocessable)?;
+        reconcile::parse_rules(rules).map_err(ApiError::Unprocessable)?;
         let id = ids::new_id();
         let dir = self.dir.join(&id);
         fs::create_dir(&dir).map_err(ApiError::internal)?;
@@ -639,11 +639,22 @@ fn execute(
     rules: &str,
     progress: &Mutex<Progress>,
 ) -> Result<(reconcile::Finished, reconcile::Deferred), String> {
+    let rules = reconcile::parse_rules(rules)?;
     let started = Instant::now();
-    let load = |id: &str| store.load(id).map_err(|e| format!("dataset {id}: {e}"));
-    let (l, r) = rayon::join(|| load(&rec.left), || load(&rec.right));
+    // A value that does not fit the mapping is the job's error as recon-core
+    // words it (file, line, column, value); anything else names the dataset.
+    let load = |id: &str, mapping| {
+        store.load_side(id, mapping).map_err(|e| match e {
+            ApiError::Unprocessable(msg) => msg,
+            other => format!("dataset {id}: {other}"),
+        })
+    };
+    let (l, r) = rayon::join(
+        || load(&rec.left, &rules.left),
+        || load(&rec.right, &rules.right),
+    );
     let ((left_meta, left), (right_meta, right)) = (l?, r?);
-    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let load_map_ms = started.elapsed().as_secs_f64() * 1000.0;
     let facts = reconcile::RunFacts {
         run_id: rec.id.clone(),
         left_sha256: Some(left_meta.sha256),
@@ -665,9 +676,7 @@ fn execute(
             let _ = write_record_with(dir, &r, Durability::Atomic);
         }
     };
-    let total = (left.rows + right.rows) as u64;
-    report(0, total);
-    reconcile::execute(load_ms, &left, &right, rules, facts, dir, &report)
+    reconcile::execute(rules, (left, right), load_map_ms, facts, dir, &report)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The one adapter between jobs and recon-core's matcher: parse the rules, map
-//! both stored tables to sides, run the reconciler, write the results.
+//! The one adapter between jobs and recon-core's matcher: parse the rules, run
+//! the reconciler over the two sides the job loaded, write the results.
 //!
 //! A run writes `results.csv` and `summary.json` (the two at once), each
 //! complete under a temporary name and then renamed into place; the job runner
@@ -12,7 +12,6 @@
 use std::io;
 use std::path::Path;
 
-use recon_core::input::Table;
 use recon_core::matcher::{Progress, Reconciler};
 use recon_core::outcome::{RunInfo, Status};
 use recon_core::output::{
@@ -74,10 +73,9 @@ impl Deferred {
 /// Milliseconds spent per stage of a job, as `job.json` shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stages {
-    /// Reading both stored datasets.
-    pub load_ms: f64,
-    /// Mapping both tables to typed sides.
-    pub map_ms: f64,
+    /// Reading both stored datasets and mapping them to typed sides (one
+    /// pass: each side is built batch by batch as its file is read).
+    pub load_map_ms: f64,
     /// The matcher.
     pub match_ms: f64,
     /// Writing `results.csv` and `summary.json` into place (their fsyncs
@@ -100,14 +98,12 @@ pub struct RunFacts {
     pub right_sha256: Option<String>,
 }
 
-/// Checks a rules text parses and validates.
+/// Parses and validates a rules text.
 ///
 /// # Errors
 /// The rules error's message (with line and column).
-pub fn check_rules(text: &str) -> Result<(), String> {
-    Rules::from_toml_str(text, "rules")
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+pub fn parse_rules(text: &str) -> Result<Rules, String> {
+    Rules::from_toml_str(text, "rules").map_err(|e| e.to_string())
 }
 
 /// Checks status names for a results filter.
@@ -132,34 +128,25 @@ impl Progress for ProgressFn<'_> {
     }
 }
 
-/// Runs a reconciliation of two tables under `rules`, writing the results into
-/// `dir` (all but Parquet, which the returned [`Deferred`] writes).
-/// `progress(done, total)` is called as records get their status.
+/// Runs a reconciliation of two sides under `rules` (whose mappings loaded
+/// them), writing the results into `dir` (all but Parquet, which the returned
+/// [`Deferred`] writes). `progress(done, total)` is called as records get
+/// their status; `load_map_ms` is the time it took to load the sides.
 ///
 /// # Errors
-/// A message saying what failed: rules, mapping (line, column, value), matching or writing.
+/// A message saying what failed: matching or writing.
 pub fn execute(
-    load_ms: f64,
-    left: &Table,
-    right: &Table,
-    rules: &str,
+    rules: Rules,
+    (l, r): (Side, Side),
+    load_map_ms: f64,
     facts: RunFacts,
     dir: &Path,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(Finished, Deferred), String> {
     let mut stages = Stages {
-        load_ms,
+        load_map_ms,
         ..Stages::default()
     };
-    let t = std::time::Instant::now();
-    let rules = Rules::from_toml_str(rules, "rules").map_err(|e| e.to_string())?;
-    let (l, r) = rayon::join(
-        || Side::from_table(left, &rules.left),
-        || Side::from_table(right, &rules.right),
-    );
-    let l = l.map_err(|e| e.to_string())?;
-    let r = r.map_err(|e| e.to_string())?;
-    stages.map_ms = ms_since(t);
     let t = std::time::Instant::now();
     let info = RunInfo {
         run_id: facts.run_id,

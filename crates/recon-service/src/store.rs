@@ -1,5 +1,11 @@
 //! The dataset store: uploads streamed to disk, validated, and kept as Arrow IPC.
 //!
+//! Memory stays flat whatever the upload's size: the body is copied to a
+//! scratch file, converted batch by batch into Arrow IPC
+//! (`recon_core::input::convert_to_ipc`), and mapped batch by batch into a
+//! typed side when a job reads it ([`DatasetStore::load_side`]); no step holds
+//! the whole file as text.
+//!
 //! Layout under the data directory:
 //! ```text
 //! tmp/{instance}/owner.json        who owns this scratch directory
@@ -18,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use recon_core::error::InputError;
-use recon_core::input::{Format, ReadOptions, Table, read_table, write_table_ipc};
+use recon_core::input::{Format, ReadOptions, convert_to_ipc, load_side_with};
+use recon_core::mapping::SideMapping;
+use recon_core::side::Side;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -172,28 +180,22 @@ impl DatasetStore {
             source: Some(name.clone()),
             ..ReadOptions::default()
         };
-        let table = read_table(raw, format, &read_opts).map_err(input_error)?;
         fs::create_dir_all(build).map_err(ApiError::internal)?;
         let data = build.join("data.arrow");
-        write_table_ipc(&table, &data).map_err(input_error)?;
+        let converted = convert_to_ipc(raw, format, &read_opts, &data).map_err(input_error)?;
+        let converted_at = started.elapsed();
         durable::sync_file(&data).map_err(ApiError::internal)?;
         let meta = DatasetMeta {
             id: id.to_owned(),
             name,
             format: format_name(format).to_owned(),
-            rows: table.rows as u64,
-            columns: table
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
+            rows: converted.rows,
+            columns: converted.columns,
             bytes,
             sha256,
             created: durable::now_rfc3339(),
             stored_bytes: fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
         };
-        drop(table);
         let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
         durable::write_atomic(&build.join("meta.json"), &json).map_err(ApiError::internal)?;
         durable::sync_dir(build).map_err(ApiError::internal)?;
@@ -204,6 +206,7 @@ impl DatasetStore {
             rows = meta.rows,
             bytes,
             stream_ms = streamed.as_millis() as u64,
+            convert_ms = (converted_at - streamed).as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "dataset stored"
         );
@@ -278,19 +281,27 @@ impl DatasetStore {
         Ok(())
     }
 
-    /// Reads a stored dataset's rows back.
+    /// Reads a stored dataset and maps it to a typed side with `mapping`,
+    /// batch by batch (never the whole dataset as text). Messages name the
+    /// dataset and the upload's line numbers.
     ///
     /// # Errors
-    /// [`ApiError::NotFound`] for an unknown id (e.g. deleted since); 500 when the file cannot be read.
-    pub fn load(&self, id: &str) -> Result<(DatasetMeta, Table), ApiError> {
+    /// [`ApiError::NotFound`] for an unknown id (e.g. deleted since);
+    /// [`ApiError::Unprocessable`] naming line, column and value when a value
+    /// does not fit the mapping; 500 when the file cannot be read.
+    pub fn load_side(
+        &self,
+        id: &str,
+        mapping: &SideMapping,
+    ) -> Result<(DatasetMeta, Side), ApiError> {
         let meta = self.get(id)?;
         let opts = ReadOptions {
             source: Some(meta.name.clone()),
             ..ReadOptions::default()
         };
-        let table = read_table(&self.dir(id)?.join("data.arrow"), Format::Arrow, &opts)
-            .map_err(ApiError::internal)?;
-        Ok((meta, table))
+        let path = self.dir(id)?.join("data.arrow");
+        let side = load_side_with(&path, Format::Arrow, &opts, mapping).map_err(input_error)?;
+        Ok((meta, side))
     }
 
     /// How many datasets are stored and the bytes their files take.
