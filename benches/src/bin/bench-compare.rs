@@ -213,20 +213,53 @@ fn rust_specs(args: &Args, pin: &Pinning, logs: &Path, data: &Path) -> Vec<Serve
             fixed_port: None,
             cpus: pin.server.clone(),
             log: logs.join(format!("{engine}.log")),
-            tuning: format!("{}, {threads} threads", plural(workers, "worker")),
+            // The threaded engine runs one may worker whatever `--workers`
+            // says (docs/threaded-engine.md); `threads` run its blocking handlers.
+            tuning: if engine == "threaded" {
+                format!("1 may worker, {threads} threads")
+            } else {
+                format!("{}, {threads} threads", plural(workers, "worker"))
+            },
         });
     }
-    for (key, given) in [
-        ("hello-may", &args.hello_may),
-        ("hello-hyper", &args.hello_hyper),
-    ] {
-        let program = Args::binary(given.as_ref(), key);
+    // (column key, label, binary, its --binary flag, workers)
+    let mut hellos = vec![
+        (
+            "hello-may",
+            "hello-may",
+            "hello-may",
+            &args.hello_may,
+            workers,
+        ),
+        (
+            "hello-hyper",
+            "hello-hyper",
+            "hello-hyper",
+            &args.hello_hyper,
+            workers,
+        ),
+    ];
+    if args.unpinned && workers > 1 {
+        // The threaded engine serves every connection on one may worker
+        // whatever `workers` says: its like-for-like ceiling has one too.
+        hellos.insert(
+            1,
+            (
+                "hello-may-1",
+                "hello-may, 1 worker",
+                "hello-may",
+                &args.hello_may,
+                1,
+            ),
+        );
+    }
+    for (key, label, binary, given, n) in hellos {
         specs.push(ServerSpec {
             key: key.to_owned(),
-            label: key.to_owned(),
+            label: label.to_owned(),
             kind: Kind::Hello,
-            program,
-            args: ["--port", "0", "--workers", &workers.to_string()]
+            program: Args::binary(given.as_ref(), binary),
+            args: ["--port", "0", "--workers", &n.to_string()]
                 .into_iter()
                 .map(Into::into)
                 .collect(),
@@ -234,7 +267,7 @@ fn rust_specs(args: &Args, pin: &Pinning, logs: &Path, data: &Path) -> Vec<Serve
             fixed_port: None,
             cpus: pin.server.clone(),
             log: logs.join(format!("{key}.log")),
-            tuning: plural(workers, "worker"),
+            tuning: plural(n, "worker"),
         });
     }
     specs.retain(|s| wanted(args, &s.key));
@@ -245,7 +278,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let plan = Plan::new(&args);
     let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = pinning(args.pin, nproc);
+    let pin = pinning(if args.unpinned { Pin::Off } else { args.pin }, nproc);
     let logs = args.out.join("logs");
     let data = args.out.join("data");
     let serve_data = args.out.join("serve");
@@ -275,7 +308,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no server selected");
     }
 
-    let needs_api = specs.iter().any(|s| s.kind != Kind::Hello);
+    let needs_api = !plan.health_only && specs.iter().any(|s| s.kind != Kind::Hello);
     let (upload, case) = if needs_api {
         eprintln!("bench-compare: preparing data under {}", data.display());
         (
@@ -291,7 +324,21 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         upload: upload.as_ref(),
         case: case.as_ref(),
     };
-    let results: Vec<_> = specs.iter().map(|s| scenarios::run(s, &cx)).collect();
+    // Servers take turns each round, so slow drifts in the machine's load
+    // fall on every column alike.
+    let mut rounds: Vec<Vec<scenarios::ServerResult>> = specs.iter().map(|_| Vec::new()).collect();
+    for round in 0..plan.rounds {
+        if plan.rounds > 1 {
+            eprintln!("bench-compare: round {} of {}", round + 1, plan.rounds);
+        }
+        for (spec, out) in specs.iter().zip(&mut rounds) {
+            out.push(scenarios::run(spec, &cx));
+        }
+    }
+    let results: Vec<_> = rounds
+        .into_iter()
+        .filter_map(scenarios::merge_rounds)
+        .collect();
 
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),

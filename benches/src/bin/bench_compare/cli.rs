@@ -58,6 +58,18 @@ pub struct Args {
     /// Seconds of each GET /health run at 50 and 200 connections (default 10, quick 1).
     #[arg(long)]
     pub load_secs: Option<u64>,
+    /// The issues' own setup for GET /health: server and wrk share every CPU
+    /// (no taskset), Rust servers with one worker per CPU, plus hello-may
+    /// with the threaded engine's single may worker. Runs startup, GET
+    /// /health at 50 and 200 connections and memory only (no sweep, upload
+    /// or reconciliation), `--rounds` times, servers taking turns.
+    #[arg(long)]
+    pub unpinned: bool,
+    /// Rounds of the scenarios, servers taking turns each round; the table
+    /// shows each figure's median over the rounds (default 1, with
+    /// `--unpinned` 5).
+    #[arg(long)]
+    pub rounds: Option<NonZeroUsize>,
 }
 
 impl Args {
@@ -109,11 +121,18 @@ pub struct Plan {
     pub recon_runs: usize,
     /// Longest time a server may take to answer its first /health.
     pub startup_timeout: Duration,
+    /// Only startup, the fixed GET /health runs and memory (`--unpinned`).
+    pub health_only: bool,
+    /// Rounds of every scenario, servers taking turns; figures are medians.
+    pub rounds: usize,
 }
 
 impl Plan {
     /// The plan of a full or a `--quick` run.
     pub fn new(args: &Args) -> Self {
+        let health_only = args.unpinned;
+        let default_rounds = if args.unpinned { 5 } else { 1 };
+        let rounds = args.rounds.map_or(default_rounds, NonZeroUsize::get);
         if args.quick {
             Self {
                 startup_runs: 2,
@@ -127,6 +146,8 @@ impl Plan {
                 recon_records: 5_000,
                 recon_runs: 2,
                 startup_timeout: Duration::from_secs(20),
+                health_only,
+                rounds,
             }
         } else {
             Self {
@@ -141,6 +162,8 @@ impl Plan {
                 recon_records: 50_000,
                 recon_runs: 3,
                 startup_timeout: Duration::from_secs(30),
+                health_only,
+                rounds,
             }
         }
     }

@@ -210,6 +210,48 @@ fn probe_once(addr: SocketAddr, wait: Duration) -> Option<Duration> {
     }
 }
 
+impl LoadResult {
+    /// The median of each figure over several runs at the same connection
+    /// count (errors are summed, the slowest probe is kept); `None` when
+    /// there are no runs or their connection counts differ.
+    pub fn median_of(runs: &[&LoadResult]) -> Option<LoadResult> {
+        let first = runs.first()?;
+        if runs.iter().any(|r| r.connections != first.connections) {
+            return None;
+        }
+        let med = |f: fn(&LoadResult) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(|r| f(r)).collect();
+            v.sort_by(f64::total_cmp);
+            match v.len() {
+                n if n % 2 == 1 => v[n / 2],
+                n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+            }
+        };
+        Some(LoadResult {
+            connections: first.connections,
+            duration_s: med(|r| r.duration_s),
+            requests: runs.iter().map(|r| r.requests).sum::<u64>() / runs.len() as u64,
+            rps: med(|r| r.rps),
+            mean_ms: med(|r| r.mean_ms),
+            p50_ms: med(|r| r.p50_ms),
+            p90_ms: med(|r| r.p90_ms),
+            p99_ms: med(|r| r.p99_ms),
+            max_ms: med(|r| r.max_ms),
+            errors: runs.iter().map(|r| r.errors).sum(),
+            served_estimate: med(|r| r.served_estimate),
+            probe_ms: runs
+                .iter()
+                .filter_map(|r| r.probe_ms)
+                .max_by(f64::total_cmp),
+            error_detail: runs
+                .iter()
+                .map(|r| r.error_detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+}
+
 fn summarize(connections: usize, s: &WrkSummary) -> LoadResult {
     let secs = (s.duration_us as f64 / 1e6).max(1e-9);
     let ms = |us: u64| us as f64 / 1000.0;
@@ -247,5 +289,24 @@ mod tests {
         assert_eq!(r.rps, 1000.0);
         assert_eq!(r.p99_ms, 5.0);
         assert_eq!(r.errors, 3);
+    }
+
+    #[test]
+    fn medians_over_rounds() {
+        let run = |p99_us: u64, rps_requests: u64| {
+            let s: WrkSummary = serde_json::from_str(&format!(
+                r#"{{"requests":{rps_requests},"duration_us":1000000,"bytes":1,"connect":0,"read":0,"write":0,"status":1,"timeout":0,"mean_us":1000.0,"p50_us":900,"p90_us":2000,"p99_us":{p99_us},"max_us":9000}}"#
+            ))
+            .unwrap();
+            summarize(200, &s)
+        };
+        let (a, b, c) = (run(3000, 100), run(9000, 300), run(4000, 200));
+        let m = LoadResult::median_of(&[&a, &b, &c]).unwrap();
+        assert_eq!(m.p99_ms, 4.0);
+        assert_eq!(m.rps, 200.0);
+        assert_eq!(m.errors, 3);
+        let other = summarize(50, &serde_json::from_str(r#"{"requests":1,"duration_us":1,"bytes":1,"connect":0,"read":0,"write":0,"status":0,"timeout":0,"mean_us":1.0,"p50_us":1,"p90_us":1,"p99_us":1,"max_us":1}"#).unwrap());
+        assert!(LoadResult::median_of(&[&a, &other]).is_none());
+        assert!(LoadResult::median_of(&[]).is_none());
     }
 }

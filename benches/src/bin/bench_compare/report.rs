@@ -117,7 +117,7 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
     row(
         format!(
             "Startup, spawn to first 200 on /health (median of {})",
-            plan.startup_runs
+            plan.startup_runs * plan.rounds
         ),
         &|s| {
             cell(
@@ -127,6 +127,15 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
             )
         },
     );
+    if plan.rounds > 1 {
+        row(
+            format!(
+                "Rounds (GET /health figures and RSS are medians of {})",
+                plan.rounds
+            ),
+            &|s| s.health_rounds.len().to_string(),
+        );
+    }
     for (i, &c) in plan.health_connections.iter().enumerate() {
         let get = move |s: &ServerResult| s.health.get(i).filter(|l| l.connections == c).cloned();
         row(format!("GET /health, {c} conns: requests/s"), &|s| {
@@ -150,6 +159,20 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
                 )
             },
         );
+        if plan.rounds > 1 {
+            row(
+                format!("GET /health, {c} conns: p99 of each round, ms"),
+                &|s| {
+                    let each: Vec<String> = s
+                        .health_rounds
+                        .iter()
+                        .filter_map(|round| round.get(i).filter(|l| l.connections == c))
+                        .map(|l| ms(l.p99_ms))
+                        .collect();
+                    cell(s, false, (!each.is_empty()).then(|| each.join(", ")))
+                },
+            );
+        }
         row(format!("GET /health, {c} conns: errors"), &|s| {
             cell(s, false, get(s).map(|l| l.errors.to_string()))
         });
@@ -169,6 +192,24 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
             },
         );
     }
+    if !plan.health_only {
+        api_rows(plan, servers, &mut row);
+    }
+    row("RSS idle (VmRSS after start)".to_owned(), &|s| {
+        cell(s, false, s.rss_idle.map(|m| mib(m.rss_kib)))
+    });
+    row("RSS peak over the run (VmHWM)".to_owned(), &|s| {
+        cell(s, false, s.rss_end.map(|m| mib(m.hwm_kib)))
+    });
+    out
+}
+
+/// The rows of the concurrency sweep, the upload and the reconciliation.
+fn api_rows(
+    plan: &Plan,
+    servers: &[ServerResult],
+    row: &mut impl FnMut(String, &dyn Fn(&ServerResult) -> String),
+) {
     let limit = plan.sweep_p99_limit.as_millis();
     row(
         format!(
@@ -222,13 +263,6 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
             )
         },
     );
-    row("RSS idle (VmRSS after start)".to_owned(), &|s| {
-        cell(s, false, s.rss_idle.map(|m| mib(m.rss_kib)))
-    });
-    row("RSS peak over the run (VmHWM)".to_owned(), &|s| {
-        cell(s, false, s.rss_end.map(|m| mib(m.hwm_kib)))
-    });
-    out
 }
 
 /// requests/s at `c` connections, from the fixed runs or the sweep.
@@ -252,6 +286,11 @@ pub fn ratios(plan: &Plan, servers: &[ServerResult]) -> String {
             "threaded",
             "hello-may",
             "threaded vs its ceiling (hello-may)",
+        ),
+        (
+            "threaded",
+            "hello-may-1",
+            "threaded vs hello-may with its one may worker",
         ),
         ("async", "hello-hyper", "async vs its ceiling (hello-hyper)"),
     ];

@@ -78,8 +78,11 @@ pub struct ServerResult {
     pub startup_ms: Vec<f64>,
     /// Median startup, ms.
     pub startup_median_ms: Option<f64>,
-    /// GET /health at fixed connection counts.
+    /// GET /health at fixed connection counts (with several rounds, each
+    /// figure is the median over the rounds).
     pub health: Vec<LoadResult>,
+    /// Each round's GET /health runs, when there were several rounds.
+    pub health_rounds: Vec<Vec<LoadResult>>,
     /// GET /health at rising concurrency, until p99 or errors fail.
     pub sweep: Vec<LoadResult>,
     /// Largest swept concurrency with p99 under the limit and no errors.
@@ -110,6 +113,7 @@ impl ServerResult {
             startup_ms: Vec::new(),
             startup_median_ms: None,
             health: Vec::new(),
+            health_rounds: Vec::new(),
             sweep: Vec::new(),
             max_concurrency: None,
             max_concurrency_capped: false,
@@ -155,7 +159,7 @@ pub fn run(spec: &ServerSpec, cx: &Context<'_>) -> ServerResult {
     if health_runs(spec, cx, &mut srv, &mut r).is_err() {
         return r;
     }
-    if spec.kind != Kind::Hello {
+    if spec.kind != Kind::Hello && !cx.plan.health_only {
         uploads(spec, cx, &mut srv, &mut r);
         reconciliations(spec, cx, &mut srv, &mut r);
     }
@@ -164,6 +168,46 @@ pub fn run(spec: &ServerSpec, cx: &Context<'_>) -> ServerResult {
         r.fail("stop", &e);
     }
     r
+}
+
+/// One server's rounds folded into one result: every figure of the fixed
+/// GET /health runs and the memory readings are medians over the rounds,
+/// startups are pooled, and each round's runs are kept in `health_rounds`.
+pub fn merge_rounds(rounds: Vec<ServerResult>) -> Option<ServerResult> {
+    let mut rounds = rounds.into_iter();
+    let mut merged = rounds.next()?;
+    let mut all = vec![merged.health.clone()];
+    let mut idle = Vec::from_iter(merged.rss_idle);
+    let mut end = Vec::from_iter(merged.rss_end);
+    for r in rounds {
+        merged.ok &= r.ok;
+        merged.errors.extend(r.errors);
+        merged.startup_ms.extend(r.startup_ms);
+        all.push(r.health);
+        idle.extend(r.rss_idle);
+        end.extend(r.rss_end);
+    }
+    if all.len() == 1 {
+        return Some(merged);
+    }
+    merged.startup_median_ms = (!merged.startup_ms.is_empty()).then(|| median(&merged.startup_ms));
+    merged.health = (0..merged.health.len())
+        .filter_map(|i| {
+            let runs: Vec<&LoadResult> = all.iter().filter_map(|round| round.get(i)).collect();
+            LoadResult::median_of(&runs)
+        })
+        .collect();
+    merged.health_rounds = all;
+    merged.rss_idle = median_rss(&idle, |m| m.rss_kib);
+    merged.rss_end = median_rss(&end, |m| m.hwm_kib);
+    Some(merged)
+}
+
+/// The reading with the median `key` (the lower middle one for an even count).
+fn median_rss(xs: &[Rss], key: impl Fn(&Rss) -> u64) -> Option<Rss> {
+    let mut v = xs.to_vec();
+    v.sort_by_key(|m| key(m));
+    v.get(v.len().saturating_sub(1) / 2).copied()
 }
 
 /// Scenario 1: starts the server `startup_runs` times, keeps the last one.
@@ -208,6 +252,9 @@ fn health_runs(
             r.fail("after GET /health", &e);
             return Err(());
         }
+    }
+    if plan.health_only {
+        return Ok(());
     }
     let limit_ms = plan.sweep_p99_limit.as_secs_f64() * 1e3;
     r.max_concurrency_capped = true;
