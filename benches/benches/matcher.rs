@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the matcher on generated cases (`recon gen`'s
 //! generator, seeded): matching 50k x 50k records with the generated rules,
-//! and loading those CSVs; 1M x 1M only with `RECON_BENCH_LARGE=1`.
-//! Throughput is in records (both sides together) per second.
+//! loading those CSVs, and writing `results.csv` (into a sink); 1M x 1M only
+//! with `RECON_BENCH_LARGE=1`. Throughput is in records (both sides together)
+//! per second.
 //!
 //! Run: `cargo bench -p recon-benches --bench matcher` (cases are cached in
 //! `target/bench-data`, or `$RECON_BENCH_DATA`).
@@ -13,6 +14,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use recon_benches::{data_root, ensure_case, load_case};
 use recon_core::input::load_side;
 use recon_core::matcher::{NoProgress, Reconciler};
+use recon_core::output::{StatusFilter, write_results_csv};
 use recon_core::synth::GenOptions;
 
 fn sizes() -> Vec<usize> {
@@ -77,5 +79,40 @@ fn loading(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matching, loading);
+fn writing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("write_csv");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for records in sizes() {
+        let options = GenOptions {
+            records,
+            seed: 42,
+            ..GenOptions::default()
+        };
+        let case = ensure_case(&data_root(), &options)
+            .and_then(load_case)
+            .unwrap_or_else(|e| panic!("preparing the {records}-record case: {e:#}"));
+        let outcome = Reconciler::new(case.rules.clone())
+            .run(&case.left, &case.right, &NoProgress)
+            .unwrap_or_else(|e| panic!("{e}"));
+        group.throughput(Throughput::Elements(
+            (case.left.len() + case.right.len()) as u64,
+        ));
+        group.bench_function(format!("{records}x{records}"), |b| {
+            b.iter(|| {
+                write_results_csv(
+                    &outcome,
+                    &case.left,
+                    &case.right,
+                    std::io::sink(),
+                    &StatusFilter::ALL,
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matching, loading, writing);
 criterion_main!(benches);
