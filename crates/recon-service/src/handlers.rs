@@ -26,6 +26,9 @@ use crate::{Response, ResponseBody};
 const MAX_JSON_BODY: u64 = 16 * 1024 * 1024;
 /// Largest text form field (names, options, rules).
 const MAX_FIELD: usize = 1024 * 1024;
+/// How long a request for Parquet results waits for the file being written.
+const PARQUET_WAIT: Duration = Duration::from_secs(10);
+
 /// Longest `?wait=` honoured, in seconds.
 const MAX_WAIT_SECS: f64 = 300.0;
 /// How long `/v1/reconcile` waits for its job by default, in seconds.
@@ -395,7 +398,10 @@ impl App {
                             .to_owned(),
                     ));
                 }
-                if rec.parquet == Some(crate::jobs::ParquetState::Pending) {
+                let pending = Some(crate::jobs::ParquetState::Pending);
+                if rec.parquet == pending
+                    && self.jobs.wait_parquet(id, PARQUET_WAIT)?.parquet == pending
+                {
                     return Err(ApiError::Conflict(
                         "the parquet results are being written; retry in a moment \
                          (the events stream ends when they are in place)"

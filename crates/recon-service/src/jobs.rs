@@ -197,7 +197,8 @@ pub struct Jobs {
 /// The jobs this instance runs, as waiters see them.
 #[derive(Debug, Default)]
 struct Local {
-    /// Bumped whenever one of them ends (after its end is durable).
+    /// Bumped whenever one of them ends (after its end is durable) and when
+    /// its Parquet file is finished.
     ended: u64,
     /// Ids of those not ended yet: their `job.json` may show an end before it
     /// is durable, so a waiter trusts it only once the id has left this set.
@@ -213,13 +214,20 @@ struct EndGuard {
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        let (lock, cvar) = &*self.local;
-        let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        local.unfinished.remove(&self.id);
-        local.ended += 1;
-        drop(local);
-        cvar.notify_all();
+        let (lock, _) = &*self.local;
+        lock.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unfinished
+            .remove(&self.id);
+        wake(&self.local);
     }
+}
+
+/// Tells the waiters something ended (a job, or its Parquet write).
+fn wake(local: &(Mutex<Local>, Condvar)) {
+    let (lock, cvar) = local;
+    lock.lock().unwrap_or_else(PoisonError::into_inner).ended += 1;
+    cvar.notify_all();
 }
 
 impl std::fmt::Debug for Jobs {
@@ -353,6 +361,7 @@ impl Jobs {
             local: Arc::clone(&self.local),
             id: id.clone(),
         };
+        let local = Arc::clone(&self.local);
         let store = Arc::clone(&self.store);
         let run_rec = rec.clone();
         let rules = rules.to_owned();
@@ -363,6 +372,7 @@ impl Jobs {
             drop(guard);
             if let Some(d) = deferred {
                 finish_parquet(&job_dir, d);
+                wake(&local);
             }
         });
         tracing::info!(job = %id, left, right, "reconciliation queued");
@@ -405,6 +415,32 @@ impl Jobs {
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown id.
     pub fn wait(&self, id: &str, timeout: Duration) -> Result<JobRecord, ApiError> {
+        self.watch(id, timeout, |rec| rec.state.is_terminal())
+    }
+
+    /// Waits up to `timeout` while a succeeded job's `results.parquet` is
+    /// still being written; returns its record either way.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown id.
+    pub fn wait_parquet(&self, id: &str, timeout: Duration) -> Result<JobRecord, ApiError> {
+        self.watch(id, timeout, |rec| {
+            rec.parquet != Some(ParquetState::Pending)
+        })
+    }
+
+    /// Re-reads a job's record until `settled` says so or `timeout` passes.
+    /// Woken when a job of this instance ends or finishes its Parquet file; a
+    /// job of another replica is polled every 100 ms. A record of this
+    /// instance's job is not trusted while its end is being committed (it may
+    /// show an end a crash would undo): past the deadline it is waited for,
+    /// being one fsync away.
+    fn watch(
+        &self,
+        id: &str,
+        timeout: Duration,
+        settled: impl Fn(&JobRecord) -> bool,
+    ) -> Result<JobRecord, ApiError> {
         let deadline = Instant::now() + timeout;
         let (lock, cvar) = &*self.local;
         loop {
@@ -413,18 +449,13 @@ impl Jobs {
                 (local.ended, local.unfinished.contains(id))
             };
             let rec = self.get(id)?;
-            let ended = rec.state.is_terminal();
+            if !committing && settled(&rec) {
+                return Ok(rec);
+            }
             let now = Instant::now();
-            if ended && !committing {
+            if now >= deadline && !(committing && rec.state.is_terminal()) {
                 return Ok(rec);
             }
-            // Past the deadline, answer, unless the record shows an end still
-            // being committed: that is one fsync away, so wait for it.
-            if now >= deadline && !ended {
-                return Ok(rec);
-            }
-            // Woken when a job of this instance ends; a job of another replica
-            // is polled at most every 100 ms.
             let wait = deadline
                 .saturating_duration_since(now)
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));

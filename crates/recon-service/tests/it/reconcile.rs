@@ -254,3 +254,36 @@ fn one_shot_reconcile_stores_inputs_and_answers_with_the_summary() {
         2
     );
 }
+
+#[test]
+fn parquet_asked_for_at_once_waits_for_the_file() {
+    let t = app();
+    let l = upload(&t, LEDGER);
+    let r = upload(&t, BANK);
+    let job = start(&t, "?wait=30", &l, &r, RULES).expect(200).json();
+    assert_eq!(job["state"], "succeeded");
+    let id = job["id"].as_str().unwrap();
+    // Asked for before the Parquet file is written, the request waits for it.
+    let parquet = t
+        .get(&format!("/v1/reconciliations/{id}/results?format=parquet"))
+        .expect(200);
+    assert!(parquet.body.starts_with(b"PAR1"));
+    // A job answered 202 is in place with its rules.
+    let queued = start(&t, "", &l, &r, RULES).expect(202).json();
+    let queued = queued["id"].as_str().unwrap();
+    let dir = t.dir.path().join("jobs").join(queued);
+    assert!(dir.join("rules.toml").is_file() && dir.join("job.json").is_file());
+    // An ended job's directory holds its files and no temporary one (but
+    // the Parquet file's, which may still be being written).
+    let dir = t.dir.path().join("jobs").join(id);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.contains("results.parquet"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["job.json", "results.csv", "rules.toml", "summary.json"]
+    );
+}
