@@ -135,12 +135,34 @@ impl Drop for Staged {
     }
 }
 
-/// Fsyncs a file by path.
+/// Fsyncs a file (or a directory) by path.
 ///
 /// # Errors
 /// When the file cannot be opened or synced.
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
+}
+
+/// Fsyncs files and directories all at once, each on its own thread, so the
+/// file system can fold them into one journal commit instead of one each.
+///
+/// # Errors
+/// The first error of any open or sync; all are attempted.
+pub fn sync_all_at_once(paths: &[&Path]) -> io::Result<()> {
+    let Some((last, rest)) = paths.split_last() else {
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = rest.iter().map(|p| s.spawn(|| sync_file(p))).collect();
+        let mut result = sync_file(last);
+        for h in others {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an fsync panicked")));
+            result = result.and(r);
+        }
+        result
+    })
 }
 
 /// Fsyncs a directory so a rename or creation inside it survives a crash.

@@ -21,6 +21,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use recon_core::error::InputError;
@@ -98,6 +99,12 @@ pub struct DatasetStore {
     chunk: usize,
     limit: u64,
 }
+
+/// Bytes of an upload gathered (from `recv_bytes` reads) before one write to disk.
+const BLOCK: usize = 1 << 20;
+
+/// Full blocks that may wait for the upload's hashing thread.
+const BLOCKS_IN_FLIGHT: usize = 3;
 
 /// Scratch directories without an `owner.json` older than this are swept.
 const ORPHAN_AGE: Duration = Duration::from_secs(3600);
@@ -184,7 +191,6 @@ impl DatasetStore {
         let data = build.join("data.arrow");
         let converted = convert_to_ipc(raw, format, &read_opts, &data).map_err(input_error)?;
         let converted_at = started.elapsed();
-        durable::sync_file(&data).map_err(ApiError::internal)?;
         let meta = DatasetMeta {
             id: id.to_owned(),
             name,
@@ -197,8 +203,11 @@ impl DatasetStore {
             stored_bytes: fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
         };
         let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
-        durable::write_atomic(&build.join("meta.json"), &json).map_err(ApiError::internal)?;
-        durable::sync_dir(build).map_err(ApiError::internal)?;
+        // The build directory is private until renamed, so its files need no
+        // temporary names; the files and the directory are fsynced at once.
+        let meta_path = build.join("meta.json");
+        fs::write(&meta_path, &json).map_err(ApiError::internal)?;
+        durable::sync_all_at_once(&[&data, &meta_path, build]).map_err(ApiError::internal)?;
         let dest = self.datasets.join(id);
         durable::rename_durable(build, &dest).map_err(ApiError::internal)?;
         tracing::info!(
@@ -213,28 +222,65 @@ impl DatasetStore {
         Ok(meta)
     }
 
-    /// Copies `body` to `path` in `chunk`-byte reads, hashing as it goes.
+    /// Copies `body` to `path` in `chunk`-byte reads gathered into blocks of
+    /// [`BLOCK`] bytes: each full block is written with one call and handed to
+    /// a hashing thread, so SHA-256 runs while the next block is received.
+    /// At most [`BLOCKS_IN_FLIGHT`] blocks wait for the hasher (then the copy
+    /// waits too), so memory stays a few blocks whatever the body's size.
     fn stream_to_file(&self, body: &mut dyn Read, path: &Path) -> Result<(u64, String), ApiError> {
         let mut file = File::create(path).map_err(ApiError::internal)?;
-        let mut buf = vec![0u8; self.chunk];
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(ApiError::from_body_io(&e, self.limit)),
-            };
-            total += n as u64;
-            if total >= self.limit {
-                return Err(ApiError::PayloadTooLarge { limit: self.limit });
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).map_err(ApiError::internal)?;
-        }
-        file.flush().map_err(ApiError::internal)?;
-        Ok((total, hex::encode(hasher.finalize())))
+        let block = BLOCK.max(self.chunk);
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BLOCKS_IN_FLIGHT);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        std::thread::scope(|s| {
+            let hasher = s.spawn(move || {
+                let mut hasher = Sha256::new();
+                for (buf, len) in full_rx {
+                    hasher.update(&buf[..len]);
+                    let _ = free_tx.send(buf);
+                }
+                hex::encode(hasher.finalize())
+            });
+            let copied = (|| {
+                let mut hand_over = |buf: Vec<u8>, len: usize| -> Result<(), ApiError> {
+                    file.write_all(&buf[..len]).map_err(ApiError::internal)?;
+                    full_tx
+                        .send((buf, len))
+                        .map_err(|_| ApiError::internal("the upload's hashing thread ended"))
+                };
+                let mut buf = vec![0u8; block];
+                let mut filled = 0;
+                let mut total = 0u64;
+                loop {
+                    let end = (filled + self.chunk).min(block);
+                    let n = match body.read(&mut buf[filled..end]) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(ApiError::from_body_io(&e, self.limit)),
+                    };
+                    total += n as u64;
+                    if total >= self.limit {
+                        return Err(ApiError::PayloadTooLarge { limit: self.limit });
+                    }
+                    filled += n;
+                    if filled == block {
+                        let next = free_rx.try_recv().unwrap_or_else(|_| vec![0u8; block]);
+                        hand_over(std::mem::replace(&mut buf, next), filled)?;
+                        filled = 0;
+                    }
+                }
+                if filled > 0 {
+                    hand_over(buf, filled)?;
+                }
+                Ok(total)
+            })();
+            drop(full_tx);
+            let sha256 = hasher
+                .join()
+                .map_err(|_| ApiError::internal("hashing the upload panicked"))?;
+            Ok((copied?, sha256))
+        })
     }
 
     /// Every stored dataset, oldest first.
@@ -389,6 +435,37 @@ mod tests {
         let again = DatasetStore::open(dir.path(), &Owner::register(), 4096, 100).unwrap();
         assert!(b.scratch().exists(), "live scratch kept");
         assert!(again.list().is_empty());
+    }
+
+    /// Hands out at most 1000 bytes per read, so blocks fill over many reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1000).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn streamed_blocks_are_written_and_hashed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DatasetStore::open(dir.path(), &Owner::register(), 4096, 1 << 30).unwrap();
+        // Several full blocks and a partial one, every byte position distinct mod 251.
+        let body: Vec<u8> = (0..BLOCK * 3 + 12_345).map(|i| (i % 251) as u8).collect();
+        let path = dir.path().join("raw");
+        let (bytes, sha256) = s.stream_to_file(&mut Trickle(&body), &path).unwrap();
+        assert_eq!(bytes, body.len() as u64);
+        assert_eq!(sha256, hex::encode(Sha256::digest(&body)));
+        assert!(fs::read(&path).unwrap() == body);
+
+        let small = DatasetStore::open(dir.path(), &Owner::register(), 4096, BLOCK as u64).unwrap();
+        let err = small
+            .stream_to_file(&mut Trickle(&body), &path)
+            .unwrap_err();
+        assert_eq!(err.status(), 413);
     }
 
     #[test]
