@@ -56,7 +56,9 @@ pub(super) fn load_opened(mut opened: Opened, mapping: &SideMapping) -> Result<S
             );
             drop(current);
             if let Err(e) = mapped {
+                // Only the reader's verdict is still to come: free the side now.
                 failed = Some(e);
+                side = None;
             }
             next = read?;
         }
