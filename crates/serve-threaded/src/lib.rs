@@ -41,7 +41,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use tuning::{Overload, ServerSettings};
 
 use crate::conn::Conn;
-use crate::pool::{Job, Pool};
+use crate::pool::{Dispatcher, Pool};
 use crate::registry::{Registry, Slot};
 
 /// Coroutine stack size in bytes. Measured with may's stack usage report
@@ -97,7 +97,7 @@ pub(crate) struct Shared {
     pub(crate) app: Arc<App>,
     pub(crate) settings: ServerSettings,
     pub(crate) server_header: String,
-    pub(crate) jobs: crossbeam_channel::Sender<Job>,
+    pub(crate) jobs: Dispatcher,
     pub(crate) registry: Registry,
     stopping: AtomicBool,
 }

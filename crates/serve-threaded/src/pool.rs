@@ -2,13 +2,23 @@
 //! and the messages that cross between them and the connection coroutines.
 //!
 //! Every channel here is may's mpsc, which blocks a coroutine by yielding and
-//! an OS thread by parking, so either side may wait on it. The job queue is a
-//! crossbeam channel: coroutines only ever send on it (unbounded, never
-//! blocks), workers block on it.
+//! an OS thread by parking, so either side may wait on it. Jobs go through a
+//! [`Dispatcher`]: a coroutine hands a job to the worker that went idle
+//! last, or queues it (never blocks); a worker takes the oldest queued job,
+//! or parks until handed one.
+//!
+//! Why last-idle-first: each thread that allocates gets its own glibc malloc
+//! arena, which keeps memory it has freed. Handing sequential requests to
+//! worker after worker (a FIFO of waiting threads, as a shared channel does)
+//! spread an upload-and-reconcile sequence over all `threads` arenas: 86 MB
+//! peak after three 50k reconciliations vs 79 MB on the async engine. The
+//! most recently idle worker keeps the load on as few threads (and arenas,
+//! and warm caches) as the concurrency needs.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -149,10 +159,92 @@ impl Read for ChannelBody {
     }
 }
 
-/// The worker threads and the queue that feeds them.
+/// Jobs waiting for a worker, and the workers waiting for a job.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Idle workers, the most recently idle last; each waits on its receiver.
+    idle: Vec<crossbeam_channel::Sender<Job>>,
+    /// Jobs no worker was free for, oldest first.
+    waiting: VecDeque<Job>,
+    closed: bool,
+}
+
+/// The pool has stopped taking jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stopped;
+
+/// Hands jobs to workers, most recently idle first (see the module doc).
+///
+/// Its lock is held for a few instructions by a coroutine (to hand over or
+/// queue a job) or a worker (to take one or register as idle), never across
+/// a yield or a wait.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dispatcher {
+    queue: Arc<Mutex<Queue>>,
+}
+
+impl Dispatcher {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Hands `job` to an idle worker or queues it; never blocks.
+    ///
+    /// # Errors
+    /// [`Stopped`] when the pool has stopped (the job is dropped).
+    pub(crate) fn send(&self, job: Job) -> Result<(), Stopped> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(Stopped);
+        }
+        let mut job = job;
+        while let Some(worker) = q.idle.pop() {
+            match worker.send(job) {
+                Ok(()) => return Ok(()),
+                // That worker is gone; try the next.
+                Err(e) => job = e.into_inner(),
+            }
+        }
+        q.waiting.push_back(job);
+        Ok(())
+    }
+
+    /// The next job for a worker: the oldest queued one, else waits to be
+    /// handed one. `None` once the pool stops.
+    fn next(&self) -> Option<Job> {
+        let handed = {
+            let mut q = self.lock();
+            if let Some(job) = q.waiting.pop_front() {
+                return Some(job);
+            }
+            if q.closed {
+                return None;
+            }
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            q.idle.push(tx);
+            rx
+        };
+        // Closing drops the sender: `recv` then fails and the worker ends.
+        handed.recv().ok()
+    }
+
+    /// Stops the pool: idle workers end now, busy ones after their job;
+    /// queued jobs are dropped (their connections answer 500).
+    fn close(&self) {
+        let mut q = self.lock();
+        q.closed = true;
+        q.idle.clear();
+        q.waiting.clear();
+    }
+}
+
+/// The worker threads and the dispatcher that feeds them.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    jobs: crossbeam_channel::Sender<Job>,
+    jobs: Dispatcher,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -164,15 +256,15 @@ impl Pool {
         send_bytes: usize,
         timeout: Duration,
     ) -> io::Result<Self> {
-        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        let jobs = Dispatcher::default();
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let app = Arc::clone(app);
-            let queue = queue.clone();
+            let queue = jobs.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("recon-worker-{i}"))
                 .spawn(move || {
-                    while let Ok(job) = queue.recv() {
+                    while let Some(job) = queue.next() {
                         let state = app.state();
                         state.request_dequeued();
                         state.worker_busy();
@@ -190,14 +282,14 @@ impl Pool {
     }
 
     /// A handle to queue jobs with.
-    pub(crate) fn sender(&self) -> crossbeam_channel::Sender<Job> {
+    pub(crate) fn sender(&self) -> Dispatcher {
         self.jobs.clone()
     }
 
-    /// Stops taking jobs once every sender is gone; joins the workers that
-    /// have finished and leaves any still stuck in a handler to finish alone.
+    /// Stops taking jobs; joins the workers that have finished and leaves
+    /// any still stuck in a handler to finish alone.
     pub(crate) fn stop(self) {
-        drop(self.jobs);
+        self.jobs.close();
         for t in self.threads {
             if t.is_finished() {
                 let _ = t.join();
@@ -303,6 +395,73 @@ mod tests {
             events_rx,
             written_tx,
         )
+    }
+
+    #[test]
+    fn the_most_recently_idle_worker_takes_the_next_job() {
+        let dispatcher = Dispatcher::default();
+        // Three workers go idle in turn, each recording which jobs it ran.
+        let (ran_tx, ran) = std::sync::mpsc::channel::<(usize, &'static str)>();
+        let mut workers = Vec::new();
+        for w in 0..3 {
+            let queue = dispatcher.clone();
+            let ran_tx = ran_tx.clone();
+            workers.push(std::thread::spawn(move || {
+                while let Some(job) = queue.next() {
+                    let path = if job.request.uri().path() == "/a" {
+                        "a"
+                    } else {
+                        "b"
+                    };
+                    ran_tx.send((w, path)).unwrap();
+                }
+            }));
+        }
+        // Wait until all three are registered as idle.
+        while dispatcher.lock().idle.len() < 3 {
+            std::thread::yield_now();
+        }
+        let request = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(RequestBody::empty())
+                .unwrap()
+        };
+        let (a, _a_events, _a_written) = job(request("/a"));
+        dispatcher.send(a).unwrap();
+        let (first_worker, path) = ran.recv().unwrap();
+        assert_eq!(path, "a");
+        // That worker goes idle again at the top of the stack: the next job is
+        // its, not another thread's.
+        while dispatcher.lock().idle.len() < 3 {
+            std::thread::yield_now();
+        }
+        let (b, _b_events, _b_written) = job(request("/b"));
+        dispatcher.send(b).unwrap();
+        assert_eq!(ran.recv().unwrap(), (first_worker, "b"));
+        dispatcher.close();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let (c, _c_events, _c_written) = job(request("/c"));
+        assert!(dispatcher.send(c).is_err(), "a stopped pool takes no job");
+    }
+
+    #[test]
+    fn jobs_wait_in_order_when_no_worker_is_idle() {
+        let dispatcher = Dispatcher::default();
+        let request = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(RequestBody::empty())
+                .unwrap()
+        };
+        let (a, _ae, _aw) = job(request("/first"));
+        let (b, _be, _bw) = job(request("/second"));
+        dispatcher.send(a).unwrap();
+        dispatcher.send(b).unwrap();
+        assert_eq!(dispatcher.next().unwrap().request.uri().path(), "/first");
+        assert_eq!(dispatcher.next().unwrap().request.uri().path(), "/second");
     }
 
     #[test]
