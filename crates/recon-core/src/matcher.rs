@@ -278,40 +278,92 @@ fn block_for(ctx: &Ctx<'_>, s: usize, i: usize, plan: Plan) -> u64 {
 
 fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) -> Vec<Entry> {
     let side = ctx.sides[s];
-    let mut entries: Vec<Entry> = (0..side.len())
+    let parts: Vec<Vec<Entry>> = (0..side.len().div_ceil(CHUNK))
         .into_par_iter()
-        .filter(|&i| eligible(ctx, state, s, i, pass))
-        .map(|i| {
-            let key = ctx.prep[s]
-                .reference(plan.reference)
-                .map_or("", |k| k.get(i));
-            let mut head = [0u8; 8];
-            let n = key.len().min(8);
-            head[..n].copy_from_slice(&key.as_bytes()[..n]);
-            Entry {
-                block: block_for(ctx, s, i, plan),
-                day: if plan.day_blocking {
-                    side.date[i].unwrap_or(0)
-                } else {
-                    0
-                },
-                amount: if plan.amount_sorted {
-                    side.amount[i]
-                } else {
-                    0
-                },
-                // Sides are checked to fit u32 before any pass runs.
-                row: i as u32,
-                value: side.amount[i],
-                date: side.date[i],
-                cur: side.currency[i],
-                key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
-                key_head: u64::from_le_bytes(head),
-            }
+        .map(|c| {
+            (c * CHUNK..((c + 1) * CHUNK).min(side.len()))
+                .filter(|&i| eligible(ctx, state, s, i, pass))
+                .map(|i| {
+                    let key = ctx.prep[s]
+                        .reference(plan.reference)
+                        .map_or("", |k| k.get(i));
+                    let mut head = [0u8; 8];
+                    let n = key.len().min(8);
+                    head[..n].copy_from_slice(&key.as_bytes()[..n]);
+                    Entry {
+                        block: block_for(ctx, s, i, plan),
+                        day: if plan.day_blocking {
+                            side.date[i].unwrap_or(0)
+                        } else {
+                            0
+                        },
+                        amount: if plan.amount_sorted {
+                            side.amount[i]
+                        } else {
+                            0
+                        },
+                        // Sides are checked to fit u32 before any pass runs.
+                        row: i as u32,
+                        value: side.amount[i],
+                        date: side.date[i],
+                        cur: side.currency[i],
+                        key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+                        key_head: u64::from_le_bytes(head),
+                    }
+                })
+                .collect()
         })
         .collect();
-    entries.par_sort_unstable();
-    entries
+    bucket_sort(parts, |e| e.block)
+}
+
+/// Bits of the leading `u64` key that pick a bucket in [`bucket_sort`].
+const BUCKET_BITS: u32 = 12;
+
+/// Sorts the items of `parts` into one vector, as `sort_unstable` on their
+/// concatenation would (`Ord` must be total, e.g. end with a unique row).
+/// `lead` must be the first field of the order: items are first placed in
+/// buckets by its top [`BUCKET_BITS`] bits (one counting pass, one copy that
+/// also joins the parts), then each bucket is sorted on its own, in
+/// parallel. Hashed keys spread evenly, so buckets are small and sort in
+/// cache; one large bucket (e.g. a key that only hashes the currency) just
+/// sorts like the whole.
+fn bucket_sort<T: Ord + Copy + Send>(parts: Vec<Vec<T>>, lead: impl Fn(&T) -> u64) -> Vec<T> {
+    let bucket = |t: &T| (lead(t) >> (64 - BUCKET_BITS)) as usize;
+    let mut starts = vec![0usize; (1 << BUCKET_BITS) + 1];
+    for t in parts.iter().flatten() {
+        starts[bucket(t) + 1] += 1;
+    }
+    for b in 0..1 << BUCKET_BITS {
+        starts[b + 1] += starts[b];
+    }
+    let Some(&first) = parts.iter().flatten().next() else {
+        return Vec::new();
+    };
+    let mut out = vec![first; starts[1 << BUCKET_BITS]];
+    let mut fill = starts.clone();
+    for t in parts.into_iter().flatten() {
+        let at = &mut fill[bucket(&t)];
+        out[*at] = t;
+        *at += 1;
+    }
+    let mut buckets: Vec<&mut [T]> = Vec::with_capacity(1 << BUCKET_BITS);
+    let mut rest: &mut [T] = &mut out;
+    for b in 0..1 << BUCKET_BITS {
+        let (head, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
+        if head.len() > 1 {
+            buckets.push(head);
+        }
+        rest = tail;
+    }
+    buckets.into_par_iter().for_each(|b| {
+        if b.len() > 1 << 16 {
+            b.par_sort_unstable();
+        } else {
+            b.sort_unstable();
+        }
+    });
+    out
 }
 
 /// Entries of `block`, `day` with amounts in `lo..=hi`. `hint` is where the
@@ -997,16 +1049,27 @@ fn dup_equal(side: &Side, prep: &Prepared, roles: &[Role], a: usize, b: usize) -
 }
 
 /// Flags later copies of a duplicate key; the first occurrence stays free.
-fn duplicates(side: &Side, prep: &Prepared, roles: &[Role], s: usize, state: &mut State) {
+/// `free` and `assigned` are the side's entries of the run state.
+fn duplicates(
+    side: &Side,
+    prep: &Prepared,
+    roles: &[Role],
+    free: &mut [bool],
+    assigned: &mut [Assignment],
+) {
     if roles.is_empty() {
         return;
     }
-    let mut keyed: Vec<(u64, u32)> = (0..side.len())
+    let parts: Vec<Vec<(u64, u32)>> = (0..side.len().div_ceil(CHUNK))
         .into_par_iter()
-        .filter(|&i| key_complete(side, prep, roles, i))
-        .map(|i| (dup_hash(side, prep, roles, i), i as u32))
+        .map(|c| {
+            (c * CHUNK..((c + 1) * CHUNK).min(side.len()))
+                .filter(|&i| key_complete(side, prep, roles, i))
+                .map(|i| (dup_hash(side, prep, roles, i), i as u32))
+                .collect()
+        })
         .collect();
-    keyed.par_sort_unstable();
+    let keyed = bucket_sort(parts, |k| k.0);
     let mut reps: Vec<usize> = Vec::new();
     let mut k = 0;
     while k < keyed.len() {
@@ -1015,8 +1078,8 @@ fn duplicates(side: &Side, prep: &Prepared, roles: &[Role], s: usize, state: &mu
         while k < keyed.len() && keyed[k].0 == h {
             let i = keyed[k].1 as usize;
             if reps.iter().any(|&r| dup_equal(side, prep, roles, r, i)) {
-                state.free[s][i] = false;
-                state.assigned[s][i] = Assignment {
+                free[i] = false;
+                assigned[i] = Assignment {
                     status: Status::Duplicate,
                     ..Assignment::UNMATCHED
                 };
@@ -1170,8 +1233,15 @@ impl Reconciler {
             free: [vec![true; left.len()], vec![true; right.len()]],
             next_id: 0,
         };
-        duplicates(left, &pl, &rules.duplicates.left, 0, &mut state);
-        duplicates(right, &pr, &rules.duplicates.right, 1, &mut state);
+        {
+            // The two sides' duplicates are independent: detect them at once.
+            let [fl, fr] = &mut state.free;
+            let [al, ar] = &mut state.assigned;
+            rayon::join(
+                || duplicates(left, &pl, &rules.duplicates.left, fl, al),
+                || duplicates(right, &pr, &rules.duplicates.right, fr, ar),
+            );
+        }
         let mut timings = Timings {
             prepare_ms: started.elapsed().as_secs_f64() * 1e3,
             ..Timings::default()
