@@ -366,7 +366,9 @@ fn body_limit_boundary_matches_waitress(engine: Engine) {
     let mut request = head("POST", "/v1/datasets", &extra).into_bytes();
     request.extend_from_slice(&body);
     raw.send(&request).expect("send");
-    let res = raw.read_response(PROMPT).expect("a response below the limit");
+    let res = raw
+        .read_response(PROMPT)
+        .expect("a response below the limit");
     assert_eq!(
         res.status,
         201,
@@ -381,9 +383,7 @@ fn body_limit_boundary_matches_waitress(engine: Engine) {
     );
     raw.send(head("POST", "/v1/datasets", &extra).as_bytes())
         .expect("send");
-    let res = raw
-        .read_response(PROMPT)
-        .expect("a response at the limit");
+    let res = raw.read_response(PROMPT).expect("a response at the limit");
     assert_eq!(
         res.status,
         413,
@@ -440,6 +440,14 @@ fn connection_limit_queues_then_serves(engine: Engine) {
         .start();
     let mut a = server.raw();
     let mut b = server.raw();
+    // Each client is served once first, so both are accepted (not merely in the
+    // backlog) before either asks /ready.
+    for raw in [&mut a, &mut b] {
+        raw.send(head("GET", "/health", "").as_bytes())
+            .expect("send");
+        let res = raw.read_response(PROMPT).expect("health answer");
+        assert_eq!(res.status, 200, "{res:?}");
+    }
     for raw in [&mut a, &mut b] {
         raw.send(head("GET", "/ready", "").as_bytes())
             .expect("send");
