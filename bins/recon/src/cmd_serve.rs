@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use recon_service::{App, SettingEntry, Shutdown};
@@ -13,6 +14,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use tuning::{Config, Engine, LoadOptions, Overrides};
 
 use crate::tune_target::TuneTarget;
+
+/// How often the signal thread looks for a second signal during the drain delay.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
 /// Arguments of `recon serve`. Every flag overrides the environment, the
 /// config file and the tuning recommendation.
@@ -80,6 +84,10 @@ struct Flags {
     /// How long a graceful shutdown waits for in-flight requests, e.g. `30s`.
     #[arg(long)]
     shutdown_timeout: Option<String>,
+    /// On SIGTERM/SIGINT, how long to keep serving with `/ready` answering 503
+    /// before the listener closes, e.g. `5s` (default `0s`).
+    #[arg(long)]
+    drain_delay: Option<String>,
     /// An API key accepted on `/v1/*` (repeatable).
     #[arg(long = "api-key")]
     api_keys: Vec<String>,
@@ -121,6 +129,7 @@ impl Flags {
                 overload: self.overload,
                 server_header: self.server_header,
                 shutdown_timeout: self.shutdown_timeout,
+                drain_delay: self.drain_delay,
                 data_dir: self.data_dir,
                 api_keys: (!self.api_keys.is_empty()).then_some(self.api_keys),
                 api_keys_file: self.api_keys_file,
@@ -163,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr().context("reading the bound address")?;
     // Signals first: a client may SIGTERM as soon as it reads the line.
     let shutdown = Shutdown::new();
-    install_signals(&shutdown)?;
+    install_signals(&shutdown, &app, config.drain_delay)?;
     announce(&config, addr)?;
     match config.engine {
         Engine::Async => serve_async::serve(app, listener, shutdown)?,
@@ -201,18 +210,43 @@ fn install_tracing(level: &str) {
         .try_init();
 }
 
-/// Triggers `shutdown` on the first SIGTERM or SIGINT.
-fn install_signals(shutdown: &Shutdown) -> anyhow::Result<()> {
+/// On the first SIGTERM or SIGINT: marks the application not ready, keeps
+/// serving for `drain_delay` (so a load balancer polling `/ready` stops routing
+/// here while requests still succeed), then triggers `shutdown`. A second signal
+/// during the delay ends it at once.
+fn install_signals(
+    shutdown: &Shutdown,
+    app: &Arc<App>,
+    drain_delay: Duration,
+) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
     let shutdown = shutdown.clone();
+    let app = Arc::clone(app);
     std::thread::Builder::new()
         .name("recon-signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                tracing::info!(signal, "signal received; draining");
-                shutdown.trigger();
+            let Some(signal) = signals.forever().next() else {
+                return;
+            };
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    signal,
+                    delay = ?drain_delay,
+                    "signal received; /ready answers 503, serving on until the drain delay ends"
+                );
+                app.state().start_draining();
+                let until = Instant::now() + drain_delay;
+                while Instant::now() < until {
+                    if let Some(again) = signals.pending().next() {
+                        tracing::info!(signal = again, "second signal; draining now");
+                        break;
+                    }
+                    std::thread::park_timeout(SIGNAL_POLL.min(until - Instant::now()));
+                }
             }
+            tracing::info!(signal, "draining");
+            shutdown.trigger();
         })
         .context("starting the signal thread")?;
     Ok(())

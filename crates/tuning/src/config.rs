@@ -88,6 +88,9 @@ pub struct Config {
     pub server_header: String,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long to keep serving with `/ready` answering 503
+    /// before the listener closes (time for a load balancer to stop routing here).
+    pub drain_delay: Duration,
     /// Where datasets and results live.
     pub data_dir: PathBuf,
     /// Keys accepted on `/v1/*`; empty means no authentication.
@@ -122,6 +125,7 @@ impl Default for Config {
             overload: Overload::Queue,
             server_header: "recon".to_owned(),
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             data_dir: PathBuf::from("data"),
             api_keys: Vec::new(),
             protect_ops: true,

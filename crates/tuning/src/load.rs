@@ -81,6 +81,8 @@ pub struct Overrides {
     pub server_header: Option<String>,
     /// `--shutdown-timeout`.
     pub shutdown_timeout: Option<String>,
+    /// `--drain-delay`.
+    pub drain_delay: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `--api-key` (repeatable).
@@ -382,6 +384,7 @@ struct RawConfig {
     overload: String,
     server_header: String,
     shutdown_timeout: u64,
+    drain_delay: u64,
     data_dir: PathBuf,
     api_keys: Vec<String>,
     api_keys_file: Option<PathBuf>,
@@ -409,6 +412,7 @@ fn default_values() -> Dict {
     );
     put("server_header", Value::from(c.server_header.as_str()));
     put("shutdown_timeout", Value::from(millis(c.shutdown_timeout)));
+    put("drain_delay", Value::from(millis(c.drain_delay)));
     put(
         "data_dir",
         Value::from(c.data_dir.to_string_lossy().as_ref()),
@@ -663,6 +667,7 @@ fn build(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         server_header: raw.server_header,
         shutdown_timeout: Duration::from_millis(raw.shutdown_timeout),
+        drain_delay: Duration::from_millis(raw.drain_delay),
         data_dir: raw.data_dir,
         api_keys,
         protect_ops: raw.protect_ops,
@@ -697,6 +702,7 @@ fn show_value(key: &str, c: &Config, r: &Resources, profile: Profile) -> String 
         },
         "server_header" => c.server_header.clone(),
         "shutdown_timeout" => format_duration(c.shutdown_timeout),
+        "drain_delay" => format_duration(c.drain_delay),
         "data_dir" => c.data_dir.display().to_string(),
         "api_keys" => match c.api_keys.len() {
             0 => "(none)".to_owned(),

@@ -213,6 +213,15 @@ pub(crate) const SPECS: &[Spec] = &[
         },
     },
     Spec {
+        key: "drain_delay",
+        env: &["RECON_DRAIN_DELAY"],
+        flag: "--drain-delay",
+        kind: Kind::Duration {
+            min: 0,
+            max: 600_000,
+        },
+    },
+    Spec {
         key: "data_dir",
         env: &["RECON_DATA_DIR"],
         flag: "--data-dir",

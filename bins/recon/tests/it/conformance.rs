@@ -732,6 +732,42 @@ fn sigint_drains_and_exits_zero(engine: Engine) {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// With a drain delay, a signal first makes `/ready` answer 503 while requests,
+/// old and new connections alike, are still served; a second signal ends the
+/// delay (60 s here, so exiting within the limit proves it was cut short).
+fn drain_delay_serves_while_not_ready(engine: Engine) {
+    let mut server = Server::builder(engine).arg("--drain-delay", "60s").start();
+    let mut kept = server.raw();
+    let ask = |raw: &mut Raw, path: &str| {
+        raw.send(head("GET", path, "").as_bytes()).expect("send");
+        raw.read_response(PROMPT).expect("an answer").status
+    };
+    assert_eq!(ask(&mut kept, "/ready"), 200);
+    server.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask(&mut kept, "/ready") != 503 {
+        assert!(Instant::now() < deadline, "/ready never reported draining");
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ask(&mut kept, "/health"),
+        200,
+        "kept connection still served"
+    );
+    let mut fresh = server.raw();
+    assert_eq!(
+        ask(&mut fresh, "/health"),
+        200,
+        "new connection still served"
+    );
+    assert_eq!(ask(&mut fresh, "/ready"), 503);
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("a second signal ends the drain delay");
+    assert!(status.success(), "exit status {status:?}");
+}
+
 fn killed_mid_upload_leaves_no_dataset(engine: Engine) {
     let mut server = Server::start(engine);
     let baseline = busy(&server);
@@ -905,6 +941,7 @@ engines!(
     unsupported_upload_type_is_415,
     graceful_shutdown_finishes_in_flight,
     sigint_drains_and_exits_zero,
+    drain_delay_serves_while_not_ready,
     killed_mid_upload_leaves_no_dataset,
     upload_100_mb_streamed,
     restart_mid_job,

@@ -255,18 +255,27 @@ fn kubernetes_objects_reference_each_other() {
 
 #[test]
 fn grace_periods_exceed_the_drain_timeout() {
-    let drain: u64 = yaml("k8s/configmap.yaml")["data"]["RECON_SHUTDOWN_TIMEOUT"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let seconds = |key: &str| -> u64 {
+        yaml("k8s/configmap.yaml")["data"][key]
+            .as_str()
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let drain = seconds("RECON_DRAIN_DELAY") + seconds("RECON_SHUTDOWN_TIMEOUT");
+    let probe =
+        &yaml("k8s/deployment.yaml")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    let unready_after =
+        probe["periodSeconds"].as_u64().unwrap() * probe["failureThreshold"].as_u64().unwrap();
+    assert!(
+        seconds("RECON_DRAIN_DELAY") >= unready_after,
+        "RECON_DRAIN_DELAY must cover the readiness probe's {unready_after} s to notice"
+    );
     let grace =
         yaml("k8s/deployment.yaml")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
             .as_u64()
             .unwrap();
     assert!(
         grace > drain,
-        "terminationGracePeriodSeconds {grace} must exceed the drain timeout {drain}"
+        "terminationGracePeriodSeconds {grace} must exceed drain delay + timeout {drain}"
     );
 
     let prod = yaml("compose/docker-compose.prod.yml");

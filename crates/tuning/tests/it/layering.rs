@@ -429,6 +429,7 @@ fn every_flag_field_is_a_setting() {
         overload: Some("reject".into()),
         server_header: Some("r".into()),
         shutdown_timeout: Some("0".into()),
+        drain_delay: Some("250ms".into()),
         data_dir: Some("/tmp/x".into()),
         api_keys: Some(vec!["k".into()]),
         api_keys_file: None,
@@ -443,6 +444,7 @@ fn every_flag_field_is_a_setting() {
     let c = &loaded.config;
     assert_eq!(c.server.backlog, 16);
     assert_eq!(c.shutdown_timeout, Duration::ZERO);
+    assert_eq!(c.drain_delay, Duration::from_millis(250));
     assert_eq!(c.log_level, "debug");
     for entry in loaded.provenance.iter() {
         if !matches!(entry.key, "api_keys_file" | "profile" | "memory" | "vcpus") {
