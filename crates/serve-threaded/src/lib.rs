@@ -136,6 +136,23 @@ pub fn serve(
     serve_with_options(app, listener, shutdown, Options::default())
 }
 
+/// The threaded engine is the one for memory-constrained boxes, so it caps
+/// glibc's malloc arenas (by default up to eight per core, each keeping the
+/// memory its threads freed) at two, the usual `MALLOC_ARENA_MAX=2` of
+/// memory-bound servers. Handlers run on `threads` workers and jobs on the job
+/// pool, so without the cap every thread that ever allocated holds on to its
+/// own arena's high-water mark. An operator's `MALLOC_ARENA_MAX` wins.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes an allocator tunable; glibc takes its
+        // own lock for it, and a limit lowered at run time only stops new
+        // arenas from being created.
+        let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+        tracing::debug!(applied = ok == 1, "malloc arenas capped at 2");
+    }
+}
+
 /// [`serve`] with engine [`Options`].
 ///
 /// # Errors
@@ -155,6 +172,7 @@ pub fn serve_with_options(
     // POOL_MAX; connections past it get a fresh coroutine, created once per
     // connection, not per request.
     let pool_capacity = (config.server.connection_limit.get() + 2).min(POOL_MAX);
+    cap_malloc_arenas();
     may::config()
         .set_workers(1)
         .set_stack_size(words)
