@@ -10,8 +10,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use recon_benches::{data_root, ensure_case, load_case};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use recon_benches::{LoadedCase, data_root, ensure_case, load_case};
 use recon_core::input::load_side;
 use recon_core::matcher::{NoProgress, Reconciler};
 use recon_core::output::{StatusFilter, write_results_csv};
@@ -25,19 +26,30 @@ fn sizes() -> Vec<usize> {
     sizes
 }
 
-fn matching(c: &mut Criterion) {
-    let mut group = c.benchmark_group("match");
+/// A group of 10 samples over 10 s: the cases are large.
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
+    group
+}
+
+/// The seeded `records`-record case, generated once and cached.
+fn case(records: usize) -> LoadedCase {
+    let options = GenOptions {
+        records,
+        seed: 42,
+        ..GenOptions::default()
+    };
+    ensure_case(&data_root(), &options)
+        .and_then(load_case)
+        .unwrap_or_else(|e| panic!("preparing the {records}-record case: {e:#}"))
+}
+
+fn matching(c: &mut Criterion) {
+    let mut group = group(c, "match");
     for records in sizes() {
-        let options = GenOptions {
-            records,
-            seed: 42,
-            ..GenOptions::default()
-        };
-        let case = ensure_case(&data_root(), &options)
-            .and_then(load_case)
-            .unwrap_or_else(|e| panic!("preparing the {records}-record case: {e:#}"));
+        let case = case(records);
         let reconciler = Reconciler::new(case.rules.clone());
         group.throughput(Throughput::Elements(
             (case.left.len() + case.right.len()) as u64,
@@ -55,18 +67,9 @@ fn matching(c: &mut Criterion) {
 }
 
 fn loading(c: &mut Criterion) {
-    let mut group = c.benchmark_group("load");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
+    let mut group = group(c, "load");
     for records in sizes() {
-        let options = GenOptions {
-            records,
-            seed: 42,
-            ..GenOptions::default()
-        };
-        let case = ensure_case(&data_root(), &options)
-            .and_then(load_case)
-            .unwrap_or_else(|e| panic!("preparing the {records}-record case: {e:#}"));
+        let case = case(records);
         group.throughput(Throughput::Bytes(case.input_bytes));
         group.bench_function(format!("{records}x{records}"), |b| {
             b.iter(|| {
@@ -80,18 +83,9 @@ fn loading(c: &mut Criterion) {
 }
 
 fn writing(c: &mut Criterion) {
-    let mut group = c.benchmark_group("write_csv");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
+    let mut group = group(c, "write_csv");
     for records in sizes() {
-        let options = GenOptions {
-            records,
-            seed: 42,
-            ..GenOptions::default()
-        };
-        let case = ensure_case(&data_root(), &options)
-            .and_then(load_case)
-            .unwrap_or_else(|e| panic!("preparing the {records}-record case: {e:#}"));
+        let case = case(records);
         let outcome = Reconciler::new(case.rules.clone())
             .run(&case.left, &case.right, &NoProgress)
             .unwrap_or_else(|e| panic!("{e}"));
