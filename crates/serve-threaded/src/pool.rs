@@ -397,6 +397,14 @@ mod tests {
         )
     }
 
+    /// A bodiless request for `path`.
+    fn request(path: &str) -> http::Request<RequestBody> {
+        http::Request::builder()
+            .uri(path)
+            .body(RequestBody::empty())
+            .unwrap()
+    }
+
     #[test]
     fn the_most_recently_idle_worker_takes_the_next_job() {
         let dispatcher = Dispatcher::default();
@@ -421,12 +429,6 @@ mod tests {
         while dispatcher.lock().idle.len() < 3 {
             std::thread::yield_now();
         }
-        let request = |path: &str| {
-            http::Request::builder()
-                .uri(path)
-                .body(RequestBody::empty())
-                .unwrap()
-        };
         let (a, _a_events, _a_written) = job(request("/a"));
         dispatcher.send(a).unwrap();
         let (first_worker, path) = ran.recv().unwrap();
@@ -450,12 +452,6 @@ mod tests {
     #[test]
     fn jobs_wait_in_order_when_no_worker_is_idle() {
         let dispatcher = Dispatcher::default();
-        let request = |path: &str| {
-            http::Request::builder()
-                .uri(path)
-                .body(RequestBody::empty())
-                .unwrap()
-        };
         let (a, _ae, _aw) = job(request("/first"));
         let (b, _be, _bw) = job(request("/second"));
         dispatcher.send(a).unwrap();
