@@ -6,8 +6,17 @@
 //! jobs/{id}/rules.toml     the rules the job runs with
 //! jobs/{id}/results.csv    every result row (written to a temp file, renamed when complete)
 //! jobs/{id}/summary.json   counts and totals (likewise)
+//! jobs/{id}/results.parquet the same rows as Parquet, written after the job's end
 //! ```
 //! Jobs run on a rayon pool of `job_threads` threads, never on a request thread.
+//! A succeeded job's `results.parquet` is written after its end is committed
+//! and its waiters woken, by one background thread (`recon-parquet`, at the
+//! lowest CPU priority on Linux) so that it takes no pool thread from the next
+//! job. Its queue is short (`PARQUET_QUEUE`): when it is full the job's own pool
+//! thread writes the file, so the jobs' data waiting for it stay bounded.
+//! `job.json` says `pending`, then `ready` or `failed`. Nothing waits for queued
+//! writes when the process exits: they stay `pending` until the next instance on
+//! the same host marks them `failed`.
 //! Every read of a job's state comes from `job.json`, so a replica sharing the
 //! data directory sees the same jobs. A job left `queued` or `running` by a
 //! process that is gone is marked `failed` with the error `interrupted` when
@@ -26,6 +35,7 @@ use std::fs;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -74,7 +84,7 @@ impl JobState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParquetState {
-    /// Being written just after the job succeeded.
+    /// Waiting to be written, or being written, just after the job succeeded.
     Pending,
     /// Written and served.
     Ready,
@@ -184,6 +194,14 @@ fn untouched_for(dir: &Path, age: Duration) -> bool {
 /// How often a running job rewrites its progress at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
+/// How many Parquet writes may wait for the background writer besides the one
+/// it is doing. Each holds a job's two sides and outcome (hundreds of MB at 1M
+/// records), so one: past that a job's own thread writes its file.
+const PARQUET_QUEUE: usize = 1;
+
+/// A succeeded job's Parquet write: the job's directory and what to write.
+type ParquetWork = (PathBuf, reconcile::Deferred);
+
 /// The job runner.
 pub struct Jobs {
     dir: PathBuf,
@@ -192,6 +210,8 @@ pub struct Jobs {
     store: Arc<DatasetStore>,
     /// This instance's unfinished jobs; waiters sleep on the condvar.
     local: Arc<(Mutex<Local>, Condvar)>,
+    /// The queue of the background Parquet writer (see [`start_parquet_writer`]).
+    parquet: SyncSender<ParquetWork>,
 }
 
 /// The jobs this instance runs, as waiters see them.
@@ -240,11 +260,11 @@ impl std::fmt::Debug for Jobs {
 }
 
 impl Jobs {
-    /// Opens the job directory, marks abandoned jobs failed (`interrupted`) and
-    /// starts a pool of `threads`.
+    /// Opens the job directory, marks abandoned jobs failed (`interrupted`),
+    /// starts a pool of `threads` and the background Parquet writer.
     ///
     /// # Errors
-    /// When the directory cannot be created or the pool cannot start.
+    /// When the directory cannot be created or a thread cannot start.
     pub fn open(
         data_dir: &Path,
         owner: Owner,
@@ -258,12 +278,16 @@ impl Jobs {
             .thread_name(|i| format!("recon-job-{i}"))
             .build()
             .map_err(io::Error::other)?;
+        let local = Arc::new((Mutex::new(Local::default()), Condvar::new()));
+        // Detached: it ends once every sender is gone (see `start_parquet_writer`).
+        let (parquet, _writer) = start_parquet_writer(Arc::clone(&local), PARQUET_QUEUE)?;
         let jobs = Self {
             dir,
             pool,
             owner,
             store,
-            local: Arc::new((Mutex::new(Local::default()), Condvar::new())),
+            local,
+            parquet,
         };
         jobs.recover();
         Ok(jobs)
@@ -367,12 +391,12 @@ impl Jobs {
         let rules = rules.to_owned();
         let jobs_dir = self.dir.clone();
         let job_dir = dir.clone();
+        let parquet = self.parquet.clone();
         self.pool.spawn(move || {
             let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules);
             drop(guard);
             if let Some(d) = deferred {
-                finish_parquet(&job_dir, d);
-                wake(&local);
+                queue_parquet(&parquet, job_dir, d, &local);
             }
         });
         tracing::info!(job = %id, left, right, "reconciliation queued");
@@ -565,8 +589,88 @@ fn commit_end(jobs_dir: &Path, dir: &Path, rec: &JobRecord, files: Vec<Staged>) 
     durable::sync_dir(dir)
 }
 
+/// Starts the background Parquet writer: one thread, `recon-parquet`, at the
+/// lowest CPU priority, writing each queued job's `results.parquet` in turn
+/// (see [`finish_parquet`]) and waking the waiters after each. Its queue holds
+/// `capacity` writes besides the one being done; the thread ends once every
+/// sender is dropped and the queue is empty. Writes still queued when the
+/// process exits are lost: their jobs stay `pending` until the next instance
+/// marks them `failed` (see [`Jobs::recover`]).
+///
+/// # Errors
+/// When the thread cannot start.
+fn start_parquet_writer(
+    local: Arc<(Mutex<Local>, Condvar)>,
+    capacity: usize,
+) -> io::Result<(SyncSender<ParquetWork>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel::<ParquetWork>(capacity);
+    let writer = std::thread::Builder::new()
+        .name("recon-parquet".to_owned())
+        .spawn(move || {
+            lower_priority();
+            for (dir, deferred) in rx {
+                finish_parquet(&dir, deferred);
+                wake(&local);
+            }
+        })?;
+    Ok((tx, writer))
+}
+
+/// Hands a succeeded job's Parquet write to the background writer or, when
+/// its queue is full or the writer is gone, writes it on this thread (then
+/// wakes the waiters), so the jobs' data waiting for it stay bounded. Returns
+/// whether the write was queued.
+fn queue_parquet(
+    tx: &SyncSender<ParquetWork>,
+    dir: PathBuf,
+    deferred: reconcile::Deferred,
+    local: &(Mutex<Local>, Condvar),
+) -> bool {
+    let (why, (dir, deferred)) = match tx.try_send((dir, deferred)) {
+        Ok(()) => return true,
+        Err(TrySendError::Full(work)) => ("queue full", work),
+        Err(TrySendError::Disconnected(work)) => ("writer gone", work),
+    };
+    tracing::debug!(dir = %dir.display(), why, "writing parquet results on the job thread");
+    finish_parquet(&dir, deferred);
+    wake(local);
+    false
+}
+
+/// Lowers the calling thread's CPU priority to the lowest (nice 19), so the
+/// Parquet writer only gets CPU time the jobs leave. On Linux
+/// `setpriority(PRIO_PROCESS, tid)` applies to that one thread (and threads
+/// it starts later). A failure is logged at debug and ignored.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    let Ok(who) = libc::id_t::try_from(tid) else {
+        tracing::debug!(
+            tid,
+            "could not lower the parquet writer's priority: bad thread id"
+        );
+        return;
+    };
+    // SAFETY: setpriority takes plain integers and touches no memory; `who`
+    // is this thread's id, so only this thread's nice value changes.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, who, 19) };
+    if rc != 0 {
+        tracing::debug!(
+            error = %io::Error::last_os_error(),
+            "could not lower the parquet writer's priority"
+        );
+    }
+}
+
+/// Elsewhere the writer keeps the default priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 /// Writes the deferred Parquet results and records whether that worked.
 fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
+    let job = dir.file_name().unwrap_or_default().to_string_lossy();
+    let _span = tracing::info_span!("parquet", job = %job).entered();
     let state = match catch_unwind(AssertUnwindSafe(|| deferred.write_parquet(dir))) {
         Ok(Ok(())) => ParquetState::Ready,
         Ok(Err(e)) => {
@@ -714,11 +818,33 @@ fn execute(
 mod tests {
     use super::*;
 
-    #[test]
-    fn api_json_hides_owner_and_links() {
-        let rec = JobRecord {
+    const RULES: &str = r#"
+[left]
+id = "id"
+amount = "amount"
+currency = "currency"
+date = "date"
+reference = "ref"
+
+[right]
+id = "id"
+amount = "amount"
+currency = "currency"
+date = "date"
+reference = "ref"
+
+[[pass]]
+name = "reference"
+cardinality = "one_to_one"
+reference = "exact"
+amount = { abs = "0.00" }
+date = { before = 0, after = 3 }
+"#;
+
+    fn record(state: JobState) -> JobRecord {
+        JobRecord {
             id: ids::new_id(),
-            state: JobState::Queued,
+            state,
             left: "l".into(),
             right: "r".into(),
             rules_sha256: String::new(),
@@ -732,7 +858,127 @@ mod tests {
             stages: None,
             summary: None,
             owner: Some(Owner::register()),
+        }
+    }
+
+    /// A succeeded job in `jobs/{id}` under `root` (results in place, Parquet
+    /// `pending`) and its Parquet write still to do.
+    fn succeeded_job(root: &Path) -> (PathBuf, reconcile::Deferred) {
+        let mut rec = record(JobState::Succeeded);
+        rec.parquet = Some(ParquetState::Pending);
+        let dir = root.join("jobs").join(&rec.id);
+        fs::create_dir_all(&dir).unwrap();
+        let left = root.join("left.csv");
+        let right = root.join("right.csv");
+        fs::write(
+            &left,
+            "id,date,amount,currency,ref\nL1,2024-01-02,100.00,EUR,INV-1\nL2,2024-01-03,-25.50,EUR,INV-2\n",
+        )
+        .unwrap();
+        fs::write(
+            &right,
+            "id,date,amount,currency,ref\nB1,2024-01-02,100.00,EUR,INV-1\nB9,2024-01-09,77.00,EUR,X\n",
+        )
+        .unwrap();
+        let rules = reconcile::parse_rules(RULES).unwrap();
+        let l = recon_core::input::load_side(&left, &rules.left).unwrap();
+        let r = recon_core::input::load_side(&right, &rules.right).unwrap();
+        let facts = reconcile::RunFacts {
+            run_id: rec.id.clone(),
+            ..reconcile::RunFacts::default()
         };
+        let (_, deferred) =
+            reconcile::execute(rules, (l, r), 0.0, facts, &dir, &|_, _| {}).unwrap();
+        write_record(&dir, &rec).unwrap();
+        (dir, deferred)
+    }
+
+    fn local() -> Arc<(Mutex<Local>, Condvar)> {
+        Arc::new((Mutex::new(Local::default()), Condvar::new()))
+    }
+
+    fn ended(local: &(Mutex<Local>, Condvar)) -> u64 {
+        local.0.lock().unwrap().ended
+    }
+
+    /// The file is in place, whole, and `job.json` says `ready`.
+    fn assert_parquet_ready(dir: &Path) {
+        assert_eq!(read_record(dir).unwrap().parquet, Some(ParquetState::Ready));
+        let bytes = fs::read(dir.join("results.parquet")).unwrap();
+        assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+        let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(bytes),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+        assert_eq!(rows, 4);
+    }
+
+    #[test]
+    fn the_background_writer_writes_queued_parquet_and_wakes_waiters() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, deferred) = succeeded_job(tmp.path());
+        let local = local();
+        let (tx, writer) = start_parquet_writer(Arc::clone(&local), 1).unwrap();
+        assert!(queue_parquet(&tx, dir.clone(), deferred, &local));
+        // Once the only sender is gone the writer drains its queue and ends.
+        drop(tx);
+        writer.join().unwrap();
+        assert_parquet_ready(&dir);
+        assert_eq!(ended(&local), 1);
+    }
+
+    #[test]
+    fn a_full_queue_writes_parquet_on_the_calling_thread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, deferred) = succeeded_job(tmp.path());
+        let local = local();
+        // A rendezvous channel nobody receives from is always full.
+        let (tx, rx) = mpsc::sync_channel::<ParquetWork>(0);
+        assert!(!queue_parquet(&tx, dir.clone(), deferred, &local));
+        assert_parquet_ready(&dir);
+        assert_eq!(ended(&local), 1);
+        assert!(rx.try_recv().is_err(), "nothing was queued");
+    }
+
+    #[test]
+    fn a_gone_writer_writes_parquet_on_the_calling_thread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, deferred) = succeeded_job(tmp.path());
+        let local = local();
+        let (tx, rx) = mpsc::sync_channel::<ParquetWork>(1);
+        drop(rx);
+        assert!(!queue_parquet(&tx, dir.clone(), deferred, &local));
+        assert_parquet_ready(&dir);
+        assert_eq!(ended(&local), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn lowering_the_priority_touches_the_calling_thread_only() {
+        fn nice() -> i32 {
+            // SAFETY: plain integers in, a plain integer out; no memory touched.
+            let tid = unsafe { libc::gettid() };
+            // SAFETY: as above; `tid` is the calling thread's id.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::id_t::try_from(tid).unwrap()) }
+        }
+        let before = nice();
+        let lowered = std::thread::spawn(|| {
+            lower_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, 19);
+        assert_eq!(nice(), before);
+    }
+
+    #[test]
+    fn api_json_hides_owner_and_links() {
+        let rec = record(JobState::Queued);
         let v = rec.to_api_json();
         assert!(v.get("owner").is_none());
         assert_eq!(v["state"], "queued");

@@ -36,7 +36,8 @@ pub struct Finished {
 }
 
 /// Work left after a job is marked succeeded: writing `results.parquet`.
-/// Owns the outcome and sides, so it can run after the job record is final.
+/// Owns the outcome and sides, so it can run after the job record is final,
+/// on another thread (the job runner's background Parquet writer).
 pub struct Deferred {
     outcome: recon_core::outcome::Outcome,
     left: Side,
