@@ -8,6 +8,16 @@
 //! rising concurrency, a large CSV upload, a reconciliation over HTTP, and
 //! memory from /proc. Output: a Markdown table on stdout,
 //! `target/bench-compare/results.json` and `target/bench-compare/chart.svg`.
+//!
+//! By default (`--pin auto`) servers get half the CPUs and wrk the other
+//! half. `--unpinned` is the issues' setup instead: server, wrk and the
+//! upload/reconciliation client share every CPU, and everything but the
+//! concurrency sweep runs, `--rounds` times (default 5), servers taking turns;
+//! GET /health and memory figures are medians over the rounds, uploads and
+//! reconciliations the medians of every round's runs pooled. The table says
+//! on each upload and reconciliation row whether the server was pinned.
+//! `--scenarios health,upload,reconcile` runs a subset (startup and memory
+//! always come with a server's start).
 //! Exits non-zero when a recon engine or a ceiling fails; a peer's failure is
 //! reported, not fatal. docs/benchmarks.md records a full run.
 
@@ -308,15 +318,19 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no server selected");
     }
 
-    let needs_api = !plan.health_only && specs.iter().any(|s| s.kind != Kind::Hello);
-    let (upload, case) = if needs_api {
+    let needs_api = specs.iter().any(|s| s.kind != Kind::Hello);
+    if needs_api && (plan.upload || plan.reconcile) {
         eprintln!("bench-compare: preparing data under {}", data.display());
-        (
-            Some(data::upload_file(&data, plan.upload_bytes)?),
-            Some(data::case(&data, plan.recon_records)?),
-        )
+    }
+    let upload = if needs_api && plan.upload {
+        Some(data::upload_file(&data, plan.upload_bytes)?)
     } else {
-        (None, None)
+        None
+    };
+    let case = if needs_api && plan.reconcile {
+        Some(data::case(&data, plan.recon_records)?)
+    } else {
+        None
     };
     let cx = scenarios::Context {
         plan: &plan,
@@ -340,6 +354,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .filter_map(scenarios::merge_rounds)
         .collect();
 
+    let machine = machine(&pin, nproc);
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         started_unix: SystemTime::now()
@@ -348,7 +363,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             .saturating_sub(started.elapsed().as_secs()),
         wall_s: started.elapsed().as_secs_f64(),
         quick: args.quick,
-        machine: machine(&pin, nproc),
+        api_setup: report::api_setup(&machine),
+        machine,
         load_generator: format!(
             "wrk, {} thread(s){}",
             pin.load_cpus,
@@ -370,32 +386,53 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         "recon bench-compare on {}, {nproc} CPUs",
         report.machine.cpu_model
     );
-    if let Err(e) = chart::draw(&chart_path, &report.servers, &title) {
+    // The chart is of GET /health: without it, an older chart stays as it was.
+    if plan.health
+        && let Err(e) = chart::draw(&chart_path, &report.servers, &title)
+    {
         eprintln!("bench-compare: chart: {e:#}");
     }
 
-    println!("{}", report::table(&plan, &report.servers));
+    println!("{}", report::table(&plan, &report.machine, &report.servers));
     let ratios = report::ratios(&plan, &report.servers);
     if !ratios.is_empty() {
-        println!("{ratios}");
+        println!("Ratios between the servers of this run:\n{ratios}");
     }
+    let health_setup = match &report.machine.server_cpus {
+        _ if !plan.health => String::new(),
+        Some(cpus) => format!(
+            " GET /health: servers on CPU {cpus}, {}.",
+            report.load_generator
+        ),
+        None => format!(
+            " GET /health: servers and {} sharing all {nproc} CPUs.",
+            report.load_generator
+        ),
+    };
+    let api_setup = if plan.upload || plan.reconcile {
+        format!(" Uploads and reconciliations: {}.", report.api_setup)
+    } else {
+        String::new()
+    };
     println!(
-        "Machine: {} CPUs ({}), {} MiB; servers on CPU {}, {}. Wall time {:.0} s.",
-        report.machine.nproc,
-        report.machine.cpu_model,
-        report.machine.mem_total_mib,
-        report.machine.server_cpus.as_deref().unwrap_or("any"),
-        report.load_generator,
-        report.wall_s
+        "Machine: {} CPUs ({}), {} MiB.{health_setup}{api_setup} Wall time {:.0} s.",
+        report.machine.nproc, report.machine.cpu_model, report.machine.mem_total_mib, report.wall_s
     );
     if let Some(note) = &report.peers_note {
         println!("{note}");
     }
-    println!(
-        "Wrote {} and {}.",
-        json_path.display(),
-        chart_path.display()
-    );
+    if plan.health {
+        println!(
+            "Wrote {} and {}.",
+            json_path.display(),
+            chart_path.display()
+        );
+    } else {
+        println!(
+            "Wrote {} (no chart without GET /health).",
+            json_path.display()
+        );
+    }
     let failed: Vec<&str> = report
         .servers
         .iter()

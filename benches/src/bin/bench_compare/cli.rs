@@ -58,18 +58,38 @@ pub struct Args {
     /// Seconds of each GET /health run at 50 and 200 connections (default 10, quick 1).
     #[arg(long)]
     pub load_secs: Option<u64>,
-    /// The issues' own setup for GET /health: server and wrk share every CPU
-    /// (no taskset), Rust servers with one worker per CPU, plus hello-may
-    /// with the threaded engine's single may worker. Runs startup, GET
-    /// /health at 50 and 200 connections and memory only (no sweep, upload
-    /// or reconciliation), `--rounds` times, servers taking turns.
+    /// The issues' own setup ("this 2-core machine, load generator sharing
+    /// the cores"): server, wrk and the upload/reconciliation client share
+    /// every CPU (no taskset), Rust servers with one worker per CPU, plus
+    /// hello-may with the threaded engine's single may worker. Runs startup,
+    /// GET /health at 50 and 200 connections, the upload and the
+    /// reconciliation (recon engines and Python peers) and memory; no
+    /// concurrency sweep. `--rounds` times, servers taking turns.
     #[arg(long)]
     pub unpinned: bool,
     /// Rounds of the scenarios, servers taking turns each round; the table
-    /// shows each figure's median over the rounds (default 1, with
-    /// `--unpinned` 5).
+    /// shows each GET /health and memory figure's median over the rounds and
+    /// the median of every round's uploads and reconciliations pooled
+    /// (default 1, with `--unpinned` 5).
     #[arg(long)]
     pub rounds: Option<NonZeroUsize>,
+    /// Run only these scenarios: `health` (GET /health at fixed connections,
+    /// plus the concurrency sweep unless `--unpinned`), `upload`,
+    /// `reconcile`. Startup and memory come with every server start and
+    /// always run. Default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+}
+
+/// A scenario `--scenarios` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// GET /health under wrk at fixed connections, and the sweep when pinned.
+    Health,
+    /// The large CSV upload.
+    Upload,
+    /// Upload both sides, reconcile with `?wait`, fetch the summary.
+    Reconcile,
 }
 
 impl Args {
@@ -121,8 +141,14 @@ pub struct Plan {
     pub recon_runs: usize,
     /// Longest time a server may take to answer its first /health.
     pub startup_timeout: Duration,
-    /// Only startup, the fixed GET /health runs and memory (`--unpinned`).
-    pub health_only: bool,
+    /// GET /health at the fixed connection counts (`--scenarios health`).
+    pub health: bool,
+    /// The concurrency sweep: with `health`, and not under `--unpinned`.
+    pub sweep: bool,
+    /// The upload (`--scenarios upload`), for recon engines and peers.
+    pub upload: bool,
+    /// The reconciliation (`--scenarios reconcile`), for recon engines and peers.
+    pub reconcile: bool,
     /// Rounds of every scenario, servers taking turns; figures are medians.
     pub rounds: usize,
 }
@@ -130,7 +156,11 @@ pub struct Plan {
 impl Plan {
     /// The plan of a full or a `--quick` run.
     pub fn new(args: &Args) -> Self {
-        let health_only = args.unpinned;
+        let wants = |s: Scenario| args.scenarios.is_empty() || args.scenarios.contains(&s);
+        let health = wants(Scenario::Health);
+        let sweep = health && !args.unpinned;
+        let upload = wants(Scenario::Upload);
+        let reconcile = wants(Scenario::Reconcile);
         let default_rounds = if args.unpinned { 5 } else { 1 };
         let rounds = args.rounds.map_or(default_rounds, NonZeroUsize::get);
         if args.quick {
@@ -146,7 +176,10 @@ impl Plan {
                 recon_records: 5_000,
                 recon_runs: 2,
                 startup_timeout: Duration::from_secs(20),
-                health_only,
+                health,
+                sweep,
+                upload,
+                reconcile,
                 rounds,
             }
         } else {
@@ -162,9 +195,61 @@ impl Plan {
                 recon_records: 50_000,
                 recon_runs: 3,
                 startup_timeout: Duration::from_secs(30),
-                health_only,
+                health,
+                sweep,
+                upload,
+                reconcile,
                 rounds,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Args, Plan};
+
+    fn plan(args: &[&str]) -> Plan {
+        Plan::new(
+            &Args::try_parse_from(std::iter::once("bench-compare").chain(args.iter().copied()))
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn pinned_default_runs_everything_once() {
+        let p = plan(&[]);
+        assert!(p.health && p.sweep && p.upload && p.reconcile);
+        assert_eq!(p.rounds, 1);
+        assert_eq!(p.upload_bytes, 100_000_000);
+        assert_eq!(p.recon_records, 50_000);
+    }
+
+    #[test]
+    fn unpinned_drops_only_the_sweep() {
+        let p = plan(&["--unpinned"]);
+        assert!(!p.sweep);
+        assert!(p.health && p.upload && p.reconcile);
+        assert_eq!(p.rounds, 5);
+        assert_eq!(p.health_connections, vec![50, 200]);
+        assert_eq!((p.upload_runs, p.recon_runs), (3, 3));
+        assert_eq!(p.recon_records, 50_000);
+        let q = plan(&["--unpinned", "--quick", "--rounds", "2"]);
+        assert!(!q.sweep && q.health && q.upload && q.reconcile);
+        assert_eq!(q.rounds, 2);
+        assert_eq!(q.recon_records, 5_000);
+    }
+
+    #[test]
+    fn scenarios_select() {
+        let p = plan(&["--unpinned", "--scenarios", "reconcile"]);
+        assert!(p.reconcile);
+        assert!(!p.health && !p.sweep && !p.upload);
+        let p = plan(&["--scenarios", "health,upload"]);
+        assert!(p.health && p.sweep && p.upload);
+        assert!(!p.reconcile);
+        assert!(Args::try_parse_from(["bench-compare", "--scenarios", "sweep"]).is_err());
     }
 }

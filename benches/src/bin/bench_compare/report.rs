@@ -42,6 +42,9 @@ pub struct Report {
     pub machine: Machine,
     /// The load generator.
     pub load_generator: String,
+    /// Where server and client ran for the uploads and reconciliations
+    /// (pinned, or sharing every CPU), as [`api_setup`] words it.
+    pub api_setup: String,
     /// Why the peers did not run, when they did not.
     pub peers_note: Option<String>,
     /// Per server.
@@ -94,8 +97,33 @@ fn cell(r: &ServerResult, api_only: bool, value: Option<String>) -> String {
     }
 }
 
+/// Where the server and its client ran for the uploads and reconciliations.
+/// The client is bench-compare itself (one connection at a time), never
+/// pinned; wrk is idle then.
+pub fn api_setup(machine: &Machine) -> String {
+    match &machine.server_cpus {
+        Some(cpus) => format!(
+            "server pinned to CPU {cpus} of {}, client (bench-compare) not pinned",
+            machine.nproc
+        ),
+        None => format!(
+            "server and client (bench-compare) sharing all {} CPUs, no pinning",
+            machine.nproc
+        ),
+    }
+}
+
+/// `median of 3` for one round, `median of 15: 3 runs x 5 rounds` for several.
+fn runs_of(runs: usize, rounds: usize) -> String {
+    if rounds > 1 {
+        format!("median of {}: {runs} runs x {rounds} rounds", runs * rounds)
+    } else {
+        format!("median of {runs}")
+    }
+}
+
 /// The Markdown comparison table.
-pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
+pub fn table(plan: &Plan, machine: &Machine, servers: &[ServerResult]) -> String {
     let mut out = String::new();
     let _ = write!(out, "| Metric |");
     for s in servers {
@@ -130,13 +158,18 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
     if plan.rounds > 1 {
         row(
             format!(
-                "Rounds (GET /health figures and RSS are medians of {})",
+                "Rounds (GET /health figures and RSS: medians of the {} rounds; upload and reconciliation: medians of all rounds' runs)",
                 plan.rounds
             ),
             &|s| s.health_rounds.len().to_string(),
         );
     }
-    for (i, &c) in plan.health_connections.iter().enumerate() {
+    let health_connections: &[usize] = if plan.health {
+        &plan.health_connections
+    } else {
+        &[]
+    };
+    for (i, &c) in health_connections.iter().enumerate() {
         let get = move |s: &ServerResult| s.health.get(i).filter(|l| l.connections == c).cloned();
         row(format!("GET /health, {c} conns: requests/s"), &|s| {
             cell(s, false, get(s).map(|l| thousands(l.rps)))
@@ -192,9 +225,10 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
             },
         );
     }
-    if !plan.health_only {
-        api_rows(plan, servers, &mut row);
+    if plan.sweep {
+        sweep_row(plan, &mut row);
     }
+    api_rows(plan, &api_setup(machine), servers, &mut row);
     row("RSS idle (VmRSS after start)".to_owned(), &|s| {
         cell(s, false, s.rss_idle.map(|m| mib(m.rss_kib)))
     });
@@ -204,12 +238,8 @@ pub fn table(plan: &Plan, servers: &[ServerResult]) -> String {
     out
 }
 
-/// The rows of the concurrency sweep, the upload and the reconciliation.
-fn api_rows(
-    plan: &Plan,
-    servers: &[ServerResult],
-    row: &mut impl FnMut(String, &dyn Fn(&ServerResult) -> String),
-) {
+/// The row of the concurrency sweep.
+fn sweep_row(plan: &Plan, row: &mut impl FnMut(String, &dyn Fn(&ServerResult) -> String)) {
     let limit = plan.sweep_p99_limit.as_millis();
     row(
         format!(
@@ -226,14 +256,39 @@ fn api_rows(
             }
         },
     );
+}
+
+/// The rows of the upload and the reconciliation, each naming `setup`
+/// (pinned or shared CPUs) so a figure is never read as the other setup's.
+fn api_rows(
+    plan: &Plan,
+    setup: &str,
+    servers: &[ServerResult],
+    row: &mut impl FnMut(String, &dyn Fn(&ServerResult) -> String),
+) {
+    if plan.upload {
+        upload_row(plan, setup, servers, row);
+    }
+    if plan.reconcile {
+        reconcile_rows(plan, setup, row);
+    }
+}
+
+/// The upload row.
+fn upload_row(
+    plan: &Plan,
+    setup: &str,
+    servers: &[ServerResult],
+    row: &mut impl FnMut(String, &dyn Fn(&ServerResult) -> String),
+) {
     let upload_mb = servers
         .iter()
         .find_map(|s| s.upload.as_ref())
         .map_or(plan.upload_bytes as f64 / 1e6, |u| u.bytes as f64 / 1e6);
     row(
         format!(
-            "Upload {upload_mb:.0} MB CSV, parsed and stored (median of {})",
-            plan.upload_runs
+            "Upload {upload_mb:.0} MB CSV, parsed and stored ({}; {setup})",
+            runs_of(plan.upload_runs, plan.rounds)
         ),
         &|s| {
             cell(
@@ -245,16 +300,27 @@ fn api_rows(
             )
         },
     );
+}
+
+/// The reconciliation rows (run, end to end).
+fn reconcile_rows(
+    plan: &Plan,
+    setup: &str,
+    row: &mut impl FnMut(String, &dyn Fn(&ServerResult) -> String),
+) {
     let k = plan.recon_records / 1000;
     row(
         format!(
-            "Reconciliation {k}k x {k}k of stored datasets, POST ?wait (median of {})",
-            plan.recon_runs
+            "Reconciliation {k}k x {k}k of stored datasets, POST ?wait ({}; {setup})",
+            runs_of(plan.recon_runs, plan.rounds)
         ),
         &|s| cell(s, true, s.reconcile.as_ref().map(|x| secs(x.median_run_s))),
     );
     row(
-        format!("Reconciliation {k}k end to end: upload both, run, fetch summary"),
+        format!(
+            "Reconciliation {k}k end to end: upload both, run, fetch summary ({}; {setup})",
+            runs_of(plan.recon_runs, plan.rounds)
+        ),
         &|s| {
             cell(
                 s,
@@ -333,4 +399,73 @@ pub fn ratios(plan: &Plan, servers: &[ServerResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Machine, table};
+    use crate::cli::{Args, Plan};
+
+    fn machine(server_cpus: Option<&str>) -> Machine {
+        Machine {
+            nproc: 2,
+            cpu_model: "test".into(),
+            kernel: "6".into(),
+            mem_total_mib: 1024,
+            server_cpus: server_cpus.map(Into::into),
+            load_cpus: server_cpus.map(|_| "1".into()),
+            loadavg_at_start: "0 0 0".into(),
+        }
+    }
+
+    fn plan(args: &[&str]) -> Plan {
+        Plan::new(
+            &Args::try_parse_from(std::iter::once("bench-compare").chain(args.iter().copied()))
+                .unwrap(),
+        )
+    }
+
+    /// The table's rows that start with `what`.
+    fn rows<'a>(t: &'a str, what: &str) -> Vec<&'a str> {
+        t.lines()
+            .filter(|l| l.starts_with(&format!("| {what}")))
+            .collect()
+    }
+
+    #[test]
+    fn api_rows_name_the_cpu_setup() {
+        let shared = table(&plan(&["--unpinned"]), &machine(None), &[]);
+        let recon = rows(&shared, "Reconciliation 50k");
+        assert_eq!(recon.len(), 2);
+        for row in recon.iter().chain(&rows(&shared, "Upload 100 MB")) {
+            assert!(row.contains("sharing all 2 CPUs, no pinning"), "{row}");
+            assert!(row.contains("median of 15: 3 runs x 5 rounds"), "{row}");
+        }
+        assert!(rows(&shared, "Concurrent connections").is_empty());
+        assert_eq!(rows(&shared, "GET /health, 50 conns").len(), 5);
+
+        let pinned = table(&plan(&[]), &machine(Some("0")), &[]);
+        let recon = rows(&pinned, "Reconciliation 50k");
+        assert_eq!(recon.len(), 2);
+        for row in recon.iter().chain(&rows(&pinned, "Upload 100 MB")) {
+            assert!(row.contains("server pinned to CPU 0 of 2"), "{row}");
+            assert!(row.contains("(median of 3;"), "{row}");
+        }
+        assert_eq!(rows(&pinned, "Concurrent connections").len(), 1);
+    }
+
+    #[test]
+    fn scenarios_leave_out_rows() {
+        let t = table(
+            &plan(&["--unpinned", "--scenarios", "reconcile"]),
+            &machine(None),
+            &[],
+        );
+        assert_eq!(rows(&t, "Reconciliation 50k").len(), 2);
+        assert!(rows(&t, "Upload").is_empty());
+        assert!(rows(&t, "GET /health").is_empty());
+        assert_eq!(rows(&t, "RSS").len(), 2);
+    }
 }

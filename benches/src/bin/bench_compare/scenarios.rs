@@ -156,12 +156,16 @@ pub fn run(spec: &ServerSpec, cx: &Context<'_>) -> ServerResult {
     thread::sleep(Duration::from_millis(300));
     r.rss_idle = Some(srv.rss());
 
-    if health_runs(spec, cx, &mut srv, &mut r).is_err() {
+    if cx.plan.health && health_runs(spec, cx, &mut srv, &mut r).is_err() {
         return r;
     }
-    if spec.kind != Kind::Hello && !cx.plan.health_only {
-        uploads(spec, cx, &mut srv, &mut r);
-        reconciliations(spec, cx, &mut srv, &mut r);
+    if spec.kind != Kind::Hello {
+        if cx.plan.upload {
+            uploads(spec, cx, &mut srv, &mut r);
+        }
+        if cx.plan.reconcile {
+            reconciliations(spec, cx, &mut srv, &mut r);
+        }
     }
     r.rss_end = Some(srv.rss());
     if let Err(e) = srv.stop(STOP_GRACE) {
@@ -172,13 +176,17 @@ pub fn run(spec: &ServerSpec, cx: &Context<'_>) -> ServerResult {
 
 /// One server's rounds folded into one result: every figure of the fixed
 /// GET /health runs and the memory readings are medians over the rounds,
-/// startups are pooled, and each round's runs are kept in `health_rounds`.
+/// startups, uploads and reconciliations are pooled (the medians are of every
+/// round's runs, the lists keep them all), and each round's GET /health runs
+/// are kept in `health_rounds`.
 pub fn merge_rounds(rounds: Vec<ServerResult>) -> Option<ServerResult> {
     let mut rounds = rounds.into_iter();
     let mut merged = rounds.next()?;
     let mut all = vec![merged.health.clone()];
     let mut idle = Vec::from_iter(merged.rss_idle);
     let mut end = Vec::from_iter(merged.rss_end);
+    let mut uploads = Vec::from_iter(merged.upload.take());
+    let mut recons = Vec::from_iter(merged.reconcile.take());
     for r in rounds {
         merged.ok &= r.ok;
         merged.errors.extend(r.errors);
@@ -186,7 +194,11 @@ pub fn merge_rounds(rounds: Vec<ServerResult>) -> Option<ServerResult> {
         all.push(r.health);
         idle.extend(r.rss_idle);
         end.extend(r.rss_end);
+        uploads.extend(r.upload);
+        recons.extend(r.reconcile);
     }
+    merged.upload = pool_uploads(uploads);
+    merged.reconcile = pool_reconciliations(recons);
     if all.len() == 1 {
         return Some(merged);
     }
@@ -201,6 +213,41 @@ pub fn merge_rounds(rounds: Vec<ServerResult>) -> Option<ServerResult> {
     merged.rss_idle = median_rss(&idle, |m| m.rss_kib);
     merged.rss_end = median_rss(&end, |m| m.hwm_kib);
     Some(merged)
+}
+
+/// The rounds' uploads as one: every run pooled, the median of them all.
+fn pool_uploads(rounds: Vec<UploadResult>) -> Option<UploadResult> {
+    let bytes = rounds.first()?.bytes;
+    let runs_s: Vec<f64> = rounds.into_iter().flat_map(|u| u.runs_s).collect();
+    let median_s = median(&runs_s);
+    Some(UploadResult {
+        bytes,
+        mb_per_s: bytes as f64 / 1e6 / median_s.max(1e-9),
+        runs_s,
+        median_s,
+    })
+}
+
+/// The rounds' reconciliations as one: every run pooled, the medians of
+/// them all, the last round's summary.
+fn pool_reconciliations(rounds: Vec<ReconResult>) -> Option<ReconResult> {
+    let records = rounds.first()?.records;
+    let mut end_to_end_s = Vec::new();
+    let mut run_s = Vec::new();
+    let mut summary = Value::Null;
+    for r in rounds {
+        end_to_end_s.extend(r.end_to_end_s);
+        run_s.extend(r.run_s);
+        summary = r.summary;
+    }
+    Some(ReconResult {
+        records,
+        median_end_to_end_s: median(&end_to_end_s),
+        median_run_s: median(&run_s),
+        end_to_end_s,
+        run_s,
+        summary,
+    })
 }
 
 /// The reading with the median `key` (the lower middle one for an even count).
@@ -253,7 +300,7 @@ fn health_runs(
             return Err(());
         }
     }
-    if plan.health_only {
+    if !plan.sweep {
         return Ok(());
     }
     let limit_ms = plan.sweep_p99_limit.as_secs_f64() * 1e3;
@@ -353,12 +400,107 @@ fn reconciliations(spec: &ServerSpec, cx: &Context<'_>, srv: &mut Running, r: &m
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use std::path::PathBuf;
+
+    use serde_json::json;
+
+    use super::{ReconResult, ServerResult, UploadResult, median, merge_rounds};
+    use crate::server::{Kind, Rss, ServerSpec};
+
+    /// A round of `threaded` with these upload and reconciliation runs.
+    fn round(upload: &[f64], e2e: &[f64], run: &[f64], matched: u64) -> ServerResult {
+        let mut r = ServerResult::new(&ServerSpec {
+            key: "threaded".into(),
+            label: "recon threaded".into(),
+            kind: Kind::Recon,
+            program: PathBuf::from("recon"),
+            args: Vec::new(),
+            env: Vec::new(),
+            fixed_port: None,
+            cpus: None,
+            log: PathBuf::from("threaded.log"),
+            tuning: "1 may worker, 8 threads".into(),
+        });
+        r.startup_ms = vec![10.0];
+        r.startup_median_ms = Some(10.0);
+        r.rss_idle = Some(Rss {
+            rss_kib: 1000 * matched,
+            hwm_kib: 1000 * matched,
+            processes: 1,
+        });
+        r.rss_end = r.rss_idle;
+        r.upload = Some(UploadResult {
+            bytes: 100_000_000,
+            runs_s: upload.to_vec(),
+            median_s: median(upload),
+            mb_per_s: 100.0 / median(upload),
+        });
+        r.reconcile = Some(ReconResult {
+            records: 50_000,
+            end_to_end_s: e2e.to_vec(),
+            run_s: run.to_vec(),
+            median_end_to_end_s: median(e2e),
+            median_run_s: median(run),
+            summary: json!({ "matched": matched }),
+        });
+        r
+    }
 
     #[test]
     fn medians() {
         assert_eq!(median(&[]), 0.0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn rounds_pool_uploads_and_reconciliations() {
+        // Rounds skewed so that the median of the pooled runs differs from
+        // the median of the rounds' medians.
+        let merged = merge_rounds(vec![
+            round(&[1.0, 1.0, 1.0], &[3.0, 3.0, 3.0], &[0.5, 0.5, 0.6], 1),
+            round(&[2.0, 1.5, 8.0], &[4.0, 9.0, 9.0], &[0.7, 2.0, 2.0], 2),
+            round(&[9.0, 9.0, 1.2], &[9.0, 9.0, 3.5], &[2.0, 0.4, 2.0], 3),
+        ])
+        .unwrap();
+        let up = merged.upload.as_ref().unwrap();
+        assert_eq!(up.runs_s, vec![1.0, 1.0, 1.0, 2.0, 1.5, 8.0, 9.0, 9.0, 1.2]);
+        // Pooled: 1, 1, 1, 1.2, 1.5, 2, 8, 9, 9 -> 1.5 (the medians of the
+        // rounds' medians would be 2.0).
+        assert_eq!(up.median_s, 1.5);
+        assert!((up.mb_per_s - 100.0 / 1.5).abs() < 1e-9);
+        assert_eq!(up.bytes, 100_000_000);
+        let rec = merged.reconcile.as_ref().unwrap();
+        assert_eq!(rec.end_to_end_s.len(), 9);
+        assert_eq!(rec.run_s, vec![0.5, 0.5, 0.6, 0.7, 2.0, 2.0, 2.0, 0.4, 2.0]);
+        // Pooled e2e: 3, 3, 3, 3.5, 4, 9, 9, 9, 9 -> 4.0 (rounds' medians: 3, 9, 9).
+        assert_eq!(rec.median_end_to_end_s, 4.0);
+        // Pooled run: 0.4, 0.5, 0.5, 0.6, 0.7, 2, 2, 2, 2 -> 0.7 (rounds': 0.5, 2, 2).
+        assert_eq!(rec.median_run_s, 0.7);
+        assert_eq!(rec.records, 50_000);
+        assert_eq!(rec.summary, json!({ "matched": 3 }));
+        // Health and memory keep their per-round medians.
+        assert_eq!(merged.rss_idle.unwrap().rss_kib, 2000);
+        assert_eq!(merged.startup_ms.len(), 3);
+        assert_eq!(merged.health_rounds.len(), 3);
+    }
+
+    #[test]
+    fn rounds_pool_what_ran() {
+        let mut failed = round(&[5.0], &[5.0], &[5.0], 1);
+        failed.upload = None;
+        failed.reconcile = None;
+        let merged = merge_rounds(vec![
+            failed,
+            round(&[2.0, 4.0], &[6.0, 8.0], &[1.0, 3.0], 2),
+        ])
+        .unwrap();
+        assert_eq!(merged.upload.as_ref().unwrap().runs_s, vec![2.0, 4.0]);
+        assert_eq!(merged.upload.as_ref().unwrap().median_s, 3.0);
+        assert_eq!(merged.reconcile.as_ref().unwrap().median_end_to_end_s, 7.0);
+        assert_eq!(merged.reconcile.as_ref().unwrap().median_run_s, 2.0);
+        let single = merge_rounds(vec![round(&[1.0, 3.0], &[2.0, 4.0], &[1.0, 2.0], 1)]).unwrap();
+        assert_eq!(single.upload.unwrap().median_s, 2.0);
+        assert_eq!(single.reconcile.unwrap().median_run_s, 1.5);
     }
 }
