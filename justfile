@@ -38,6 +38,14 @@ bench-compare *ARGS:
     cargo build --release -p recon -p recon-benches --bins
     target/release/bench-compare {{ARGS}}
 
+# `--unpinned`: startup, GET /health, upload, reconciliation and memory (no sweep)
+# over 5 rounds. E.g. `just bench-compare-shared --only threaded,async --scenarios reconcile`.
+
+# Server comparison in the issues' setup: server, wrk and client share every CPU.
+bench-compare-shared *ARGS:
+    cargo build --release -p recon -p recon-benches --bins
+    target/release/bench-compare --unpinned {{ARGS}}
+
 # Install the Python peers (Waitress, Uvicorn) into target/peers-venv for `bench-compare --peers`.
 bench-peers-setup:
     python3 -m venv target/peers-venv
