@@ -281,82 +281,95 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
     let parts: Vec<Vec<Entry>> = (0..side.len().div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
-            (c * CHUNK..((c + 1) * CHUNK).min(side.len()))
-                .filter(|&i| eligible(ctx, state, s, i, pass))
-                .map(|i| {
-                    let key = ctx.prep[s]
-                        .reference(plan.reference)
-                        .map_or("", |k| k.get(i));
-                    let mut head = [0u8; 8];
-                    let n = key.len().min(8);
-                    head[..n].copy_from_slice(&key.as_bytes()[..n]);
-                    Entry {
-                        block: block_for(ctx, s, i, plan),
-                        day: if plan.day_blocking {
-                            side.date[i].unwrap_or(0)
-                        } else {
-                            0
-                        },
-                        amount: if plan.amount_sorted {
-                            side.amount[i]
-                        } else {
-                            0
-                        },
-                        // Sides are checked to fit u32 before any pass runs.
-                        row: i as u32,
-                        value: side.amount[i],
-                        date: side.date[i],
-                        cur: side.currency[i],
-                        key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
-                        key_head: u64::from_le_bytes(head),
-                    }
-                })
-                .collect()
+            let rows = c * CHUNK..((c + 1) * CHUNK).min(side.len());
+            // Sized for every row up front: a filtered iterator's collect
+            // would grow (and copy) the vector several times per chunk.
+            let mut out = Vec::with_capacity(rows.len());
+            for i in rows.filter(|&i| eligible(ctx, state, s, i, pass)) {
+                let key = ctx.prep[s]
+                    .reference(plan.reference)
+                    .map_or("", |k| k.get(i));
+                let mut head = [0u8; 8];
+                let n = key.len().min(8);
+                head[..n].copy_from_slice(&key.as_bytes()[..n]);
+                out.push(Entry {
+                    block: block_for(ctx, s, i, plan),
+                    day: if plan.day_blocking {
+                        side.date[i].unwrap_or(0)
+                    } else {
+                        0
+                    },
+                    amount: if plan.amount_sorted {
+                        side.amount[i]
+                    } else {
+                        0
+                    },
+                    // Sides are checked to fit u32 before any pass runs.
+                    row: i as u32,
+                    value: side.amount[i],
+                    date: side.date[i],
+                    cur: side.currency[i],
+                    key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+                    key_head: u64::from_le_bytes(head),
+                });
+            }
+            out
         })
         .collect();
     bucket_sort(parts, |e| e.block)
 }
 
-/// Bits of the leading `u64` key that pick a bucket in [`bucket_sort`].
-const BUCKET_BITS: u32 = 12;
+/// Bits of the leading `u64` key that pick a bucket in [`bucket_sort`]: at
+/// least this many...
+const MIN_BUCKET_BITS: u32 = 8;
+/// ... at most this many ...
+const MAX_BUCKET_BITS: u32 = 16;
+/// ... aiming at this many items per bucket, few enough for a bucket to sort
+/// by insertion in a handful of cache lines.
+const BUCKET_ITEMS: usize = 32;
 
 /// Sorts the items of `parts` into one vector, as `sort_unstable` on their
 /// concatenation would (`Ord` must be total, e.g. end with a unique row).
 /// `lead` must be the first field of the order: items are first placed in
-/// buckets by its top [`BUCKET_BITS`] bits (one counting pass, one copy that
-/// also joins the parts), then each bucket is sorted on its own, in
-/// parallel. Hashed keys spread evenly, so buckets are small and sort in
-/// cache; one large bucket (e.g. a key that only hashes the currency) just
-/// sorts like the whole.
+/// buckets by its top bits (one counting pass, one copy that also joins the
+/// parts), then each bucket is sorted on its own, in parallel. Hashed keys
+/// spread evenly, so buckets are small and sort in cache; one large bucket
+/// (e.g. a key that only hashes the currency) just sorts like the whole.
 fn bucket_sort<T: Ord + Copy + Send>(parts: Vec<Vec<T>>, lead: impl Fn(&T) -> u64) -> Vec<T> {
-    let bucket = |t: &T| (lead(t) >> (64 - BUCKET_BITS)) as usize;
-    let mut starts = vec![0usize; (1 << BUCKET_BITS) + 1];
-    for t in parts.iter().flatten() {
-        starts[bucket(t) + 1] += 1;
-    }
-    for b in 0..1 << BUCKET_BITS {
-        starts[b + 1] += starts[b];
-    }
+    let n: usize = parts.iter().map(Vec::len).sum();
     let Some(&first) = parts.iter().flatten().next() else {
         return Vec::new();
     };
-    let mut out = vec![first; starts[1 << BUCKET_BITS]];
+    let bits = (n / BUCKET_ITEMS)
+        .max(1)
+        .ilog2()
+        .clamp(MIN_BUCKET_BITS, MAX_BUCKET_BITS);
+    let count = 1usize << bits;
+    let bucket = |t: &T| (lead(t) >> (64 - bits)) as usize;
+    let mut starts = vec![0usize; count + 1];
+    for t in parts.iter().flatten() {
+        starts[bucket(t) + 1] += 1;
+    }
+    for b in 0..count {
+        starts[b + 1] += starts[b];
+    }
+    let mut out = vec![first; n];
     let mut fill = starts.clone();
     for t in parts.into_iter().flatten() {
         let at = &mut fill[bucket(&t)];
         out[*at] = t;
         *at += 1;
     }
-    let mut buckets: Vec<&mut [T]> = Vec::with_capacity(1 << BUCKET_BITS);
+    let mut buckets: Vec<&mut [T]> = Vec::with_capacity(count);
     let mut rest: &mut [T] = &mut out;
-    for b in 0..1 << BUCKET_BITS {
+    for b in 0..count {
         let (head, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
         if head.len() > 1 {
             buckets.push(head);
         }
         rest = tail;
     }
-    buckets.into_par_iter().for_each(|b| {
+    buckets.into_par_iter().with_min_len(64).for_each(|b| {
         if b.len() > 1 << 16 {
             b.par_sort_unstable();
         } else {
@@ -650,6 +663,11 @@ impl Adjacency {
     fn of(&self, node: usize) -> &[u32] {
         &self.edges[self.starts[node] as usize..self.starts[node + 1] as usize]
     }
+
+    /// How many edges `node` has.
+    fn degree(&self, node: usize) -> u32 {
+        self.starts[node + 1] - self.starts[node]
+    }
 }
 
 fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
@@ -692,7 +710,10 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         cluster.clear();
         cluster.push((0, l, k));
         cluster.push((1, r, k));
-        let mut next = 0;
+        // Most pairs are each other's only candidate: then the cluster is
+        // the pair, without visiting either adjacency list.
+        let alone = by_l.degree(l) == 1 && by_r.degree(r) == 1;
+        let mut next = if alone { cluster.len() } else { 0 };
         while next < cluster.len() {
             let (s, node, _) = cluster[next];
             next += 1;

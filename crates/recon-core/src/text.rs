@@ -123,9 +123,74 @@ pub fn hash_key(s: &str) -> u64 {
     h
 }
 
-/// Jaro-Winkler similarity in `[0, 1]` of two already folded strings.
+/// Jaro-Winkler similarity in `[0, 1]` of two already folded strings, as
+/// `strsim::jaro_winkler` computes it (bit for bit). ASCII strings of up to
+/// [`SHORT`] bytes, nearly every name, take a byte path with its match flags
+/// on the stack: strsim walks `char`s and allocates its flags on every call,
+/// which is per candidate pair in a name pass.
 pub fn jaro_winkler(a: &str, b: &str) -> f64 {
-    strsim::jaro_winkler(a, b)
+    if a.len() <= SHORT && b.len() <= SHORT && a.is_ascii() && b.is_ascii() {
+        let sim = jaro_short(a.as_bytes(), b.as_bytes());
+        if sim > 0.7 {
+            let prefix = a
+                .bytes()
+                .take(4)
+                .zip(b.bytes())
+                .take_while(|(x, y)| x == y)
+                .count();
+            sim + 0.1 * prefix as f64 * (1.0 - sim)
+        } else {
+            sim
+        }
+    } else {
+        strsim::jaro_winkler(a, b)
+    }
+}
+
+/// Longest strings [`jaro_winkler`]'s byte path takes.
+const SHORT: usize = 64;
+
+/// Jaro similarity of two byte strings of at most [`SHORT`] bytes: the same
+/// matching window, first-free-match rule, transposition count and
+/// arithmetic (in the same order) as `strsim::generic_jaro`.
+fn jaro_short(a: &[u8], b: &[u8]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let range = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let mut a_flags = [false; SHORT];
+    let mut b_flags = [false; SHORT];
+    let mut matches = 0usize;
+    for (i, &x) in a.iter().enumerate() {
+        let lo = i.saturating_sub(range);
+        let hi = b.len().min(i + range + 1);
+        for j in lo..hi {
+            if !b_flags[j] && b[j] == x {
+                a_flags[i] = true;
+                b_flags[j] = true;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let mut matched_b = b.iter().zip(&b_flags).filter(|(_, f)| **f).map(|(y, _)| *y);
+    for (x, _) in a.iter().zip(&a_flags).filter(|(_, f)| **f) {
+        if matched_b.next().is_some_and(|y| y != *x) {
+            transpositions += 1;
+        }
+    }
+    transpositions /= 2;
+    ((matches as f64 / a.len() as f64)
+        + (matches as f64 / b.len() as f64)
+        + ((matches - transpositions) as f64 / matches as f64))
+        / 3.0
 }
 
 /// Token-set ratio in `[0, 1]` of two already folded strings (tokens split on
@@ -233,6 +298,45 @@ mod tests {
         let r = token_set_ratio("acme corp", "zenith bank");
         assert!(r < 0.5, "{r}");
         assert!((jaro_winkler("martha", "marhta") - 0.9611).abs() < 1e-3);
+    }
+
+    proptest::proptest! {
+        /// The byte path gives strsim's value bit for bit, on short ASCII
+        /// strings from a small alphabet (so matches and transpositions
+        /// are common), and on any strings (which may take strsim's path).
+        #[test]
+        fn jaro_winkler_equals_strsim_on_ascii(a in "[abcde ]{0,70}", b in "[abcde ]{0,70}") {
+            proptest::prop_assert_eq!(
+                jaro_winkler(&a, &b).to_bits(),
+                strsim::jaro_winkler(&a, &b).to_bits()
+            );
+        }
+
+        #[test]
+        fn jaro_winkler_equals_strsim_on_any_text(a in ".{0,20}", b in ".{0,20}") {
+            proptest::prop_assert_eq!(
+                jaro_winkler(&a, &b).to_bits(),
+                strsim::jaro_winkler(&a, &b).to_bits()
+            );
+        }
+    }
+
+    #[test]
+    fn jaro_winkler_known_values() {
+        for (a, b) in [
+            ("martha", "marhta"),
+            ("dixon", "dicksonx"),
+            ("acme corp", "acme corporation"),
+            ("", ""),
+            ("a", ""),
+            ("abc", "xyz"),
+        ] {
+            assert_eq!(
+                jaro_winkler(a, b).to_bits(),
+                strsim::jaro_winkler(a, b).to_bits(),
+                "{a:?} {b:?}"
+            );
+        }
     }
 
     #[test]
