@@ -153,48 +153,52 @@ struct Row<'a> {
 /// `(side, row)` of every record in output order (see the module docs).
 /// Match ids are small and dense, so groups are placed by a counting sort:
 /// left rows then right rows, each in input order, land in their group's
-/// slots in that order.
+/// slots in that order, and records without a group go after the groups in
+/// the same scan. Two passes over the assignments: one counts, one places.
 fn order(outcome: &Outcome) -> Vec<(SideName, u32)> {
-    let all = || outcome.left.iter().chain(&outcome.right);
-    let max_id = all()
-        .filter_map(|a| a.match_id)
-        .map(|m| m.get() as usize)
-        .max()
-        .unwrap_or(0);
-    // `slot[id]`: where group `id`'s next record goes.
-    let mut slot = vec![0usize; max_id + 2];
-    for a in all() {
-        if let Some(id) = a.match_id {
-            slot[id.get() as usize + 1] += 1;
+    let sides = [
+        (SideName::Left, &outcome.left),
+        (SideName::Right, &outcome.right),
+    ];
+    // `slot[id + 1]`: records of group `id`; after the prefix sum, `slot[id]`
+    // is where group `id`'s next record goes.
+    let mut slot: Vec<usize> = Vec::with_capacity(outcome.left.len().min(outcome.right.len()) + 2);
+    let mut ungrouped = 0usize;
+    for (_, list) in sides {
+        for a in list.iter() {
+            match a.match_id {
+                Some(id) => {
+                    let k = id.get() as usize + 1;
+                    if k >= slot.len() {
+                        slot.resize(k + 1, 0);
+                    }
+                    slot[k] += 1;
+                }
+                None => ungrouped += 1,
+            }
         }
     }
     for k in 1..slot.len() {
         slot[k] += slot[k - 1];
     }
-    let grouped = slot[max_id + 1];
-    let mut out = vec![(SideName::Left, 0u32); grouped];
-    for (s, list) in [
-        (SideName::Left, &outcome.left),
-        (SideName::Right, &outcome.right),
-    ] {
+    let grouped = slot.last().copied().unwrap_or(0);
+    let mut out = vec![(SideName::Left, 0u32); grouped + ungrouped];
+    let mut tail = grouped;
+    for (s, list) in sides {
         for (i, a) in list.iter().enumerate() {
-            if let Some(id) = a.match_id {
-                let at = &mut slot[id.get() as usize];
-                out[*at] = (s, i as u32);
-                *at += 1;
-            }
+            let at = match a.match_id {
+                Some(id) => {
+                    let next = &mut slot[id.get() as usize];
+                    *next += 1;
+                    *next - 1
+                }
+                None => {
+                    tail += 1;
+                    tail - 1
+                }
+            };
+            out[at] = (s, i as u32);
         }
-    }
-    for (s, list) in [
-        (SideName::Left, &outcome.left),
-        (SideName::Right, &outcome.right),
-    ] {
-        out.extend(
-            list.iter()
-                .enumerate()
-                .filter(|(_, a)| a.match_id.is_none())
-                .map(|(i, _)| (s, i as u32)),
-        );
     }
     out
 }
@@ -278,20 +282,36 @@ fn push_u64(buf: &mut Vec<u8>, v: u64) {
     push_padded(buf, v, 1);
 }
 
-/// Appends `v` in decimal with at least `width` (>= 1) digits, zero-padded:
-/// the bytes of `{v:0width$}`. Digits go to a stack buffer first and are
-/// appended with one copy.
+/// `"00"`, `"01"`, ... `"99"`: two digits per division.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends `v` in decimal with at least `width` (1 to 20) digits,
+/// zero-padded: the bytes of `{v:0width$}`. Digits go to a stack buffer
+/// first, two per division, and are appended with one copy.
 fn push_padded(buf: &mut Vec<u8>, mut v: u64, width: usize) {
-    let mut digits = [0u8; 20];
+    let mut digits = [b'0'; 20];
     let mut k = digits.len();
-    loop {
-        k -= 1;
-        digits[k] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 && digits.len() - k >= width {
-            break;
-        }
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        k -= 2;
+        digits[k..k + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
     }
+    if v >= 10 {
+        let d = v as usize * 2;
+        k -= 2;
+        digits[k..k + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    } else {
+        k -= 1;
+        digits[k] = b'0' + v as u8;
+    }
+    // The buffer is pre-filled with zeros: padding only moves the start.
+    k = k.min(digits.len() - width.clamp(1, digits.len()));
     buf.extend_from_slice(&digits[k..]);
 }
 
@@ -303,22 +323,55 @@ fn push_i64(buf: &mut Vec<u8>, v: i64) {
     push_u64(buf, v.unsigned_abs());
 }
 
+/// A currency's minor units and `10^units`, looked up once per currency
+/// run instead of once per amount.
+#[derive(Clone, Copy)]
+struct Scale {
+    digits: u8,
+    pow: u64,
+}
+
+impl Scale {
+    fn of(currency: Currency) -> Self {
+        let digits = currency.minor_units();
+        Self {
+            digits,
+            pow: 10u64.pow(u32::from(digits)),
+        }
+    }
+}
+
+/// The [`Scale`] of the last currency asked for: records of one file mostly
+/// share a currency.
+struct ScaleCache(Option<(Currency, Scale)>);
+
+impl ScaleCache {
+    fn get(&mut self, currency: Currency) -> Scale {
+        match self.0 {
+            Some((c, s)) if c == currency => s,
+            _ => {
+                let s = Scale::of(currency);
+                self.0 = Some((currency, s));
+                s
+            }
+        }
+    }
+}
+
 /// Appends an amount exactly as `Minor`'s `Display` writes it: sign, major
 /// units, and for currencies with minor units a dot and that many digits.
-fn push_minor(buf: &mut Vec<u8>, units: i64, currency: Currency) {
-    let scale = u32::from(currency.minor_units());
+fn push_scaled(buf: &mut Vec<u8>, units: i64, scale: Scale) {
     if units < 0 {
         buf.push(b'-');
     }
     let magnitude = units.unsigned_abs();
-    if scale == 0 {
+    if scale.digits == 0 {
         push_u64(buf, magnitude);
         return;
     }
-    let pow = 10u64.pow(scale);
-    push_u64(buf, magnitude / pow);
+    push_u64(buf, magnitude / scale.pow);
     buf.push(b'.');
-    push_padded(buf, magnitude % pow, scale as usize);
+    push_padded(buf, magnitude % scale.pow, usize::from(scale.digits));
 }
 
 /// Whether a CSV field needs quotes.
@@ -350,6 +403,10 @@ fn push_csv_field(buf: &mut Vec<u8>, value: &str) {
 
 /// Writes `results.csv` (header and one row per record passing `filter`).
 ///
+/// The text goes to `writer` in large vectored writes (a window of
+/// formatted chunks at a time), so a `BufWriter` around it passes them
+/// straight through instead of copying them into its buffer.
+///
 /// # Errors
 /// [`OutputError::Io`] when the writer fails, [`OutputError::Mismatch`] when
 /// `outcome` was not produced from these sides.
@@ -357,11 +414,10 @@ pub fn write_results_csv(
     outcome: &Outcome,
     left: &Side,
     right: &Side,
-    writer: impl Write,
+    mut writer: impl Write,
     filter: &StatusFilter,
 ) -> Result<(), OutputError> {
     check(outcome, left, right)?;
-    let mut w = BufWriter::with_capacity(1 << 16, writer);
     let mut head = COLUMNS.join(",").into_bytes();
     for (prefix, side) in [("left_", left), ("right_", right)] {
         for (name, _) in &side.extra {
@@ -370,13 +426,13 @@ pub fn write_results_csv(
         }
     }
     head.push(b'\n');
-    w.write_all(&head)?;
     let order = order(outcome);
-    write_in_order(&order, &mut w, |rows, buf| {
-        push_csv_rows(buf, rows, outcome, left, right, filter);
+    let ctx = CsvRows::new(outcome, left, right, filter);
+    write_in_order(&head, &order, &mut writer, |rows, buf| {
+        ctx.push(buf, rows);
         Ok(())
     })?;
-    w.flush()?;
+    writer.flush()?;
     Ok(())
 }
 
@@ -387,18 +443,38 @@ const ROW_CHUNK: usize = 4096;
 /// next one is formatted, so at most two windows are in memory.
 const WINDOW_CHUNKS: usize = 16;
 
+/// Bytes per row reserved up front in an empty chunk buffer. Pages never
+/// written are never touched, so a generous guess costs address space only
+/// and spares the doublings (and their copies) of a growing buffer.
+const ROW_BYTES_HINT: usize = 256;
+
 /// Output rows gathered before any of them is formatted. Output order visits
 /// records at random; loading a batch's scattered fields in one short loop
 /// lets the CPU overlap those cache misses, where formatting each row as it
 /// is loaded waited on each miss in turn.
 const GATHER: usize = 32;
 
-/// Formats `order` with `format` (rows, output buffer) in parallel chunks of
-/// [`ROW_CHUNK`] rows and writes the chunks in order: the bytes do not
-/// depend on the thread count. Chunk buffers are reused from window to
-/// window, and the next window is formatted while this thread writes the
-/// last one.
+/// Writes every slice of `bufs` (`Write::write_all_vectored` is unstable).
+fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `head`, then formats `order` with `format` (rows, output buffer)
+/// in parallel chunks of [`ROW_CHUNK`] rows and writes the chunks in order:
+/// the bytes do not depend on the thread count. Chunk buffers are reused
+/// from window to window, the next window is formatted while this thread
+/// writes the last one, and each window goes out in one vectored write.
 fn write_in_order(
+    head: &[u8],
     order: &[(SideName, u32)],
     w: &mut impl Write,
     format: impl Fn(&[(SideName, u32)], &mut Vec<u8>) -> Result<(), OutputError> + Sync,
@@ -412,6 +488,7 @@ fn write_in_order(
                 .zip(bufs[..n].par_iter_mut())
                 .map(|(rows, buf)| {
                     buf.clear();
+                    buf.reserve(rows.len() * ROW_BYTES_HINT);
                     format(rows, buf)
                 })
                 .collect::<Vec<_>>()
@@ -423,6 +500,7 @@ fn write_in_order(
     if let Some(first) = windows.first() {
         format_window(first, &mut ready)?;
     }
+    let mut head = Some(head);
     for (k, window) in windows.iter().enumerate() {
         let n = window.len().div_ceil(ROW_CHUNK);
         let (mut formatted, mut written) = (Ok(()), Ok(()));
@@ -431,11 +509,20 @@ fn write_in_order(
                 let (spare, formatted) = (&mut spare, &mut formatted);
                 scope.spawn(move |_| *formatted = format_window(next, spare));
             }
-            written = ready[..n].iter().try_for_each(|b| w.write_all(b));
+            let mut slices: Vec<io::IoSlice<'_>> = head
+                .take()
+                .into_iter()
+                .chain(ready[..n].iter().map(Vec::as_slice))
+                .map(io::IoSlice::new)
+                .collect();
+            written = write_all_vectored(w, &mut slices);
         });
         written?;
         formatted?;
         std::mem::swap(&mut ready, &mut spare);
+    }
+    if let Some(head) = head {
+        w.write_all(head)?;
     }
     Ok(())
 }
@@ -452,83 +539,128 @@ struct Gathered<'a> {
     currency: Currency,
 }
 
-/// Appends the `results.csv` rows of `rows` (those passing `filter`).
-fn push_csv_rows(
-    buf: &mut Vec<u8>,
-    rows: &[(SideName, u32)],
-    outcome: &Outcome,
-    left: &Side,
-    right: &Side,
-    filter: &StatusFilter,
-) {
-    let mut batch: Vec<Gathered<'_>> = Vec::with_capacity(GATHER);
-    for group in rows.chunks(GATHER) {
-        batch.clear();
-        batch.extend(group.iter().map(|&(side, i)| {
-            let r = row_at(outcome, left, right, side, i as usize);
-            Gathered {
-                side,
-                index: r.index,
-                a: *r.a,
-                record_id: r.record_id,
-                quote_id: needs_quotes(r.record_id),
-                line: r.line,
-                amount: r.amount,
-                currency: r.currency,
-            }
-        }));
-        for g in &batch {
-            if filter.contains(g.a.status) {
-                push_csv_row(buf, g, outcome, left, right);
+/// What every `results.csv` row of one call shares: the sides, the filter
+/// and each rule's field, escaped once.
+struct CsvRows<'a> {
+    outcome: &'a Outcome,
+    left: &'a Side,
+    right: &'a Side,
+    filter: &'a StatusFilter,
+    /// The CSV field of each rule name, by [`Assignment::rule`].
+    rules: Vec<Vec<u8>>,
+}
+
+impl<'a> CsvRows<'a> {
+    fn new(
+        outcome: &'a Outcome,
+        left: &'a Side,
+        right: &'a Side,
+        filter: &'a StatusFilter,
+    ) -> Self {
+        let rules = outcome
+            .rule_names
+            .iter()
+            .map(|name| {
+                let mut field = Vec::new();
+                push_csv_field(&mut field, name);
+                field
+            })
+            .collect();
+        Self {
+            outcome,
+            left,
+            right,
+            filter,
+            rules,
+        }
+    }
+
+    /// Appends the `results.csv` rows of `rows` (those passing the filter).
+    fn push(&self, buf: &mut Vec<u8>, rows: &[(SideName, u32)]) {
+        let mut batch: Vec<Gathered<'_>> = Vec::with_capacity(GATHER);
+        let mut scales = ScaleCache(None);
+        for group in rows.chunks(GATHER) {
+            batch.clear();
+            batch.extend(group.iter().map(|&(side, i)| {
+                let i = i as usize;
+                let (s, a) = match side {
+                    SideName::Left => (self.left, &self.outcome.left[i]),
+                    SideName::Right => (self.right, &self.outcome.right[i]),
+                };
+                let record_id = if i < s.id.len() {
+                    s.id.get(i).unwrap_or("")
+                } else {
+                    ""
+                };
+                Gathered {
+                    side,
+                    index: i,
+                    a: *a,
+                    record_id,
+                    quote_id: needs_quotes(record_id),
+                    line: s.line[i],
+                    amount: s.amount[i],
+                    currency: s.currency[i],
+                }
+            }));
+            for g in &batch {
+                if self.filter.contains(g.a.status) {
+                    let scale = scales.get(g.currency);
+                    self.push_row(buf, g, scale);
+                }
             }
         }
     }
-}
 
-/// Appends row `r` of `results.csv`, with its line break.
-fn push_csv_row(buf: &mut Vec<u8>, r: &Gathered<'_>, outcome: &Outcome, left: &Side, right: &Side) {
-    if let Some(id) = r.a.match_id {
-        push_u64(buf, u64::from(id.get()));
-    }
-    buf.push(b',');
-    buf.extend_from_slice(r.side.as_str().as_bytes());
-    buf.push(b',');
-    push_csv_text(buf, r.record_id, r.quote_id);
-    buf.push(b',');
-    push_u64(buf, r.line);
-    buf.push(b',');
-    buf.extend_from_slice(r.a.status.as_str().as_bytes());
-    buf.push(b',');
-    if let Some(rule) = outcome.rule_name(&r.a) {
-        push_csv_field(buf, rule);
-    }
-    buf.push(b',');
-    if let Some(score) = r.a.score {
-        push_score(buf, score);
-    }
-    buf.push(b',');
-    push_minor(buf, r.amount, r.currency);
-    buf.push(b',');
-    buf.extend_from_slice(r.currency.as_str().as_bytes());
-    buf.push(b',');
-    if let Some(d) = r.a.amount_diff {
-        push_minor(buf, d, r.currency);
-    }
-    buf.push(b',');
-    if let Some(d) = r.a.date_diff_days {
-        push_i64(buf, i64::from(d));
-    }
-    for (side, other) in [(SideName::Left, left), (SideName::Right, right)] {
-        for (_, col) in &other.extra {
+    /// Appends row `r` of `results.csv`, with its line break.
+    fn push_row(&self, buf: &mut Vec<u8>, r: &Gathered<'_>, scale: Scale) {
+        if let Some(id) = r.a.match_id {
+            push_u64(buf, u64::from(id.get()));
+        }
+        buf.push(b',');
+        buf.extend_from_slice(r.side.as_str().as_bytes());
+        buf.push(b',');
+        push_csv_text(buf, r.record_id, r.quote_id);
+        buf.push(b',');
+        push_u64(buf, r.line);
+        buf.push(b',');
+        buf.extend_from_slice(r.a.status.as_str().as_bytes());
+        buf.push(b',');
+        if let Some(rule) = r.a.rule.and_then(|k| self.rules.get(usize::from(k))) {
+            buf.extend_from_slice(rule);
+        }
+        buf.push(b',');
+        if let Some(score) = r.a.score {
+            push_score(buf, score);
+        }
+        buf.push(b',');
+        push_scaled(buf, r.amount, scale);
+        buf.push(b',');
+        buf.extend_from_slice(r.currency.as_str().as_bytes());
+        buf.push(b',');
+        if let Some(d) = r.a.amount_diff {
+            push_scaled(buf, d, scale);
+        }
+        buf.push(b',');
+        if let Some(d) = r.a.date_diff_days {
+            push_i64(buf, i64::from(d));
+        }
+        // Extra columns: the record's own side's values, empty fields for
+        // the other side's.
+        let (own, before, after) = match r.side {
+            SideName::Left => (self.left, 0, self.right.extra.len()),
+            SideName::Right => (self.right, self.left.extra.len(), 0),
+        };
+        buf.resize(buf.len() + before, b',');
+        for (_, col) in &own.extra {
             buf.push(b',');
-            if side == r.side
-                && let Some(v) = extra_value(col, r.index)
-            {
+            if let Some(v) = extra_value(col, r.index) {
                 push_csv_field(buf, v);
             }
         }
+        buf.resize(buf.len() + after, b',');
+        buf.push(b'\n');
     }
-    buf.push(b'\n');
 }
 
 fn extra_value(col: &crate::side::TextColumn, i: usize) -> Option<&str> {
@@ -587,15 +719,14 @@ pub fn write_results_ndjson(
     outcome: &Outcome,
     left: &Side,
     right: &Side,
-    writer: impl Write,
+    mut writer: impl Write,
     filter: &StatusFilter,
 ) -> Result<(), OutputError> {
     check(outcome, left, right)?;
-    let mut w = BufWriter::with_capacity(1 << 16, writer);
     let order = order(outcome);
     // Rows are serialized in parallel chunks like the CSV's (same bytes
     // whatever the thread count).
-    write_in_order(&order, &mut w, |rows, buf| {
+    write_in_order(&[], &order, &mut writer, |rows, buf| {
         for &(side, i) in rows {
             let r = row_at(outcome, left, right, side, i as usize);
             if filter.contains(r.a.status) {
@@ -604,7 +735,7 @@ pub fn write_results_ndjson(
         }
         Ok(())
     })?;
-    w.flush()?;
+    writer.flush()?;
     Ok(())
 }
 
@@ -830,4 +961,130 @@ pub fn write_summary_json(summary: &Summary, writer: impl Write) -> Result<(), O
     w.write_all(b"\n")?;
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_match_core_fmt() {
+        let mut values = vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12_345, u64::MAX];
+        values.extend((0..64).map(|k| 1u64 << k));
+        values.extend((1..20).map(|k| 10u64.pow(k) - 1));
+        values.extend((1..20).map(|k| 10u64.pow(k)));
+        for v in values {
+            for width in 1..=20 {
+                let mut buf = Vec::new();
+                push_padded(&mut buf, v, width);
+                assert_eq!(buf, format!("{v:0width$}").into_bytes(), "{v} {width}");
+            }
+            let mut buf = Vec::new();
+            push_i64(&mut buf, -((v >> 1) as i64));
+            assert_eq!(buf, format!("{}", -((v >> 1) as i64)).into_bytes());
+        }
+        let mut buf = Vec::new();
+        push_i64(&mut buf, i64::MIN);
+        assert_eq!(buf, i64::MIN.to_string().into_bytes());
+    }
+
+    #[test]
+    fn amounts_match_minor_display() {
+        let mut cache = ScaleCache(None);
+        for code in ["USD", "JPY", "BHD", "CLF", "EUR", "JPY"] {
+            let currency = Currency::parse(code).unwrap();
+            for units in [
+                0,
+                1,
+                -1,
+                5,
+                -5,
+                99,
+                100,
+                -100,
+                12_345,
+                -12_345,
+                i64::MAX,
+                i64::MIN,
+            ] {
+                let mut buf = Vec::new();
+                push_scaled(&mut buf, units, cache.get(currency));
+                let shown = Minor { units, currency }.to_string();
+                assert_eq!(String::from_utf8(buf).unwrap(), shown, "{code} {units}");
+            }
+        }
+    }
+
+    #[test]
+    fn scores_have_four_decimals() {
+        for (score, text) in [
+            (0.0, "0.0000"),
+            (1.0, "1.0000"),
+            (0.5, "0.5000"),
+            (0.123_45, "0.1235"),
+            (0.999_99, "1.0000"),
+            (-1.0, "0.0000"),
+            (2.0, "1.0000"),
+        ] {
+            let mut buf = Vec::new();
+            push_score(&mut buf, score);
+            assert_eq!(buf, text.as_bytes(), "{score}");
+        }
+    }
+
+    /// A writer that takes at most `max` bytes per call and only the first
+    /// slice of a vectored write, as `Write`'s default does.
+    struct Dribble {
+        out: Vec<u8>,
+        max: usize,
+    }
+
+    impl Write for Dribble {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.max);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn windows_survive_short_writes() {
+        let order: Vec<(SideName, u32)> = (0..ROW_CHUNK as u32 * WINDOW_CHUNKS as u32 * 2 + 7)
+            .map(|i| {
+                (
+                    if i % 3 == 0 {
+                        SideName::Right
+                    } else {
+                        SideName::Left
+                    },
+                    i,
+                )
+            })
+            .collect();
+        let format = |rows: &[(SideName, u32)], buf: &mut Vec<u8>| -> Result<(), OutputError> {
+            for &(side, i) in rows {
+                buf.extend_from_slice(side.as_str().as_bytes());
+                push_u64(buf, u64::from(i));
+                buf.push(b'\n');
+            }
+            Ok(())
+        };
+        let mut expected = b"head\n".to_vec();
+        format(&order, &mut expected).unwrap();
+        for max in [1 << 20, 4093, 1] {
+            let mut w = Dribble {
+                out: Vec::new(),
+                max,
+            };
+            write_in_order(b"head\n", &order, &mut w, format).unwrap();
+            assert!(w.out == expected, "max {max}");
+        }
+        let mut w = Vec::new();
+        write_in_order(b"head\n", &[], &mut w, format).unwrap();
+        assert_eq!(w, b"head\n");
+    }
 }
