@@ -35,6 +35,93 @@ enum Item {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateFormat {
     items: Vec<Item>,
+    /// The format's widest layout, when it has one (see [`Fixed`]).
+    fixed: Option<Fixed>,
+}
+
+/// The layout of a format made only of `%Y`, `%m`, `%d` and ASCII literals when
+/// every month and day has two digits (`2026-03-01` for `%Y-%m-%d`): a text of
+/// exactly that shape is read by position, which gives what the item-by-item
+/// reading gives (there each field takes as many digits as it may), and any
+/// other text is left to the item-by-item reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fixed {
+    /// The layout's length in bytes.
+    len: usize,
+    /// The literal byte at each position, or [`Fixed::DIGIT`].
+    pattern: [u8; Fixed::MAX],
+    year: usize,
+    month: usize,
+    day: usize,
+}
+
+impl Fixed {
+    /// Longest layout kept.
+    const MAX: usize = 16;
+    /// A digit position in [`Fixed::pattern`] (`\0` is never a literal kept).
+    const DIGIT: u8 = 0;
+
+    fn of(items: &[Item]) -> Option<Self> {
+        let mut fixed = Self {
+            len: 0,
+            pattern: [Self::DIGIT; Self::MAX],
+            year: 0,
+            month: 0,
+            day: 0,
+        };
+        for item in items {
+            let at = fixed.len;
+            let width = match *item {
+                Item::Year4 => {
+                    fixed.year = at;
+                    4
+                }
+                Item::Month => {
+                    fixed.month = at;
+                    2
+                }
+                Item::Day => {
+                    fixed.day = at;
+                    2
+                }
+                Item::Literal(c) if c.is_ascii() && c != '\0' => {
+                    *fixed.pattern.get_mut(at)? = c as u8;
+                    1
+                }
+                _ => return None,
+            };
+            fixed.len += width;
+            if fixed.len > Self::MAX {
+                return None;
+            }
+        }
+        Some(fixed)
+    }
+
+    /// The (year, month, day) of a text of exactly this layout, else `None`.
+    #[inline]
+    fn fields(&self, text: &[u8]) -> Option<(i32, u32, u32)> {
+        if text.len() != self.len {
+            return None;
+        }
+        for (&b, &p) in text.iter().zip(&self.pattern[..self.len]) {
+            let ok = if p == Self::DIGIT {
+                b.is_ascii_digit()
+            } else {
+                b == p
+            };
+            if !ok {
+                return None;
+            }
+        }
+        let num = |at: usize, n: usize| {
+            text[at..at + n]
+                .iter()
+                .fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'))
+        };
+        let year = i32::try_from(num(self.year, 4)).ok()?;
+        Some((year, num(self.month, 2), num(self.day, 2)))
+    }
 }
 
 /// Why a date format string is unusable.
@@ -116,7 +203,8 @@ impl DateFormat {
         {
             return Err(DateFormatError::Incomplete);
         }
-        Ok(Self { items })
+        let fixed = Fixed::of(&items);
+        Ok(Self { items, fixed })
     }
 
     /// Parses `text` (surrounding whitespace ignored) into days since 1970-01-01.
@@ -125,8 +213,19 @@ impl DateFormat {
     /// [`DateError::Format`] when the text does not have the format's shape,
     /// [`DateError::Calendar`] when the day does not exist.
     pub fn parse_days(&self, text: &str) -> Result<i32, DateError> {
-        let (y, m, d) = self
-            .fields(crate::money::trim(text))
+        self.parse_days_with(text, true)
+    }
+
+    /// [`DateFormat::parse_days`], with or without the [`Fixed`] layout's shortcut.
+    #[inline]
+    fn parse_days_with(&self, text: &str, shortcut: bool) -> Result<i32, DateError> {
+        let text = crate::money::trim(text);
+        let fast = match &self.fixed {
+            Some(fixed) if shortcut => fixed.fields(text.as_bytes()),
+            _ => None,
+        };
+        let (y, m, d) = fast
+            .or_else(|| self.fields(text))
             .ok_or_else(|| DateError::Format {
                 format: self.to_string(),
             })?;
@@ -317,6 +416,23 @@ mod tests {
     }
 
     #[test]
+    fn fixed_layouts() {
+        let layout = |f: &str| DateFormat::parse(f).unwrap().fixed.map(|x| x.len);
+        assert_eq!(layout("%Y-%m-%d"), Some(10));
+        assert_eq!(layout("%Y%m%d"), Some(8));
+        assert_eq!(layout("%d %b %Y"), None);
+        assert_eq!(layout("%m/%d/%y"), None);
+        assert_eq!(layout("%e.%m.%Y"), None);
+        assert_eq!(layout("%Y\u{2013}%m\u{2013}%d"), None);
+        let f = DateFormat::parse("%d/%m/%Y").unwrap();
+        let fixed = f.fixed.unwrap();
+        assert_eq!(fixed.fields(b"01/03/2026"), Some((2026, 3, 1)));
+        assert_eq!(fixed.fields(b"1/03/2026"), None);
+        assert_eq!(fixed.fields(b"01-03-2026"), None);
+        assert_eq!(f.parse_days("31/02/2026"), Err(DateError::Calendar));
+    }
+
+    #[test]
     fn epoch_and_known_days() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
@@ -364,6 +480,41 @@ mod tests {
                 let _ = f.parse_days(&text);
             }
             let _ = DateFormat::parse("%d %b %Y").unwrap().parse_days(&text);
+        }
+
+        #[test]
+        fn fixed_layout_is_the_item_reading(
+            text in "[0-9]{0,4}[-/ ]?[0-9]{0,4}[-/ .]?[0-9]{0,4}[ ]?",
+            fmt in prop::sample::select(vec![
+                "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y", "%Y-%d-%m", "%d%m%Y",
+                "%d/%m/%y", "%e %b %Y",
+            ]),
+        ) {
+            let f = DateFormat::parse(fmt).unwrap();
+            prop_assert_eq!(f.parse_days_with(&text, true), f.parse_days_with(&text, false), "{:?} {}", text, fmt);
+        }
+
+        #[test]
+        fn fixed_layout_reads_real_dates(
+            days in -719_528i32..=2_932_896,
+            fmt in prop::sample::select(vec!["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d%m%Y"]),
+            pad: bool,
+        ) {
+            let (y, m, d) = civil_from_days(days);
+            let (m, d) = if pad { (format!("{m:02}"), format!("{d:02}")) } else { (m.to_string(), d.to_string()) };
+            let text = fmt.replace("%Y", &format!("{y:04}")).replace("%m", &m).replace("%d", &d);
+            let f = DateFormat::parse(fmt).unwrap();
+            prop_assert_eq!(f.parse_days_with(&text, true), f.parse_days_with(&text, false), "{:?} {}", text, fmt);
+            if pad {
+                prop_assert_eq!(f.parse_days(&text), Ok(days));
+            }
+        }
+
+        #[test]
+        fn any_format_agrees_with_the_item_reading(text in "[0-9a-z/ -]{0,12}", fmt in "[%Ymd/ 0-]{0,10}") {
+            if let Ok(f) = DateFormat::parse(&fmt) {
+                prop_assert_eq!(f.parse_days_with(&text, true), f.parse_days_with(&text, false), "{:?} {:?}", text, fmt);
+            }
         }
 
         #[test]

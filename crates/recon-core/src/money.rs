@@ -32,53 +32,53 @@ impl Currency {
     }
 
     /// Digits after the decimal point for this currency (ISO 4217): 0 for JPY, 3 for BHD, 2 by default.
+    #[inline]
     pub fn minor_units(&self) -> u8 {
-        // Codes as integers: one comparison each instead of a byte-slice compare,
-        // since every amount parsed asks.
-        const fn key(code: &[u8; 3]) -> u32 {
-            (code[0] as u32) << 16 | (code[1] as u32) << 8 | code[2] as u32
-        }
-        const ZERO: [u32; 17] = [
-            key(b"BIF"),
-            key(b"CLP"),
-            key(b"DJF"),
-            key(b"GNF"),
-            key(b"ISK"),
-            key(b"JPY"),
-            key(b"KMF"),
-            key(b"KRW"),
-            key(b"PYG"),
-            key(b"RWF"),
-            key(b"UGX"),
-            key(b"UYI"),
-            key(b"VND"),
-            key(b"VUV"),
-            key(b"XAF"),
-            key(b"XOF"),
-            key(b"XPF"),
-        ];
-        const THREE: [u32; 7] = [
-            key(b"BHD"),
-            key(b"IQD"),
-            key(b"JOD"),
-            key(b"KWD"),
-            key(b"LYD"),
-            key(b"OMR"),
-            key(b"TND"),
-        ];
-        const FOUR: [u32; 2] = [key(b"CLF"), key(b"UYW")];
-        let k = key(&self.0);
-        if ZERO.contains(&k) {
-            0
-        } else if THREE.contains(&k) {
-            3
-        } else if FOUR.contains(&k) {
-            4
-        } else {
-            2
-        }
+        // Every amount parsed asks: one load from a table indexed by the code
+        // (only ASCII capitals are ever stored, so the index is in range).
+        MINOR_UNITS.get(code_index(&self.0)).copied().unwrap_or(2)
     }
 }
+
+/// Codes with no minor units (ISO 4217).
+const ZERO_DECIMALS: [&[u8; 3]; 17] = [
+    b"BIF", b"CLP", b"DJF", b"GNF", b"ISK", b"JPY", b"KMF", b"KRW", b"PYG", b"RWF", b"UGX", b"UYI",
+    b"VND", b"VUV", b"XAF", b"XOF", b"XPF",
+];
+/// Codes with three minor units.
+const THREE_DECIMALS: [&[u8; 3]; 7] = [b"BHD", b"IQD", b"JOD", b"KWD", b"LYD", b"OMR", b"TND"];
+/// Codes with four minor units.
+const FOUR_DECIMALS: [&[u8; 3]; 2] = [b"CLF", b"UYW"];
+
+/// A code's slot in [`MINOR_UNITS`]: the letters as base-26 digits.
+#[inline]
+const fn code_index(code: &[u8; 3]) -> usize {
+    let a = code[0].wrapping_sub(b'A') as usize;
+    let b = code[1].wrapping_sub(b'A') as usize;
+    let c = code[2].wrapping_sub(b'A') as usize;
+    a * 26 * 26 + b * 26 + c
+}
+
+/// Minor units of every code `AAA..=ZZZ`: 2 but for the lists above.
+static MINOR_UNITS: [u8; 26 * 26 * 26] = {
+    let mut table = [2u8; 26 * 26 * 26];
+    let lists: [(&[&[u8; 3]], u8); 3] = [
+        (&ZERO_DECIMALS, 0),
+        (&THREE_DECIMALS, 3),
+        (&FOUR_DECIMALS, 4),
+    ];
+    let mut l = 0;
+    while l < lists.len() {
+        let (codes, units) = lists[l];
+        let mut i = 0;
+        while i < codes.len() {
+            table[code_index(codes[i])] = units;
+            i += 1;
+        }
+        l += 1;
+    }
+    table
+};
 
 impl fmt::Debug for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,6 +144,70 @@ pub(crate) fn trim(text: &str) -> &str {
 /// # Errors
 /// [`AmountError`] saying why; nothing is ever rounded.
 pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, AmountError> {
+    match parse_plain(text.as_bytes(), usize::from(currency.minor_units())) {
+        Some(units) => Ok(units),
+        None => parse_amount_general(text, currency),
+    }
+}
+
+/// The shapes almost every cell has, read in one pass: `-?int[.frac]`, where `int`
+/// is digits, or comma-separated groups of three after a first group of one to
+/// three; `frac` is one to `scale` digits; at most `18 - scale` bytes after the
+/// sign, so the value cannot overflow. `None` for anything else, which
+/// [`parse_amount_general`] then reads (to the same value, or an error): this
+/// never accepts or refuses on its own.
+#[inline]
+fn parse_plain(text: &[u8], scale: usize) -> Option<i64> {
+    let (negative, b) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if b.len() + scale > 18 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    // Digits in the current group, and whether a comma was seen.
+    let (mut group, mut commas) = (0usize, false);
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c.is_ascii_digit() {
+            value = value * 10 + i64::from(c - b'0');
+            group += 1;
+        } else if c == b',' {
+            if group == 0 || group > 3 || (commas && group != 3) {
+                return None;
+            }
+            commas = true;
+            group = 0;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if group == 0 || (commas && group != 3) {
+        return None;
+    }
+    let mut decimals = 0;
+    if let Some((&c, frac)) = b[i..].split_first() {
+        if c != b'.' || frac.is_empty() || frac.len() > scale {
+            return None;
+        }
+        for &d in frac {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + i64::from(d - b'0');
+        }
+        decimals = frac.len();
+    }
+    for _ in decimals..scale {
+        value *= 10;
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// [`parse_amount`] for every accepted style (and every error).
+fn parse_amount_general(text: &str, currency: Currency) -> Result<i64, AmountError> {
     let mut s = trim(text);
     if s.is_empty() {
         return Err(AmountError::Empty);
@@ -364,6 +428,67 @@ mod tests {
     }
 
     #[test]
+    fn minor_units_table_is_the_lists() {
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                for c in b'A'..=b'Z' {
+                    let code = [a, b, c];
+                    let expect = if ZERO_DECIMALS.contains(&&code) {
+                        0
+                    } else if THREE_DECIMALS.contains(&&code) {
+                        3
+                    } else if FOUR_DECIMALS.contains(&&code) {
+                        4
+                    } else {
+                        2
+                    };
+                    assert_eq!(Currency(code).minor_units(), expect, "{code:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_fast_path_shapes() {
+        let usd = cur("USD");
+        let plain = |t: &str| parse_plain(t.as_bytes(), 2);
+        assert_eq!(plain("1,234.56"), Some(123_456));
+        assert_eq!(plain("-12,345,678.9"), Some(-1_234_567_890));
+        assert_eq!(plain("0.05"), Some(5));
+        assert_eq!(plain("7"), Some(700));
+        // Left to the general parser: other styles, errors, and possible overflow.
+        for t in [
+            "",
+            "-",
+            "+1",
+            ".5",
+            "5.",
+            "1.234",
+            "1,23",
+            "1234,567",
+            ",123",
+            "1,",
+            " 1",
+            "1 ",
+            "(1)",
+            "1-",
+            "$1",
+            "1e5",
+            "1.2.3",
+            "--1",
+            "1234567890123456.7",
+        ] {
+            assert_eq!(plain(t), None, "{t:?}");
+        }
+        assert_eq!(
+            parse_amount("1234567890123456.7", usd),
+            Ok(123_456_789_012_345_670)
+        );
+        assert_eq!(parse_plain(b"1.5", 0), None);
+        assert_eq!(parse_plain(b"15", 0), Some(15));
+    }
+
+    #[test]
     fn amount_styles() {
         use AmountError::*;
         let usd = cur("USD");
@@ -469,6 +594,42 @@ mod tests {
             let text = format_minor(units, c);
             prop_assert_eq!(parse_amount(&text, c), Ok(units));
             prop_assert_eq!(parse_decimal_minor(&text, c), Ok(units));
+        }
+
+        #[test]
+        fn plain_fast_path_is_the_general_parser(
+            text in "-?[0-9,]{0,22}(\\.[0-9,]{0,5})?[-.)0-9]?",
+            code in prop::sample::select(vec!["JPY", "USD", "BHD", "CLF"]),
+        ) {
+            let c = cur(code);
+            prop_assert_eq!(parse_amount(&text, c), parse_amount_general(&text, c), "{:?} {}", text, code);
+        }
+
+        #[test]
+        fn plain_fast_path_reads_grouped_amounts(
+            negative: bool,
+            groups in proptest::collection::vec(0u32..1000, 1..7),
+            first_digits in 1usize..=4,
+            frac in "[0-9]{0,5}",
+            code in prop::sample::select(vec!["JPY", "USD", "BHD", "CLF"]),
+        ) {
+            let c = cur(code);
+            let first = groups[0] % 10u32.pow(first_digits as u32);
+            let mut int = first.to_string();
+            for g in &groups[1..] {
+                int.push_str(&format!(",{g:03}"));
+            }
+            let plain = int.replace(',', "");
+            for body in [int, plain] {
+                let text = format!("{}{}{}{}", if negative { "-" } else { "" }, body,
+                    if frac.is_empty() { "" } else { "." }, frac);
+                let fast = parse_plain(text.as_bytes(), usize::from(c.minor_units()));
+                let general = parse_amount_general(&text, c);
+                if let Some(v) = fast {
+                    prop_assert_eq!(Ok(v), general, "{:?} {}", text, code);
+                }
+                prop_assert_eq!(parse_amount(&text, c), general);
+            }
         }
 
         #[test]
