@@ -6,6 +6,7 @@
 //! result, errors included, is what [`Side::from_table`] gives for the same file.
 
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
 
 use super::map::{Plan, SideBuilder};
 use super::read::{Opened, TextBatches};
@@ -28,14 +29,19 @@ pub(super) fn load_opened(mut opened: Opened, mapping: &SideMapping) -> Result<S
     let schema = opened.schema.clone();
     let first_line = opened.first_line;
     let stored_fixes = opened.line_fixes.clone();
+    let file_bytes = opened.bytes;
     let mut plan = Plan::new(&source, &schema, mapping);
+    // Whether batches hold every column, so their size tells the file's rows.
+    let mut whole_rows = true;
     if let Ok(plan) = &mut plan {
         // Columns nothing maps are split and checked by the reader, never built.
         let columns = plan.columns();
         if opened.project(&columns)? {
             plan.project(&columns);
+            whole_rows = false;
         }
     }
+    let mut reserved = false;
     let mut side = plan.as_ref().ok().map(SideBuilder::new);
     // The first mapping error; the rest of the file is still read for reader errors.
     let mut failed: Option<InputError> = None;
@@ -50,6 +56,12 @@ pub(super) fn load_opened(mut opened: Opened, mapping: &SideMapping) -> Result<S
                 next = read_window(&mut batches, window, &mut rows)?;
                 continue;
             };
+            if !reserved {
+                reserved = true;
+                if whole_rows {
+                    reserve_for_file(builder, &current, file_bytes);
+                }
+            }
             let (mapped, read) = rayon::join(
                 || builder.add_window(&current, &stored_fixes, first_line),
                 || read_window(&mut batches, window, &mut rows),
@@ -99,6 +111,34 @@ pub(super) fn load_opened(mut opened: Opened, mapping: &SideMapping) -> Result<S
         relocate_side(&mut side, fixes, first_line, ids_are_lines);
     }
     Ok(side)
+}
+
+/// Reserves the side's room for the rows the file likely holds, judged from the
+/// first window's bytes per row (text plus a separator or offset per column), so
+/// the columns are not copied over and over as they grow. A guess: too low only
+/// means growing as without it; too high only leaves untouched capacity.
+fn reserve_for_file(builder: &mut SideBuilder<'_, '_>, first: &Window, file_bytes: u64) {
+    let Some((sample, _)) = first.first() else {
+        return;
+    };
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for (batch, _) in first {
+        rows += batch.num_rows() as u64;
+        bytes += (batch.num_rows() * batch.num_columns()) as u64;
+        for column in batch.columns() {
+            if let Some(text) = column.as_string_opt::<i32>() {
+                bytes += text.value_data().len() as u64;
+            }
+        }
+    }
+    if rows == 0 || bytes == 0 {
+        return;
+    }
+    // Never more rows than two bytes a row could hold.
+    let estimate = (u128::from(file_bytes) * u128::from(rows) / u128::from(bytes))
+        .min(u128::from(file_bytes / 2));
+    let more = usize::try_from(estimate).unwrap_or(0);
+    builder.reserve(more, sample);
 }
 
 /// Reads up to `window` batches, counting rows.

@@ -47,6 +47,8 @@ pub(super) struct Opened {
     /// Line fixes known before reading (a stored IPC file's); a CSV's are found
     /// while driving.
     pub(super) line_fixes: LineFixes,
+    /// The file's size in bytes.
+    pub(super) bytes: u64,
     /// For CSV: how to find the line each record starts on.
     scan: Option<LineScan>,
     batches: TextBatches,
@@ -76,16 +78,18 @@ impl Opened {
             .clone()
             .unwrap_or_else(|| path.display().to_string());
         let file = File::open(path).map_err(|e| io_err(&source, e))?;
-        if file.metadata().map_err(|e| io_err(&source, e))?.len() == 0 {
+        let bytes = file.metadata().map_err(|e| io_err(&source, e))?.len();
+        if bytes == 0 {
             return Err(InputError::Empty { file: source });
         }
-        match format {
+        let opened = match format {
             Format::Csv => open_csv(path, file, source, opts),
             Format::Parquet => open_parquet(file, source, opts),
             Format::Arrow => open_arrow_file(file, source, opts),
             Format::ArrowStream => open_arrow_stream(file, source),
             Format::Ndjson => open_ndjson(file, source, opts),
-        }
+        }?;
+        Ok(Self { bytes, ..opened })
     }
 
     /// Reads only `columns` (sorted schema positions) where the format can skip the
@@ -272,6 +276,7 @@ fn open_csv(
         schema,
         first_line,
         line_fixes: LineFixes::default(),
+        bytes: 0,
         scan: Some(LineScan {
             path: path.to_owned(),
             skip,
@@ -481,6 +486,7 @@ fn rows_from_one(
         schema,
         first_line: 1,
         line_fixes: LineFixes::default(),
+        bytes: 0,
         scan: None,
     }
 }
