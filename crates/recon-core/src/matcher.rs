@@ -589,9 +589,11 @@ fn candidates_1to1(
     edges: &mut Vec<Edge>,
 ) {
     let (cur, amount) = (q.cur, q.value);
-    let (lo, hi) = match (plan.amount_sorted, pass.amount) {
-        (true, Some(t)) => {
-            let (below, above) = t.allowed(amount, cur);
+    // The tolerance depends only on the query's amount and currency (every
+    // candidate shares the currency): work it out once per query.
+    let allowed = pass.amount.map(|t| t.allowed(amount, cur));
+    let (lo, hi) = match (plan.amount_sorted, allowed) {
+        (true, Some((below, above))) => {
             (amount.saturating_sub(below), amount.saturating_add(above))
         }
         _ => (i64::MIN, i64::MAX),
@@ -614,8 +616,9 @@ fn candidates_1to1(
             if i64::try_from(diff).is_err() {
                 continue;
             }
-            if let Some(t) = pass.amount
-                && !t.accepts(diff, amount, cur)
+            // As `AmountTolerance::accepts(diff, amount, cur)`.
+            if let Some((below, above)) = allowed
+                && (diff < -i128::from(below) || diff > i128::from(above))
             {
                 continue;
             }

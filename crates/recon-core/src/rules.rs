@@ -113,12 +113,30 @@ impl Decimal {
         let minor = u32::from(currency.minor_units());
         let m = i128::from(self.mantissa);
         let v = if minor >= self.scale {
-            m.saturating_mul(10i128.pow(minor - self.scale))
+            m.saturating_mul(pow10(minor - self.scale))
         } else {
-            m / 10i128.pow(self.scale - minor)
+            m / pow10(self.scale - minor)
         };
         i64::try_from(v).unwrap_or(i64::MAX)
     }
+}
+
+/// Powers of ten that fit an `i128`, looked up rather than multiplied out:
+/// tolerances are converted once per candidate pair in a pass.
+const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut k = 1;
+    while k < 39 {
+        t[k] = t[k - 1] * 10;
+        k += 1;
+    }
+    t
+};
+
+/// `10^k` (saturating at `i128::MAX` past the table, which a decimal of at
+/// most 18 digits never reaches).
+fn pow10(k: u32) -> i128 {
+    POW10.get(k as usize).copied().unwrap_or(i128::MAX)
 }
 
 impl fmt::Display for Decimal {
