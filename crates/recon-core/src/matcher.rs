@@ -182,7 +182,8 @@ struct Ctx<'a> {
 /// One index entry: a free record of one side. Sorted by the first four
 /// fields (`row` is unique, so the rest never decides the order); the rest
 /// carries what the gates check, so checking a candidate touches no other
-/// memory unless a reference key is longer than 8 bytes or text is compared.
+/// memory unless a reference key is longer than 16 bytes or text is compared.
+/// 56 bytes: the date and key length are packed so the 16-byte key head fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     block: u64,
@@ -190,11 +191,28 @@ struct Entry {
     amount: i64,
     row: u32,
     value: i64,
-    date: Option<i32>,
+    /// The record's date, [`NO_DATE`] when it has none (see [`Entry::date`]).
+    date_or: i32,
     cur: Currency,
-    key_len: u32,
-    /// The reference key's first (up to) 8 bytes, little-endian.
-    key_head: u64,
+    /// The reference key's length in bytes, saturating at `u8::MAX`.
+    key_len: u8,
+    /// The reference key's first (up to) 16 bytes, zero-padded: keys of up to
+    /// 16 bytes are compared whole here.
+    key_head: [u64; 2],
+}
+
+/// [`Entry::date_or`] of a record without a date: the date parsers never
+/// give a day this far from 1970 (a `Side` built by hand with it would read
+/// as undated in a pass).
+const NO_DATE: i32 = i32::MIN;
+
+// The index is sorted and copied as whole entries: keep them this small.
+const _: () = assert!(std::mem::size_of::<Entry>() == 56);
+
+impl Entry {
+    fn date(&self) -> Option<i32> {
+        (self.date_or != NO_DATE).then_some(self.date_or)
+    }
 }
 
 /// A candidate pair of a one-to-one pass; the derived order is the rank.
@@ -289,9 +307,11 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
                 let key = ctx.prep[s]
                     .reference(plan.reference)
                     .map_or("", |k| k.get(i));
-                let mut head = [0u8; 8];
-                let n = key.len().min(8);
+                let mut head = [0u8; 16];
+                let n = key.len().min(16);
                 head[..n].copy_from_slice(&key.as_bytes()[..n]);
+                let (h0, h1) = head.split_at(8);
+                let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
                 out.push(Entry {
                     block: block_for(ctx, s, i, plan),
                     day: if plan.day_blocking {
@@ -307,10 +327,10 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
                     // Sides are checked to fit u32 before any pass runs.
                     row: i as u32,
                     value: side.amount[i],
-                    date: side.date[i],
+                    date_or: side.date[i].unwrap_or(NO_DATE),
                     cur: side.currency[i],
-                    key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
-                    key_head: u64::from_le_bytes(head),
+                    key_len: u8::try_from(key.len()).unwrap_or(u8::MAX),
+                    key_head: [word(h0), word(h1)],
                 });
             }
             out
@@ -540,7 +560,7 @@ fn identity_entries(ctx: &Ctx<'_>, pass: &Pass, le: &Entry, re: &Entry) -> Optio
         if le.block != re.block || le.key_len != re.key_len || le.key_head != re.key_head {
             return None;
         }
-        if le.key_len > 8
+        if le.key_len > 16
             && let (Some(kl), Some(kr)) = (
                 ctx.prep[0].reference(pass.reference),
                 ctx.prep[1].reference(pass.reference),
@@ -551,7 +571,7 @@ fn identity_entries(ctx: &Ctx<'_>, pass: &Pass, le: &Entry, re: &Entry) -> Optio
         }
     }
     if let Some(w) = pass.date {
-        let (Some(dl), Some(dr)) = (le.date, re.date) else {
+        let (Some(dl), Some(dr)) = (le.date(), re.date()) else {
             return None;
         };
         if !w.accepts(i64::from(dr) - i64::from(dl)) {
@@ -565,7 +585,7 @@ fn identity_entries(ctx: &Ctx<'_>, pass: &Pass, le: &Entry, re: &Entry) -> Optio
 }
 
 fn entry_date_diff(le: &Entry, re: &Entry) -> Option<i32> {
-    match (le.date, re.date) {
+    match (le.date(), re.date()) {
         (Some(a), Some(b)) => i32::try_from(i64::from(b) - i64::from(a)).ok(),
         _ => None,
     }
@@ -602,7 +622,7 @@ fn candidates_1to1(
         .date
         .map_or((0, 0), |w| (-i64::from(w.before), i64::from(w.after)));
     let start = edges.len();
-    for (k, day) in day_range(plan, q.date, dlo, dhi).enumerate() {
+    for (k, day) in day_range(plan, q.date(), dlo, dhi).enumerate() {
         let Ok(day) = i32::try_from(day) else {
             continue;
         };
@@ -808,7 +828,7 @@ impl Aggregate<'_> {
         });
         // Entries of one block are sorted by (day, row) here (amount is 0), so
         // the whole day range is one slice.
-        let days = day_range(self.plan, q.date, dlo, dhi);
+        let days = day_range(self.plan, q.date(), dlo, dhi);
         let clamp = |d: i64| i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX });
         let (first, last) = (clamp(*days.start()), clamp(*days.end()));
         let start = gallop(index, *hint, |e| (e.block, e.day) < (block, first));

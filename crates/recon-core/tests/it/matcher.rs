@@ -473,11 +473,12 @@ fn random_side(rng: &mut ChaCha8Rng, n: usize) -> Side {
             "-".into()
         };
         let reference = if rng.random_bool(0.9) {
-            // Short keys are verified inline, long ones against the buffers.
-            let long = if rng.random_bool(0.5) {
-                "-LONG-REFERENCE"
-            } else {
-                ""
+            // Keys of up to 16 bytes are verified inline (in one or two
+            // words), longer ones against the buffers.
+            let long = match rng.random_range(0..3) {
+                0 => "-LONG-REFERENCE",
+                1 => "-MID-REF",
+                _ => "",
             };
             format!("R{}{long}", rng.random_range(0..6))
         } else {
