@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -99,7 +99,7 @@ impl Opened {
     /// # Errors
     /// [`InputError::Io`] when the file cannot be opened again.
     pub(super) fn project(&mut self, columns: &[usize]) -> Result<bool, InputError> {
-        let Some(scan) = &self.scan else {
+        let Some(scan) = &mut self.scan else {
             return Ok(false);
         };
         if columns.len() >= self.schema.fields().len() {
@@ -114,8 +114,13 @@ impl Opened {
             batch_size: scan.batch_size,
             source: None,
         };
+        // A fresh scan: it sees what the new reader reads.
+        scan.state = Arc::new(Mutex::new(ScanState::new(scan)));
         self.batches = csv_batches(
-            file,
+            Scanned {
+                file,
+                state: scan.state.clone(),
+            },
             &self.source,
             &self.schema,
             &opts,
@@ -125,8 +130,8 @@ impl Opened {
     }
 
     /// Hands the batches to `consume`, which reads them in file order and returns
-    /// how many rows it read, while for CSV a second pass finds the physical line each
-    /// record starts on. A CSV reader's error that `consume` passes on names the
+    /// how many rows it read, while for CSV a scan of the bytes the reader reads finds
+    /// the physical line each record starts on. A CSV reader's error that `consume` passes on names the
     /// physical line.
     ///
     /// # Errors
@@ -147,16 +152,20 @@ impl Opened {
                 line_fixes,
             });
         };
-        // The reader counts records; a second pass finds the lines they start on.
-        let (read, scanned) = rayon::join(|| consume(batches), || scan.run());
-        let line_fixes = match scanned {
-            Ok((fixes, _)) if fixes.0.is_empty() => fixes,
-            Ok((fixes, records)) => match &read {
-                Ok(rows) if *rows as u64 == records => fixes,
-                Ok(_) => LineFixes::default(),
-                Err(_) => fixes,
-            },
-            Err(_) => LineFixes::default(),
+        // The reader counts records; the scan of the bytes it read finds the
+        // lines they start on (after an error, as far as the reader read).
+        let read = consume(batches);
+        let (fixes, records) = scan
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .finish();
+        let line_fixes = match &read {
+            _ if fixes.0.is_empty() => fixes,
+            Ok(rows) if *rows as u64 == records => fixes,
+            Ok(_) => LineFixes::default(),
+            Err(_) => fixes,
         };
         let rows = read.map_err(|e| relocate(e, &line_fixes, scan.has_header))?;
         Ok(Driven { rows, line_fixes })
@@ -270,21 +279,28 @@ fn open_csv(
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
     let first_line = if opts.has_header { 2 } else { 1 };
-    let batches = csv_batches(file, &source, &schema, opts, None)?;
+    let mut scan = LineScan {
+        path: path.to_owned(),
+        skip,
+        delimiter: opts.delimiter,
+        has_header: opts.has_header,
+        first_line,
+        batch_size: opts.batch_size,
+        state: Arc::default(),
+    };
+    scan.state = Arc::new(Mutex::new(ScanState::new(&scan)));
+    let reader = Scanned {
+        file,
+        state: scan.state.clone(),
+    };
+    let batches = csv_batches(reader, &source, &schema, opts, None)?;
     Ok(Opened {
         source,
         schema,
         first_line,
         line_fixes: LineFixes::default(),
         bytes: 0,
-        scan: Some(LineScan {
-            path: path.to_owned(),
-            skip,
-            delimiter: opts.delimiter,
-            has_header: opts.has_header,
-            first_line,
-            batch_size: opts.batch_size,
-        }),
+        scan: Some(scan),
         batches,
     })
 }
@@ -292,7 +308,7 @@ fn open_csv(
 /// The CSV reader over `file` (positioned after any BOM), of `projection`'s columns
 /// only when given (the others are still split and checked, never built).
 fn csv_batches(
-    file: File,
+    file: Scanned,
     source: &str,
     schema: &SchemaRef,
     opts: &ReadOptions,
@@ -338,7 +354,7 @@ fn relocate(err: InputError, fixes: &LineFixes, has_header: bool) -> InputError 
     }
 }
 
-/// Where a CSV's records start: a second pass over the file.
+/// How to reopen a CSV, and the scan of where its records start.
 struct LineScan {
     path: PathBuf,
     /// Bytes before the first line (a BOM).
@@ -348,91 +364,139 @@ struct LineScan {
     first_line: u64,
     /// The reader's rows per batch.
     batch_size: usize,
+    /// The scan of the bytes the current reader has read.
+    state: Arc<Mutex<ScanState>>,
 }
 
-impl LineScan {
-    /// Finds the line each CSV data record starts on, where it differs from one line
-    /// per record: after blank lines (which the reader skips) and quoted fields
-    /// holding line breaks. Follows the reader's quoting: a quote opens a field only
-    /// at its start, `""` inside a quoted field is a literal quote. Returns the fixes
-    /// and the number of data records seen, which the caller checks against the
-    /// reader's count.
-    fn run(&self) -> std::io::Result<(LineFixes, u64)> {
-        let mut file = File::open(&self.path)?;
-        file.seek(SeekFrom::Start(self.skip))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let header = u64::from(self.has_header);
-        let mut fixes = Vec::new();
-        let mut predict = (0u64, self.first_line);
-        let mut records = 0u64;
-        let mut emit = |start: u64| {
-            if let Some(row) = records.checked_sub(header)
-                && predict.1 + (row - predict.0) != start
-            {
-                fixes.push((row, start));
-                predict = (row, start);
-            }
-            records += 1;
+/// The file under a CSV reader, handing every byte read to a [`ScanState`]: the
+/// lines are found in the reader's own bytes, without reading the file twice.
+struct Scanned {
+    file: File,
+    state: Arc<Mutex<ScanState>>,
+}
+
+impl Read for Scanned {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Finds the line each CSV data record starts on, where it differs from one line
+/// per record: after blank lines (which the reader skips) and quoted fields
+/// holding line breaks. Follows the reader's quoting: a quote opens a field only
+/// at its start, `""` inside a quoted field is a literal quote. Fed the file's
+/// bytes in order, chunk by chunk.
+#[derive(Debug, Clone, Default)]
+struct ScanState {
+    delimiter: u8,
+    header: u64,
+    fixes: Vec<(u64, u64)>,
+    /// The last fix (or the first row's line): the line every later row is predicted from.
+    predict: (u64, u64),
+    /// Records seen, the header included.
+    records: u64,
+    in_quotes: bool,
+    /// Whether the current record has any byte besides `\r`.
+    nonempty: bool,
+    line: u64,
+    record_line: u64,
+    /// The byte before the next chunk's first, and where the last closing quote was.
+    before: u8,
+    offset: u64,
+    last_close: Option<u64>,
+}
+
+impl ScanState {
+    fn new(scan: &LineScan) -> Self {
+        Self {
+            delimiter: scan.delimiter,
+            header: u64::from(scan.has_header),
+            fixes: Vec::new(),
+            predict: (0, scan.first_line),
+            records: 0,
+            in_quotes: false,
+            nonempty: false,
+            line: 1,
+            record_line: 1,
+            before: b'\n',
+            offset: 0,
+            last_close: None,
+        }
+    }
+
+    fn emit(&mut self, start: u64) {
+        if let Some(row) = self.records.checked_sub(self.header)
+            && self.predict.1 + (row - self.predict.0) != start
+        {
+            self.fixes.push((row, start));
+            self.predict = (row, start);
+        }
+        self.records += 1;
+    }
+
+    /// Scans the next bytes of the file.
+    fn feed(&mut self, chunk: &[u8]) {
+        let Some(&last) = chunk.last() else {
+            return;
         };
-        let mut in_quotes = false;
-        // Whether the current record has any byte besides `\r`.
-        let mut nonempty = false;
-        let mut line = 1u64;
-        let mut record_line = 1u64;
-        // The byte before the chunk's first, and where the last closing quote was.
-        let mut before = b'\n';
-        let mut offset = 0u64;
-        let mut last_close = None;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+        let mut from = 0;
+        for pos in memchr::memchr2_iter(b'\n', b'"', chunk) {
+            if !self.nonempty && chunk[from..pos].iter().any(|&b| b != b'\r') {
+                self.nonempty = true;
+            }
+            from = pos + 1;
+            let prev = if pos == 0 {
+                self.before
+            } else {
+                chunk[pos - 1]
             };
-            let chunk = &buf[..n];
-            let mut from = 0;
-            for pos in memchr::memchr2_iter(b'\n', b'"', chunk) {
-                if !nonempty && chunk[from..pos].iter().any(|&b| b != b'\r') {
-                    nonempty = true;
+            let abs = self.offset + pos as u64;
+            if chunk[pos] == b'"' {
+                self.nonempty = true;
+                if self.in_quotes {
+                    self.in_quotes = false;
+                    self.last_close = Some(abs);
+                } else if prev == self.delimiter
+                    || prev == b'\n'
+                    || prev == b'\r'
+                    || self.last_close.is_some_and(|c| c + 1 == abs)
+                {
+                    self.in_quotes = true;
                 }
-                from = pos + 1;
-                let prev = if pos == 0 { before } else { chunk[pos - 1] };
-                let abs = offset + pos as u64;
-                if chunk[pos] == b'"' {
-                    nonempty = true;
-                    if in_quotes {
-                        in_quotes = false;
-                        last_close = Some(abs);
-                    } else if prev == self.delimiter
-                        || prev == b'\n'
-                        || prev == b'\r'
-                        || last_close.is_some_and(|c| c + 1 == abs)
-                    {
-                        in_quotes = true;
-                    }
-                    continue;
-                }
-                line += 1;
-                if in_quotes {
-                    continue;
-                }
-                if nonempty {
-                    emit(record_line);
-                }
-                nonempty = false;
-                record_line = line;
+                continue;
             }
-            if !nonempty && chunk[from..].iter().any(|&b| b != b'\r') {
-                nonempty = true;
+            self.line += 1;
+            if self.in_quotes {
+                continue;
             }
-            before = chunk[n - 1];
-            offset += n as u64;
+            if self.nonempty {
+                self.emit(self.record_line);
+            }
+            self.nonempty = false;
+            self.record_line = self.line;
         }
-        if nonempty {
-            emit(record_line);
+        if !self.nonempty && chunk[from..].iter().any(|&b| b != b'\r') {
+            self.nonempty = true;
         }
-        Ok((LineFixes(fixes), records.saturating_sub(header)))
+        self.before = last;
+        self.offset += chunk.len() as u64;
+    }
+
+    /// The fixes, and the number of data records seen, which the caller checks
+    /// against the reader's count.
+    fn finish(mut self) -> (LineFixes, u64) {
+        if self.nonempty {
+            self.emit(self.record_line);
+        }
+        (
+            LineFixes(self.fixes),
+            self.records.saturating_sub(self.header),
+        )
     }
 }
 
@@ -559,4 +623,51 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
     Ok(rows_from_one(source, &schema, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn state(has_header: bool) -> ScanState {
+        ScanState::new(&LineScan {
+            path: PathBuf::new(),
+            skip: 0,
+            delimiter: b',',
+            has_header,
+            first_line: 1 + u64::from(has_header),
+            batch_size: 1,
+            state: Arc::default(),
+        })
+    }
+
+    #[test]
+    fn scan_finds_blank_lines_and_quoted_breaks() {
+        let mut s = state(true);
+        s.feed(b"h,m\n1,\"a\nb\"\n\n2,x\r\n3,y");
+        assert_eq!(s.finish(), (LineFixes(vec![(1, 5)]), 3));
+    }
+
+    proptest! {
+        /// However the reader's reads split the file, the scan finds the same lines.
+        #[test]
+        fn scan_is_the_same_whatever_the_chunks(
+            text in proptest::collection::vec(prop::sample::select(b"a,\"\n\r".to_vec()), 0..60),
+            cuts in proptest::collection::vec(0usize..60, 0..8),
+            has_header: bool,
+        ) {
+            let mut whole = state(has_header);
+            whole.feed(&text);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+            cuts.sort_unstable();
+            let mut chunked = state(has_header);
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([text.len()]) {
+                chunked.feed(&text[from..cut]);
+                from = cut;
+            }
+            prop_assert_eq!(whole.finish(), chunked.finish());
+        }
+    }
 }
