@@ -220,11 +220,20 @@ impl Entry {
 struct Edge {
     /// `u64::MAX - score.to_bits()`: higher scores first.
     score_key: u64,
+    /// `|right - left|` amount.
     adiff: u64,
+    /// `|right - left|` days, `u32::MAX` when a date is missing.
     ddiff: u32,
     l: u32,
     r: u32,
+    /// Signs of the differences ([`Edge::AMOUNT_BELOW`], [`Edge::DATE_BEFORE`]),
+    /// carried so a chosen pair's result needs no second look at the sides.
+    /// Never decides the order (`l`, `r` are unique) and fits the padding.
+    signs: u8,
 }
+
+// Sorted as whole values: keep them this small.
+const _: () = assert!(std::mem::size_of::<Edge>() == 32);
 
 impl Edge {
     fn rank(&self) -> (u64, u64, u32) {
@@ -233,6 +242,37 @@ impl Edge {
 
     fn score(&self) -> f64 {
         f64::from_bits(u64::MAX - self.score_key)
+    }
+
+    /// The right amount is below the left one.
+    const AMOUNT_BELOW: u8 = 1;
+    /// The right date is before the left one.
+    const DATE_BEFORE: u8 = 2;
+
+    /// `right - left` amount, as `i64` (candidates whose difference does not
+    /// fit are never edges).
+    fn amount_diff(&self) -> Option<i64> {
+        let d = i128::from(self.adiff);
+        let d = if self.signs & Self::AMOUNT_BELOW != 0 {
+            -d
+        } else {
+            d
+        };
+        i64::try_from(d).ok()
+    }
+
+    /// `right - left` days, `None` when a date is missing.
+    fn date_diff(&self) -> Option<i32> {
+        if self.ddiff == u32::MAX {
+            return None;
+        }
+        let d = i64::from(self.ddiff);
+        let d = if self.signs & Self::DATE_BEFORE != 0 {
+            -d
+        } else {
+            d
+        };
+        i32::try_from(d).ok()
     }
 }
 
@@ -642,13 +682,21 @@ fn candidates_1to1(
             {
                 continue;
             }
-            let ddiff = entry_date_diff(q, e).map_or(u32::MAX, i32::unsigned_abs);
+            let dd = entry_date_diff(q, e);
+            let mut signs = 0;
+            if diff < 0 {
+                signs |= Edge::AMOUNT_BELOW;
+            }
+            if dd.is_some_and(|d| d < 0) {
+                signs |= Edge::DATE_BEFORE;
+            }
             edges.push(Edge {
                 score_key: u64::MAX - score.to_bits(),
                 adiff: diff.unsigned_abs() as u64,
-                ddiff,
+                ddiff: dd.map_or(u32::MAX, i32::unsigned_abs),
                 l: q.row,
                 r: e.row,
+                signs,
             });
         }
     }
@@ -764,16 +812,14 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         };
         for &(s, node, ei) in &cluster {
             let via = edges[ei];
-            let (vl, vr) = (via.l as usize, via.r as usize);
-            let diff = i128::from(ctx.sides[1].amount[vr]) - i128::from(ctx.sides[0].amount[vl]);
             state.free[s][node] = false;
             state.assigned[s][node] = Assignment {
                 match_id: id,
                 status: st,
                 rule: Some(rule),
                 score: Some(via.score()),
-                amount_diff: i64::try_from(diff).ok(),
-                date_diff_days: date_diff(ctx, vl, vr),
+                amount_diff: via.amount_diff(),
+                date_diff_days: via.date_diff(),
             };
         }
     }
