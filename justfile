@@ -38,10 +38,9 @@ bench-compare *ARGS:
     cargo build --release -p recon -p recon-benches --bins
     target/release/bench-compare {{ARGS}}
 
-# `--unpinned`: startup, GET /health, upload, reconciliation and memory (no sweep)
+# Server comparison in the issues' setup: server, wrk and client share every CPU
+# (`--unpinned`): startup, GET /health, upload, reconciliation and memory (no sweep)
 # over 5 rounds. E.g. `just bench-compare-shared --only threaded,async --scenarios reconcile`.
-
-# Server comparison in the issues' setup: server, wrk and client share every CPU.
 bench-compare-shared *ARGS:
     cargo build --release -p recon -p recon-benches --bins
     target/release/bench-compare --unpinned {{ARGS}}
