@@ -219,14 +219,14 @@ fn check(outcome: &Outcome, left: &Side, right: &Side) -> Result<(), OutputError
     Ok(())
 }
 
-/// The output row of record `i` of `side`.
-fn row_at<'a>(
+/// Record `i` of `side`: its side, its assignment and its id ("" if none).
+fn record_at<'a>(
     outcome: &'a Outcome,
     left: &'a Side,
     right: &'a Side,
     side: SideName,
     i: usize,
-) -> Row<'a> {
+) -> (&'a Side, &'a Assignment, &'a str) {
     let (s, a) = match side {
         SideName::Left => (left, &outcome.left[i]),
         SideName::Right => (right, &outcome.right[i]),
@@ -236,6 +236,18 @@ fn row_at<'a>(
     } else {
         ""
     };
+    (s, a, record_id)
+}
+
+/// The output row of record `i` of `side`.
+fn row_at<'a>(
+    outcome: &'a Outcome,
+    left: &'a Side,
+    right: &'a Side,
+    side: SideName,
+    i: usize,
+) -> Row<'a> {
+    let (s, a, record_id) = record_at(outcome, left, right, side, i);
     Row {
         side,
         source: s,
@@ -583,15 +595,7 @@ impl<'a> CsvRows<'a> {
             batch.clear();
             batch.extend(group.iter().map(|&(side, i)| {
                 let i = i as usize;
-                let (s, a) = match side {
-                    SideName::Left => (self.left, &self.outcome.left[i]),
-                    SideName::Right => (self.right, &self.outcome.right[i]),
-                };
-                let record_id = if i < s.id.len() {
-                    s.id.get(i).unwrap_or("")
-                } else {
-                    ""
-                };
+                let (s, a, record_id) = record_at(self.outcome, self.left, self.right, side, i);
                 Gathered {
                     side,
                     index: i,
