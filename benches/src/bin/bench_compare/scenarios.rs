@@ -55,6 +55,33 @@ pub struct ReconResult {
     pub summary: Value,
 }
 
+impl UploadResult {
+    /// The result of upload runs of `bytes` each, taking `runs_s` seconds.
+    fn from_runs(bytes: u64, runs_s: Vec<f64>) -> Self {
+        let median_s = median(&runs_s);
+        Self {
+            bytes,
+            mb_per_s: bytes as f64 / 1e6 / median_s.max(1e-9),
+            runs_s,
+            median_s,
+        }
+    }
+}
+
+impl ReconResult {
+    /// The result of reconciliation runs of `records` a side.
+    fn from_runs(records: usize, end_to_end_s: Vec<f64>, run_s: Vec<f64>, summary: Value) -> Self {
+        Self {
+            records,
+            median_end_to_end_s: median(&end_to_end_s),
+            median_run_s: median(&run_s),
+            end_to_end_s,
+            run_s,
+            summary,
+        }
+    }
+}
+
 /// Everything measured on one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerResult {
@@ -218,14 +245,8 @@ pub fn merge_rounds(rounds: Vec<ServerResult>) -> Option<ServerResult> {
 /// The rounds' uploads as one: every run pooled, the median of them all.
 fn pool_uploads(rounds: Vec<UploadResult>) -> Option<UploadResult> {
     let bytes = rounds.first()?.bytes;
-    let runs_s: Vec<f64> = rounds.into_iter().flat_map(|u| u.runs_s).collect();
-    let median_s = median(&runs_s);
-    Some(UploadResult {
-        bytes,
-        mb_per_s: bytes as f64 / 1e6 / median_s.max(1e-9),
-        runs_s,
-        median_s,
-    })
+    let runs_s = rounds.into_iter().flat_map(|u| u.runs_s).collect();
+    Some(UploadResult::from_runs(bytes, runs_s))
 }
 
 /// The rounds' reconciliations as one: every run pooled, the medians of
@@ -240,14 +261,12 @@ fn pool_reconciliations(rounds: Vec<ReconResult>) -> Option<ReconResult> {
         run_s.extend(r.run_s);
         summary = r.summary;
     }
-    Some(ReconResult {
+    Some(ReconResult::from_runs(
         records,
-        median_end_to_end_s: median(&end_to_end_s),
-        median_run_s: median(&run_s),
         end_to_end_s,
         run_s,
         summary,
-    })
+    ))
 }
 
 /// The reading with the median `key` (the lower middle one for an even count).
@@ -353,13 +372,7 @@ fn uploads(spec: &ServerSpec, cx: &Context<'_>, srv: &mut Running, r: &mut Serve
             }
         }
     }
-    let median_s = median(&runs);
-    r.upload = Some(UploadResult {
-        bytes: file.bytes,
-        mb_per_s: file.bytes as f64 / 1e6 / median_s.max(1e-9),
-        runs_s: runs,
-        median_s,
-    });
+    r.upload = Some(UploadResult::from_runs(file.bytes, runs));
 }
 
 /// Scenario 5: upload both sides, reconcile with `?wait`, fetch the summary.
@@ -388,14 +401,7 @@ fn reconciliations(spec: &ServerSpec, cx: &Context<'_>, srv: &mut Running, r: &m
             }
         }
     }
-    r.reconcile = Some(ReconResult {
-        records: case.records,
-        median_end_to_end_s: median(&e2e),
-        median_run_s: median(&run_s),
-        end_to_end_s: e2e,
-        run_s,
-        summary,
-    });
+    r.reconcile = Some(ReconResult::from_runs(case.records, e2e, run_s, summary));
 }
 
 #[cfg(test)]
@@ -429,20 +435,13 @@ mod tests {
             processes: 1,
         });
         r.rss_end = r.rss_idle;
-        r.upload = Some(UploadResult {
-            bytes: 100_000_000,
-            runs_s: upload.to_vec(),
-            median_s: median(upload),
-            mb_per_s: 100.0 / median(upload),
-        });
-        r.reconcile = Some(ReconResult {
-            records: 50_000,
-            end_to_end_s: e2e.to_vec(),
-            run_s: run.to_vec(),
-            median_end_to_end_s: median(e2e),
-            median_run_s: median(run),
-            summary: json!({ "matched": matched }),
-        });
+        r.upload = Some(UploadResult::from_runs(100_000_000, upload.to_vec()));
+        r.reconcile = Some(ReconResult::from_runs(
+            50_000,
+            e2e.to_vec(),
+            run.to_vec(),
+            json!({ "matched": matched }),
+        ));
         r
     }
 
