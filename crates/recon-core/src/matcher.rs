@@ -183,14 +183,22 @@ struct Ctx<'a> {
 /// fields (`row` is unique, so the rest never decides the order); the rest
 /// carries what the gates check, so checking a candidate touches no other
 /// memory unless a reference key is longer than 16 bytes or text is compared.
-/// 56 bytes: the date and key length are packed so the 16-byte key head fits.
+/// 48 bytes: the amount is stored once (it is both a sort key and what the
+/// gates compare), and the date and key length are packed so the 16-byte key
+/// head fits.
+///
+/// Every index is sorted by amount inside a `(block, day)` run, also where a
+/// pass does not search by amount: such a search takes the whole run, which
+/// stays one contiguous slice, and its results never depend on the order
+/// inside the run (a one-to-one pass ranks its edges by a total order, an
+/// aggregate pass sorts each record's parts by row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     block: u64,
     day: i32,
+    /// The record's amount.
     amount: i64,
     row: u32,
-    value: i64,
     /// The record's date, [`NO_DATE`] when it has none (see [`Entry::date`]).
     date_or: i32,
     cur: Currency,
@@ -207,7 +215,7 @@ struct Entry {
 const NO_DATE: i32 = i32::MIN;
 
 // The index is sorted and copied as whole entries: keep them this small.
-const _: () = assert!(std::mem::size_of::<Entry>() == 56);
+const _: () = assert!(std::mem::size_of::<Entry>() == 48);
 
 impl Entry {
     fn date(&self) -> Option<i32> {
@@ -299,12 +307,14 @@ fn mix64(mut z: u64) -> u64 {
 struct Plan {
     reference: ReferenceRule,
     day_blocking: bool,
-    amount_sorted: bool,
+    /// Searches narrow each day to the query's amount tolerance (otherwise
+    /// they take every amount of the day).
+    amount_range: bool,
 }
 
 impl Plan {
     fn of(pass: &Pass) -> Self {
-        // Aggregate indexes are not sorted by amount, so a whole day range is
+        // Aggregate searches do not narrow by amount, so a whole day range is
         // one contiguous slice there: block on days whatever the window.
         let day_blocking = pass.reference == ReferenceRule::Ignore
             && pass.date.is_some_and(|w| {
@@ -313,7 +323,7 @@ impl Plan {
         Self {
             reference: pass.reference,
             day_blocking,
-            amount_sorted: pass.cardinality == Cardinality::OneToOne && pass.amount.is_some(),
+            amount_range: pass.cardinality == Cardinality::OneToOne && pass.amount.is_some(),
         }
     }
 }
@@ -359,14 +369,9 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
                     } else {
                         0
                     },
-                    amount: if plan.amount_sorted {
-                        side.amount[i]
-                    } else {
-                        0
-                    },
+                    amount: side.amount[i],
                     // Sides are checked to fit u32 before any pass runs.
                     row: i as u32,
-                    value: side.amount[i],
                     date_or: side.date[i].unwrap_or(NO_DATE),
                     cur: side.currency[i],
                     key_len: u8::try_from(key.len()).unwrap_or(u8::MAX),
@@ -648,11 +653,11 @@ fn candidates_1to1(
     hints: &mut [usize],
     edges: &mut Vec<Edge>,
 ) {
-    let (cur, amount) = (q.cur, q.value);
+    let (cur, amount) = (q.cur, q.amount);
     // The tolerance depends only on the query's amount and currency (every
     // candidate shares the currency): work it out once per query.
     let allowed = pass.amount.map(|t| t.allowed(amount, cur));
-    let (lo, hi) = match (plan.amount_sorted, allowed) {
+    let (lo, hi) = match (plan.amount_range, allowed) {
         (true, Some((below, above))) => {
             (amount.saturating_sub(below), amount.saturating_add(above))
         }
@@ -672,7 +677,7 @@ fn candidates_1to1(
             let Some(score) = identity_entries(ctx, pass, q, e) else {
                 continue;
             };
-            let diff = i128::from(e.value) - i128::from(amount);
+            let diff = i128::from(e.amount) - i128::from(amount);
             if i64::try_from(diff).is_err() {
                 continue;
             }
@@ -872,8 +877,9 @@ impl Aggregate<'_> {
                 (-i64::from(w.after), i64::from(w.before))
             }
         });
-        // Entries of one block are sorted by (day, row) here (amount is 0), so
-        // the whole day range is one slice.
+        // Entries of one block are sorted by (day, amount, row): the whole
+        // day range is one slice, and the parts are put in row order below
+        // whatever the order inside it.
         let days = day_range(self.plan, q.date(), dlo, dhi);
         let clamp = |d: i64| i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX });
         let (first, last) = (clamp(*days.start()), clamp(*days.end()));
