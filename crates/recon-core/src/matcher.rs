@@ -346,45 +346,54 @@ fn block_for(ctx: &Ctx<'_>, s: usize, i: usize, plan: Plan) -> u64 {
 
 fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) -> Vec<Entry> {
     let side = ctx.sides[s];
-    let parts: Vec<Vec<Entry>> = (0..side.len().div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|c| {
-            let rows = c * CHUNK..((c + 1) * CHUNK).min(side.len());
-            // Sized for every row up front: a filtered iterator's collect
-            // would grow (and copy) the vector several times per chunk.
-            let mut out = Vec::with_capacity(rows.len());
-            for i in rows.filter(|&i| eligible(ctx, state, s, i, pass)) {
-                let key = ctx.prep[s]
-                    .reference(plan.reference)
-                    .map_or("", |k| k.get(i));
-                let mut head = [0u8; 16];
-                let n = key.len().min(16);
-                head[..n].copy_from_slice(&key.as_bytes()[..n]);
-                let (h0, h1) = head.split_at(8);
-                let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-                out.push(Entry {
-                    block: block_for(ctx, s, i, plan),
-                    day: if plan.day_blocking {
-                        side.date[i].unwrap_or(0)
-                    } else {
-                        0
-                    },
-                    amount: side.amount[i],
-                    // Sides are checked to fit u32 before any pass runs.
-                    row: i as u32,
-                    date_or: side.date[i].unwrap_or(NO_DATE),
-                    cur: side.currency[i],
-                    key_len: u8::try_from(key.len()).unwrap_or(u8::MAX),
-                    key_head: [word(h0), word(h1)],
-                });
+    let Some(&cur) = side.currency.first() else {
+        return Vec::new();
+    };
+    // Only fills the vector before every slot is written.
+    let blank = Entry {
+        block: 0,
+        day: 0,
+        amount: 0,
+        row: 0,
+        date_or: NO_DATE,
+        cur,
+        key_len: 0,
+        key_head: [0; 2],
+    };
+    sorted_rows(
+        side.len(),
+        blank,
+        |i| eligible(ctx, state, s, i, pass),
+        |i| {
+            let key = ctx.prep[s]
+                .reference(plan.reference)
+                .map_or("", |k| k.get(i));
+            let mut head = [0u8; 16];
+            let n = key.len().min(16);
+            head[..n].copy_from_slice(&key.as_bytes()[..n]);
+            let (h0, h1) = head.split_at(8);
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+            Entry {
+                block: block_for(ctx, s, i, plan),
+                day: if plan.day_blocking {
+                    side.date[i].unwrap_or(0)
+                } else {
+                    0
+                },
+                amount: side.amount[i],
+                // Sides are checked to fit u32 before any pass runs.
+                row: i as u32,
+                date_or: side.date[i].unwrap_or(NO_DATE),
+                cur: side.currency[i],
+                key_len: u8::try_from(key.len()).unwrap_or(u8::MAX),
+                key_head: [word(h0), word(h1)],
             }
-            out
-        })
-        .collect();
-    bucket_sort(parts, |e| e.block)
+        },
+        |e| e.block,
+    )
 }
 
-/// Bits of the leading `u64` key that pick a bucket in [`bucket_sort`]: at
+/// Bits of the leading `u64` key that pick a bucket in [`sorted_rows`]: at
 /// least this many...
 const MIN_BUCKET_BITS: u32 = 8;
 /// ... at most this many ...
@@ -392,41 +401,148 @@ const MAX_BUCKET_BITS: u32 = 16;
 /// ... aiming at this many items per bucket, few enough for a bucket to sort
 /// by insertion in a handful of cache lines.
 const BUCKET_ITEMS: usize = 32;
+/// The leading bits [`sorted_rows`] places items by as it writes them; the
+/// rest of the bucket bits are sorted out inside each of these buckets.
+const TOP_BITS: u32 = 8;
+const _: () = assert!(TOP_BITS <= MIN_BUCKET_BITS);
 
-/// Sorts the items of `parts` into one vector, as `sort_unstable` on their
-/// concatenation would (`Ord` must be total, e.g. end with a unique row).
-/// `lead` must be the first field of the order: items are first placed in
-/// buckets by its top bits (one counting pass, one copy that also joins the
-/// parts), then each bucket is sorted on its own, in parallel. Hashed keys
-/// spread evenly, so buckets are small and sort in cache; one large bucket
-/// (e.g. a key that only hashes the currency) just sorts like the whole.
-fn bucket_sort<T: Ord + Copy + Send>(parts: Vec<Vec<T>>, lead: impl Fn(&T) -> u64) -> Vec<T> {
-    let n: usize = parts.iter().map(Vec::len).sum();
-    let Some(&first) = parts.iter().flatten().next() else {
-        return Vec::new();
-    };
-    let bits = (n / BUCKET_ITEMS)
+/// `make(i)` for every row `i` in `0..n` where `keep(i)`, sorted exactly as
+/// `sort_unstable` would sort them (`Ord` must be total, e.g. end with a
+/// unique row), in one vector of the exact size: no part is copied into a
+/// whole and no second vector is sorted into.
+///
+/// `lead` must be the first field of the order. Parallel chunks of [`CHUNK`]
+/// rows first count their items per bucket of the top [`TOP_BITS`] of
+/// `lead` (`keep` and `make` must answer the same twice), which gives every
+/// chunk its own slots in every bucket; then each chunk writes its items
+/// straight into them. Each bucket is then split in place by the next bits
+/// of `lead` ([`permute`]) and those small buckets sorted, in parallel.
+/// Hashed keys spread evenly, so buckets are small and sort in cache; one
+/// large bucket (e.g. a key that only hashes the currency) just sorts like
+/// the whole.
+fn sorted_rows<T: Ord + Copy + Send + Sync>(
+    n: usize,
+    blank: T,
+    keep: impl Fn(usize) -> bool + Sync,
+    make: impl Fn(usize) -> T + Sync,
+    lead: impl Fn(&T) -> u64 + Sync,
+) -> Vec<T> {
+    const TOP: usize = 1 << TOP_BITS;
+    let top = |t: &T| (lead(t) >> (64 - TOP_BITS)) as usize;
+    let rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(n)).filter(|&i| keep(i));
+    let counts: Vec<[usize; TOP]> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut count = [0; TOP];
+            for i in rows(c) {
+                count[top(&make(i))] += 1;
+            }
+            count
+        })
+        .collect();
+    let mut sizes = [0usize; TOP];
+    for count in &counts {
+        for (size, k) in sizes.iter_mut().zip(count) {
+            *size += k;
+        }
+    }
+    let total: usize = sizes.iter().sum();
+    let mut out = vec![blank; total];
+    // Bucket by bucket, chunk by chunk: each chunk's slots in each bucket.
+    let mut slots: Vec<Vec<&mut [T]>> = counts.iter().map(|_| Vec::with_capacity(TOP)).collect();
+    let mut rest: &mut [T] = &mut out;
+    for b in 0..TOP {
+        for (c, count) in counts.iter().enumerate() {
+            let (head, tail) = rest.split_at_mut(count[b]);
+            slots[c].push(head);
+            rest = tail;
+        }
+    }
+    slots
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(c, mut slots)| {
+            for i in rows(c) {
+                let t = make(i);
+                let slot = &mut slots[top(&t)];
+                // Counted above for this very item, so the slot is there.
+                if let Some((first, after)) = std::mem::take(slot).split_first_mut() {
+                    *first = t;
+                    *slot = after;
+                }
+            }
+        });
+    let bits = (total / BUCKET_ITEMS)
         .max(1)
         .ilog2()
         .clamp(MIN_BUCKET_BITS, MAX_BUCKET_BITS);
+    let inner = bits - TOP_BITS;
+    let mut buckets: Vec<&mut [T]> = Vec::with_capacity(TOP);
+    let mut rest: &mut [T] = &mut out;
+    for size in sizes {
+        let (head, tail) = rest.split_at_mut(size);
+        if head.len() > 1 {
+            buckets.push(head);
+        }
+        rest = tail;
+    }
+    let sort = |b: &mut [T]| {
+        if b.len() > 1 << 16 {
+            b.par_sort_unstable();
+        } else {
+            b.sort_unstable();
+        }
+    };
+    buckets.into_par_iter().for_each(|bucket| {
+        if inner == 0 || bucket.len() <= BUCKET_ITEMS {
+            sort(bucket);
+            return;
+        }
+        // Bits `TOP_BITS..TOP_BITS + inner` from the top (the ones above
+        // are equal here).
+        let sub = |t: &T| ((lead(t) << TOP_BITS) >> (64 - inner)) as usize;
+        for b in permute(bucket, sub, inner) {
+            sort(b);
+        }
+    });
+    out
+}
+
+/// Moves `items` in place into `2^bits` buckets by `bucket` (a value below
+/// `2^bits`), in bucket order, and returns the buckets of more than one item.
+/// One counting pass, then an American-flag permutation: the item in the
+/// first unsettled slot of a bucket is carried to its own bucket's next slot,
+/// the item found there on to its bucket, and so on until one belongs to the
+/// first bucket. Each step settles one slot, and a settled slot is never
+/// touched again, so the walk ends after at most `items.len()` steps.
+fn permute<T: Copy>(items: &mut [T], bucket: impl Fn(&T) -> usize, bits: u32) -> Vec<&mut [T]> {
     let count = 1usize << bits;
-    let bucket = |t: &T| (lead(t) >> (64 - bits)) as usize;
     let mut starts = vec![0usize; count + 1];
-    for t in parts.iter().flatten() {
+    for t in items.iter() {
         starts[bucket(t) + 1] += 1;
     }
     for b in 0..count {
         starts[b + 1] += starts[b];
     }
-    let mut out = vec![first; n];
-    let mut fill = starts.clone();
-    for t in parts.into_iter().flatten() {
-        let at = &mut fill[bucket(&t)];
-        out[*at] = t;
-        *at += 1;
+    // `next[b]`: the first slot of bucket `b` not yet known to hold one of
+    // its items; every slot of `b` before it does.
+    let mut next = starts[..count].to_vec();
+    for b in 0..count {
+        while next[b] < starts[b + 1] {
+            let mut t = items[next[b]];
+            let mut tb = bucket(&t);
+            while tb != b {
+                let slot = next[tb];
+                next[tb] += 1;
+                std::mem::swap(&mut t, &mut items[slot]);
+                tb = bucket(&t);
+            }
+            items[next[b]] = t;
+            next[b] += 1;
+        }
     }
-    let mut buckets: Vec<&mut [T]> = Vec::with_capacity(count);
-    let mut rest: &mut [T] = &mut out;
+    let mut buckets = Vec::new();
+    let mut rest = items;
     for b in 0..count {
         let (head, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
         if head.len() > 1 {
@@ -434,14 +550,7 @@ fn bucket_sort<T: Ord + Copy + Send>(parts: Vec<Vec<T>>, lead: impl Fn(&T) -> u6
         }
         rest = tail;
     }
-    buckets.into_par_iter().with_min_len(64).for_each(|b| {
-        if b.len() > 1 << 16 {
-            b.par_sort_unstable();
-        } else {
-            b.sort_unstable();
-        }
-    });
-    out
+    buckets
 }
 
 /// Entries of `block`, `day` with amounts in `lo..=hi`. `hint` is where the
@@ -1156,16 +1265,13 @@ fn duplicates(
     if roles.is_empty() {
         return;
     }
-    let parts: Vec<Vec<(u64, u32)>> = (0..side.len().div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|c| {
-            (c * CHUNK..((c + 1) * CHUNK).min(side.len()))
-                .filter(|&i| key_complete(side, prep, roles, i))
-                .map(|i| (dup_hash(side, prep, roles, i), i as u32))
-                .collect()
-        })
-        .collect();
-    let keyed = bucket_sort(parts, |k| k.0);
+    let keyed = sorted_rows(
+        side.len(),
+        (0, 0),
+        |i| key_complete(side, prep, roles, i),
+        |i| (dup_hash(side, prep, roles, i), i as u32),
+        |k| k.0,
+    );
     let mut reps: Vec<usize> = Vec::new();
     let mut k = 0;
     while k < keyed.len() {
@@ -1379,5 +1485,71 @@ impl Reconciler {
             rule_names: rules.passes.iter().map(|p| p.name.clone()).collect(),
             summary,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeded items `(lead, row, noise)` for rows `0..n`, the lead drawn from
+    /// `leads` values spread over the whole `u64` range (so they land in many
+    /// buckets), or from a few values sharing their top bits (one big bucket).
+    fn item(seed: u64, leads: u64, one_bucket: bool) -> impl Fn(usize) -> (u64, u32, u8) + Sync {
+        move |i| {
+            let r = mix64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let l = r % leads;
+            let lead = if one_bucket { l } else { mix64(l) };
+            (lead, u32::MAX - i as u32, (r >> 56) as u8)
+        }
+    }
+
+    /// [`sorted_rows`] gives what filtering then `sort_unstable` give.
+    fn check(
+        n: usize,
+        keep: impl Fn(usize) -> bool + Sync,
+        make: impl Fn(usize) -> (u64, u32, u8) + Sync,
+    ) {
+        let mut want: Vec<_> = (0..n).filter(|&i| keep(i)).map(&make).collect();
+        want.sort_unstable();
+        let got = sorted_rows(n, (0, 0, 0), &keep, &make, |t| t.0);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn sorted_rows_is_sort_unstable() {
+        let some = |i: usize| !mix64(i as u64).is_multiple_of(3);
+        for (seed, n) in [
+            (1, 2),
+            (2, 3),
+            (3, 100),
+            (4, 5_000),
+            (5, 3 * CHUNK + 5),
+            (6, 70_000),
+        ] {
+            for leads in [1, 7, 1 << 40] {
+                check(n, |_| true, item(seed, leads, false));
+                check(n, some, item(seed, leads, false));
+            }
+        }
+    }
+
+    #[test]
+    fn sorted_rows_small_inputs() {
+        check(0, |_| true, item(1, 10, false));
+        check(CHUNK + 1, |_| false, item(1, 10, false));
+        check(1, |_| true, |_| (u64::MAX, 0, 0));
+        check(
+            3,
+            |_| true,
+            |i| ([u64::MAX, 0, u64::MAX][i], [1, 0, 0][i], 0),
+        );
+    }
+
+    #[test]
+    fn sorted_rows_one_big_bucket() {
+        // Past the size where a bucket sorts in parallel.
+        check(100_000, |_| true, item(7, 1000, true));
+        check(100_000, |_| true, item(8, 1, true));
     }
 }
