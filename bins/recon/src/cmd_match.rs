@@ -14,9 +14,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use recon_core::input::{load_side, write_rejects_csv};
+use recon_core::input::{SideLoad, write_rejects_csv};
 use recon_core::matcher::{NoProgress, Progress, Reconciler};
-use recon_core::outcome::{Outcome, RunInfo, SideSummary, Status, Summary, sha256_reader};
+use recon_core::outcome::{
+    Outcome, RunInfo, SideName, SideSummary, Status, Summary, sha256_reader,
+};
 use recon_core::output::{self, StatusFilter};
 use recon_core::rules::Rules;
 use recon_core::side::Side;
@@ -106,10 +108,14 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         std::io::stderr().is_terminal() && size(&args.left) + size(&args.right) > PROGRESS_BYTES;
 
     // Both sides load at once: one MultiProgress keeps their spinners apart.
+    // Only the roles the rules read are built (the others' columns are still
+    // checked to exist).
     let bars = indicatif::MultiProgress::new();
-    let load = |path: &Path, mapping| -> Result<Side, Failure> {
+    let load = |path: &Path, name: SideName| -> Result<Side, Failure> {
         let spinner = show_progress.then(|| spinner(&bars, format!("loading {}", path.display())));
-        let side = load_side(path, mapping)
+        let side = SideLoad::new(path, rules.mapping(name))
+            .roles(rules.roles(name))
+            .load()
             .map_err(anyhow::Error::from)
             .map_err(fail(EXIT_INPUT));
         if let Some(s) = spinner {
@@ -118,8 +124,8 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         side
     };
     let (left, right) = rayon::join(
-        || load(&args.left, &rules.left),
-        || load(&args.right, &rules.right),
+        || load(&args.left, SideName::Left),
+        || load(&args.right, SideName::Right),
     );
     let (left, right) = (left?, right?);
     let loaded = started.elapsed();

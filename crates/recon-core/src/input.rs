@@ -4,7 +4,9 @@
 //! [`read_table`] reads CSV, Parquet, Arrow IPC (file and stream) or NDJSON in
 //! batches into a [`Table`] whose every column is UTF-8 text; [`Side::from_table`]
 //! applies a [`SideMapping`], parsing amounts, currencies and dates exactly.
-//! [`load_side`] does both.
+//! [`load_side`] does both, batch by batch; [`SideLoad`] does it with a chosen
+//! format, read options or set of roles (a run builds only the roles its rules
+//! read: [`crate::rules::Rules::roles`]).
 
 mod load;
 mod map;
@@ -22,6 +24,7 @@ use serde::Deserialize;
 
 use crate::error::InputError;
 use crate::mapping::{MappingError, SideMapping};
+use crate::rules::RoleSet;
 use crate::side::Side;
 use map::{Plan, SideBuilder};
 use read::{Opened, for_each_batch, format_err, io_err};
@@ -423,7 +426,7 @@ impl Side {
     pub fn from_table(table: &Table, mapping: &SideMapping) -> Result<Side, InputError> {
         let span = tracing::debug_span!("map_table", file = %table.source, rows = table.rows);
         let _enter = span.enter();
-        let plan = Plan::new(&table.source, &table.schema, mapping)?;
+        let plan = Plan::new(&table.source, &table.schema, mapping, RoleSet::ALL)?;
         let mut side = SideBuilder::new(&plan);
         if let Some(first) = table.batches.first() {
             side.reserve(table.rows, first);
@@ -450,37 +453,21 @@ impl Side {
 
 /// Reads a file and maps it to a side, as [`load_side_with`] does. The format is
 /// the mapping's, else the file extension's; the CSV delimiter and header flag are
-/// the mapping's.
+/// the mapping's. Every mapped role is built: [`SideLoad::roles`] builds fewer.
 ///
 /// # Errors
 /// Those of [`load_side_with`], [`InputError::UnknownFormat`], and
 /// [`InputError::Mapping`] for a bad delimiter.
 pub fn load_side(path: &Path, mapping: &SideMapping) -> Result<Side, InputError> {
-    let file = path.display().to_string();
-    let format = match mapping.format.or_else(|| Format::from_path(path)) {
-        Some(f) => f,
-        None => {
-            return Err(InputError::UnknownFormat {
-                hint: path
-                    .extension()
-                    .map(|e| e.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                file,
-            });
-        }
-    };
-    let opts = ReadOptions::from_mapping(mapping).map_err(|source| InputError::Mapping {
-        file: file.clone(),
-        source,
-    })?;
-    load_side_with(path, format, &opts, mapping)
+    SideLoad::new(path, mapping).load()
 }
 
 /// Reads a file and maps it to a side batch by batch: the same side (and the same
 /// error) as [`read_table`] then [`Side::from_table`], without ever holding the
 /// whole file as text. `opts.source` names the file in messages; an Arrow file
 /// written by [`convert_to_ipc`] or [`write_table_ipc`] keeps its stored source
-/// name (unless `opts.source` is set) and line numbers.
+/// name (unless `opts.source` is set) and line numbers. Every mapped role is
+/// built: [`SideLoad::roles`] builds fewer.
 ///
 /// # Errors
 /// Those of [`read_table`] first (a malformed row anywhere in the file wins), then
@@ -491,17 +478,150 @@ pub fn load_side_with(
     opts: &ReadOptions,
     mapping: &SideMapping,
 ) -> Result<Side, InputError> {
-    let span = tracing::debug_span!("load_side", file = %path.display(), ?format);
-    let _enter = span.enter();
-    let started = Instant::now();
-    let side = load::load_opened(Opened::open(path, format, opts)?, mapping)?;
-    tracing::debug!(
-        rows = side.len(),
-        rejects = side.rejects.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "side loaded"
-    );
-    Ok(side)
+    SideLoad::new(path, mapping)
+        .format(format)
+        .options(opts.clone())
+        .load()
+}
+
+/// A side to load from a file with its mapping, batch by batch, as
+/// [`load_side`] and [`load_side_with`] do, with the choices they leave at
+/// their defaults: the format, the read options, and the roles to build.
+///
+/// ```
+/// # use recon_core::input::SideLoad;
+/// # use recon_core::outcome::SideName;
+/// # use recon_core::rules::Rules;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("ledger.csv");
+/// std::fs::write(&path, "id,amount,memo\nL1,100.00,rent\n")?;
+/// let rules = Rules::from_toml_str(
+///     r#"
+///     [left]
+///     id = "id"
+///     amount = "amount"
+///     currency_value = "EUR"
+///     description = "memo"
+///     [right]
+///     amount = "amount"
+///     currency_value = "EUR"
+///     [[pass]]
+///     name = "by-amount"
+///     "#,
+///     "rules.toml",
+/// )?;
+/// // No pass reads the description: `memo` is checked to exist, never built.
+/// let side = SideLoad::new(&path, &rules.left)
+///     .roles(rules.roles(SideName::Left))
+///     .load()?;
+/// assert_eq!((side.len(), side.description.len()), (1, 0));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a SideLoad does nothing until `load` is called"]
+pub struct SideLoad<'a> {
+    path: &'a Path,
+    mapping: &'a SideMapping,
+    format: Option<Format>,
+    options: Option<ReadOptions>,
+    roles: RoleSet,
+}
+
+impl<'a> SideLoad<'a> {
+    /// Loading `path` with `mapping`: the format is the mapping's, else the file
+    /// extension's; the read options are the mapping's
+    /// ([`ReadOptions::from_mapping`]); every role is built.
+    pub fn new(path: &'a Path, mapping: &'a SideMapping) -> Self {
+        Self {
+            path,
+            mapping,
+            format: None,
+            options: None,
+            roles: RoleSet::ALL,
+        }
+    }
+
+    /// Reads the file as `format`, whatever the mapping or extension say.
+    pub fn format(self, format: Format) -> Self {
+        Self {
+            format: Some(format),
+            ..self
+        }
+    }
+
+    /// Reads the file with `options` instead of the mapping's: `options.source`
+    /// names the file in messages (an Arrow file written by [`convert_to_ipc`] or
+    /// [`write_table_ipc`] otherwise keeps its stored name).
+    pub fn options(self, options: ReadOptions) -> Self {
+        Self {
+            options: Some(options),
+            ..self
+        }
+    }
+
+    /// Builds only the text roles in `roles` (reference, counterparty,
+    /// description), e.g. [`crate::rules::Rules::roles`] of a run: the others are
+    /// not read, and their columns of the side are left empty (length 0, which
+    /// the matcher accepts). Every column the mapping names is still looked up,
+    /// so a mapped column the file lacks is the same
+    /// [`InputError::MissingColumn`] as without a set. The id, amount, currency,
+    /// date, line and `extra` columns are always built.
+    pub fn roles(self, roles: RoleSet) -> Self {
+        Self { roles, ..self }
+    }
+
+    /// Reads the file and maps it to a side, never holding the whole file as
+    /// text: with every role, the same side (and the same error) as
+    /// [`read_table`] then [`Side::from_table`].
+    ///
+    /// # Errors
+    /// [`InputError::UnknownFormat`] when no format is set and the extension names
+    /// none; [`InputError::Mapping`] for a bad delimiter when no options are set;
+    /// then those of [`read_table`] (a malformed row anywhere in the file wins),
+    /// then those of [`Side::from_table`].
+    pub fn load(self) -> Result<Side, InputError> {
+        let path = self.path;
+        let format = match self
+            .format
+            .or(self.mapping.format)
+            .or_else(|| Format::from_path(path))
+        {
+            Some(f) => f,
+            None => {
+                return Err(InputError::UnknownFormat {
+                    hint: path
+                        .extension()
+                        .map(|e| e.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    file: path.display().to_string(),
+                });
+            }
+        };
+        let opts = match self.options {
+            Some(opts) => opts,
+            None => {
+                ReadOptions::from_mapping(self.mapping).map_err(|source| InputError::Mapping {
+                    file: path.display().to_string(),
+                    source,
+                })?
+            }
+        };
+        let span = tracing::debug_span!("load_side", file = %path.display(), ?format);
+        let _enter = span.enter();
+        let started = Instant::now();
+        let opened = Opened::open(path, format, &opts)?;
+        let side = load::load_opened(opened, self.mapping, self.roles)?;
+        tracing::debug!(
+            rows = side.len(),
+            rejects = side.rejects.len(),
+            roles = ?self.roles,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "side loaded"
+        );
+        Ok(side)
+    }
 }
 
 /// Writes a side's rejects as CSV with the header `line,column,value,reason`.

@@ -70,7 +70,7 @@ pub mod synth;
 pub mod text;
 
 pub use error::InputError;
-pub use input::load_side;
+pub use input::{SideLoad, load_side};
 pub use mapping::SideMapping;
 pub use matcher::{NoProgress, Progress, Reconciler};
 pub use money::Currency;
@@ -81,5 +81,5 @@ pub use output::{
     OutputError, StatusFilter, write_results_csv, write_results_ndjson, write_results_parquet,
     write_summary_json,
 };
-pub use rules::{Rules, RulesError};
+pub use rules::{Role, RoleSet, Rules, RulesError};
 pub use side::{Reject, Side, TextColumn};

@@ -16,6 +16,7 @@ use toml::Spanned;
 
 use crate::mapping::SideMapping;
 use crate::money::Currency;
+use crate::outcome::SideName;
 
 /// Upper bound on `max_group` of an aggregate pass.
 pub const MAX_GROUP_LIMIT: usize = 8;
@@ -291,6 +292,73 @@ pub enum Role {
     Counterparty,
     /// The description (exact).
     Description,
+}
+
+impl Role {
+    /// Every role, in declaration order.
+    const ALL: [Role; 7] = [
+        Role::Id,
+        Role::Reference,
+        Role::Amount,
+        Role::Currency,
+        Role::Date,
+        Role::Counterparty,
+        Role::Description,
+    ];
+
+    /// This role's bit in a [`RoleSet`].
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`Role`]s: the roles of a side a run reads ([`Rules::roles`]), and
+/// so the ones a loader has to build
+/// ([`SideLoad::roles`](crate::input::SideLoad::roles)).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    /// No role.
+    pub const EMPTY: Self = Self(0);
+    /// Every role: what a side loaded without a set holds.
+    pub const ALL: Self = Self((1 << Role::ALL.len()) - 1);
+    /// The roles every run reads whatever its rules: the id (every result row
+    /// names it), the amount, the currency and the date (passes, totals and the
+    /// conservation check).
+    pub const ALWAYS: Self = Self::EMPTY
+        .with(Role::Id)
+        .with(Role::Amount)
+        .with(Role::Currency)
+        .with(Role::Date);
+
+    /// This set and `role`.
+    #[must_use]
+    pub const fn with(self, role: Role) -> Self {
+        Self(self.0 | role.bit())
+    }
+
+    /// Whether `role` is in the set.
+    pub const fn contains(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+
+    /// The roles in the set, in [`Role`]'s declaration order.
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+}
+
+impl FromIterator<Role> for RoleSet {
+    fn from_iter<I: IntoIterator<Item = Role>>(roles: I) -> Self {
+        roles.into_iter().fold(Self::EMPTY, Self::with)
+    }
+}
+
+impl fmt::Debug for RoleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
 }
 
 /// One pass of the cascade, validated.
@@ -675,6 +743,45 @@ impl Rules {
         })
     }
 
+    /// How to read `side`'s file: [`Rules::left`] or [`Rules::right`].
+    pub fn mapping(&self, side: SideName) -> &SideMapping {
+        match side {
+            SideName::Left => &self.left,
+            SideName::Right => &self.right,
+        }
+    }
+
+    /// The roles a run of these rules reads on `side`; a loader may leave the
+    /// side's other roles out ([`crate::input::SideLoad::roles`]) and the results,
+    /// summary included, are the same.
+    ///
+    /// Always [`RoleSet::ALWAYS`] (id, amount, currency, date); then
+    /// - [`Role::Reference`] when a pass compares references (`exact` or
+    ///   `normalized`), or `side`'s `[duplicates]` key holds it;
+    /// - [`Role::Counterparty`] / [`Role::Description`] when a pass scores its
+    ///   similarity, or `side`'s `[duplicates]` key holds it.
+    ///
+    /// Passes compare both sides, so a pass's roles are in both sides' sets; a
+    /// duplicate key is one side's. No output reads a reference, counterparty or
+    /// description: results carry ids, lines and `extra` columns only.
+    pub fn roles(&self, side: SideName) -> RoleSet {
+        let key = match side {
+            SideName::Left => &self.duplicates.left,
+            SideName::Right => &self.duplicates.right,
+        };
+        let passes = self.passes.iter().flat_map(|p| {
+            [
+                (p.reference != ReferenceRule::Ignore).then_some(Role::Reference),
+                p.counterparty.map(|_| Role::Counterparty),
+                p.description.map(|_| Role::Description),
+            ]
+        });
+        passes
+            .flatten()
+            .chain(key.iter().copied())
+            .fold(RoleSet::ALWAYS, RoleSet::with)
+    }
+
     /// Reads and parses a rules file.
     ///
     /// # Errors
@@ -750,6 +857,44 @@ mod tests {
         assert_eq!(r.passes[1].max_group, 3);
         assert_eq!(r.duplicates.left, vec![Role::Reference, Role::Amount]);
         assert_eq!(r.sha256.len(), 64);
+    }
+
+    #[test]
+    fn roles_are_what_passes_and_duplicate_keys_read() {
+        let sides = [SideName::Left, SideName::Right];
+        let roles = |passes: &str| sides.map(|s| parse(passes).unwrap().roles(s));
+        let amount_only = "[[pass]]\nname = \"a\"\namount = { abs = \"0\" }\n";
+        assert_eq!(roles(amount_only), [RoleSet::ALWAYS; 2]);
+
+        let [l, r] = roles(
+            "[duplicates]\nright = [\"description\"]\n\
+             [[pass]]\nname = \"a\"\nreference = \"exact\"\n\
+             [[pass]]\nname = \"b\"\ncounterparty = { similarity = \"jaro_winkler\" }\n",
+        );
+        let both = RoleSet::ALWAYS
+            .with(Role::Reference)
+            .with(Role::Counterparty);
+        assert_eq!(l, both);
+        assert_eq!(r, both.with(Role::Description));
+
+        let [l, r] = roles(
+            "[duplicates]\nleft = [\"reference\", \"amount\"]\n\
+             [[pass]]\nname = \"a\"\ndescription = { similarity = \"token_set\" }\n",
+        );
+        assert_eq!(
+            l,
+            [Role::Reference, Role::Description]
+                .into_iter()
+                .chain(RoleSet::ALWAYS.iter())
+                .collect()
+        );
+        assert_eq!(r, RoleSet::ALWAYS.with(Role::Description));
+        assert!(!r.contains(Role::Reference) && !r.contains(Role::Counterparty));
+        assert_eq!(RoleSet::ALL.iter().count(), 7);
+        assert_eq!(
+            format!("{:?}", RoleSet::EMPTY.with(Role::Date).with(Role::Id)),
+            "{Id, Date}"
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use recon_core::outcome::SideName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -778,15 +779,17 @@ fn execute(
     let started = Instant::now();
     // A value that does not fit the mapping is the job's error as recon-core
     // words it (file, line, column, value); anything else names the dataset.
-    let load = |id: &str, mapping| {
-        store.load_side(id, mapping).map_err(|e| match e {
+    // Only the roles the rules read are built.
+    let load = |id: &str, side: SideName| {
+        let (mapping, roles) = (rules.mapping(side), rules.roles(side));
+        store.load_side(id, mapping, roles).map_err(|e| match e {
             ApiError::Unprocessable(msg) => msg,
             other => format!("dataset {id}: {other}"),
         })
     };
     let (l, r) = rayon::join(
-        || load(&rec.left, &rules.left),
-        || load(&rec.right, &rules.right),
+        || load(&rec.left, SideName::Left),
+        || load(&rec.right, SideName::Right),
     );
     let ((left_meta, left), (right_meta, right)) = (l?, r?);
     let load_map_ms = started.elapsed().as_secs_f64() * 1000.0;

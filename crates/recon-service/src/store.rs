@@ -25,8 +25,9 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use recon_core::error::InputError;
-use recon_core::input::{Format, ReadOptions, convert_to_ipc, load_side_with};
+use recon_core::input::{Format, ReadOptions, SideLoad, convert_to_ipc};
 use recon_core::mapping::SideMapping;
+use recon_core::rules::RoleSet;
 use recon_core::side::Side;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -328,8 +329,9 @@ impl DatasetStore {
     }
 
     /// Reads a stored dataset and maps it to a typed side with `mapping`,
-    /// batch by batch (never the whole dataset as text). Messages name the
-    /// dataset and the upload's line numbers.
+    /// batch by batch (never the whole dataset as text), building only the text
+    /// roles in `roles` (a job's: `Rules::roles`); every mapped column is still
+    /// checked to exist. Messages name the dataset and the upload's line numbers.
     ///
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown id (e.g. deleted since);
@@ -339,6 +341,7 @@ impl DatasetStore {
         &self,
         id: &str,
         mapping: &SideMapping,
+        roles: RoleSet,
     ) -> Result<(DatasetMeta, Side), ApiError> {
         let meta = self.get(id)?;
         let opts = ReadOptions {
@@ -346,7 +349,12 @@ impl DatasetStore {
             ..ReadOptions::default()
         };
         let path = self.dir(id)?.join("data.arrow");
-        let side = load_side_with(&path, Format::Arrow, &opts, mapping).map_err(input_error)?;
+        let side = SideLoad::new(&path, mapping)
+            .format(Format::Arrow)
+            .options(opts)
+            .roles(roles)
+            .load()
+            .map_err(input_error)?;
         Ok((meta, side))
     }
 

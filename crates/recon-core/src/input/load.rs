@@ -13,28 +13,35 @@ use super::read::{Opened, TextBatches};
 use super::{LineCursor, LineFixes};
 use crate::error::InputError;
 use crate::mapping::SideMapping;
+use crate::rules::RoleSet;
 use crate::side::{Side, TextColumn};
 
 /// Batches read together and mapped together, with their first rows.
 type Window = Vec<(RecordBatch, u64)>;
 
-/// Maps an opened file to a side as it is read.
+/// Maps an opened file to a side as it is read, building only the text roles in
+/// `roles` (every mapped column is still looked up).
 ///
 /// # Errors
 /// As [`Side::from_table`] after [`super::read_table`]: the reader's errors first
 /// (a malformed row anywhere in the file wins over a bad value before it, as when
 /// the whole table is read first), then the mapping's.
-pub(super) fn load_opened(mut opened: Opened, mapping: &SideMapping) -> Result<Side, InputError> {
+pub(super) fn load_opened(
+    mut opened: Opened,
+    mapping: &SideMapping,
+    roles: RoleSet,
+) -> Result<Side, InputError> {
     let source = opened.source.clone();
     let schema = opened.schema.clone();
     let first_line = opened.first_line;
     let stored_fixes = opened.line_fixes.clone();
     let file_bytes = opened.bytes;
-    let mut plan = Plan::new(&source, &schema, mapping);
+    let mut plan = Plan::new(&source, &schema, mapping, roles);
     // Whether batches hold every column, so their size tells the file's rows.
     let mut whole_rows = true;
     if let Ok(plan) = &mut plan {
-        // Columns nothing maps are split and checked by the reader, never built.
+        // Columns nothing maps (or whose role is not loaded) are split and
+        // checked by the reader, never built.
         let columns = plan.columns();
         if opened.project(&columns)? {
             plan.project(&columns);

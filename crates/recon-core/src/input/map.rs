@@ -14,6 +14,7 @@ use crate::date::DateFormat;
 use crate::error::{InputError, ValueProblem};
 use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
 use crate::money::{AmountError, Currency, parse_amount, trim};
+use crate::rules::{Role, RoleSet};
 use crate::side::{Reject, Side, TextColumn};
 
 /// How the amount is read, with column positions resolved.
@@ -30,7 +31,9 @@ enum CurrencyCol {
     Fixed(Currency),
 }
 
-/// A mapping resolved against one table's schema.
+/// A mapping resolved against one table's schema. A text role left out of the
+/// roles to load has no column here (its mapped column was still found), so it
+/// is neither read nor built: its [`TextColumn`] stays empty.
 pub(super) struct Plan<'a> {
     source: &'a str,
     pub(super) names: Vec<&'a str>,
@@ -43,6 +46,8 @@ pub(super) struct Plan<'a> {
     pub(super) counterparty: Option<usize>,
     pub(super) description: Option<usize>,
     pub(super) extra: Vec<usize>,
+    /// The roles built; a text role outside it is left empty, not filled with nulls.
+    roles: RoleSet,
     debit_values: &'a [String],
     credit_values: &'a [String],
     on_error: OnError,
@@ -66,10 +71,13 @@ impl Fault {
 }
 
 impl<'a> Plan<'a> {
+    /// Resolves every column `mapping` names (a missing one is an error whatever
+    /// `roles` says), keeping the text roles outside `roles` out of the plan.
     pub(super) fn new(
         source: &'a str,
         schema: &'a Schema,
         mapping: &'a SideMapping,
+        roles: RoleSet,
     ) -> Result<Self, InputError> {
         let mapping_err = |e| InputError::Mapping {
             file: source.to_owned(),
@@ -128,9 +136,13 @@ impl<'a> Plan<'a> {
         }
         let id = opt(&mapping.id)?;
         let date = opt(&mapping.date)?;
-        let reference = opt(&mapping.reference)?;
-        let counterparty = opt(&mapping.counterparty)?;
-        let description = opt(&mapping.description)?;
+        // Found (or refused) first, then dropped when the role is not loaded.
+        let text = |column: &Option<String>, role: Role| -> Result<Option<usize>, InputError> {
+            Ok(opt(column)?.filter(|_| roles.contains(role)))
+        };
+        let reference = text(&mapping.reference, Role::Reference)?;
+        let counterparty = text(&mapping.counterparty, Role::Counterparty)?;
+        let description = text(&mapping.description, Role::Description)?;
         let extra = mapping
             .extra
             .iter()
@@ -148,6 +160,7 @@ impl<'a> Plan<'a> {
             counterparty,
             description,
             extra,
+            roles,
             debit_values: &mapping.debit_values,
             credit_values: &mapping.credit_values,
             on_error: mapping.on_error,
@@ -424,14 +437,20 @@ impl<'p, 'a> SideBuilder<'p, 'a> {
         side.currency.reserve(rows);
         side.date.reserve(rows);
         side.line.reserve(rows);
-        let texts = [
-            (&mut side.id, plan.id),
-            (&mut side.reference, plan.reference),
-            (&mut side.counterparty, plan.counterparty),
-            (&mut side.description, plan.description),
+        side.id.reserve(rows, plan.id.map_or(0, bytes));
+        let roles = [
+            (&mut side.reference, plan.reference, Role::Reference),
+            (
+                &mut side.counterparty,
+                plan.counterparty,
+                Role::Counterparty,
+            ),
+            (&mut side.description, plan.description, Role::Description),
         ];
-        for (col, c) in texts {
-            col.reserve(rows, c.map_or(0, bytes));
+        for (col, c, role) in roles {
+            if plan.roles.contains(role) {
+                col.reserve(rows, c.map_or(0, bytes));
+            }
         }
         for ((_, col), &c) in side.extra.iter_mut().zip(&plan.extra) {
             col.reserve(rows, bytes(c));
@@ -480,14 +499,20 @@ impl<'p, 'a> SideBuilder<'p, 'a> {
             (None, None) => side.id.extend_nulls(accepted),
         }
         let roles = [
-            (&mut side.reference, plan.reference),
-            (&mut side.counterparty, plan.counterparty),
-            (&mut side.description, plan.description),
+            (&mut side.reference, plan.reference, Role::Reference),
+            (
+                &mut side.counterparty,
+                plan.counterparty,
+                Role::Counterparty,
+            ),
+            (&mut side.description, plan.description, Role::Description),
         ];
-        for (col, c) in roles {
+        for (col, c, role) in roles {
             match c {
                 Some(c) => col.extend_from_array(text(c), &part.refused),
-                None => col.extend_nulls(accepted),
+                None if plan.roles.contains(role) => col.extend_nulls(accepted),
+                // Not loaded: left empty, which a side allows for its text roles.
+                None => {}
             }
         }
         for ((_, col), &c) in side.extra.iter_mut().zip(&plan.extra) {

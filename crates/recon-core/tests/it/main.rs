@@ -2,4 +2,5 @@
 
 mod input;
 mod matcher;
+mod roles;
 mod truth;

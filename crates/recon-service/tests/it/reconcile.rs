@@ -287,3 +287,61 @@ fn parquet_asked_for_at_once_waits_for_the_file() {
         ["job.json", "results.csv", "rules.toml", "summary.json"]
     );
 }
+
+/// The results CSV of a job that succeeded.
+fn results_of(t: &TestApp, job: &serde_json::Value) -> String {
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    t.get(&format!("/v1/reconciliations/{id}/results"))
+        .expect(200)
+        .text()
+}
+
+#[test]
+fn a_role_no_rule_reads_is_checked_but_changes_nothing() {
+    let t = app();
+    // RULES, with a description mapped on the left that no pass compares.
+    let with_memo = RULES.replacen(
+        "reference = \"ref\"\n",
+        "reference = \"ref\"\ndescription = \"memo\"\n",
+        1,
+    );
+    assert_ne!(with_memo, RULES);
+    let r = upload(&t, BANK);
+
+    // The ledger has no `memo` column: the same missing-column error as ever.
+    let l = upload(&t, LEDGER);
+    let job = start(&t, "?wait=30", &l, &r, &with_memo).expect(200).json();
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap();
+    assert!(
+        err.contains("column \"memo\" not found") && err.contains("available columns"),
+        "{err}"
+    );
+
+    // With the column: the same results as without the mapping.
+    let memo_ledger = "id,date,amount,currency,ref,memo\n\
+L1,2024-01-02,100.00,EUR,INV-1,rent\n\
+L2,2024-01-03,-25.50,EUR,INV-2,fee\n\
+L3,2024-01-04,-25.50,EUR,INV-3,fee\n";
+    let l = upload(&t, memo_ledger);
+    let plain = results_of(&t, &start(&t, "?wait=30", &l, &r, RULES).expect(200).json());
+    let mapped = results_of(
+        &t,
+        &start(&t, "?wait=30", &l, &r, &with_memo).expect(200).json(),
+    );
+    assert_eq!(mapped, plain);
+    assert!(!plain.contains("duplicate"), "{plain}");
+
+    // A duplicate key on the description reads it: L3 repeats L2's memo and amount.
+    let keyed = with_memo.replacen(
+        "[[pass]]",
+        "[duplicates]\nleft = [\"description\", \"amount\"]\n\n[[pass]]",
+        1,
+    );
+    let dup = results_of(
+        &t,
+        &start(&t, "?wait=30", &l, &r, &keyed).expect(200).json(),
+    );
+    assert!(dup.contains(",left,L3,4,duplicate,"), "{dup}");
+}
