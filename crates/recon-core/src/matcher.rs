@@ -40,6 +40,10 @@ const DAY_BLOCKING_LIMIT: u32 = 31;
 /// Rows per parallel work item.
 const CHUNK: usize = 8192;
 
+/// Chunks of queries per thread whose candidate edges a one-to-one pass
+/// gathers before appending them to the whole.
+const EDGE_GROUP_CHUNKS: usize = 4;
+
 /// Receives progress while a run goes: `done` of `total` records (both sides)
 /// have their final status. Called from the thread that called `run`, a few
 /// times per pass.
@@ -863,17 +867,28 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     // missed cache on most of its ~20 steps at 1M records).
     let queries = build_index(ctx, state, 0, pass, plan);
     let n_left = ctx.sides[0].len();
-    let mut edges: Vec<Edge> = queries
-        .par_chunks(CHUNK)
-        .flat_map_iter(|chunk| {
-            let mut out = Vec::new();
-            let mut hints = [0usize; DAY_BLOCKING_LIMIT as usize];
-            for q in chunk {
-                candidates_1to1(ctx, pass, plan, &index, q, &mut hints, &mut out);
-            }
-            out
-        })
-        .collect();
+    // Appended a few chunks per thread at a time rather than collected whole
+    // and then concatenated: only one group's parts are ever held besides the
+    // edges (a large vector grows in place, by remapping its pages).
+    let group = CHUNK * EDGE_GROUP_CHUNKS * rayon::current_num_threads();
+    let mut edges: Vec<Edge> = Vec::new();
+    for queries in queries.chunks(group) {
+        let parts: Vec<Vec<Edge>> = queries
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                let mut out = Vec::new();
+                let mut hints = [0usize; DAY_BLOCKING_LIMIT as usize];
+                for q in chunk {
+                    candidates_1to1(ctx, pass, plan, &index, q, &mut hints, &mut out);
+                }
+                out
+            })
+            .collect();
+        edges.reserve(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            edges.extend_from_slice(&part);
+        }
+    }
     drop(index);
     drop(queries);
     edges.par_sort_unstable();
