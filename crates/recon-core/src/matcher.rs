@@ -40,6 +40,10 @@ const DAY_BLOCKING_LIMIT: u32 = 31;
 /// Rows per parallel work item.
 const CHUNK: usize = 8192;
 
+/// Left rows per range of blocks whose queries a one-to-one pass builds at
+/// once (a side of 1M records takes 8 ranges).
+const QUERY_GROUP_ROWS: usize = 16 * CHUNK;
+
 /// Chunks of queries per thread whose candidate edges a one-to-one pass
 /// gathers before appending them to the whole.
 const EDGE_GROUP_CHUNKS: usize = 4;
@@ -348,7 +352,16 @@ fn block_for(ctx: &Ctx<'_>, s: usize, i: usize, plan: Plan) -> u64 {
     block_of(ctx.sides[s].currency[i], h)
 }
 
-fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) -> Vec<Entry> {
+/// The free records of side `s` that can take part in `pass`, sorted (see
+/// [`Entry`]); only those whose block's [`top_bucket`] is in `tops`.
+fn build_index(
+    ctx: &Ctx<'_>,
+    state: &State,
+    s: usize,
+    pass: &Pass,
+    plan: Plan,
+    tops: std::ops::Range<usize>,
+) -> Vec<Entry> {
     let side = ctx.sides[s];
     let Some(&cur) = side.currency.first() else {
         return Vec::new();
@@ -367,7 +380,10 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
     sorted_rows(
         side.len(),
         blank,
-        |i| eligible(ctx, state, s, i, pass),
+        |i| {
+            eligible(ctx, state, s, i, pass)
+                && tops.contains(&top_bucket(block_for(ctx, s, i, plan)))
+        },
         |i| {
             let key = ctx.prep[s]
                 .reference(plan.reference)
@@ -409,6 +425,13 @@ const BUCKET_ITEMS: usize = 32;
 /// rest of the bucket bits are sorted out inside each of these buckets.
 const TOP_BITS: u32 = 8;
 const _: () = assert!(TOP_BITS <= MIN_BUCKET_BITS);
+/// How many buckets [`TOP_BITS`] make.
+const TOP_BUCKETS: usize = 1 << TOP_BITS;
+
+/// The bucket of [`TOP_BITS`] that [`sorted_rows`] first places `lead` in.
+fn top_bucket(lead: u64) -> usize {
+    (lead >> (64 - TOP_BITS)) as usize
+}
 
 /// `make(i)` for every row `i` in `0..n` where `keep(i)`, sorted exactly as
 /// `sort_unstable` would sort them (`Ord` must be total, e.g. end with a
@@ -431,8 +454,8 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
     make: impl Fn(usize) -> T + Sync,
     lead: impl Fn(&T) -> u64 + Sync,
 ) -> Vec<T> {
-    const TOP: usize = 1 << TOP_BITS;
-    let top = |t: &T| (lead(t) >> (64 - TOP_BITS)) as usize;
+    const TOP: usize = TOP_BUCKETS;
+    let top = |t: &T| top_bucket(lead(t));
     let rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(n)).filter(|&i| keep(i));
     let counts: Vec<[usize; TOP]> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
@@ -861,36 +884,41 @@ impl Adjacency {
 
 fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     let plan = Plan::of(pass);
-    let index = build_index(ctx, state, 1, pass, plan);
+    let index = build_index(ctx, state, 1, pass, plan, 0..TOP_BUCKETS);
+    let n_left = ctx.sides[0].len();
     // Queries run in the index's own key order: consecutive binary searches
     // then land next to each other and stay in cache (in row order, each one
-    // missed cache on most of its ~20 steps at 1M records).
-    let queries = build_index(ctx, state, 0, pass, plan);
-    let n_left = ctx.sides[0].len();
+    // missed cache on most of its ~20 steps at 1M records). They are built
+    // for one range of blocks at a time (the index is in block order too),
+    // so only that range's queries are held besides the index and the edges.
+    let ranges = n_left.div_ceil(QUERY_GROUP_ROWS).clamp(1, TOP_BUCKETS);
     // Appended a few chunks per thread at a time rather than collected whole
     // and then concatenated: only one group's parts are ever held besides the
     // edges (a large vector grows in place, by remapping its pages).
     let group = CHUNK * EDGE_GROUP_CHUNKS * rayon::current_num_threads();
     let mut edges: Vec<Edge> = Vec::new();
-    for queries in queries.chunks(group) {
-        let parts: Vec<Vec<Edge>> = queries
-            .par_chunks(CHUNK)
-            .map(|chunk| {
-                let mut out = Vec::new();
-                let mut hints = [0usize; DAY_BLOCKING_LIMIT as usize];
-                for q in chunk {
-                    candidates_1to1(ctx, pass, plan, &index, q, &mut hints, &mut out);
-                }
-                out
-            })
-            .collect();
-        edges.reserve(parts.iter().map(Vec::len).sum());
-        for part in parts {
-            edges.extend_from_slice(&part);
+    for k in 0..ranges {
+        let tops = k * TOP_BUCKETS / ranges..(k + 1) * TOP_BUCKETS / ranges;
+        let queries = build_index(ctx, state, 0, pass, plan, tops);
+        for queries in queries.chunks(group) {
+            let parts: Vec<Vec<Edge>> = queries
+                .par_chunks(CHUNK)
+                .map(|chunk| {
+                    let mut out = Vec::new();
+                    let mut hints = [0usize; DAY_BLOCKING_LIMIT as usize];
+                    for q in chunk {
+                        candidates_1to1(ctx, pass, plan, &index, q, &mut hints, &mut out);
+                    }
+                    out
+                })
+                .collect();
+            edges.reserve(parts.iter().map(Vec::len).sum());
+            for part in parts {
+                edges.extend_from_slice(&part);
+            }
         }
     }
     drop(index);
-    drop(queries);
     edges.par_sort_unstable();
     let by_l = Adjacency::build(n_left, &edges, |e| e.l);
     let by_r = Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r);
@@ -1116,9 +1144,9 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         plan: Plan::of(pass),
         one,
     };
-    let index = build_index(ctx, state, 1 - one, pass, agg.plan);
+    let index = build_index(ctx, state, 1 - one, pass, agg.plan, 0..TOP_BUCKETS);
     // Queries in key order for cache locality (see `one_to_one`).
-    let queries = build_index(ctx, state, one, pass, agg.plan);
+    let queries = build_index(ctx, state, one, pass, agg.plan, 0..TOP_BUCKETS);
     let st: &State = state;
     // Speculative parallel search with every part free; committing in row
     // order below re-searches only where a part was taken meanwhile, which
