@@ -40,8 +40,8 @@ const DAY_BLOCKING_LIMIT: u32 = 31;
 /// Rows per parallel work item.
 const CHUNK: usize = 8192;
 
-/// Left rows per range of blocks whose queries a one-to-one pass builds at
-/// once (a side of 1M records takes 8 ranges).
+/// Queries per range of blocks that a one-to-one pass builds at once (1M
+/// queries take 8 ranges).
 const QUERY_GROUP_ROWS: usize = 16 * CHUNK;
 
 /// Chunks of queries per thread whose candidate edges a one-to-one pass
@@ -353,14 +353,20 @@ fn block_for(ctx: &Ctx<'_>, s: usize, i: usize, plan: Plan) -> u64 {
 }
 
 /// The free records of side `s` that can take part in `pass`, sorted (see
-/// [`Entry`]); only those whose block's [`top_bucket`] is in `tops`.
-fn build_index(
+/// [`Entry`]).
+fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) -> Vec<Entry> {
+    index_of(ctx, s, plan, |i| {
+        eligible(ctx, state, s, i, pass).then(|| top_bucket(block_for(ctx, s, i, plan)))
+    })
+}
+
+/// The records of side `s` with a `tag`, sorted (see [`Entry`]); `tag(i)`
+/// must be the [`top_bucket`] of record `i`'s block.
+fn index_of(
     ctx: &Ctx<'_>,
-    state: &State,
     s: usize,
-    pass: &Pass,
     plan: Plan,
-    tops: std::ops::Range<usize>,
+    tag: impl Fn(usize) -> Option<usize> + Sync,
 ) -> Vec<Entry> {
     let side = ctx.sides[s];
     let Some(&cur) = side.currency.first() else {
@@ -380,10 +386,7 @@ fn build_index(
     sorted_rows(
         side.len(),
         blank,
-        |i| {
-            eligible(ctx, state, s, i, pass)
-                && tops.contains(&top_bucket(block_for(ctx, s, i, plan)))
-        },
+        tag,
         |i| {
             let key = ctx.prep[s]
                 .reference(plan.reference)
@@ -427,20 +430,24 @@ const TOP_BITS: u32 = 8;
 const _: () = assert!(TOP_BITS <= MIN_BUCKET_BITS);
 /// How many buckets [`TOP_BITS`] make.
 const TOP_BUCKETS: usize = 1 << TOP_BITS;
+/// A record's tag of no [`top_bucket`] (it takes no part): above them all.
+const NO_TAG: u16 = u16::MAX;
+const _: () = assert!(TOP_BUCKETS <= NO_TAG as usize);
 
 /// The bucket of [`TOP_BITS`] that [`sorted_rows`] first places `lead` in.
 fn top_bucket(lead: u64) -> usize {
     (lead >> (64 - TOP_BITS)) as usize
 }
 
-/// `make(i)` for every row `i` in `0..n` where `keep(i)`, sorted exactly as
+/// `make(i)` for every row `i` in `0..n` that has a `tag(i)`, sorted exactly as
 /// `sort_unstable` would sort them (`Ord` must be total, e.g. end with a
 /// unique row), in one vector of the exact size: no part is copied into a
 /// whole and no second vector is sorted into.
 ///
-/// `lead` must be the first field of the order. Parallel chunks of [`CHUNK`]
-/// rows first count their items per bucket of the top [`TOP_BITS`] of
-/// `lead` (`keep` and `make` must answer the same twice), which gives every
+/// `lead` must be the first field of the order, and `tag(i)` the
+/// [`top_bucket`] of `lead(&make(i))` (`tag` must answer the same twice).
+/// Parallel chunks of [`CHUNK`] rows first count their items per tag, which
+/// gives every
 /// chunk its own slots in every bucket; then each chunk writes its items
 /// straight into them. Each bucket is then split in place by the next bits
 /// of `lead` ([`permute`]) and those small buckets sorted, in parallel.
@@ -450,19 +457,18 @@ fn top_bucket(lead: u64) -> usize {
 fn sorted_rows<T: Ord + Copy + Send + Sync>(
     n: usize,
     blank: T,
-    keep: impl Fn(usize) -> bool + Sync,
+    tag: impl Fn(usize) -> Option<usize> + Sync,
     make: impl Fn(usize) -> T + Sync,
     lead: impl Fn(&T) -> u64 + Sync,
 ) -> Vec<T> {
     const TOP: usize = TOP_BUCKETS;
-    let top = |t: &T| top_bucket(lead(t));
-    let rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(n)).filter(|&i| keep(i));
+    let rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(n)).filter_map(|i| Some((i, tag(i)?)));
     let counts: Vec<[usize; TOP]> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
             let mut count = [0; TOP];
-            for i in rows(c) {
-                count[top(&make(i))] += 1;
+            for (_, b) in rows(c) {
+                count[b] += 1;
             }
             count
         })
@@ -489,10 +495,11 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
         .into_par_iter()
         .enumerate()
         .for_each(|(c, mut slots)| {
-            for i in rows(c) {
+            for (i, b) in rows(c) {
                 let t = make(i);
-                let slot = &mut slots[top(&t)];
-                // Counted above for this very item, so the slot is there.
+                debug_assert_eq!(b, top_bucket(lead(&t)));
+                let slot = &mut slots[b];
+                // Counted above for this very row, so the slot is there.
                 if let Some((first, after)) = std::mem::take(slot).split_first_mut() {
                     *first = t;
                     *slot = after;
@@ -884,14 +891,28 @@ impl Adjacency {
 
 fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     let plan = Plan::of(pass);
-    let index = build_index(ctx, state, 1, pass, plan, 0..TOP_BUCKETS);
+    let index = build_index(ctx, state, 1, pass, plan);
     let n_left = ctx.sides[0].len();
     // Queries run in the index's own key order: consecutive binary searches
     // then land next to each other and stay in cache (in row order, each one
     // missed cache on most of its ~20 steps at 1M records). They are built
     // for one range of blocks at a time (the index is in block order too),
-    // so only that range's queries are held besides the index and the edges.
-    let ranges = n_left.div_ceil(QUERY_GROUP_ROWS).clamp(1, TOP_BUCKETS);
+    // so only that range's queries are held besides the index and the edges;
+    // each left record's top bucket is worked out once, [`NO_TAG`] when it
+    // takes no part.
+    let tags: Vec<u16> = (0..n_left)
+        .into_par_iter()
+        .with_min_len(CHUNK)
+        .map(|i| {
+            if eligible(ctx, state, 0, i, pass) {
+                top_bucket(block_for(ctx, 0, i, plan)) as u16
+            } else {
+                NO_TAG
+            }
+        })
+        .collect();
+    let n_queries = tags.par_iter().filter(|&&t| t != NO_TAG).count();
+    let ranges = n_queries.div_ceil(QUERY_GROUP_ROWS).clamp(1, TOP_BUCKETS);
     // Appended a few chunks per thread at a time rather than collected whole
     // and then concatenated: only one group's parts are ever held besides the
     // edges (a large vector grows in place, by remapping its pages).
@@ -899,7 +920,10 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     let mut edges: Vec<Edge> = Vec::new();
     for k in 0..ranges {
         let tops = k * TOP_BUCKETS / ranges..(k + 1) * TOP_BUCKETS / ranges;
-        let queries = build_index(ctx, state, 0, pass, plan, tops);
+        let queries = index_of(ctx, 0, plan, |i| {
+            let t = usize::from(tags[i]);
+            tops.contains(&t).then_some(t)
+        });
         for queries in queries.chunks(group) {
             let parts: Vec<Vec<Edge>> = queries
                 .par_chunks(CHUNK)
@@ -1144,9 +1168,9 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         plan: Plan::of(pass),
         one,
     };
-    let index = build_index(ctx, state, 1 - one, pass, agg.plan, 0..TOP_BUCKETS);
+    let index = build_index(ctx, state, 1 - one, pass, agg.plan);
     // Queries in key order for cache locality (see `one_to_one`).
-    let queries = build_index(ctx, state, one, pass, agg.plan, 0..TOP_BUCKETS);
+    let queries = build_index(ctx, state, one, pass, agg.plan);
     let st: &State = state;
     // Speculative parallel search with every part free; committing in row
     // order below re-searches only where a part was taken meanwhile, which
@@ -1311,7 +1335,7 @@ fn duplicates(
     let keyed = sorted_rows(
         side.len(),
         (0, 0),
-        |i| key_complete(side, prep, roles, i),
+        |i| key_complete(side, prep, roles, i).then(|| top_bucket(dup_hash(side, prep, roles, i))),
         |i| (dup_hash(side, prep, roles, i), i as u32),
         |k| k.0,
     );
@@ -1555,7 +1579,8 @@ mod tests {
     ) {
         let mut want: Vec<_> = (0..n).filter(|&i| keep(i)).map(&make).collect();
         want.sort_unstable();
-        let got = sorted_rows(n, (0, 0, 0), &keep, &make, |t| t.0);
+        let tag = |i: usize| keep(i).then(|| top_bucket(make(i).0));
+        let got = sorted_rows(n, (0, 0, 0), tag, &make, |t| t.0);
         assert_eq!(got, want);
     }
 
