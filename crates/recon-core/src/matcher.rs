@@ -76,16 +76,48 @@ pub struct Reconciler {
 /// big buffer), and a stable hash per record (0 = missing).
 #[derive(Debug, Default)]
 struct Keys {
-    chunks: Vec<(String, Vec<usize>)>,
+    chunks: Vec<(String, Ends)>,
     hash: Vec<u64>,
+}
+
+/// Where each key of a chunk ends in its buffer: 4 bytes a key while the
+/// buffer stays below 4 GiB (always, in practice), 8 beyond.
+#[derive(Debug)]
+enum Ends {
+    Short(Vec<u32>),
+    Long(Vec<usize>),
+}
+
+impl Ends {
+    fn get(&self, j: usize) -> usize {
+        match self {
+            Ends::Short(e) => e[j] as usize,
+            Ends::Long(e) => e[j],
+        }
+    }
+
+    fn push(&mut self, end: usize) {
+        match self {
+            Ends::Short(e) => match u32::try_from(end) {
+                Ok(end) => e.push(end),
+                Err(_) => {
+                    let mut long: Vec<usize> = Vec::with_capacity(e.capacity());
+                    long.extend(e.iter().map(|&x| x as usize));
+                    long.push(end);
+                    *self = Ends::Long(long);
+                }
+            },
+            Ends::Long(e) => e.push(end),
+        }
+    }
 }
 
 impl Keys {
     fn get(&self, i: usize) -> &str {
         let (data, ends) = &self.chunks[i / CHUNK];
         let j = i % CHUNK;
-        let start = if j == 0 { 0 } else { ends[j - 1] };
-        &data[start..ends[j]]
+        let start = if j == 0 { 0 } else { ends.get(j - 1) };
+        &data[start..ends.get(j)]
     }
 
     fn present(&self, i: usize) -> bool {
@@ -100,14 +132,16 @@ impl Keys {
         keep: impl Fn(usize) -> bool + Sync,
         f: impl Fn(&str, &mut String) + Sync,
     ) -> Keys {
-        let parts: Vec<(String, Vec<usize>, Vec<u64>)> = (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|c| {
-                let rows = c * CHUNK..((c + 1) * CHUNK).min(n);
+        // The hashes go straight into their place in one vector.
+        let mut hash = vec![0u64; n];
+        let chunks: Vec<(String, Ends)> = hash
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(c, hash)| {
+                let rows = c * CHUNK..c * CHUNK + hash.len();
                 let mut data = String::with_capacity(rows.len() * 12);
-                let mut ends = Vec::with_capacity(rows.len());
-                let mut hash = Vec::with_capacity(rows.len());
-                for i in rows {
+                let mut ends = Ends::Short(Vec::with_capacity(rows.len()));
+                for (i, h) in rows.zip(hash.iter_mut()) {
                     let start = data.len();
                     if keep(i)
                         && let Some(raw) = text_at(col, i)
@@ -115,25 +149,17 @@ impl Keys {
                         f(raw, &mut data);
                     }
                     let key = &data[start..];
-                    hash.push(if key.is_empty() {
+                    *h = if key.is_empty() {
                         0
                     } else {
                         text::hash_key(key).max(1)
-                    });
+                    };
                     ends.push(data.len());
                 }
-                (data, ends, hash)
+                (data, ends)
             })
             .collect();
-        let mut keys = Keys {
-            chunks: Vec::with_capacity(parts.len()),
-            hash: Vec::with_capacity(n),
-        };
-        for (data, ends, hash) in parts {
-            keys.chunks.push((data, ends));
-            keys.hash.extend(hash);
-        }
-        keys
+        Keys { chunks, hash }
     }
 }
 
@@ -1612,6 +1638,16 @@ mod tests {
             |_| true,
             |i| ([u64::MAX, 0, u64::MAX][i], [1, 0, 0][i], 0),
         );
+    }
+
+    #[test]
+    fn key_ends_past_4_gib_widen() {
+        let mut ends = Ends::Short(vec![3]);
+        ends.push(u32::MAX as usize);
+        ends.push(u32::MAX as usize + 2);
+        assert!(matches!(ends, Ends::Long(_)));
+        let got: Vec<usize> = (0..3).map(|j| ends.get(j)).collect();
+        assert_eq!(got, [3, u32::MAX as usize, u32::MAX as usize + 2]);
     }
 
     #[test]
