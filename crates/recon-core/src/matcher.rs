@@ -381,18 +381,23 @@ fn block_for(ctx: &Ctx<'_>, s: usize, i: usize, plan: Plan) -> u64 {
 /// The free records of side `s` that can take part in `pass`, sorted (see
 /// [`Entry`]).
 fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) -> Vec<Entry> {
-    index_of(ctx, s, plan, |i| {
-        eligible(ctx, state, s, i, pass).then(|| top_bucket(block_for(ctx, s, i, plan)))
-    })
+    index_of(
+        ctx,
+        s,
+        plan,
+        |i| eligible(ctx, state, s, i, pass),
+        |i| top_bucket(block_for(ctx, s, i, plan)),
+    )
 }
 
-/// The records of side `s` with a `tag`, sorted (see [`Entry`]); `tag(i)`
+/// The records `keep` takes of side `s`, sorted (see [`Entry`]); `top(i)`
 /// must be the [`top_bucket`] of record `i`'s block.
 fn index_of(
     ctx: &Ctx<'_>,
     s: usize,
     plan: Plan,
-    tag: impl Fn(usize) -> Option<usize> + Sync,
+    keep: impl Fn(usize) -> bool + Sync,
+    top: impl Fn(usize) -> usize + Sync,
 ) -> Vec<Entry> {
     let side = ctx.sides[s];
     let Some(&cur) = side.currency.first() else {
@@ -412,7 +417,8 @@ fn index_of(
     sorted_rows(
         side.len(),
         blank,
-        tag,
+        keep,
+        top,
         |i| {
             let key = ctx.prep[s]
                 .reference(plan.reference)
@@ -465,14 +471,16 @@ fn top_bucket(lead: u64) -> usize {
     (lead >> (64 - TOP_BITS)) as usize
 }
 
-/// `make(i)` for every row `i` in `0..n` that has a `tag(i)`, sorted exactly as
+/// `make(i)` for every row `i` in `0..n` where `keep(i)`, sorted exactly as
 /// `sort_unstable` would sort them (`Ord` must be total, e.g. end with a
 /// unique row), in one vector of the exact size: no part is copied into a
 /// whole and no second vector is sorted into.
 ///
-/// `lead` must be the first field of the order, and `tag(i)` the
-/// [`top_bucket`] of `lead(&make(i))` (`tag` must answer the same twice).
-/// Parallel chunks of [`CHUNK`] rows first count their items per tag, which
+/// `lead` must be the first field of the order, and `top(i)` the
+/// [`top_bucket`] of `lead(&make(i))` (`keep` must answer the same twice;
+/// `top` is called once a row kept, `make` once, and it should be cheaper
+/// than `make`). Parallel chunks of [`CHUNK`] rows first count their items
+/// per top bucket, which
 /// gives every
 /// chunk its own slots in every bucket; then each chunk writes its items
 /// straight into them. Each bucket is then split in place by the next bits
@@ -483,18 +491,19 @@ fn top_bucket(lead: u64) -> usize {
 fn sorted_rows<T: Ord + Copy + Send + Sync>(
     n: usize,
     blank: T,
-    tag: impl Fn(usize) -> Option<usize> + Sync,
+    keep: impl Fn(usize) -> bool + Sync,
+    top: impl Fn(usize) -> usize + Sync,
     make: impl Fn(usize) -> T + Sync,
     lead: impl Fn(&T) -> u64 + Sync,
 ) -> Vec<T> {
     const TOP: usize = TOP_BUCKETS;
-    let rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(n)).filter_map(|i| Some((i, tag(i)?)));
+    let rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(n)).filter(|&i| keep(i));
     let counts: Vec<[usize; TOP]> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
             let mut count = [0; TOP];
-            for (_, b) in rows(c) {
-                count[b] += 1;
+            for i in rows(c) {
+                count[top(i)] += 1;
             }
             count
         })
@@ -521,10 +530,9 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
         .into_par_iter()
         .enumerate()
         .for_each(|(c, mut slots)| {
-            for (i, b) in rows(c) {
+            for i in rows(c) {
                 let t = make(i);
-                debug_assert_eq!(b, top_bucket(lead(&t)));
-                let slot = &mut slots[b];
+                let slot = &mut slots[top_bucket(lead(&t))];
                 // Counted above for this very row, so the slot is there.
                 if let Some((first, after)) = std::mem::take(slot).split_first_mut() {
                     *first = t;
@@ -946,10 +954,13 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     let mut edges: Vec<Edge> = Vec::new();
     for k in 0..ranges {
         let tops = k * TOP_BUCKETS / ranges..(k + 1) * TOP_BUCKETS / ranges;
-        let queries = index_of(ctx, 0, plan, |i| {
-            let t = usize::from(tags[i]);
-            tops.contains(&t).then_some(t)
-        });
+        let queries = index_of(
+            ctx,
+            0,
+            plan,
+            |i| tops.contains(&usize::from(tags[i])),
+            |i| usize::from(tags[i]),
+        );
         for queries in queries.chunks(group) {
             let parts: Vec<Vec<Edge>> = queries
                 .par_chunks(CHUNK)
@@ -1361,7 +1372,8 @@ fn duplicates(
     let keyed = sorted_rows(
         side.len(),
         (0, 0),
-        |i| key_complete(side, prep, roles, i).then(|| top_bucket(dup_hash(side, prep, roles, i))),
+        |i| key_complete(side, prep, roles, i),
+        |i| top_bucket(dup_hash(side, prep, roles, i)),
         |i| (dup_hash(side, prep, roles, i), i as u32),
         |k| k.0,
     );
@@ -1605,8 +1617,8 @@ mod tests {
     ) {
         let mut want: Vec<_> = (0..n).filter(|&i| keep(i)).map(&make).collect();
         want.sort_unstable();
-        let tag = |i: usize| keep(i).then(|| top_bucket(make(i).0));
-        let got = sorted_rows(n, (0, 0, 0), tag, &make, |t| t.0);
+        let top = |i: usize| top_bucket(make(i).0);
+        let got = sorted_rows(n, (0, 0, 0), &keep, top, &make, |t| t.0);
         assert_eq!(got, want);
     }
 
