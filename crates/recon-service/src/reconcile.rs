@@ -20,7 +20,7 @@ use recon_core::output::{
 use recon_core::rules::Rules;
 use recon_core::side::Side;
 
-use crate::durable::{self, Staged};
+use crate::durable::{self, Staged, StagedFile};
 
 /// What a finished reconciliation reports to the job runner.
 #[derive(Debug)]
@@ -212,7 +212,7 @@ pub fn execute(
 fn stage(
     dir: &Path,
     name: &str,
-    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> Result<(), OutputError>,
+    write: impl FnOnce(&mut io::BufWriter<StagedFile>) -> Result<(), OutputError>,
 ) -> Result<Staged, String> {
     Staged::write_with(&dir.join(name), |w| write(w).map_err(io::Error::other))
         .map_err(|e| format!("writing {name}: {e}"))
@@ -222,7 +222,7 @@ fn stage(
 fn write_durably(
     dir: &Path,
     name: &str,
-    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> Result<(), OutputError>,
+    write: impl FnOnce(&mut io::BufWriter<StagedFile>) -> Result<(), OutputError>,
 ) -> Result<(), String> {
     let mut staged = stage(dir, name, write)?;
     staged
