@@ -48,8 +48,8 @@
 //! let right = load_side(&bank, &rules.right)?;
 //! let outcome = Reconciler::new(rules).run(&left, &right, &NoProgress)?;
 //!
-//! assert_eq!(outcome.left[0].status, Status::Matched);
-//! assert_eq!(outcome.left[1].status, Status::Unmatched);
+//! assert_eq!(outcome.left[0].status(), Status::Matched);
+//! assert_eq!(outcome.left[1].status(), Status::Unmatched);
 //! assert_eq!(outcome.summary.left.totals["EUR"].amount, "150.00");
 //! assert_eq!(outcome.summary.rules[0].groups, 1);
 //! # Ok(())

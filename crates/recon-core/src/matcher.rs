@@ -1031,14 +1031,14 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         for &(s, node, ei) in &cluster {
             let via = edges[ei];
             state.free[s][node] = false;
-            state.assigned[s][node] = Assignment {
-                match_id: id,
-                status: st,
-                rule: Some(rule),
-                score: Some(via.score()),
-                amount_diff: via.amount_diff(),
-                date_diff_days: via.date_diff(),
-            };
+            state.assigned[s][node] = Assignment::grouped(
+                id,
+                st,
+                Some(rule),
+                Some(via.score()),
+                via.amount_diff(),
+                via.date_diff(),
+            );
         }
     }
 }
@@ -1289,24 +1289,12 @@ fn commit(
                 worst = Some(d);
             }
             state.free[1 - one][p as usize] = false;
-            state.assigned[1 - one][p as usize] = Assignment {
-                match_id: id,
-                status,
-                rule: Some(rule),
-                score: Some(score),
-                amount_diff: Some(f.diff),
-                date_diff_days: dd,
-            };
+            state.assigned[1 - one][p as usize] =
+                Assignment::grouped(id, status, Some(rule), Some(score), Some(f.diff), dd);
         }
         state.free[one][o] = false;
-        state.assigned[one][o] = Assignment {
-            match_id: id,
-            status,
-            rule: Some(rule),
-            score: Some(min_score),
-            amount_diff: Some(f.diff),
-            date_diff_days: worst,
-        };
+        state.assigned[one][o] =
+            Assignment::grouped(id, status, Some(rule), Some(min_score), Some(f.diff), worst);
     }
 }
 
@@ -1386,10 +1374,7 @@ fn duplicates(
             let i = keyed[k].1 as usize;
             if reps.iter().any(|&r| dup_equal(side, prep, roles, r, i)) {
                 free[i] = false;
-                assigned[i] = Assignment {
-                    status: Status::Duplicate,
-                    ..Assignment::UNMATCHED
-                };
+                assigned[i] = Assignment::DUPLICATE;
             } else {
                 reps.push(i);
             }

@@ -91,35 +91,148 @@ impl fmt::Display for SideName {
     }
 }
 
-/// The result for one input record.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The result for one input record: its status and, for a grouped record,
+/// the group's id, rule, score and differences.
+///
+/// 32 bytes (a run keeps one per input record of both sides): the optional
+/// numbers are stored plainly and a bit says whether each is there, where
+/// `Option<f64>` and `Option<i64>` would take 16 bytes each. Read it through
+/// its accessors.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Assignment {
-    /// The match group (shared by every record of the group); `None` for
-    /// unmatched and duplicate records.
-    pub match_id: Option<NonZeroU32>,
-    /// The record's status.
-    pub status: Status,
-    /// Index into [`Rules::passes`] of the pass that grouped it.
-    pub rule: Option<u16>,
-    /// Similarity score in `[0, 1]` of the group (1 when the pass scores nothing).
-    pub score: Option<f64>,
-    /// Group amount difference `right total - left total`, minor units.
-    pub amount_diff: Option<i64>,
-    /// Date difference `right - left` in days (for the single record of an
-    /// aggregate group: the largest in magnitude among its parts).
-    pub date_diff_days: Option<i32>,
+    /// The score's `f64` bits; 0 when absent.
+    score_bits: u64,
+    /// 0 when absent.
+    amount_diff: i64,
+    match_id: Option<NonZeroU32>,
+    /// 0 when absent.
+    date_diff_days: i32,
+    /// 0 when absent.
+    rule: u16,
+    status: Status,
+    /// Which of the optional fields are there ([`Assignment::HAS_RULE`], ...).
+    present: u8,
 }
 
+// One per input record of both sides: keep it this small.
+const _: () = assert!(std::mem::size_of::<Assignment>() == 32);
+
 impl Assignment {
+    const HAS_RULE: u8 = 1;
+    const HAS_SCORE: u8 = 2;
+    const HAS_AMOUNT_DIFF: u8 = 4;
+    const HAS_DATE_DIFF: u8 = 8;
+
     /// An unmatched record.
-    pub const UNMATCHED: Assignment = Assignment {
-        match_id: None,
-        status: Status::Unmatched,
-        rule: None,
-        score: None,
-        amount_diff: None,
-        date_diff_days: None,
-    };
+    pub const UNMATCHED: Assignment = Assignment::ungrouped(Status::Unmatched);
+
+    /// A record flagged as a duplicate within its side.
+    pub const DUPLICATE: Assignment = Assignment::ungrouped(Status::Duplicate);
+
+    const fn ungrouped(status: Status) -> Self {
+        Self {
+            score_bits: 0,
+            amount_diff: 0,
+            match_id: None,
+            date_diff_days: 0,
+            rule: 0,
+            status,
+            present: 0,
+        }
+    }
+
+    /// A record of match group `match_id`, grouped by pass `rule` with
+    /// `status`, the group's `score`, amount difference (`right total - left
+    /// total`, minor units) and date difference in days (`right - left`).
+    pub const fn grouped(
+        match_id: Option<NonZeroU32>,
+        status: Status,
+        rule: Option<u16>,
+        score: Option<f64>,
+        amount_diff: Option<i64>,
+        date_diff_days: Option<i32>,
+    ) -> Self {
+        let mut a = Self::ungrouped(status);
+        a.match_id = match_id;
+        if let Some(r) = rule {
+            a.rule = r;
+            a.present |= Self::HAS_RULE;
+        }
+        if let Some(s) = score {
+            a.score_bits = s.to_bits();
+            a.present |= Self::HAS_SCORE;
+        }
+        if let Some(d) = amount_diff {
+            a.amount_diff = d;
+            a.present |= Self::HAS_AMOUNT_DIFF;
+        }
+        if let Some(d) = date_diff_days {
+            a.date_diff_days = d;
+            a.present |= Self::HAS_DATE_DIFF;
+        }
+        a
+    }
+
+    /// The match group (shared by every record of the group); `None` for
+    /// unmatched and duplicate records.
+    pub const fn match_id(&self) -> Option<NonZeroU32> {
+        self.match_id
+    }
+
+    /// The record's status.
+    pub const fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Index into [`Rules::passes`] of the pass that grouped it.
+    pub const fn rule(&self) -> Option<u16> {
+        if self.present & Self::HAS_RULE != 0 {
+            Some(self.rule)
+        } else {
+            None
+        }
+    }
+
+    /// Similarity score in `[0, 1]` of the group (1 when the pass scores nothing).
+    pub const fn score(&self) -> Option<f64> {
+        if self.present & Self::HAS_SCORE != 0 {
+            Some(f64::from_bits(self.score_bits))
+        } else {
+            None
+        }
+    }
+
+    /// Group amount difference `right total - left total`, minor units.
+    pub const fn amount_diff(&self) -> Option<i64> {
+        if self.present & Self::HAS_AMOUNT_DIFF != 0 {
+            Some(self.amount_diff)
+        } else {
+            None
+        }
+    }
+
+    /// Date difference `right - left` in days (for the single record of an
+    /// aggregate group: the largest in magnitude among its parts).
+    pub const fn date_diff_days(&self) -> Option<i32> {
+        if self.present & Self::HAS_DATE_DIFF != 0 {
+            Some(self.date_diff_days)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Debug for Assignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Assignment")
+            .field("match_id", &self.match_id())
+            .field("status", &self.status())
+            .field("rule", &self.rule())
+            .field("score", &self.score())
+            .field("amount_diff", &self.amount_diff())
+            .field("date_diff_days", &self.date_diff_days())
+            .finish()
+    }
 }
 
 /// Facts about a run that the caller knows: ids and input digests for the audit block.
@@ -305,7 +418,7 @@ impl Outcome {
 
     /// The pass name of an assignment's rule.
     pub fn rule_name(&self, a: &Assignment) -> Option<&str> {
-        a.rule
+        a.rule()
             .and_then(|r| self.rule_names.get(usize::from(r)))
             .map(String::as_str)
     }
@@ -366,20 +479,22 @@ fn side_summary(
     let mut matched = 0u64;
     for (i, a) in assigned.iter().enumerate() {
         let grouped = matches!(
-            a.status,
+            a.status(),
             Status::Matched | Status::Break | Status::Ambiguous
         );
-        if grouped != a.match_id.is_some() {
+        if grouped != a.match_id().is_some() {
             return Err(ReconError::Conservation {
                 side: which,
                 currency: "*".into(),
                 detail: format!(
                     "record {} has status {} and match id {:?}",
-                    i, a.status, a.match_id
+                    i,
+                    a.status(),
+                    a.match_id()
                 ),
             });
         }
-        if a.status == Status::Matched {
+        if a.status() == Status::Matched {
             matched += 1;
         }
         let k = slot_of(side.currency[i]);
@@ -390,7 +505,7 @@ fn side_summary(
         let amount = i128::from(side.amount[i]);
         input_acc[k].0 += 1;
         input_acc[k].1 += amount;
-        let e = &mut status_acc[k][a.status as usize];
+        let e = &mut status_acc[k][a.status() as usize];
         e.0 += 1;
         e.1 += amount;
     }
@@ -443,7 +558,7 @@ fn side_summary(
 fn max_match_id(left: &[Assignment], right: &[Assignment]) -> usize {
     left.iter()
         .chain(right)
-        .filter_map(|a| a.match_id)
+        .filter_map(|a| a.match_id())
         .map(|m| m.get() as usize)
         .max()
         .unwrap_or(0)
@@ -504,7 +619,7 @@ fn check_group_range(
         (SideName::Right, right, assigned.1),
     ] {
         for (i, a) in list.iter().enumerate() {
-            let Some(m) = a.match_id else { continue };
+            let Some(m) = a.match_id() else { continue };
             let id = m.get() as usize;
             if !ids.contains(&id) {
                 continue;
@@ -521,7 +636,7 @@ fn check_group_range(
                     g.sum += amount;
                 }
             }
-            let me = (a.status, a.rule, a.amount_diff);
+            let me = (a.status(), a.rule(), a.amount_diff());
             match g.first {
                 None => g.first = Some(me),
                 Some(f) if f.0 != me.0 || f.1 != me.1 => {
@@ -598,17 +713,17 @@ impl Summary {
         let mut seen_groups = vec![false; groups + 1];
         for (which, list) in [(SideName::Left, assigned.0), (SideName::Right, assigned.1)] {
             for a in list {
-                let Some(rs) = a.rule.and_then(|r| per_rule.get_mut(usize::from(r))) else {
+                let Some(rs) = a.rule().and_then(|r| per_rule.get_mut(usize::from(r))) else {
                     continue;
                 };
                 match which {
                     SideName::Left => rs.left += 1,
                     SideName::Right => rs.right += 1,
                 }
-                if let Some(id) = a.match_id
+                if let Some(id) = a.match_id()
                     && !std::mem::replace(&mut seen_groups[id.get() as usize], true)
                 {
-                    if a.status == Status::Ambiguous {
+                    if a.status() == Status::Ambiguous {
                         rs.ambiguous_groups += 1;
                     } else {
                         rs.groups += 1;
@@ -621,7 +736,7 @@ impl Summary {
             .0
             .iter()
             .chain(assigned.1)
-            .filter(|a| a.status == Status::Matched)
+            .filter(|a| a.status() == Status::Matched)
             .count() as u64;
         Ok(Self {
             name: rules.name.clone(),
@@ -678,13 +793,15 @@ mod tests {
         let rules =
             Rules::from_toml_str("[left]\n[right]\n[[pass]]\nname = \"p\"\n", "r.toml").unwrap();
         let (l, r) = (one_record(100), one_record(90));
-        let pair = |diff| Assignment {
-            match_id: NonZeroU32::new(1),
-            status: Status::Matched,
-            rule: Some(0),
-            score: Some(1.0),
-            amount_diff: Some(diff),
-            date_diff_days: None,
+        let pair = |diff| {
+            Assignment::grouped(
+                NonZeroU32::new(1),
+                Status::Matched,
+                Some(0),
+                Some(1.0),
+                Some(diff),
+                None,
+            )
         };
         let build = |a: &[Assignment], b: &[Assignment]| {
             Summary::build(
@@ -704,10 +821,7 @@ mod tests {
         ));
         assert!(build(&[pair(-10)], &[Assignment::UNMATCHED]).is_err());
         assert!(build(&[], &[Assignment::UNMATCHED]).is_err());
-        let no_id = Assignment {
-            match_id: None,
-            ..pair(-10)
-        };
+        let no_id = Assignment::grouped(None, Status::Matched, Some(0), Some(1.0), Some(-10), None);
         assert!(build(&[no_id], &[Assignment::UNMATCHED]).is_err());
     }
 

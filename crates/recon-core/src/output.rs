@@ -166,7 +166,7 @@ fn order(outcome: &Outcome) -> Vec<(SideName, u32)> {
     let mut ungrouped = 0usize;
     for (_, list) in sides {
         for a in list.iter() {
-            match a.match_id {
+            match a.match_id() {
                 Some(id) => {
                     let k = id.get() as usize + 1;
                     if k >= slot.len() {
@@ -186,7 +186,7 @@ fn order(outcome: &Outcome) -> Vec<(SideName, u32)> {
     let mut tail = grouped;
     for (s, list) in sides {
         for (i, a) in list.iter().enumerate() {
-            let at = match a.match_id {
+            let at = match a.match_id() {
                 Some(id) => {
                     let next = &mut slot[id.get() as usize];
                     *next += 1;
@@ -272,7 +272,7 @@ fn for_each_row<'a>(
     check(outcome, left, right)?;
     for (side, i) in order(outcome) {
         let r = row_at(outcome, left, right, side, i as usize);
-        if !filter.contains(r.a.status) {
+        if !filter.contains(r.a.status()) {
             continue;
         }
         f(&r)?;
@@ -608,7 +608,7 @@ impl<'a> CsvRows<'a> {
                 }
             }));
             for g in &batch {
-                if self.filter.contains(g.a.status) {
+                if self.filter.contains(g.a.status()) {
                     let scale = scales.get(g.currency);
                     self.push_row(buf, g, scale);
                 }
@@ -618,7 +618,7 @@ impl<'a> CsvRows<'a> {
 
     /// Appends row `r` of `results.csv`, with its line break.
     fn push_row(&self, buf: &mut Vec<u8>, r: &Gathered<'_>, scale: Scale) {
-        if let Some(id) = r.a.match_id {
+        if let Some(id) = r.a.match_id() {
             push_u64(buf, u64::from(id.get()));
         }
         buf.push(b',');
@@ -628,13 +628,13 @@ impl<'a> CsvRows<'a> {
         buf.push(b',');
         push_u64(buf, r.line);
         buf.push(b',');
-        buf.extend_from_slice(r.a.status.as_str().as_bytes());
+        buf.extend_from_slice(r.a.status().as_str().as_bytes());
         buf.push(b',');
-        if let Some(rule) = r.a.rule.and_then(|k| self.rules.get(usize::from(k))) {
+        if let Some(rule) = r.a.rule().and_then(|k| self.rules.get(usize::from(k))) {
             buf.extend_from_slice(rule);
         }
         buf.push(b',');
-        if let Some(score) = r.a.score {
+        if let Some(score) = r.a.score() {
             push_score(buf, score);
         }
         buf.push(b',');
@@ -642,11 +642,11 @@ impl<'a> CsvRows<'a> {
         buf.push(b',');
         buf.extend_from_slice(r.currency.as_str().as_bytes());
         buf.push(b',');
-        if let Some(d) = r.a.amount_diff {
+        if let Some(d) = r.a.amount_diff() {
             push_scaled(buf, d, scale);
         }
         buf.push(b',');
-        if let Some(d) = r.a.date_diff_days {
+        if let Some(d) = r.a.date_diff_days() {
             push_i64(buf, i64::from(d));
         }
         // Extra columns: the record's own side's values, empty fields for
@@ -733,7 +733,7 @@ pub fn write_results_ndjson(
     write_in_order(&[], &order, &mut writer, |rows, buf| {
         for &(side, i) in rows {
             let r = row_at(outcome, left, right, side, i as usize);
-            if filter.contains(r.a.status) {
+            if filter.contains(r.a.status()) {
                 push_json_row(buf, &r)?;
             }
         }
@@ -749,25 +749,25 @@ fn push_json_row(buf: &mut Vec<u8>, r: &Row<'_>) -> Result<(), OutputError> {
     serde_json::to_writer(
         &mut *buf,
         &JsonRow {
-            match_id: r.a.match_id.map(|m| m.get()),
+            match_id: r.a.match_id().map(|m| m.get()),
             side: r.side,
             record_id: r.record_id,
             line: r.line,
-            status: r.a.status,
+            status: r.a.status(),
             rule: r.rule,
-            score: r.a.score,
+            score: r.a.score(),
             amount: Dec(Minor {
                 units: r.amount,
                 currency: cur,
             }),
             currency: cur.as_str(),
-            amount_diff: r.a.amount_diff.map(|units| {
+            amount_diff: r.a.amount_diff().map(|units| {
                 Dec(Minor {
                     units,
                     currency: cur,
                 })
             }),
-            date_diff_days: r.a.date_diff_days,
+            date_diff_days: r.a.date_diff_days(),
             extra: Extras {
                 side: r.source,
                 index: r.index,
@@ -917,18 +917,18 @@ pub fn write_results_parquet(
         i128::from(units) * 10i128.pow(up)
     };
     for_each_row(outcome, left, right, filter, |r| {
-        b.match_id.append_option(r.a.match_id.map(|m| m.get()));
+        b.match_id.append_option(r.a.match_id().map(|m| m.get()));
         b.side.append_value(r.side.as_str());
         b.record_id.append_value(r.record_id);
         b.line.append_value(r.line);
-        b.status.append_value(r.a.status.as_str());
+        b.status.append_value(r.a.status().as_str());
         b.rule.append_option(r.rule);
-        b.score.append_option(r.a.score);
+        b.score.append_option(r.a.score());
         b.amount.append_value(widen(r.amount, r.currency));
         b.currency.append_value(r.currency.as_str());
         b.amount_diff
-            .append_option(r.a.amount_diff.map(|d| widen(d, r.currency)));
-        b.date_diff.append_option(r.a.date_diff_days);
+            .append_option(r.a.amount_diff().map(|d| widen(d, r.currency)));
+        b.date_diff.append_option(r.a.date_diff_days());
         let mut k = 0;
         for (side, other) in [(SideName::Left, left), (SideName::Right, right)] {
             for (_, col) in &other.extra {

@@ -182,7 +182,7 @@ pub fn execute(
 
     let mut counts = [0u64; Status::ALL.len()];
     for a in outcome.left.iter().chain(&outcome.right) {
-        if let Some(i) = Status::ALL.iter().position(|s| *s == a.status) {
+        if let Some(i) = Status::ALL.iter().position(|s| *s == a.status()) {
             counts[i] += 1;
         }
     }

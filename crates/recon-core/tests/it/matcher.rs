@@ -66,13 +66,13 @@ fn render(outcome: &Outcome, left: &Side, right: &Side) -> String {
         let mut cells = Vec::new();
         for (i, a) in list.iter().enumerate() {
             let id = side.id.get(i).unwrap();
-            match a.match_id {
+            match a.match_id() {
                 Some(m) => {
                     let n = groups.len() + 1;
                     let g = *groups.entry(m).or_insert(n);
-                    cells.push(format!("{id}={}/{g}", a.status));
+                    cells.push(format!("{id}={}/{g}", a.status()));
                 }
-                None => cells.push(format!("{id}={}", a.status)),
+                None => cells.push(format!("{id}={}", a.status())),
             }
         }
         parts.push(cells.join(" "));
@@ -290,8 +290,8 @@ fn break_pass_pairs_same_reference_with_differences() {
         render(&o, &l, &r),
         "a=matched/1 b=break/2 c=unmatched | x=matched/1 y=break/2 z=unmatched"
     );
-    assert_eq!(o.left[1].amount_diff, Some(-25));
-    assert_eq!(o.right[1].date_diff_days, Some(2));
+    assert_eq!(o.left[1].amount_diff(), Some(-25));
+    assert_eq!(o.right[1].date_diff_days(), Some(2));
     assert_eq!(o.rule_name(&o.left[1]), Some("fees"));
     assert_eq!(o.summary.rules[1].groups, 1);
 }
@@ -494,18 +494,18 @@ fn tags(o: &Outcome) -> (Vec<String>, Vec<String>) {
     let mut members: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for (p, list) in [("L", &o.left), ("R", &o.right)] {
         for (i, a) in list.iter().enumerate() {
-            if let Some(m) = a.match_id {
+            if let Some(m) = a.match_id() {
                 members.entry(m.get()).or_default().push(format!("{p}{i}"));
             }
         }
     }
-    let tag = |a: &recon_core::Assignment| match a.match_id {
+    let tag = |a: &recon_core::Assignment| match a.match_id() {
         Some(m) => {
             let mut v = members[&m.get()].clone();
             v.sort();
-            format!("{}:{}", a.status, v.join("+"))
+            format!("{}:{}", a.status(), v.join("+"))
         }
-        None => a.status.to_string(),
+        None => a.status().to_string(),
     };
     (
         o.left.iter().map(tag).collect(),
@@ -764,11 +764,11 @@ fn random_groups_respect_their_pass_gates() {
         let mut ambiguous = 0;
         for (s, list) in [(0, &o.left), (1, &o.right)] {
             for (i, a) in list.iter().enumerate() {
-                if a.status == recon_core::Status::Ambiguous {
+                if a.status() == recon_core::Status::Ambiguous {
                     ambiguous += 1;
                     continue;
                 }
-                if let Some(m) = a.match_id {
+                if let Some(m) = a.match_id() {
                     let g = groups.entry(m.get()).or_default();
                     g.2 = o.rule_name(a).unwrap();
                     if s == 0 { g.0.push(i) } else { g.1.push(i) }

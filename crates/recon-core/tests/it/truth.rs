@@ -129,7 +129,7 @@ fn score(case: &Case, paths: &CasePaths) -> Score {
     let mut predicted: BTreeMap<u32, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
     for (side, list) in [(0, &outcome.left), (1, &outcome.right)] {
         for (i, a) in list.iter().enumerate() {
-            if let (Some(id), Status::Matched | Status::Break) = (a.match_id, a.status) {
+            if let (Some(id), Status::Matched | Status::Break) = (a.match_id(), a.status()) {
                 let e = predicted.entry(id.get()).or_default();
                 if side == 0 { &mut e.0 } else { &mut e.1 }.push(i as u32);
             }
@@ -163,7 +163,7 @@ fn score(case: &Case, paths: &CasePaths) -> Score {
         let rb = &outcome.right[b as usize];
         let rule = outcome.rule_name(la).unwrap_or("?").to_string();
         *false_by_rule
-            .entry(format!("{rule} ({} / {})", la.status, rb.status))
+            .entry(format!("{rule} ({} / {})", la.status(), rb.status()))
             .or_default() += 1;
     }
     let report = format!(
