@@ -11,14 +11,14 @@ use arrow_array::{Array, StringArray};
 use crate::money::Currency;
 
 /// Text values of one role, stored compactly: one buffer and offsets, no
-/// allocation per record. `None` where the file had an empty or null value.
+/// allocation per record. A value is missing exactly when it is empty (`None`
+/// where the file had an empty or null value), so no separate null flags are
+/// kept: pushing `Some("")` reads back as `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextColumn {
     data: String,
-    /// `offsets[i]..offsets[i + 1]` is row `i`'s text.
+    /// `offsets[i]..offsets[i + 1]` is row `i`'s text; always starts with 0.
     offsets: Offsets,
-    /// `true` where row `i` was missing.
-    nulls: Vec<bool>,
 }
 
 /// Offsets into a column's text: 4 bytes each while the text stays under 4 GiB
@@ -117,11 +117,10 @@ impl TextColumn {
         Self {
             data: String::with_capacity(bytes),
             offsets,
-            nulls: Vec::with_capacity(rows),
         }
     }
 
-    /// Appends one value (`None` for a missing one).
+    /// Appends one value (`None` for a missing one; an empty one is missing too).
     pub fn push(&mut self, value: Option<&str>) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
@@ -130,7 +129,6 @@ impl TextColumn {
             self.data.push_str(v);
         }
         self.offsets.push(self.data.len());
-        self.nulls.push(value.is_none());
     }
 
     /// Appends one value formatted from `value` (e.g. a line number used as id),
@@ -142,7 +140,6 @@ impl TextColumn {
         // Writing to a String cannot fail.
         let _ = fmt::Write::write_fmt(&mut self.data, format_args!("{value}"));
         self.offsets.push(self.data.len());
-        self.nulls.push(false);
     }
 
     /// Appends all rows of `other` after this column's rows.
@@ -156,14 +153,12 @@ impl TextColumn {
             self.data.len(),
             other.offsets.iter().skip(1).map(|o| base + o),
         );
-        self.nulls.extend_from_slice(&other.nulls);
     }
 
     /// Reserves room for `rows` more values of about `bytes` in total.
     pub fn reserve(&mut self, rows: usize, bytes: usize) {
         self.data.reserve(bytes);
         self.offsets.reserve(rows);
-        self.nulls.reserve(rows);
     }
 
     /// Appends `n` missing values.
@@ -173,7 +168,6 @@ impl TextColumn {
         }
         let end = self.data.len();
         self.offsets.extend(end, std::iter::repeat_n(end, n));
-        self.nulls.extend(std::iter::repeat_n(true, n));
     }
 
     /// Appends the rows of `array` except those in `skip` (sorted), an empty or
@@ -205,13 +199,6 @@ impl TextColumn {
                         .iter()
                         .map(|&o| base + usize::try_from(o).unwrap_or(0) - start),
                 );
-                self.nulls.extend(offsets.windows(2).map(|w| w[0] == w[1]));
-                if let Some(n) = nulls.filter(|n| n.null_count() > 0) {
-                    let first = self.nulls.len() - rows;
-                    for (i, null) in self.nulls[first..].iter_mut().enumerate() {
-                        *null |= n.is_null(i);
-                    }
-                }
             }
             _ => {
                 let mut skip = skip.iter().peekable();
@@ -236,21 +223,18 @@ impl TextColumn {
     /// # Panics
     /// When `i >= self.len()`.
     pub fn get(&self, i: usize) -> Option<&str> {
-        if self.nulls[i] {
-            None
-        } else {
-            Some(&self.data[self.offsets.get(i)..self.offsets.get(i + 1)])
-        }
+        let text = &self.data[self.offsets.get(i)..self.offsets.get(i + 1)];
+        (!text.is_empty()).then_some(text)
     }
 
     /// How many rows the column holds.
     pub fn len(&self) -> usize {
-        self.nulls.len()
+        self.offsets.len().saturating_sub(1)
     }
 
     /// Whether the column holds no rows.
     pub fn is_empty(&self) -> bool {
-        self.nulls.is_empty()
+        self.len() == 0
     }
 }
 
@@ -426,7 +410,8 @@ mod tests {
         b.push(Some("yz"));
         a.append(&b);
         let got: Vec<_> = (0..a.len()).map(|i| a.get(i)).collect();
-        assert_eq!(got, [Some("x"), None, Some(""), Some("42"), Some("yz")]);
+        // An empty value is a missing one.
+        assert_eq!(got, [Some("x"), None, None, Some("42"), Some("yz")]);
         assert_eq!(a.text_len(), 5);
     }
 }
