@@ -318,10 +318,13 @@ impl Edge {
     }
 }
 
+/// The currency's three letters as one number (the letters' bytes in order).
+/// Read from the bytes: `as_str` would check UTF-8 on every call, and blocks
+/// are worked out for every row of every index.
+#[inline]
 fn currency_bits(c: Currency) -> u64 {
-    c.as_str()
-        .bytes()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(b))
+    let [a, b, d] = *c.as_bytes();
+    (u64::from(a) << 16) | (u64::from(b) << 8) | u64::from(d)
 }
 
 /// Mixes currency and reference hash into a block id.
@@ -925,7 +928,6 @@ impl Adjacency {
 
 fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     let plan = Plan::of(pass);
-    let index = build_index(ctx, state, 1, pass, plan);
     let n_left = ctx.sides[0].len();
     // Queries run in the index's own key order: consecutive binary searches
     // then land next to each other and stay in cache (in row order, each one
@@ -933,18 +935,25 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     // for one range of blocks at a time (the index is in block order too),
     // so only that range's queries are held besides the index and the edges;
     // each left record's top bucket is worked out once, [`NO_TAG`] when it
-    // takes no part.
-    let tags: Vec<u16> = (0..n_left)
-        .into_par_iter()
-        .with_min_len(CHUNK)
-        .map(|i| {
-            if eligible(ctx, state, 0, i, pass) {
-                top_bucket(block_for(ctx, 0, i, plan)) as u16
-            } else {
-                NO_TAG
-            }
-        })
-        .collect();
+    // takes no part. The index and the tags are independent: made at once,
+    // each fills the other's idle moments (counting, slot setup).
+    let st: &State = state;
+    let (index, tags) = rayon::join(
+        || build_index(ctx, st, 1, pass, plan),
+        || -> Vec<u16> {
+            (0..n_left)
+                .into_par_iter()
+                .with_min_len(CHUNK)
+                .map(|i| {
+                    if eligible(ctx, st, 0, i, pass) {
+                        top_bucket(block_for(ctx, 0, i, plan)) as u16
+                    } else {
+                        NO_TAG
+                    }
+                })
+                .collect()
+        },
+    );
     let n_queries = tags.par_iter().filter(|&&t| t != NO_TAG).count();
     let ranges = n_queries.div_ceil(QUERY_GROUP_ROWS).clamp(1, TOP_BUCKETS);
     // Appended a few chunks per thread at a time rather than collected whole
@@ -981,8 +990,10 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     }
     drop(index);
     edges.par_sort_unstable();
-    let by_l = Adjacency::build(n_left, &edges, |e| e.l);
-    let by_r = Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r);
+    let (by_l, by_r) = rayon::join(
+        || Adjacency::build(n_left, &edges, |e| e.l),
+        || Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r),
+    );
     let status = match pass.kind {
         PassKind::Match => Status::Matched,
         PassKind::Break => Status::Break,
@@ -1205,10 +1216,13 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         plan: Plan::of(pass),
         one,
     };
-    let index = build_index(ctx, state, 1 - one, pass, agg.plan);
-    // Queries in key order for cache locality (see `one_to_one`).
-    let queries = build_index(ctx, state, one, pass, agg.plan);
     let st: &State = state;
+    // Queries in key order for cache locality (see `one_to_one`); the two
+    // indexes are independent, so they are built at once.
+    let (index, queries) = rayon::join(
+        || build_index(ctx, st, 1 - one, pass, agg.plan),
+        || build_index(ctx, st, one, pass, agg.plan),
+    );
     // Speculative parallel search with every part free; committing in row
     // order below re-searches only where a part was taken meanwhile, which
     // gives exactly the sequential result.

@@ -25,6 +25,12 @@ impl Currency {
         ]))
     }
 
+    /// The code's three ASCII letters, e.g. `b"USD"`.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8; 3] {
+        &self.0
+    }
+
     /// The code as text, e.g. `"USD"`.
     pub fn as_str(&self) -> &str {
         // Only ASCII letters are ever stored.
