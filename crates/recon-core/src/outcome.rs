@@ -826,6 +826,36 @@ mod tests {
     }
 
     #[test]
+    fn assignments_read_back_what_they_were_built_with() {
+        let id = NonZeroU32::new(7);
+        for (rule, score, amount_diff, date_diff) in [
+            (None, None, None, None),
+            (Some(0), Some(0.0), Some(0), Some(0)),
+            (Some(u16::MAX), Some(1.0), Some(i64::MIN), Some(i32::MIN)),
+            (Some(3), Some(0.8125), Some(-1), Some(-3)),
+            (Some(1), Some(-0.0), Some(i64::MAX), Some(i32::MAX)),
+        ] {
+            for status in Status::ALL {
+                let a = Assignment::grouped(id, status, rule, score, amount_diff, date_diff);
+                assert_eq!(a.match_id(), id);
+                assert_eq!(a.status(), status);
+                assert_eq!(a.rule(), rule);
+                assert_eq!(a.score().map(f64::to_bits), score.map(f64::to_bits));
+                assert_eq!(a.amount_diff(), amount_diff);
+                assert_eq!(a.date_diff_days(), date_diff);
+            }
+        }
+        // A present zero is not an absent value.
+        let zero = Assignment::grouped(None, Status::Matched, Some(0), None, Some(0), None);
+        let none = Assignment::grouped(None, Status::Matched, None, None, None, None);
+        assert_ne!(zero, none);
+        assert_eq!(Assignment::UNMATCHED.status(), Status::Unmatched);
+        assert_eq!(Assignment::DUPLICATE.status(), Status::Duplicate);
+        assert_eq!(Assignment::DUPLICATE.match_id(), None);
+        assert_eq!(Assignment::UNMATCHED.score(), None);
+    }
+
+    #[test]
     fn statuses_round_trip() {
         for s in Status::ALL {
             assert_eq!(Status::parse(s.as_str()), Some(s));
