@@ -402,6 +402,23 @@ pub(super) struct Part {
     line_ids: Option<TextColumn>,
 }
 
+/// The optional text roles' columns of `side`, each with the batch column the
+/// plan maps to it and its role.
+fn text_roles<'s>(
+    side: &'s mut Side,
+    plan: &Plan<'_>,
+) -> [(&'s mut TextColumn, Option<usize>, Role); 3] {
+    [
+        (&mut side.reference, plan.reference, Role::Reference),
+        (
+            &mut side.counterparty,
+            plan.counterparty,
+            Role::Counterparty,
+        ),
+        (&mut side.description, plan.description, Role::Description),
+    ]
+}
+
 /// A side being joined from mapped batches in file order.
 pub(super) struct SideBuilder<'p, 'a> {
     plan: &'p Plan<'a>,
@@ -438,15 +455,7 @@ impl<'p, 'a> SideBuilder<'p, 'a> {
         side.date.reserve(rows);
         side.line.reserve(rows);
         side.id.reserve(rows, plan.id.map_or(0, bytes));
-        let roles = [
-            (&mut side.reference, plan.reference, Role::Reference),
-            (
-                &mut side.counterparty,
-                plan.counterparty,
-                Role::Counterparty,
-            ),
-            (&mut side.description, plan.description, Role::Description),
-        ];
+        let roles = text_roles(side, plan);
         for (col, c, role) in roles {
             if plan.roles.contains(role) {
                 col.reserve(rows, c.map_or(0, bytes));
@@ -498,15 +507,7 @@ impl<'p, 'a> SideBuilder<'p, 'a> {
             (None, Some(c)) => side.id.extend_from_array(text(c), &part.refused),
             (None, None) => side.id.extend_nulls(accepted),
         }
-        let roles = [
-            (&mut side.reference, plan.reference, Role::Reference),
-            (
-                &mut side.counterparty,
-                plan.counterparty,
-                Role::Counterparty,
-            ),
-            (&mut side.description, plan.description, Role::Description),
-        ];
+        let roles = text_roles(side, plan);
         for (col, c, role) in roles {
             match c {
                 Some(c) => col.extend_from_array(text(c), &part.refused),
