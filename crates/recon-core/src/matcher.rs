@@ -536,10 +536,15 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
             for i in rows(c) {
                 let t = make(i);
                 let slot = &mut slots[top_bucket(lead(&t))];
-                // Counted above for this very row, so the slot is there.
-                if let Some((first, after)) = std::mem::take(slot).split_first_mut() {
-                    *first = t;
-                    *slot = after;
+                // Counted above for this very row, so the slot is there
+                // (`top` and `lead` agree: a caller's contract, checked in
+                // tests; a row without its slot would leave a blank item).
+                match std::mem::take(slot).split_first_mut() {
+                    Some((first, after)) => {
+                        *first = t;
+                        *slot = after;
+                    }
+                    None => debug_assert!(false, "top and lead disagree on row {i}"),
                 }
             }
         });
