@@ -896,6 +896,17 @@ fn candidates_1to1(
     }
 }
 
+/// How many of `edges` each of `n` nodes has, saturating at `u8::MAX` (the
+/// callers only ask whether it is one).
+fn degrees(n: usize, edges: &[Edge], node: impl Fn(&Edge) -> u32) -> Vec<u8> {
+    let mut degree = vec![0u8; n];
+    for e in edges {
+        let d = &mut degree[node(e) as usize];
+        *d = d.saturating_add(1);
+    }
+    degree
+}
+
 /// Compressed adjacency: for each node, indices of its edges in rank order.
 struct Adjacency {
     starts: Vec<u32>,
@@ -923,11 +934,6 @@ impl Adjacency {
 
     fn of(&self, node: usize) -> &[u32] {
         &self.edges[self.starts[node] as usize..self.starts[node + 1] as usize]
-    }
-
-    /// How many edges `node` has.
-    fn degree(&self, node: usize) -> u32 {
-        self.starts[node + 1] - self.starts[node]
     }
 }
 
@@ -994,15 +1000,44 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         }
     }
     drop(index);
+    let status = match pass.kind {
+        PassKind::Match => Status::Matched,
+        PassKind::Break => Status::Break,
+    };
+    // Most edges are alone: neither of their records has another candidate
+    // in this pass, so nothing competes for them and each is a group of its
+    // own whatever the rank of the others. They take the first ids of the
+    // pass, in the order they were found (the query index's, which does not
+    // depend on the thread count); only the others are sorted by rank and
+    // taken greedily. At 1M records that leaves about 1 % of the reference
+    // pass's edges to sort and to walk by rank.
+    let (deg_l, deg_r) = rayon::join(
+        || degrees(n_left, &edges, |e| e.l),
+        || degrees(ctx.sides[1].len(), &edges, |e| e.r),
+    );
+    let alone = |e: &Edge| deg_l[e.l as usize] == 1 && deg_r[e.r as usize] == 1;
+    for e in edges.iter().filter(|e| alone(e)) {
+        let id = state.new_id();
+        let taken = Assignment::grouped(
+            id,
+            status,
+            Some(rule),
+            Some(e.score()),
+            e.amount_diff(),
+            e.date_diff(),
+        );
+        for (s, node) in [(0, e.l as usize), (1, e.r as usize)] {
+            state.free[s][node] = false;
+            state.assigned[s][node] = taken;
+        }
+    }
+    edges.retain(|e| !alone(e));
+    drop((deg_l, deg_r));
     edges.par_sort_unstable();
     let (by_l, by_r) = rayon::join(
         || Adjacency::build(n_left, &edges, |e| e.l),
         || Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r),
     );
-    let status = match pass.kind {
-        PassKind::Match => Status::Matched,
-        PassKind::Break => Status::Break,
-    };
     let mut cluster: Vec<(usize, usize, usize)> = Vec::new();
     for k in 0..edges.len() {
         let e = edges[k];
@@ -1015,10 +1050,7 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         cluster.clear();
         cluster.push((0, l, k));
         cluster.push((1, r, k));
-        // Most pairs are each other's only candidate: then the cluster is
-        // the pair, without visiting either adjacency list.
-        let alone = by_l.degree(l) == 1 && by_r.degree(r) == 1;
-        let mut next = if alone { cluster.len() } else { 0 };
+        let mut next = 0;
         while next < cluster.len() {
             let (s, node, _) = cluster[next];
             next += 1;
