@@ -452,11 +452,84 @@ fn totals(sums: &Sums) -> BTreeMap<String, Total> {
         .collect()
 }
 
+/// Records a parallel piece of [`side_summary`] adds up.
+const TALLY_ROWS: usize = 1 << 16;
+
+/// What some records of a side add up to (see [`side_summary`]).
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    /// Currencies in order of first appearance (a short list with a linear
+    /// scan beats a map lookup per record: files hold a few currencies),
+    /// each with its input (count, sum) and its (count, sum) per status.
+    currencies: Vec<(Currency, (u64, i128), [(u64, i128); 5])>,
+    matched: u64,
+    /// Records per pass, by rule index.
+    per_rule: Vec<u64>,
+}
+
+impl Tally {
+    fn new(rules: usize) -> Self {
+        Self {
+            per_rule: vec![0; rules],
+            ..Self::default()
+        }
+    }
+
+    fn slot(&mut self, currency: Currency) -> &mut (Currency, (u64, i128), [(u64, i128); 5]) {
+        let k = match self.currencies.iter().position(|c| c.0 == currency) {
+            Some(k) => k,
+            None => {
+                self.currencies.push((currency, (0, 0), [(0, 0); 5]));
+                self.currencies.len() - 1
+            }
+        };
+        &mut self.currencies[k]
+    }
+
+    fn add(&mut self, currency: Currency, amount: i64, a: &Assignment) {
+        let status = a.status();
+        if status == Status::Matched {
+            self.matched += 1;
+        }
+        if let Some(n) = a.rule().and_then(|r| self.per_rule.get_mut(usize::from(r))) {
+            *n += 1;
+        }
+        let amount = i128::from(amount);
+        let (_, input, by_status) = self.slot(currency);
+        input.0 += 1;
+        input.1 += amount;
+        let e = &mut by_status[status as usize];
+        e.0 += 1;
+        e.1 += amount;
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        self.matched += other.matched;
+        for (n, m) in self.per_rule.iter_mut().zip(&other.per_rule) {
+            *n += m;
+        }
+        for (c, input, by_status) in &other.currencies {
+            let (_, mine, mine_by) = self.slot(*c);
+            mine.0 += input.0;
+            mine.1 += input.1;
+            for (e, o) in mine_by.iter_mut().zip(by_status) {
+                e.0 += o.0;
+                e.1 += o.1;
+            }
+        }
+    }
+}
+
+/// A side's summary, with its records per pass (by rule index, `rules`
+/// passes) and its matched records. Pieces of [`TALLY_ROWS`] records add up
+/// in parallel; the first record (in input order) whose status and match id
+/// disagree is the one reported.
 fn side_summary(
     which: SideName,
     side: &Side,
     assigned: &[Assignment],
-) -> Result<SideSummary, ReconError> {
+    rules: usize,
+) -> Result<(SideSummary, Vec<u64>, u64), ReconError> {
     if assigned.len() != side.len() {
         return Err(ReconError::Conservation {
             side: which,
@@ -464,54 +537,41 @@ fn side_summary(
             detail: format!("{} results for {} records", assigned.len(), side.len()),
         });
     }
-    // Input totals straight from the side's columns. A short list with a
-    // linear scan beats a map lookup per record: files hold a few currencies.
-    let mut seen: Vec<Currency> = Vec::new();
-    let mut slot_of = |c: Currency| match seen.iter().position(|&x| x == c) {
-        Some(k) => k,
-        None => {
-            seen.push(c);
-            seen.len() - 1
-        }
-    };
-    let mut input_acc: Vec<(u64, i128)> = Vec::new();
-    let mut status_acc: Vec<[(u64, i128); 5]> = Vec::new();
-    let mut matched = 0u64;
-    for (i, a) in assigned.iter().enumerate() {
-        let grouped = matches!(
-            a.status(),
-            Status::Matched | Status::Break | Status::Ambiguous
-        );
-        if grouped != a.match_id().is_some() {
-            return Err(ReconError::Conservation {
-                side: which,
-                currency: "*".into(),
-                detail: format!(
-                    "record {} has status {} and match id {:?}",
-                    i,
+    let pieces: Vec<Result<Tally, ReconError>> = assigned
+        .par_chunks(TALLY_ROWS)
+        .enumerate()
+        .map(|(c, piece)| {
+            let mut tally = Tally::new(rules);
+            for (j, a) in piece.iter().enumerate() {
+                let i = c * TALLY_ROWS + j;
+                let grouped = matches!(
                     a.status(),
-                    a.match_id()
-                ),
-            });
-        }
-        if a.status() == Status::Matched {
-            matched += 1;
-        }
-        let k = slot_of(side.currency[i]);
-        if k == input_acc.len() {
-            input_acc.push((0, 0));
-            status_acc.push([(0, 0); 5]);
-        }
-        let amount = i128::from(side.amount[i]);
-        input_acc[k].0 += 1;
-        input_acc[k].1 += amount;
-        let e = &mut status_acc[k][a.status() as usize];
-        e.0 += 1;
-        e.1 += amount;
+                    Status::Matched | Status::Break | Status::Ambiguous
+                );
+                if grouped != a.match_id().is_some() {
+                    return Err(ReconError::Conservation {
+                        side: which,
+                        currency: "*".into(),
+                        detail: format!(
+                            "record {} has status {} and match id {:?}",
+                            i,
+                            a.status(),
+                            a.match_id()
+                        ),
+                    });
+                }
+                tally.add(side.currency[i], side.amount[i], a);
+            }
+            Ok(tally)
+        })
+        .collect();
+    let mut tally = Tally::new(rules);
+    for piece in pieces {
+        tally.merge(&piece?);
     }
-    let input: Sums = seen.iter().copied().zip(input_acc).collect();
+    let input: Sums = tally.currencies.iter().map(|(c, i, _)| (*c, *i)).collect();
     let mut per: BTreeMap<Status, Sums> = Status::ALL.iter().map(|&s| (s, Sums::new())).collect();
-    for (c, by_status) in seen.iter().zip(&status_acc) {
+    for (c, _, by_status) in &tally.currencies {
         for (st, &(n, sum)) in Status::ALL.iter().zip(by_status) {
             if n > 0
                 && let Some(m) = per.get_mut(st)
@@ -540,28 +600,33 @@ fn side_summary(
         });
     }
     let records = side.len() as u64;
-    Ok(SideSummary {
+    let summary = SideSummary {
         source: side.source.clone(),
         records,
         rejects: side.rejects.len() as u64,
         match_rate: if records == 0 {
             0.0
         } else {
-            matched as f64 / records as f64
+            tally.matched as f64 / records as f64
         },
         totals: totals(&input),
         by_status: per.iter().map(|(s, sums)| (*s, totals(sums))).collect(),
-    })
+    };
+    Ok((summary, tally.per_rule, tally.matched))
 }
 
 /// The largest match id either side was given (0 when none was).
 fn max_match_id(left: &[Assignment], right: &[Assignment]) -> usize {
-    left.iter()
-        .chain(right)
-        .filter_map(|a| a.match_id())
-        .map(|m| m.get() as usize)
-        .max()
-        .unwrap_or(0)
+    let max = |list: &[Assignment]| {
+        list.par_iter()
+            .with_min_len(TALLY_ROWS)
+            .filter_map(|a| a.match_id())
+            .map(|m| m.get() as usize)
+            .max()
+            .unwrap_or(0)
+    };
+    let (l, r) = rayon::join(|| max(left), || max(right));
+    l.max(r)
 }
 
 /// Match id ranges [`check_groups`] checks in parallel. Fixed, so which
@@ -570,17 +635,22 @@ fn max_match_id(left: &[Assignment], right: &[Assignment]) -> usize {
 /// groups in random order, and a smaller table misses cache less).
 const GROUP_RANGES: usize = 4;
 
+/// Groups and ambiguous groups per pass, by rule index.
+type GroupCounts = Vec<(u64, u64)>;
+
 /// Checks every group: it has records on both sides, one status and one
 /// rule, and (for `matched` and `break`) the `amount_diff` its records carry
-/// is the right total minus the left total of the group.
+/// is the right total minus the left total of the group. Counts each pass's
+/// groups (`rules` passes) on the way.
 fn check_groups(
     left: &Side,
     right: &Side,
     assigned: (&[Assignment], &[Assignment]),
-) -> Result<(), ReconError> {
+    rules: usize,
+) -> Result<GroupCounts, ReconError> {
     let max = max_match_id(assigned.0, assigned.1);
     let width = (max + 1).div_ceil(GROUP_RANGES).max(1);
-    let checked: Vec<Result<(), ReconError>> = (0..GROUP_RANGES)
+    let checked: Vec<Result<GroupCounts, ReconError>> = (0..GROUP_RANGES)
         .into_par_iter()
         .map(|k| {
             check_group_range(
@@ -588,10 +658,52 @@ fn check_groups(
                 right,
                 assigned,
                 k * width..((k + 1) * width).min(max + 1),
+                rules,
             )
         })
         .collect();
-    checked.into_iter().collect()
+    let mut counts = vec![(0, 0); rules];
+    for range in checked {
+        for (n, m) in counts.iter_mut().zip(range?) {
+            n.0 += m.0;
+            n.1 += m.1;
+        }
+    }
+    Ok(counts)
+}
+
+/// One group's records so far, in 32 bytes: the table of a range of groups
+/// is read and written at random, so the smaller it is the less it misses
+/// cache (with `i128` and `Option` fields it took 64).
+#[derive(Clone, Copy, Default)]
+struct GroupAcc {
+    /// The group's right total minus its left total, as the two halves of
+    /// an `i128` (kept apart so the struct needs no 16-byte alignment).
+    sum_lo: u64,
+    sum_hi: u64,
+    /// The first record's `amount_diff` (see `has_diff`).
+    diff: i64,
+    /// Records seen per side, saturating (only "none" matters).
+    left: u8,
+    right: u8,
+    /// The first record's status plus one; 0 before any record.
+    status: u8,
+    /// Whether the first record has a rule and an `amount_diff`.
+    has_rule: bool,
+    has_diff: bool,
+    rule: u16,
+}
+
+impl GroupAcc {
+    fn add_amount(&mut self, amount: i128) {
+        let sum = (i128::from(self.sum_hi as i64) << 64) + i128::from(self.sum_lo) + amount;
+        self.sum_lo = sum as u64;
+        self.sum_hi = (sum >> 64) as u64;
+    }
+
+    fn sum(&self) -> i128 {
+        (i128::from(self.sum_hi as i64) << 64) + i128::from(self.sum_lo)
+    }
 }
 
 /// [`check_groups`] for the groups with ids in `ids`.
@@ -600,15 +712,9 @@ fn check_group_range(
     right: &Side,
     assigned: (&[Assignment], &[Assignment]),
     ids: std::ops::Range<usize>,
-) -> Result<(), ReconError> {
-    #[derive(Clone, Copy, Default)]
-    struct Acc {
-        left: u64,
-        right: u64,
-        sum: i128,
-        first: Option<(Status, Option<u16>, Option<i64>)>,
-    }
-    let mut groups = vec![Acc::default(); ids.len()];
+    rules: usize,
+) -> Result<GroupCounts, ReconError> {
+    let mut groups = vec![GroupAcc::default(); ids.len()];
     let broken = |side: SideName, id: usize, detail: &str| ReconError::Conservation {
         side,
         currency: "*".into(),
@@ -628,43 +734,62 @@ fn check_group_range(
             let amount = i128::from(side.amount[i]);
             match which {
                 SideName::Left => {
-                    g.left += 1;
-                    g.sum -= amount;
+                    g.left = g.left.saturating_add(1);
+                    g.add_amount(-amount);
                 }
                 SideName::Right => {
-                    g.right += 1;
-                    g.sum += amount;
+                    g.right = g.right.saturating_add(1);
+                    g.add_amount(amount);
                 }
             }
-            let me = (a.status(), a.rule(), a.amount_diff());
-            match g.first {
-                None => g.first = Some(me),
-                Some(f) if f.0 != me.0 || f.1 != me.1 => {
-                    return Err(broken(which, id, "records disagree on status or rule"));
-                }
-                Some(f) if me.0 != Status::Ambiguous && f.2 != me.2 => {
-                    return Err(broken(which, id, "records disagree on amount_diff"));
-                }
-                Some(_) => {}
+            let (status, rule, diff) = (a.status(), a.rule(), a.amount_diff());
+            if g.status == 0 {
+                g.status = status as u8 + 1;
+                g.has_rule = rule.is_some();
+                g.rule = rule.unwrap_or(0);
+                g.has_diff = diff.is_some();
+                g.diff = diff.unwrap_or(0);
+                continue;
+            }
+            let first_rule = g.has_rule.then_some(g.rule);
+            if g.status != status as u8 + 1 || first_rule != rule {
+                return Err(broken(which, id, "records disagree on status or rule"));
+            }
+            if status != Status::Ambiguous && g.has_diff.then_some(g.diff) != diff {
+                return Err(broken(which, id, "records disagree on amount_diff"));
             }
         }
     }
+    let mut counts = vec![(0, 0); rules];
     for (id, g) in ids.zip(&groups) {
-        let Some((status, _, diff)) = g.first else {
+        if g.status == 0 {
             continue;
-        };
+        }
         if g.left == 0 || g.right == 0 {
             return Err(broken(SideName::Left, id, "a group needs both sides"));
         }
-        if status != Status::Ambiguous && diff.map(i128::from) != Some(g.sum) {
+        let ambiguous = g.status == Status::Ambiguous as u8 + 1;
+        let diff = g.has_diff.then_some(g.diff);
+        if !ambiguous && diff.map(i128::from) != Some(g.sum()) {
             return Err(broken(
                 SideName::Left,
                 id,
-                &format!("amount_diff {diff:?} but the records differ by {}", g.sum),
+                &format!("amount_diff {diff:?} but the records differ by {}", g.sum()),
             ));
         }
+        if let Some(n) = g
+            .has_rule
+            .then(|| counts.get_mut(usize::from(g.rule)))
+            .flatten()
+        {
+            if ambiguous {
+                n.1 += 1;
+            } else {
+                n.0 += 1;
+            }
+        }
     }
-    Ok(())
+    Ok(counts)
 }
 
 impl Summary {
@@ -683,61 +808,36 @@ impl Summary {
         timings: Timings,
     ) -> Result<Self, ReconError> {
         // Both sides' totals and the group checks run at once.
-        let ((l, r), groups_ok) = rayon::join(
+        let n_rules = rules.passes.len();
+        let ((l, r), groups) = rayon::join(
             || {
                 rayon::join(
-                    || side_summary(SideName::Left, left, assigned.0),
-                    || side_summary(SideName::Right, right, assigned.1),
+                    || side_summary(SideName::Left, left, assigned.0, n_rules),
+                    || side_summary(SideName::Right, right, assigned.1, n_rules),
                 )
             },
-            || check_groups(left, right, assigned),
+            || check_groups(left, right, assigned, n_rules),
         );
-        let (l, r) = (l?, r?);
-        groups_ok?;
-        let mut per_rule: Vec<RuleSummary> = rules
+        let ((l, l_rules, l_matched), (r, r_rules, r_matched)) = (l?, r?);
+        let groups = groups?;
+        let per_rule: Vec<RuleSummary> = rules
             .passes
             .iter()
-            .map(|p| RuleSummary {
+            .enumerate()
+            .map(|(k, p)| RuleSummary {
                 name: p.name.clone(),
                 kind: match p.kind {
                     PassKind::Match => "match",
                     PassKind::Break => "break",
                 },
-                groups: 0,
-                ambiguous_groups: 0,
-                left: 0,
-                right: 0,
+                groups: groups[k].0,
+                ambiguous_groups: groups[k].1,
+                left: l_rules[k],
+                right: r_rules[k],
             })
             .collect();
-        let groups = max_match_id(assigned.0, assigned.1);
-        let mut seen_groups = vec![false; groups + 1];
-        for (which, list) in [(SideName::Left, assigned.0), (SideName::Right, assigned.1)] {
-            for a in list {
-                let Some(rs) = a.rule().and_then(|r| per_rule.get_mut(usize::from(r))) else {
-                    continue;
-                };
-                match which {
-                    SideName::Left => rs.left += 1,
-                    SideName::Right => rs.right += 1,
-                }
-                if let Some(id) = a.match_id()
-                    && !std::mem::replace(&mut seen_groups[id.get() as usize], true)
-                {
-                    if a.status() == Status::Ambiguous {
-                        rs.ambiguous_groups += 1;
-                    } else {
-                        rs.groups += 1;
-                    }
-                }
-            }
-        }
         let total = l.records + r.records;
-        let matched = assigned
-            .0
-            .iter()
-            .chain(assigned.1)
-            .filter(|a| a.status() == Status::Matched)
-            .count() as u64;
+        let matched = l_matched + r_matched;
         Ok(Self {
             name: rules.name.clone(),
             left: l,
@@ -823,6 +923,62 @@ mod tests {
         assert!(build(&[], &[Assignment::UNMATCHED]).is_err());
         let no_id = Assignment::grouped(None, Status::Matched, Some(0), Some(1.0), Some(-10), None);
         assert!(build(&[no_id], &[Assignment::UNMATCHED]).is_err());
+    }
+
+    fn records(amounts: &[i64]) -> Side {
+        let mut s = one_record(amounts[0]);
+        for &a in &amounts[1..] {
+            s.amount.push(a);
+            s.currency.push(s.currency[0]);
+            s.date.push(None);
+            s.line.push(s.line.len() as u64 + 2);
+        }
+        s
+    }
+
+    /// Group sums run past `i64` on the way (two left records of
+    /// `i64::MAX`) and are still exact; per-pass counts come out of the
+    /// group checks; records of one group that disagree on status are an
+    /// error.
+    #[test]
+    fn group_checks_are_exact_and_count_each_pass() {
+        let rules = Rules::from_toml_str(
+            "[left]\n[right]\n[[pass]]\nname = \"a\"\n[[pass]]\nname = \"b\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        let (l, r) = (
+            records(&[i64::MAX, i64::MAX, 5, 6]),
+            records(&[i64::MAX, 7]),
+        );
+        let g = |id, status, rule, diff| {
+            Assignment::grouped(NonZeroU32::new(id), status, Some(rule), None, diff, None)
+        };
+        let big = g(1, Status::Matched, 0, Some(-i64::MAX));
+        let amb = g(2, Status::Ambiguous, 1, None);
+        let build = |a: &[Assignment], b: &[Assignment]| {
+            Summary::build(
+                &rules,
+                &l,
+                &r,
+                (a, b),
+                &RunInfo::default(),
+                Timings::default(),
+            )
+        };
+        let summary = build(&[big, big, amb, amb], &[big, amb]).unwrap();
+        let counts: Vec<_> = summary
+            .rules
+            .iter()
+            .map(|p| (p.groups, p.ambiguous_groups, p.left, p.right))
+            .collect();
+        assert_eq!(counts, [(1, 0, 2, 1), (0, 1, 2, 1)]);
+        assert_eq!(summary.left.match_rate, 0.5);
+
+        let off_by_one = g(1, Status::Matched, 0, Some(1 - i64::MAX));
+        assert!(build(&[off_by_one, off_by_one, amb, amb], &[off_by_one, amb]).is_err());
+        let brk = g(1, Status::Break, 0, Some(-i64::MAX));
+        assert!(build(&[big, brk, amb, amb], &[big, amb]).is_err());
     }
 
     #[test]
