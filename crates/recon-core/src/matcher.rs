@@ -1362,6 +1362,7 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
 }
 
 /// Records an aggregate group found for single record `o`.
+#[allow(clippy::too_many_arguments)]
 fn commit(
     ctx: &Ctx<'_>,
     pass: &Pass,

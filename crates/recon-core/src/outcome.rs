@@ -455,13 +455,21 @@ fn totals(sums: &Sums) -> BTreeMap<String, Total> {
 /// Records a parallel piece of [`side_summary`] adds up.
 const TALLY_ROWS: usize = 1 << 16;
 
+/// One currency's records of a [`Tally`]: (count, sum) of the input and
+/// per status (by `Status as usize`).
+#[derive(Debug, Clone)]
+struct CurrencyTally {
+    currency: Currency,
+    input: (u64, i128),
+    by_status: [(u64, i128); 5],
+}
+
 /// What some records of a side add up to (see [`side_summary`]).
 #[derive(Debug, Clone, Default)]
 struct Tally {
     /// Currencies in order of first appearance (a short list with a linear
-    /// scan beats a map lookup per record: files hold a few currencies),
-    /// each with its input (count, sum) and its (count, sum) per status.
-    currencies: Vec<(Currency, (u64, i128), [(u64, i128); 5])>,
+    /// scan beats a map lookup per record: files hold a few currencies).
+    currencies: Vec<CurrencyTally>,
     matched: u64,
     /// Records per pass, by rule index.
     per_rule: Vec<u64>,
@@ -475,11 +483,15 @@ impl Tally {
         }
     }
 
-    fn slot(&mut self, currency: Currency) -> &mut (Currency, (u64, i128), [(u64, i128); 5]) {
-        let k = match self.currencies.iter().position(|c| c.0 == currency) {
+    fn slot(&mut self, currency: Currency) -> &mut CurrencyTally {
+        let k = match self.currencies.iter().position(|c| c.currency == currency) {
             Some(k) => k,
             None => {
-                self.currencies.push((currency, (0, 0), [(0, 0); 5]));
+                self.currencies.push(CurrencyTally {
+                    currency,
+                    input: (0, 0),
+                    by_status: [(0, 0); 5],
+                });
                 self.currencies.len() - 1
             }
         };
@@ -495,10 +507,10 @@ impl Tally {
             *n += 1;
         }
         let amount = i128::from(amount);
-        let (_, input, by_status) = self.slot(currency);
-        input.0 += 1;
-        input.1 += amount;
-        let e = &mut by_status[status as usize];
+        let slot = self.slot(currency);
+        slot.input.0 += 1;
+        slot.input.1 += amount;
+        let e = &mut slot.by_status[status as usize];
         e.0 += 1;
         e.1 += amount;
     }
@@ -508,11 +520,11 @@ impl Tally {
         for (n, m) in self.per_rule.iter_mut().zip(&other.per_rule) {
             *n += m;
         }
-        for (c, input, by_status) in &other.currencies {
-            let (_, mine, mine_by) = self.slot(*c);
-            mine.0 += input.0;
-            mine.1 += input.1;
-            for (e, o) in mine_by.iter_mut().zip(by_status) {
+        for theirs in &other.currencies {
+            let mine = self.slot(theirs.currency);
+            mine.input.0 += theirs.input.0;
+            mine.input.1 += theirs.input.1;
+            for (e, o) in mine.by_status.iter_mut().zip(&theirs.by_status) {
                 e.0 += o.0;
                 e.1 += o.1;
             }
@@ -569,14 +581,18 @@ fn side_summary(
     for piece in pieces {
         tally.merge(&piece?);
     }
-    let input: Sums = tally.currencies.iter().map(|(c, i, _)| (*c, *i)).collect();
+    let input: Sums = tally
+        .currencies
+        .iter()
+        .map(|c| (c.currency, c.input))
+        .collect();
     let mut per: BTreeMap<Status, Sums> = Status::ALL.iter().map(|&s| (s, Sums::new())).collect();
-    for (c, _, by_status) in &tally.currencies {
-        for (st, &(n, sum)) in Status::ALL.iter().zip(by_status) {
+    for c in &tally.currencies {
+        for (st, &(n, sum)) in Status::ALL.iter().zip(&c.by_status) {
             if n > 0
                 && let Some(m) = per.get_mut(st)
             {
-                m.insert(*c, (n, sum));
+                m.insert(c.currency, (n, sum));
             }
         }
     }
