@@ -904,6 +904,22 @@ mod tests {
         s
     }
 
+    /// The summary of `assigned` over `sides`, with an empty run info.
+    fn summarize(
+        rules: &Rules,
+        (l, r): (&Side, &Side),
+        assigned: (&[Assignment], &[Assignment]),
+    ) -> Result<Summary, ReconError> {
+        Summary::build(
+            rules,
+            l,
+            r,
+            assigned,
+            &RunInfo::default(),
+            Timings::default(),
+        )
+    }
+
     #[test]
     fn conservation_violations_are_errors() {
         let rules =
@@ -919,16 +935,7 @@ mod tests {
                 None,
             )
         };
-        let build = |a: &[Assignment], b: &[Assignment]| {
-            Summary::build(
-                &rules,
-                &l,
-                &r,
-                (a, b),
-                &RunInfo::default(),
-                Timings::default(),
-            )
-        };
+        let build = |a: &[Assignment], b: &[Assignment]| summarize(&rules, (&l, &r), (a, b));
         assert!(build(&[pair(-10)], &[pair(-10)]).is_ok());
         // A wrong difference, a one-sided group, a missing or extra result.
         assert!(matches!(
@@ -972,16 +979,7 @@ mod tests {
         };
         let big = g(1, Status::Matched, 0, Some(-i64::MAX));
         let amb = g(2, Status::Ambiguous, 1, None);
-        let build = |a: &[Assignment], b: &[Assignment]| {
-            Summary::build(
-                &rules,
-                &l,
-                &r,
-                (a, b),
-                &RunInfo::default(),
-                Timings::default(),
-            )
-        };
+        let build = |a: &[Assignment], b: &[Assignment]| summarize(&rules, (&l, &r), (a, b));
         let summary = build(&[big, big, amb, amb], &[big, amb]).unwrap();
         let counts: Vec<_> = summary
             .rules
