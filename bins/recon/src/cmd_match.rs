@@ -187,9 +187,34 @@ fn run_id() -> String {
     format!("cli-{nanos:x}-{:x}", std::process::id())
 }
 
-fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
-    let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(BufWriter::with_capacity(1 << 20, f))
+/// Writes `path` whole or not at all: `write` fills a file beside it
+/// (`.NAME.PID.partial`), which is renamed over `path` once complete. A run
+/// killed or failing mid-write leaves the previous file (or none) in place,
+/// never a truncated one; a failed write removes its partial file (a killed
+/// one leaves it behind, under its dot name).
+fn write_whole(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&mut File>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let partial = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let written = File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))
+        .and_then(|mut f| {
+            let mut w = BufWriter::with_capacity(1 << 20, &mut f);
+            write(&mut w)?;
+            Ok(w.flush()?)
+        })
+        .and_then(|()| {
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_outputs(
@@ -203,25 +228,35 @@ fn write_outputs(
     let mut written = Vec::new();
 
     let path = dir.join("results.csv");
-    let mut w = create(&path)?;
-    output::write_results_csv(outcome, left, right, &mut w, &StatusFilter::ALL)
-        .and_then(|()| w.flush().map_err(Into::into))
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_whole(&path, |w| {
+        Ok(output::write_results_csv(
+            outcome,
+            left,
+            right,
+            w,
+            &StatusFilter::ALL,
+        )?)
+    })?;
     written.push(path);
 
     if args.parquet {
         let path = dir.join("results.parquet");
-        let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        output::write_results_parquet(outcome, left, right, f, &StatusFilter::ALL)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_whole(&path, |w| {
+            Ok(output::write_results_parquet(
+                outcome,
+                left,
+                right,
+                w,
+                &StatusFilter::ALL,
+            )?)
+        })?;
         written.push(path);
     }
 
     let path = dir.join("summary.json");
-    let mut w = create(&path)?;
-    output::write_summary_json(&outcome.summary, &mut w)
-        .and_then(|()| w.flush().map_err(Into::into))
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_whole(&path, |w| {
+        Ok(output::write_summary_json(&outcome.summary, w)?)
+    })?;
     written.push(path);
 
     for (name, side) in [("rejects_left.csv", left), ("rejects_right.csv", right)] {
@@ -229,8 +264,7 @@ fn write_outputs(
             continue;
         }
         let path = dir.join(name);
-        let w = create(&path)?;
-        write_rejects_csv(side, w).with_context(|| format!("writing {}", path.display()))?;
+        write_whole(&path, |w| Ok(write_rejects_csv(side, w)?))?;
         written.push(path);
     }
     Ok(written)

@@ -371,3 +371,66 @@ fn gen_into_an_unwritable_place_fails_naming_it() {
         assert!(err.contains("a-file"), "{err}");
     });
 }
+
+/// Output files are written whole or not at all: a run replaces the earlier
+/// files (a new file renamed into place, not the old one rewritten) and
+/// leaves no partial file behind; a run that cannot put results.csv in place
+/// fails naming it, removes its partial file and leaves the other outputs of
+/// the earlier run as they were.
+#[test]
+fn outputs_replace_earlier_ones_whole_or_not_at_all() {
+    within(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = examples();
+        let run = |out: &Path| {
+            run_match(
+                &ex.join("ledger.csv"),
+                &ex.join("bank.csv"),
+                &ex.join("rules.toml"),
+                out,
+                &[],
+            )
+        };
+        let listing = |out: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+
+        // The earlier results.csv is also reachable as kept.csv (a hard
+        // link): a file rewritten in place would change both names, a file
+        // replaced whole leaves the earlier one as it was.
+        std::fs::write(dir.path().join("kept.csv"), "earlier\n").unwrap();
+        std::fs::hard_link(dir.path().join("kept.csv"), dir.path().join("results.csv")).unwrap();
+        let out = run(dir.path());
+        assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+        assert_eq!(
+            listing(dir.path()),
+            ["kept.csv", "results.csv", "summary.json"]
+        );
+        let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+        assert!(csv.starts_with("match_id,"), "{csv}");
+        assert_eq!(csv.lines().count(), 1 + 17 + 16);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("kept.csv")).unwrap(),
+            "earlier\n"
+        );
+
+        // results.csv cannot be replaced (a directory stands in its place).
+        let blocked = tempfile::tempdir().unwrap();
+        std::fs::create_dir(blocked.path().join("results.csv")).unwrap();
+        std::fs::write(blocked.path().join("summary.json"), "earlier\n").unwrap();
+        let out = run(blocked.path());
+        assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains("results.csv"), "{err}");
+        assert_eq!(listing(blocked.path()), ["results.csv", "summary.json"]);
+        assert_eq!(
+            std::fs::read_to_string(blocked.path().join("summary.json")).unwrap(),
+            "earlier\n"
+        );
+    });
+}
