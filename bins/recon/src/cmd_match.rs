@@ -22,6 +22,7 @@ use recon_core::outcome::{
 use recon_core::output::{self, StatusFilter};
 use recon_core::rules::Rules;
 use recon_core::side::Side;
+use recon_service::durable::{Staged, StagedFile};
 
 /// Inputs larger than this (both files together) get progress bars when
 /// stderr is a terminal.
@@ -187,34 +188,19 @@ fn run_id() -> String {
     format!("cli-{nanos:x}-{:x}", std::process::id())
 }
 
-/// Writes `path` whole or not at all: `write` fills a file beside it
-/// (`.NAME.PID.partial`), which is renamed over `path` once complete. A run
-/// killed or failing mid-write leaves the previous file (or none) in place,
-/// never a truncated one; a failed write removes its partial file (a killed
-/// one leaves it behind, under its dot name).
+/// Writes `path` whole or not at all, through the service's staged files: a
+/// file beside it (`.NAME.ID.tmp`) renamed over `path` once complete. A run
+/// failing mid-write removes its temporary file and leaves the previous file
+/// (or none) in place, never a truncated one; a killed run leaves the
+/// temporary file behind under its dot name. Not fsynced: the CLI's outputs
+/// are as durable as any file a program writes and closes.
 fn write_whole(
     path: &Path,
-    write: impl FnOnce(&mut BufWriter<&mut File>) -> anyhow::Result<()>,
+    write: impl FnOnce(&mut BufWriter<StagedFile>) -> Result<(), output::OutputError>,
 ) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let partial = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let written = File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))
-        .and_then(|mut f| {
-            let mut w = BufWriter::with_capacity(1 << 20, &mut f);
-            write(&mut w)?;
-            Ok(w.flush()?)
-        })
-        .and_then(|()| {
-            std::fs::rename(&partial, path)
-                .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    written.with_context(|| format!("writing {}", path.display()))
+    Staged::write_with(path, |w| write(w).map_err(std::io::Error::other))
+        .and_then(|mut staged| staged.commit())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_outputs(
@@ -229,34 +215,20 @@ fn write_outputs(
 
     let path = dir.join("results.csv");
     write_whole(&path, |w| {
-        Ok(output::write_results_csv(
-            outcome,
-            left,
-            right,
-            w,
-            &StatusFilter::ALL,
-        )?)
+        output::write_results_csv(outcome, left, right, w, &StatusFilter::ALL)
     })?;
     written.push(path);
 
     if args.parquet {
         let path = dir.join("results.parquet");
         write_whole(&path, |w| {
-            Ok(output::write_results_parquet(
-                outcome,
-                left,
-                right,
-                w,
-                &StatusFilter::ALL,
-            )?)
+            output::write_results_parquet(outcome, left, right, w, &StatusFilter::ALL)
         })?;
         written.push(path);
     }
 
     let path = dir.join("summary.json");
-    write_whole(&path, |w| {
-        Ok(output::write_summary_json(&outcome.summary, w)?)
-    })?;
+    write_whole(&path, |w| output::write_summary_json(&outcome.summary, w))?;
     written.push(path);
 
     for (name, side) in [("rejects_left.csv", left), ("rejects_right.csv", right)] {
