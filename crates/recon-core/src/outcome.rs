@@ -710,6 +710,8 @@ struct GroupAcc {
     rule: u16,
 }
 
+const _: () = assert!(std::mem::size_of::<GroupAcc>() == 32);
+
 impl GroupAcc {
     fn add_amount(&mut self, amount: i128) {
         let sum = (i128::from(self.sum_hi as i64) << 64) + i128::from(self.sum_lo) + amount;
