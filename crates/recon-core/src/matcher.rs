@@ -20,6 +20,7 @@
 //! result is the same whatever the thread count.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -931,15 +932,124 @@ fn rows_by_range(tags: &[u16], ranges: usize) -> (Vec<usize>, Vec<u32>) {
     (starts, rows)
 }
 
-/// How many of `edges` each of `n` nodes has, saturating at `u8::MAX` (the
-/// callers only ask whether it is one).
-fn degrees(n: usize, edges: &[Edge], node: impl Fn(&Edge) -> u32) -> Vec<u8> {
-    let mut degree = vec![0u8; n];
-    for e in edges {
-        let d = &mut degree[node(e) as usize];
-        *d = d.saturating_add(1);
+/// [`EdgeCount`] of a node with exactly one edge.
+const ONE_EDGE: u8 = 1;
+
+/// How many edges each node has, as far as [`take_alone`] asks: 0, one
+/// ([`ONE_EDGE`]) or more (any other value). Counted by all threads at once:
+/// the first edge at a node sets bit 0, any later one bit 1, so no count can
+/// overflow however many edges a node has.
+struct EdgeCount(Vec<AtomicU8>);
+
+impl EdgeCount {
+    fn of(n: usize, edges: &[Edge], node: impl Fn(&Edge) -> u32 + Sync) -> Self {
+        let counts: Vec<AtomicU8> = (0..n)
+            .into_par_iter()
+            .with_min_len(CHUNK)
+            .map(|_| AtomicU8::new(0))
+            .collect();
+        edges.par_iter().with_min_len(CHUNK).for_each(|e| {
+            let at = &counts[node(e) as usize];
+            if at.fetch_or(1, Ordering::Relaxed) & 1 != 0 {
+                at.fetch_or(2, Ordering::Relaxed);
+            }
+        });
+        Self(counts)
     }
-    degree
+
+    fn one(&self, node: u32) -> bool {
+        self.0[node as usize].load(Ordering::Relaxed) == ONE_EDGE
+    }
+}
+
+/// No edge, or no partner (in [`take_alone`]'s per-record slots).
+const NONE: u32 = u32::MAX;
+
+/// Takes every alone edge of a one-to-one pass (the only edge of both its
+/// records) as a group of its own, ids numbered in its left records' order.
+/// Done by all threads: each alone edge is listed under its left record and
+/// its left record under its right one (no two alone edges share a record,
+/// so each slot is written at most once), the left records then take ids
+/// chunk by chunk from a running count, and each right record copies its
+/// left partner's assignment.
+fn take_alone(edges: &[Edge], status: Status, rule: u16, state: &mut State) {
+    let [n_left, n_right] = [state.free[0].len(), state.free[1].len()];
+    let (count_l, count_r) = rayon::join(
+        || EdgeCount::of(n_left, edges, |e| e.l),
+        || EdgeCount::of(n_right, edges, |e| e.r),
+    );
+    let empty = |n: usize| -> Vec<AtomicU32> {
+        (0..n)
+            .into_par_iter()
+            .with_min_len(CHUNK)
+            .map(|_| AtomicU32::new(NONE))
+            .collect()
+    };
+    // The alone edge of each left record and the left partner of each right
+    // one (edge indices fit u32, as in `Adjacency`).
+    let (edge_of_l, left_of_r) = rayon::join(|| empty(n_left), || empty(n_right));
+    edges
+        .par_iter()
+        .enumerate()
+        .with_min_len(CHUNK)
+        .for_each(|(k, e)| {
+            if count_l.one(e.l) && count_r.one(e.r) {
+                edge_of_l[e.l as usize].store(k as u32, Ordering::Relaxed);
+                left_of_r[e.r as usize].store(e.l, Ordering::Relaxed);
+            }
+        });
+    drop((count_l, count_r));
+    let set = |slot: &AtomicU32| {
+        let v = slot.load(Ordering::Relaxed);
+        (v != NONE).then_some(v as usize)
+    };
+    // Each chunk's first id: the ids before it plus those its records take.
+    let taken: Vec<u32> = edge_of_l
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().filter_map(set).count() as u32)
+        .collect();
+    let mut firsts = Vec::with_capacity(taken.len());
+    for t in taken {
+        firsts.push(state.next_id);
+        state.next_id += t;
+    }
+    let [assigned_l, assigned_r] = &mut state.assigned;
+    let [free_l, free_r] = &mut state.free;
+    assigned_l
+        .par_chunks_mut(CHUNK)
+        .zip(free_l.par_chunks_mut(CHUNK))
+        .zip(edge_of_l.par_chunks(CHUNK))
+        .zip(firsts)
+        .for_each(|(((assigned, free), slots), mut last_id)| {
+            for (i, slot) in slots.iter().enumerate() {
+                if let Some(k) = set(slot) {
+                    let e = edges[k];
+                    last_id += 1;
+                    assigned[i] = Assignment::grouped(
+                        NonZeroU32::new(last_id),
+                        status,
+                        Some(rule),
+                        Some(e.score()),
+                        e.amount_diff(),
+                        e.date_diff(),
+                    );
+                    free[i] = false;
+                }
+            }
+        });
+    let assigned_l: &[Assignment] = assigned_l;
+    assigned_r
+        .par_chunks_mut(CHUNK)
+        .zip(free_r.par_chunks_mut(CHUNK))
+        .zip(left_of_r.par_chunks(CHUNK))
+        .for_each(|((assigned, free), slots)| {
+            for (i, slot) in slots.iter().enumerate() {
+                if let Some(l) = set(slot) {
+                    assigned[i] = assigned_l[l];
+                    free[i] = false;
+                }
+            }
+        });
 }
 
 /// Compressed adjacency: for each node, indices of its edges in rank order.
@@ -1051,38 +1161,11 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     // records read in input order stay in cache as it gathers them); only
     // the other edges are sorted by rank and taken greedily (in the
     // generated 1M case, none of the reference pass's 715k edges).
-    let (deg_l, deg_r) = rayon::join(
-        || degrees(n_left, &edges, |e| e.l),
-        || degrees(ctx.sides[1].len(), &edges, |e| e.r),
-    );
-    let alone = |e: &Edge| deg_l[e.l as usize] == 1 && deg_r[e.r as usize] == 1;
-    // The alone edge of each left record, if it has one (edge indices fit
-    // u32, as in `Adjacency`).
-    let mut alone_of_left = vec![u32::MAX; n_left];
-    for (k, e) in edges.iter().enumerate() {
-        if alone(e) {
-            alone_of_left[e.l as usize] = k as u32;
-        }
-    }
-    for &k in alone_of_left.iter().filter(|&&k| k != u32::MAX) {
-        let e = edges[k as usize];
-        let id = state.new_id();
-        let taken = Assignment::grouped(
-            id,
-            status,
-            Some(rule),
-            Some(e.score()),
-            e.amount_diff(),
-            e.date_diff(),
-        );
-        for (s, node) in [(0, e.l as usize), (1, e.r as usize)] {
-            state.free[s][node] = false;
-            state.assigned[s][node] = taken;
-        }
-    }
-    drop(alone_of_left);
-    edges.retain(|e| !alone(e));
-    drop((deg_l, deg_r));
+    take_alone(&edges, status, rule, state);
+    // A taken edge's records are no longer free; an edge not taken has both
+    // its records still free (neither was alone elsewhere: each has one edge
+    // only if the edge was taken).
+    edges.retain(|e| state.free[0][e.l as usize]);
     edges.par_sort_unstable();
     let (by_l, by_r) = rayon::join(
         || Adjacency::build(n_left, &edges, |e| e.l),

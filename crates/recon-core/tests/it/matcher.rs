@@ -856,3 +856,45 @@ fn duplicates_agree_with_first_occurrence_by_key() {
         assert!(found(&o.left).iter().any(|&d| d) || nl < 100, "seed {seed}");
     }
 }
+
+#[test]
+fn uncontested_pairs_take_their_pass_ids_in_left_order() {
+    // Enough records for the matcher to split them into several chunks. Each
+    // left record l<i> has one candidate, r<i>, listed in reverse order; two
+    // contested left records come first in the file and a pair for the
+    // second pass last.
+    let n = 20_000usize;
+    let mut left = String::from("c1 50 USD 5 C\nc2 50 USD 5 C\n");
+    let mut right = String::from("x 50 USD 5 C\n");
+    for i in 0..n {
+        left.push_str(&format!("l{i} {} USD 5 R{i}\n", 100 + i));
+    }
+    for i in (0..n).rev() {
+        right.push_str(&format!("r{i} {} USD 5 R{i}\n", 100 + i));
+    }
+    left.push_str("u 7 USD 5 U1\n");
+    right.push_str("v 7 USD 5 U2\n");
+    let (l, r) = (side("l", &left), side("r", &right));
+    let rules = "[[pass]]\nname = \"ref\"\nreference = \"exact\"\n\
+                 [[pass]]\nname = \"amount\"\namount = { abs = \"0\" }\ndate = { window_days = 0 }\n";
+    let o = run(&l, &r, rules);
+    let id = |a: &recon_core::Assignment| a.match_id().map(std::num::NonZeroU32::get);
+    let n32 = n as u32;
+    for i in 0..n {
+        // Left row 2 + i and right row n - i hold pair i.
+        let (la, ra) = (&o.left[2 + i], &o.right[n - i]);
+        assert_eq!(id(la), Some(i as u32 + 1), "l{i}");
+        assert_eq!(la, ra, "r{i} carries l{i}'s assignment");
+        assert_eq!(la.status(), recon_core::Status::Matched);
+        assert_eq!(o.rule_name(la), Some("ref"));
+    }
+    // The contested records come after every uncontested pair of the pass.
+    for a in [&o.left[0], &o.left[1], &o.right[0]] {
+        assert_eq!(id(a), Some(n32 + 1));
+        assert_eq!(a.status(), recon_core::Status::Ambiguous);
+    }
+    // The next pass goes on from there.
+    let (u, v) = (&o.left[n + 2], &o.right[n + 1]);
+    assert_eq!((id(u), id(v)), (Some(n32 + 2), Some(n32 + 2)));
+    assert_eq!(o.rule_name(u), Some("amount"));
+}
