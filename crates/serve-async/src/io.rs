@@ -86,14 +86,20 @@ impl TimedIo {
 
     /// Polls the idle deadline on a pending read; `Ready` means the
     /// connection has been idle past `channel_timeout` with no request in flight.
+    ///
+    /// The timer is armed at or before the real deadline (`last` plus the
+    /// timeout) and moved on only when it fires early: activity just records
+    /// `last`. Resetting it on every request took a lock of the runtime's
+    /// timer wheel each time, a cost bare hyper does not pay.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            let due = self.last + self.timeout;
-            if self.deadline.deadline() != due {
-                self.deadline.as_mut().reset(due);
-            }
             if self.deadline.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
+            }
+            let due = self.last + self.timeout;
+            if due > self.deadline.deadline() {
+                self.deadline.as_mut().reset(due);
+                continue;
             }
             if self.in_flight.any() {
                 self.touch();

@@ -336,6 +336,22 @@ fn idle_keep_alive_closes_after_channel_timeout(engine: Engine) {
     );
 }
 
+fn busy_keep_alive_outlives_channel_timeout(engine: Engine) {
+    // Requests every 300 ms for 2.4 s on one connection: each is activity,
+    // so the 1 s idle deadline keeps moving on and nothing is cut.
+    let server = quick_timeouts(engine);
+    let mut raw = server.raw();
+    for k in 0..8 {
+        raw.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap_or_else(|e| panic!("request {k}: {e}"));
+        let r = raw
+            .read_response(PROMPT)
+            .unwrap_or_else(|| panic!("request {k} unanswered"));
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn stalled_body_times_out(engine: Engine) {
     let server = quick_timeouts(engine);
     let mut raw = server.raw();
@@ -395,6 +411,7 @@ engines!(
     declared_body_too_large_is_413,
     slow_loris_head_is_cut_off,
     idle_keep_alive_closes_after_channel_timeout,
+    busy_keep_alive_outlives_channel_timeout,
     stalled_body_times_out,
     connection_limit_plus_one_waits,
 );
