@@ -184,35 +184,52 @@ impl App {
         started: Instant,
         bytes_in: u64,
     ) {
-        let elapsed = started.elapsed();
+        // One clock read for both figures.
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(started);
         let status = res.status().as_u16();
-        self.stats.record(route, status, elapsed, bytes_in);
-        let template = route.map_or("unmatched", router::Route::template);
-        let h = self
-            .handles
-            .get(template, method_label(method), status, self.state.engine());
-        h.requests.increment(1);
-        h.duration.record(elapsed.as_secs_f64());
-        if bytes_in > 0 {
-            h.body_in.increment(bytes_in);
-        }
-        let out = self.stats.bytes_out(route);
-        let counter = h.body_out;
-        match std::mem::replace(res.body_mut(), ResponseBody::Empty) {
-            ResponseBody::Stream(inner) => {
-                *res.body_mut() = ResponseBody::Stream(Box::new(CountedStream {
+        self.stats
+            .record(route, status, started..finished, bytes_in);
+        // A full body is counted now; a stream as it is read.
+        let body = std::mem::replace(res.body_mut(), ResponseBody::Empty);
+        let full = match &body {
+            ResponseBody::Stream(_) => None,
+            other => Some(other.len_hint().unwrap_or(0)),
+        };
+        let counter = self.handles.with(
+            route,
+            method_label(method),
+            status,
+            self.state.engine(),
+            |h| {
+                h.requests.increment(1);
+                h.duration.record(elapsed.as_secs_f64());
+                if bytes_in > 0 {
+                    h.body_in.increment(bytes_in);
+                }
+                match full {
+                    Some(n) => {
+                        h.body_out.increment(n);
+                        None
+                    }
+                    None => Some(h.body_out.clone()),
+                }
+            },
+        );
+        *res.body_mut() = match (body, counter) {
+            (ResponseBody::Stream(inner), Some(counter)) => {
+                ResponseBody::Stream(Box::new(CountedStream {
                     inner,
-                    out,
+                    out: self.stats.bytes_out(route),
                     counter,
-                }));
+                }))
             }
-            other => {
-                let n = other.len_hint().unwrap_or(0);
-                out.fetch_add(n, Ordering::Relaxed);
-                counter.increment(n);
-                *res.body_mut() = other;
+            (other, _) => {
+                self.stats
+                    .add_bytes_out(route, other.len_hint().unwrap_or(0));
+                other
             }
-        }
+        };
     }
 }
 
