@@ -999,14 +999,14 @@ fn take_alone(edges: &[Edge], status: Status, rule: u16, state: &mut State) {
             }
         });
     drop((count_l, count_r));
-    let set = |slot: &AtomicU32| {
+    let occupied = |slot: &AtomicU32| {
         let v = slot.load(Ordering::Relaxed);
         (v != NONE).then_some(v as usize)
     };
     // Each chunk's first id: the ids before it plus those its records take.
     let taken: Vec<u32> = edge_of_l
         .par_chunks(CHUNK)
-        .map(|c| c.iter().filter_map(set).count() as u32)
+        .map(|c| c.iter().filter_map(occupied).count() as u32)
         .collect();
     let mut firsts = Vec::with_capacity(taken.len());
     for t in taken {
@@ -1022,7 +1022,7 @@ fn take_alone(edges: &[Edge], status: Status, rule: u16, state: &mut State) {
         .zip(firsts)
         .for_each(|(((assigned, free), slots), mut last_id)| {
             for (i, slot) in slots.iter().enumerate() {
-                if let Some(k) = set(slot) {
+                if let Some(k) = occupied(slot) {
                     let e = edges[k];
                     last_id += 1;
                     assigned[i] = Assignment::grouped(
@@ -1044,7 +1044,7 @@ fn take_alone(edges: &[Edge], status: Status, rule: u16, state: &mut State) {
         .zip(left_of_r.par_chunks(CHUNK))
         .for_each(|((assigned, free), slots)| {
             for (i, slot) in slots.iter().enumerate() {
-                if let Some(l) = set(slot) {
+                if let Some(l) = occupied(slot) {
                     assigned[i] = assigned_l[l];
                     free[i] = false;
                 }
@@ -1163,8 +1163,8 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     // generated 1M case, none of the reference pass's 715k edges).
     take_alone(&edges, status, rule, state);
     // A taken edge's records are no longer free; an edge not taken has both
-    // its records still free (neither was alone elsewhere: each has one edge
-    // only if the edge was taken).
+    // its records still free (a record taken with an uncontested edge has no
+    // other edge).
     edges.retain(|e| state.free[0][e.l as usize]);
     edges.par_sort_unstable();
     let (by_l, by_r) = rayon::join(
