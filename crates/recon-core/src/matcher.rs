@@ -943,11 +943,7 @@ struct EdgeCount(Vec<AtomicU8>);
 
 impl EdgeCount {
     fn of(n: usize, edges: &[Edge], node: impl Fn(&Edge) -> u32 + Sync) -> Self {
-        let counts: Vec<AtomicU8> = (0..n)
-            .into_par_iter()
-            .with_min_len(CHUNK)
-            .map(|_| AtomicU8::new(0))
-            .collect();
+        let counts = made(n, || AtomicU8::new(0));
         edges.par_iter().with_min_len(CHUNK).for_each(|e| {
             let at = &counts[node(e) as usize];
             if at.fetch_or(1, Ordering::Relaxed) & 1 != 0 {
@@ -978,13 +974,7 @@ fn take_alone(edges: &[Edge], status: Status, rule: u16, state: &mut State) {
         || EdgeCount::of(n_left, edges, |e| e.l),
         || EdgeCount::of(n_right, edges, |e| e.r),
     );
-    let empty = |n: usize| -> Vec<AtomicU32> {
-        (0..n)
-            .into_par_iter()
-            .with_min_len(CHUNK)
-            .map(|_| AtomicU32::new(NONE))
-            .collect()
-    };
+    let empty = |n: usize| made(n, || AtomicU32::new(NONE));
     // The alone edge of each left record and the left partner of each right
     // one (edge indices fit u32, as in `Adjacency`).
     let (edge_of_l, left_of_r) = rayon::join(|| empty(n_left), || empty(n_right));
@@ -1632,6 +1622,15 @@ fn similarity_keys(pass: &Pass, side: &Side, free: &[bool], prep: &mut Prepared)
             text::fold_for_similarity_into,
         ));
     }
+}
+
+/// `n` values of `make` (e.g. atomics, which are not `Copy`), made by all threads.
+fn made<T: Send>(n: usize, make: impl Fn() -> T + Sync + Send) -> Vec<T> {
+    (0..n)
+        .into_par_iter()
+        .with_min_len(CHUNK)
+        .map(|_| make())
+        .collect()
 }
 
 /// `n` copies of `value`, written by all threads.
