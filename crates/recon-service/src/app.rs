@@ -225,8 +225,7 @@ impl App {
                 }))
             }
             (other, _) => {
-                self.stats
-                    .add_bytes_out(route, other.len_hint().unwrap_or(0));
+                self.stats.add_bytes_out(route, full.unwrap_or(0));
                 other
             }
         };
