@@ -6,7 +6,6 @@
 //! exit codes and renders the summary for a terminal.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -16,9 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use recon_core::input::{SideLoad, write_rejects_csv};
 use recon_core::matcher::{NoProgress, Progress, Reconciler};
-use recon_core::outcome::{
-    Outcome, RunInfo, SideName, SideSummary, Status, Summary, sha256_reader,
-};
+use recon_core::outcome::{Outcome, RunInfo, SideName, SideSummary, Status, Summary};
 use recon_core::output::{self, StatusFilter};
 use recon_core::rules::Rules;
 use recon_core::side::Side;
@@ -110,13 +107,14 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
 
     // Both sides load at once: one MultiProgress keeps their spinners apart.
     // Only the roles the rules read are built (the others' columns are still
-    // checked to exist).
+    // checked to exist). Each file's SHA-256 for the audit block is of the
+    // bytes loaded (a CSV is hashed as it is read).
     let bars = indicatif::MultiProgress::new();
-    let load = |path: &Path, name: SideName| -> Result<Side, Failure> {
+    let load = |path: &Path, name: SideName| -> Result<(Side, String), Failure> {
         let spinner = show_progress.then(|| spinner(&bars, format!("loading {}", path.display())));
         let side = SideLoad::new(path, rules.mapping(name))
             .roles(rules.roles(name))
-            .load()
+            .load_digested()
             .map_err(anyhow::Error::from)
             .map_err(fail(EXIT_INPUT));
         if let Some(s) = spinner {
@@ -128,16 +126,13 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         || load(&args.left, SideName::Left),
         || load(&args.right, SideName::Right),
     );
-    let (left, right) = (left?, right?);
+    let ((left, left_sha256), (right, right_sha256)) = (left?, right?);
     let loaded = started.elapsed();
-
-    let (left_sha256, right_sha256) = rayon::join(|| digest(&args.left), || digest(&args.right));
     let info = RunInfo {
         run_id: run_id(),
-        left_sha256,
-        right_sha256,
+        left_sha256: Some(left_sha256),
+        right_sha256: Some(right_sha256),
     };
-    let digested = started.elapsed();
     let progress = show_progress.then(|| BarProgress::new(left.len() + right.len()));
     let reconciler = Reconciler::new(rules);
     let outcome = match &progress {
@@ -155,10 +150,9 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     let mut table = render_summary(&outcome.summary);
     let _ = writeln!(
         table,
-        "\ntime: {} load, {} digest, {} match, {} write",
+        "\ntime: {} load, {} match, {} write",
         ms(loaded),
-        ms(digested - loaded),
-        ms(matched - digested),
+        ms(matched - loaded),
         ms(started.elapsed() - matched)
     );
     let _ = writeln!(table, "wrote:");
@@ -173,11 +167,6 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// The SHA-256 of a file for the audit block; `None` if it cannot be read again.
-fn digest(path: &Path) -> Option<String> {
-    File::open(path).ok().and_then(|f| sha256_reader(f).ok())
 }
 
 /// A run id unique enough for an audit trail: time and process id.

@@ -582,6 +582,31 @@ impl<'a> SideLoad<'a> {
     /// then those of [`read_table`] (a malformed row anywhere in the file wins),
     /// then those of [`Side::from_table`].
     pub fn load(self) -> Result<Side, InputError> {
+        Ok(self.load_inner()?.side)
+    }
+
+    /// [`SideLoad::load`], also giving the file's SHA-256 (lowercase hex) for an
+    /// audit trail. A CSV is hashed as the reader reads it, so the digest is of
+    /// the very bytes the side was built from (a BOM included) and costs no
+    /// second read; another format's file is read once more after loading.
+    ///
+    /// # Errors
+    /// Those of [`SideLoad::load`], and [`InputError::Io`] when a non-CSV file
+    /// cannot be read again for its digest.
+    pub fn load_digested(self) -> Result<(Side, String), InputError> {
+        let path = self.path;
+        let source = self.options.as_ref().and_then(|o| o.source.clone());
+        let loaded = self.load_inner()?;
+        let sha256 = match loaded.sha256 {
+            Some(sha256) => sha256,
+            None => File::open(path)
+                .and_then(crate::sha256_reader)
+                .map_err(|e| io_err(&source.unwrap_or_else(|| path.display().to_string()), e))?,
+        };
+        Ok((loaded.side, sha256))
+    }
+
+    fn load_inner(self) -> Result<load::Loaded, InputError> {
         let path = self.path;
         let format = match self
             .format
@@ -612,15 +637,15 @@ impl<'a> SideLoad<'a> {
         let _enter = span.enter();
         let started = Instant::now();
         let opened = Opened::open(path, format, &opts)?;
-        let side = load::load_opened(opened, self.mapping, self.roles)?;
+        let loaded = load::load_opened(opened, self.mapping, self.roles)?;
         tracing::debug!(
-            rows = side.len(),
-            rejects = side.rejects.len(),
+            rows = loaded.side.len(),
+            rejects = loaded.side.rejects.len(),
             roles = ?self.roles,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "side loaded"
         );
-        Ok(side)
+        Ok(loaded)
     }
 }
 

@@ -143,6 +143,15 @@ fn examples_reconcile_as_a_person_would() {
                 .unwrap();
         assert_balanced(&summary, 17, 16);
         assert!(!dir.path().join("results.parquet").exists());
+        // The audit block names the inputs by their SHA-256 (`sha256sum`'s).
+        for (key, file) in [("left_sha256", "ledger.csv"), ("right_sha256", "bank.csv")] {
+            let bytes = std::fs::read(ex.join(file)).unwrap();
+            assert_eq!(
+                summary["audit"][key].as_str(),
+                Some(recon_core::sha256_hex(&bytes).as_str()),
+                "{key}"
+            );
+        }
 
         let r = results(dir.path());
         assert_eq!(r.len(), 17 + 16);

@@ -19,6 +19,13 @@ use crate::side::{Side, TextColumn};
 /// Batches read together and mapped together, with their first rows.
 type Window = Vec<(RecordBatch, u64)>;
 
+/// A side loaded from a file.
+pub(super) struct Loaded {
+    pub(super) side: Side,
+    /// The file's SHA-256 when the reader hashed it as it read (CSV).
+    pub(super) sha256: Option<String>,
+}
+
 /// Maps an opened file to a side as it is read, building only the text roles in
 /// `roles` (every mapped column is still looked up).
 ///
@@ -30,7 +37,7 @@ pub(super) fn load_opened(
     mut opened: Opened,
     mapping: &SideMapping,
     roles: RoleSet,
-) -> Result<Side, InputError> {
+) -> Result<Loaded, InputError> {
     let source = opened.source.clone();
     let schema = opened.schema.clone();
     let first_line = opened.first_line;
@@ -117,7 +124,10 @@ pub(super) fn load_opened(
     if let Some(fixes) = found {
         relocate_side(&mut side, fixes, first_line, ids_are_lines);
     }
-    Ok(side)
+    Ok(Loaded {
+        side,
+        sha256: driven.sha256,
+    })
 }
 
 /// Reserves the side's room for the rows the file likely holds, judged from the

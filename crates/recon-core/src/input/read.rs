@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use sha2::{Digest, Sha256};
 
 use super::{
     BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE, ReadOptions,
@@ -60,6 +61,9 @@ pub(super) struct Driven {
     pub(super) rows: usize,
     /// The line fixes of the whole file: the stored ones, or the CSV scan's.
     pub(super) line_fixes: LineFixes,
+    /// For CSV, the lowercase hex SHA-256 of the file: of the bytes the reader
+    /// parsed (and a BOM before them), hashed as they were read.
+    pub(super) sha256: Option<String>,
 }
 
 impl Opened {
@@ -150,12 +154,17 @@ impl Opened {
             return Ok(Driven {
                 rows: consume(batches)?,
                 line_fixes,
+                sha256: None,
             });
         };
         // The reader counts records; the scan of the bytes it read finds the
         // lines they start on (after an error, as far as the reader read).
         let read = consume(batches);
-        let (fixes, records) = scan
+        let Scan {
+            fixes,
+            records,
+            sha256,
+        } = scan
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -168,7 +177,12 @@ impl Opened {
             Err(_) => fixes,
         };
         let rows = read.map_err(|e| relocate(e, &line_fixes, scan.has_header))?;
-        Ok(Driven { rows, line_fixes })
+        // The reader read to the end of the file: the digest covers all of it.
+        Ok(Driven {
+            rows,
+            line_fixes,
+            sha256: Some(hex::encode(sha256)),
+        })
     }
 }
 
@@ -369,7 +383,8 @@ struct LineScan {
 }
 
 /// The file under a CSV reader, handing every byte read to a [`ScanState`]: the
-/// lines are found in the reader's own bytes, without reading the file twice.
+/// lines are found, and the file hashed, in the reader's own bytes, without
+/// reading the file twice.
 struct Scanned {
     file: File,
     state: Arc<Mutex<ScanState>>,
@@ -390,9 +405,11 @@ impl Read for Scanned {
 /// per record: after blank lines (which the reader skips) and quoted fields
 /// holding line breaks. Follows the reader's quoting: a quote opens a field only
 /// at its start, `""` inside a quoted field is a literal quote. Fed the file's
-/// bytes in order, chunk by chunk.
+/// bytes in order, chunk by chunk; hashes them on the way.
 #[derive(Debug, Clone, Default)]
 struct ScanState {
+    /// The SHA-256 of the file so far (a BOM included).
+    hash: Sha256,
     delimiter: u8,
     header: u64,
     fixes: Vec<(u64, u64)>,
@@ -413,7 +430,13 @@ struct ScanState {
 
 impl ScanState {
     fn new(scan: &LineScan) -> Self {
+        let mut hash = Sha256::new();
+        // The reader starts after a BOM; the file's digest starts with it.
+        if scan.skip > 0 {
+            hash.update(BOM);
+        }
         Self {
+            hash,
             delimiter: scan.delimiter,
             header: u64::from(scan.has_header),
             fixes: Vec::new(),
@@ -441,6 +464,7 @@ impl ScanState {
 
     /// Scans the next bytes of the file.
     fn feed(&mut self, chunk: &[u8]) {
+        self.hash.update(chunk);
         let Some(&last) = chunk.last() else {
             return;
         };
@@ -487,17 +511,27 @@ impl ScanState {
         self.offset += chunk.len() as u64;
     }
 
-    /// The fixes, and the number of data records seen, which the caller checks
-    /// against the reader's count.
-    fn finish(mut self) -> (LineFixes, u64) {
+    /// What the scan found in the bytes fed.
+    fn finish(mut self) -> Scan {
         if self.nonempty {
             self.emit(self.record_line);
         }
-        (
-            LineFixes(self.fixes),
-            self.records.saturating_sub(self.header),
-        )
+        Scan {
+            fixes: LineFixes(self.fixes),
+            records: self.records.saturating_sub(self.header),
+            sha256: self.hash.finalize().into(),
+        }
     }
+}
+
+/// A finished [`ScanState`].
+#[derive(Debug, PartialEq, Eq)]
+struct Scan {
+    fixes: LineFixes,
+    /// Data records seen, which the caller checks against the reader's count.
+    records: u64,
+    /// The SHA-256 of the file's BOM (if it has one) and the bytes fed.
+    sha256: [u8; 32],
 }
 
 /// The all-text schema of `schema`: same names, every field `Utf8`, no metadata.
@@ -645,8 +679,11 @@ mod tests {
     #[test]
     fn scan_finds_blank_lines_and_quoted_breaks() {
         let mut s = state(true);
-        s.feed(b"h,m\n1,\"a\nb\"\n\n2,x\r\n3,y");
-        assert_eq!(s.finish(), (LineFixes(vec![(1, 5)]), 3));
+        let text = b"h,m\n1,\"a\nb\"\n\n2,x\r\n3,y";
+        s.feed(text);
+        let scan = s.finish();
+        assert_eq!((scan.fixes, scan.records), (LineFixes(vec![(1, 5)]), 3));
+        assert_eq!(scan.sha256, <[u8; 32]>::from(Sha256::digest(text)));
     }
 
     proptest! {

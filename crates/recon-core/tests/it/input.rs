@@ -11,10 +11,12 @@ use arrow_array::{Date32Array, Decimal128Array, Int64Array, RecordBatch, StringA
 use arrow_schema::{DataType, Field, Schema};
 use recon_core::error::InputError;
 use recon_core::input::{
-    Format, ReadOptions, Table, convert_to_ipc, load_side, load_side_with, read_table,
+    Format, ReadOptions, SideLoad, Table, convert_to_ipc, load_side, load_side_with, read_table,
     write_rejects_csv, write_table_ipc,
 };
 use recon_core::mapping::{OnError, SideMapping};
+use recon_core::rules::RoleSet;
+use recon_core::sha256_hex;
 use recon_core::side::Side;
 use tempfile::TempDir;
 
@@ -112,6 +114,47 @@ fn csv_with_bom() {
     let mut bytes = b"\xEF\xBB\xBF".to_vec();
     bytes.extend_from_slice(EXAMPLE_CSV.as_bytes());
     check_example(&load("bom.csv", &bytes, BASIC).unwrap());
+}
+
+/// `load_digested`'s SHA-256 is the file's, whatever path the load takes: a
+/// CSV hashed as it is read (with its BOM, over many reads, with only some
+/// columns built), and another format read again.
+#[test]
+fn load_digested_gives_the_files_sha256() {
+    let check = |path: &Path, map: &SideMapping, roles: RoleSet| {
+        let (side, sha256) = SideLoad::new(path, map)
+            .roles(roles)
+            .load_digested()
+            .unwrap();
+        assert!(!side.is_empty());
+        assert_eq!(
+            sha256,
+            sha256_hex(&fs::read(path).unwrap()),
+            "{}",
+            path.display()
+        );
+    };
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(EXAMPLE_CSV.as_bytes());
+    let (_bom_dir, bom_path) = file("bom.csv", &bom);
+    check(&bom_path, &mapping(BASIC), RoleSet::ALL);
+    // No reference built: the reader reads a projection of the file.
+    check(&bom_path, &mapping(BASIC), RoleSet::ALWAYS);
+
+    // Several megabytes: many reads of the reader's buffer.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.csv");
+    write_big_csv(&big, 60_000);
+    let big_map = mapping(
+        "id = \"entry_id\"\namount = \"amount\"\ncurrency = \"ccy\"\ndate = \"posted\"\nreference = \"invoice\"",
+    );
+    check(&big, &big_map, RoleSet::ALL);
+
+    let ndjson = dir.path().join("side.ndjson");
+    let mut w = arrow_json::LineDelimitedWriter::new(fs::File::create(&ndjson).unwrap());
+    w.write(&example_batch()).unwrap();
+    w.finish().unwrap();
+    check(&ndjson, &mapping(BASIC), RoleSet::ALL);
 }
 
 #[test]
