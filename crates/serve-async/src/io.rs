@@ -1,11 +1,15 @@
 //! The connection's socket wrapped with Waitress's `channel_timeout`.
 //!
 //! Two deadlines per connection. The idle deadline is `channel_timeout` after
-//! the last byte read or written: a read pending past it while no request is
-//! in flight (an idle keep-alive connection, a client that connected and sent
-//! nothing, a slow-loris head) fails with [`io::ErrorKind::TimedOut`]; while a
-//! request is in flight it is pushed on (the handler is working, and a stalled
-//! request body is cut by the body pump instead). The write deadline is
+//! the last byte written (or the connection's start): a read pending past it
+//! while no request is in flight (an idle keep-alive connection, a client that
+//! connected and sent nothing, a slow-loris head) fails with
+//! [`io::ErrorKind::TimedOut`]. Bytes read do not push it on, so the next
+//! request's head must arrive whole within `channel_timeout` of the last
+//! response however it trickles in: this is the header-read timeout too, and
+//! hyper's own (a timer registered per request) is switched off. While a
+//! request is in flight the deadline is pushed on (the handler is working, and
+//! a stalled request body is cut by the body pump instead). The write deadline is
 //! `channel_timeout` after a write first found the socket full: a client that
 //! stopped reading is cut even while its response is in flight. They are kept
 //! apart so hyper's reads during a response never push the write deadline on.
@@ -132,14 +136,8 @@ impl AsyncRead for TimedIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    this.touch();
-                }
-                Poll::Ready(result)
-            }
+            Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => match this.poll_idle(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(timed_out("idle"))),
                 Poll::Pending => Poll::Pending,

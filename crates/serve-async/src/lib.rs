@@ -122,7 +122,10 @@ fn builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(settings.channel_timeout)
+        // `TimedIo`'s idle deadline already bounds a head's arrival (it runs
+        // from the last response, and a head's bytes do not push it on);
+        // hyper's header timer would register a timer per request.
+        .header_read_timeout(None)
         .max_buf_size(settings.max_request_header_size.max(MIN_BUF_SIZE));
     let header_list = u32::try_from(settings.max_request_header_size).unwrap_or(u32::MAX);
     builder
