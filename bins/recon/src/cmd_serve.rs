@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -173,10 +173,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Signals first: a client may SIGTERM as soon as it reads the line.
     let shutdown = Shutdown::new();
     install_signals(&shutdown, &app, config.drain_delay)?;
+    let stopping = Arc::new(OnceLock::new());
+    {
+        let stopping = Arc::clone(&stopping);
+        shutdown.on_trigger(move || {
+            let _ = stopping.set(Instant::now());
+        });
+    }
     announce(&config, addr)?;
     match config.engine {
-        Engine::Async => serve_async::serve(app, listener, shutdown)?,
-        Engine::Threaded => serve_threaded::serve(app, listener, shutdown)?,
+        Engine::Async => serve_async::serve(Arc::clone(&app), listener, shutdown)?,
+        Engine::Threaded => serve_threaded::serve(Arc::clone(&app), listener, shutdown)?,
+    }
+    // Jobs that succeeded just before the stop may still owe their Parquet
+    // file: wait for it within the timeout that bounded the drain.
+    let since = stopping.get().copied().unwrap_or_else(Instant::now);
+    let unwritten = app.finish_parquet_writes(since + config.shutdown_timeout);
+    if unwritten > 0 {
+        tracing::warn!(
+            unwritten,
+            "stopped before every parquet result was written; the next start marks them failed"
+        );
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -121,6 +121,13 @@ impl App {
         &self.state
     }
 
+    /// Waits until the `results.parquet` files of jobs that succeeded here are
+    /// written, or until `deadline`; returns how many are still unwritten. For
+    /// the end of a graceful stop, once the engine has drained its requests.
+    pub fn finish_parquet_writes(&self, deadline: std::time::Instant) -> usize {
+        self.jobs.finish_parquet_writes(deadline)
+    }
+
     /// Where a request's handler should run: `Inline` for cheap routes that
     /// never block (health, readiness, metrics, the OpenAPI document, and
     /// answers for unknown routes), `Blocking` for everything else.

@@ -14,9 +14,10 @@
 //! lowest CPU priority on Linux) so that it takes no pool thread from the next
 //! job. Its queue is short (`PARQUET_QUEUE`): when it is full the job's own pool
 //! thread writes the file, so the jobs' data waiting for it stay bounded.
-//! `job.json` says `pending`, then `ready` or `failed`. Nothing waits for queued
-//! writes when the process exits: they stay `pending` until the next instance on
-//! the same host marks them `failed`.
+//! `job.json` says `pending`, then `ready` or `failed`. A graceful stop waits
+//! for them (within the shutdown timeout, see [`Jobs::finish_parquet_writes`]);
+//! one cut short by a crash or that timeout stays `pending` until the next
+//! instance on the same host marks it `failed`.
 //! Every read of a job's state comes from `job.json`, so a replica sharing the
 //! data directory sees the same jobs. A job left `queued` or `running` by a
 //! process that is gone is marked `failed` with the error `interrupted` when
@@ -224,6 +225,8 @@ struct Local {
     /// Ids of those not ended yet: their `job.json` may show an end before it
     /// is durable, so a waiter trusts it only once the id has left this set.
     unfinished: HashSet<String>,
+    /// Succeeded jobs whose `results.parquet` is not finished yet.
+    parquet_pending: usize,
 }
 
 /// Takes a job out of [`Local::unfinished`] and wakes the waiters, however
@@ -395,6 +398,15 @@ impl Jobs {
         let parquet = self.parquet.clone();
         self.pool.spawn(move || {
             let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules);
+            if deferred.is_some() {
+                // Counted before the job's end is seen, so a stop that waits
+                // for Parquet writes cannot miss this one.
+                local
+                    .0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .parquet_pending += 1;
+            }
             drop(guard);
             if let Some(d) = deferred {
                 queue_parquet(&parquet, job_dir, d, &local);
@@ -441,6 +453,25 @@ impl Jobs {
     /// [`ApiError::NotFound`] for an unknown id.
     pub fn wait(&self, id: &str, timeout: Duration) -> Result<JobRecord, ApiError> {
         self.watch(id, timeout, |rec| rec.state.is_terminal())
+    }
+
+    /// Waits until every `results.parquet` this instance owes is written, or
+    /// until `deadline`; returns how many are still unwritten (0 when all are).
+    /// A graceful stop calls it once requests are drained, so the Parquet
+    /// results of jobs that succeeded just before survive the restart.
+    pub fn finish_parquet_writes(&self, deadline: Instant) -> usize {
+        let (lock, cvar) = &*self.local;
+        let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            if local.parquet_pending == 0 || now >= deadline {
+                return local.parquet_pending;
+            }
+            local = cvar
+                .wait_timeout(local, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// Waits up to `timeout` while a succeeded job's `results.parquet` is
@@ -595,8 +626,9 @@ fn commit_end(jobs_dir: &Path, dir: &Path, rec: &JobRecord, files: Vec<Staged>) 
 /// (see [`finish_parquet`]) and waking the waiters after each. Its queue holds
 /// `capacity` writes besides the one being done; the thread ends once every
 /// sender is dropped and the queue is empty. Writes still queued when the
-/// process exits are lost: their jobs stay `pending` until the next instance
-/// marks them `failed` (see [`Jobs::recover`]).
+/// process exits (a crash, or a stop past its timeout) are lost: their jobs
+/// stay `pending` until the next instance marks them `failed` (see
+/// [`Jobs::recover`]).
 ///
 /// # Errors
 /// When the thread cannot start.
@@ -611,7 +643,7 @@ fn start_parquet_writer(
             lower_priority();
             for (dir, deferred) in rx {
                 finish_parquet(&dir, deferred);
-                wake(&local);
+                parquet_written(&local);
             }
         })?;
     Ok((tx, writer))
@@ -634,8 +666,17 @@ fn queue_parquet(
     };
     tracing::debug!(dir = %dir.display(), why, "writing parquet results on the job thread");
     finish_parquet(&dir, deferred);
-    wake(local);
+    parquet_written(local);
     false
+}
+
+/// Counts a Parquet write done (however it ended) and wakes the waiters.
+fn parquet_written(local: &(Mutex<Local>, Condvar)) {
+    let (lock, cvar) = local;
+    let mut l = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    l.parquet_pending = l.parquet_pending.saturating_sub(1);
+    l.ended += 1;
+    cvar.notify_all();
 }
 
 /// Lowers the calling thread's CPU priority to the lowest (nice 19), so the

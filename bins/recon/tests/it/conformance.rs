@@ -722,6 +722,41 @@ fn graceful_shutdown_finishes_in_flight(engine: Engine) {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// A job that succeeded just before a graceful stop keeps its Parquet results:
+/// the stop waits for the background write (the file of a 100k-record job
+/// takes long enough that exiting at once would leave it `pending`, marked
+/// `failed` by the next start).
+fn graceful_stop_writes_parquet_results(engine: Engine) {
+    if !slow_tests() {
+        eprintln!("skipped: set RECON_SLOW_TESTS=1 for the parquet stop test");
+        return;
+    }
+    let mut server = Server::start(engine);
+    let case = gen_case(server.data_dir(), 100_000);
+    let (_, left) = upload(&server, &case.join("left.csv"), None);
+    let (_, right) = upload(&server, &case.join("right.csv"), None);
+    let (status, job) = reconcile(&server, &case, &left, &right, "?wait=60");
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().expect("job id").to_owned();
+    server.terminate();
+    let exit = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("exited after the stop");
+    assert!(exit.success(), "exit status {exit:?}");
+    let server = server.restart();
+    let (status, got) = get(&server, &format!("/v1/reconciliations/{id}"));
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["parquet"], "ready", "{got}");
+    let res = agent()
+        .get(server.url(&format!("/v1/reconciliations/{id}/results?format=parquet")))
+        .call()
+        .expect("parquet results");
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().read_to_vec().expect("parquet body");
+    assert!(body.starts_with(b"PAR1") && body.ends_with(b"PAR1"));
+}
+
 fn sigint_drains_and_exits_zero(engine: Engine) {
     let mut server = Server::start(engine);
     assert_eq!(get(&server, "/health").0, 200);
@@ -940,6 +975,7 @@ engines!(
     upload_reconcile_and_fetch,
     unsupported_upload_type_is_415,
     graceful_shutdown_finishes_in_flight,
+    graceful_stop_writes_parquet_results,
     sigint_drains_and_exits_zero,
     drain_delay_serves_while_not_ready,
     killed_mid_upload_leaves_no_dataset,
