@@ -582,7 +582,7 @@ impl<'a> SideLoad<'a> {
     /// then those of [`read_table`] (a malformed row anywhere in the file wins),
     /// then those of [`Side::from_table`].
     pub fn load(self) -> Result<Side, InputError> {
-        Ok(self.load_inner()?.side)
+        Ok(self.load_inner(Hashing::Off)?.side)
     }
 
     /// [`SideLoad::load`], also giving the file's SHA-256 (lowercase hex) for an
@@ -596,7 +596,7 @@ impl<'a> SideLoad<'a> {
     pub fn load_digested(self) -> Result<(Side, String), InputError> {
         let path = self.path;
         let source = self.options.as_ref().and_then(|o| o.source.clone());
-        let loaded = self.load_inner()?;
+        let loaded = self.load_inner(Hashing::AsRead)?;
         let sha256 = match loaded.sha256 {
             Some(sha256) => sha256,
             None => File::open(path)
@@ -606,7 +606,7 @@ impl<'a> SideLoad<'a> {
         Ok((loaded.side, sha256))
     }
 
-    fn load_inner(self) -> Result<load::Loaded, InputError> {
+    fn load_inner(self, hashing: Hashing) -> Result<load::Loaded, InputError> {
         let path = self.path;
         let format = match self
             .format
@@ -636,7 +636,11 @@ impl<'a> SideLoad<'a> {
         let span = tracing::debug_span!("load_side", file = %path.display(), ?format);
         let _enter = span.enter();
         let started = Instant::now();
-        let opened = Opened::open(path, format, &opts)?;
+        let mut opened = Opened::open(path, format, &opts)?;
+        if hashing == Hashing::AsRead {
+            // Where the format cannot, `load_digested` reads the file again.
+            opened.hash_as_read();
+        }
         let loaded = load::load_opened(opened, self.mapping, self.roles)?;
         tracing::debug!(
             rows = loaded.side.len(),
@@ -647,6 +651,13 @@ impl<'a> SideLoad<'a> {
         );
         Ok(loaded)
     }
+}
+
+/// Whether a [`SideLoad`] hashes a CSV as it reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hashing {
+    Off,
+    AsRead,
 }
 
 /// Writes a side's rejects as CSV with the header `line,column,value,reason`.

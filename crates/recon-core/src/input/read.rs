@@ -61,8 +61,9 @@ pub(super) struct Driven {
     pub(super) rows: usize,
     /// The line fixes of the whole file: the stored ones, or the CSV scan's.
     pub(super) line_fixes: LineFixes,
-    /// For CSV, the lowercase hex SHA-256 of the file: of the bytes the reader
-    /// parsed (and a BOM before them), hashed as they were read.
+    /// For a CSV opened with [`Opened::hash_as_read`], the lowercase hex
+    /// SHA-256 of the file: of the bytes the reader parsed (and a BOM before
+    /// them), hashed as they were read.
     pub(super) sha256: Option<String>,
 }
 
@@ -94,6 +95,21 @@ impl Opened {
             Format::Ndjson => open_ndjson(file, source, opts),
         }?;
         Ok(Self { bytes, ..opened })
+    }
+
+    /// Makes a CSV's reader hash the file as it reads it, for [`Driven::sha256`];
+    /// returns whether it will (not for other formats, nor once reading began).
+    pub(super) fn hash_as_read(&mut self) -> bool {
+        let Some(scan) = &mut self.scan else {
+            return false;
+        };
+        scan.hash = true;
+        let mut state = scan.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.offset > 0 {
+            return false;
+        }
+        *state = ScanState::new(scan);
+        true
     }
 
     /// Reads only `columns` (sorted schema positions) where the format can skip the
@@ -181,7 +197,7 @@ impl Opened {
         Ok(Driven {
             rows,
             line_fixes,
-            sha256: Some(hex::encode(sha256)),
+            sha256: sha256.map(hex::encode),
         })
     }
 }
@@ -300,6 +316,7 @@ fn open_csv(
         has_header: opts.has_header,
         first_line,
         batch_size: opts.batch_size,
+        hash: false,
         state: Arc::default(),
     };
     scan.state = Arc::new(Mutex::new(ScanState::new(&scan)));
@@ -378,6 +395,8 @@ struct LineScan {
     first_line: u64,
     /// The reader's rows per batch.
     batch_size: usize,
+    /// Whether the scan also hashes the file ([`Opened::hash_as_read`]).
+    hash: bool,
     /// The scan of the bytes the current reader has read.
     state: Arc<Mutex<ScanState>>,
 }
@@ -405,11 +424,11 @@ impl Read for Scanned {
 /// per record: after blank lines (which the reader skips) and quoted fields
 /// holding line breaks. Follows the reader's quoting: a quote opens a field only
 /// at its start, `""` inside a quoted field is a literal quote. Fed the file's
-/// bytes in order, chunk by chunk; hashes them on the way.
+/// bytes in order, chunk by chunk; hashes them on the way when asked to.
 #[derive(Debug, Clone, Default)]
 struct ScanState {
-    /// The SHA-256 of the file so far (a BOM included).
-    hash: Sha256,
+    /// The SHA-256 of the file so far (a BOM included), when hashing.
+    hash: Option<Sha256>,
     delimiter: u8,
     header: u64,
     fixes: Vec<(u64, u64)>,
@@ -430,11 +449,14 @@ struct ScanState {
 
 impl ScanState {
     fn new(scan: &LineScan) -> Self {
-        let mut hash = Sha256::new();
-        // The reader starts after a BOM; the file's digest starts with it.
-        if scan.skip > 0 {
-            hash.update(BOM);
-        }
+        let hash = scan.hash.then(|| {
+            let mut hash = Sha256::new();
+            // The reader starts after a BOM; the file's digest starts with it.
+            if scan.skip > 0 {
+                hash.update(BOM);
+            }
+            hash
+        });
         Self {
             hash,
             delimiter: scan.delimiter,
@@ -464,7 +486,9 @@ impl ScanState {
 
     /// Scans the next bytes of the file.
     fn feed(&mut self, chunk: &[u8]) {
-        self.hash.update(chunk);
+        if let Some(hash) = &mut self.hash {
+            hash.update(chunk);
+        }
         let Some(&last) = chunk.last() else {
             return;
         };
@@ -519,7 +543,7 @@ impl ScanState {
         Scan {
             fixes: LineFixes(self.fixes),
             records: self.records.saturating_sub(self.header),
-            sha256: self.hash.finalize().into(),
+            sha256: self.hash.map(|h| h.finalize().into()),
         }
     }
 }
@@ -530,8 +554,9 @@ struct Scan {
     fixes: LineFixes,
     /// Data records seen, which the caller checks against the reader's count.
     records: u64,
-    /// The SHA-256 of the file's BOM (if it has one) and the bytes fed.
-    sha256: [u8; 32],
+    /// When hashing, the SHA-256 of the file's BOM (if it has one) and the
+    /// bytes fed.
+    sha256: Option<[u8; 32]>,
 }
 
 /// The all-text schema of `schema`: same names, every field `Utf8`, no metadata.
@@ -672,6 +697,7 @@ mod tests {
             has_header,
             first_line: 1 + u64::from(has_header),
             batch_size: 1,
+            hash: true,
             state: Arc::default(),
         })
     }
@@ -683,7 +709,7 @@ mod tests {
         s.feed(text);
         let scan = s.finish();
         assert_eq!((scan.fixes, scan.records), (LineFixes(vec![(1, 5)]), 3));
-        assert_eq!(scan.sha256, <[u8; 32]>::from(Sha256::digest(text)));
+        assert_eq!(scan.sha256, Some(<[u8; 32]>::from(Sha256::digest(text))));
     }
 
     proptest! {
