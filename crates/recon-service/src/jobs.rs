@@ -17,7 +17,8 @@
 //! `job.json` says `pending`, then `ready` or `failed`. A graceful stop waits
 //! for them (within the shutdown timeout, see [`Jobs::finish_parquet_writes`]);
 //! one cut short by a crash or that timeout stays `pending` until the next
-//! instance on the same host marks it `failed`.
+//! instance on the same host marks it `failed` (an instance on another host
+//! does once the job's record has been untouched for `FOREIGN_STALE`).
 //! Every read of a job's state comes from `job.json`, so a replica sharing the
 //! data directory sees the same jobs. A job left `queued` or `running` by a
 //! process that is gone is marked `failed` with the error `interrupted` when
@@ -181,7 +182,8 @@ pub struct JobCounts {
 
 /// A job whose owner cannot be checked from here (another host, e.g. a
 /// re-created container) is judged abandoned once its `job.json` has not
-/// changed for this long; a live job rewrites it several times per pass.
+/// changed for this long; a live job rewrites it several times per pass. So
+/// is a Parquet write left `pending` that long (one takes seconds to minutes).
 const FOREIGN_STALE: Duration = Duration::from_secs(3600);
 
 /// Whether `dir/job.json` was last modified more than `age` ago.
@@ -304,12 +306,17 @@ impl Jobs {
         Ok(self.dir.join(id))
     }
 
-    /// Marks jobs of dead instances failed with `interrupted`.
+    /// Marks jobs of dead instances failed with `interrupted`, and their
+    /// Parquet writes left `pending` failed.
     fn recover(&self) {
         for mut rec in self.list() {
             if rec.state.is_terminal() {
+                let stale = || untouched_for(&self.dir.join(&rec.id), FOREIGN_STALE);
                 if rec.parquet == Some(ParquetState::Pending)
-                    && rec.owner.as_ref().is_none_or(Owner::is_abandoned)
+                    && rec
+                        .owner
+                        .as_ref()
+                        .is_none_or(|o| o.is_abandoned() || stale())
                 {
                     rec.parquet = Some(ParquetState::Failed);
                     let _ = write_record(&self.dir.join(&rec.id), &rec);

@@ -130,3 +130,47 @@ fn a_foreign_job_untouched_for_hours_is_interrupted() {
     assert_eq!(job["state"], "failed");
     assert_eq!(job["error"], "interrupted");
 }
+
+/// A Parquet write left `pending` by another host is failed once its job has
+/// been untouched for hours (no write takes that long); a recent one is left to
+/// its owner.
+#[test]
+fn a_foreign_parquet_write_pending_for_hours_is_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = "00000000-0000-4000-8000-00000000000c";
+    let recent = "00000000-0000-4000-8000-00000000000d";
+    for id in [stale, recent] {
+        write_job(
+            dir.path(),
+            id,
+            "succeeded",
+            Some(serde_json::json!({"host": "gone-container.invalid", "pid": 1, "instance": "z"})),
+        );
+        let path = dir.path().join("jobs").join(id).join("job.json");
+        let mut rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        rec["parquet"] = "pending".into();
+        std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    }
+    let file = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("jobs").join(stale).join("job.json"))
+        .unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    file.set_modified(two_hours_ago).unwrap();
+    let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
+    let parquet = |id: &str| {
+        send(
+            &app,
+            http::Method::GET,
+            &format!("/v1/reconciliations/{id}"),
+            &[],
+            recon_service::RequestBody::empty(),
+        )
+        .expect(200)
+        .json()["parquet"]
+            .clone()
+    };
+    assert_eq!(parquet(stale), "failed");
+    assert_eq!(parquet(recent), "pending");
+}
