@@ -402,8 +402,8 @@ struct LineScan {
 }
 
 /// The file under a CSV reader, handing every byte read to a [`ScanState`]: the
-/// lines are found, and the file hashed, in the reader's own bytes, without
-/// reading the file twice.
+/// lines are found (and, when asked, the file hashed) in the reader's own
+/// bytes, without reading the file twice.
 struct Scanned {
     file: File,
     state: Arc<Mutex<ScanState>>,
