@@ -20,6 +20,16 @@ fn write_job(dir: &std::path::Path, id: &str, state: &str, owner: Option<serde_j
     std::fs::write(job.join("job.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
 }
 
+/// Dates a job's `job.json` two hours back, as if no one had written it since.
+fn untouched_for_two_hours(dir: &std::path::Path, id: &str) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(dir.join("jobs").join(id).join("job.json"))
+        .unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    file.set_modified(two_hours_ago).unwrap();
+}
+
 #[test]
 fn datasets_survive_and_dead_jobs_are_interrupted() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,12 +121,7 @@ fn a_foreign_job_untouched_for_hours_is_interrupted() {
         "running",
         Some(serde_json::json!({"host": "gone-container.invalid", "pid": 1, "instance": "y"})),
     );
-    let file = std::fs::File::options()
-        .write(true)
-        .open(dir.path().join("jobs").join(stale).join("job.json"))
-        .unwrap();
-    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-    file.set_modified(two_hours_ago).unwrap();
+    untouched_for_two_hours(dir.path(), stale);
     let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
     let job = send(
         &app,
@@ -152,12 +157,7 @@ fn a_foreign_parquet_write_pending_for_hours_is_failed() {
         rec["parquet"] = "pending".into();
         std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
     }
-    let file = std::fs::File::options()
-        .write(true)
-        .open(dir.path().join("jobs").join(stale).join("job.json"))
-        .unwrap();
-    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-    file.set_modified(two_hours_ago).unwrap();
+    untouched_for_two_hours(dir.path(), stale);
     let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
     let parquet = |id: &str| {
         send(
