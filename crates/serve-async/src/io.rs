@@ -137,11 +137,11 @@ impl AsyncRead for TimedIo {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => match this.poll_idle(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(timed_out("idle"))),
                 Poll::Pending => Poll::Pending,
             },
+            ready => ready,
         }
     }
 }

@@ -103,11 +103,11 @@ impl Opened {
         let Some(scan) = &mut self.scan else {
             return false;
         };
-        scan.hash = true;
         let mut state = scan.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.offset > 0 {
             return false;
         }
+        scan.hash = true;
         *state = ScanState::new(scan);
         true
     }
