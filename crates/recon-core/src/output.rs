@@ -19,14 +19,14 @@
 
 use std::io::{self, BufWriter, Write};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use arrow_array::builder::{
     Decimal128Builder, Float64Builder, Int32Builder, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::money::{Currency, Minor};
@@ -284,6 +284,11 @@ fn for_each_row<'a>(
 /// Integer formatting: `{:.4}` on `f64` takes an exact (and slow) path.
 fn push_score(buf: &mut Vec<u8>, score: f64) {
     let scaled = (score.clamp(0.0, 1.0) * 10_000.0).round() as u32;
+    if scaled == 10_000 {
+        // Every exact pass's score.
+        buf.extend_from_slice(b"1.0000");
+        return;
+    }
     push_u64(buf, u64::from(scaled / 10_000));
     buf.push(b'.');
     push_padded(buf, u64::from(scaled % 10_000), 4);
@@ -448,12 +453,14 @@ pub fn write_results_csv(
     Ok(())
 }
 
-/// Rows per parallel formatting chunk.
+/// Rows per formatting chunk: the unit a formatting thread takes and the
+/// writer writes.
 const ROW_CHUNK: usize = 4096;
 
-/// Chunks formatted per window: the text of one window is written while the
-/// next one is formatted, so at most two windows are in memory.
-const WINDOW_CHUNKS: usize = 16;
+/// Formatted chunks that may wait for the writer: formatting runs at most
+/// this far ahead, which bounds the text held (a chunk is about
+/// `ROW_CHUNK` rows of text).
+const LOOKAHEAD: usize = 32;
 
 /// Bytes per row reserved up front in an empty chunk buffer. Pages never
 /// written are never touched, so a generous guess costs address space only
@@ -480,61 +487,109 @@ fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [io::IoSlice<'_>]) -> i
     Ok(())
 }
 
-/// Writes `head`, then formats `order` with `format` (rows, output buffer)
-/// in parallel chunks of [`ROW_CHUNK`] rows and writes the chunks in order:
-/// the bytes do not depend on the thread count. Chunk buffers are reused
-/// from window to window, the next window is formatted while this thread
-/// writes the last one, and each window goes out in one vectored write.
+/// A formatting thread's result: a chunk's index and its text.
+type Formatted = (usize, Result<Vec<u8>, OutputError>);
+
+/// Writes `head`, then `order` formatted by `format` (rows, output buffer)
+/// in chunks of [`ROW_CHUNK`] rows, in order: the bytes do not depend on the
+/// thread count.
+///
+/// With more than one chunk, as many threads as the rayon pool has (spawned
+/// for the call, so a caller inside the pool cannot starve them) take
+/// chunks in order and format them while this thread writes the finished
+/// ones as soon as they are next. Nothing waits for a batch of chunks to
+/// finish, so neither side idles at batch ends; formatting runs at most
+/// [`LOOKAHEAD`] chunks ahead of the writer, and chunk buffers are reused.
+/// A failed write or format stops the formatting threads.
 fn write_in_order(
     head: &[u8],
     order: &[(SideName, u32)],
     w: &mut impl Write,
     format: impl Fn(&[(SideName, u32)], &mut Vec<u8>) -> Result<(), OutputError> + Sync,
 ) -> Result<(), OutputError> {
-    let format_window =
-        |window: &[(SideName, u32)], bufs: &mut Vec<Vec<u8>>| -> Result<(), OutputError> {
-            let n = window.len().div_ceil(ROW_CHUNK);
-            bufs.resize_with(n.max(bufs.len()), Vec::new);
-            window
-                .par_chunks(ROW_CHUNK)
-                .zip(bufs[..n].par_iter_mut())
-                .map(|(rows, buf)| {
+    w.write_all(head)?;
+    let chunks: Vec<&[(SideName, u32)]> = order.chunks(ROW_CHUNK).collect();
+    if chunks.len() <= 1 {
+        let mut buf = Vec::new();
+        for rows in &chunks {
+            format(rows, &mut buf)?;
+        }
+        w.write_all(&buf)?;
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads().clamp(1, chunks.len());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    let take_spare = || {
+        spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    };
+    std::thread::scope(|scope| {
+        let (done, finished) = mpsc::sync_channel::<Formatted>(LOOKAHEAD);
+        for _ in 0..threads {
+            let done = done.clone();
+            let (chunks, next, stop, format) = (&chunks, &next, &stop, &format);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(rows) = chunks.get(i) else { break };
+                    let mut buf = take_spare();
                     buf.clear();
                     buf.reserve(rows.len() * ROW_BYTES_HINT);
-                    format(rows, buf)
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .collect()
-        };
-    let windows: Vec<&[(SideName, u32)]> = order.chunks(ROW_CHUNK * WINDOW_CHUNKS).collect();
-    let (mut ready, mut spare) = (Vec::new(), Vec::new());
-    if let Some(first) = windows.first() {
-        format_window(first, &mut ready)?;
-    }
-    let mut head = Some(head);
-    for (k, window) in windows.iter().enumerate() {
-        let n = window.len().div_ceil(ROW_CHUNK);
-        let (mut formatted, mut written) = (Ok(()), Ok(()));
-        rayon::in_place_scope(|scope| {
-            if let Some(next) = windows.get(k + 1) {
-                let (spare, formatted) = (&mut spare, &mut formatted);
-                scope.spawn(move |_| *formatted = format_window(next, spare));
-            }
-            let mut slices: Vec<io::IoSlice<'_>> = head
-                .take()
-                .into_iter()
-                .chain(ready[..n].iter().map(Vec::as_slice))
-                .map(io::IoSlice::new)
-                .collect();
-            written = write_all_vectored(w, &mut slices);
-        });
-        written?;
-        formatted?;
-        std::mem::swap(&mut ready, &mut spare);
-    }
-    if let Some(head) = head {
-        w.write_all(head)?;
+                    let formatted = format(rows, &mut buf).map(|()| buf);
+                    if done.send((i, formatted)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        let written = write_formatted(w, chunks.len(), &finished, &spare);
+        if written.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        // Unblocks any thread still sending, so the scope can end.
+        drop(finished);
+        written
+    })
+}
+
+/// The writing half of [`write_in_order`]: receives `count` formatted chunks
+/// in any order and writes them in chunk order, each run of consecutive
+/// chunks in one vectored write, handing their buffers back to `spare`.
+fn write_formatted(
+    w: &mut impl Write,
+    count: usize,
+    finished: &mpsc::Receiver<Formatted>,
+    spare: &Mutex<Vec<Vec<u8>>>,
+) -> Result<(), OutputError> {
+    // Chunks received ahead of the next one to write (a few: chunks are
+    // taken in order, so only those in flight on other threads overtake).
+    let mut early: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut ready: Vec<Vec<u8>> = Vec::new();
+    let mut next = 0;
+    while next < count {
+        let (i, formatted) = finished.recv().map_err(|_| {
+            OutputError::Io(io::Error::other("a results formatting thread stopped"))
+        })?;
+        early.push((i, formatted?));
+        while let Some(at) = early.iter().position(|&(i, _)| i == next + ready.len()) {
+            ready.push(early.swap_remove(at).1);
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        let mut slices: Vec<io::IoSlice<'_>> = ready.iter().map(|b| io::IoSlice::new(b)).collect();
+        write_all_vectored(w, &mut slices)?;
+        next += ready.len();
+        spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&mut ready);
     }
     Ok(())
 }
@@ -558,8 +613,11 @@ struct CsvRows<'a> {
     left: &'a Side,
     right: &'a Side,
     filter: &'a StatusFilter,
-    /// The CSV field of each rule name, by [`Assignment::rule`].
-    rules: Vec<Vec<u8>>,
+    /// `,status,rule,` for every status and rule (or none), at
+    /// [`CsvRows::middle_at`]: the row's middle in one copy.
+    middles: Vec<Vec<u8>>,
+    /// Rules, plus one for "no rule".
+    rule_slots: usize,
 }
 
 impl<'a> CsvRows<'a> {
@@ -569,22 +627,40 @@ impl<'a> CsvRows<'a> {
         right: &'a Side,
         filter: &'a StatusFilter,
     ) -> Self {
-        let rules = outcome
-            .rule_names
-            .iter()
-            .map(|name| {
-                let mut field = Vec::new();
-                push_csv_field(&mut field, name);
-                field
-            })
-            .collect();
+        let rule_slots = outcome.rule_names.len() + 1;
+        let mut middles = vec![Vec::new(); Status::ALL.len() * rule_slots];
+        for status in Status::ALL {
+            let names = std::iter::once(None).chain(outcome.rule_names.iter().map(Some));
+            for (slot, rule) in names.enumerate() {
+                let middle = &mut middles[status as usize * rule_slots + slot];
+                middle.push(b',');
+                middle.extend_from_slice(status.as_str().as_bytes());
+                middle.push(b',');
+                if let Some(rule) = rule {
+                    push_csv_field(middle, rule);
+                }
+                middle.push(b',');
+            }
+        }
         Self {
             outcome,
             left,
             right,
             filter,
-            rules,
+            middles,
+            rule_slots,
         }
+    }
+
+    /// `,status,rule,` of an assignment (empty for a rule the outcome does
+    /// not name, which [`check`] rules out).
+    fn middle_at(&self, a: &Assignment) -> &[u8] {
+        let rule = a
+            .rule()
+            .map_or(0, |k| usize::from(k) + 1)
+            .min(self.rule_slots);
+        let at = a.status() as usize * self.rule_slots + rule;
+        self.middles.get(at).map_or(&[], Vec::as_slice)
     }
 
     /// Appends the `results.csv` rows of `rows` (those passing the filter).
@@ -621,19 +697,15 @@ impl<'a> CsvRows<'a> {
         if let Some(id) = r.a.match_id() {
             push_u64(buf, u64::from(id.get()));
         }
-        buf.push(b',');
-        buf.extend_from_slice(r.side.as_str().as_bytes());
-        buf.push(b',');
+        // Fixed-size copies where the text is known: no call per field.
+        match r.side {
+            SideName::Left => buf.extend_from_slice(b",left,"),
+            SideName::Right => buf.extend_from_slice(b",right,"),
+        }
         push_csv_text(buf, r.record_id, r.quote_id);
         buf.push(b',');
         push_u64(buf, r.line);
-        buf.push(b',');
-        buf.extend_from_slice(r.a.status().as_str().as_bytes());
-        buf.push(b',');
-        if let Some(rule) = r.a.rule().and_then(|k| self.rules.get(usize::from(k))) {
-            buf.extend_from_slice(rule);
-        }
-        buf.push(b',');
+        buf.extend_from_slice(self.middle_at(&r.a));
         if let Some(score) = r.a.score() {
             push_score(buf, score);
         }
@@ -1055,9 +1127,66 @@ mod tests {
         }
     }
 
+    /// A writer that fails once it has taken `max` bytes.
+    struct Failing {
+        taken: usize,
+        max: usize,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.taken >= self.max {
+                return Err(io::Error::other("disk full"));
+            }
+            let n = buf.len().min(self.max - self.taken);
+            self.taken += n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A failing writer or a failing chunk ends the call with that error
+    /// (the formatting threads stop rather than wait on a writer that is
+    /// gone), wherever in the output it happens.
     #[test]
-    fn windows_survive_short_writes() {
-        let order: Vec<(SideName, u32)> = (0..ROW_CHUNK as u32 * WINDOW_CHUNKS as u32 * 2 + 7)
+    fn failures_stop_the_formatting_threads() {
+        let order: Vec<(SideName, u32)> = (0..ROW_CHUNK as u32 * (LOOKAHEAD as u32 * 3))
+            .map(|i| (SideName::Left, i))
+            .collect();
+        let format = |rows: &[(SideName, u32)], buf: &mut Vec<u8>| -> Result<(), OutputError> {
+            for &(_, i) in rows {
+                push_u64(buf, u64::from(i));
+                buf.push(b'\n');
+            }
+            Ok(())
+        };
+        for max in [0, 10, 1 << 20, 2 << 20] {
+            let mut w = Failing { taken: 0, max };
+            let e = write_in_order(b"head\n", &order, &mut w, format).unwrap_err();
+            assert!(e.to_string().contains("disk full"), "{max}: {e}");
+        }
+        let bad_chunk = |rows: &[(SideName, u32)], buf: &mut Vec<u8>| -> Result<(), OutputError> {
+            if rows[0].1 as usize == ROW_CHUNK * 50 {
+                return Err(OutputError::Io(io::Error::other("bad chunk")));
+            }
+            format(rows, buf)
+        };
+        let mut w = Vec::new();
+        let e = write_in_order(b"", &order, &mut w, bad_chunk).unwrap_err();
+        assert!(e.to_string().contains("bad chunk"), "{e}");
+        // What went out is whole chunks from the start, none past the bad one.
+        let mut before = Vec::new();
+        format(&order[..ROW_CHUNK * 50], &mut before).unwrap();
+        assert!(before.starts_with(&w), "{} bytes written", w.len());
+        assert!(w.is_empty() || w.ends_with(b"\n"));
+    }
+
+    #[test]
+    fn chunks_survive_short_writes() {
+        let order: Vec<(SideName, u32)> = (0..ROW_CHUNK as u32 * (LOOKAHEAD as u32 + 9) + 7)
             .map(|i| {
                 (
                     if i % 3 == 0 {
