@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use recon_core::input::{SideLoad, write_rejects_csv};
+use recon_core::InputError;
+use recon_core::input::{PendingDigest, SideLoad, write_rejects_csv};
 use recon_core::matcher::{NoProgress, Progress, Reconciler};
 use recon_core::outcome::{Outcome, RunInfo, SideName, SideSummary, Status, Summary};
 use recon_core::output::{self, StatusFilter};
@@ -107,14 +108,15 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
 
     // Both sides load at once: one MultiProgress keeps their spinners apart.
     // Only the roles the rules read are built (the others' columns are still
-    // checked to exist). Each file's SHA-256 for the audit block is of the
-    // bytes loaded (a CSV is hashed as it is read).
+    // checked to exist). Each file's SHA-256 for the audit block is read
+    // afterwards, on a thread that runs only when a core is idle (see
+    // `start_digest`).
     let bars = indicatif::MultiProgress::new();
-    let load = |path: &Path, name: SideName| -> Result<(Side, String), Failure> {
+    let load = |path: &Path, name: SideName| -> Result<(Side, PendingDigest), Failure> {
         let spinner = show_progress.then(|| spinner(&bars, format!("loading {}", path.display())));
         let side = SideLoad::new(path, rules.mapping(name))
             .roles(rules.roles(name))
-            .load_digested()
+            .load_digest_later()
             .map_err(anyhow::Error::from)
             .map_err(fail(EXIT_INPUT));
         if let Some(s) = spinner {
@@ -126,16 +128,21 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         || load(&args.left, SideName::Left),
         || load(&args.right, SideName::Right),
     );
-    let ((left, left_sha256), (right, right_sha256)) = (left?, right?);
+    let ((left, left_digest), (right, right_digest)) = (left?, right?);
     let loaded = started.elapsed();
+    let digests = [
+        start_digest(left_digest).map_err(fail(1))?,
+        start_digest(right_digest).map_err(fail(1))?,
+    ];
+    // The digests are filled in once read, before summary.json is written.
     let info = RunInfo {
         run_id: run_id(),
-        left_sha256: Some(left_sha256),
-        right_sha256: Some(right_sha256),
+        left_sha256: None,
+        right_sha256: None,
     };
     let progress = show_progress.then(|| BarProgress::new(left.len() + right.len()));
     let reconciler = Reconciler::new(rules);
-    let outcome = match &progress {
+    let mut outcome = match &progress {
         Some(p) => reconciler.run_with(&left, &right, &info, p),
         None => reconciler.run_with(&left, &right, &info, &NoProgress),
     }
@@ -146,7 +153,13 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     }
     let matched = started.elapsed();
 
-    let written = write_outputs(args, &left, &right, &outcome).map_err(fail(1))?;
+    // Results are staged first, so a file that changed under the run
+    // (its digest refused) replaces no earlier output.
+    let staged = stage_results(args, &left, &right, &outcome).map_err(fail(1))?;
+    let [left_sha256, right_sha256] = digests.map(Digest::finish);
+    outcome.summary.audit.left_sha256 = Some(left_sha256.map_err(fail(EXIT_INPUT))?);
+    outcome.summary.audit.right_sha256 = Some(right_sha256.map_err(fail(EXIT_INPUT))?);
+    let written = finish_outputs(args, staged, &left, &right, &outcome).map_err(fail(1))?;
     let mut table = render_summary(&outcome.summary);
     let _ = writeln!(
         table,
@@ -177,55 +190,121 @@ fn run_id() -> String {
     format!("cli-{nanos:x}-{:x}", std::process::id())
 }
 
-/// Writes `path` whole or not at all, through the service's staged files: a
-/// file beside it (`.NAME.ID.tmp`) renamed over `path` once complete. A run
-/// failing mid-write removes its temporary file and leaves the previous file
-/// (or none) in place, never a truncated one; a killed run leaves the
-/// temporary file behind under its dot name. Not fsynced: the CLI's outputs
-/// are as durable as any file a program writes and closes.
-fn write_whole(
+/// A file's SHA-256 being read on a thread of its own.
+struct Digest(std::thread::JoinHandle<Result<String, InputError>>);
+
+impl Digest {
+    /// The digest, once read.
+    fn finish(self) -> anyhow::Result<String> {
+        let digest = self
+            .0
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread reading an input's digest panicked"))?;
+        Ok(digest?)
+    }
+}
+
+/// Starts reading a file's SHA-256 on a thread that runs only when a core
+/// would otherwise idle: matching and writing leave gaps (a pass's
+/// sequential steps, the writer's waits) that the hashing fills, instead of
+/// lengthening the load as hashing on the reading thread did. When the
+/// digest is needed and not done, the waiting frees a core for it.
+fn start_digest(pending: PendingDigest) -> anyhow::Result<Digest> {
+    std::thread::Builder::new()
+        .name("digest".into())
+        .spawn(move || {
+            run_only_when_idle();
+            pending.compute()
+        })
+        .map(Digest)
+        .context("starting a thread to read an input's digest")
+}
+
+/// Moves the calling thread to Linux's idle scheduling class (`SCHED_IDLE`):
+/// it runs only on a core no other thread wants, and any other thread waking
+/// takes the core back at once. Elsewhere, or if refused, nothing changes.
+fn run_only_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is an initialised `sched_param` that outlives the
+        // call; pid 0 names the calling thread, whose scheduling class is
+        // all the call changes.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    }
+}
+
+/// Writes `path`'s content to a file beside it (`.NAME.ID.tmp`), through the
+/// service's staged files, to be renamed over `path` by
+/// [`Staged::commit`]; dropped uncommitted, the temporary file is removed.
+/// A run failing mid-write thus leaves the previous file (or none) in
+/// place, never a truncated one; a killed run leaves the temporary file
+/// behind under its dot name. Not fsynced: the CLI's outputs are as durable
+/// as any file a program writes and closes.
+fn stage(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<StagedFile>) -> Result<(), output::OutputError>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Staged> {
     Staged::write_with(path, |w| write(w).map_err(std::io::Error::other))
-        .and_then(|mut staged| staged.commit())
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_outputs(
+/// Outputs written but not yet in place.
+struct StagedOutputs {
+    files: Vec<(PathBuf, Staged)>,
+}
+
+/// Stages results.csv (and results.parquet with `--parquet`).
+fn stage_results(
     args: &Args,
+    left: &Side,
+    right: &Side,
+    outcome: &Outcome,
+) -> anyhow::Result<StagedOutputs> {
+    let dir = &args.out;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = Vec::new();
+    let path = dir.join("results.csv");
+    let staged = stage(&path, |w| {
+        output::write_results_csv(outcome, left, right, w, &StatusFilter::ALL)
+    })?;
+    files.push((path, staged));
+    if args.parquet {
+        let path = dir.join("results.parquet");
+        let staged = stage(&path, |w| {
+            output::write_results_parquet(outcome, left, right, w, &StatusFilter::ALL)
+        })?;
+        files.push((path, staged));
+    }
+    Ok(StagedOutputs { files })
+}
+
+/// Stages summary.json and any rejects files, then puts every output in
+/// place, results first; returns their paths.
+fn finish_outputs(
+    args: &Args,
+    staged: StagedOutputs,
     left: &Side,
     right: &Side,
     outcome: &Outcome,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let dir = &args.out;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut written = Vec::new();
-
-    let path = dir.join("results.csv");
-    write_whole(&path, |w| {
-        output::write_results_csv(outcome, left, right, w, &StatusFilter::ALL)
-    })?;
-    written.push(path);
-
-    if args.parquet {
-        let path = dir.join("results.parquet");
-        write_whole(&path, |w| {
-            output::write_results_parquet(outcome, left, right, w, &StatusFilter::ALL)
-        })?;
-        written.push(path);
-    }
-
+    let mut files = staged.files;
     let path = dir.join("summary.json");
-    write_whole(&path, |w| output::write_summary_json(&outcome.summary, w))?;
-    written.push(path);
-
+    let summary = stage(&path, |w| output::write_summary_json(&outcome.summary, w))?;
+    files.push((path, summary));
     for (name, side) in [("rejects_left.csv", left), ("rejects_right.csv", right)] {
         if side.rejects.is_empty() {
             continue;
         }
         let path = dir.join(name);
-        write_whole(&path, |w| Ok(write_rejects_csv(side, w)?))?;
+        let rejects = stage(&path, |w| Ok(write_rejects_csv(side, w)?))?;
+        files.push((path, rejects));
+    }
+    let mut written = Vec::with_capacity(files.len());
+    for (path, mut file) in files {
+        file.commit()
+            .with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
     }
     Ok(written)

@@ -52,6 +52,15 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    /// The file was written to or replaced while it was being reconciled, so
+    /// a digest read afterwards might not be of the bytes loaded.
+    #[error(
+        "{file}: the file changed while it was being reconciled; run again on a file nothing writes to"
+    )]
+    Changed {
+        /// The file.
+        file: String,
+    },
     /// The file holds no header and no rows.
     #[error("{file}: the file is empty")]
     Empty {

@@ -606,6 +606,40 @@ impl<'a> SideLoad<'a> {
         Ok((loaded.side, sha256))
     }
 
+    /// [`SideLoad::load`], with the file's SHA-256 left for later: the
+    /// returned [`PendingDigest`] reads the file once more when asked, so a
+    /// caller can hash it while other work (matching, writing) leaves a core
+    /// free rather than on the loading path. The file is opened here before it
+    /// is loaded; the digest is refused rather than given if the file changed
+    /// or was replaced since (see [`PendingDigest::compute`]).
+    ///
+    /// # Errors
+    /// [`InputError::Io`] when the file cannot be opened, then those of
+    /// [`SideLoad::load`].
+    pub fn load_digest_later(self) -> Result<(Side, PendingDigest), InputError> {
+        let source = self
+            .options
+            .as_ref()
+            .and_then(|o| o.source.clone())
+            .unwrap_or_else(|| self.path.display().to_string());
+        let file = File::open(self.path).map_err(|e| io_err(&source, e))?;
+        let stamp = file
+            .metadata()
+            .map(|m| Stamp::of(&m))
+            .map_err(|e| io_err(&source, e))?;
+        let path = self.path.to_path_buf();
+        let side = self.load()?;
+        Ok((
+            side,
+            PendingDigest {
+                file,
+                path,
+                source,
+                stamp,
+            },
+        ))
+    }
+
     fn load_inner(self, hashing: Hashing) -> Result<load::Loaded, InputError> {
         let path = self.path;
         let format = match self
@@ -650,6 +684,63 @@ impl<'a> SideLoad<'a> {
             "side loaded"
         );
         Ok(loaded)
+    }
+}
+
+/// The SHA-256 of a loaded file, to be computed later (from
+/// [`SideLoad::load_digest_later`]): it holds the file open as it was when
+/// loading began.
+#[derive(Debug)]
+pub struct PendingDigest {
+    file: File,
+    path: std::path::PathBuf,
+    source: String,
+    stamp: Stamp,
+}
+
+impl PendingDigest {
+    /// Reads the file from its start and gives its SHA-256 (lowercase hex).
+    ///
+    /// # Errors
+    /// [`InputError::Io`] when the file cannot be read or its path no longer
+    /// names a file; [`InputError::Changed`] when the file's size, times or
+    /// identity differ from when it was opened for loading (it was written to
+    /// or replaced meanwhile), so the digest might not be of the bytes loaded.
+    pub fn compute(self) -> Result<String, InputError> {
+        let err = |e| io_err(&self.source, e);
+        let sha256 = crate::sha256_reader(&self.file).map_err(err)?;
+        let held = self.file.metadata().map(|m| Stamp::of(&m)).map_err(err)?;
+        let named = std::fs::metadata(&self.path)
+            .map(|m| Stamp::of(&m))
+            .map_err(err)?;
+        if held != self.stamp || named != self.stamp {
+            return Err(InputError::Changed { file: self.source });
+        }
+        Ok(sha256)
+    }
+}
+
+/// What tells a file's content changed or the file was replaced: its size and
+/// modification time, and on Unix its device, inode and status-change time
+/// (which every write moves and no user can set back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    identity: (u64, u64, i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            identity: (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()),
+        }
     }
 }
 

@@ -70,7 +70,7 @@ pub mod synth;
 pub mod text;
 
 pub use error::InputError;
-pub use input::{SideLoad, load_side};
+pub use input::{PendingDigest, SideLoad, load_side};
 pub use mapping::SideMapping;
 pub use matcher::{NoProgress, Progress, Reconciler};
 pub use money::Currency;

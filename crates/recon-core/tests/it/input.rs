@@ -157,6 +157,51 @@ fn load_digested_gives_the_files_sha256() {
     check(&ndjson, &mapping(BASIC), RoleSet::ALL);
 }
 
+/// `load_digest_later` gives the same side as `load` and, when computed, the
+/// file's SHA-256; a file written to or replaced after loading is refused
+/// rather than hashed.
+#[test]
+fn a_later_digest_is_the_files_or_refused_if_it_changed() {
+    let (_dir, path) = file("later.csv", EXAMPLE_CSV.as_bytes());
+    let map = mapping(BASIC);
+    let (side, pending) = SideLoad::new(&path, &map).load_digest_later().unwrap();
+    check_example(&side);
+    assert_eq!(
+        pending.compute().unwrap(),
+        sha256_hex(EXAMPLE_CSV.as_bytes())
+    );
+
+    // Appended to after loading: same inode, new size and times.
+    let (_, pending) = SideLoad::new(&path, &map).load_digest_later().unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x9,1.00,USD,2026-03-01,INV-9\n"))
+        .unwrap();
+    let e = pending.compute().unwrap_err();
+    assert!(
+        matches!(&e, InputError::Changed { file } if file.ends_with("later.csv")),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("changed while it was being reconciled"),
+        "{e}"
+    );
+
+    // Replaced by another file of the same bytes: the path names a new inode.
+    let (_, pending) = SideLoad::new(&path, &map).load_digest_later().unwrap();
+    let other = path.with_extension("new");
+    fs::write(&other, fs::read(&path).unwrap()).unwrap();
+    fs::rename(&other, &path).unwrap();
+    assert!(matches!(pending.compute(), Err(InputError::Changed { .. })));
+
+    // Removed: the path names nothing.
+    let (_, pending) = SideLoad::new(&path, &map).load_digest_later().unwrap();
+    fs::remove_file(&path).unwrap();
+    assert!(matches!(pending.compute(), Err(InputError::Io { .. })));
+}
+
 #[test]
 fn csv_with_semicolons_and_no_header() {
     let csv = "a1;\"1,234.56\";USD;2026-03-01;INV-1\na2;(12.30);eur;2026-02-28;x\na3;5;JPY;;\n";
