@@ -109,12 +109,13 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     // Both sides load at once: one MultiProgress keeps their spinners apart.
     // Only the roles the rules read are built (the others' columns are still
     // checked to exist). Each file's SHA-256 for the audit block is read
-    // afterwards, on a thread that runs only when a core is idle (see
-    // `start_digest`).
+    // once the file is loaded, on a thread that runs only when a core is
+    // idle (see `start_digest`): the first file's can start while the
+    // other is still loading.
     let bars = indicatif::MultiProgress::new();
-    let load = |path: &Path, name: SideName| -> Result<(Side, PendingDigest), Failure> {
+    let load = |path: &Path, name: SideName| -> Result<(Side, Digest), Failure> {
         let spinner = show_progress.then(|| spinner(&bars, format!("loading {}", path.display())));
-        let side = SideLoad::new(path, rules.mapping(name))
+        let loaded = SideLoad::new(path, rules.mapping(name))
             .roles(rules.roles(name))
             .load_digest_later()
             .map_err(anyhow::Error::from)
@@ -122,7 +123,8 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
-        side
+        let (side, pending) = loaded?;
+        Ok((side, start_digest(pending).map_err(fail(1))?))
     };
     let (left, right) = rayon::join(
         || load(&args.left, SideName::Left),
@@ -130,10 +132,7 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     );
     let ((left, left_digest), (right, right_digest)) = (left?, right?);
     let loaded = started.elapsed();
-    let digests = [
-        start_digest(left_digest).map_err(fail(1))?,
-        start_digest(right_digest).map_err(fail(1))?,
-    ];
+    let digests = [left_digest, right_digest];
     // The digests are filled in once read, before summary.json is written.
     let info = RunInfo {
         run_id: run_id(),
