@@ -43,7 +43,7 @@ Exit codes:
   1  could not write the results, or an internal error
   2  bad arguments or an invalid rules file (the message names line and column)
   3  an input file is missing, unreadable or holds a bad value (the message names
-     file, line, column and value)")]
+     file, line, column and value), or was written to or replaced during the run")]
 pub struct Args {
     /// The left file, e.g. the ledger (CSV, Parquet, Arrow IPC or JSON Lines).
     #[arg(long)]
