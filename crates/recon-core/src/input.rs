@@ -574,7 +574,9 @@ impl<'a> SideLoad<'a> {
 
     /// Reads the file and maps it to a side, never holding the whole file as
     /// text: with every role, the same side (and the same error) as
-    /// [`read_table`] then [`Side::from_table`].
+    /// [`read_table`] then [`Side::from_table`], except that a Parquet or
+    /// Arrow IPC file's columns nothing maps are not read at all (one that
+    /// cannot be read as text does not fail the load).
     ///
     /// # Errors
     /// [`InputError::UnknownFormat`] when no format is set and the extension names

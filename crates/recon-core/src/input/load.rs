@@ -3,7 +3,8 @@
 //! The reader fills a window of batches while the previous window is mapped in
 //! parallel (rayon); mapped parts are joined in file order and the text batches
 //! dropped, so only a window or two of text is ever held beside the side. The
-//! result, errors included, is what [`Side::from_table`] gives for the same file.
+//! result, errors included, is what [`Side::from_table`] gives for the same file
+//! (but for a columnar file's unmapped columns, which are not read).
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;

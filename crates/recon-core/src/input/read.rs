@@ -52,7 +52,17 @@ pub(super) struct Opened {
     pub(super) bytes: u64,
     /// For CSV: how to find the line each record starts on.
     scan: Option<LineScan>,
+    /// For Parquet and Arrow IPC files: how to open the file again reading
+    /// only some columns.
+    reopen: Option<Reopen>,
     batches: TextBatches,
+}
+
+/// A columnar file [`Opened::project`] can open again for some columns only.
+struct Reopen {
+    path: PathBuf,
+    format: Format,
+    batch_size: usize,
 }
 
 /// What [`Opened::drive`] found once every batch was read.
@@ -94,7 +104,16 @@ impl Opened {
             Format::ArrowStream => open_arrow_stream(file, source),
             Format::Ndjson => open_ndjson(file, source, opts),
         }?;
-        Ok(Self { bytes, ..opened })
+        let reopen = matches!(format, Format::Parquet | Format::Arrow).then(|| Reopen {
+            path: path.to_path_buf(),
+            format,
+            batch_size: opts.batch_size,
+        });
+        Ok(Self {
+            bytes,
+            reopen,
+            ..opened
+        })
     }
 
     /// Makes a CSV's reader hash the file as it reads it, for [`Driven::sha256`];
@@ -113,18 +132,27 @@ impl Opened {
     }
 
     /// Reads only `columns` (sorted schema positions) where the format can skip the
-    /// others without changing what is read or refused (CSV); returns whether it
-    /// did, i.e. whether batches now hold just those columns, in that order.
+    /// others; returns whether it did, i.e. whether batches now hold just those
+    /// columns, in that order. A CSV's other columns are still split and its rows
+    /// checked (what is read or refused does not change); a Parquet or Arrow IPC
+    /// file's other columns are neither decoded nor converted to text, so a
+    /// column nothing maps (a nested one, say, which has no text form) cannot
+    /// fail the load.
     ///
     /// # Errors
-    /// [`InputError::Io`] when the file cannot be opened again.
+    /// [`InputError::Io`] when the file cannot be opened again;
+    /// [`InputError::Format`] when a columnar file's reader refuses it.
     pub(super) fn project(&mut self, columns: &[usize]) -> Result<bool, InputError> {
-        let Some(scan) = &mut self.scan else {
-            return Ok(false);
-        };
         if columns.len() >= self.schema.fields().len() {
             return Ok(false);
         }
+        if let Some(reopen) = &self.reopen {
+            self.batches = reopen.open(&self.source, columns)?;
+            return Ok(true);
+        }
+        let Some(scan) = &mut self.scan else {
+            return Ok(false);
+        };
         let mut file = File::open(&scan.path).map_err(|e| io_err(&self.source, e))?;
         file.seek(SeekFrom::Start(scan.skip))
             .map_err(|e| io_err(&self.source, e))?;
@@ -332,6 +360,7 @@ fn open_csv(
         line_fixes: LineFixes::default(),
         bytes: 0,
         scan: Some(scan),
+        reopen: None,
         batches,
     })
 }
@@ -582,15 +611,16 @@ fn to_text(
         let columns = batch
             .columns()
             .iter()
-            .map(|c| {
+            .zip(schema.fields())
+            .map(|(c, field)| {
                 if c.data_type() == &DataType::Utf8 {
                     Ok(c.clone())
                 } else {
                     arrow_cast::cast(c, &DataType::Utf8)
+                        .map_err(|e| format_err(&source, format!("column {:?}: {e}", field.name())))
                 }
             })
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(|e| format_err(&source, e))?;
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
         RecordBatch::try_new(schema.clone(), columns).map_err(|e| format_err(&source, e))
     }))
 }
@@ -611,6 +641,40 @@ fn rows_from_one(
         line_fixes: LineFixes::default(),
         bytes: 0,
         scan: None,
+        reopen: None,
+    }
+}
+
+impl Reopen {
+    /// The file's text batches of `columns` (sorted schema positions) only.
+    fn open(&self, source: &str, columns: &[usize]) -> Result<TextBatches, InputError> {
+        let file = File::open(&self.path).map_err(|e| io_err(source, e))?;
+        let source = source.to_owned();
+        match self.format {
+            Format::Parquet => {
+                let builder =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .map_err(|e| format_err(&source, e))?;
+                let mask = parquet::arrow::ProjectionMask::roots(
+                    builder.parquet_schema(),
+                    columns.iter().copied(),
+                );
+                let reader = builder
+                    .with_projection(mask)
+                    .with_batch_size(self.batch_size)
+                    .build()
+                    .map_err(|e| format_err(&source, e))?;
+                let schema = text_schema(&arrow_array::RecordBatchReader::schema(&reader));
+                Ok(to_text(source, schema, reader))
+            }
+            _ => {
+                let reader =
+                    arrow_ipc::reader::FileReader::try_new_buffered(file, Some(columns.to_vec()))
+                        .map_err(|e| format_err(&source, e))?;
+                let schema = text_schema(&reader.schema());
+                Ok(to_text(source, schema, reader))
+            }
+        }
     }
 }
 

@@ -283,6 +283,58 @@ fn parquet_of_text_round_trips() {
     check_example(&load_side(&path, &mapping(BASIC)).unwrap());
 }
 
+/// A Parquet or Arrow IPC file's columns nothing maps are not read: a
+/// nested column (which has no text form) beside the mapped ones loads,
+/// and fails the load only once it is mapped, naming the file.
+#[test]
+fn columnar_files_read_only_the_mapped_columns() {
+    use arrow_array::{ArrayRef, StructArray};
+    let example = example_batch();
+    let nested: ArrayRef = Arc::new(StructArray::from(vec![(
+        Arc::new(Field::new("k", DataType::Int64, true)),
+        Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+    )]));
+    let mut fields: Vec<Field> = example
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.insert(2, Field::new("meta", nested.data_type().clone(), true));
+    let mut columns = example.columns().to_vec();
+    columns.insert(2, nested);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let parquet_path = dir.path().join("wide.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        fs::File::create(&parquet_path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let arrow_path = dir.path().join("wide.arrow");
+    let mut w = arrow_ipc::writer::FileWriter::try_new(
+        fs::File::create(&arrow_path).unwrap(),
+        &batch.schema(),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+
+    for path in [&parquet_path, &arrow_path] {
+        check_example(&load_side(path, &mapping(BASIC)).unwrap());
+        let with_meta = format!("{BASIC}extra = [\"meta\"]\n");
+        let e = load_side(path, &mapping(&with_meta))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("column \"meta\""), "{e}");
+    }
+}
+
 #[test]
 fn arrow_file_and_stream_round_trip() {
     let dir = tempfile::tempdir().unwrap();
