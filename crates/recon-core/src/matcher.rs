@@ -525,7 +525,10 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
         }
     }
     let total: usize = sizes.iter().sum();
-    let mut out = vec![blank; total];
+    // Filled in parallel: a sequential fill of a large index (48 bytes a
+    // record) faulted its pages in on one thread while the other idled.
+    let mut out: Vec<T> = Vec::with_capacity(total);
+    out.par_extend(rayon::iter::repeat_n(blank, total));
     // Bucket by bucket, chunk by chunk: each chunk's slots in each bucket.
     let mut slots: Vec<Vec<&mut [T]>> = counts.iter().map(|_| Vec::with_capacity(TOP)).collect();
     let mut rest: &mut [T] = &mut out;
