@@ -155,34 +155,37 @@ struct Row<'a> {
 /// left rows then right rows, each in input order, land in their group's
 /// slots in that order, and records without a group go after the groups in
 /// the same scan. Two passes over the assignments: one counts, one places.
+/// The output vector (one row per record) is set up on another thread while
+/// the first pass counts.
 fn order(outcome: &Outcome) -> Vec<(SideName, u32)> {
     let sides = [
         (SideName::Left, &outcome.left),
         (SideName::Right, &outcome.right),
     ];
-    // `slot[id + 1]`: records of group `id`; after the prefix sum, `slot[id]`
-    // is where group `id`'s next record goes.
-    let mut slot: Vec<usize> = Vec::with_capacity(outcome.left.len().min(outcome.right.len()) + 2);
-    let mut ungrouped = 0usize;
-    for (_, list) in sides {
-        for a in list.iter() {
-            match a.match_id() {
-                Some(id) => {
+    let count = || {
+        // `slot[id + 1]`: records of group `id`; after the prefix sum,
+        // `slot[id]` is where group `id`'s next record goes.
+        let mut slot: Vec<usize> =
+            Vec::with_capacity(outcome.left.len().min(outcome.right.len()) + 2);
+        for (_, list) in sides {
+            for a in list.iter() {
+                if let Some(id) = a.match_id() {
                     let k = id.get() as usize + 1;
                     if k >= slot.len() {
                         slot.resize(k + 1, 0);
                     }
                     slot[k] += 1;
                 }
-                None => ungrouped += 1,
             }
         }
-    }
-    for k in 1..slot.len() {
-        slot[k] += slot[k - 1];
-    }
+        for k in 1..slot.len() {
+            slot[k] += slot[k - 1];
+        }
+        slot
+    };
+    let rows = outcome.left.len() + outcome.right.len();
+    let (mut slot, mut out) = rayon::join(count, || vec![(SideName::Left, 0u32); rows]);
     let grouped = slot.last().copied().unwrap_or(0);
-    let mut out = vec![(SideName::Left, 0u32); grouped + ungrouped];
     let mut tail = grouped;
     for (s, list) in sides {
         for (i, a) in list.iter().enumerate() {
