@@ -267,19 +267,27 @@ fn parquet_round_trip_casts_typed_columns() {
     assert_eq!(side.line, [1, 2]);
 }
 
+/// Writes `batch` as a Parquet file at `path`.
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Writes `batch` as an Arrow IPC file at `path`.
+fn write_arrow_file(path: &Path, batch: &RecordBatch) {
+    let file = fs::File::create(path).unwrap();
+    let mut w = arrow_ipc::writer::FileWriter::try_new(file, &batch.schema()).unwrap();
+    w.write(batch).unwrap();
+    w.finish().unwrap();
+}
+
 #[test]
 fn parquet_of_text_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("side.parquet");
-    let batch = example_batch();
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_parquet(&path, &example_batch());
     check_example(&load_side(&path, &mapping(BASIC)).unwrap());
 }
 
@@ -307,22 +315,9 @@ fn columnar_files_read_only_the_mapped_columns() {
 
     let dir = tempfile::tempdir().unwrap();
     let parquet_path = dir.path().join("wide.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        fs::File::create(&parquet_path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    write_parquet(&parquet_path, &batch);
     let arrow_path = dir.path().join("wide.arrow");
-    let mut w = arrow_ipc::writer::FileWriter::try_new(
-        fs::File::create(&arrow_path).unwrap(),
-        &batch.schema(),
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.finish().unwrap();
+    write_arrow_file(&arrow_path, &batch);
 
     for path in [&parquet_path, &arrow_path] {
         check_example(&load_side(path, &mapping(BASIC)).unwrap());
@@ -340,13 +335,7 @@ fn arrow_file_and_stream_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let batch = example_batch();
     let file_path = dir.path().join("side.arrow");
-    let mut w = arrow_ipc::writer::FileWriter::try_new(
-        fs::File::create(&file_path).unwrap(),
-        &batch.schema(),
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.finish().unwrap();
+    write_arrow_file(&file_path, &batch);
     check_example(&load_side(&file_path, &mapping(BASIC)).unwrap());
 
     let stream_path = dir.path().join("side.arrows");
