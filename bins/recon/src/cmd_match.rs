@@ -156,8 +156,8 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     // (its digest refused) replaces no earlier output.
     let staged = stage_results(args, &left, &right, &outcome).map_err(fail(1))?;
     let [left_sha256, right_sha256] = digests.map(Digest::finish);
-    outcome.summary.audit.left_sha256 = Some(left_sha256.map_err(fail(EXIT_INPUT))?);
-    outcome.summary.audit.right_sha256 = Some(right_sha256.map_err(fail(EXIT_INPUT))?);
+    outcome.summary.audit.left_sha256 = Some(left_sha256?);
+    outcome.summary.audit.right_sha256 = Some(right_sha256?);
     let staged = stage_rest(args, staged, &left, &right, &outcome).map_err(fail(1))?;
     let mut table = render_summary(&outcome.summary);
     // At 1M records, freeing the sides and results (hundreds of MB) and
@@ -201,13 +201,17 @@ fn run_id() -> String {
 struct Digest(std::thread::JoinHandle<Result<String, InputError>>);
 
 impl Digest {
-    /// The digest, once read.
-    fn finish(self) -> anyhow::Result<String> {
-        let digest = self
-            .0
-            .join()
-            .map_err(|_| anyhow::anyhow!("the thread reading an input's digest panicked"))?;
-        Ok(digest?)
+    /// The digest, once read: a file changed or unreadable meanwhile is the
+    /// input's failure (exit 3), a thread that panicked an internal one.
+    fn finish(self) -> Result<String, Failure> {
+        let digest = self.0.join().map_err(|_| {
+            fail(1)(anyhow::anyhow!(
+                "the thread reading an input's digest panicked"
+            ))
+        })?;
+        digest
+            .map_err(anyhow::Error::from)
+            .map_err(fail(EXIT_INPUT))
     }
 }
 

@@ -655,15 +655,16 @@ impl<'a> CsvRows<'a> {
         }
     }
 
-    /// `,status,rule,` of an assignment (empty for a rule the outcome does
-    /// not name, which [`check`] rules out).
+    /// `,status,rule,` of an assignment; a rule the outcome does not name
+    /// reads as none (an empty field), as [`Outcome::rule_name`] has it.
     fn middle_at(&self, a: &Assignment) -> &[u8] {
         let rule = a
             .rule()
-            .map_or(0, |k| usize::from(k) + 1)
-            .min(self.rule_slots);
+            .map(|k| usize::from(k) + 1)
+            .filter(|&slot| slot < self.rule_slots)
+            .unwrap_or(0);
         let at = a.status() as usize * self.rule_slots + rule;
-        self.middles.get(at).map_or(&[], Vec::as_slice)
+        self.middles.get(at).map_or(b",,,", Vec::as_slice)
     }
 
     /// Appends the `results.csv` rows of `rows` (those passing the filter).
