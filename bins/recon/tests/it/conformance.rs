@@ -29,6 +29,14 @@ fn get(server: &Server, path: &str) -> (u16, Value) {
     json(agent().get(server.url(path)).call().expect("request"))
 }
 
+/// A job's results in `format` (200 asserted), as bytes.
+fn results(server: &Server, job_id: &str, format: &str) -> Vec<u8> {
+    let path = format!("/v1/reconciliations/{job_id}/results?format={format}");
+    let res = agent().get(server.url(&path)).call().expect("results");
+    assert_eq!(res.status(), 200, "{path}");
+    res.into_body().read_to_vec().expect("results body")
+}
+
 fn assert_problem(status: u16, body: &Value, expected: u16) {
     assert_eq!(status, expected, "body: {body}");
     assert_eq!(body["status"], expected, "problem body: {body}");
@@ -638,20 +646,11 @@ fn upload_reconcile_and_fetch(engine: Engine) {
     let (status, got) = get(&server, &format!("/v1/reconciliations/{job_id}"));
     assert_eq!(status, 200, "{got}");
 
-    let res = agent()
-        .get(server.url(&format!("/v1/reconciliations/{job_id}/results?format=csv")))
-        .call()
-        .expect("results");
-    assert_eq!(res.status(), 200);
-    let text = res.into_body().read_to_string().expect("csv");
+    let text = String::from_utf8(results(&server, job_id, "csv")).expect("csv");
     assert!(text.lines().count() > 1, "{text}");
 
     for format in ["json", "parquet"] {
-        let path = format!("/v1/reconciliations/{job_id}/results?format={format}");
-        let res = agent().get(server.url(&path)).call().expect("results");
-        assert_eq!(res.status(), 200, "{path}");
-        let bytes = res.into_body().read_to_vec().expect("results body");
-        assert!(!bytes.is_empty(), "{path}");
+        assert!(!results(&server, job_id, format).is_empty(), "{format}");
     }
     let (status, body) = get(&server, "/v1/reconciliations/no-such-job");
     assert!(status == 404 || status == 400, "{status} {body}");
@@ -748,12 +747,7 @@ fn graceful_stop_writes_parquet_results(engine: Engine) {
     let (status, got) = get(&server, &format!("/v1/reconciliations/{id}"));
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["parquet"], "ready", "{got}");
-    let res = agent()
-        .get(server.url(&format!("/v1/reconciliations/{id}/results?format=parquet")))
-        .call()
-        .expect("parquet results");
-    assert_eq!(res.status(), 200);
-    let body = res.into_body().read_to_vec().expect("parquet body");
+    let body = results(&server, &id, "parquet");
     assert!(body.starts_with(b"PAR1") && body.ends_with(b"PAR1"));
 }
 

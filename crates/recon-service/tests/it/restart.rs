@@ -21,6 +21,19 @@ fn write_job(dir: &std::path::Path, id: &str, state: &str, owner: Option<serde_j
 }
 
 /// Dates a job's `job.json` two hours back, as if no one had written it since.
+/// `GET /v1/reconciliations/{id}` on `app` (200 asserted), as JSON.
+fn job(app: &App, id: &str) -> serde_json::Value {
+    send(
+        app,
+        http::Method::GET,
+        &format!("/v1/reconciliations/{id}"),
+        &[],
+        recon_service::RequestBody::empty(),
+    )
+    .expect(200)
+    .json()
+}
+
 fn untouched_for_two_hours(dir: &std::path::Path, id: &str) {
     let file = std::fs::File::options()
         .write(true)
@@ -98,15 +111,7 @@ fn a_live_replicas_running_job_is_left_alone() {
     );
     let second = App::new(config, Vec::new()).unwrap();
     for app in [&replica, &second] {
-        let job = send(
-            app,
-            http::Method::GET,
-            &format!("/v1/reconciliations/{remote}"),
-            &[],
-            recon_service::RequestBody::empty(),
-        )
-        .expect(200)
-        .json();
+        let job = job(app, remote);
         assert_eq!(job["state"], "running");
     }
 }
@@ -123,15 +128,7 @@ fn a_foreign_job_untouched_for_hours_is_interrupted() {
     );
     untouched_for_two_hours(dir.path(), stale);
     let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
-    let job = send(
-        &app,
-        http::Method::GET,
-        &format!("/v1/reconciliations/{stale}"),
-        &[],
-        recon_service::RequestBody::empty(),
-    )
-    .expect(200)
-    .json();
+    let job = job(&app, stale);
     assert_eq!(job["state"], "failed");
     assert_eq!(job["error"], "interrupted");
 }
@@ -159,18 +156,6 @@ fn a_foreign_parquet_write_pending_for_hours_is_failed() {
     }
     untouched_for_two_hours(dir.path(), stale);
     let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
-    let parquet = |id: &str| {
-        send(
-            &app,
-            http::Method::GET,
-            &format!("/v1/reconciliations/{id}"),
-            &[],
-            recon_service::RequestBody::empty(),
-        )
-        .expect(200)
-        .json()["parquet"]
-            .clone()
-    };
-    assert_eq!(parquet(stale), "failed");
-    assert_eq!(parquet(recent), "pending");
+    assert_eq!(job(&app, stale)["parquet"], "failed");
+    assert_eq!(job(&app, recent)["parquet"], "pending");
 }
