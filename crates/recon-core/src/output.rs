@@ -716,7 +716,7 @@ impl<'a> CsvRows<'a> {
         buf.push(b',');
         push_scaled(buf, r.amount, scale);
         buf.push(b',');
-        buf.extend_from_slice(r.currency.as_str().as_bytes());
+        buf.extend_from_slice(r.currency.as_bytes());
         buf.push(b',');
         if let Some(d) = r.a.amount_diff() {
             push_scaled(buf, d, scale);

@@ -23,6 +23,16 @@ use unicode_normalization::UnicodeNormalization;
 /// `prefixes` must already be normalized with an empty prefix list and sorted
 /// longest first; [`normalize_prefixes`] does that.
 pub fn normalize_reference_into(raw: &str, prefixes: &[String], out: &mut String) {
+    if raw.is_ascii()
+        && let Some(kept) = ascii_key(raw)
+    {
+        let (bytes, len) = kept;
+        let body = &bytes[..len];
+        let rest = &body[cut_len(body, prefixes)..];
+        // Only ASCII alphanumerics were kept, so this never falls back.
+        out.push_str(std::str::from_utf8(rest).unwrap_or_default());
+        return;
+    }
     let start = out.len();
     if raw.is_ascii() {
         for b in raw.bytes() {
@@ -39,24 +49,47 @@ pub fn normalize_reference_into(raw: &str, prefixes: &[String], out: &mut String
             }
         }
     }
-    let mut cut = 0;
-    for p in prefixes {
-        let body = &out[start..];
-        if !p.is_empty() && body.len() > p.len() && body.starts_with(p.as_str()) {
-            cut = p.len();
-            break;
-        }
-    }
-    let body = &out[start + cut..];
-    let zeros = body.len() - body.trim_start_matches('0').len();
-    let zeros = if zeros == body.len() && zeros > 0 {
-        zeros - 1
-    } else {
-        zeros
-    };
-    let drop = cut + zeros;
+    let drop = cut_len(&out.as_bytes()[start..], prefixes);
     if drop > 0 {
         out.replace_range(start..start + drop, "");
+    }
+}
+
+/// Longest ASCII reference the stack path of [`normalize_reference_into`]
+/// takes (every real one; longer ones take the general path).
+const ASCII_KEY: usize = 64;
+
+/// An ASCII reference's alphanumerics, lowercased, in a stack buffer with
+/// their count; `None` when it is longer than [`ASCII_KEY`].
+fn ascii_key(raw: &str) -> Option<([u8; ASCII_KEY], usize)> {
+    if raw.len() > ASCII_KEY {
+        return None;
+    }
+    let mut bytes = [0u8; ASCII_KEY];
+    let mut len = 0;
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() {
+            bytes[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+    }
+    Some((bytes, len))
+}
+
+/// How many leading bytes of a key's alphanumerics (`body`) steps 4 and 5 of
+/// the module docs remove: the first (longest) prefix that leaves something
+/// after it, then leading zeros, keeping one `0` of an all-zero rest.
+fn cut_len(body: &[u8], prefixes: &[String]) -> usize {
+    let cut = prefixes
+        .iter()
+        .find(|p| !p.is_empty() && body.len() > p.len() && body.starts_with(p.as_bytes()))
+        .map_or(0, |p| p.len());
+    let rest = &body[cut..];
+    let zeros = rest.iter().take_while(|&&b| b == b'0').count();
+    if zeros == rest.len() && zeros > 0 {
+        cut + zeros - 1
+    } else {
+        cut + zeros
     }
 }
 
@@ -268,6 +301,43 @@ mod tests {
         let mut out = String::from("keep|");
         normalize_reference_into(raw, &p, &mut out);
         out.strip_prefix("keep|").unwrap().to_string()
+    }
+
+    /// The general path alone (what every reference took before the
+    /// stack path for ASCII ones).
+    fn norm_general(raw: &str, prefixes: &[String]) -> String {
+        let mut out = String::new();
+        if raw.is_ascii() {
+            for b in raw.bytes() {
+                if b.is_ascii_alphanumeric() {
+                    out.push(b.to_ascii_lowercase() as char);
+                }
+            }
+        } else {
+            for c in raw.nfkc() {
+                for lc in c.to_lowercase() {
+                    if lc.is_alphanumeric() {
+                        out.push(lc);
+                    }
+                }
+            }
+        }
+        let drop = cut_len(out.as_bytes(), prefixes);
+        out.replace_range(..drop, "");
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_references_take_the_stack_path_to_the_same_key(
+            raw in "[ -~]{0,80}",
+            prefixes in proptest::collection::vec("[a-zA-Z0-9-]{0,4}", 0..3),
+        ) {
+            let p = normalize_prefixes(&prefixes);
+            let mut out = String::from("keep|");
+            normalize_reference_into(&raw, &p, &mut out);
+            proptest::prop_assert_eq!(out, format!("keep|{}", norm_general(&raw, &p)));
+        }
     }
 
     #[test]
