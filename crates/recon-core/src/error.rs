@@ -105,6 +105,20 @@ pub enum InputError {
         /// The file's columns.
         available: Vec<String>,
     },
+    /// A mapped column holds values that have no text form (a nested struct,
+    /// map or union column of a Parquet or Arrow file). Such columns are
+    /// carried as empty until mapped, so the rest of the file reads as usual.
+    #[error(
+        "{file}: column {column:?} holds {data_type} values, which cannot be read as text; map a column of text, numbers, dates or booleans instead"
+    )]
+    UnreadableColumn {
+        /// The file.
+        file: String,
+        /// The mapped column name.
+        column: String,
+        /// The column's type in the file, as Arrow names it.
+        data_type: String,
+    },
     /// One value of one row is not readable for its role.
     #[error("{file} line {line}, column {column:?}: {value:?} {problem}")]
     BadValue {

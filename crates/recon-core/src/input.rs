@@ -35,6 +35,11 @@ const META_SOURCE: &str = "recon.source";
 const META_FIRST_LINE: &str = "recon.first_line";
 /// Schema metadata key holding [`LineFixes`] (`row:line;row:line`) in stored IPC files.
 const META_LINE_FIXES: &str = "recon.line_fixes";
+/// Field metadata key marking a text column that stands in for a column recon
+/// cannot read as text (e.g. a nested struct); its value is the original type.
+/// All of such a column's values are null; mapping it is an
+/// [`InputError::UnreadableColumn`].
+const META_UNREADABLE: &str = "recon.unreadable_type";
 /// The UTF-8 byte order mark.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -292,6 +297,10 @@ pub struct Converted {
     pub rows: u64,
     /// The column names, in file order.
     pub columns: Vec<String>,
+    /// The columns stored empty because their values have no text form (a
+    /// nested struct, map or union): mapping one is an
+    /// [`InputError::UnreadableColumn`].
+    pub unreadable: Vec<String>,
 }
 
 /// Converts a file to an Arrow IPC file of text columns (how the service stores an
@@ -322,6 +331,13 @@ pub fn convert_to_ipc(
         .iter()
         .map(|f| f.name().clone())
         .collect();
+    let unreadable = opened
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| f.metadata().contains_key(META_UNREADABLE))
+        .map(|f| f.name().clone())
+        .collect();
     let mut sink = IpcSink::create(dest, &opened.schema, &opened.source, opened.first_line)?;
     let driven = opened.drive(|all| for_each_batch(all, |batch, _| sink.write(&batch)))?;
     sink.finish(&driven.line_fixes)?;
@@ -333,6 +349,7 @@ pub fn convert_to_ipc(
     Ok(Converted {
         rows: driven.rows as u64,
         columns,
+        unreadable,
     })
 }
 

@@ -54,7 +54,9 @@ pub fn document(version: &str) -> Value {
                     "id": {"type": "string"}, "name": {"type": "string"}, "format": {"type": "string"},
                     "rows": {"type": "integer"}, "columns": {"type": "array", "items": {"type": "string"}},
                     "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
-                    "stored_bytes": {"type": "integer"}
+                    "stored_bytes": {"type": "integer"},
+                    "unreadable_columns": {"type": "array", "items": {"type": "string"},
+                        "description": "columns stored empty: their values (nested structs, maps, unions) have no text form; mapping one fails the job"}
                 }},
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"},

@@ -58,6 +58,12 @@ pub struct DatasetMeta {
     pub created: String,
     /// Bytes the stored Arrow IPC file takes.
     pub stored_bytes: u64,
+    /// Columns stored empty because their values have no text form (a nested
+    /// struct, map or union of a Parquet, Arrow or NDJSON upload): a mapping
+    /// that names one fails the job, naming the column and its type. Absent
+    /// when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_columns: Vec<String>,
 }
 
 /// How to read an upload, beyond its format.
@@ -202,6 +208,7 @@ impl DatasetStore {
             sha256,
             created: durable::now_rfc3339(),
             stored_bytes: fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
+            unreadable_columns: converted.unreadable,
         };
         let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
         // The build directory is private until renamed, so its files need no

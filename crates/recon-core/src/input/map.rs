@@ -8,7 +8,7 @@ use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
 use rayon::prelude::*;
 
-use super::read::format_err;
+use super::read::{format_err, unreadable_type};
 use super::{LineCursor, LineFixes};
 use crate::date::DateFormat;
 use crate::error::{InputError, ValueProblem};
@@ -97,6 +97,14 @@ impl<'a> Plan<'a> {
                     file: source.to_owned(),
                     column: column.to_owned(),
                     available: names.iter().map(|n| (*n).to_owned()).collect(),
+                })
+                .and_then(|i| match unreadable_type(schema.field(i)) {
+                    Some(data_type) => Err(InputError::UnreadableColumn {
+                        file: source.to_owned(),
+                        column: names[i].to_owned(),
+                        data_type,
+                    }),
+                    None => Ok(i),
                 })
         };
         let opt = |column: &Option<String>| column.as_deref().map(find).transpose();

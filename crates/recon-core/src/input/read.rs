@@ -16,7 +16,8 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use sha2::{Digest, Sha256};
 
 use super::{
-    BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE, ReadOptions,
+    BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE,
+    META_UNREADABLE, ReadOptions,
 };
 use crate::error::InputError;
 
@@ -588,19 +589,42 @@ struct Scan {
     sha256: Option<[u8; 32]>,
 }
 
-/// The all-text schema of `schema`: same names, every field `Utf8`, no metadata.
+/// The all-text schema of `schema`: same names, every field `Utf8`, no metadata
+/// but the [`META_UNREADABLE`] mark of a field whose values have no text form.
 fn text_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
-            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .map(|f| {
+                let text = Field::new(f.name(), DataType::Utf8, true);
+                match unreadable_type(f) {
+                    Some(t) => text.with_metadata(std::collections::HashMap::from([(
+                        META_UNREADABLE.to_owned(),
+                        t,
+                    )])),
+                    None => text,
+                }
+            })
             .collect::<Vec<_>>(),
     ))
 }
 
+/// The type of a field's values when they have no text form: marked so by an
+/// earlier conversion, or a type Arrow cannot cast to text (a struct, map or
+/// union). Such a column reads as all null, and mapping it is refused
+/// ([`InputError::UnreadableColumn`]), so one nested column nobody maps does
+/// not make the whole file unreadable.
+pub(super) fn unreadable_type(field: &Field) -> Option<String> {
+    if let Some(t) = field.metadata().get(META_UNREADABLE) {
+        return Some(t.clone());
+    }
+    (!arrow_cast::can_cast_types(field.data_type(), &DataType::Utf8))
+        .then(|| field.data_type().to_string())
+}
+
 /// Casts every column of each batch to `Utf8` (keeping names) so mapping only ever
-/// sees text.
+/// sees text; a column [`text_schema`] marks unreadable becomes all null.
 fn to_text(
     source: String,
     schema: SchemaRef,
@@ -613,7 +637,9 @@ fn to_text(
             .iter()
             .zip(schema.fields())
             .map(|(c, field)| {
-                if c.data_type() == &DataType::Utf8 {
+                if field.metadata().contains_key(META_UNREADABLE) {
+                    Ok(arrow_array::new_null_array(&DataType::Utf8, c.len()))
+                } else if c.data_type() == &DataType::Utf8 {
                     Ok(c.clone())
                 } else {
                     arrow_cast::cast(c, &DataType::Utf8)
@@ -736,7 +762,17 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
-    let schema = text_schema(&inferred);
+    // Values are decoded as text, but for fields without a text form (nested
+    // objects), which keep their inferred type and are then read as null.
+    let decoded: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .map(|f| match unreadable_type(f) {
+            Some(_) => f.as_ref().clone(),
+            None => Field::new(f.name(), DataType::Utf8, true),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(decoded));
     reader
         .seek(SeekFrom::Start(0))
         .map_err(|e| io_err(&source, e))?;

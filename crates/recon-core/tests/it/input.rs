@@ -319,15 +319,63 @@ fn columnar_files_read_only_the_mapped_columns() {
     let arrow_path = dir.path().join("wide.arrow");
     write_arrow_file(&arrow_path, &batch);
 
+    let with_meta = mapping(&format!("{BASIC}extra = [\"meta\"]\n"));
     for path in [&parquet_path, &arrow_path] {
         check_example(&load_side(path, &mapping(BASIC)).unwrap());
-        let with_meta = format!("{BASIC}extra = [\"meta\"]\n");
-        let e = load_side(path, &mapping(&with_meta))
-            .unwrap_err()
-            .to_string();
+        let e = load_side(path, &with_meta).unwrap_err();
+        assert!(
+            matches!(&e, InputError::UnreadableColumn { column, data_type, .. }
+                if column == "meta" && data_type.starts_with("Struct")),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(e.contains(&path.display().to_string()), "{e}");
         assert!(e.contains("column \"meta\""), "{e}");
     }
+
+    // Read whole (as the service stores an upload, before any mapping is
+    // known), the struct column does not make the file unreadable: it is
+    // carried as empty, marked, and still refused when mapped.
+    let opts = ReadOptions::default();
+    let table = read_table(&parquet_path, Format::Parquet, &opts).unwrap();
+    assert_eq!(table.rows, 3);
+    let stored = dir.path().join("stored.arrow");
+    let converted = convert_to_ipc(&parquet_path, Format::Parquet, &opts, &stored).unwrap();
+    assert_eq!(converted.columns[2], "meta");
+    assert_eq!(converted.unreadable, ["meta"]);
+    let stored_opts = ReadOptions {
+        source: Some("wide.parquet".into()),
+        ..ReadOptions::default()
+    };
+    let load_stored = |map: &SideMapping| {
+        SideLoad::new(&stored, map)
+            .format(Format::Arrow)
+            .options(stored_opts.clone())
+            .load()
+    };
+    check_example(&load_stored(&mapping(BASIC)).unwrap());
+    let e = load_stored(&with_meta).unwrap_err();
+    assert!(
+        matches!(&e, InputError::UnreadableColumn { file, column, data_type }
+            if file == "wide.parquet" && column == "meta" && data_type.starts_with("Struct")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn ndjson_nested_objects_are_carried_but_not_mapped() {
+    let lines = [
+        r#"{"id":"a1","amount":"1,234.56","currency":"USD","date":"2026-03-01","ref":"INV-1","meta":{"k":1}}"#,
+        r#"{"id":"a2","amount":"(12.30)","currency":"eur","date":"2026-02-28","ref":"x","meta":{"k":2}}"#,
+        r#"{"id":"a3","amount":5,"currency":"JPY","date":null,"ref":null,"meta":null}"#,
+    ];
+    let (_dir, path) = file("nested.ndjson", lines.join("\n").as_bytes());
+    check_example(&load_side(&path, &mapping(BASIC)).unwrap());
+    let e = load_side(&path, &mapping(&format!("{BASIC}extra = [\"meta\"]\n"))).unwrap_err();
+    assert!(
+        matches!(&e, InputError::UnreadableColumn { column, .. } if column == "meta"),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -345,3 +345,96 @@ L3,2024-01-04,-25.50,EUR,INV-3,fee\n";
     );
     assert!(dup.contains(",left,L3,4,duplicate,"), "{dup}");
 }
+
+/// [`LEDGER`] as Parquet, with a nested `meta` struct column after its own.
+fn ledger_parquet_with_a_struct() -> Vec<u8> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    let rows: Vec<Vec<&str>> = LEDGER
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let names = ["id", "date", "amount", "currency", "ref"];
+    let mut fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    let mut columns: Vec<ArrayRef> = (0..names.len())
+        .map(|c| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[c]))) as ArrayRef)
+        .collect();
+    let meta: ArrayRef = Arc::new(StructArray::from(vec![(
+        Arc::new(Field::new("batch", DataType::Int64, true)),
+        Arc::new(Int64Array::from(vec![7, 7, 8])) as ArrayRef,
+    )]));
+    fields.push(Field::new("meta", meta.data_type().clone(), true));
+    columns.push(meta);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.into_inner().unwrap()
+}
+
+#[test]
+fn a_nested_column_is_stored_empty_and_refused_only_when_mapped() {
+    let t = app();
+    let meta = t
+        .upload(
+            "/v1/datasets?name=ledger.parquet",
+            "application/vnd.apache.parquet",
+            ledger_parquet_with_a_struct(),
+        )
+        .expect(201)
+        .json();
+    assert_eq!(meta["rows"], 3);
+    assert_eq!(meta["columns"][5], "meta");
+    assert_eq!(meta["unreadable_columns"], serde_json::json!(["meta"]));
+    let l = meta["id"].as_str().unwrap().to_owned();
+    let r = upload(&t, BANK);
+
+    // Not mapped: the same results as the CSV ledger's, but for the `line`
+    // column (a Parquet row is numbered from 1, a CSV record by its line).
+    let without_line = |csv: String| -> Vec<String> {
+        csv.lines()
+            .map(|l| {
+                let mut f: Vec<&str> = l.split(',').collect();
+                f.remove(3);
+                f.join(",")
+            })
+            .collect()
+    };
+    let from_csv = upload(&t, LEDGER);
+    let expected = results_of(
+        &t,
+        &start(&t, "?wait=30", &from_csv, &r, RULES)
+            .expect(200)
+            .json(),
+    );
+    let got = results_of(&t, &start(&t, "?wait=30", &l, &r, RULES).expect(200).json());
+    assert_eq!(without_line(got), without_line(expected));
+
+    // Mapped: the job fails, naming the dataset, the column and its type.
+    let mapped = RULES.replacen(
+        "reference = \"ref\"\n",
+        "reference = \"ref\"\ndescription = \"meta\"\n",
+        1,
+    );
+    let job = start(&t, "?wait=30", &l, &r, &mapped).expect(200).json();
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap();
+    assert!(
+        err.contains("ledger.parquet")
+            && err.contains("column \"meta\" holds Struct")
+            && err.contains("cannot be read as text"),
+        "{err}"
+    );
+    // A CSV upload has no such columns: the key is absent.
+    let csv_meta = t
+        .get(&format!("/v1/datasets/{from_csv}"))
+        .expect(200)
+        .json();
+    assert!(csv_meta.get("unreadable_columns").is_none(), "{csv_meta}");
+}
