@@ -107,8 +107,8 @@ pub enum InputError {
     },
     /// A mapped column holds values that have no text form (a nested struct,
     /// map or union column of a Parquet or Arrow file, an NDJSON key holding
-    /// objects). Such columns are
-    /// carried as empty until mapped, so the rest of the file reads as usual.
+    /// objects). Such columns are carried as empty until mapped, so the rest
+    /// of the file reads as usual.
     #[error(
         "{file}: column {column:?} holds {data_type} values, which cannot be read as text; map a column of text, numbers, dates or booleans instead"
     )]
