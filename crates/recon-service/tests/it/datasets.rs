@@ -41,10 +41,7 @@ fn arrow_file() -> Vec<u8> {
 }
 
 fn parquet_bytes() -> Vec<u8> {
-    let b = batch();
-    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), b.schema(), None).unwrap();
-    w.write(&b).unwrap();
-    w.into_inner().unwrap()
+    crate::parquet_of(&batch())
 }
 
 #[test]

@@ -18,6 +18,13 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use recon_service::{App, RequestBody, ResponseBody};
 use tuning::Config;
 
+/// `batch` as the bytes of a Parquet file.
+pub fn parquet_of(batch: &arrow_array::RecordBatch) -> Vec<u8> {
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.into_inner().unwrap()
+}
+
 /// A test application over its own data directory.
 #[derive(Debug)]
 pub struct TestApp {

@@ -372,10 +372,7 @@ fn ledger_parquet_with_a_struct() -> Vec<u8> {
     )]));
     fields.push(Field::new("meta", meta.data_type().clone(), true));
     columns.push(meta);
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.into_inner().unwrap()
+    crate::parquet_of(&RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap())
 }
 
 #[test]
