@@ -293,15 +293,23 @@ fn parquet_of_text_round_trips() {
 
 /// A Parquet or Arrow IPC file's columns nothing maps are not read: a
 /// nested column (which has no text form) beside the mapped ones loads,
-/// and fails the load only once it is mapped, naming the file.
+/// and fails the load only once it is mapped, naming the file; a list
+/// column reads as Arrow's text of it.
 #[test]
 fn columnar_files_read_only_the_mapped_columns() {
-    use arrow_array::{ArrayRef, StructArray};
+    use arrow_array::types::Int64Type;
+    use arrow_array::{ArrayRef, ListArray, StructArray};
     let example = example_batch();
     let nested: ArrayRef = Arc::new(StructArray::from(vec![(
         Arc::new(Field::new("k", DataType::Int64, true)),
         Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
     )]));
+    // A list has a text form: it is read like any other column.
+    let tags: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+        Some(vec![Some(1), Some(2)]),
+        Some(vec![]),
+        None,
+    ]));
     let mut fields: Vec<Field> = example
         .schema()
         .fields()
@@ -309,8 +317,10 @@ fn columnar_files_read_only_the_mapped_columns() {
         .map(|f| f.as_ref().clone())
         .collect();
     fields.insert(2, Field::new("meta", nested.data_type().clone(), true));
+    fields.push(Field::new("tags", tags.data_type().clone(), true));
     let mut columns = example.columns().to_vec();
     columns.insert(2, nested);
+    columns.push(tags);
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -320,8 +330,17 @@ fn columnar_files_read_only_the_mapped_columns() {
     write_arrow_file(&arrow_path, &batch);
 
     let with_meta = mapping(&format!("{BASIC}extra = [\"meta\"]\n"));
+    let with_tags = mapping(&format!("{BASIC}extra = [\"tags\"]\n"));
     for path in [&parquet_path, &arrow_path] {
         check_example(&load_side(path, &mapping(BASIC)).unwrap());
+        let side = load_side(path, &with_tags).unwrap();
+        let tags: Vec<_> = (0..3).map(|i| side.extra[0].1.get(i)).collect();
+        assert_eq!(
+            tags,
+            [Some("[1, 2]"), Some("[]"), None],
+            "{}",
+            path.display()
+        );
         let e = load_side(path, &with_meta).unwrap_err();
         assert!(
             matches!(&e, InputError::UnreadableColumn { column, data_type, .. }
