@@ -40,6 +40,12 @@ const META_LINE_FIXES: &str = "recon.line_fixes";
 /// All of such a column's values are null; mapping it is an
 /// [`InputError::UnreadableColumn`].
 const META_UNREADABLE: &str = "recon.unreadable_type";
+/// The name messages give the file at `path`: `opts`' source, else the path.
+fn source_name(opts: Option<&ReadOptions>, path: &Path) -> String {
+    opts.and_then(|o| o.source.clone())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 /// The UTF-8 byte order mark.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -614,13 +620,13 @@ impl<'a> SideLoad<'a> {
     /// cannot be read again for its digest.
     pub fn load_digested(self) -> Result<(Side, String), InputError> {
         let path = self.path;
-        let source = self.options.as_ref().and_then(|o| o.source.clone());
+        let source = self.source();
         let loaded = self.load_inner(Hashing::AsRead)?;
         let sha256 = match loaded.sha256 {
             Some(sha256) => sha256,
             None => File::open(path)
                 .and_then(crate::sha256_reader)
-                .map_err(|e| io_err(&source.unwrap_or_else(|| path.display().to_string()), e))?,
+                .map_err(|e| io_err(&source, e))?,
         };
         Ok((loaded.side, sha256))
     }
@@ -636,11 +642,7 @@ impl<'a> SideLoad<'a> {
     /// [`InputError::Io`] when the file cannot be opened, then those of
     /// [`SideLoad::load`].
     pub fn load_digest_later(self) -> Result<(Side, PendingDigest), InputError> {
-        let source = self
-            .options
-            .as_ref()
-            .and_then(|o| o.source.clone())
-            .unwrap_or_else(|| self.path.display().to_string());
+        let source = self.source();
         let file = File::open(self.path).map_err(|e| io_err(&source, e))?;
         let stamp = file
             .metadata()
@@ -657,6 +659,11 @@ impl<'a> SideLoad<'a> {
                 stamp,
             },
         ))
+    }
+
+    /// The name messages give the file: the options' source, else its path.
+    fn source(&self) -> String {
+        source_name(self.options.as_ref(), self.path)
     }
 
     fn load_inner(self, hashing: Hashing) -> Result<load::Loaded, InputError> {

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE,
-    META_UNREADABLE, ReadOptions,
+    META_UNREADABLE, ReadOptions, source_name,
 };
 use crate::error::InputError;
 
@@ -89,10 +89,7 @@ impl Opened {
         format: Format,
         opts: &ReadOptions,
     ) -> Result<Self, InputError> {
-        let source = opts
-            .source
-            .clone()
-            .unwrap_or_else(|| path.display().to_string());
+        let source = source_name(Some(opts), path);
         let file = File::open(path).map_err(|e| io_err(&source, e))?;
         let bytes = file.metadata().map_err(|e| io_err(&source, e))?.len();
         if bytes == 0 {
@@ -137,8 +134,8 @@ impl Opened {
     /// columns, in that order. A CSV's other columns are still split and its rows
     /// checked (what is read or refused does not change); a Parquet or Arrow IPC
     /// file's other columns are neither decoded nor converted to text, so a
-    /// column nothing maps (a nested one, say, which has no text form) cannot
-    /// fail the load.
+    /// column nothing maps (a binary one that is not UTF-8, say) cannot fail
+    /// the load.
     ///
     /// # Errors
     /// [`InputError::Io`] when the file cannot be opened again;
