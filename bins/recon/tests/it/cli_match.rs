@@ -443,3 +443,70 @@ fn outputs_replace_earlier_ones_whole_or_not_at_all() {
         );
     });
 }
+
+/// The environment `recon match` runs its matching with, read from `/proc`
+/// while it waits to open its left file (a FIFO): by then any restart for
+/// huge pages has happened. `tunables` is the `GLIBC_TUNABLES` it is given.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn environment_of_a_match(tunables: Option<&str>) -> Vec<String> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("left.csv");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c_path` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_recon"));
+    cmd.args(["match", "--left"])
+        .arg(&fifo)
+        .arg("--right")
+        .arg(examples().join("bank.csv"))
+        .arg("--rules")
+        .arg(examples().join("rules.toml"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env_remove("GLIBC_TUNABLES")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(t) = tunables {
+        cmd.env("GLIBC_TUNABLES", t);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Opening the FIFO to write waits for `recon` to open it to read.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    let _ = writer.write_all(b"id,date,amount\n");
+    drop(writer);
+    let _ = child.kill();
+    let _ = child.wait();
+    environ
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|v| v.starts_with("GLIBC_TUNABLES="))
+        .collect()
+}
+
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn match_runs_with_huge_pages_where_the_kernel_leaves_them_to_it() {
+    within(LIMIT, || {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        let expected: &[&str] = if mode.contains("[madvise]") {
+            &["GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+        } else {
+            &[]
+        };
+        assert_eq!(
+            environment_of_a_match(None),
+            expected,
+            "kernel mode {mode:?}"
+        );
+        // The user's own setting stands.
+        assert_eq!(
+            environment_of_a_match(Some("glibc.malloc.hugetlb=0")),
+            ["GLIBC_TUNABLES=glibc.malloc.hugetlb=0"]
+        );
+    });
+}
