@@ -898,3 +898,122 @@ fn uncontested_pairs_take_their_pass_ids_in_left_order() {
     assert_eq!((id(u), id(v)), (Some(n32 + 2), Some(n32 + 2)));
     assert_eq!(o.rule_name(u), Some("amount"));
 }
+
+/// `results.csv`'s rows (the writer's own number and text formatting)
+/// against the NDJSON rows of the same outcome (serde's), field by field:
+/// ids that need quotes, short and long ones, amounts of currencies with 0,
+/// 2 and 3 decimals, negative and large, breaks with differences, a long
+/// rule name, and extra columns on one side.
+#[test]
+fn csv_rows_carry_what_the_ndjson_rows_carry() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let mut make = |name: &str, n: usize| {
+        let mut rows = String::new();
+        for i in 0..n {
+            let mut amount: i64 = rng.random_range(-50_000..50_000);
+            if i % 9 == 0 {
+                amount *= 1_000_000_007;
+            }
+            let currency = ["USD", "JPY", "BHD"][i % 3];
+            let day = rng.random_range(0..3);
+            let reference = rng.random_range(0..n / 2);
+            let id = match i % 30 {
+                0 => format!("{name},{i}"),
+                1 => format!("{name}\"{i}\""),
+                2 => format!("{name}{}", "9".repeat(60 + i % 20)),
+                k => format!("{name}{}{i}", "x".repeat(k)),
+            };
+            rows.push_str(&format!("{id} {amount} {currency} {day} R{reference}\n"));
+        }
+        rows
+    };
+    let left = make("L", 3000);
+    // Every other right row pays a left row exactly (the long rule's).
+    let right: String = make("R", 3000)
+        .lines()
+        .zip(left.lines())
+        .enumerate()
+        .map(|(i, (own, paid))| match i % 2 {
+            0 => format!("P{i} {}\n", paid.split_once(' ').unwrap().1),
+            _ => format!("{own}\n"),
+        })
+        .collect();
+    let (mut l, r) = (side("L", &left), side("R", &right));
+    let memo: TextColumn = (0..l.len())
+        .map(|i| match i % 4 {
+            0 => None,
+            1 => Some("plain".to_owned()),
+            2 => Some(format!("with, comma {i}")),
+            _ => Some(format!("say \"{i}\"")),
+        })
+        .collect::<Vec<_>>()
+        .iter()
+        .map(Option::as_deref)
+        .collect();
+    l.extra = vec![("memo".into(), memo)];
+    let long_rule = "a-rule-whose-name-is-long-enough-to-push-the-status-and-rule-past-64-bytes";
+    let rules = format!(
+        "{SIDES}[[pass]]\nname = \"{long_rule}\"\nreference = \"exact\"\namount = {{ abs = \"0.00\" }}\n\
+         [[pass]]\nname = \"near\"\nreference = \"exact\"\namount = {{ abs = \"500\" }}\ndate = {{ window_days = 2 }}\n\
+         [[pass]]\nname = \"brk\"\nkind = \"break\"\nreference = \"exact\"\n"
+    );
+    let o = Reconciler::new(Rules::from_toml_str(&rules, "rules.toml").unwrap())
+        .run(&l, &r, &NoProgress)
+        .unwrap();
+    let (mut csv, mut nd) = (Vec::new(), Vec::new());
+    write_results_csv(&o, &l, &r, &mut csv, &StatusFilter::ALL).unwrap();
+    write_results_ndjson(&o, &l, &r, &mut nd, &StatusFilter::ALL).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().ends_with(",date_diff_days,left_memo"));
+
+    let quote = |v: &str| {
+        if v.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        } else {
+            v.to_owned()
+        }
+    };
+    let field = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => quote(s),
+        other => other.to_string(),
+    };
+    let mut seen = BTreeMap::new();
+    let mut rows = 0;
+    for (line, json) in lines.zip(nd.split(|b| *b == b'\n').filter(|l| !l.is_empty())) {
+        let j: serde_json::Value = serde_json::from_slice(json).unwrap();
+        let score = j["score"]
+            .as_f64()
+            .map_or(String::new(), |s| format!("{s:.4}"));
+        let memo = match j["side"].as_str() {
+            Some("left") => field(&j["extra"]["memo"]),
+            _ => String::new(),
+        };
+        let expected = [
+            field(&j["match_id"]),
+            field(&j["side"]),
+            field(&j["record_id"]),
+            field(&j["line"]),
+            field(&j["status"]),
+            field(&j["rule"]),
+            score,
+            field(&j["amount"]),
+            field(&j["currency"]),
+            field(&j["amount_diff"]),
+            field(&j["date_diff_days"]),
+            memo,
+        ]
+        .join(",");
+        assert_eq!(line, expected);
+        *seen
+            .entry(j["status"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+        rows += 1;
+    }
+    assert_eq!(rows, 6000);
+    for status in ["matched", "break", "unmatched"] {
+        assert!(seen.get(status).copied().unwrap_or(0) > 10, "{seen:?}");
+    }
+    assert!(csv.contains(long_rule) && csv.contains(",-") && csv.contains("\"L,0\""));
+}
