@@ -4,7 +4,7 @@
 //! each first touch is a page fault: about 115k of them, 12 % of the run's
 //! CPU. glibc's malloc can mark the large blocks it maps and the heap it
 //! grows for huge pages (`madvise(MADV_HUGEPAGE)`), which halves the faults
-//! and shortens the run by 2-8 % (docs/benchmarks-core.md), but only when
+//! and shortened the run by 1.5-8 % (docs/benchmarks-core.md), but only when
 //! its `glibc.malloc.hugetlb=1` tunable is in the environment as the program
 //! starts. So `recon match` starts itself again, once, with it.
 //!
@@ -21,6 +21,12 @@ const TUNABLE: &str = "glibc.malloc.hugetlb";
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const VARIABLE: &str = "GLIBC_TUNABLES";
 
+/// Set in the restarted process's environment: it never restarts again,
+/// even where glibc drops the tunable from the environment (in secure
+/// mode, say, for a binary given file capabilities).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+const RESTARTED: &str = "RECON_RESTARTED_FOR_HUGE_PAGES";
+
 /// Where Linux says whether programs choose huge pages (`madvise` mode).
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const KERNEL_MODE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
@@ -30,8 +36,8 @@ const KERNEL_MODE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 /// `glibc.malloc.hugetlb=1`, when that helps: on Linux with glibc, when the
 /// kernel leaves huge pages to the program (`madvise` mode) and the
 /// environment does not set the tunable already. A user's own value stands
-/// (`glibc.malloc.hugetlb=0` turns this off), and the restarted process
-/// finds it set, so it happens once.
+/// (`glibc.malloc.hugetlb=0` turns this off). It happens once: the
+/// restarted process finds [`RESTARTED`] set.
 ///
 /// Call it before any thread starts or any file opens. It returns when
 /// nothing needed doing, or when the restart failed; the run then goes on
@@ -41,6 +47,9 @@ pub fn restart_with_huge_pages() {
     {
         use std::os::unix::process::CommandExt;
 
+        if std::env::var_os(RESTARTED).is_some() {
+            return;
+        }
         let mode = std::fs::read_to_string(KERNEL_MODE).unwrap_or_default();
         let Some(tunables) = with_huge_pages(std::env::var_os(VARIABLE).as_deref(), &mode) else {
             return;
@@ -53,6 +62,7 @@ pub fn restart_with_huge_pages() {
             .arg0(name)
             .args(args)
             .env(VARIABLE, tunables)
+            .env(RESTARTED, "1")
             .exec();
     }
 }

@@ -444,11 +444,12 @@ fn outputs_replace_earlier_ones_whole_or_not_at_all() {
     });
 }
 
-/// The environment `recon match` runs its matching with, read from `/proc`
-/// while it waits to open its left file (a FIFO): by then any restart for
-/// huge pages has happened. `tunables` is the `GLIBC_TUNABLES` it is given.
+/// The `GLIBC_TUNABLES` and restart marker `recon match` runs its matching
+/// with, read from `/proc` while it waits to open its left file (a FIFO):
+/// by then any restart for huge pages has happened. `given` is the
+/// environment it starts with, besides the test's own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn environment_of_a_match(tunables: Option<&str>) -> Vec<String> {
+fn environment_of_a_match(given: &[(&str, &str)]) -> Vec<String> {
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
 
@@ -467,11 +468,10 @@ fn environment_of_a_match(tunables: Option<&str>) -> Vec<String> {
         .arg("--out")
         .arg(dir.path().join("out"))
         .env_remove("GLIBC_TUNABLES")
+        .env_remove(MARKER)
+        .envs(given.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    if let Some(t) = tunables {
-        cmd.env("GLIBC_TUNABLES", t);
-    }
     let mut child = cmd.spawn().unwrap();
     // Opening the FIFO to write waits for `recon` to open it to read.
     let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
@@ -483,9 +483,12 @@ fn environment_of_a_match(tunables: Option<&str>) -> Vec<String> {
     environ
         .split(|&b| b == 0)
         .map(|v| String::from_utf8_lossy(v).into_owned())
-        .filter(|v| v.starts_with("GLIBC_TUNABLES="))
+        .filter(|v| v.starts_with("GLIBC_TUNABLES=") || v.starts_with(MARKER))
         .collect()
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MARKER: &str = "RECON_RESTARTED_FOR_HUGE_PAGES";
 
 #[test]
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -494,19 +497,25 @@ fn match_runs_with_huge_pages_where_the_kernel_leaves_them_to_it() {
         let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
             .unwrap_or_default();
         let expected: &[&str] = if mode.contains("[madvise]") {
-            &["GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+            &[
+                "GLIBC_TUNABLES=glibc.malloc.hugetlb=1",
+                "RECON_RESTARTED_FOR_HUGE_PAGES=1",
+            ]
         } else {
             &[]
         };
-        assert_eq!(
-            environment_of_a_match(None),
-            expected,
-            "kernel mode {mode:?}"
-        );
+        let mut got = environment_of_a_match(&[]);
+        got.sort();
+        assert_eq!(got, expected, "kernel mode {mode:?}");
         // The user's own setting stands.
         assert_eq!(
-            environment_of_a_match(Some("glibc.malloc.hugetlb=0")),
+            environment_of_a_match(&[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")]),
             ["GLIBC_TUNABLES=glibc.malloc.hugetlb=0"]
+        );
+        // A restarted process never restarts again, whatever its tunables.
+        assert_eq!(
+            environment_of_a_match(&[(MARKER, "1")]),
+            [format!("{MARKER}=1")]
         );
     });
 }
