@@ -22,8 +22,8 @@ const TUNABLE: &str = "glibc.malloc.hugetlb";
 const VARIABLE: &str = "GLIBC_TUNABLES";
 
 /// Set in the restarted process's environment: it never restarts again,
-/// even where glibc drops the tunable from the environment (in secure
-/// mode, say, for a binary given file capabilities).
+/// even should the tunable not reach it (glibc filters its tunables for
+/// secure-mode processes, e.g. a binary given file capabilities).
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const RESTARTED: &str = "RECON_RESTARTED_FOR_HUGE_PAGES";
 
