@@ -16,6 +16,14 @@ peak RSS, minor page faults and user/system CPU (from `wait4`, per run).
 unless `--replace`, where each build keeps replacing its own previous
 outputs (as a user re-running a reconciliation does). A build may be given
 as `BIN` or `BIN:NAME=VALUE` to run it with one extra environment variable.
+
+`--pause S` sleeps S seconds before every run. Runs straight after one
+another reuse the memory the previous run gave back; on a virtual machine
+that hands freed memory back to its host (virtio-balloon free page
+reporting, as on the machine these figures come from, about 2 s after it is
+freed) a run after a pause pays for first touching every page again, as a
+single `recon match` does. Measure both: without a pause (the builds'
+difference, least noise) and with one (what a user's one run costs).
 """
 
 import argparse
@@ -76,6 +84,8 @@ def main():
     ap.add_argument("--case", required=True, help="directory with left.csv, right.csv, rules.toml")
     ap.add_argument("--runs", type=int, default=15, help="runs per build (default 15)")
     ap.add_argument("--replace", action="store_true", help="replace each build's previous outputs")
+    ap.add_argument("--pause", type=float, default=0.0, metavar="S",
+                    help="sleep S seconds before each run (default 0)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="set for every build (repeatable)")
     ap.add_argument("builds", nargs="+", help="BIN or BIN:NAME=VALUE")
@@ -88,6 +98,8 @@ def main():
     try:
         for i in range(a.runs):
             for k, (spec, path, env) in enumerate(builds):
+                if a.pause > 0:
+                    time.sleep(a.pause)
                 out = os.path.join(scratch, f"out{k}" if a.replace else f"out{k}-{i}")
                 results[spec].append(run_once(path, env, a.case, out))
                 if not a.replace:
@@ -96,6 +108,8 @@ def main():
         shutil.rmtree(scratch, ignore_errors=True)
 
     mode = "replacing" if a.replace else "fresh --out"
+    if a.pause > 0:
+        mode += f", {a.pause:g} s pause before each run"
     print(f"{a.runs} runs per build, taking turns, {mode}; medians (wall: min-max)")
     for spec, runs in results.items():
         med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
