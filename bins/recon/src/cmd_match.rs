@@ -44,11 +44,7 @@ Exit codes:
   2  bad arguments or an invalid rules file (the message names line and column)
   3  an input file is missing, unreadable or holds a bad value (the message names
      file, line, column and value), or was written to or replaced during the run
-
-Memory: on Linux with glibc, where the kernel leaves transparent huge pages to \
-programs (`madvise` mode), recon match starts itself once more with \
-GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (fewer page faults on large inputs); set \
-glibc.malloc.hugetlb=0 in GLIBC_TUNABLES to run without.")]
+")]
 pub struct Args {
     /// The left file, e.g. the ledger (CSV, Parquet, Arrow IPC or JSON Lines).
     #[arg(long)]

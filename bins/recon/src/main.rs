@@ -10,7 +10,6 @@ mod cmd_healthcheck;
 mod cmd_match;
 mod cmd_serve;
 mod cmd_tune;
-mod huge_pages;
 mod tune_target;
 
 /// Reconcile financial records, and serve that work over HTTP.
@@ -40,10 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Match(args) => {
-            huge_pages::restart_with_huge_pages();
-            cmd_match::run(args)
-        }
+        Command::Match(args) => cmd_match::run(args),
         Command::Gen(args) => cmd_gen::run(args),
         Command::Tune(args) => cmd_tune::run(args),
         Command::Config(args) => cmd_config::run(args),
