@@ -102,6 +102,9 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     let rules = Rules::from_path(&args.rules)
         .map_err(anyhow::Error::from)
         .map_err(fail(EXIT_CONFIG))?;
+    // A run can take minutes: say now, not after it, that its results
+    // have nowhere to go.
+    check_out_dir(&args.out).map_err(fail(1))?;
 
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let show_progress =
@@ -261,6 +264,17 @@ fn stage(
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Fails when `--out` names something other than a directory (it need not
+/// exist yet: it is created when the results are written).
+fn check_out_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            anyhow::bail!("--out {} exists and is not a directory", dir.display())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Outputs written but not yet in place.
 struct StagedOutputs {
     files: Vec<(PathBuf, Staged)>,
@@ -274,6 +288,7 @@ fn stage_results(
     outcome: &Outcome,
 ) -> anyhow::Result<StagedOutputs> {
     let dir = &args.out;
+    check_out_dir(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut files = Vec::new();
     let path = dir.join("results.csv");

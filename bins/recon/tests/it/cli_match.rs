@@ -323,6 +323,29 @@ fn a_missing_input_file_exits_3_naming_it() {
 }
 
 #[test]
+fn an_out_that_is_a_file_fails_before_the_inputs_are_read() {
+    within(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = examples();
+        let file = dir.path().join("results");
+        std::fs::write(&file, "kept\n").unwrap();
+        // The left file is missing too: the --out error comes first.
+        let out = run_match(
+            &dir.path().join("no-such-ledger.csv"),
+            &ex.join("bank.csv"),
+            &ex.join("rules.toml"),
+            &file,
+            &[],
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+        assert!(err.contains("exists and is not a directory"), "{err}");
+        assert!(err.contains(file.to_str().unwrap()), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept\n");
+    });
+}
+
+#[test]
 fn a_bad_rules_file_exits_2_naming_line_and_value() {
     within(LIMIT, || {
         let dir = tempfile::tempdir().unwrap();
