@@ -78,12 +78,21 @@ pub enum InputError {
         hint: String,
     },
     /// A line that is not valid UTF-8.
-    #[error("{file} line {line}: invalid UTF-8")]
+    #[error(
+        "{file} line {line}{}",
+        invalid_utf8_detail(.column.as_deref(), .value.as_deref())
+    )]
     InvalidUtf8 {
         /// The file.
         file: String,
         /// 1-based line.
         line: u64,
+        /// The column holding the bytes, when the row could be read again to
+        /// find it (CSV rows after the header).
+        column: Option<String>,
+        /// That field: its valid text as it is (escaped as in a Rust string)
+        /// and each byte that is not UTF-8 as `\xNN`.
+        value: Option<String>,
     },
     /// A row the reader could not split into the header's columns.
     #[error("{file} line {line}: {reason}")]
@@ -165,5 +174,17 @@ impl fmt::Display for Names<'_> {
             write!(f, "{n:?}")?;
         }
         Ok(())
+    }
+}
+
+/// The end of [`InputError::InvalidUtf8`]'s message: the column and value
+/// when they are known.
+fn invalid_utf8_detail(column: Option<&str>, value: Option<&str>) -> String {
+    match (column, value) {
+        (Some(column), Some(value)) => {
+            format!(", column {column:?}: \"{value}\" is not valid UTF-8")
+        }
+        (Some(column), None) => format!(", column {column:?}: invalid UTF-8"),
+        _ => ": invalid UTF-8".to_owned(),
     }
 }

@@ -190,6 +190,7 @@ impl Opened {
             line_fixes,
             scan,
             batches,
+            schema,
             ..
         } = self;
         let Some(scan) = scan else {
@@ -218,7 +219,9 @@ impl Opened {
             Ok(_) => LineFixes::default(),
             Err(_) => fixes,
         };
-        let rows = read.map_err(|e| relocate(e, &line_fixes, scan.has_header))?;
+        let rows = read
+            .map_err(|e| relocate(e, &line_fixes, scan.has_header))
+            .map_err(|e| scan.explain_invalid_utf8(e, &schema))?;
         // The reader read to the end of the file: the digest covers all of it.
         Ok(Driven {
             rows,
@@ -264,6 +267,8 @@ fn csv_err(file: &str, e: &ArrowError) -> InputError {
             InputError::InvalidUtf8 {
                 file: file.to_owned(),
                 line,
+                column: None,
+                value: None,
             }
         }
         Some(line) => InputError::MalformedRow {
@@ -275,6 +280,8 @@ fn csv_err(file: &str, e: &ArrowError) -> InputError {
         None if lower.contains("utf-8") || lower.contains("utf8") => InputError::InvalidUtf8 {
             file: file.to_owned(),
             line: 1,
+            column: None,
+            value: None,
         },
         None => format_err(file, msg),
     }
@@ -399,9 +406,16 @@ fn relocate(err: InputError, fixes: &LineFixes, has_header: bool) -> InputError 
         }
     };
     match err {
-        InputError::InvalidUtf8 { file, line } => InputError::InvalidUtf8 {
+        InputError::InvalidUtf8 {
+            file,
+            line,
+            column,
+            value,
+        } => InputError::InvalidUtf8 {
             file,
             line: physical(line),
+            column,
+            value,
         },
         InputError::MalformedRow { file, line, reason } => InputError::MalformedRow {
             file,
@@ -426,6 +440,97 @@ struct LineScan {
     hash: bool,
     /// The scan of the bytes the current reader has read.
     state: Arc<Mutex<ScanState>>,
+}
+
+impl LineScan {
+    /// Adds the column and the bytes to an invalid-UTF-8 error on a row,
+    /// read again from the file (only on this error's path). Any other error,
+    /// or a row that cannot be read again, is returned as it is.
+    fn explain_invalid_utf8(&self, err: InputError, schema: &Schema) -> InputError {
+        match err {
+            InputError::InvalidUtf8 {
+                file,
+                line,
+                column: None,
+                value: None,
+            } if line > 1 || !self.has_header => {
+                let found = invalid_field(&self.path, self.skip, self.delimiter, line);
+                let (column, value) = match found {
+                    Some((i, value)) => (
+                        schema.fields().get(i).map(|f| f.name().clone()),
+                        Some(value),
+                    ),
+                    None => (None, None),
+                };
+                InputError::InvalidUtf8 {
+                    file,
+                    line,
+                    column,
+                    value,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The first field that is not UTF-8 in the record starting on `line`
+/// (1-based, lines counted after the first `skip` bytes): its position and
+/// its text, each invalid byte written `\xNN`. `None` when the file cannot
+/// be read again or that record has no such field.
+fn invalid_field(path: &Path, skip: u64, delimiter: u8, line: u64) -> Option<(usize, String)> {
+    use csv_core::ReadRecordResult;
+
+    let mut file = File::open(path).ok()?;
+    file.seek(SeekFrom::Start(skip)).ok()?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut skipped = Vec::new();
+    for _ in 1..line {
+        skipped.clear();
+        if reader.read_until(b'\n', &mut skipped).ok()? == 0 {
+            return None;
+        }
+    }
+    let mut csv = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    let (mut out, mut ends) = (vec![0u8; 4096], vec![0usize; 64]);
+    let (mut out_len, mut ends_len) = (0, 0);
+    loop {
+        let input = reader.fill_buf().ok()?;
+        let (result, read, written, ended) =
+            csv.read_record(input, &mut out[out_len..], &mut ends[ends_len..]);
+        reader.consume(read);
+        out_len += written;
+        ends_len += ended;
+        match result {
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+            ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            ReadRecordResult::Record => break,
+            ReadRecordResult::End => return None,
+        }
+    }
+    let mut start = 0;
+    for (i, &end) in ends[..ends_len].iter().enumerate() {
+        let field = out.get(start..end)?;
+        if std::str::from_utf8(field).is_err() {
+            return Some((i, escape_invalid(field)));
+        }
+        start = end;
+    }
+    None
+}
+
+/// `bytes` as text: valid runs escaped as in a Rust string, each byte that
+/// is not UTF-8 as `\xNN`.
+fn escape_invalid(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    for chunk in bytes.utf8_chunks() {
+        text.extend(chunk.valid().escape_debug());
+        for b in chunk.invalid() {
+            text.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    text
 }
 
 /// The file under a CSV reader, handing every byte read to a [`ScanState`]: the

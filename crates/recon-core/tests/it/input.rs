@@ -599,7 +599,26 @@ fn invalid_utf8_names_the_line() {
         "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
     )
     .unwrap_err();
-    assert!(err.ends_with("bad.csv line 4: invalid UTF-8"), "{err}");
+    assert!(
+        err.ends_with(r#"bad.csv line 4, column "amount": "\xff\xfe" is not valid UTF-8"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_utf8_names_the_column_and_shows_the_bytes_past_quoted_lines() {
+    // The bad field is quoted and follows a record spanning two lines and a
+    // blank line; valid text around the bad byte is kept, escaped.
+    let err = load(
+        "q.csv",
+        b"id,memo,amount\n1,\"two\nlines\",2\n\n2,\"caf\xc3\xa9 \xe9t\xe9\tx\",3\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with(r#"q.csv line 5, column "memo": "café \xe9t\xe9\tx" is not valid UTF-8"#),
+        "{err}"
+    );
 }
 
 #[test]
