@@ -36,7 +36,9 @@ const EXIT_INPUT: u8 = 3;
 #[command(after_help = "\
 Writes into --out: results.csv (one row per input record: match_id, side, record_id, \
 status, rule, score, amount_diff, date_diff_days), summary.json, results.parquet with \
---parquet, and rejects_left.csv / rejects_right.csv when rows were quarantined.
+--parquet, and rejects_left.csv / rejects_right.csv when rows were quarantined. \
+Those of an earlier run that this one does not write are removed once its outputs are \
+in place, so --out always describes one run.
 
 Exit codes:
   0  reconciled (whatever the match rate)
@@ -172,6 +174,7 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         staged.commit()
     })
     .map_err(fail(1))?;
+    remove_stale_outputs(&args.out, &written);
     let _ = writeln!(
         table,
         "\ntime: {} load, {} match, {} write",
@@ -262,6 +265,31 @@ fn stage(
 ) -> anyhow::Result<Staged> {
     Staged::write_with(path, |w| write(w).map_err(std::io::Error::other))
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The outputs a run writes only sometimes (`--parquet`, quarantined rows).
+const OPTIONAL_OUTPUTS: [&str; 3] = ["results.parquet", "rejects_left.csv", "rejects_right.csv"];
+
+/// Removes from `dir` the optional outputs of an earlier run that this run,
+/// which wrote `written`, did not: a rejects file left from a run with bad
+/// rows would otherwise sit beside results that have none. The results are
+/// in place by now, so a file that cannot be removed is a warning.
+fn remove_stale_outputs(dir: &Path, written: &[PathBuf]) {
+    for name in OPTIONAL_OUTPUTS {
+        let path = dir.join(name);
+        if written.contains(&path) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "warning: {} is from an earlier run and could not be removed: {e}",
+                    path.display()
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Fails when `--out` names something other than a directory (it need not

@@ -300,6 +300,31 @@ fn quarantined_rows_go_to_a_rejects_file_and_are_counted() {
         assert_eq!(summary["left"]["rejects"].as_u64(), Some(1));
         assert_balanced(&summary, 16, 16);
         assert!(text(&out.stdout).contains("1 left rows quarantined"));
+
+        // A later run with no bad rows (and --parquet, then without) leaves
+        // no rejects file, nor a results.parquet it did not write.
+        std::fs::copy(examples().join("ledger.csv"), d.join("ledger.csv")).unwrap();
+        let again = |extra: &[&str]| {
+            let out = run_match(
+                &d.join("ledger.csv"),
+                &d.join("bank.csv"),
+                &d.join("rules.toml"),
+                &d.join("out"),
+                extra,
+            );
+            assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+            let mut names: Vec<String> = std::fs::read_dir(d.join("out"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            again(&["--parquet"]),
+            ["results.csv", "results.parquet", "summary.json"]
+        );
+        assert_eq!(again(&[]), ["results.csv", "summary.json"]);
     });
 }
 
