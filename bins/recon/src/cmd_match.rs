@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match reconcile(&args) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(Failure { code, error }) => {
-            eprintln!("error: {error:#}");
+            crate::report(&error);
             Ok(ExitCode::from(code))
         }
     }

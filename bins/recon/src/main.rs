@@ -49,10 +49,35 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            report(&err);
             exit_code(&err)
         }
     }
+}
+
+/// Prints `err` and its causes on one line, as `error: outer: inner`.
+pub(crate) fn report(err: &anyhow::Error) {
+    eprintln!("error: {}", message(err));
+}
+
+/// `err` and its causes joined by `: `, leaving out a cause the message
+/// already says: the libraries' errors name their source in their own text
+/// and also return it as their source, which `{:#}` would print twice
+/// ("x.csv: No such file or directory (os error 2): No such file or
+/// directory (os error 2)").
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// The one place errors become exit codes: 2 for a configuration or usage
@@ -62,5 +87,48 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A library error that names its source in its text and returns it.
+    #[derive(Debug)]
+    struct Named {
+        file: &'static str,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Named {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.file, self.source)
+        }
+    }
+
+    impl std::error::Error for Named {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let named = anyhow::Error::new(Named {
+            file: "x.csv",
+            source: io(),
+        });
+        assert_eq!(message(&named), "x.csv: gone");
+        // A context's cause that it does not repeat is kept.
+        let wrapped = anyhow::Error::new(io()).context("creating out");
+        assert_eq!(message(&wrapped), "creating out: gone");
+        let both = anyhow::Error::new(Named {
+            file: "x.csv",
+            source: io(),
+        })
+        .context("loading");
+        assert_eq!(message(&both), "loading: x.csv: gone");
     }
 }

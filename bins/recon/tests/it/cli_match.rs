@@ -344,6 +344,8 @@ fn a_missing_input_file_exits_3_naming_it() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "stderr: {err}");
         assert!(err.contains("no-such-ledger.csv"), "{err}");
+        // The reason once, not again as the error's source.
+        assert_eq!(err.matches("os error").count(), 1, "{err}");
     });
 }
 
