@@ -202,6 +202,20 @@ pub enum MappingError {
 }
 
 impl SideMapping {
+    /// Whether this side's file gives `role` a column (amount and currency
+    /// always have one, or a fixed value, once the mapping is valid).
+    pub fn maps(&self, role: crate::rules::Role) -> bool {
+        use crate::rules::Role;
+        match role {
+            Role::Id => self.id.is_some(),
+            Role::Amount | Role::Currency => true,
+            Role::Date => self.date.is_some(),
+            Role::Reference => self.reference.is_some(),
+            Role::Counterparty => self.counterparty.is_some(),
+            Role::Description => self.description.is_some(),
+        }
+    }
+
     /// The amount style these keys describe.
     ///
     /// # Errors

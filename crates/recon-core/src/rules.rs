@@ -310,6 +310,25 @@ impl Role {
     const fn bit(self) -> u8 {
         1 << self as u8
     }
+
+    /// The role's name as a rules file writes it (`"reference"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Id => "id",
+            Role::Reference => "reference",
+            Role::Amount => "amount",
+            Role::Currency => "currency",
+            Role::Date => "date",
+            Role::Counterparty => "counterparty",
+            Role::Description => "description",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A set of [`Role`]s: the roles of a side a run reads ([`Rules::roles`]), and
@@ -435,7 +454,7 @@ struct RawRules {
     #[serde(default)]
     normalize: RawNormalize,
     #[serde(default)]
-    duplicates: Duplicates,
+    duplicates: Option<Spanned<Duplicates>>,
     #[serde(default, rename = "pass")]
     passes: Vec<Spanned<RawPass>>,
 }
@@ -536,6 +555,11 @@ impl Locator<'_> {
         }
     }
 
+    /// The text at `span`, as written (empty if the span is not in the text).
+    fn written(&self, span: std::ops::Range<usize>) -> String {
+        self.text.get(span).unwrap_or_default().to_owned()
+    }
+
     fn decimal(
         &self,
         s: &Spanned<String>,
@@ -551,6 +575,17 @@ impl Locator<'_> {
                 "expected a non-negative decimal string such as \"0.05\"",
             )
         })
+    }
+}
+
+/// The side (`"left"` or `"right"`) whose mapping gives `role` no column, if any.
+fn unmapped_side(left: &SideMapping, right: &SideMapping, role: Role) -> Option<&'static str> {
+    if !left.maps(role) {
+        Some("left")
+    } else if !right.maps(role) {
+        Some("right")
+    } else {
+        None
     }
 }
 
@@ -717,6 +752,40 @@ impl Rules {
                     "aggregate passes need a reference gate or a date window to bound the search",
                 ));
             }
+            // A pass comparing a role one side has no column for compares
+            // nothing there: every record of that side would lack it.
+            let compared = [
+                (p.reference != ReferenceRule::Ignore).then(|| {
+                    let rule = if p.reference == ReferenceRule::Exact {
+                        "exact"
+                    } else {
+                        "normalized"
+                    };
+                    (Role::Reference, sp.span(), "reference", rule.to_owned())
+                }),
+                p.date
+                    .as_ref()
+                    .map(|d| (Role::Date, d.span(), "date", loc.written(d.span()))),
+                p.counterparty.as_ref().map(|c| {
+                    let written = loc.written(c.span());
+                    (Role::Counterparty, c.span(), "counterparty", written)
+                }),
+                p.description.as_ref().map(|d| {
+                    let written = loc.written(d.span());
+                    (Role::Description, d.span(), "description", written)
+                }),
+            ];
+            for (role, span, key, value) in compared.into_iter().flatten() {
+                if let Some(side) = unmapped_side(&raw.left, &raw.right, role) {
+                    return Err(loc.invalid(
+                        span,
+                        &ctx,
+                        key,
+                        value,
+                        format!("the pass compares the {key}, but [{side}] maps no {key} column"),
+                    ));
+                }
+            }
             passes.push(Pass {
                 name,
                 kind: p.kind,
@@ -730,6 +799,27 @@ impl Rules {
                 max_candidates,
             });
         }
+        let (duplicates, duplicates_span) = match raw.duplicates {
+            Some(d) => {
+                let span = d.span();
+                (d.into_inner(), span)
+            }
+            None => (Duplicates::default(), 0..0),
+        };
+        for (side, key, mapping) in [
+            ("left", &duplicates.left, &raw.left),
+            ("right", &duplicates.right, &raw.right),
+        ] {
+            if let Some(role) = key.iter().find(|r| !mapping.maps(**r)) {
+                return Err(loc.invalid(
+                    duplicates_span,
+                    "[duplicates]",
+                    side,
+                    role.to_string(),
+                    format!("the key holds the {role}, but [{side}] maps no {role} column"),
+                ));
+            }
+        }
         Ok(Self {
             name: raw.name,
             left: raw.left,
@@ -737,7 +827,7 @@ impl Rules {
             normalize: Normalize {
                 strip_prefixes: raw.normalize.strip_prefixes,
             },
-            duplicates: raw.duplicates,
+            duplicates,
             passes,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
         })
@@ -801,7 +891,13 @@ impl Rules {
 mod tests {
     use super::*;
 
-    const SIDES: &str = "[left]\namount = \"amount\"\ncurrency_value = \"USD\"\n[right]\namount = \"amount\"\ncurrency_value = \"USD\"\n";
+    /// Both sides map every role, as inline tables: six lines, whatever follows
+    /// keeps its line numbers.
+    const SIDES: &str = "left = { amount = \"amount\", currency_value = \"USD\", id = \"id\", \
+        date = \"date\", reference = \"ref\", counterparty = \"cp\", description = \"memo\" }\n\
+        right = { amount = \"amount\", currency_value = \"USD\", id = \"id\", \
+        date = \"date\", reference = \"ref\", counterparty = \"cp\", description = \"memo\" }\n\
+        #\n#\n#\n#\n";
 
     fn parse(passes: &str) -> Result<Rules, RulesError> {
         Rules::from_toml_str(&format!("{SIDES}{passes}"), "rules.toml")
@@ -832,6 +928,53 @@ mod tests {
         };
         assert_eq!(t.allowed(500, usd), (10, 5));
         assert_eq!(t.allowed(-5000, usd), (50, 50));
+    }
+
+    #[test]
+    fn a_compared_role_must_be_mapped_on_both_sides() {
+        // Each case: the sides, the rest of the rules, what the error says.
+        let check = |sides: String, rest: &str, expected: &str| {
+            let text = format!("{sides}{rest}");
+            let err = Rules::from_toml_str(&text, "rules.toml").unwrap_err();
+            assert_eq!(err.to_string(), expected, "{text}");
+        };
+        // SIDES without `key` on one side.
+        let without = |side: usize, key: &str| {
+            let mut lines: Vec<String> = SIDES.lines().map(str::to_owned).collect();
+            lines[side] = lines[side].replacen(key, "", 1);
+            lines.join("\n") + "\n"
+        };
+        check(
+            without(0, ", reference = \"ref\""),
+            "[[pass]]\nname = \"a\"\nreference = \"normalized\"\n",
+            "rules.toml:7:1: pass \"a\": `reference` = \"normalized\": \
+             the pass compares the reference, but [left] maps no reference column",
+        );
+        check(
+            without(0, ", counterparty = \"cp\""),
+            "[[pass]]\nname = \"n\"\ncounterparty = { similarity = \"jaro_winkler\", min = 0.9 }\n",
+            "rules.toml:9:16: pass \"n\": \
+             `counterparty` = \"{ similarity = \\\"jaro_winkler\\\", min = 0.9 }\": \
+             the pass compares the counterparty, but [left] maps no counterparty column",
+        );
+        check(
+            without(1, ", date = \"date\""),
+            "[[pass]]\nname = \"d\"\ndate = { window_days = 2 }\n",
+            "rules.toml:9:8: pass \"d\": `date` = \"{ window_days = 2 }\": \
+             the pass compares the date, but [right] maps no date column",
+        );
+        check(
+            without(1, ", description = \"memo\""),
+            "[duplicates]\nright = [\"amount\", \"description\"]\n[[pass]]\nname = \"a\"\n",
+            "rules.toml:7:1: [duplicates]: `right` = \"description\": \
+             the key holds the description, but [right] maps no description column",
+        );
+        // What nothing compares need not be mapped.
+        let bare = "[left]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
+                    [right]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
+                    [duplicates]\nleft = [\"amount\", \"currency\"]\n\
+                    [[pass]]\nname = \"a\"\namount = { abs = \"0.01\" }\n";
+        assert!(Rules::from_toml_str(bare, "rules.toml").is_ok());
     }
 
     #[test]

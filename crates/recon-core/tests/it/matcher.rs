@@ -14,8 +14,14 @@ use recon_core::{
     write_results_csv, write_results_ndjson, write_results_parquet, write_summary_json,
 };
 
+/// The rules' side tables: the sides here are built in memory, but a rules
+/// file maps every role its passes compare.
 const SIDES: &str = "[left]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
-                     [right]\namount = \"amount\"\ncurrency_value = \"USD\"\n";
+                     id = \"id\"\ndate = \"date\"\nreference = \"ref\"\n\
+                     counterparty = \"name\"\ndescription = \"memo\"\n\
+                     [right]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
+                     id = \"id\"\ndate = \"date\"\nreference = \"ref\"\n\
+                     counterparty = \"name\"\ndescription = \"memo\"\n";
 
 /// Builds a side from lines `id amount currency day reference counterparty`
 /// (amount in minor units, `-` for a missing value, `_` for a space in text).
