@@ -755,14 +755,12 @@ impl Rules {
             // A pass comparing a role one side has no column for compares
             // nothing there: every record of that side would lack it.
             let compared = [
-                (p.reference != ReferenceRule::Ignore).then(|| {
-                    let rule = if p.reference == ReferenceRule::Exact {
-                        "exact"
-                    } else {
-                        "normalized"
-                    };
-                    (Role::Reference, sp.span(), "reference", rule.to_owned())
-                }),
+                match p.reference {
+                    ReferenceRule::Ignore => None,
+                    ReferenceRule::Exact => Some("exact"),
+                    ReferenceRule::Normalized => Some("normalized"),
+                }
+                .map(|rule| (Role::Reference, sp.span(), "reference", rule.to_owned())),
                 p.date
                     .as_ref()
                     .map(|d| (Role::Date, d.span(), "date", loc.written(d.span()))),
