@@ -48,7 +48,8 @@ bench-compare-shared *ARGS:
 # Medians of wall time, phases, peak RSS, faults and CPU; `recon gen --records
 # 1000000 --seed 42 --out target/case1m` makes the case (docs/benchmarks-core.md).
 
-# Whole-process `recon match` of builds taking turns: `just match-ab target/case1m OLD NEW`.
+# Whole-process `recon match` of builds taking turns: `just match-ab target/case1m OLD NEW`
+# (`just match-ab target/case1m --pause 3 NEW` for single runs after an idle pause).
 match-ab case *BUILDS:
     python3 benches/scripts/match-ab.py --case {{case}} {{BUILDS}}
 
