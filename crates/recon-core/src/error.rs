@@ -130,7 +130,7 @@ pub enum InputError {
         data_type: String,
     },
     /// One value of one row is not readable for its role.
-    #[error("{file} line {line}, column {column:?}: {value:?} {problem}")]
+    #[error("{file} line {line}, column {column:?}: {} {problem}", shown(.value))]
     BadValue {
         /// The file.
         file: String,
@@ -182,9 +182,30 @@ impl fmt::Display for Names<'_> {
 fn invalid_utf8_detail(column: Option<&str>, value: Option<&str>) -> String {
     match (column, value) {
         (Some(column), Some(value)) => {
-            format!(", column {column:?}: \"{value}\" is not valid UTF-8")
+            let (head, rest) = cut(value);
+            format!(", column {column:?}: \"{head}\"{rest} is not valid UTF-8")
         }
         (Some(column), None) => format!(", column {column:?}: invalid UTF-8"),
         _ => ": invalid UTF-8".to_owned(),
+    }
+}
+
+/// Most characters of a value a message shows: a field can hold megabytes,
+/// and a message (or a problem+json detail) should stay readable. The
+/// value itself is kept whole where it is data (a rejects file).
+const SHOWN_CHARS: usize = 200;
+
+/// `value` quoted as in a Rust string, cut after [`SHOWN_CHARS`] characters.
+fn shown(value: &str) -> String {
+    let (head, rest) = cut(value);
+    format!("{head:?}{rest}")
+}
+
+/// `value`'s first [`SHOWN_CHARS`] characters, and what to say of the rest:
+/// nothing when there is none, else how long the whole value is.
+fn cut(value: &str) -> (&str, String) {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => (value, String::new()),
+        Some((end, _)) => (&value[..end], format!("... ({} bytes in all)", value.len())),
     }
 }

@@ -606,6 +606,41 @@ fn invalid_utf8_names_the_line() {
 }
 
 #[test]
+fn a_long_bad_value_is_cut_in_the_message() {
+    let long = "9x".repeat(5_000);
+    let csv = format!("id,amount\n1,{long}\n");
+    let err = load(
+        "long.csv",
+        csv.as_bytes(),
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    let shown = format!("\"{}\"... (10000 bytes in all) ", &long[..200]);
+    assert!(
+        err.contains(&format!("long.csv line 2, column \"amount\": {shown}")),
+        "{err}"
+    );
+    assert!(err.len() < 400, "{} bytes", err.len());
+    // Invalid UTF-8 is cut the same way, after its escapes.
+    let mut bytes = b"id,amount\n1,\xff".to_vec();
+    bytes.extend_from_slice(long.as_bytes());
+    bytes.push(b'\n');
+    let err = load(
+        "long8.csv",
+        &bytes,
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with(&format!(
+            "\"\\xff{}\"... (10004 bytes in all) is not valid UTF-8",
+            &long[..196]
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn invalid_utf8_names_the_column_and_shows_the_bytes_past_quoted_lines() {
     // The bad field is quoted and follows a record spanning two lines and a
     // blank line; valid text around the bad byte is kept, escaped.
