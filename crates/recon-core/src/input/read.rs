@@ -859,8 +859,27 @@ fn open_arrow_stream(file: File, source: String) -> Result<Opened, InputError> {
 
 fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (inferred, _) = arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None)
-        .map_err(|e| format_err(&source, e))?;
+    // Inferring reads every record, so a file that is not UTF-8 fails here.
+    let (inferred, _) = match arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None)
+    {
+        Ok(inferred) => inferred,
+        Err(e) if e.to_string().contains("valid UTF-8") => {
+            let line = reader
+                .seek(SeekFrom::Start(0))
+                .ok()
+                .and_then(|_| first_invalid_utf8_line(&mut reader));
+            return Err(match line {
+                Some(line) => InputError::InvalidUtf8 {
+                    file: source,
+                    line,
+                    column: None,
+                    value: None,
+                },
+                None => format_err(&source, e),
+            });
+        }
+        Err(e) => return Err(format_err(&source, e)),
+    };
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
@@ -886,10 +905,73 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
     Ok(rows_from_one(source, &schema, json))
 }
 
+/// The 1-based line holding the first byte of `input` that is not UTF-8,
+/// read from where it stands; `None` when all of it is UTF-8 or it cannot be
+/// read.
+fn first_invalid_utf8_line(mut input: impl Read) -> Option<u64> {
+    let mut buf = vec![0u8; 1 << 16];
+    // Bytes at the start of `buf` kept from the previous read: a character
+    // cut by the read's end.
+    let mut carried = 0;
+    let mut line = 1u64;
+    loop {
+        let n = input.read(&mut buf[carried..]).ok()?;
+        let data = &buf[..carried + n];
+        let (valid, cut) = match std::str::from_utf8(data) {
+            Ok(_) => (data.len(), None),
+            Err(e) => (e.valid_up_to(), Some(e.error_len())),
+        };
+        line += memchr::memchr_iter(b'\n', &data[..valid]).count() as u64;
+        match cut {
+            None if n == 0 => return None,
+            None => carried = 0,
+            // Bytes that are no character, or a character the file ends in.
+            Some(Some(_)) => return Some(line),
+            Some(None) if n == 0 => return Some(line),
+            Some(None) => {
+                let len = data.len();
+                buf.copy_within(valid..len, 0);
+                carried = len - valid;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_first_invalid_utf8_line_is_found_across_reads() {
+        // `Read` handing out `step` bytes at a time, so characters are cut.
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(self.0.len()).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let cases: [(&[u8], Option<u64>); 6] = [
+            (b"{}\n{\"a\": \"caf\xc3\xa9\"}\n", None),
+            (b"{}\n{}\n{\"a\": \"\xff\"}\n", Some(3)),
+            (b"\xc3\xa9\n\xc3\xa9\xc3\n", Some(2)),
+            (b"{}\n\xe2\x82", Some(2)),
+            (b"", None),
+            (b"\n\n\n\x80", Some(4)),
+        ];
+        for (text, expected) in cases {
+            for step in [1, 2, 3, 64] {
+                assert_eq!(
+                    first_invalid_utf8_line(Trickle(text, step)),
+                    expected,
+                    "{text:?} {step}"
+                );
+            }
+        }
+    }
 
     fn state(has_header: bool) -> ScanState {
         ScanState::new(&LineScan {

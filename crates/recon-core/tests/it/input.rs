@@ -657,6 +657,17 @@ fn invalid_utf8_names_the_column_and_shows_the_bytes_past_quoted_lines() {
 }
 
 #[test]
+fn invalid_utf8_in_json_lines_names_the_line() {
+    let err = load(
+        "bad.ndjson",
+        b"{\"id\": \"1\", \"amount\": \"2\"}\n{\"id\": \"2\", \"amount\": \"\xff\"}\n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(err.ends_with("bad.ndjson line 2: invalid UTF-8"), "{err}");
+}
+
+#[test]
 fn invalid_utf8_in_the_header_is_line_1() {
     let err = load(
         "h.csv",
