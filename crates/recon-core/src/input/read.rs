@@ -878,6 +878,22 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
                 None => format_err(&source, e),
             });
         }
+        // arrow-json parses record by record, so its position is within the
+        // record ("line 1"): find the file's line.
+        Err(e) if e.to_string().contains("Not valid JSON") => {
+            let found = reader
+                .seek(SeekFrom::Start(0))
+                .ok()
+                .and_then(|_| first_bad_json_line(&mut reader));
+            return Err(match found {
+                Some((line, reason)) => InputError::MalformedRow {
+                    file: source,
+                    line,
+                    reason,
+                },
+                None => format_err(&source, e),
+            });
+        }
         Err(e) => return Err(format_err(&source, e)),
     };
     if inferred.fields().is_empty() {
@@ -903,6 +919,29 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
     Ok(rows_from_one(source, &schema, json))
+}
+
+/// The 1-based line of the first non-blank line of `input` that is not a
+/// JSON value, and what is wrong with it (with its column); `None` when
+/// every line is one or `input` cannot be read.
+fn first_bad_json_line(input: impl BufRead) -> Option<(u64, String)> {
+    for (i, line) in input.split(b'\n').enumerate() {
+        let line = line.ok()?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
+            let text = e.to_string();
+            let what = text
+                .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+                .unwrap_or(&text);
+            return Some((
+                i as u64 + 1,
+                format!("not valid JSON at column {}: {what}", e.column()),
+            ));
+        }
+    }
+    None
 }
 
 /// The 1-based line holding the first byte of `input` that is not UTF-8,

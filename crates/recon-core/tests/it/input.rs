@@ -668,6 +668,21 @@ fn invalid_utf8_in_json_lines_names_the_line() {
 }
 
 #[test]
+fn malformed_json_lines_name_the_file_line_and_column() {
+    // A blank line before the bad record: lines are the file's, not the record's.
+    let err = load(
+        "bad.ndjson",
+        b"{\"id\": \"1\", \"amount\": \"2\"}\n\n{\"id\": \"2\", \"amount\": \n",
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with("bad.ndjson line 3: not valid JSON at column 22: EOF while parsing a value"),
+        "{err}"
+    );
+}
+
+#[test]
 fn invalid_utf8_in_the_header_is_line_1() {
     let err = load(
         "h.csv",
