@@ -88,7 +88,7 @@ pub enum InputError {
         /// 1-based line.
         line: u64,
         /// The column holding the bytes, when the row could be read again to
-        /// find it (CSV rows after the header).
+        /// find it (CSV rows after the header); always given with `value`.
         column: Option<String>,
         /// That field: its valid text as it is (escaped as in a Rust string)
         /// and each byte that is not UTF-8 as `\xNN`.
@@ -185,7 +185,6 @@ fn invalid_utf8_detail(column: Option<&str>, value: Option<&str>) -> String {
             let (head, rest) = cut(value);
             format!(", column {column:?}: \"{head}\"{rest} is not valid UTF-8")
         }
-        (Some(column), None) => format!(", column {column:?}: invalid UTF-8"),
         _ => ": invalid UTF-8".to_owned(),
     }
 }

@@ -6,6 +6,7 @@
 //! while, for CSV, a second pass over the file finds the physical line each record
 //! starts on. Nothing here holds more than the batch in hand.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -455,13 +456,16 @@ impl LineScan {
                 value: None,
             } if line > 1 || !self.has_header => {
                 let found = invalid_field(&self.path, self.skip, self.delimiter, line);
-                let (column, value) = match found {
-                    Some((i, value)) => (
-                        schema.fields().get(i).map(|f| f.name().clone()),
-                        Some(value),
-                    ),
-                    None => (None, None),
-                };
+                // A field past the header's is named by its position.
+                let (column, value) = found
+                    .map(|(i, value)| {
+                        let name = schema
+                            .fields()
+                            .get(i)
+                            .map_or_else(|| (i + 1).to_string(), |f| f.name().clone());
+                        (name, value)
+                    })
+                    .unzip();
                 InputError::InvalidUtf8 {
                     file,
                     line,
@@ -527,7 +531,7 @@ fn escape_invalid(bytes: &[u8]) -> String {
     for chunk in bytes.utf8_chunks() {
         text.extend(chunk.valid().escape_debug());
         for b in chunk.invalid() {
-            text.push_str(&format!("\\x{b:02x}"));
+            let _ = write!(text, "\\x{b:02x}");
         }
     }
     text
@@ -859,34 +863,25 @@ fn open_arrow_stream(file: File, source: String) -> Result<Opened, InputError> {
 
 fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    // Inferring reads every record, so a file that is not UTF-8 fails here.
+    // Inferring reads every record, so a malformed file fails here. arrow-json
+    // places its errors within the record ("line 1") or not at all: on an
+    // error, the file is read again to find the line.
     let (inferred, _) = match arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None)
     {
         Ok(inferred) => inferred,
-        Err(e) if e.to_string().contains("valid UTF-8") => {
-            let line = reader
-                .seek(SeekFrom::Start(0))
-                .ok()
-                .and_then(|_| first_invalid_utf8_line(&mut reader));
-            return Err(match line {
-                Some(line) => InputError::InvalidUtf8 {
-                    file: source,
-                    line,
-                    column: None,
-                    value: None,
-                },
-                None => format_err(&source, e),
-            });
-        }
-        // arrow-json parses record by record, so its position is within the
-        // record ("line 1"): find the file's line.
-        Err(e) if e.to_string().contains("Not valid JSON") => {
+        Err(e) => {
             let found = reader
                 .seek(SeekFrom::Start(0))
                 .ok()
                 .and_then(|_| first_bad_json_line(&mut reader));
             return Err(match found {
-                Some((line, reason)) => InputError::MalformedRow {
+                Some((line, BadJsonLine::NotUtf8)) => InputError::InvalidUtf8 {
+                    file: source,
+                    line,
+                    column: None,
+                    value: None,
+                },
+                Some((line, BadJsonLine::NotJson(reason))) => InputError::MalformedRow {
                     file: source,
                     line,
                     reason,
@@ -894,7 +889,6 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
                 None => format_err(&source, e),
             });
         }
-        Err(e) => return Err(format_err(&source, e)),
     };
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
@@ -921,59 +915,37 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
     Ok(rows_from_one(source, &schema, json))
 }
 
-/// The 1-based line of the first non-blank line of `input` that is not a
-/// JSON value, and what is wrong with it (with its column); `None` when
-/// every line is one or `input` cannot be read.
-fn first_bad_json_line(input: impl BufRead) -> Option<(u64, String)> {
+/// What is wrong with a line of a JSON Lines file.
+#[derive(Debug, PartialEq)]
+enum BadJsonLine {
+    /// It is not UTF-8.
+    NotUtf8,
+    /// It is not a JSON value: why, with the column.
+    NotJson(String),
+}
+
+/// The first non-blank line of `input` that is not UTF-8 or not a JSON
+/// value (1-based), and what is wrong with it; `None` when every line is
+/// one or `input` cannot be read.
+fn first_bad_json_line(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
     for (i, line) in input.split(b'\n').enumerate() {
         let line = line.ok()?;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let bad = if std::str::from_utf8(&line).is_err() {
+            BadJsonLine::NotUtf8
+        } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
-        }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
+        } else if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
             let text = e.to_string();
             let what = text
                 .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
                 .unwrap_or(&text);
-            return Some((
-                i as u64 + 1,
-                format!("not valid JSON at column {}: {what}", e.column()),
-            ));
-        }
+            BadJsonLine::NotJson(format!("not valid JSON at column {}: {what}", e.column()))
+        } else {
+            continue;
+        };
+        return Some((i as u64 + 1, bad));
     }
     None
-}
-
-/// The 1-based line holding the first byte of `input` that is not UTF-8,
-/// read from where it stands; `None` when all of it is UTF-8 or it cannot be
-/// read.
-fn first_invalid_utf8_line(mut input: impl Read) -> Option<u64> {
-    let mut buf = vec![0u8; 1 << 16];
-    // Bytes at the start of `buf` kept from the previous read: a character
-    // cut by the read's end.
-    let mut carried = 0;
-    let mut line = 1u64;
-    loop {
-        let n = input.read(&mut buf[carried..]).ok()?;
-        let data = &buf[..carried + n];
-        let (valid, cut) = match std::str::from_utf8(data) {
-            Ok(_) => (data.len(), None),
-            Err(e) => (e.valid_up_to(), Some(e.error_len())),
-        };
-        line += memchr::memchr_iter(b'\n', &data[..valid]).count() as u64;
-        match cut {
-            None if n == 0 => return None,
-            None => carried = 0,
-            // Bytes that are no character, or a character the file ends in.
-            Some(Some(_)) => return Some(line),
-            Some(None) if n == 0 => return Some(line),
-            Some(None) => {
-                let len = data.len();
-                buf.copy_within(valid..len, 0);
-                carried = len - valid;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -982,33 +954,30 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn the_first_invalid_utf8_line_is_found_across_reads() {
-        // `Read` handing out `step` bytes at a time, so characters are cut.
-        struct Trickle<'a>(&'a [u8], usize);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.1.min(self.0.len()).min(buf.len());
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
-        let cases: [(&[u8], Option<u64>); 6] = [
-            (b"{}\n{\"a\": \"caf\xc3\xa9\"}\n", None),
-            (b"{}\n{}\n{\"a\": \"\xff\"}\n", Some(3)),
-            (b"\xc3\xa9\n\xc3\xa9\xc3\n", Some(2)),
-            (b"{}\n\xe2\x82", Some(2)),
+    fn the_first_bad_json_line_is_the_files() {
+        let not_json = |column: usize, what: &str| {
+            BadJsonLine::NotJson(format!("not valid JSON at column {column}: {what}"))
+        };
+        type Found = Option<(u64, BadJsonLine)>;
+        let cases: [(&[u8], Found); 6] = [
+            (b"{}\n\n{\"a\": \"caf\xc3\xa9\"}\n", None),
+            (
+                b"{}\n{}\n{\"a\": \"\xff\"}\n",
+                Some((3, BadJsonLine::NotUtf8)),
+            ),
+            (
+                b"\n  \n{\"a\": \n{}\n",
+                Some((3, not_json(6, "EOF while parsing a value"))),
+            ),
+            (
+                b"{}\n{\"a\" 1}\n\xff\n",
+                Some((2, not_json(6, "expected `:`"))),
+            ),
+            (b"{}\n\xe2\x82", Some((2, BadJsonLine::NotUtf8))),
             (b"", None),
-            (b"\n\n\n\x80", Some(4)),
         ];
         for (text, expected) in cases {
-            for step in [1, 2, 3, 64] {
-                assert_eq!(
-                    first_invalid_utf8_line(Trickle(text, step)),
-                    expected,
-                    "{text:?} {step}"
-                );
-            }
+            assert_eq!(first_bad_json_line(text), expected, "{text:?}");
         }
     }
 
