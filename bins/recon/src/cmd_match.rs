@@ -267,8 +267,15 @@ fn stage(
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The outputs a run writes only sometimes (`--parquet`, quarantined rows).
-const OPTIONAL_OUTPUTS: [&str; 3] = ["results.parquet", "rejects_left.csv", "rejects_right.csv"];
+/// The Parquet results, written with `--parquet`.
+const PARQUET: &str = "results.parquet";
+
+/// The rejects files of the left and right sides, written when rows were
+/// quarantined.
+const REJECTS: [&str; 2] = ["rejects_left.csv", "rejects_right.csv"];
+
+/// The outputs a run writes only sometimes.
+const OPTIONAL_OUTPUTS: [&str; 3] = [PARQUET, REJECTS[0], REJECTS[1]];
 
 /// Removes from `dir` the optional outputs of an earlier run that this run,
 /// which wrote `written`, did not: a rejects file left from a run with bad
@@ -293,7 +300,9 @@ fn remove_stale_outputs(dir: &Path, written: &[PathBuf]) {
 }
 
 /// Fails when `--out` names something other than a directory (it need not
-/// exist yet: it is created when the results are written).
+/// exist yet: it is created when the results are written). Checked before
+/// the inputs are read; should it be replaced by a file meanwhile, creating
+/// it fails when the results are written.
 fn check_out_dir(dir: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => {
@@ -316,7 +325,6 @@ fn stage_results(
     outcome: &Outcome,
 ) -> anyhow::Result<StagedOutputs> {
     let dir = &args.out;
-    check_out_dir(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut files = Vec::new();
     let path = dir.join("results.csv");
@@ -325,7 +333,7 @@ fn stage_results(
     })?;
     files.push((path, staged));
     if args.parquet {
-        let path = dir.join("results.parquet");
+        let path = dir.join(PARQUET);
         let staged = stage(&path, |w| {
             output::write_results_parquet(outcome, left, right, w, &StatusFilter::ALL)
         })?;
@@ -347,7 +355,7 @@ fn stage_rest(
     let path = dir.join("summary.json");
     let summary = stage(&path, |w| output::write_summary_json(&outcome.summary, w))?;
     files.push((path, summary));
-    for (name, side) in [("rejects_left.csv", left), ("rejects_right.csv", right)] {
+    for (name, side) in REJECTS.into_iter().zip([left, right]) {
         if side.rejects.is_empty() {
             continue;
         }
