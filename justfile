@@ -45,11 +45,10 @@ bench-compare-shared *ARGS:
     cargo build --release -p recon -p recon-benches --bins
     target/release/bench-compare --unpinned {{ARGS}}
 
-# Medians of wall time, phases, peak RSS, faults and CPU; `recon gen --records
-# 1000000 --seed 42 --out target/case1m` makes the case (docs/benchmarks-core.md).
-
 # Whole-process `recon match` of builds taking turns: `just match-ab target/case1m OLD NEW`
 # (`just match-ab target/case1m --pause 3 NEW` for single runs after an idle pause).
+# Medians of wall time, phases, peak RSS, faults and CPU; `recon gen --records
+# 1000000 --seed 42 --out target/case1m` makes the case (docs/benchmarks-core.md).
 match-ab case *BUILDS:
     python3 benches/scripts/match-ab.py --case {{case}} {{BUILDS}}
 

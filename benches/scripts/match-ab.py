@@ -9,7 +9,7 @@ peak RSS, minor page faults and user/system CPU (from `wait4`, per run).
 
     benches/scripts/match-ab.py --case target/case1m --runs 15 OLD_BIN NEW_BIN
     benches/scripts/match-ab.py --case target/case1m --replace OLD NEW
-    benches/scripts/match-ab.py --case C --env GLIBC_TUNABLES=glibc.malloc.hugetlb=0 NEW
+    benches/scripts/match-ab.py --case C NEW NEW:GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 
 `--case DIR` holds left.csv, right.csv and rules.toml (`recon gen --records
 1000000 --seed 42 --out DIR`). Each run writes into a fresh output directory
@@ -17,13 +17,12 @@ unless `--replace`, where each build keeps replacing its own previous
 outputs (as a user re-running a reconciliation does). A build may be given
 as `BIN` or `BIN:NAME=VALUE` to run it with one extra environment variable.
 
-`--pause S` sleeps S seconds before every run. Runs straight after one
-another reuse the memory the previous run gave back; on a virtual machine
-that hands freed memory back to its host (virtio-balloon free page
-reporting, as on the machine these figures come from, about 2 s after it is
-freed) a run after a pause pays for first touching every page again, as a
-single `recon match` does. Measure both: without a pause (the builds'
-difference, least noise) and with one (what a user's one run costs).
+`--pause S` sleeps S seconds before every run. On the machine these
+figures come from (a VM whose balloon device reports free memory to its
+host), runs after a pause were slower than runs straight after one
+another, with huge pages by 0.1-0.2 s: a single `recon match` is the paused
+kind. Measure both: without a pause (the builds' difference, least noise)
+and with one (what a user's one run costs).
 """
 
 import argparse
