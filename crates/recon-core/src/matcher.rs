@@ -385,6 +385,7 @@ fn block_for(ctx: &Ctx<'_>, s: usize, i: usize, plan: Plan) -> u64 {
 /// The free records of side `s` that can take part in `pass`, sorted (see
 /// [`Entry`]).
 fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) -> Vec<Entry> {
+    let mut index = Vec::new();
     index_of(
         ctx,
         s,
@@ -393,12 +394,18 @@ fn build_index(ctx: &Ctx<'_>, state: &State, s: usize, pass: &Pass, plan: Plan) 
         |i| i,
         |i| eligible(ctx, state, s, i, pass),
         |i| top_bucket(block_for(ctx, s, i, plan)),
-    )
+        &mut index,
+    );
+    index
 }
 
 /// The records `row(j)` for `j` in `0..n` that `keep(j)` takes, of side
-/// `s`, sorted (see [`Entry`]); `top(j)` must be the [`top_bucket`] of
-/// record `row(j)`'s block.
+/// `s`, sorted (see [`Entry`]) into `out` (cleared first); `top(j)` must be
+/// the [`top_bucket`] of record `row(j)`'s block.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the closures say which rows, in what order"
+)]
 fn index_of(
     ctx: &Ctx<'_>,
     s: usize,
@@ -407,10 +414,12 @@ fn index_of(
     row: impl Fn(usize) -> usize + Sync,
     keep: impl Fn(usize) -> bool + Sync,
     top: impl Fn(usize) -> usize + Sync,
-) -> Vec<Entry> {
+    out: &mut Vec<Entry>,
+) {
     let side = ctx.sides[s];
     let Some(&cur) = side.currency.first() else {
-        return Vec::new();
+        out.clear();
+        return;
     };
     // Only fills the vector before every slot is written.
     let blank = Entry {
@@ -455,7 +464,8 @@ fn index_of(
             }
         },
         |e| e.block,
-    )
+        out,
+    );
 }
 
 /// Bits of the leading `u64` key that pick a bucket in [`sorted_rows`]: at
@@ -483,8 +493,9 @@ fn top_bucket(lead: u64) -> usize {
 
 /// `make(i)` for every row `i` in `0..n` where `keep(i)`, sorted exactly as
 /// `sort_unstable` would sort them (`Ord` must be total, e.g. end with a
-/// unique row), in one vector of the exact size: no part is copied into a
-/// whole and no second vector is sorted into.
+/// unique row), in `out` (cleared first; a caller building one sorted
+/// vector after another reuses its pages): no part is copied into a whole
+/// and no second vector is sorted into.
 ///
 /// `lead` must be the first field of the order, and `top(i)` the
 /// [`top_bucket`] of `lead(&make(i))` (`keep` must answer the same twice;
@@ -505,7 +516,8 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
     top: impl Fn(usize) -> usize + Sync,
     make: impl Fn(usize) -> T + Sync,
     lead: impl Fn(&T) -> u64 + Sync,
-) -> Vec<T> {
+    out: &mut Vec<T>,
+) {
     const TOP: usize = TOP_BUCKETS;
     let rows = |c: usize| (c * CHUNK..((c + 1) * CHUNK).min(n)).filter(|&i| keep(i));
     let counts: Vec<[usize; TOP]> = (0..n.div_ceil(CHUNK))
@@ -527,11 +539,11 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
     let total: usize = sizes.iter().sum();
     // Filled in parallel: a sequential fill of a large index (48 bytes a
     // record) faulted its pages in on one thread while the other idled.
-    let mut out: Vec<T> = Vec::with_capacity(total);
+    out.clear();
     out.par_extend(rayon::iter::repeat_n(blank, total));
     // Bucket by bucket, chunk by chunk: each chunk's slots in each bucket.
     let mut slots: Vec<Vec<&mut [T]>> = counts.iter().map(|_| Vec::with_capacity(TOP)).collect();
-    let mut rest: &mut [T] = &mut out;
+    let mut rest: &mut [T] = out;
     for b in 0..TOP {
         for (c, count) in counts.iter().enumerate() {
             let (head, tail) = rest.split_at_mut(count[b]);
@@ -564,7 +576,7 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
         .clamp(MIN_BUCKET_BITS, MAX_BUCKET_BITS);
     let inner = bits - TOP_BITS;
     let mut buckets: Vec<&mut [T]> = Vec::with_capacity(TOP);
-    let mut rest: &mut [T] = &mut out;
+    let mut rest: &mut [T] = out;
     for size in sizes {
         let (head, tail) = rest.split_at_mut(size);
         if head.len() > 1 {
@@ -591,7 +603,6 @@ fn sorted_rows<T: Ord + Copy + Send + Sync>(
             sort(b);
         }
     });
-    out
 }
 
 /// Moves `items` in place into `2^bits` buckets by `bucket` (a value below
@@ -1077,52 +1088,66 @@ impl Adjacency {
 
 fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     let plan = Plan::of(pass);
-    let n_left = ctx.sides[0].len();
     // Queries run in the index's own key order: consecutive binary searches
     // then land next to each other and stay in cache (in row order, each one
-    // missed cache on most of its ~20 steps at 1M records). They are built
-    // for one range of blocks at a time (the index is in block order too),
-    // so only that range's queries are held besides the index and the edges;
-    // each left record's top bucket is worked out once, [`NO_TAG`] when it
-    // takes no part. The index and the tags are independent: made at once,
-    // each fills the other's idle moments (counting, slot setup).
+    // missed cache on most of its ~20 steps at 1M records). A query only
+    // ever looks in its own block, so the work goes one range of blocks at
+    // a time: that range's queries against that range's index. Only one
+    // range of each is held besides the edges, in two vectors reused range
+    // after range: at 1M records a side the reference pass touches ~6 MB of
+    // index instead of 48 MB of fresh pages. Each record's top bucket is
+    // worked out once ([`NO_TAG`] when it takes no part), for both sides at
+    // once.
     let st: &State = state;
-    let (index, tags) = rayon::join(
-        || build_index(ctx, st, 1, pass, plan),
-        || -> Vec<u16> {
-            (0..n_left)
-                .into_par_iter()
-                .with_min_len(CHUNK)
-                .map(|i| {
-                    if eligible(ctx, st, 0, i, pass) {
-                        top_bucket(block_for(ctx, 0, i, plan)) as u16
-                    } else {
-                        NO_TAG
-                    }
-                })
-                .collect()
-        },
-    );
-    // Each range's queries are made from its own rows, listed once: scanning
-    // every left record's tag once per range (8 ranges at 1M) cost ~30 ms.
-    let n_queries = tags.par_iter().filter(|&&t| t != NO_TAG).count();
+    let tags_of = |s: usize| -> Vec<u16> {
+        (0..ctx.sides[s].len())
+            .into_par_iter()
+            .with_min_len(CHUNK)
+            .map(|i| {
+                if eligible(ctx, st, s, i, pass) {
+                    top_bucket(block_for(ctx, s, i, plan)) as u16
+                } else {
+                    NO_TAG
+                }
+            })
+            .collect()
+    };
+    let (tags_l, tags_r) = rayon::join(|| tags_of(0), || tags_of(1));
+    // Each range's rows are listed once: scanning every record's tag once
+    // per range (8 ranges at 1M) cost ~30 ms.
+    let n_queries = tags_l.par_iter().filter(|&&t| t != NO_TAG).count();
     let ranges = n_queries.div_ceil(QUERY_GROUP_ROWS).clamp(1, TOP_BUCKETS);
-    let (starts, rows) = rows_by_range(&tags, ranges);
+    let ((starts_l, rows_l), (starts_r, rows_r)) = rayon::join(
+        || rows_by_range(&tags_l, ranges),
+        || rows_by_range(&tags_r, ranges),
+    );
     // Appended a few chunks per thread at a time rather than collected whole
     // and then concatenated: only one group's parts are ever held besides the
     // edges (a large vector grows in place, by remapping its pages).
     let group = CHUNK * EDGE_GROUP_CHUNKS * rayon::current_num_threads();
     let mut edges: Vec<Edge> = Vec::new();
+    let (mut index, mut queries) = (Vec::new(), Vec::new());
     for k in 0..ranges {
-        let rows = &rows[starts[k]..starts[k + 1]];
-        let queries = index_of(
-            ctx,
-            0,
-            plan,
-            rows.len(),
-            |j| rows[j] as usize,
-            |_| true,
-            |j| usize::from(tags[rows[j] as usize]),
+        let left = &rows_l[starts_l[k]..starts_l[k + 1]];
+        let right = &rows_r[starts_r[k]..starts_r[k + 1]];
+        if left.is_empty() || right.is_empty() {
+            continue;
+        }
+        let range_of = |s: usize, rows: &[u32], tags: &[u16], out: &mut Vec<Entry>| {
+            index_of(
+                ctx,
+                s,
+                plan,
+                rows.len(),
+                |j| rows[j] as usize,
+                |_| true,
+                |j| usize::from(tags[rows[j] as usize]),
+                out,
+            );
+        };
+        rayon::join(
+            || range_of(1, right, &tags_r, &mut index),
+            || range_of(0, left, &tags_l, &mut queries),
         );
         for queries in queries.chunks(group) {
             let parts: Vec<Vec<Edge>> = queries
@@ -1142,7 +1167,7 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
             }
         }
     }
-    drop(index);
+    drop((index, queries, tags_l, tags_r, rows_l, rows_r));
     let status = match pass.kind {
         PassKind::Match => Status::Matched,
         PassKind::Break => Status::Break,
@@ -1159,9 +1184,14 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     // its records still free (a record taken with an uncontested edge has no
     // other edge).
     edges.retain(|e| state.free[0][e.l as usize]);
+    if edges.is_empty() {
+        // Every edge was alone (the usual case of a reference pass): no
+        // per-record adjacency is worth building.
+        return;
+    }
     edges.par_sort_unstable();
     let (by_l, by_r) = rayon::join(
-        || Adjacency::build(n_left, &edges, |e| e.l),
+        || Adjacency::build(ctx.sides[0].len(), &edges, |e| e.l),
         || Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r),
     );
     let mut cluster: Vec<(usize, usize, usize)> = Vec::new();
@@ -1842,7 +1872,9 @@ mod tests {
         let mut want: Vec<_> = (0..n).filter(|&i| keep(i)).map(&make).collect();
         want.sort_unstable();
         let top = |i: usize| top_bucket(make(i).0);
-        let got = sorted_rows(n, (0, 0, 0), &keep, top, &make, |t| t.0);
+        // Into a vector that held something before, as a pass reuses one.
+        let mut got = vec![(1, 2, 3); 7];
+        sorted_rows(n, (0, 0, 0), &keep, top, &make, |t| t.0, &mut got);
         assert_eq!(got, want);
     }
 
