@@ -74,10 +74,13 @@ pub struct Reconciler {
 
 /// Normalized per-record keys of one side and role: per chunk of [`CHUNK`]
 /// rows one buffer and its key ends (kept apart rather than copied into one
-/// big buffer), and a stable hash per record (0 = missing).
+/// big buffer), and for keys that blocks and duplicate keys are built from a
+/// stable hash per record (0 = missing). Similarity keys are only read in
+/// pairs, so they carry no hash: missing there means empty.
 #[derive(Debug, Default)]
 struct Keys {
     chunks: Vec<(String, Ends)>,
+    /// Empty for keys built by [`Keys::build_unhashed`].
     hash: Vec<u64>,
 }
 
@@ -122,11 +125,14 @@ impl Keys {
     }
 
     fn present(&self, i: usize) -> bool {
-        self.hash[i] != 0
+        match self.hash.get(i) {
+            Some(&h) => h != 0,
+            None => !self.get(i).is_empty(),
+        }
     }
 
     /// Builds keys for `n` rows of `col` with `f` (raw text, output buffer), in
-    /// parallel chunks. Rows where `keep` is false get no key.
+    /// parallel chunks, each with its hash. Rows where `keep` is false get no key.
     fn build(
         col: &TextColumn,
         n: usize,
@@ -135,33 +141,65 @@ impl Keys {
     ) -> Keys {
         // The hashes go straight into their place in one vector.
         let mut hash = vec![0u64; n];
-        let chunks: Vec<(String, Ends)> = hash
+        let chunks = hash
             .par_chunks_mut(CHUNK)
             .enumerate()
             .map(|(c, hash)| {
-                let rows = c * CHUNK..c * CHUNK + hash.len();
-                let mut data = String::with_capacity(rows.len() * 12);
-                let mut ends = Ends::Short(Vec::with_capacity(rows.len()));
-                for (i, h) in rows.zip(hash.iter_mut()) {
-                    let start = data.len();
-                    if keep(i)
-                        && let Some(raw) = text_at(col, i)
-                    {
-                        f(raw, &mut data);
-                    }
-                    let key = &data[start..];
-                    *h = if key.is_empty() {
+                key_chunk(col, c, hash.len(), &keep, &f, |j, key| {
+                    hash[j] = if key.is_empty() {
                         0
                     } else {
                         text::hash_key(key).max(1)
                     };
-                    ends.push(data.len());
-                }
-                (data, ends)
+                })
             })
             .collect();
         Keys { chunks, hash }
     }
+
+    /// As [`Keys::build`], without hashes: 8 bytes a record fewer, and no
+    /// hashing, for keys only ever compared with each other.
+    fn build_unhashed(
+        col: &TextColumn,
+        n: usize,
+        keep: impl Fn(usize) -> bool + Sync,
+        f: impl Fn(&str, &mut String) + Sync,
+    ) -> Keys {
+        let chunks = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| key_chunk(col, c, CHUNK.min(n - c * CHUNK), &keep, &f, |_, _| {}))
+            .collect();
+        Keys {
+            chunks,
+            hash: Vec::new(),
+        }
+    }
+}
+
+/// The keys of chunk `c` (its `len` rows) of `col`, made by `f` where `keep`,
+/// each handed to `each` with its place in the chunk.
+fn key_chunk(
+    col: &TextColumn,
+    c: usize,
+    len: usize,
+    keep: impl Fn(usize) -> bool,
+    f: impl Fn(&str, &mut String),
+    mut each: impl FnMut(usize, &str),
+) -> (String, Ends) {
+    let mut data = String::with_capacity(len * 12);
+    let mut ends = Ends::Short(Vec::with_capacity(len));
+    for j in 0..len {
+        let i = c * CHUNK + j;
+        let start = data.len();
+        if keep(i)
+            && let Some(raw) = text_at(col, i)
+        {
+            f(raw, &mut data);
+        }
+        each(j, &data[start..]);
+        ends.push(data.len());
+    }
+    (data, ends)
 }
 
 fn text_at(col: &TextColumn, i: usize) -> Option<&str> {
@@ -1640,7 +1678,7 @@ fn similarity_keys(pass: &Pass, side: &Side, free: &[bool], prep: &mut Prepared)
     let n = side.len();
     let keep = |i: usize| free[i];
     if pass.counterparty.is_some() && prep.counterparty.is_none() {
-        prep.counterparty = Some(Keys::build(
+        prep.counterparty = Some(Keys::build_unhashed(
             &side.counterparty,
             n,
             keep,
@@ -1648,7 +1686,7 @@ fn similarity_keys(pass: &Pass, side: &Side, free: &[bool], prep: &mut Prepared)
         ));
     }
     if pass.description.is_some() && prep.description.is_none() {
-        prep.description = Some(Keys::build(
+        prep.description = Some(Keys::build_unhashed(
             &side.description,
             n,
             keep,
