@@ -265,9 +265,12 @@ impl<'a> Plan<'a> {
                 Some(a.value(row))
             }
         };
+        // The last date text and its day: exports are usually in date order,
+        // so most rows repeat the row before's date and skip its parsing.
+        let mut last_date = None;
         for row in 0..rows {
             let line = lines.line(first_row + row as u64);
-            match self.parse_row(&cell, row) {
+            match self.parse_row(&cell, row, &mut last_date) {
                 Ok((amount, currency, date)) => {
                     if let Some(ids) = &mut part.line_ids {
                         ids.push_display(line);
@@ -305,11 +308,13 @@ impl<'a> Plan<'a> {
         Ok(part)
     }
 
-    /// Reads one row's typed values, or the first fault.
+    /// Reads one row's typed values, or the first fault. `last_date` is the
+    /// last date text parsed and its day, reused when this row's is the same.
     fn parse_row<'b>(
         &self,
         cell: &impl Fn(usize, usize) -> Option<&'b str>,
         row: usize,
+        last_date: &mut Option<(&'b str, i32)>,
     ) -> Result<(i64, Currency, Option<i32>), Fault> {
         let text = |c: usize| cell(c, row).unwrap_or("");
         if let Some(c) = self.id
@@ -382,14 +387,17 @@ impl<'a> Plan<'a> {
             None => None,
             Some(c) => {
                 let t = text(c);
-                if trim(t).is_empty() {
-                    None
-                } else {
-                    Some(
-                        self.date_format
+                match *last_date {
+                    Some((seen, day)) if seen == t => Some(day),
+                    _ if trim(t).is_empty() => None,
+                    _ => {
+                        let day = self
+                            .date_format
                             .parse_days(t)
-                            .map_err(|e| Fault::new(c, t, e))?,
-                    )
+                            .map_err(|e| Fault::new(c, t, e))?;
+                        *last_date = Some((t, day));
+                        Some(day)
+                    }
                 }
             }
         };

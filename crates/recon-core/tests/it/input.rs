@@ -564,6 +564,42 @@ fn wrong_date_is_an_error() {
     );
 }
 
+/// Rows repeating the row before's date (a date-ordered export) read the
+/// same days as rows parsed one by one, and a bad date right after a good
+/// run of the same text is still refused.
+#[test]
+fn repeated_dates_read_as_parsed_alone() {
+    let map =
+        "amount = \"amount\"\ncurrency_value = \"USD\"\ndate = \"d\"\ndate_format = \"%d/%m/%Y\"";
+    let side = load(
+        "d.csv",
+        b"amount,d\n1,01/03/2026\n2,01/03/2026\n3,02/03/2026\n4,\n5,01/03/2026\n6,01/03/2026\n",
+        map,
+    )
+    .unwrap();
+    assert_eq!(
+        side.date,
+        [
+            Some(20_513),
+            Some(20_513),
+            Some(20_514),
+            None,
+            Some(20_513),
+            Some(20_513)
+        ]
+    );
+    let err = load(
+        "d.csv",
+        b"amount,d\n1,01/03/2026\n2,01/03/2026\n3,01/03/2026 \n4,31/02/2026\n",
+        map,
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with("d.csv line 5, column \"d\": \"31/02/2026\" is not a calendar date"),
+        "{err}"
+    );
+}
+
 #[test]
 fn missing_column_lists_available_ones() {
     let err = load(
