@@ -78,21 +78,15 @@ pub enum InputError {
         hint: String,
     },
     /// A line that is not valid UTF-8.
-    #[error(
-        "{file} line {line}{}",
-        invalid_utf8_detail(.column.as_deref(), .value.as_deref())
-    )]
+    #[error("{file} line {line}{}", invalid_utf8_detail(.field.as_ref()))]
     InvalidUtf8 {
         /// The file.
         file: String,
         /// 1-based line.
         line: u64,
-        /// The column holding the bytes, when the row could be read again to
-        /// find it (CSV rows after the header); always given with `value`.
-        column: Option<String>,
-        /// That field: its valid text as it is (escaped as in a Rust string)
-        /// and each byte that is not UTF-8 as `\xNN`.
-        value: Option<String>,
+        /// The field holding the bytes, when the row could be read again to
+        /// find it (CSV rows after the header).
+        field: Option<NotUtf8Field>,
     },
     /// A row the reader could not split into the header's columns.
     #[error("{file} line {line}: {reason}")]
@@ -177,15 +171,25 @@ impl fmt::Display for Names<'_> {
     }
 }
 
+/// The field of an [`InputError::InvalidUtf8`] row that is not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotUtf8Field {
+    /// Its column's name (its 1-based position past the header's columns).
+    pub column: String,
+    /// Its valid text as it is (escaped as in a Rust string) and each byte
+    /// that is not UTF-8 as `\xNN`.
+    pub value: String,
+}
+
 /// The end of [`InputError::InvalidUtf8`]'s message: the column and value
 /// when they are known.
-fn invalid_utf8_detail(column: Option<&str>, value: Option<&str>) -> String {
-    match (column, value) {
-        (Some(column), Some(value)) => {
+fn invalid_utf8_detail(field: Option<&NotUtf8Field>) -> String {
+    match field {
+        Some(NotUtf8Field { column, value }) => {
             let (head, rest) = cut(value);
             format!(", column {column:?}: \"{head}\"{rest} is not valid UTF-8")
         }
-        _ => ": invalid UTF-8".to_owned(),
+        None => ": invalid UTF-8".to_owned(),
     }
 }
 

@@ -20,7 +20,7 @@ use super::{
     BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE,
     META_UNREADABLE, ReadOptions, source_name,
 };
-use crate::error::InputError;
+use crate::error::{InputError, NotUtf8Field};
 
 /// Text batches, one at a time, in file order.
 pub(super) type TextBatches = Box<dyn Iterator<Item = Result<RecordBatch, InputError>> + Send>;
@@ -268,8 +268,7 @@ fn csv_err(file: &str, e: &ArrowError) -> InputError {
             InputError::InvalidUtf8 {
                 file: file.to_owned(),
                 line,
-                column: None,
-                value: None,
+                field: None,
             }
         }
         Some(line) => InputError::MalformedRow {
@@ -281,8 +280,7 @@ fn csv_err(file: &str, e: &ArrowError) -> InputError {
         None if lower.contains("utf-8") || lower.contains("utf8") => InputError::InvalidUtf8 {
             file: file.to_owned(),
             line: 1,
-            column: None,
-            value: None,
+            field: None,
         },
         None => format_err(file, msg),
     }
@@ -407,16 +405,10 @@ fn relocate(err: InputError, fixes: &LineFixes, has_header: bool) -> InputError 
         }
     };
     match err {
-        InputError::InvalidUtf8 {
-            file,
-            line,
-            column,
-            value,
-        } => InputError::InvalidUtf8 {
+        InputError::InvalidUtf8 { file, line, field } => InputError::InvalidUtf8 {
             file,
             line: physical(line),
-            column,
-            value,
+            field,
         },
         InputError::MalformedRow { file, line, reason } => InputError::MalformedRow {
             file,
@@ -452,26 +444,20 @@ impl LineScan {
             InputError::InvalidUtf8 {
                 file,
                 line,
-                column: None,
-                value: None,
+                field: None,
             } if line > 1 || !self.has_header => {
-                let found = invalid_field(&self.path, self.skip, self.delimiter, line);
-                // A field past the header's is named by its position.
-                let (column, value) = found
-                    .map(|(i, value)| {
-                        let name = schema
-                            .fields()
-                            .get(i)
-                            .map_or_else(|| (i + 1).to_string(), |f| f.name().clone());
-                        (name, value)
-                    })
-                    .unzip();
-                InputError::InvalidUtf8 {
-                    file,
-                    line,
-                    column,
-                    value,
-                }
+                let field =
+                    invalid_field(&self.path, self.skip, self.delimiter, line).map(|(i, value)| {
+                        NotUtf8Field {
+                            // A field past the header's is named by its position.
+                            column: schema
+                                .fields()
+                                .get(i)
+                                .map_or_else(|| (i + 1).to_string(), |f| f.name().clone()),
+                            value,
+                        }
+                    });
+                InputError::InvalidUtf8 { file, line, field }
             }
             other => other,
         }
@@ -878,8 +864,7 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
                 Some((line, BadJsonLine::NotUtf8)) => InputError::InvalidUtf8 {
                     file: source,
                     line,
-                    column: None,
-                    value: None,
+                    field: None,
                 },
                 Some((line, BadJsonLine::NotJson(reason))) => InputError::MalformedRow {
                     file: source,
