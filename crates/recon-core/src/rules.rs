@@ -754,33 +754,32 @@ impl Rules {
             }
             // A pass comparing a role one side has no column for compares
             // nothing there: every record of that side would lack it.
+            // Each with where the pass says so, and what it says when that is
+            // not the key's own text (`reference` has no span of its own).
+            let reference = match p.reference {
+                ReferenceRule::Ignore => None,
+                ReferenceRule::Exact => Some("exact"),
+                ReferenceRule::Normalized => Some("normalized"),
+            };
             let compared = [
-                match p.reference {
-                    ReferenceRule::Ignore => None,
-                    ReferenceRule::Exact => Some("exact"),
-                    ReferenceRule::Normalized => Some("normalized"),
-                }
-                .map(|rule| (Role::Reference, sp.span(), "reference", rule.to_owned())),
-                p.date
+                reference.map(|rule| (Role::Reference, sp.span(), Some(rule))),
+                p.date.as_ref().map(|d| (Role::Date, d.span(), None)),
+                p.counterparty
                     .as_ref()
-                    .map(|d| (Role::Date, d.span(), "date", loc.written(d.span()))),
-                p.counterparty.as_ref().map(|c| {
-                    let written = loc.written(c.span());
-                    (Role::Counterparty, c.span(), "counterparty", written)
-                }),
-                p.description.as_ref().map(|d| {
-                    let written = loc.written(d.span());
-                    (Role::Description, d.span(), "description", written)
-                }),
+                    .map(|c| (Role::Counterparty, c.span(), None)),
+                p.description
+                    .as_ref()
+                    .map(|d| (Role::Description, d.span(), None)),
             ];
-            for (role, span, key, value) in compared.into_iter().flatten() {
+            for (role, span, said) in compared.into_iter().flatten() {
                 if let Some(side) = unmapped_side(&raw.left, &raw.right, role) {
+                    let value = said.map_or_else(|| loc.written(span.clone()), str::to_owned);
                     return Err(loc.invalid(
                         span,
                         &ctx,
-                        key,
+                        role.as_str(),
                         value,
-                        format!("the pass compares the {key}, but [{side}] maps no {key} column"),
+                        format!("the pass compares the {role}, but [{side}] maps no {role} column"),
                     ));
                 }
             }
