@@ -98,8 +98,14 @@ pub enum InputError {
         /// What the reader found wrong.
         reason: String,
     },
-    /// A mapped column is not in the file.
-    #[error("{file}: column {column:?} not found; available columns: {}", Names(.available))]
+    /// A mapped column is not in the file. When the file seems to have one
+    /// column whose name holds another delimiter (`a;b;c` read with `,`), the
+    /// message says which delimiter to set.
+    #[error(
+        "{file}: column {column:?} not found; available columns: {}{}",
+        Names(.available),
+        DelimiterHint(.available)
+    )]
     MissingColumn {
         /// The file.
         file: String,
@@ -168,6 +174,30 @@ impl fmt::Display for Names<'_> {
             write!(f, "{n:?}")?;
         }
         Ok(())
+    }
+}
+
+/// What [`InputError::MissingColumn`] adds when the only column's name looks
+/// like a whole header split by another delimiter: the one it holds most of.
+struct DelimiterHint<'a>(&'a [String]);
+
+impl fmt::Display for DelimiterHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [name] = self.0 else {
+            return Ok(());
+        };
+        let found = [(';', ";"), ('\t', "\\t"), ('|', "|"), (',', ",")]
+            .into_iter()
+            .map(|(c, written)| (name.matches(c).count(), c, written))
+            .filter(|&(n, _, _)| n > 0)
+            .max_by_key(|&(n, _, _)| n);
+        match found {
+            Some((_, c, written)) => write!(
+                f,
+                " (the only column's name holds {c:?}: if the file is {c:?}-separated, set delimiter = \"{written}\" in this side's mapping)"
+            ),
+            None => Ok(()),
+        }
     }
 }
 

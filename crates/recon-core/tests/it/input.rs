@@ -614,6 +614,39 @@ fn missing_column_lists_available_ones() {
     );
 }
 
+/// A file split by another delimiter reads as one column named by its whole
+/// header line; the message says which delimiter to set, and setting it
+/// reads the file.
+#[test]
+fn a_missing_column_in_a_one_column_header_suggests_the_delimiter() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    for (content, written) in [
+        (&b"id;amount\n1;2.50\n"[..], ";"),
+        (b"id\tamount\n1\t2.50\n", "\\t"),
+        (b"id|amount|memo\n1|2.50|a;b\n", "|"),
+    ] {
+        let err = load("bank.csv", content, map).unwrap_err();
+        assert!(
+            err.ends_with(&format!(
+                "if the file is {:?}-separated, set delimiter = \"{written}\" in this side's mapping)",
+                if written == "\\t" { '\t' } else { written.chars().next().unwrap() }
+            )),
+            "{err}"
+        );
+        let fixed = format!("{map}\ndelimiter = \"{written}\"");
+        let side = load("bank.csv", content, &fixed).unwrap();
+        assert_eq!(amounts(&side), [250]);
+    }
+    // More than one column, or none holding a delimiter: no hint.
+    for content in [&b"id,amt\n1,2\n"[..], b"idamount\n1\n"] {
+        let err = load("bank.csv", content, map).unwrap_err();
+        assert!(
+            err.ends_with("available columns: \"id\", \"amt\"") || err.ends_with("\"idamount\""),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn empty_file_is_an_error() {
     for content in [&b""[..], b"\xEF\xBB\xBF"] {
