@@ -638,12 +638,12 @@ fn a_missing_column_in_a_one_column_header_suggests_the_delimiter() {
         assert_eq!(amounts(&side), [250]);
     }
     // More than one column, or none holding a delimiter: no hint.
-    for content in [&b"id,amt\n1,2\n"[..], b"idamount\n1\n"] {
+    for (content, ending) in [
+        (&b"id,amt\n1,2\n"[..], "available columns: \"id\", \"amt\""),
+        (b"idamount\n1\n", "available columns: \"idamount\""),
+    ] {
         let err = load("bank.csv", content, map).unwrap_err();
-        assert!(
-            err.ends_with("available columns: \"id\", \"amt\"") || err.ends_with("\"idamount\""),
-            "{err}"
-        );
+        assert!(err.ends_with(ending), "{err}");
     }
 }
 
