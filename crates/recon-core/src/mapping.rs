@@ -286,6 +286,26 @@ impl SideMapping {
             })
     }
 
+    /// Every column this mapping names, with the key naming it (`extra` for
+    /// each extra column).
+    pub fn columns(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("id", &self.id),
+            ("amount", &self.amount),
+            ("debit", &self.debit),
+            ("credit", &self.credit),
+            ("direction", &self.direction),
+            ("currency", &self.currency),
+            ("date", &self.date),
+            ("reference", &self.reference),
+            ("counterparty", &self.counterparty),
+            ("description", &self.description),
+        ]
+        .into_iter()
+        .filter_map(|(key, column)| column.as_deref().map(|c| (key, c)))
+        .chain(self.extra.iter().map(|c| ("extra", c.as_str())))
+    }
+
     /// Checks every key combination and the date format without reading a file.
     ///
     /// # Errors

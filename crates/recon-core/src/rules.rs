@@ -14,7 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::mapping::SideMapping;
+use crate::mapping::{MappingError, SideMapping};
 use crate::money::Currency;
 use crate::outcome::SideName;
 
@@ -449,8 +449,8 @@ pub struct Rules {
 struct RawRules {
     #[serde(default)]
     name: Option<String>,
-    left: SideMapping,
-    right: SideMapping,
+    left: Spanned<SideMapping>,
+    right: Spanned<SideMapping>,
     #[serde(default)]
     normalize: RawNormalize,
     #[serde(default)]
@@ -555,6 +555,93 @@ impl Locator<'_> {
         }
     }
 
+    /// Checks a side's mapping as loading it would (the amount and currency
+    /// keys, the delimiter, the date format, no empty column name), so a bad
+    /// one is refused here, at its key, before any file is read.
+    fn side(&self, side: &Spanned<SideMapping>, name: &str) -> Result<(), RulesError> {
+        let mapping = side.get_ref();
+        let context = format!("[{name}]");
+        if let Some((key, _)) = mapping
+            .columns()
+            .find(|(_, column)| column.trim().is_empty())
+        {
+            return Err(self.invalid(
+                self.key_span(side.span(), key),
+                &context,
+                key,
+                "",
+                "a column name cannot be empty",
+            ));
+        }
+        let Err(e) = mapping.validate() else {
+            return Ok(());
+        };
+        let (key, value, reason) = match &e {
+            MappingError::AmountStyle { got } => ("amount", got.clone(), e.to_string()),
+            MappingError::CurrencySource => {
+                let set = [
+                    mapping.currency.as_deref(),
+                    mapping.currency_value.as_deref(),
+                ];
+                let value = set.into_iter().flatten().collect::<Vec<_>>().join(", ");
+                ("currency", value, e.to_string())
+            }
+            MappingError::CurrencyValue { value } => (
+                "currency_value",
+                value.clone(),
+                "not a three-letter currency code".to_owned(),
+            ),
+            MappingError::Delimiter { value } => (
+                "delimiter",
+                value.to_string(),
+                "must be one ASCII character".to_owned(),
+            ),
+            MappingError::DateFormat { format, reason } => {
+                ("date_format", format.clone(), reason.clone())
+            }
+        };
+        Err(self.invalid(
+            self.key_span(side.span(), key),
+            &context,
+            key,
+            value,
+            reason,
+        ))
+    }
+
+    /// Where `key` is set inside the table at `table` (a `key = ...` line or
+    /// an inline table's entry), else the table itself. A `[table]`'s span is
+    /// its header: its keys run to the next header.
+    fn key_span(&self, table: std::ops::Range<usize>, key: &str) -> std::ops::Range<usize> {
+        let Some(spanned) = self.text.get(table.clone()) else {
+            return table;
+        };
+        let body = if spanned.starts_with('[') {
+            let rest = &self.text[table.start..];
+            let end = rest
+                .match_indices('\n')
+                .map(|(nl, _)| nl + 1)
+                .find(|&line| rest[line..].trim_start().starts_with('['))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        } else {
+            spanned
+        };
+        body.match_indices(key)
+            .find(|&(at, _)| {
+                // Only blanks, or an inline table's `{` or `,`, before it on
+                // its line (not a comment, not part of a longer key).
+                let line = body[..at].rfind('\n').map_or(0, |nl| nl + 1);
+                let before = body[line..at].trim();
+                let after = body[at + key.len()..].trim_start_matches([' ', '\t']);
+                (before.is_empty() || before.ends_with('{') || before.ends_with(','))
+                    && after.starts_with('=')
+            })
+            .map_or(table.clone(), |(at, _)| {
+                table.start + at..table.start + at + key.len()
+            })
+    }
+
     /// The text at `span`, as written (empty if the span is not in the text).
     fn written(&self, span: std::ops::Range<usize>) -> String {
         self.text.get(span).unwrap_or_default().to_owned()
@@ -594,8 +681,10 @@ impl Rules {
     ///
     /// # Errors
     /// [`RulesError::Parse`] for bad TOML or an unknown / mistyped key,
-    /// [`RulesError::Invalid`] for a value out of range or a contradictory pass
-    /// (e.g. a break pass without a reference gate); both with line and column.
+    /// [`RulesError::Invalid`] for a value out of range, a side mapping that
+    /// loading would refuse ([`SideMapping::validate`], or an empty column
+    /// name) or a contradictory pass (e.g. a break pass without a reference
+    /// gate); both with line and column.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Self, RulesError> {
         let loc = Locator { text, file: source };
         let raw: RawRules = toml::from_str(text).map_err(|e| {
@@ -607,6 +696,9 @@ impl Rules {
                 message: e.message().to_string(),
             }
         })?;
+        loc.side(&raw.left, "left")?;
+        loc.side(&raw.right, "right")?;
+        let (left, right) = (raw.left.into_inner(), raw.right.into_inner());
         if raw.passes.is_empty() {
             return Err(loc.invalid(
                 0..0,
@@ -772,7 +864,7 @@ impl Rules {
                     .map(|d| (Role::Description, d.span(), None)),
             ];
             for (role, span, said) in compared.into_iter().flatten() {
-                if let Some(side) = unmapped_side(&raw.left, &raw.right, role) {
+                if let Some(side) = unmapped_side(&left, &right, role) {
                     let value = said.map_or_else(|| loc.written(span.clone()), str::to_owned);
                     return Err(loc.invalid(
                         span,
@@ -804,8 +896,8 @@ impl Rules {
             None => (Duplicates::default(), 0..0),
         };
         for (side, key, mapping) in [
-            ("left", &duplicates.left, &raw.left),
-            ("right", &duplicates.right, &raw.right),
+            ("left", &duplicates.left, &left),
+            ("right", &duplicates.right, &right),
         ] {
             if let Some(role) = key.iter().find(|r| !mapping.maps(**r)) {
                 return Err(loc.invalid(
@@ -819,8 +911,8 @@ impl Rules {
         }
         Ok(Self {
             name: raw.name,
-            left: raw.left,
-            right: raw.right,
+            left,
+            right,
             normalize: Normalize {
                 strip_prefixes: raw.normalize.strip_prefixes,
             },
@@ -898,6 +990,61 @@ mod tests {
 
     fn parse(passes: &str) -> Result<Rules, RulesError> {
         Rules::from_toml_str(&format!("{SIDES}{passes}"), "rules.toml")
+    }
+
+    /// A side's mapping is checked when the rules are read, and the error
+    /// names the rules file at the key, in a `[table]` or an inline table.
+    #[test]
+    fn a_side_mapping_is_checked_at_its_key() {
+        let right = "[right]\nid = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\n";
+        let pass = "[[pass]]\nname = \"p\"\n";
+        let cases = [
+            (
+                "date_format = \"%Q\"",
+                "rules.toml:5:1: [left]: `date_format` = \"%Q\": unsupported directive %Q",
+            ),
+            (
+                "# date_format = \"%Y\"\ndate_format = \"%Y\"",
+                "rules.toml:6:1: [left]: `date_format` = \"%Y\": needs exactly one year (%Y or %y), one month (%m or %b) and one day (%d or %e)",
+            ),
+            (
+                "delimiter = \"é\"",
+                "rules.toml:5:1: [left]: `delimiter` = \"é\": must be one ASCII character",
+            ),
+            (
+                "debit = \"d\"",
+                "rules.toml:3:1: [left]: `amount` = \"amount, debit\": map the amount as `amount`, as `debit` + `credit`, or as `amount` + `direction` (got amount, debit)",
+            ),
+            (
+                "currency = \"ccy\"",
+                "rules.toml:5:1: [left]: `currency` = \"ccy, USD\": set exactly one of `currency` (a column) and `currency_value` (a fixed code)",
+            ),
+            (
+                "reference = \" \"",
+                "rules.toml:5:1: [left]: `reference` = \"\": a column name cannot be empty",
+            ),
+            (
+                "extra = [\"memo\", \"\"]",
+                "rules.toml:5:1: [left]: `extra` = \"\": a column name cannot be empty",
+            ),
+        ];
+        for (line, expected) in cases {
+            let left = format!(
+                "[left]\nid = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\n{line}\n"
+            );
+            let err =
+                Rules::from_toml_str(&format!("{left}{right}{pass}"), "rules.toml").unwrap_err();
+            assert_eq!(err.to_string(), expected, "{line}");
+        }
+        // An inline table: the entry's own place.
+        let text = format!(
+            "left = {{ id = \"id\", amount = \"amount\", currency_value = \"usd1\" }}\n{right}{pass}"
+        );
+        let err = Rules::from_toml_str(&text, "rules.toml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.toml:1:40: [left]: `currency_value` = \"usd1\": not a three-letter currency code"
+        );
     }
 
     #[test]

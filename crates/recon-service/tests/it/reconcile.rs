@@ -60,6 +60,21 @@ fn requests_are_validated_before_a_job_exists() {
     );
     start(&t, "", &l, "../x", RULES).expect(422);
     start(&t, "", &l, &r, "[left]\nnot valid = = toml").expect(422);
+    // A side mapping that loading would refuse is refused with the rules, at
+    // its line, before any file is read.
+    let bad_date = RULES.replacen(
+        "date = \"date\"",
+        "date = \"date\"\ndate_format = \"%Q\"",
+        1,
+    );
+    let p = start(&t, "", &l, &r, &bad_date).expect(422).json();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rules:7:1: [left]: `date_format` = \"%Q\": unsupported directive %Q"),
+        "{p}"
+    );
     t.send(
         Method::POST,
         "/v1/reconciliations",
