@@ -3,4 +3,5 @@
 mod input;
 mod matcher;
 mod roles;
+mod rules_file;
 mod truth;
