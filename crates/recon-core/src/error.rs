@@ -114,6 +114,23 @@ pub enum InputError {
         /// The file's columns.
         available: Vec<String>,
     },
+    /// A mapped column name matches more than one of the file's columns: the
+    /// same name twice, or, with no exact match, names that differ from it only
+    /// in case or surrounding spaces. Which one is meant cannot be known, so
+    /// none is read.
+    #[error(
+        "{file}: column {column:?} matches {} columns of the file ({}): map one by its exact name, or make the file's column names unique",
+        .matches.len(),
+        Positions(.matches)
+    )]
+    AmbiguousColumn {
+        /// The file.
+        file: String,
+        /// The mapped column name.
+        column: String,
+        /// The matching columns: 1-based position and name.
+        matches: Vec<(usize, String)>,
+    },
     /// A mapped column holds values that have no text form (a nested struct,
     /// map or union column of a Parquet or Arrow file, an NDJSON key holding
     /// objects). Such columns are carried as empty until mapped, so the rest
@@ -172,6 +189,21 @@ impl fmt::Display for Names<'_> {
                 f.write_str(", ")?;
             }
             write!(f, "{n:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Columns as `#2 "amount", #3 "Amount "`.
+struct Positions<'a>(&'a [(usize, String)]);
+
+impl fmt::Display for Positions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (position, name)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "#{position} {name:?}")?;
         }
         Ok(())
     }

@@ -444,7 +444,8 @@ impl Side {
     ///
     /// # Errors
     /// [`InputError::Mapping`] for an unusable mapping, [`InputError::MissingColumn`]
-    /// for a mapped column the table lacks, and under `on_error = "fail"`
+    /// for a mapped column the table lacks, [`InputError::AmbiguousColumn`] for
+    /// one that matches two of its columns, and under `on_error = "fail"`
     /// [`InputError::BadValue`] for the first bad row.
     pub fn from_table(table: &Table, mapping: &SideMapping) -> Result<Side, InputError> {
         let span = tracing::debug_span!("map_table", file = %table.source, rows = table.rows);

@@ -84,28 +84,41 @@ impl<'a> Plan<'a> {
             source: e,
         };
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        // Positions of the columns named `column`: exactly, else ignoring case
+        // and surrounding spaces.
+        let positions = |column: &str| -> Vec<usize> {
+            let all = |same: &dyn Fn(&str) -> bool| -> Vec<usize> {
+                (0..names.len()).filter(|&i| same(names[i])).collect()
+            };
+            let exact = all(&|n| n == column);
+            if exact.is_empty() {
+                all(&|n| n.trim().eq_ignore_ascii_case(column.trim()))
+            } else {
+                exact
+            }
+        };
         let find = |column: &str| -> Result<usize, InputError> {
-            names
-                .iter()
-                .position(|n| *n == column)
-                .or_else(|| {
-                    names
-                        .iter()
-                        .position(|n| n.trim().eq_ignore_ascii_case(column.trim()))
-                })
-                .ok_or_else(|| InputError::MissingColumn {
+            let found = match positions(column).as_slice() {
+                [] => Err(InputError::MissingColumn {
                     file: source.to_owned(),
                     column: column.to_owned(),
                     available: names.iter().map(|n| (*n).to_owned()).collect(),
-                })
-                .and_then(|i| match unreadable_type(schema.field(i)) {
-                    Some(data_type) => Err(InputError::UnreadableColumn {
-                        file: source.to_owned(),
-                        column: names[i].to_owned(),
-                        data_type,
-                    }),
-                    None => Ok(i),
-                })
+                }),
+                [i] => Ok(*i),
+                many => Err(InputError::AmbiguousColumn {
+                    file: source.to_owned(),
+                    column: column.to_owned(),
+                    matches: many.iter().map(|&i| (i + 1, names[i].to_owned())).collect(),
+                }),
+            };
+            found.and_then(|i| match unreadable_type(schema.field(i)) {
+                Some(data_type) => Err(InputError::UnreadableColumn {
+                    file: source.to_owned(),
+                    column: names[i].to_owned(),
+                    data_type,
+                }),
+                None => Ok(i),
+            })
         };
         let opt = |column: &Option<String>| column.as_deref().map(find).transpose();
         let amount = match mapping.amount_style().map_err(mapping_err)? {

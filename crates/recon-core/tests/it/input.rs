@@ -614,6 +614,38 @@ fn missing_column_lists_available_ones() {
     );
 }
 
+/// A mapped name that matches two columns is refused, naming both; an exact
+/// match wins over ones differing in case or spaces; unmapped duplicates are
+/// left alone.
+#[test]
+fn a_mapped_name_matching_two_columns_is_refused() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let err = load("bank.csv", b"id,amount,amount\n1,5.00,7.00\n", map).unwrap_err();
+    assert!(
+        err.ends_with(
+            "bank.csv: column \"amount\" matches 2 columns of the file (#2 \"amount\", #3 \"amount\"): map one by its exact name, or make the file's column names unique"
+        ),
+        "{err}"
+    );
+    let (_dir, path) = file("bank.csv", b"id,Amount,amount \n1,5.00,7.00\n");
+    let err = load_side(&path, &mapping(map)).unwrap_err();
+    assert!(
+        matches!(&err, InputError::AmbiguousColumn { column, matches, .. }
+            if column == "amount"
+                && *matches == [(2, "Amount".to_owned()), (3, "amount ".to_owned())]),
+        "{err}"
+    );
+    // Named exactly, one of them is meant.
+    let exact = map.replace("amount = \"amount\"", "amount = \"Amount\"");
+    let side = load("bank.csv", b"id,Amount,amount \n1,5.00,7.00\n", &exact).unwrap();
+    assert_eq!(amounts(&side), [500]);
+    let side = load("bank.csv", b"id,Amount,amount\n1,5.00,7.00\n", map).unwrap();
+    assert_eq!(amounts(&side), [700]);
+    // A duplicate nothing maps is no one's business.
+    let side = load("bank.csv", b"id,amount,memo,memo\n1,5.00,a,b\n", map).unwrap();
+    assert_eq!(amounts(&side), [500]);
+}
+
 /// A file split by another delimiter reads as one column named by its whole
 /// header line; the message says which delimiter to set, and setting it
 /// reads the file.
