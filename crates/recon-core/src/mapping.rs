@@ -199,6 +199,12 @@ pub enum MappingError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A key names an empty (or blank) column.
+    #[error("`{key}` names an empty column")]
+    EmptyColumn {
+        /// The key (`extra` for an extra column).
+        key: &'static str,
+    },
 }
 
 impl SideMapping {
@@ -288,7 +294,7 @@ impl SideMapping {
 
     /// Every column this mapping names, with the key naming it (`extra` for
     /// each extra column).
-    pub fn columns(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    fn columns(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
             ("id", &self.id),
             ("amount", &self.amount),
@@ -306,11 +312,15 @@ impl SideMapping {
         .chain(self.extra.iter().map(|c| ("extra", c.as_str())))
     }
 
-    /// Checks every key combination and the date format without reading a file.
+    /// Checks every key combination, that no column name is empty, and the
+    /// date format, without reading a file.
     ///
     /// # Errors
     /// The first [`MappingError`] found.
     pub fn validate(&self) -> Result<(), MappingError> {
+        if let Some((key, _)) = self.columns().find(|(_, column)| column.trim().is_empty()) {
+            return Err(MappingError::EmptyColumn { key });
+        }
         self.amount_style()?;
         self.currency_source()?;
         self.delimiter_byte()?;
@@ -368,6 +378,24 @@ mod tests {
         );
         assert_eq!(m.on_error, OnError::Quarantine);
         m.validate().unwrap();
+        for (key, mapping) in [
+            (
+                "date",
+                SideMapping {
+                    date: Some(" ".to_owned()),
+                    ..m.clone()
+                },
+            ),
+            (
+                "extra",
+                SideMapping {
+                    extra: vec!["memo".to_owned(), String::new()],
+                    ..m.clone()
+                },
+            ),
+        ] {
+            assert_eq!(mapping.validate(), Err(MappingError::EmptyColumn { key }));
+        }
     }
 
     #[test]

@@ -560,23 +560,15 @@ impl Locator<'_> {
     /// one is refused here, at its key, before any file is read.
     fn side(&self, side: &Spanned<SideMapping>, name: &str) -> Result<(), RulesError> {
         let mapping = side.get_ref();
-        let context = format!("[{name}]");
-        if let Some((key, _)) = mapping
-            .columns()
-            .find(|(_, column)| column.trim().is_empty())
-        {
-            return Err(self.invalid(
-                self.key_span(side.span(), key),
-                &context,
-                key,
-                "",
-                "a column name cannot be empty",
-            ));
-        }
         let Err(e) = mapping.validate() else {
             return Ok(());
         };
         let (key, value, reason) = match &e {
+            MappingError::EmptyColumn { key } => (
+                *key,
+                String::new(),
+                "a column name cannot be empty".to_owned(),
+            ),
             MappingError::AmountStyle { got } => ("amount", got.clone(), e.to_string()),
             MappingError::CurrencySource => {
                 let set = [
@@ -602,7 +594,7 @@ impl Locator<'_> {
         };
         Err(self.invalid(
             self.key_span(side.span(), key),
-            &context,
+            &format!("[{name}]"),
             key,
             value,
             reason,

@@ -87,15 +87,13 @@ impl<'a> Plan<'a> {
         // Positions of the columns named `column`: exactly, else ignoring case
         // and surrounding spaces.
         let positions = |column: &str| -> Vec<usize> {
-            let all = |same: &dyn Fn(&str) -> bool| -> Vec<usize> {
-                (0..names.len()).filter(|&i| same(names[i])).collect()
-            };
-            let exact = all(&|n| n == column);
-            if exact.is_empty() {
-                all(&|n| n.trim().eq_ignore_ascii_case(column.trim()))
-            } else {
-                exact
+            let exact: Vec<usize> = (0..names.len()).filter(|&i| names[i] == column).collect();
+            if !exact.is_empty() {
+                return exact;
             }
+            (0..names.len())
+                .filter(|&i| names[i].trim().eq_ignore_ascii_case(column.trim()))
+                .collect()
         };
         let find = |column: &str| -> Result<usize, InputError> {
             let found = match positions(column).as_slice() {
