@@ -924,14 +924,15 @@ mod tests {
         )
     }
 
+    /// The least two sides a rules file may map: an amount column and a fixed
+    /// currency each.
+    const SIDES: &str = "[left]\namount = \"a\"\ncurrency_value = \"USD\"\n\
+        [right]\namount = \"a\"\ncurrency_value = \"USD\"\n";
+
     #[test]
     fn conservation_violations_are_errors() {
         let rules =
-            Rules::from_toml_str(
-            "[left]\namount = \"a\"\ncurrency_value = \"USD\"\n[right]\namount = \"a\"\ncurrency_value = \"USD\"\n[[pass]]\nname = \"p\"\n",
-            "r.toml",
-        )
-        .unwrap();
+            Rules::from_toml_str(&format!("{SIDES}[[pass]]\nname = \"p\"\n"), "r.toml").unwrap();
         let (l, r) = (one_record(100), one_record(90));
         let pair = |diff| {
             Assignment::grouped(
@@ -974,7 +975,7 @@ mod tests {
     #[test]
     fn group_checks_are_exact_and_count_each_pass() {
         let rules = Rules::from_toml_str(
-            "[left]\namount = \"a\"\ncurrency_value = \"USD\"\n[right]\namount = \"a\"\ncurrency_value = \"USD\"\n[[pass]]\nname = \"a\"\n[[pass]]\nname = \"b\"\n",
+            &format!("{SIDES}[[pass]]\nname = \"a\"\n[[pass]]\nname = \"b\"\n"),
             "r.toml",
         )
         .unwrap();
