@@ -98,13 +98,13 @@ pub enum InputError {
         /// What the reader found wrong.
         reason: String,
     },
-    /// A mapped column is not in the file. When the file seems to have one
+    /// A mapped column is not in the file. When a CSV file seems to have one
     /// column whose name holds another delimiter (`a;b;c` read with `,`), the
     /// message says which delimiter to set.
     #[error(
         "{file}: column {column:?} not found; available columns: {}{}",
         Names(.available),
-        DelimiterHint(.available)
+        DelimiterHint::new(.available, .delimiter)
     )]
     MissingColumn {
         /// The file.
@@ -113,6 +113,9 @@ pub enum InputError {
         column: String,
         /// The file's columns.
         available: Vec<String>,
+        /// The delimiter a CSV file was read with; `None` for the other
+        /// formats, which have no delimiter to get wrong.
+        delimiter: Option<char>,
     },
     /// A mapped column name matches more than one of the file's columns: the
     /// same name twice, or, with no exact match, names that differ from it only
@@ -209,17 +212,31 @@ impl fmt::Display for Positions<'_> {
     }
 }
 
-/// What [`InputError::MissingColumn`] adds when the only column's name looks
-/// like a whole header split by another delimiter: the one it holds most of.
-struct DelimiterHint<'a>(&'a [String]);
+/// What [`InputError::MissingColumn`] adds when a CSV file's only column's
+/// name looks like a whole header split by another delimiter than the one it
+/// was read with: the one it holds most of.
+struct DelimiterHint<'a> {
+    available: &'a [String],
+    delimiter: Option<char>,
+}
+
+impl<'a> DelimiterHint<'a> {
+    fn new(available: &'a [String], delimiter: &Option<char>) -> Self {
+        Self {
+            available,
+            delimiter: *delimiter,
+        }
+    }
+}
 
 impl fmt::Display for DelimiterHint<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [name] = self.0 else {
+        let ([name], Some(delimiter)) = (self.available, self.delimiter) else {
             return Ok(());
         };
         let found = [(';', ";"), ('\t', "\\t"), ('|', "|"), (',', ",")]
             .into_iter()
+            .filter(|&(c, _)| c != delimiter)
             .map(|(c, written)| (name.matches(c).count(), c, written))
             .filter(|&(n, _, _)| n > 0)
             .max_by_key(|&(n, _, _)| n);

@@ -162,6 +162,8 @@ pub struct Table {
     /// Where CSV rows do not follow each other line by line (blank lines, quoted
     /// line breaks); see [`Table::line`].
     line_fixes: LineFixes,
+    /// The delimiter a CSV file was read with; `None` for the other formats.
+    delimiter: Option<u8>,
 }
 
 /// Rows whose line is not the previous row's plus one, as sorted `(row, line)`
@@ -241,6 +243,7 @@ impl Table {
             rows: 0,
             first_line: 1,
             line_fixes: LineFixes::default(),
+            delimiter: None,
         }
     }
 
@@ -268,10 +271,11 @@ pub fn read_table(path: &Path, format: Format, opts: &ReadOptions) -> Result<Tab
     let _enter = span.enter();
     let started = Instant::now();
     let opened = Opened::open(path, format, opts)?;
-    let (source, schema, first_line) = (
+    let (source, schema, first_line, delimiter) = (
         opened.source.clone(),
         opened.schema.clone(),
         opened.first_line,
+        opened.delimiter(),
     );
     let mut batches = Vec::new();
     let driven = opened.drive(|all| {
@@ -293,6 +297,7 @@ pub fn read_table(path: &Path, format: Format, opts: &ReadOptions) -> Result<Tab
         rows: driven.rows,
         first_line,
         line_fixes: driven.line_fixes,
+        delimiter,
     })
 }
 
@@ -450,7 +455,13 @@ impl Side {
     pub fn from_table(table: &Table, mapping: &SideMapping) -> Result<Side, InputError> {
         let span = tracing::debug_span!("map_table", file = %table.source, rows = table.rows);
         let _enter = span.enter();
-        let plan = Plan::new(&table.source, &table.schema, mapping, RoleSet::ALL)?;
+        let plan = Plan::new(
+            &table.source,
+            &table.schema,
+            table.delimiter,
+            mapping,
+            RoleSet::ALL,
+        )?;
         let mut side = SideBuilder::new(&plan);
         if let Some(first) = table.batches.first() {
             side.reserve(table.rows, first);

@@ -44,7 +44,7 @@ pub(super) fn load_opened(
     let first_line = opened.first_line;
     let stored_fixes = opened.line_fixes.clone();
     let file_bytes = opened.bytes;
-    let mut plan = Plan::new(&source, &schema, mapping, roles);
+    let mut plan = Plan::new(&source, &schema, opened.delimiter(), mapping, roles);
     // Whether batches hold every column, so their size tells the file's rows.
     let mut whole_rows = true;
     if let Ok(plan) = &mut plan {

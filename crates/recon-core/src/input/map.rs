@@ -73,9 +73,12 @@ impl Fault {
 impl<'a> Plan<'a> {
     /// Resolves every column `mapping` names (a missing one is an error whatever
     /// `roles` says), keeping the text roles outside `roles` out of the plan.
+    /// `delimiter` is the one a CSV file was read with (`None` for the other
+    /// formats), for the missing column's message.
     pub(super) fn new(
         source: &'a str,
         schema: &'a Schema,
+        delimiter: Option<u8>,
         mapping: &'a SideMapping,
         roles: RoleSet,
     ) -> Result<Self, InputError> {
@@ -101,6 +104,7 @@ impl<'a> Plan<'a> {
                     file: source.to_owned(),
                     column: column.to_owned(),
                     available: names.iter().map(|n| (*n).to_owned()).collect(),
+                    delimiter: delimiter.map(char::from),
                 }),
                 [i] => Ok(*i),
                 many => Err(InputError::AmbiguousColumn {

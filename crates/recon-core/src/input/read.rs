@@ -115,6 +115,11 @@ impl Opened {
         })
     }
 
+    /// The delimiter a CSV file is read with; `None` for the other formats.
+    pub(super) fn delimiter(&self) -> Option<u8> {
+        self.scan.as_ref().map(|scan| scan.delimiter)
+    }
+
     /// Makes a CSV's reader hash the file as it reads it, for [`Driven::sha256`];
     /// returns whether it will (not for other formats, nor once reading began).
     pub(super) fn hash_as_read(&mut self) -> bool {

@@ -668,12 +668,40 @@ fn a_missing_column_in_a_one_column_header_suggests_the_delimiter() {
         let side = load("bank.csv", content, &fixed).unwrap();
         assert_eq!(amounts(&side), [250]);
     }
-    // More than one column, or none holding a delimiter: no hint.
-    for (content, ending) in [
-        (&b"id,amt\n1,2\n"[..], "available columns: \"id\", \"amt\""),
-        (b"idamount\n1\n", "available columns: \"idamount\""),
+    // A comma-separated file read with another delimiter: the hint is ','.
+    let semicolon = format!("{map}\ndelimiter = \";\"");
+    let err = load("bank.csv", b"id,amount\n1,2.50\n", &semicolon).unwrap_err();
+    assert!(
+        err.ends_with(
+            "if the file is ','-separated, set delimiter = \",\" in this side's mapping)"
+        ),
+        "{err}"
+    );
+    // More than one column, none holding a delimiter, only the delimiter in
+    // use (a quoted name), or a format without delimiters: no hint.
+    for (name, content, ending) in [
+        (
+            "bank.csv",
+            &b"id,amt\n1,2\n"[..],
+            "available columns: \"id\", \"amt\"",
+        ),
+        (
+            "bank.csv",
+            b"idamount\n1\n",
+            "available columns: \"idamount\"",
+        ),
+        (
+            "bank.csv",
+            b"\"id,amount\"\n1\n",
+            "available columns: \"id,amount\"",
+        ),
+        (
+            "bank.ndjson",
+            b"{\"id;amount\": \"1\"}\n",
+            "available columns: \"id;amount\"",
+        ),
     ] {
-        let err = load("bank.csv", content, map).unwrap_err();
+        let err = load(name, content, map).unwrap_err();
         assert!(err.ends_with(ending), "{err}");
     }
 }
