@@ -98,6 +98,28 @@ pub enum InputError {
         /// What the reader found wrong.
         reason: String,
     },
+    /// A CSV file ends inside a quoted field: a quote opened a field and
+    /// nothing closed it, so every line after it would be read as that one
+    /// field's text (and the rows on them lost). Refused, never read.
+    #[error(
+        "{file} line {line}{}: the quoted field starting {value:?} is never closed: {}",
+        InColumn(.column.as_deref()),
+        EndsInside(*.lines)
+    )]
+    UnclosedQuote {
+        /// The file.
+        file: String,
+        /// 1-based line the record holding the quote starts on.
+        line: u64,
+        /// The quoted field's column (its 1-based position past the header's
+        /// columns), when the record could be read again to find it.
+        column: Option<String>,
+        /// The start of the field's text, up to its first line break
+        /// (at most 40 characters).
+        value: String,
+        /// Lines from the one the quote opens on to the end of the file.
+        lines: u64,
+    },
     /// A mapped column is not in the file. When a CSV file seems to have one
     /// column whose name holds another delimiter (`a;b;c` read with `,`), the
     /// message says which delimiter to set.
@@ -246,6 +268,32 @@ impl fmt::Display for DelimiterHint<'_> {
                 " (the only column's name holds {c:?}: if the file is {c:?}-separated, set delimiter = \"{written}\" in this side's mapping)"
             ),
             None => Ok(()),
+        }
+    }
+}
+
+/// `, column "memo"` when the column is known, else nothing.
+struct InColumn<'a>(Option<&'a str>);
+
+impl fmt::Display for InColumn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(column) => write!(f, ", column {column:?}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where the file ends, `n` lines after an unclosed quote.
+struct EndsInside(u64);
+
+impl fmt::Display for EndsInside {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rest = "so the rows after it cannot be read";
+        match self.0 {
+            0 => f.write_str("the file ends inside it on that line (was it cut short?)"),
+            1 => write!(f, "the file ends inside it 1 line later, {rest}"),
+            n => write!(f, "the file ends inside it {n} lines later, {rest}"),
         }
     }
 }

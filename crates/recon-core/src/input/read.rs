@@ -197,6 +197,8 @@ impl Opened {
             scan,
             batches,
             schema,
+            source,
+            bytes,
             ..
         } = self;
         let Some(scan) = scan else {
@@ -213,6 +215,8 @@ impl Opened {
             fixes,
             records,
             sha256,
+            unclosed,
+            fed,
         } = scan
             .state
             .lock()
@@ -225,9 +229,24 @@ impl Opened {
             Ok(_) => LineFixes::default(),
             Err(_) => fixes,
         };
-        let rows = read
+        // A quote still open where the whole file was read took the rest of
+        // it into one field: refused, and named as the cause when that
+        // record is the one the reader found ragged.
+        let unclosed = unclosed.filter(|_| scan.skip + fed == bytes);
+        let read = read
             .map_err(|e| relocate(e, &line_fixes, scan.has_header))
-            .map_err(|e| scan.explain_invalid_utf8(e, &schema))?;
+            .map_err(|e| scan.explain_invalid_utf8(e, &schema));
+        let cause = match &read {
+            Ok(_) => unclosed,
+            Err(InputError::MalformedRow { line, .. }) => {
+                unclosed.filter(|u| u.record_line == *line)
+            }
+            Err(_) => None,
+        };
+        if let Some(unclosed) = cause {
+            return Err(scan.explain_unclosed(source, unclosed, &schema));
+        }
+        let rows = read?;
         // The reader read to the end of the file: the digest covers all of it.
         Ok(Driven {
             rows,
@@ -469,6 +488,91 @@ impl LineScan {
     }
 }
 
+impl LineScan {
+    /// The error for a quoted field the file ends inside, with its column and
+    /// the start of its text read again from the file (on this error's path
+    /// only).
+    fn explain_unclosed(&self, file: String, unclosed: Unclosed, schema: &Schema) -> InputError {
+        let Unclosed {
+            record_line,
+            record_at,
+            quote_at,
+            quote_line,
+            last_line,
+        } = unclosed;
+        let (column, value) = unclosed_field(
+            &self.path,
+            self.skip + record_at,
+            quote_at - record_at,
+            self.delimiter,
+        )
+        .map(|(i, value)| {
+            let column = schema
+                .fields()
+                .get(i)
+                .map_or_else(|| (i + 1).to_string(), |f| f.name().clone());
+            (Some(column), value)
+        })
+        .unwrap_or_default();
+        InputError::UnclosedQuote {
+            file,
+            line: record_line,
+            column,
+            value,
+            lines: last_line.saturating_sub(quote_line),
+        }
+    }
+}
+
+/// Characters of an unclosed field's text its error shows.
+const UNCLOSED_SHOWN: usize = 40;
+
+/// The unclosed quoted field of the record at `at` (a file offset) whose
+/// opening quote is `prefix` bytes further: its position in the record (the
+/// fields before it are read with csv_core) and the start of its text, up
+/// to its first line break. `None` when the file cannot be read again.
+fn unclosed_field(path: &Path, at: u64, prefix: u64, delimiter: u8) -> Option<(usize, String)> {
+    use csv_core::ReadRecordResult;
+
+    let mut file = File::open(path).ok()?;
+    file.seek(SeekFrom::Start(at)).ok()?;
+    let mut before = Vec::new();
+    (&mut file).take(prefix).read_to_end(&mut before).ok()?;
+    // The fields before the quote, each ended by a delimiter: as many as the
+    // prefix read as a whole record has, less its empty last one. (The output
+    // buffers hold any record of the prefix whole; only the count is used.)
+    let mut csv = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    let (mut out, mut ends) = (vec![0u8; before.len() + 1], vec![0usize; before.len() + 2]);
+    let (mut input, mut fields) = (&before[..], 0usize);
+    loop {
+        let (result, read, _, ended) = csv.read_record(input, &mut out, &mut ends);
+        input = &input[read..];
+        fields += ended;
+        match result {
+            ReadRecordResult::InputEmpty => {}
+            // A record ended before the quote's: count the next one.
+            ReadRecordResult::Record if !input.is_empty() => fields = 0,
+            ReadRecordResult::Record | ReadRecordResult::End => break,
+            ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => return None,
+        }
+    }
+    let mut text = Vec::new();
+    (&mut file)
+        .take(4 * UNCLOSED_SHOWN as u64 + 1)
+        .read_to_end(&mut text)
+        .ok()?;
+    let text = text.get(1..).unwrap_or_default();
+    let end = text
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .unwrap_or(text.len());
+    let value: String = String::from_utf8_lossy(&text[..end])
+        .chars()
+        .take(UNCLOSED_SHOWN)
+        .collect();
+    Some((fields.saturating_sub(1), value))
+}
+
 /// The first field that is not UTF-8 in the record starting on `line`
 /// (1-based, lines counted after the first `skip` bytes): its position and
 /// its text, each invalid byte written `\xNN`. `None` when the file cannot
@@ -568,6 +672,11 @@ struct ScanState {
     nonempty: bool,
     line: u64,
     record_line: u64,
+    /// Where the current record starts, as an offset past the skipped bytes.
+    record_at: u64,
+    /// The open quoted field's opening quote: its offset and line.
+    quote_at: u64,
+    quote_line: u64,
     /// The byte before the next chunk's first, and where the last closing quote was.
     before: u8,
     offset: u64,
@@ -595,6 +704,9 @@ impl ScanState {
             nonempty: false,
             line: 1,
             record_line: 1,
+            record_at: 0,
+            quote_at: 0,
+            quote_line: 1,
             before: b'\n',
             offset: 0,
             last_close: None,
@@ -636,11 +748,12 @@ impl ScanState {
                 if self.in_quotes {
                     self.in_quotes = false;
                     self.last_close = Some(abs);
-                } else if prev == self.delimiter
-                    || prev == b'\n'
-                    || prev == b'\r'
-                    || self.last_close.is_some_and(|c| c + 1 == abs)
-                {
+                } else if prev == self.delimiter || prev == b'\n' || prev == b'\r' {
+                    // A field's opening quote.
+                    self.in_quotes = true;
+                    (self.quote_at, self.quote_line) = (abs, self.line);
+                } else if self.last_close.is_some_and(|c| c + 1 == abs) {
+                    // `""`: a literal quote; the field stays open.
                     self.in_quotes = true;
                 }
                 continue;
@@ -654,6 +767,7 @@ impl ScanState {
             }
             self.nonempty = false;
             self.record_line = self.line;
+            self.record_at = abs + 1;
         }
         if !self.nonempty && chunk[from..].iter().any(|&b| b != b'\r') {
             self.nonempty = true;
@@ -667,12 +781,39 @@ impl ScanState {
         if self.nonempty {
             self.emit(self.record_line);
         }
+        // The last line holding a byte: a final line break starts none.
+        let last_line = if self.offset > 0 && self.before == b'\n' {
+            self.line - 1
+        } else {
+            self.line
+        };
         Scan {
             fixes: LineFixes(self.fixes),
             records: self.records.saturating_sub(self.header),
             sha256: self.hash.map(|h| h.finalize().into()),
+            fed: self.offset,
+            unclosed: self.in_quotes.then_some(Unclosed {
+                record_line: self.record_line,
+                record_at: self.record_at,
+                quote_at: self.quote_at,
+                quote_line: self.quote_line,
+                last_line,
+            }),
         }
     }
+}
+
+/// A quoted field still open where the bytes fed end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unclosed {
+    /// The line its record starts on, and the record's offset.
+    record_line: u64,
+    record_at: u64,
+    /// The opening quote's offset and line.
+    quote_at: u64,
+    quote_line: u64,
+    /// The file's last line holding a byte.
+    last_line: u64,
 }
 
 /// A finished [`ScanState`].
@@ -684,6 +825,10 @@ struct Scan {
     /// When hashing, the SHA-256 of the file's BOM (if it has one) and the
     /// bytes fed.
     sha256: Option<[u8; 32]>,
+    /// A quoted field the bytes fed end inside.
+    unclosed: Option<Unclosed>,
+    /// How many bytes were fed.
+    fed: u64,
 }
 
 /// The all-text schema of `schema`: same names, every field `Utf8`, no metadata

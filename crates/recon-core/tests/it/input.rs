@@ -835,6 +835,56 @@ fn quoted_field_may_hold_delimiters_quotes_and_newlines() {
     assert_eq!(amounts(&side), [200, 300]);
 }
 
+/// A quote that opens a field and is never closed would take every later
+/// line into that one field, silently losing their rows: the file is
+/// refused at the record holding the quote, naming its column and the start
+/// of its text, whatever `on_error` says.
+#[test]
+fn an_unclosed_quote_is_refused_where_it_opens() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\ndescription = \"memo\"";
+    let check = |content: &str, expect: &str| {
+        assert!(expect.starts_with("open.csv line "), "{expect}");
+        let expect = format!("/{expect}");
+        for on_error in ["fail", "quarantine"] {
+            let map = format!("{map}\non_error = \"{on_error}\"");
+            let err = load("open.csv", content.as_bytes(), &map).unwrap_err();
+            assert!(err.ends_with(&expect), "on_error = {on_error}: {err}");
+        }
+    };
+    let later = "so the rows after it cannot be read";
+    // In the last column, three lines before the end; an earlier record
+    // holds a closed multi-line field and an escaped quote.
+    check(
+        "id,amount,memo\n1,2,\"two\nlines \"\"q\"\"\"\n2,3,\"never closed, at all\n3,4,x\n4,5,y\n\n",
+        &format!(
+            "open.csv line 4, column \"memo\": the quoted field starting \"never closed, at all\" is never closed: the file ends inside it 3 lines later, {later}"
+        ),
+    );
+    // In the first column; a long value is cut; no final line break.
+    let long = "w".repeat(60);
+    check(
+        &format!("id,amount,memo\n1,2,a\n\"{long}\n2,3,b"),
+        &format!(
+            "open.csv line 3, column \"id\": the quoted field starting \"{}\" is never closed: the file ends inside it 1 line later, {later}",
+            &long[..40]
+        ),
+    );
+    // On the last line: nothing after it, but the field's end is missing.
+    check(
+        "id,amount,memo\r\n1,2,a\r\n2,3,\"cut",
+        "open.csv line 3, column \"memo\": the quoted field starting \"cut\" is never closed: the file ends inside it on that line (was it cut short?)",
+    );
+    // Closed quotes, escaped quotes and a quote inside an unquoted field are
+    // not openings.
+    let side = load(
+        "ok.csv",
+        b"id,amount,memo\n1,2,\"a \"\"b\"\"\"\n2,3,5\" pipe\n3,4,\"\"\n",
+        map,
+    )
+    .unwrap();
+    assert_eq!(amounts(&side), [200, 300, 400]);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 

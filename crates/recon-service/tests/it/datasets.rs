@@ -270,6 +270,16 @@ fn malformed_content_is_422_naming_the_line() {
         detail.contains("ragged.csv") && detail.contains("line 3"),
         "{detail}"
     );
+    // A quote never closed would swallow the rows after it: refused too.
+    let open = "id,amount,currency\na,1,EUR\nb,\"2,EUR\nc,3,EUR\n";
+    let res = t
+        .upload("/v1/datasets?name=open.csv", "text/csv", open)
+        .expect(422);
+    let detail = res.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.starts_with("open.csv line 3, column \"amount\": the quoted field starting \"2,EUR\" is never closed"),
+        "{detail}"
+    );
     let bad_json = "{\"id\":\"a\"}\n{not json\n";
     t.upload("/v1/datasets", "application/x-ndjson", bad_json)
         .expect(422);
