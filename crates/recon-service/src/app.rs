@@ -138,6 +138,21 @@ impl App {
         }
     }
 
+    /// Answers a request whose declared body is at or past
+    /// `max_request_body_size` before anything reads it: the application's own
+    /// 413 problem document, counted in the metrics under the request's
+    /// route. Both engines call this, so both answer such a request alike.
+    pub fn refuse_too_large(&self, method: &Method, path: &str) -> Response {
+        let started = Instant::now();
+        let route = router::route(method, path).ok().map(|m| m.route);
+        let mut res = ApiError::PayloadTooLarge {
+            limit: self.config.server.max_request_body_size,
+        }
+        .into_response();
+        self.record(method, route, &mut res, started, 0);
+        res
+    }
+
     /// Handles one request: routing, auth, the handler (a panic becomes a 500),
     /// then metrics (count, duration, bytes in and out).
     pub fn handle(&self, req: Request) -> Response {

@@ -38,8 +38,8 @@ pub enum ApiError {
     /// The resource is not in a state that allows the request (e.g. results of an unfinished job).
     #[error("{0}")]
     Conflict(String),
-    /// The body is larger than `max_request_body_size`.
-    #[error("the request body exceeds the limit of {limit} bytes")]
+    /// The body is at or past `max_request_body_size` (declared or read).
+    #[error("the request body must be smaller than max_request_body_size ({limit} bytes)")]
     PayloadTooLarge {
         /// The configured limit in bytes.
         limit: u64,

@@ -359,7 +359,15 @@ impl RequestStats {
             if std::mem::replace(&mut seen[route.index()], true) {
                 continue;
             }
-            if let Some(s) = snapshot_of(template, self.figures(Some(*route))) {
+            if let Some(mut s) = snapshot_of(template, self.figures(Some(*route))) {
+                // Several methods share a template (GET and POST /v1/datasets),
+                // and HEAD /health counts with GET.
+                let methods: Vec<&str> = ROUTES
+                    .iter()
+                    .filter(|(_, _, r)| r == route)
+                    .map(|(m, _, _)| m.as_str())
+                    .collect();
+                s.method = Some(methods.join("|"));
                 out.push(s);
             }
         }
@@ -388,6 +396,7 @@ fn snapshot_of(route: &'static str, f: &RouteFigures) -> Option<RouteSnapshot> {
     };
     Some(RouteSnapshot {
         route,
+        method: None,
         count,
         errors: f.errors.load(Ordering::Relaxed),
         bytes_in: f.bytes_in.load(Ordering::Relaxed),
@@ -399,8 +408,12 @@ fn snapshot_of(route: &'static str, f: &RouteFigures) -> Option<RouteSnapshot> {
 /// One route's figures as `/performance/metrics` shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteSnapshot {
-    /// The route template.
+    /// The route template, or `unmatched` for requests no route took (404,
+    /// 405).
     pub route: &'static str,
+    /// The route's method (`GET|HEAD` for `/health`); none for `unmatched`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     /// Requests answered.
     pub count: u64,
     /// Requests answered with a 5xx status.

@@ -81,14 +81,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
         return problem::response(StatusCode::BAD_REQUEST, "invalid Content-Length");
     };
     if declared.is_some_and(|len| len >= shared.limits.max_len) {
-        return problem::response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "request body of {} bytes is larger than the limit of {} bytes",
-                declared.unwrap_or_default(),
-                shared.limits.max_len
-            ),
-        );
+        return app.refuse_too_large(req.method(), req.uri().path());
     }
     let dispatch = app.dispatch(req.method(), req.uri().path());
     let (parts, incoming) = req.into_parts();

@@ -175,6 +175,27 @@ impl Conn {
                 head_request: head.parts.method == Method::HEAD,
                 keep_alive: head.keep_alive && !self.shared.is_stopping(),
             };
+            if let Framing::Length(n) = head.framing
+                && n >= self.shared.settings.max_request_body_size
+            {
+                // Refused unread, as Waitress does; the body is never drained.
+                let response = self
+                    .shared
+                    .app
+                    .refuse_too_large(&head.parts.method, head.parts.uri.path());
+                let (parts, body) = response.into_parts();
+                let bytes = match body {
+                    ResponseBody::Full(b) => b,
+                    _ => Bytes::new(),
+                };
+                let exchange = Exchange {
+                    keep_alive: false,
+                    ..exchange
+                };
+                let _ = self.write_full(&parts, &bytes, exchange, false);
+                let _ = self.flush();
+                return Close::AfterResponse;
+            }
             let mut body = BodyState::new(&head);
             let dispatch = self
                 .shared
@@ -210,14 +231,11 @@ impl Conn {
     /// channel_timeout or the server is stopping between requests.
     fn read_head(&mut self) -> Result<Option<Box<Head>>, ProtocolError> {
         let settings = &self.shared.settings;
-        let (max_head, max_body) = (
-            settings.max_request_header_size,
-            settings.max_request_body_size,
-        );
+        let max_head = settings.max_request_header_size;
         let mut waiting = false;
         loop {
             if self.rend > self.rstart {
-                match parse_head(&self.rbuf[self.rstart..self.rend], max_head, max_body)? {
+                match parse_head(&self.rbuf[self.rstart..self.rend], max_head)? {
                     Parsed::Complete(head, len) => {
                         self.rstart += len;
                         return Ok(Some(head));

@@ -63,13 +63,10 @@ pub(crate) enum Parsed {
 
 /// Parses one request head from the front of `buf`.
 ///
-/// `max_head` bounds the head's size (431 past it); `max_body` bounds a
-/// declared `Content-Length` (413 at or past it, before any body is read, as Waitress does).
-pub(crate) fn parse_head(
-    buf: &[u8],
-    max_head: usize,
-    max_body: u64,
-) -> Result<Parsed, ProtocolError> {
+/// `max_head` bounds the head's size (431 past it). A declared body past
+/// `max_request_body_size` is the connection's to refuse, through the
+/// application, once the head is known.
+pub(crate) fn parse_head(buf: &[u8], max_head: usize) -> Result<Parsed, ProtocolError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let status = req.parse(buf).map_err(|e| match e {
@@ -118,7 +115,7 @@ pub(crate) fn parse_head(
             .map_err(|_| ProtocolError::bad("invalid header value"))?;
         map.append(name, value);
     }
-    let framing = framing(&map, version, max_body)?;
+    let framing = framing(&map, version)?;
     let keep_alive = keep_alive(&map, version);
     let expect_continue = version == Version::HTTP_11
         && map
@@ -149,7 +146,7 @@ fn too_large_head() -> ProtocolError {
 
 /// Decides the body framing from `Content-Length` and `Transfer-Encoding`
 /// (RFC 9112 section 6), refusing anything ambiguous.
-fn framing(headers: &HeaderMap, version: Version, max_body: u64) -> Result<Framing, ProtocolError> {
+fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, ProtocolError> {
     let has_te = headers.contains_key(header::TRANSFER_ENCODING);
     let has_cl = headers.contains_key(header::CONTENT_LENGTH);
     if has_te && has_cl {
@@ -199,10 +196,6 @@ fn framing(headers: &HeaderMap, version: Version, max_body: u64) -> Result<Frami
     }
     match length {
         None => Err(ProtocolError::bad("invalid Content-Length")),
-        Some(n) if n >= max_body => Err(ProtocolError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            detail: "Content-Length exceeds max_request_body_size",
-        }),
         Some(0) => Ok(Framing::Empty),
         Some(n) => Ok(Framing::Length(n)),
     }
@@ -243,10 +236,9 @@ mod tests {
     use super::*;
 
     const MAX_HEAD: usize = 8 * 1024;
-    const MAX_BODY: u64 = 1000;
 
     fn check(input: &str) -> Result<Option<(Framing, bool, bool, usize)>, StatusCode> {
-        match parse_head(input.as_bytes(), MAX_HEAD, MAX_BODY) {
+        match parse_head(input.as_bytes(), MAX_HEAD) {
             Ok(Parsed::Complete(h, n)) => Ok(Some((h.framing, h.keep_alive, h.expect_continue, n))),
             Ok(Parsed::Partial) => Ok(None),
             Err(e) => Err(e.status),
@@ -313,14 +305,10 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert_eq!(
-            check("POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n"),
-            Err(StatusCode::PAYLOAD_TOO_LARGE),
-            "a length at the limit is refused, as Waitress does"
-        );
+        // The body limit is the connection's (conn.rs), not the parser's.
         assert!(matches!(
-            check("POST / HTTP/1.1\r\nContent-Length: 999\r\n\r\n"),
-            Ok(Some(_))
+            check("POST / HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n"),
+            Ok(Some((Framing::Length(1_000_000_000), true, false, _)))
         ));
         let many: String = (0..=MAX_HEADERS)
             .map(|i| format!("X-H{i}: v\r\n"))

@@ -344,6 +344,20 @@ fn declared_body_past_limit_is_413_unread(engine: Engine) {
     );
     // Exactly one response, then the connection closes (the body was never read).
     assert!(raw.closed_within(PROMPT), "connection left open after 413");
+    // The application's words on both engines, and counted like any answer.
+    assert_eq!(
+        body["detail"],
+        "the request body must be smaller than max_request_body_size (1024 bytes)"
+    );
+    let res = agent().get(server.url("/metrics")).call().expect("metrics");
+    let text = res.into_body().read_to_string().expect("metrics text");
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total{")
+            && l.contains("route=\"/v1/datasets\"")
+            && l.contains("status=\"413\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
 }
 
 /// `max_request_body_size` is the largest body accepted: a declared length

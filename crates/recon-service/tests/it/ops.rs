@@ -84,17 +84,23 @@ fn performance_metrics_count_routes_by_template() {
     t.get("/v1/datasets/0123").expect(404);
     t.upload("/v1/datasets", "text/csv", crate::LEDGER)
         .expect(201);
+    t.get("/v1/datasets").expect(200);
     let p = t.get("/performance/metrics").expect(200).json();
     let routes = p["routes"].as_array().unwrap();
-    let find = |r: &str| {
+    // A template with two methods is two entries, told apart by `method`.
+    let find = |r: &str, m: &str| {
         routes
             .iter()
-            .find(|x| x["route"] == r)
-            .unwrap_or_else(|| panic!("{r}: {p}"))
+            .find(|x| x["route"] == r && x["method"] == m)
+            .unwrap_or_else(|| panic!("{m} {r}: {p}"))
     };
-    assert_eq!(find("/health")["count"], 5);
-    assert_eq!(find("/v1/datasets/{id}")["count"], 1);
-    let upload = find("/v1/datasets");
+    assert_eq!(find("/health", "GET|HEAD")["count"], 5);
+    assert_eq!(find("/v1/datasets/{id}", "GET")["count"], 1);
+    assert_eq!(find("/v1/datasets", "GET")["count"], 1);
+    assert_eq!(find("/v1/datasets", "GET")["bytes_in"], 0);
+    let unmatched = routes.iter().find(|x| x["route"] == "unmatched");
+    assert!(unmatched.is_none_or(|u| u.get("method").is_none()), "{p}");
+    let upload = find("/v1/datasets", "POST");
     assert_eq!(upload["bytes_in"], crate::LEDGER.len());
     assert!(upload["bytes_out"].as_u64().unwrap() > 0);
     assert!(
