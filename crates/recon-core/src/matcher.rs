@@ -769,23 +769,24 @@ fn day_range(plan: Plan, d: Option<i32>, lo: i64, hi: i64) -> std::ops::RangeInc
     }
 }
 
+/// The similarity of left row `a` and right row `b`; `None` when either has
+/// no text to compare (empty, or nothing left once folded), which no
+/// threshold lets through, not even `min = 0`.
 fn similarity(
     keys: Option<&Keys>,
     other: Option<&Keys>,
     a: usize,
     b: usize,
     sim: Similarity,
-) -> f64 {
-    let (Some(ka), Some(kb)) = (keys, other) else {
-        return 0.0;
-    };
+) -> Option<f64> {
+    let (ka, kb) = (keys?, other?);
     if !ka.present(a) || !kb.present(b) {
-        return 0.0;
+        return None;
     }
-    match sim.similarity {
+    Some(match sim.similarity {
         Metric::JaroWinkler => text::jaro_winkler(ka.get(a), kb.get(b)),
         Metric::TokenSet => text::token_set_ratio(ka.get(a), kb.get(b)),
-    }
+    })
 }
 
 /// Checks the identity gates (currency, reference, date window, similarity
@@ -831,10 +832,7 @@ fn score(ctx: &Ctx<'_>, pass: &Pass, l: usize, r: usize) -> Option<f64> {
                 ctx.prep[1].description.as_ref(),
             )
         };
-        let s = similarity(a, b, l, r, sim);
-        if s < sim.min {
-            return None;
-        }
+        let s = similarity(a, b, l, r, sim).filter(|&s| s >= sim.min)?;
         sum += s;
         n += 1;
     }
@@ -1571,7 +1569,12 @@ fn dup_hash(side: &Side, prep: &Prepared, roles: &[Role], i: usize) -> u64 {
         match role {
             Role::Id => mix(text_at(&side.id, i).map_or(1, text::hash_key)),
             Role::Reference => mix(prep.normalized.as_ref().map_or(1, |k| k.hash[i])),
-            Role::Amount => mix(side.amount[i] as u64),
+            // An amount is money: minor units of one currency (JPY 1000 and
+            // USD 10.00 are both 1000 units, and not equal).
+            Role::Amount => {
+                mix(side.amount[i] as u64);
+                mix(currency_bits(side.currency[i]));
+            }
             Role::Currency => mix(currency_bits(side.currency[i])),
             Role::Date => mix(side.date[i].map_or(u64::MAX, |d| d as u64)),
             Role::Counterparty => mix(text_at(&side.counterparty, i).map_or(1, text::hash_key)),
@@ -1588,7 +1591,7 @@ fn dup_equal(side: &Side, prep: &Prepared, roles: &[Role], a: usize, b: usize) -
             .normalized
             .as_ref()
             .is_none_or(|k| k.get(a) == k.get(b)),
-        Role::Amount => side.amount[a] == side.amount[b],
+        Role::Amount => side.amount[a] == side.amount[b] && side.currency[a] == side.currency[b],
         Role::Currency => side.currency[a] == side.currency[b],
         Role::Date => side.date[a] == side.date[b],
         Role::Counterparty => text_at(&side.counterparty, a) == text_at(&side.counterparty, b),

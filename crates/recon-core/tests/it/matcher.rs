@@ -241,6 +241,20 @@ fn ties_break_on_amount_then_date_then_score() {
     );
 }
 
+/// A record with no text to compare never passes a similarity gate, not
+/// even one whose `min` is 0.
+#[test]
+fn missing_text_never_passes_a_similarity_gate() {
+    let rules = "[[pass]]\nname = \"s\"\namount = { abs = \"0\" }\n\
+                 counterparty = { similarity = \"jaro_winkler\", min = 0 }\n";
+    check(
+        "a 1000 USD 5 - -\nb 2000 USD 5 - ACME\nc 3000 USD 5 - ...\nd 4000 USD 5 - ACME",
+        "x 1000 USD 5 - ACME\ny 2000 USD 5 - -\nz 3000 USD 5 - ACME\nw 4000 USD 5 - Zenith",
+        rules,
+        "a=unmatched b=unmatched c=unmatched d=matched/1 | x=unmatched y=unmatched z=unmatched w=matched/1",
+    );
+}
+
 #[test]
 fn greedy_assignment_never_uses_a_record_twice() {
     // a's best is x; b's only candidate is x too, so b stays unmatched.
@@ -311,6 +325,20 @@ fn duplicates_keep_the_first_occurrence() {
         "x 100 USD 1 R1\nx 200 USD 1 R1",
         rules,
         "a=matched/1 b=duplicate c=unmatched | x=matched/1 x=duplicate",
+    );
+}
+
+/// An amount in a duplicate key is money: 1000 minor units of JPY, USD and
+/// BHD are three amounts, not one.
+#[test]
+fn duplicate_amounts_compare_their_currencies() {
+    let rules = "[duplicates]\nleft = [\"reference\", \"amount\", \"date\"]\nright = [\"amount\"]\n\
+                 [[pass]]\nname = \"ref\"\nreference = \"exact\"\n";
+    check(
+        "a 1000 USD 1 A\nb 1000 JPY 1 A\nc 1000 BHD 1 A\nd 1000 USD 1 A",
+        "x 1000 EUR 1 -\ny 1000 USD 1 -\nz 1000 EUR 1 -",
+        rules,
+        "a=unmatched b=unmatched c=unmatched d=duplicate | x=unmatched y=unmatched z=duplicate",
     );
 }
 
@@ -842,11 +870,12 @@ fn duplicates_agree_with_first_occurrence_by_key() {
                     if with_reference && reference.as_deref().is_none_or(str::is_empty) {
                         return false;
                     }
+                    // Both keys hold `amount`, which is money: its currency too.
                     let key = (
                         with_reference.then_some(reference),
                         s.amount[i],
                         s.date[i],
-                        with_reference.then_some(s.currency[i]),
+                        s.currency[i],
                     );
                     !seen.insert(key)
                 })
