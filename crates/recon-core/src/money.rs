@@ -117,11 +117,14 @@ pub enum AmountError {
         /// Its minor units.
         allowed: u8,
     },
-    /// A currency code prefix that is not the row's currency.
-    #[error("names another currency than {currency}")]
+    /// Three letters before the number that are not the row's currency code
+    /// (another code, or a word).
+    #[error("is not an amount in {currency} (it starts with \"{found}\")")]
     CurrencyMismatch {
         /// The row's currency.
         currency: Currency,
+        /// The three letters, upper-cased.
+        found: Currency,
     },
     /// Does not fit in 64-bit minor units.
     #[error("is out of the amount range")]
@@ -325,7 +328,8 @@ fn strip_currency_prefix(s: &str, currency: Currency) -> Result<Option<&str>, Am
     if b.len() > 3 && b[..3].iter().all(u8::is_ascii_alphabetic) && !b[3].is_ascii_alphabetic() {
         return match Currency::parse(&s[..3]) {
             Some(code) if code == currency => Ok(Some(&s[3..])),
-            _ => Err(AmountError::CurrencyMismatch { currency }),
+            Some(found) => Err(AmountError::CurrencyMismatch { currency, found }),
+            None => Err(AmountError::Invalid),
         };
     }
     Ok(None)
@@ -386,13 +390,11 @@ fn parse_unsigned(s: &str, currency: Currency, seps: Separators) -> Result<u64, 
     Ok(value)
 }
 
+/// The signed amount; the range is symmetric (`-i64::MAX..=i64::MAX` minor
+/// units), so any amount can be negated.
 fn apply_sign(magnitude: u64, negative: bool) -> Result<i64, AmountError> {
-    if negative {
-        0i64.checked_sub_unsigned(magnitude)
-            .ok_or(AmountError::Overflow)
-    } else {
-        i64::try_from(magnitude).map_err(|_| AmountError::Overflow)
-    }
+    let value = i64::try_from(magnitude).map_err(|_| AmountError::Overflow)?;
+    Ok(if negative { -value } else { value })
 }
 
 #[cfg(test)]
@@ -556,9 +558,27 @@ mod tests {
         check(".", "USD", Err(Invalid));
         check("1e5", "USD", Err(Invalid));
         check("1 000", "USD", Err(Invalid));
-        check("EUR 12.30", "USD", Err(CurrencyMismatch { currency: usd }));
+        check(
+            "EUR 12.30",
+            "USD",
+            Err(CurrencyMismatch {
+                currency: usd,
+                found: cur("EUR"),
+            }),
+        );
+        check(
+            "tbd 5",
+            "USD",
+            Err(CurrencyMismatch {
+                currency: usd,
+                found: cur("TBD"),
+            }),
+        );
         check("92233720368547758.07", "USD", Ok(i64::MAX));
-        check("-92233720368547758.08", "USD", Ok(i64::MIN));
+        check("-92233720368547758.07", "USD", Ok(-i64::MAX));
+        // Symmetric: the one value whose negation would not fit is refused.
+        check("-92233720368547758.08", "USD", Err(Overflow));
+        check("(92233720368547758.08)", "USD", Err(Overflow));
         check("92233720368547758.08", "USD", Err(Overflow));
         check("99999999999999999999999", "JPY", Err(Overflow));
     }
