@@ -16,10 +16,15 @@ enum Item {
     Year2,
     /// `%m`: month number, one or two digits.
     Month,
+    /// `%m` next to another number with nothing between (`%Y%m%d`): exactly
+    /// two digits, or `2026111` could be November 1 or January 11.
+    Month2,
     /// `%b` / `%B`: English month name, abbreviated or full, any case.
     MonthName,
     /// `%d`: day of month, one or two digits.
     Day,
+    /// `%d` next to another number with nothing between: exactly two digits.
+    Day2,
     /// `%e`: day of month, optionally space-padded.
     DaySpace,
     /// A character that must appear as is.
@@ -32,6 +37,8 @@ enum Item {
 /// is 1969-1999), `%m` (month, 1 or 2 digits), `%b`/`%B` (English month name,
 /// `Mar` or `March`, any case), `%d` (day, 1 or 2 digits), `%e` (day, optionally
 /// space-padded), `%%` (a percent sign). Any other character must match itself.
+/// A `%m` or `%d` directly next to another number (`%Y%m%d`, `%d%m%y`) takes
+/// exactly two digits, since with one the text would be ambiguous.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateFormat {
     items: Vec<Item>,
@@ -76,11 +83,11 @@ impl Fixed {
                     fixed.year = at;
                     4
                 }
-                Item::Month => {
+                Item::Month | Item::Month2 => {
                     fixed.month = at;
                     2
                 }
-                Item::Day => {
+                Item::Day | Item::Day2 => {
                     fixed.day = at;
                     2
                 }
@@ -196,10 +203,29 @@ impl DateFormat {
                 None => return Err(DateFormatError::TrailingPercent),
             });
         }
+        // A one-or-two-digit field against another number takes two.
+        let numeric = |i: Option<&Item>| {
+            matches!(
+                i,
+                Some(Item::Year4 | Item::Year2 | Item::Month | Item::Day | Item::DaySpace)
+            )
+        };
+        let exact: Vec<bool> = (0..items.len())
+            .map(|i| {
+                numeric(i.checked_sub(1).and_then(|j| items.get(j))) || numeric(items.get(i + 1))
+            })
+            .collect();
+        for (item, exact) in items.iter_mut().zip(exact) {
+            *item = match *item {
+                Item::Month if exact => Item::Month2,
+                Item::Day if exact => Item::Day2,
+                other => other,
+            };
+        }
         let count = |f: fn(&Item) -> bool| items.iter().filter(|i| f(i)).count();
         if count(|i| matches!(i, Item::Year4 | Item::Year2)) != 1
-            || count(|i| matches!(i, Item::Month | Item::MonthName)) != 1
-            || count(|i| matches!(i, Item::Day | Item::DaySpace)) != 1
+            || count(|i| matches!(i, Item::Month | Item::Month2 | Item::MonthName)) != 1
+            || count(|i| matches!(i, Item::Day | Item::Day2 | Item::DaySpace)) != 1
         {
             return Err(DateFormatError::Incomplete);
         }
@@ -246,7 +272,9 @@ impl DateFormat {
                     year = if y < 69 { 2000 + y } else { 1900 + y };
                 }
                 Item::Month => month = take_digits(&mut s, 1, 2)?,
+                Item::Month2 => month = take_digits(&mut s, 2, 2)?,
                 Item::Day => day = take_digits(&mut s, 1, 2)?,
+                Item::Day2 => day = take_digits(&mut s, 2, 2)?,
                 Item::DaySpace => {
                     if s.first() == Some(&b' ') {
                         s = &s[1..];
@@ -278,9 +306,9 @@ impl fmt::Display for DateFormat {
             match item {
                 Item::Year4 => f.write_str("%Y")?,
                 Item::Year2 => f.write_str("%y")?,
-                Item::Month => f.write_str("%m")?,
+                Item::Month | Item::Month2 => f.write_str("%m")?,
                 Item::MonthName => f.write_str("%b")?,
-                Item::Day => f.write_str("%d")?,
+                Item::Day | Item::Day2 => f.write_str("%d")?,
                 Item::DaySpace => f.write_str("%e")?,
                 Item::Literal('%') => f.write_str("%%")?,
                 Item::Literal(c) => write!(f, "{c}")?,
@@ -400,6 +428,17 @@ mod tests {
         check("%d %b %Y", "01 MARCH 2026", Some("2026-03-01"));
         check("%b %e, %Y", "Mar  1, 2026", Some("2026-03-01"));
         check("%Y%m%d", "20260301", Some("2026-03-01"));
+        // Compact: a month or day against another number takes two digits,
+        // or 2026111 could be November 1 or January 11.
+        check("%Y%m%d", "2026111", None);
+        check("%Y%m%d", "2026031", None);
+        check("%Y%m%d", "202631", None);
+        check("%d%m%y", "010326", Some("2026-03-01"));
+        check("%d%m%y", "10326", None);
+        check("%Y%m-%d", "202603-1", Some("2026-03-01"));
+        check("%Y-%m%d", "2026-0301", Some("2026-03-01"));
+        check("%Y-%m%d", "2026-301", None);
+        assert_eq!(DateFormat::parse("%Y%m%d").unwrap().to_string(), "%Y%m%d");
         check("%Y-%m-%d", "2024-02-29", Some("2024-02-29"));
         check("%Y-%m-%d", "1970-01-01", Some("1970-01-01"));
         check("%Y-%m-%d", "1969-12-31", Some("1969-12-31"));
