@@ -291,6 +291,50 @@ fn parquet_of_text_round_trips() {
     check_example(&load_side(&path, &mapping(BASIC)).unwrap());
 }
 
+/// Compressed files as other tools write them: every Parquet codec
+/// (pyarrow, polars, DuckDB and Spark choose among them) and LZ4 or Zstandard
+/// Arrow IPC bodies (pyarrow's `write_feather` compresses with LZ4 by default).
+#[test]
+fn compressed_parquet_and_arrow_files_read() {
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    let dir = tempfile::tempdir().unwrap();
+    let batch = example_batch();
+    for (name, codec) in [
+        ("snappy", Compression::SNAPPY),
+        ("gzip", Compression::GZIP(GzipLevel::default())),
+        ("brotli", Compression::BROTLI(BrotliLevel::default())),
+        ("zstd", Compression::ZSTD(ZstdLevel::default())),
+        ("lz4", Compression::LZ4_RAW),
+    ] {
+        let path = dir.path().join(format!("{name}.parquet"));
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(codec)
+            .build();
+        let file = fs::File::create(&path).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        check_example(&load_side(&path, &mapping(BASIC)).unwrap());
+    }
+    for (name, codec) in [
+        ("lz4", arrow_ipc::CompressionType::LZ4_FRAME),
+        ("zstd", arrow_ipc::CompressionType::ZSTD),
+    ] {
+        let path = dir.path().join(format!("{name}.arrow"));
+        let options = arrow_ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(codec))
+            .unwrap();
+        let file = fs::File::create(&path).unwrap();
+        let mut w =
+            arrow_ipc::writer::FileWriter::try_new_with_options(file, &batch.schema(), options)
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        check_example(&load_side(&path, &mapping(BASIC)).unwrap());
+    }
+}
+
 /// A Parquet or Arrow IPC file's columns nothing maps are not read: a
 /// nested column (which has no text form) beside the mapped ones loads,
 /// and fails the load only once it is mapped, naming the file; a list
