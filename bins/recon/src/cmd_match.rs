@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, IsTerminal as _, Write as _};
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -35,15 +34,17 @@ const EXIT_INPUT: u8 = 3;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Writes into --out: results.csv (one row per input record: match_id, side, record_id, \
-status, rule, score, amount_diff, date_diff_days), summary.json, results.parquet with \
---parquet, and rejects_left.csv / rejects_right.csv when rows were quarantined. \
+line, status, rule, score, amount, currency, amount_diff, date_diff_days, then the \
+rules' `extra` columns as left_<name> / right_<name>), summary.json, results.parquet \
+with --parquet, and rejects_left.csv / rejects_right.csv when rows were quarantined. \
 Those of an earlier run that this one does not write are removed once its outputs are \
 in place, so --out always describes one run.
 
 Exit codes:
   0  reconciled (whatever the match rate)
   1  could not write the results, or an internal error
-  2  bad arguments or an invalid rules file (the message names line and column)
+  2  bad arguments (an --out that is not a directory, say) or an invalid rules file
+     (the message names line and column)
   3  an input file is missing, unreadable or holds a bad value (the message names
      file, line, column and value), or was written to or replaced during the run
 ")]
@@ -63,9 +64,9 @@ pub struct Args {
     /// Also write results.parquet.
     #[arg(long)]
     parquet: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    threads: Option<NonZeroUsize>,
+    /// Worker threads, 1 to 1024 (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 /// A failure with the exit code it maps to.
@@ -96,7 +97,7 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
     let started = Instant::now();
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(n.get())
+            .num_threads(usize::from(n))
             .build_global()
             .context("starting the worker threads")
             .map_err(fail(1))?;
@@ -106,7 +107,7 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         .map_err(fail(EXIT_CONFIG))?;
     // A run can take minutes: say now, not after it, that its results
     // have nowhere to go.
-    check_out_dir(&args.out).map_err(fail(1))?;
+    check_out_dir(&args.out).map_err(fail(EXIT_CONFIG))?;
 
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let show_progress =

@@ -94,8 +94,9 @@ struct Flags {
     /// A file of API keys, one per line.
     #[arg(long)]
     api_keys_file: Option<PathBuf>,
-    /// Whether `/metrics` and `/debug/*` need a key when keys exist.
-    #[arg(long)]
+    /// Whether `/metrics` and `/debug/*` need a key when keys exist:
+    /// `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, as in the environment.
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     protect_ops: Option<bool>,
     /// Threads of the reconciliation job pool.
     #[arg(long)]

@@ -240,6 +240,34 @@ fn bad_waitress_threads_exits_2_with_the_message() {
     );
 }
 
+/// `serve --protect-ops` takes the words the environment takes. Each run
+/// stops at a bad `--threads`, which is checked after the flags parse, so
+/// reaching that message shows the boolean was read.
+#[test]
+fn serve_boolean_flags_take_the_environment_words() {
+    for word in ["true", "false", "yes", "no", "on", "off", "1", "0"] {
+        let out = recon(
+            &[
+                "serve",
+                "--protect-ops",
+                word,
+                "--threads",
+                "0",
+                "--port",
+                "0",
+            ],
+            PINNED,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{word}: {stderr}");
+        assert!(stderr.contains("--threads=\"0\""), "{word}: {stderr}");
+    }
+    let out = recon(&["serve", "--protect-ops", "maybe"], PINNED);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid value 'maybe'"), "{stderr}");
+}
+
 #[test]
 fn unknown_file_key_exits_2_naming_file_and_key() {
     let dir = tempfile::tempdir().unwrap();

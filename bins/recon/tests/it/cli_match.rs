@@ -365,7 +365,7 @@ fn an_out_that_is_a_file_fails_before_the_inputs_are_read() {
             &[],
         );
         let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+        assert_eq!(out.status.code(), Some(2), "stderr: {err}");
         assert!(err.contains("exists and is not a directory"), "{err}");
         assert!(err.contains(file.to_str().unwrap()), "{err}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept\n");
@@ -415,6 +415,41 @@ fn help_documents_the_exit_codes() {
         help.contains("--parquet") && help.contains("--threads"),
         "{help}"
     );
+    // Every column results.csv has, in its order.
+    let columns = "match_id, side, record_id, line, status, rule, score, amount, currency, amount_diff, date_diff_days";
+    assert!(
+        help.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(columns),
+        "{help}"
+    );
+}
+
+/// `--threads` is bounded: a typo of 100000 would start as many threads.
+#[test]
+fn threads_out_of_range_exit_2() {
+    for n in ["0", "1025", "100000"] {
+        let out = recon(&[
+            "match",
+            "--left",
+            "l",
+            "--right",
+            "r",
+            "--rules",
+            "x",
+            "--out",
+            "o",
+            "--threads",
+            n,
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{n}: {err}");
+        assert!(
+            err.contains("--threads") && err.contains("1..=1024"),
+            "{n}: {err}"
+        );
+    }
 }
 
 #[test]
