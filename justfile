@@ -110,8 +110,9 @@ gen records="10000" seed="42" out="target/case":
 match-example: (gen "10000" "42" "target/case")
     cargo run --release -p recon -- match --left target/case/left.csv --right target/case/right.csv --rules target/case/rules.toml --out target/case/results
 
-# .ci/run does format, lint, tests with the slow suites, release build and
-# `bench-compare --quick`; this recipe is that script, so the two never drift.
+# .ci/run does format, lint, tests with the slow suites, the Python peers'
+# venv (target/peers-venv, from PyPI), release build and `bench-compare --quick
+# --peers`; this recipe is that script, so the two never drift.
 
 # Run exactly what CI runs (.ci/run).
 ci:
