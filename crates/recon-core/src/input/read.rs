@@ -1042,12 +1042,43 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
     reader
         .seek(SeekFrom::Start(0))
         .map_err(|e| io_err(&source, e))?;
+    // Rows are numbered by the lines they are on, as a CSV's are: the
+    // reader skips blank lines.
+    let line_fixes = json_line_fixes(&mut reader).map_err(|e| io_err(&source, e))?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| io_err(&source, e))?;
     let json = arrow_json::ReaderBuilder::new(schema.clone())
         .with_coerce_primitive(true)
         .with_batch_size(opts.batch_size)
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
-    Ok(rows_from_one(source, &schema, json))
+    Ok(Opened {
+        line_fixes,
+        ..rows_from_one(source, &schema, json)
+    })
+}
+
+/// Where a JSON Lines file's records (one a non-blank line) are not one
+/// line after another: the records after blank lines.
+fn json_line_fixes(input: impl BufRead) -> std::io::Result<LineFixes> {
+    let mut fixes = Vec::new();
+    let mut record = 0u64;
+    for (i, line) in input.split(b'\n').enumerate() {
+        if line?.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line = i as u64 + 1;
+        // Record `record` is predicted on the line after the last fix's.
+        let predicted = fixes
+            .last()
+            .map_or(record + 1, |&(row, at): &(u64, u64)| at + (record - row));
+        if line != predicted {
+            fixes.push((record, line));
+        }
+        record += 1;
+    }
+    Ok(LineFixes(fixes))
 }
 
 /// What is wrong with a line of a JSON Lines file.
@@ -1087,6 +1118,19 @@ fn first_bad_json_line(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn json_records_are_numbered_by_their_lines() {
+        let lines = |text: &[u8]| -> Vec<u64> {
+            let fixes = json_line_fixes(text).unwrap();
+            (0..3)
+                .map(|row| LineCursor::new(&fixes, 1, row).line(row))
+                .collect()
+        };
+        assert_eq!(lines(b"{}\n{}\n{}\n"), [1, 2, 3]);
+        assert_eq!(lines(b"\n{}\n \t\n\n{}\n{}"), [2, 5, 6]);
+        assert_eq!(lines(b"{}\r\n\r\n{}\r\n{}\r\n"), [1, 3, 4]);
+    }
 
     #[test]
     fn the_first_bad_json_line_is_the_files() {

@@ -854,6 +854,31 @@ fn malformed_json_lines_name_the_file_line_and_column() {
     );
 }
 
+/// JSON Lines records are numbered by the line they are on, as CSV's are
+/// and as a JSON syntax error is: blank lines count.
+#[test]
+fn json_lines_records_are_named_by_their_line() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let content =
+        b"{\"id\": \"a\", \"amount\": \"1.00\"}\n\n\n{\"id\": \"b\", \"amount\": \"x\"}\n";
+    let err = load("bank.ndjson", content, map).unwrap_err();
+    assert!(
+        err.ends_with("bank.ndjson line 4, column \"amount\": \"x\" is not an amount"),
+        "{err}"
+    );
+    let quarantine = format!("{map}\non_error = \"quarantine\"");
+    let side = load("bank.ndjson", content, &quarantine).unwrap();
+    assert_eq!(side.line, [1]);
+    assert_eq!(side.rejects[0].line, 4);
+    let side = load(
+        "bank.ndjson",
+        b"\n{\"id\": \"a\", \"amount\": 1}\n\n{\"id\": \"b\", \"amount\": 2}\n{\"id\": \"c\", \"amount\": 3}",
+        map,
+    )
+    .unwrap();
+    assert_eq!(side.line, [2, 4, 5]);
+}
+
 #[test]
 fn invalid_utf8_in_the_header_is_line_1() {
     let err = load(
