@@ -28,7 +28,7 @@ pub struct SideMapping {
     /// File format; by default taken from the file's extension.
     #[serde(default)]
     pub format: Option<Format>,
-    /// CSV field delimiter (one ASCII character).
+    /// CSV field delimiter: one ASCII character, not a line break or `"`.
     #[serde(default = "default_delimiter")]
     pub delimiter: char,
     /// Whether the CSV's first line names the columns.
@@ -49,10 +49,14 @@ pub struct SideMapping {
     /// Debit/credit indicator column; used together with `amount`.
     #[serde(default)]
     pub direction: Option<String>,
-    /// Indicator values meaning debit (case-insensitive).
+    /// Indicator values meaning debit (ASCII case-insensitive, surrounding
+    /// spaces ignored); set only with `direction`, sharing no value with
+    /// `credit_values`.
     #[serde(default = "default_debit_values")]
     pub debit_values: Vec<String>,
-    /// Indicator values meaning credit (case-insensitive).
+    /// Indicator values meaning credit (ASCII case-insensitive, surrounding
+    /// spaces ignored); set only with `direction`, sharing no value with
+    /// `debit_values`.
     #[serde(default = "default_credit_values")]
     pub credit_values: Vec<String>,
     /// Currency column (ISO 4217 codes).
@@ -102,6 +106,13 @@ fn default_debit_values() -> Vec<String> {
 
 fn default_credit_values() -> Vec<String> {
     ["C", "CR", "Credit"].map(str::to_owned).to_vec()
+}
+
+/// Whether two direction indicators are the same value: surrounding spaces
+/// ignored, ASCII case-insensitive. The loader reads a row's indicator with
+/// it (`input/map.rs`), and the lists are checked for overlap with it.
+pub(crate) fn same_indicator(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 impl Default for SideMapping {
@@ -186,10 +197,40 @@ pub enum MappingError {
         value: String,
     },
     /// The delimiter is not one ASCII character.
-    #[error("delimiter {value:?} must be one ASCII character")]
+    #[error("delimiter \"{}\" must be one ASCII character", value.escape_debug())]
     Delimiter {
         /// The configured delimiter.
         value: char,
+    },
+    /// The delimiter is a line break (`\n`, `\r`) or the quote character
+    /// `"`: CSV gives those their own meaning, so fields could not be split
+    /// by them.
+    #[error(
+        "delimiter \"{}\" cannot be a line break or the quote character `\"`",
+        value.escape_debug()
+    )]
+    DelimiterReserved {
+        /// The configured delimiter.
+        value: char,
+    },
+    /// `debit_values` or `credit_values` is set but no `direction` column is
+    /// mapped: the indicator values would never be read.
+    #[error(
+        "`{key}` is set but no `direction` column is mapped: indicator values are read only with `amount` + `direction`"
+    )]
+    IndicatorsWithoutDirection {
+        /// `debit_values` or `credit_values`.
+        key: &'static str,
+    },
+    /// One indicator value is in both `debit_values` and `credit_values`
+    /// (compared as the loader compares a row's indicator: surrounding
+    /// spaces ignored, ASCII case-insensitive).
+    #[error("{credit:?} in `credit_values` is also in `debit_values` (as {debit:?})")]
+    IndicatorOverlap {
+        /// The value as written in `debit_values`.
+        debit: String,
+        /// The value as written in `credit_values`.
+        credit: String,
     },
     /// The date format does not parse.
     #[error("date_format {format:?}: {reason}")]
@@ -282,14 +323,54 @@ impl SideMapping {
     /// The delimiter as a byte.
     ///
     /// # Errors
-    /// [`MappingError::Delimiter`] when it is not one ASCII character.
+    /// [`MappingError::Delimiter`] when it is not one ASCII character,
+    /// [`MappingError::DelimiterReserved`] when it is `\n`, `\r` or `"`.
     pub fn delimiter_byte(&self) -> Result<u8, MappingError> {
-        u8::try_from(self.delimiter)
+        let value = self.delimiter;
+        let byte = u8::try_from(value)
             .ok()
             .filter(u8::is_ascii)
-            .ok_or(MappingError::Delimiter {
-                value: self.delimiter,
-            })
+            .ok_or(MappingError::Delimiter { value })?;
+        if matches!(byte, b'\n' | b'\r' | b'"') {
+            return Err(MappingError::DelimiterReserved { value });
+        }
+        Ok(byte)
+    }
+
+    /// Checks the direction indicators: no value in both lists, and neither
+    /// list changed from its default unless a `direction` column is mapped
+    /// (a rules file also refuses one written out at its default: see
+    /// [`crate::rules::Rules::from_toml_str`]).
+    ///
+    /// # Errors
+    /// [`MappingError::IndicatorsWithoutDirection`] or
+    /// [`MappingError::IndicatorOverlap`].
+    pub fn check_indicators(&self) -> Result<(), MappingError> {
+        if self.direction.is_none() {
+            if self.debit_values != default_debit_values() {
+                return Err(MappingError::IndicatorsWithoutDirection {
+                    key: "debit_values",
+                });
+            }
+            if self.credit_values != default_credit_values() {
+                return Err(MappingError::IndicatorsWithoutDirection {
+                    key: "credit_values",
+                });
+            }
+        }
+        for credit in &self.credit_values {
+            if let Some(debit) = self
+                .debit_values
+                .iter()
+                .find(|debit| same_indicator(debit, credit))
+            {
+                return Err(MappingError::IndicatorOverlap {
+                    debit: debit.clone(),
+                    credit: credit.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Every column this mapping names, with the key naming it (`extra` for
@@ -312,8 +393,9 @@ impl SideMapping {
         .chain(self.extra.iter().map(|c| ("extra", c.as_str())))
     }
 
-    /// Checks every key combination, that no column name is empty, and the
-    /// date format, without reading a file.
+    /// Checks every key combination, that no column name is empty, the
+    /// direction indicators, the delimiter and the date format, without
+    /// reading a file.
     ///
     /// # Errors
     /// The first [`MappingError`] found.
@@ -322,6 +404,7 @@ impl SideMapping {
             return Err(MappingError::EmptyColumn { key });
         }
         self.amount_style()?;
+        self.check_indicators()?;
         self.currency_source()?;
         self.delimiter_byte()?;
         crate::date::DateFormat::parse(&self.date_format).map_err(|e| {
@@ -402,6 +485,62 @@ mod tests {
     fn unknown_key_is_rejected() {
         let err = toml::from_str::<SideMapping>("amount = \"a\"\namuont = \"b\"").unwrap_err();
         assert!(err.to_string().contains("amuont"), "{err}");
+    }
+
+    #[test]
+    fn line_breaks_and_quotes_are_not_delimiters() {
+        for value in ['\n', '\r', '"'] {
+            let m = SideMapping {
+                delimiter: value,
+                ..SideMapping::default()
+            };
+            assert_eq!(
+                m.delimiter_byte(),
+                Err(MappingError::DelimiterReserved { value })
+            );
+        }
+        let tab = SideMapping {
+            delimiter: '\t',
+            ..SideMapping::default()
+        };
+        assert_eq!(tab.delimiter_byte(), Ok(b'\t'));
+        assert_eq!(
+            MappingError::DelimiterReserved { value: '\n' }.to_string(),
+            "delimiter \"\\n\" cannot be a line break or the quote character `\"`"
+        );
+    }
+
+    #[test]
+    fn indicators_need_a_direction_and_mean_one_thing() {
+        let directed = SideMapping {
+            amount: Some("a".into()),
+            currency_value: Some("EUR".into()),
+            direction: Some("dc".into()),
+            ..SideMapping::default()
+        };
+        directed.validate().unwrap();
+        let without = SideMapping {
+            direction: None,
+            credit_values: vec!["H".into()],
+            ..directed.clone()
+        };
+        assert_eq!(
+            without.validate(),
+            Err(MappingError::IndicatorsWithoutDirection {
+                key: "credit_values"
+            })
+        );
+        let overlap = SideMapping {
+            debit_values: vec!["S".into(), "Cr".into()],
+            ..directed
+        };
+        assert_eq!(
+            overlap.validate(),
+            Err(MappingError::IndicatorOverlap {
+                debit: "Cr".into(),
+                credit: "CR".into()
+            })
+        );
     }
 
     #[test]

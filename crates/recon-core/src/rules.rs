@@ -226,6 +226,17 @@ pub enum ReferenceRule {
     Ignore,
 }
 
+impl ReferenceRule {
+    /// The rule's name as a rules file writes it (`"normalized"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReferenceRule::Exact => "exact",
+            ReferenceRule::Normalized => "normalized",
+            ReferenceRule::Ignore => "ignore",
+        }
+    }
+}
+
 /// A text similarity metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -237,7 +248,8 @@ pub enum Metric {
 }
 
 /// A soft text comparison: candidates scoring below `min` are dropped; the
-/// score ranks the rest. A missing value on either record scores 0.
+/// score ranks the rest. A pair where either record's value is missing or
+/// empty never passes, whatever `min` (even 0).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Similarity {
@@ -261,6 +273,17 @@ pub enum Cardinality {
     ManyToOne,
 }
 
+impl Cardinality {
+    /// The cardinality's name as a rules file writes it (`"one_to_many"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cardinality::OneToOne => "one_to_one",
+            Cardinality::OneToMany => "one_to_many",
+            Cardinality::ManyToOne => "many_to_one",
+        }
+    }
+}
+
 /// What a pass produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -282,7 +305,8 @@ pub enum Role {
     Id,
     /// The reference, normalized as for `reference = "normalized"`.
     Reference,
-    /// The amount (exact, minor units).
+    /// The amount with its currency: equal only when both are (1000 JPY,
+    /// 1.000 BHD and 10.00 USD, each 1000 minor units, are three keys).
     Amount,
     /// The currency.
     Currency,
@@ -556,11 +580,18 @@ impl Locator<'_> {
     }
 
     /// Checks a side's mapping as loading it would (the amount and currency
-    /// keys, the delimiter, the date format, no empty column name), so a bad
-    /// one is refused here, at its key, before any file is read.
+    /// keys, the direction indicators, the delimiter, the date format, no
+    /// empty column name), so a bad one is refused here, at its key, before
+    /// any file is read. Indicators written out at their defaults without a
+    /// `direction` are refused too: they were set, and would do nothing.
     fn side(&self, side: &Spanned<SideMapping>, name: &str) -> Result<(), RulesError> {
         let mapping = side.get_ref();
-        let Err(e) = mapping.validate() else {
+        let written = |key| self.key_span(side.span(), key) != side.span();
+        let unread = ["debit_values", "credit_values"]
+            .into_iter()
+            .find(|key| mapping.direction.is_none() && written(key))
+            .map(|key| MappingError::IndicatorsWithoutDirection { key });
+        let Some(e) = mapping.validate().err().or(unread) else {
             return Ok(());
         };
         let (key, value, reason) = match &e {
@@ -587,6 +618,33 @@ impl Locator<'_> {
                 "delimiter",
                 value.to_string(),
                 "must be one ASCII character".to_owned(),
+            ),
+            MappingError::DelimiterReserved { value } => (
+                "delimiter",
+                value.to_string(),
+                "a line break or the quote character `\"` cannot separate fields".to_owned(),
+            ),
+            MappingError::IndicatorsWithoutDirection { key } => {
+                let values = if *key == "debit_values" {
+                    &mapping.debit_values
+                } else {
+                    &mapping.credit_values
+                };
+                (
+                    *key,
+                    values.join(", "),
+                    "indicator values are read only with `amount` + `direction`: \
+                     map a `direction` column or remove the key"
+                        .to_owned(),
+                )
+            }
+            MappingError::IndicatorOverlap { debit, credit } => (
+                "credit_values",
+                credit.clone(),
+                format!(
+                    "also in `debit_values` (as {debit:?}); indicators are compared \
+                     ignoring case and surrounding spaces, and one means debit or credit, not both"
+                ),
             ),
             MappingError::DateFormat { format, reason } => {
                 ("date_format", format.clone(), reason.clone())
@@ -719,6 +777,20 @@ impl Rules {
                 None if p.kind == PassKind::Break => None,
                 None => Some(AmountTolerance::default()),
                 Some(a) => {
+                    if a.abs.is_some()
+                        && let Some((key, s)) =
+                            [("amount.below", &a.below), ("amount.above", &a.above)]
+                                .into_iter()
+                                .find_map(|(key, s)| s.as_ref().map(|s| (key, s)))
+                    {
+                        return Err(loc.invalid(
+                            s.span(),
+                            &ctx,
+                            key,
+                            s.get_ref().clone(),
+                            "`abs` sets both `below` and `above`: give `abs`, or `below` and `above`, not both",
+                        ));
+                    }
                     let abs = match &a.abs {
                         Some(s) => loc.decimal(s, &ctx, "amount.abs")?,
                         None => Decimal::default(),
@@ -742,6 +814,18 @@ impl Rules {
                 None => None,
                 Some(d) => {
                     let r = d.get_ref();
+                    if r.window_days.is_some() && (r.before.is_some() || r.after.is_some()) {
+                        return Err(loc.invalid(
+                            d.span(),
+                            &ctx,
+                            "date",
+                            loc.written(d.span()),
+                            "`window_days` sets both `before` and `after`: \
+                             give `window_days`, or `before` and `after`, not both",
+                        ));
+                    }
+                    // `{ before = 1 }` alone leaves `after` at 0 (and the
+                    // other way round): an unset side allows no days.
                     let w = r.window_days.unwrap_or(0);
                     let win = DateWindow {
                         before: r.before.unwrap_or(w),
@@ -752,7 +836,7 @@ impl Rules {
                             d.span(),
                             &ctx,
                             "date",
-                            format!("before {} after {}", win.before, win.after),
+                            loc.written(d.span()),
                             format!("date windows are at most {MAX_WINDOW_DAYS} days"),
                         ));
                     }
@@ -807,19 +891,19 @@ impl Rules {
             if p.kind == PassKind::Break {
                 if p.cardinality != Cardinality::OneToOne {
                     return Err(loc.invalid(
-                        sp.span(),
+                        loc.key_span(sp.span(), "cardinality"),
                         &ctx,
                         "cardinality",
-                        format!("{:?}", p.cardinality),
+                        p.cardinality.as_str(),
                         "break passes are one_to_one",
                     ));
                 }
                 if p.reference == ReferenceRule::Ignore {
                     return Err(loc.invalid(
-                        sp.span(),
+                        loc.key_span(sp.span(), "reference"),
                         &ctx,
                         "reference",
-                        "ignore",
+                        p.reference.as_str(),
                         "break passes pair records by identity: set reference to exact or normalized",
                     ));
                 }
@@ -829,10 +913,10 @@ impl Rules {
                 && date.is_none()
             {
                 return Err(loc.invalid(
-                    sp.span(),
+                    loc.key_span(sp.span(), "cardinality"),
                     &ctx,
                     "cardinality",
-                    format!("{:?}", p.cardinality),
+                    p.cardinality.as_str(),
                     "aggregate passes need a reference gate or a date window to bound the search",
                 ));
             }
@@ -840,11 +924,7 @@ impl Rules {
             // nothing there: every record of that side would lack it.
             // Each with where the pass says so, and what it says when that is
             // not the key's own text (`reference` has no span of its own).
-            let reference = match p.reference {
-                ReferenceRule::Ignore => None,
-                ReferenceRule::Exact => Some("exact"),
-                ReferenceRule::Normalized => Some("normalized"),
-            };
+            let reference = (p.reference != ReferenceRule::Ignore).then(|| p.reference.as_str());
             let compared = [
                 reference.map(|rule| (Role::Reference, sp.span(), Some(rule))),
                 p.date.as_ref().map(|d| (Role::Date, d.span(), None)),
@@ -1012,6 +1092,32 @@ mod tests {
                 "rules.toml:5:1: [left]: `currency` = \"ccy, USD\": set exactly one of `currency` (a column) and `currency_value` (a fixed code)",
             ),
             (
+                "delimiter = \"\\n\"",
+                "rules.toml:5:1: [left]: `delimiter` = \"\\n\": a line break or the quote character `\"` cannot separate fields",
+            ),
+            (
+                "delimiter = \"\\r\"",
+                "rules.toml:5:1: [left]: `delimiter` = \"\\r\": a line break or the quote character `\"` cannot separate fields",
+            ),
+            (
+                "delimiter = '\"'",
+                "rules.toml:5:1: [left]: `delimiter` = \"\\\"\": a line break or the quote character `\"` cannot separate fields",
+            ),
+            (
+                "debit_values = [\"S\"]",
+                "rules.toml:5:1: [left]: `debit_values` = \"S\": indicator values are read only with `amount` + `direction`: map a `direction` column or remove the key",
+            ),
+            (
+                // Written out at the default, still set for nothing.
+                "credit_values = [\"C\", \"CR\", \"Credit\"]",
+                "rules.toml:5:1: [left]: `credit_values` = \"C, CR, Credit\": indicator values are read only with `amount` + `direction`: map a `direction` column or remove the key",
+            ),
+            (
+                // Compared as a row's indicator is: trimmed, any case.
+                "direction = \"dc\"\ndebit_values = [\"S\", \"dr\"]\ncredit_values = [\"H\", \" DR \"]",
+                "rules.toml:7:1: [left]: `credit_values` = \" DR \": also in `debit_values` (as \"dr\"); indicators are compared ignoring case and surrounding spaces, and one means debit or credit, not both",
+            ),
+            (
                 "reference = \" \"",
                 "rules.toml:5:1: [left]: `reference` = \"\": a column name cannot be empty",
             ),
@@ -1037,6 +1143,106 @@ mod tests {
             err.to_string(),
             "rules.toml:1:40: [left]: `currency_value` = \"usd1\": not a three-letter currency code"
         );
+    }
+
+    /// Each refusal of a pass: its rules, then the message (the SIDES are six
+    /// lines, so the pass starts at line 7).
+    fn check_refusals(cases: &[(&str, &str)]) {
+        for (passes, expected) in cases {
+            let err = parse(passes).unwrap_err();
+            assert_eq!(err.to_string(), *expected, "{passes}");
+        }
+    }
+
+    /// A value the file names (cardinality, reference rule) is shown as the
+    /// file writes it, never as the Rust enum's name.
+    #[test]
+    fn refused_values_are_shown_as_the_file_writes_them() {
+        check_refusals(&[
+            (
+                "[[pass]]\nname = \"agg\"\ncardinality = \"one_to_many\"\n",
+                "rules.toml:9:1: pass \"agg\": `cardinality` = \"one_to_many\": \
+                 aggregate passes need a reference gate or a date window to bound the search",
+            ),
+            (
+                "[[pass]]\nname = \"b\"\nkind = \"break\"\nreference = \"exact\"\n\
+                 cardinality = \"many_to_one\"\n",
+                "rules.toml:11:1: pass \"b\": `cardinality` = \"many_to_one\": \
+                 break passes are one_to_one",
+            ),
+            (
+                "[[pass]]\nname = \"b\"\nkind = \"break\"\nreference = \"ignore\"\n",
+                "rules.toml:10:1: pass \"b\": `reference` = \"ignore\": \
+                 break passes pair records by identity: set reference to exact or normalized",
+            ),
+            (
+                "[[pass]]\nname = \"w\"\ndate = { window_days = 400 }\n",
+                "rules.toml:9:8: pass \"w\": `date` = \"{ window_days = 400 }\": \
+                 date windows are at most 366 days",
+            ),
+        ]);
+        // `as_str` is the name serde reads.
+        for c in [
+            Cardinality::OneToOne,
+            Cardinality::OneToMany,
+            Cardinality::ManyToOne,
+        ] {
+            assert_eq!(toml::Value::String(c.as_str().into()).try_into(), Ok(c));
+        }
+        for rule in [
+            ReferenceRule::Exact,
+            ReferenceRule::Normalized,
+            ReferenceRule::Ignore,
+        ] {
+            assert_eq!(
+                toml::Value::String(rule.as_str().into()).try_into(),
+                Ok(rule)
+            );
+        }
+    }
+
+    /// Keys that contradict each other in a pass are refused at their place,
+    /// saying which go together.
+    #[test]
+    fn contradictory_pass_keys_are_refused() {
+        check_refusals(&[
+            (
+                "[[pass]]\nname = \"d\"\ndate = { window_days = 2, before = 1 }\n",
+                "rules.toml:9:8: pass \"d\": `date` = \"{ window_days = 2, before = 1 }\": \
+                 `window_days` sets both `before` and `after`: \
+                 give `window_days`, or `before` and `after`, not both",
+            ),
+            (
+                "[[pass]]\nname = \"d\"\ndate = { after = 0, window_days = 2 }\n",
+                "rules.toml:9:8: pass \"d\": `date` = \"{ after = 0, window_days = 2 }\": \
+                 `window_days` sets both `before` and `after`: \
+                 give `window_days`, or `before` and `after`, not both",
+            ),
+            (
+                "[[pass]]\nname = \"a\"\namount = { abs = \"1\", below = \"2\" }\n",
+                "rules.toml:9:31: pass \"a\": `amount.below` = \"2\": \
+                 `abs` sets both `below` and `above`: give `abs`, or `below` and `above`, not both",
+            ),
+            (
+                "[[pass]]\nname = \"a\"\namount = { above = \"0\", pct = \"1\", abs = \"1\" }\n",
+                "rules.toml:9:20: pass \"a\": `amount.above` = \"0\": \
+                 `abs` sets both `below` and `above`: give `abs`, or `below` and `above`, not both",
+            ),
+        ]);
+        // One side of a window alone: the other allows no day.
+        let r = parse("[[pass]]\nname = \"d\"\ndate = { before = 1 }\n").unwrap();
+        assert_eq!(
+            r.passes[0].date,
+            Some(DateWindow {
+                before: 1,
+                after: 0
+            })
+        );
+        // `pct` goes with either form: each side allows the larger.
+        let r = parse("[[pass]]\nname = \"a\"\namount = { below = \"2\", pct = \"1\" }\n").unwrap();
+        let t = r.passes[0].amount.unwrap();
+        let usd = Currency::parse("USD").unwrap();
+        assert_eq!(t.allowed(10_000, usd), (200, 100));
     }
 
     #[test]
@@ -1117,7 +1323,7 @@ mod tests {
     fn full_pass_parses() {
         let r = parse(
             "[normalize]\nstrip_prefixes = [\"INV\"]\n[duplicates]\nleft = [\"reference\", \"amount\"]\n\
-             [[pass]]\nname = \"a\"\nreference = \"normalized\"\namount = { abs = \"0.01\", below = \"0.05\" }\n\
+             [[pass]]\nname = \"a\"\nreference = \"normalized\"\namount = { below = \"0.05\", above = \"0.01\" }\n\
              date = { before = 1, after = 3 }\ncounterparty = { similarity = \"jaro_winkler\", min = 0.8 }\n\
              [[pass]]\nname = \"b\"\ncardinality = \"one_to_many\"\ndate = { window_days = 2 }\nmax_group = 3\n",
         )

@@ -12,7 +12,9 @@ use super::read::{format_err, unreadable_type};
 use super::{LineCursor, LineFixes};
 use crate::date::DateFormat;
 use crate::error::{InputError, ValueProblem};
-use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping};
+use crate::mapping::{
+    AmountStyle, CurrencySource, MappingError, OnError, SideMapping, same_indicator,
+};
 use crate::money::{AmountError, Currency, parse_amount, trim};
 use crate::rules::{Role, RoleSet};
 use crate::side::{Reject, Side, TextColumn};
@@ -375,9 +377,8 @@ impl<'a> Plan<'a> {
                     .map_err(|e| Fault::new(amount, t, e))?
                     .checked_abs()
                     .ok_or_else(|| Fault::new(amount, t, ValueProblem::Overflow))?;
-                let d = text(direction).trim();
-                let is =
-                    |values: &[String]| values.iter().any(|x| x.trim().eq_ignore_ascii_case(d));
+                let d = text(direction);
+                let is = |values: &[String]| values.iter().any(|x| same_indicator(x, d));
                 if is(self.debit_values) {
                     -v
                 } else if is(self.credit_values) {

@@ -40,6 +40,11 @@ const ODD_VALUES: &[&str] = &[
     "\"normalized\"",
     "\"one_to_many\"",
     "\"break\"",
+    "\"\\n\"",
+    "'\"'",
+    "[\"D\", \" d \"]",
+    "{ window_days = 2, before = 1 }",
+    "{ abs = \"1\", below = \"2\" }",
 ];
 
 /// The example with the value of its `line`-th `key = value` line replaced.
