@@ -1009,7 +1009,12 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
             let found = reader
                 .seek(SeekFrom::Start(0))
                 .ok()
-                .and_then(|_| first_bad_json_line(&mut reader));
+                .and_then(|_| first_bad_json_line(&mut reader))
+                .or_else(|| {
+                    // Every line is JSON: a key holding two kinds of value.
+                    reader.seek(SeekFrom::Start(0)).ok()?;
+                    first_mixed_key(&mut reader)
+                });
             return Err(match found {
                 Some((line, BadJsonLine::NotUtf8)) => InputError::InvalidUtf8 {
                     file: source,
@@ -1081,6 +1086,51 @@ fn json_line_fixes(input: impl BufRead) -> std::io::Result<LineFixes> {
     Ok(LineFixes(fixes))
 }
 
+/// The kind of a JSON value, as far as a column's type goes: `null` is any.
+fn json_kind(value: &serde_json::Value) -> Option<&'static str> {
+    match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::Object(_) => Some("an object"),
+        serde_json::Value::Array(_) => Some("an array"),
+        _ => Some("text, a number or a boolean"),
+    }
+}
+
+/// The first line of `input` where a top-level key holds another kind of
+/// value than on an earlier line (an object there, text here): no column
+/// type fits both. `None` when there is none or `input` cannot be read.
+fn first_mixed_key(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
+    let mut kinds: std::collections::HashMap<String, (&'static str, u64)> =
+        std::collections::HashMap::new();
+    for (i, line) in input.split(b'\n').enumerate() {
+        let line = line.ok()?;
+        let Ok(serde_json::Value::Object(record)) = serde_json::from_slice(&line) else {
+            continue;
+        };
+        let at = i as u64 + 1;
+        for (key, value) in &record {
+            let Some(kind) = json_kind(value) else {
+                continue;
+            };
+            match kinds.get(key) {
+                Some(&(was, first)) if was != kind => {
+                    return Some((
+                        at,
+                        BadJsonLine::NotJson(format!(
+                            "key {key:?} holds {kind} here but {was} on line {first}; a key must hold one kind of value in every record"
+                        )),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    kinds.insert(key.clone(), (kind, at));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// What is wrong with a line of a JSON Lines file.
 #[derive(Debug, PartialEq)]
 enum BadJsonLine {
@@ -1130,6 +1180,26 @@ mod tests {
         assert_eq!(lines(b"{}\n{}\n{}\n"), [1, 2, 3]);
         assert_eq!(lines(b"\n{}\n \t\n\n{}\n{}"), [2, 5, 6]);
         assert_eq!(lines(b"{}\r\n\r\n{}\r\n{}\r\n"), [1, 3, 4]);
+    }
+
+    #[test]
+    fn a_key_of_two_kinds_is_found_where_it_changes() {
+        let found = first_mixed_key(
+            &b"{\"o\": \"x\", \"n\": 1}\n\n{\"o\": null, \"n\": \"2\"}\n{\"o\": {\"a\": 2}}\n"[..],
+        );
+        assert_eq!(
+            found,
+            Some((
+                4,
+                BadJsonLine::NotJson(
+                    "key \"o\" holds an object here but text, a number or a boolean on line 1; a key must hold one kind of value in every record".to_owned()
+                )
+            ))
+        );
+        assert_eq!(
+            first_mixed_key(&b"{\"a\": [1]}\n{\"a\": null}\n{\"a\": [2]}\n"[..]),
+            None
+        );
     }
 
     #[test]

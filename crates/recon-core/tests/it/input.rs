@@ -879,6 +879,20 @@ fn json_lines_records_are_named_by_their_line() {
     assert_eq!(side.line, [2, 4, 5]);
 }
 
+/// A key holding text in one record and an object in another fits no
+/// column type: the file is refused at the line where the kind changes,
+/// mapped key or not.
+#[test]
+fn a_json_key_of_two_kinds_is_refused_at_its_line() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let content = b"{\"id\": \"a\", \"amount\": 1, \"o\": \"x\"}\n{\"id\": \"b\", \"amount\": 2, \"o\": {\"a\": 2}}\n";
+    let err = load("mix.ndjson", content, map).unwrap_err();
+    assert!(
+        err.ends_with("mix.ndjson line 2: key \"o\" holds an object here but text, a number or a boolean on line 1; a key must hold one kind of value in every record"),
+        "{err}"
+    );
+}
+
 #[test]
 fn invalid_utf8_in_the_header_is_line_1() {
     let err = load(
