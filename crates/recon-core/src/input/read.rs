@@ -101,7 +101,7 @@ impl Opened {
             Format::Parquet => open_parquet(file, source, opts),
             Format::Arrow => open_arrow_file(file, source, opts),
             Format::ArrowStream => open_arrow_stream(file, source),
-            Format::Ndjson => open_ndjson(file, source, opts),
+            Format::Ndjson => open_ndjson(path, file, source, opts),
         }?;
         let reopen = matches!(format, Format::Parquet | Format::Arrow).then(|| Reopen {
             path: path.to_path_buf(),
@@ -997,7 +997,12 @@ fn open_arrow_stream(file: File, source: String) -> Result<Opened, InputError> {
     Ok(rows_from_one(source, &schema, reader))
 }
 
-fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
+fn open_ndjson(
+    path: &Path,
+    file: File,
+    source: String,
+    opts: &ReadOptions,
+) -> Result<Opened, InputError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     // Inferring reads every record, so a malformed file fails here. arrow-json
     // places its errors within the record ("line 1") or not at all: on an
@@ -1016,16 +1021,7 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
                     first_mixed_key(&mut reader)
                 });
             return Err(match found {
-                Some((line, BadJsonLine::NotUtf8)) => InputError::InvalidUtf8 {
-                    file: source,
-                    line,
-                    field: None,
-                },
-                Some((line, BadJsonLine::NotJson(reason))) => InputError::MalformedRow {
-                    file: source,
-                    line,
-                    reason,
-                },
+                Some((line, bad)) => bad.into_error(source, line),
                 None => format_err(&source, e),
             });
         }
@@ -1058,9 +1054,23 @@ fn open_ndjson(file: File, source: String, opts: &ReadOptions) -> Result<Opened,
         .with_batch_size(opts.batch_size)
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
+    let opened = rows_from_one(source.clone(), &schema, json);
+    // Inference lets some keys of two kinds through (text, then an array),
+    // and decoding fails without a line: find it, on the error's path only.
+    let path = path.to_path_buf();
+    let batches: TextBatches = Box::new(opened.batches.map(move |batch| {
+        batch.map_err(|e| match e {
+            InputError::Format { .. } => File::open(&path)
+                .ok()
+                .and_then(|f| first_mixed_key(BufReader::new(f)))
+                .map_or(e, |(line, bad)| bad.into_error(source.clone(), line)),
+            other => other,
+        })
+    }));
     Ok(Opened {
         line_fixes,
-        ..rows_from_one(source, &schema, json)
+        batches,
+        ..opened
     })
 }
 
@@ -1136,8 +1146,23 @@ fn first_mixed_key(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
 enum BadJsonLine {
     /// It is not UTF-8.
     NotUtf8,
-    /// It is not a JSON value: why, with the column.
+    /// It is not a JSON value (why, with the column), or not one a column
+    /// can hold beside the other lines.
     NotJson(String),
+}
+
+impl BadJsonLine {
+    /// The error for line `line` of `file`.
+    fn into_error(self, file: String, line: u64) -> InputError {
+        match self {
+            Self::NotUtf8 => InputError::InvalidUtf8 {
+                file,
+                line,
+                field: None,
+            },
+            Self::NotJson(reason) => InputError::MalformedRow { file, line, reason },
+        }
+    }
 }
 
 /// The first non-blank line of `input` that is not UTF-8 or not a JSON

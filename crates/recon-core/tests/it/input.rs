@@ -891,6 +891,15 @@ fn a_json_key_of_two_kinds_is_refused_at_its_line() {
         err.ends_with("mix.ndjson line 2: key \"o\" holds an object here but text, a number or a boolean on line 1; a key must hold one kind of value in every record"),
         "{err}"
     );
+    // Text then an array: the reader infers text and fails decoding the
+    // array, which is then found the same way.
+    let content =
+        b"{\"id\": \"a\", \"amount\": 1, \"n\": 1}\n\n{\"id\": \"b\", \"amount\": 2, \"n\": [1]}\n";
+    let err = load("mix.ndjson", content, map).unwrap_err();
+    assert!(
+        err.ends_with("mix.ndjson line 3: key \"n\" holds an array here but text, a number or a boolean on line 1; a key must hold one kind of value in every record"),
+        "{err}"
+    );
 }
 
 #[test]
