@@ -326,7 +326,7 @@ fn invalid_utf8_detail(field: Option<&NotUtf8Field>) -> String {
 const SHOWN_CHARS: usize = 200;
 
 /// `value` quoted as in a Rust string, cut after [`SHOWN_CHARS`] characters.
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     let (head, rest) = cut(value);
     format!("{head:?}{rest}")
 }

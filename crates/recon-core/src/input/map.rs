@@ -313,7 +313,12 @@ impl<'a> Plan<'a> {
                             part.refused.push(row);
                             part.rejects.push(Reject {
                                 line,
-                                reason: format!("{:?} {}", fault.value, fault.problem),
+                                // The value is whole in its own column.
+                                reason: format!(
+                                    "{} {}",
+                                    crate::error::shown(&fault.value),
+                                    fault.problem
+                                ),
                                 column: Some(column),
                                 value: Some(fault.value),
                             });

@@ -793,6 +793,16 @@ fn a_long_bad_value_is_cut_in_the_message() {
         "{err}"
     );
     assert!(err.len() < 400, "{} bytes", err.len());
+    // Quarantined, the value is kept whole in its own field and cut in the
+    // reason, as in a message.
+    let side = load(
+        "long.csv",
+        csv.as_bytes(),
+        "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\non_error = \"quarantine\"",
+    )
+    .unwrap();
+    assert_eq!(side.rejects[0].value.as_deref(), Some(long.as_str()));
+    assert_eq!(side.rejects[0].reason, format!("{shown}is not an amount"));
     // Invalid UTF-8 is cut the same way, after its escapes.
     let mut bytes = b"id,amount\n1,\xff".to_vec();
     bytes.extend_from_slice(long.as_bytes());
