@@ -166,6 +166,12 @@ impl App {
         let matched = router::route(&parts.method, parts.uri.path());
         let route = matched.as_ref().ok().map(|m| m.route);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
+            // Under `/v1/` the key is checked before a miss is told apart
+            // from a route, so a client without one learns nothing of which
+            // paths or methods exist.
+            if matched.is_err() && is_api_path(parts.uri.path()) {
+                auth::check(&self.config, router::Access::Api, &parts.headers)?;
+            }
             let m = matched.map_err(|miss| match miss {
                 Miss::NotFound => ApiError::NotFound(format!("no route for {}", parts.uri.path())),
                 Miss::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
@@ -258,6 +264,12 @@ impl Drop for App {
     fn drop(&mut self) {
         self.owner.unregister();
     }
+}
+
+/// Whether `path` is under the API's prefix (`/v1` or below), where every
+/// answer needs the key when keys are configured.
+fn is_api_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
 }
 
 /// A `'static` label for a method (unknown methods share one label, bounding cardinality).

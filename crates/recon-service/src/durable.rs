@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The directory of `path` and a fresh hidden temporary name beside it, so a
 /// rename into place stays on one file system.
@@ -257,13 +258,58 @@ pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// Now as RFC 3339 UTC with seconds, e.g. `2026-01-02T03:04:05Z`.
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+/// Microseconds since the Unix epoch, now (0 before 1970).
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Now as RFC 3339 UTC with microseconds, e.g. `2026-01-02T03:04:05.000006Z`.
+pub fn now_rfc3339() -> String {
+    rfc3339_micros(now_micros())
+}
+
+/// The last stamp [`creation_rfc3339`] handed out, in Unix microseconds.
+static LAST_CREATION: AtomicU64 = AtomicU64::new(0);
+
+/// A creation time for a new dataset or job: now as [`now_rfc3339`] does, but
+/// always later than the one before it in this process (one microsecond
+/// later when the clock has not moved on, or went back), so sorting by it
+/// ([`stamp_order`]) is creation order even for items created in the same
+/// microsecond.
+pub fn creation_rfc3339() -> String {
+    let now = now_micros();
+    let prev = LAST_CREATION
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
         .unwrap_or(0);
-    rfc3339(secs)
+    rfc3339_micros(now.max(prev.saturating_add(1)))
+}
+
+/// A key that orders RFC 3339 UTC stamps as written here by time: the
+/// seconds part, then the fraction in nanoseconds. A stamp without a fraction
+/// (written with one-second resolution, before stamps had one) sorts at the
+/// start of its second.
+pub fn stamp_order(stamp: &str) -> (&str, u32) {
+    let (secs, rest) = stamp.split_at(stamp.len().min(19));
+    let nanos = rest
+        .strip_prefix('.')
+        .map(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).take(9).collect();
+            format!("{digits:0<9}").parse().unwrap_or(0)
+        })
+        .unwrap_or(0);
+    (secs, nanos)
+}
+
+/// Unix microseconds as RFC 3339 UTC with six fractional digits.
+pub fn rfc3339_micros(unix_micros: u64) -> String {
+    let secs = rfc3339(unix_micros / 1_000_000);
+    let base = secs.strip_suffix('Z').unwrap_or(&secs);
+    format!("{base}.{:06}Z", unix_micros % 1_000_000)
 }
 
 /// Unix seconds as RFC 3339 UTC (days-to-civil after Howard Hinnant's algorithm).
@@ -353,6 +399,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["r.csv"], "no temporary file is left behind");
+    }
+
+    #[test]
+    fn creation_stamps_increase_and_order_with_second_stamps() {
+        let stamps: Vec<String> = (0..1000).map(|_| creation_rfc3339()).collect();
+        for pair in stamps.windows(2) {
+            assert!(
+                stamp_order(&pair[0]) < stamp_order(&pair[1]),
+                "{} then {}",
+                pair[0],
+                pair[1]
+            );
+        }
+        assert_eq!(
+            rfc3339_micros(1_767_323_045_000_006),
+            "2026-01-02T03:04:05.000006Z"
+        );
+        // A stamp written before fractions sorts at the start of its second.
+        let old = "2026-01-02T03:04:05Z";
+        assert!(stamp_order(old) < stamp_order("2026-01-02T03:04:05.000001Z"));
+        assert!(stamp_order(old) > stamp_order("2026-01-02T03:04:04.999999Z"));
+        assert_eq!(stamp_order("2026-01-02T03:04:05.5Z").1, 500_000_000);
     }
 
     #[test]

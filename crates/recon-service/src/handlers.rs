@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use recon_core::input::Format;
+use recon_core::outcome::SideName;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,10 +30,10 @@ const MAX_FIELD: usize = 1024 * 1024;
 /// How long a request for Parquet results waits for the file being written.
 const PARQUET_WAIT: Duration = Duration::from_secs(10);
 
-/// Longest `?wait=` honoured, in seconds.
-const MAX_WAIT_SECS: f64 = 300.0;
+/// Longest `?wait=` accepted, in seconds.
+const MAX_WAIT_SECS: u64 = 300;
 /// How long `/v1/reconcile` waits for its job by default, in seconds.
-const ONE_SHOT_WAIT_SECS: f64 = 60.0;
+const ONE_SHOT_WAIT_SECS: u64 = 60;
 
 /// A JSON response with `status`.
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
@@ -130,6 +131,7 @@ impl App {
                 &self.jobs.get(id)?.to_api_json(),
             )),
             Route::Results => self.results(id, query),
+            Route::Rejects => self.rejects(id, query),
             Route::Events => {
                 let dir = self.jobs.dir_of(id)?;
                 let mut res = with_type(
@@ -223,41 +225,81 @@ impl App {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let kind = upload::body_kind(content_type)?;
-        let mut opts = upload_options(parts.uri.query())?;
+        let opts = upload_options(parts.uri.query())?;
         let limit = self.body_limit();
         let mut limited = LimitedReader::new(body, limit);
         let meta = match kind {
             BodyKind::Raw(format) => self.store.create(&mut limited, format, &opts)?,
             BodyKind::Multipart(boundary) => {
-                let mut mp =
-                    Multipart::new(limited, &boundary, self.config.server.recv_bytes.get());
-                loop {
-                    let part = mp
-                        .next_part()
-                        .map_err(|e| ApiError::from_body_io(&e, limit))?
-                        .ok_or_else(|| {
-                            ApiError::BadRequest("the multipart body has no file part".to_owned())
-                        })?;
-                    if part.filename.is_some() || part.name.as_deref() == Some("file") {
-                        let format = part_format(&part)?;
-                        if opts.name.is_none() {
-                            opts.name = part.filename.clone();
-                        }
-                        let meta = self.store.create(&mut mp, format, &opts)?;
-                        // Consume the rest (normally just the closing boundary),
-                        // so a keep-alive connection stays in step; a fault
-                        // there no longer concerns the stored dataset.
-                        while let Ok(Some(_)) = mp.next_part() {}
-                        break meta;
-                    }
-                    let value = upload::read_small_part(&mut mp, MAX_FIELD)
-                        .map_err(|e| ApiError::from_body_io(&e, limit))?;
-                    apply_option(&mut opts, part.name.as_deref().unwrap_or(""), &value)?;
-                }
+                let mp = Multipart::new(limited, &boundary, self.config.server.recv_bytes.get());
+                self.create_dataset_multipart(mp, opts)?
             }
         };
         let res = json_response(StatusCode::CREATED, &json!(meta));
         Ok(with_location(res, &format!("/v1/datasets/{}", meta.id)))
+    }
+
+    /// Stores the one file part of a multipart dataset upload. Text fields
+    /// before it (`name`, `delimiter`, `has_header`, each at most once) set
+    /// options; any other part, or any part after the file, is refused (400,
+    /// naming the part) and nothing is kept.
+    fn create_dataset_multipart(
+        &self,
+        mut mp: Multipart<LimitedReader<&mut Counted<'_>>>,
+        mut opts: UploadOptions,
+    ) -> Result<DatasetMeta, ApiError> {
+        let limit = self.body_limit();
+        let io = |e: std::io::Error| ApiError::from_body_io(&e, limit);
+        let mut fields: Vec<String> = Vec::new();
+        let meta = loop {
+            let part = mp.next_part().map_err(io)?.ok_or_else(|| {
+                ApiError::BadRequest("the multipart body has no file part".to_owned())
+            })?;
+            let name = part.name.as_deref().unwrap_or("");
+            if part.filename.is_some() || name == "file" {
+                let format = part_format(&part)?;
+                if opts.name.is_none() {
+                    opts.name = part.filename.clone();
+                }
+                if opts.name.is_none() {
+                    opts.source = Some(format!("part {name:?}"));
+                }
+                break self.store.create(&mut mp, format, &opts)?;
+            }
+            if !UPLOAD_FIELDS.contains(&name) {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown part {name:?}; a dataset upload takes the fields {}, then one file part",
+                    UPLOAD_FIELDS.join(", ")
+                )));
+            }
+            if fields.iter().any(|f| f == name) {
+                return Err(ApiError::BadRequest(format!(
+                    "part {name:?} is given twice"
+                )));
+            }
+            fields.push(name.to_owned());
+            let value = upload::read_small_part(&mut mp, MAX_FIELD).map_err(io)?;
+            apply_option(&mut opts, name, &value)?;
+        };
+        // Nothing may follow the file part but the closing boundary: a second
+        // file, or a field that came too late to apply, is refused rather
+        // than dropped, and the stored dataset with it.
+        let extra = match mp.next_part() {
+            Ok(None) => return Ok(meta),
+            Ok(Some(part)) => ApiError::BadRequest(format!(
+                "part {:?}{} follows the file part; a dataset upload takes one file part, \
+                 after its fields ({})",
+                part.name.as_deref().unwrap_or(""),
+                part.filename
+                    .as_deref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default(),
+                UPLOAD_FIELDS.join(", ")
+            )),
+            Err(e) => io(e),
+        };
+        let _ = self.store.delete(&meta.id);
+        Err(extra)
     }
 
     fn create_reconciliation(
@@ -283,7 +325,7 @@ impl App {
                 )));
             }
         }
-        let wait = wait_param(parts.uri.query(), 0.0)?;
+        let wait = wait_param(parts.uri.query(), 0)?;
         let mut bytes = Vec::new();
         LimitedReader::new(body, limit)
             .read_to_end(&mut bytes)
@@ -304,11 +346,18 @@ impl App {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let BodyKind::Multipart(boundary) = upload::body_kind(content_type)? else {
-            return Err(ApiError::UnsupportedMediaType(
-                "send multipart/form-data with files `left`, `right` and the field `rules`"
-                    .to_owned(),
-            ));
+        let boundary = match content_type.and_then(upload::multipart_boundary) {
+            Some(boundary) => boundary?,
+            None => {
+                let what = match content_type {
+                    Some(ct) => format!(", not {:?}", ct.split(';').next().unwrap_or("").trim()),
+                    None => "; the request has no Content-Type".to_owned(),
+                };
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "POST /v1/reconcile takes multipart/form-data with the files `left` and \
+                     `right` and the field `rules`{what}"
+                )));
+            }
         };
         let wait = wait_param(parts.uri.query(), ONE_SHOT_WAIT_SECS)?;
         let limit = self.body_limit();
@@ -321,23 +370,39 @@ impl App {
         let stored = |m: &Option<DatasetMeta>| m.as_ref().map(|d| d.id.clone());
         let outcome = (|| {
             while let Some(part) = mp.next_part().map_err(io)? {
-                match part.name.as_deref() {
-                    Some(side @ ("left" | "right")) => {
-                        let opts = UploadOptions {
-                            name: part.filename.clone().or_else(|| Some(side.to_owned())),
-                            ..UploadOptions::default()
-                        };
-                        let meta = self.store.create(&mut mp, part_format(&part)?, &opts)?;
-                        if side == "left" {
-                            left = Some(meta);
-                        } else {
-                            right = Some(meta);
-                        }
+                let name = part.name.as_deref().unwrap_or("");
+                let twice = match name {
+                    "left" => left.is_some(),
+                    "right" => right.is_some(),
+                    "rules" => rules.is_some(),
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "unknown part {name:?}; POST /v1/reconcile takes the files `left` \
+                             and `right` and the field `rules`"
+                        )));
                     }
-                    Some("rules") => {
-                        rules = Some(upload::read_small_part(&mut mp, MAX_FIELD).map_err(io)?)
-                    }
-                    _ => {}
+                };
+                if twice {
+                    return Err(ApiError::BadRequest(format!(
+                        "part {name:?} is given twice"
+                    )));
+                }
+                if name == "rules" {
+                    rules = Some(upload::read_small_part(&mut mp, MAX_FIELD).map_err(io)?);
+                    continue;
+                }
+                let opts = UploadOptions {
+                    name: part.filename.clone().or_else(|| Some(name.to_owned())),
+                    source: Some(
+                        (part.filename.clone()).unwrap_or_else(|| format!("part {name:?}")),
+                    ),
+                    ..UploadOptions::default()
+                };
+                let meta = self.store.create(&mut mp, part_format(&part)?, &opts)?;
+                if name == "left" {
+                    left = Some(meta);
+                } else {
+                    right = Some(meta);
                 }
             }
             Ok::<(), ApiError>(())
@@ -368,6 +433,45 @@ impl App {
         Ok(job_answer(&rec))
     }
 
+    /// One side's quarantined rows as the CLI's CSV (`line,column,value,reason`).
+    fn rejects(&self, id: &str, query: Option<&str>) -> Result<Response, ApiError> {
+        let rec = self.jobs.get(id)?;
+        let side = match upload::query_value(query, "side").as_deref() {
+            Some("left") => SideName::Left,
+            Some("right") => SideName::Right,
+            other => {
+                return Err(ApiError::BadRequest(match other {
+                    None => "say which side's rejects: ?side=left or ?side=right".to_owned(),
+                    Some(v) => format!("side must be left or right, not {v:?}"),
+                }));
+            }
+        };
+        if rec.state != JobState::Succeeded {
+            return Err(ApiError::Conflict(format!(
+                "reconciliation {id} is {}; rejects exist once it has succeeded",
+                rec.state.as_str()
+            )));
+        }
+        let name = crate::reconcile::rejects_file(side);
+        let file = std::fs::File::open(self.jobs.dir_of(id)?.join(name)).map_err(|e| {
+            match e.kind() {
+                // A job that succeeded before rejects were kept.
+                std::io::ErrorKind::NotFound => ApiError::NotFound(format!(
+                    "reconciliation {id} has no stored rejects (it ran before they were kept)"
+                )),
+                _ => ApiError::internal(e),
+            }
+        })?;
+        let mut res = with_type(StatusCode::OK, ResponseBody::stream(file), "text/csv");
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "attachment; filename=\"rejects-{}-{id}.csv\"",
+            side.as_str()
+        )) {
+            res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        Ok(res)
+    }
+
     fn results(&self, id: &str, query: Option<&str>) -> Result<Response, ApiError> {
         let rec = self.jobs.get(id)?;
         if rec.state != JobState::Succeeded {
@@ -383,12 +487,21 @@ impl App {
                 .iter()
                 .find_map(|(k, v)| (k == "format").then_some(v.as_str())),
         )?;
-        let filter = status_filter(
-            pairs
-                .iter()
-                .filter(|(k, _)| k == "status")
-                .map(|(_, v)| v.clone()),
-        );
+        let asked: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| k == "status")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let asked_any = !asked.is_empty();
+        let filter = status_filter(asked);
+        if asked_any && filter.is_empty() {
+            return Err(ApiError::BadRequest(
+                "the status list is empty; give one or more of matched, break, ambiguous, \
+                 unmatched or duplicate (comma-separated or repeated), or leave status out \
+                 for every row"
+                    .to_owned(),
+            ));
+        }
         crate::reconcile::check_statuses(&filter).map_err(ApiError::BadRequest)?;
         let body = match format {
             ResultFormat::Parquet => {
@@ -439,24 +552,61 @@ impl App {
     }
 }
 
-/// The format of a multipart file part: its content type, else its file name's extension.
+/// The form fields a multipart dataset upload takes before its file part.
+const UPLOAD_FIELDS: [&str; 3] = ["name", "delimiter", "has_header"];
+
+/// The format of a multipart file part: its `Content-Type` when that names a
+/// format recon reads, else its file name's extension. A generic type
+/// (`application/octet-stream`, `text/plain`) leaves it to the extension.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`] for a type naming another format (e.g.
+/// `application/json`), a type and an extension naming two formats, or
+/// neither naming one.
 fn part_format(part: &PartHeaders) -> Result<Format, ApiError> {
-    part.content_type
-        .as_deref()
-        .and_then(Format::from_media_type)
-        .or_else(|| {
-            part.filename
-                .as_deref()
-                .and_then(|f| Format::from_path(std::path::Path::new(f)))
-        })
-        .ok_or_else(|| {
+    let name = part.name.as_deref().unwrap_or("");
+    let essence = part.content_type.as_deref().map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let by_type = match essence.as_deref() {
+        None | Some("" | "application/octet-stream" | "text/plain") => None,
+        Some(essence) => Some(Format::from_media_type(essence).ok_or_else(|| {
             ApiError::UnsupportedMediaType(format!(
-                "cannot tell the format of part {:?} (content type {:?}, file name {:?})",
-                part.name.as_deref().unwrap_or(""),
-                part.content_type.as_deref().unwrap_or(""),
-                part.filename.as_deref().unwrap_or("")
+                "part {name:?} has Content-Type {essence:?}, which is not a format recon reads; \
+                 send text/csv, application/vnd.apache.parquet, \
+                 application/vnd.apache.arrow.stream, application/vnd.apache.arrow.file or \
+                 application/x-ndjson, or application/octet-stream to go by the file name's \
+                 extension"
             ))
-        })
+        })?),
+    };
+    // `.txt` is read as CSV when nothing else says, but is no claim to a
+    // format that could contradict the part's type.
+    let filename = part.filename.as_deref().unwrap_or("");
+    let by_name = Format::from_path(std::path::Path::new(filename));
+    let ext_claims = !std::path::Path::new(filename)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("txt"));
+    match (by_type, by_name) {
+        (Some(t), Some(n)) if t != n && ext_claims => Err(ApiError::UnsupportedMediaType(format!(
+            "part {name:?} has Content-Type {:?} ({}) but its file name {filename:?} says {}; \
+             make them agree, or send application/octet-stream to go by the file name",
+            essence.as_deref().unwrap_or(""),
+            crate::store::format_name(t),
+            crate::store::format_name(n),
+        ))),
+        (Some(f), _) | (None, Some(f)) => Ok(f),
+        (None, None) => Err(ApiError::UnsupportedMediaType(format!(
+            "cannot tell the format of part {name:?} (content type {:?}, file name {filename:?}); \
+             give it a format's Content-Type or a file name ending in .csv, .parquet, .arrow, \
+             .arrows or .ndjson",
+            part.content_type.as_deref().unwrap_or(""),
+        ))),
+    }
 }
 
 /// Upload options from the query: `name`, `delimiter`, `has_header`.
@@ -516,19 +666,27 @@ fn job_answer(rec: &JobRecord) -> Response {
     with_location(res, &format!("/v1/reconciliations/{}", rec.id))
 }
 
-/// The `wait` query parameter in seconds (`default` when absent), capped at 300.
-fn wait_param(query: Option<&str>, default: f64) -> Result<Duration, ApiError> {
+/// The `wait` query parameter: whole seconds from 0 to [`MAX_WAIT_SECS`]
+/// (`default` when absent).
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for anything else (a fraction, a sign, more than
+/// the maximum): refused rather than rounded or capped, so a client never
+/// waits other than it asked.
+fn wait_param(query: Option<&str>, default: u64) -> Result<Duration, ApiError> {
     let secs = match upload::query_value(query, "wait") {
         None => default,
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
+        Some(v) => Some(v.as_str())
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s <= MAX_WAIT_SECS)
             .ok_or_else(|| {
-                ApiError::BadRequest(format!("wait must be a number of seconds, not {v:?}"))
+                ApiError::BadRequest(format!(
+                    "wait must be whole seconds from 0 to {MAX_WAIT_SECS}, not {v:?}"
+                ))
             })?,
     };
-    Ok(Duration::from_secs_f64(secs.min(MAX_WAIT_SECS)))
+    Ok(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -537,16 +695,20 @@ mod tests {
 
     #[test]
     fn wait_and_options_parse() {
+        assert_eq!(wait_param(None, 2).unwrap(), Duration::from_secs(2));
+        assert_eq!(wait_param(Some("wait=0"), 2).unwrap(), Duration::ZERO);
         assert_eq!(
-            wait_param(Some("wait=1.5"), 0.0).unwrap(),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(wait_param(None, 2.0).unwrap(), Duration::from_secs(2));
-        assert_eq!(
-            wait_param(Some("wait=1e9"), 0.0).unwrap(),
+            wait_param(Some("wait=300"), 0).unwrap(),
             Duration::from_secs(300)
         );
-        assert_eq!(wait_param(Some("wait=-1"), 0.0).unwrap_err().status(), 400);
+        for bad in ["301", "1.5", "1e9", "-1", "", "5s", "soon"] {
+            let err = wait_param(Some(&format!("wait={bad}")), 0).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad:?}");
+            assert_eq!(
+                err.to_string(),
+                format!("wait must be whole seconds from 0 to 300, not {bad:?}")
+            );
+        }
         let o = upload_options(Some("name=a%20b&delimiter=%3B&has_header=false")).unwrap();
         assert_eq!(
             (o.name.as_deref(), o.delimiter, o.has_header),

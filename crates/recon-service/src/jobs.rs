@@ -6,6 +6,7 @@
 //! jobs/{id}/rules.toml     the rules the job runs with
 //! jobs/{id}/results.csv    every result row (written to a temp file, renamed when complete)
 //! jobs/{id}/summary.json   counts and totals (likewise)
+//! jobs/{id}/rejects_left.csv, rejects_right.csv  rows each side quarantined (likewise)
 //! jobs/{id}/results.parquet the same rows as Parquet, written after the job's end
 //! ```
 //! Jobs run on a rayon pool of `job_threads` threads, never on a request thread.
@@ -122,7 +123,8 @@ pub struct JobRecord {
     /// Why the job failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// When it was accepted (RFC 3339).
+    /// When it was accepted (RFC 3339, microseconds; later than every job
+    /// accepted before it by this process).
     pub created: String,
     /// When it started running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,7 +363,24 @@ impl Jobs {
                 ApiError::Unprocessable(format!("{side} dataset {id:?} does not exist"))
             })?;
         }
-        reconcile::parse_rules(rules).map_err(ApiError::Unprocessable)?;
+        let parsed = reconcile::parse_rules(rules).map_err(ApiError::Unprocessable)?;
+        // The columns each side maps are checked against the stored schemas
+        // now, so a job never starts only to fail on a column name; values
+        // are checked by the job, which reads every row.
+        for (side, id) in [(SideName::Left, left), (SideName::Right, right)] {
+            let name = side.as_str();
+            self.store
+                .check_columns(id, parsed.mapping(side))
+                .map_err(|e| match e {
+                    ApiError::Unprocessable(msg) => {
+                        ApiError::Unprocessable(format!("[{name}]: {msg}"))
+                    }
+                    ApiError::NotFound(_) => {
+                        ApiError::Unprocessable(format!("{name} dataset {id:?} does not exist"))
+                    }
+                    other => other,
+                })?;
+        }
         let id = ids::new_id();
         let dir = self.dir.join(&id);
         fs::create_dir(&dir).map_err(ApiError::internal)?;
@@ -376,7 +395,7 @@ impl Jobs {
             rules_sha256: hex::encode(Sha256::digest(rules.as_bytes())),
             progress: Progress::default(),
             error: None,
-            created: durable::now_rfc3339(),
+            created: durable::creation_rfc3339(),
             started: None,
             finished: None,
             duration_ms: None,
@@ -539,7 +558,13 @@ impl Jobs {
             .filter(|e| e.file_name().to_str().is_some_and(ids::is_valid))
             .filter_map(|e| read_record(&e.path()))
             .collect();
-        out.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            let (ka, kb) = (
+                durable::stamp_order(&a.created),
+                durable::stamp_order(&b.created),
+            );
+            ka.cmp(&kb).then_with(|| a.id.cmp(&b.id))
+        });
         out
     }
 

@@ -56,7 +56,7 @@ pub fn document(version: &str) -> Value {
                     "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
                     "stored_bytes": {"type": "integer"},
                     "unreadable_columns": {"type": "array", "items": {"type": "string"},
-                        "description": "columns stored empty: their values (nested structs, maps, unions) have no text form; mapping one fails the job"}
+                        "description": "columns stored empty: their values (nested structs, maps, unions) have no text form; a reconciliation mapping one is refused (422)"}
                 }},
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"},
@@ -114,11 +114,11 @@ pub fn document(version: &str) -> Value {
                     "requestBody": upload_body,
                     "responses": {
                         "201": ok_json("stored", dataset.clone()),
-                        "400": problem("body cut short or malformed multipart"),
+                        "400": problem("body cut short, malformed multipart, or a part other than the fields and one file"),
                         "401": problem("no key"), "403": problem("wrong key"),
                         "408": problem("body stalled past channel_timeout"),
                         "413": problem("body at or past max_request_body_size"),
-                        "415": problem("unknown media type"),
+                        "415": problem("unknown media type, or a file part whose type and name disagree"),
                         "422": problem("malformed content: line, column and value")
                     }},
                 "get": {"summary": "List datasets", "security": [{"bearer": []}],
@@ -133,12 +133,13 @@ pub fn document(version: &str) -> Value {
             },
             "/v1/reconciliations": {
                 "post": {"summary": "Start a reconciliation of two stored datasets", "security": [{"bearer": []}],
-                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 300}}],
+                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 300}, "description": "whole seconds to wait for the job to end; anything else is 400"}],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReconciliationRequest"}}}},
                     "responses": {
                         "200": ok_json("finished within ?wait", job.clone()),
                         "202": ok_json("queued", job.clone()),
-                        "400": problem("bad JSON"), "422": problem("unknown dataset or invalid rules")
+                        "400": problem("bad JSON or wait"), "415": problem("not application/json"),
+                        "422": problem("unknown dataset, invalid rules, or a mapped column a dataset lacks")
                     }},
                 "get": {"summary": "List reconciliations", "security": [{"bearer": []}],
                     "responses": {"200": ok_json("jobs", json!({"type": "object", "properties": {"reconciliations": {"type": "array", "items": job.clone()}}}))}}
@@ -146,13 +147,15 @@ pub fn document(version: &str) -> Value {
             "/v1/reconcile": {
                 "post": {"summary": "One shot: multipart with files `left`, `right` and field `rules`; answers with the summary and links",
                     "security": [{"bearer": []}],
-                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 300}}],
+                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 300}, "description": "whole seconds to wait for the job to end; anything else is 400"}],
                     "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["left", "right", "rules"], "properties": {
                         "left": {"type": "string"}, "right": {"type": "string"}, "rules": {"type": "string"}
                     }}}}},
                     "responses": {
                         "200": ok_json("finished", job.clone()), "202": ok_json("still running", job.clone()),
-                        "413": problem("too large"), "415": problem("unknown media type"), "422": problem("malformed content or rules")
+                        "400": problem("a part missing, unknown or given twice; bad wait"),
+                        "413": problem("too large"), "415": problem("not multipart/form-data, or a file part of an unknown format"),
+                        "422": problem("malformed content, invalid rules, or a mapped column a file lacks")
                     }}
             },
             "/v1/reconciliations/{id}": {
@@ -164,7 +167,7 @@ pub fn document(version: &str) -> Value {
                 "parameters": [id_param()],
                 "get": {"summary": "Result rows, streamed", "security": [{"bearer": []}],
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "comma-separated statuses to keep"},
+                        {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "comma-separated statuses to keep (repeatable); an empty list is 400"},
                         {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "json", "parquet"]}}
                     ],
                     "responses": {
@@ -173,6 +176,19 @@ pub fn document(version: &str) -> Value {
                             "application/x-ndjson": {"schema": {"type": "string"}},
                             "application/vnd.apache.parquet": {"schema": {"type": "string"}}
                         }},
+                        "400": problem("unknown format or status, or an empty status list"),
+                        "404": problem("unknown id"), "409": problem("the job has not succeeded")
+                    }}
+            },
+            "/v1/reconciliations/{id}/rejects": {
+                "parameters": [id_param()],
+                "get": {"summary": "Rows one side's mapping set aside (`on_error = \"quarantine\"`), as CSV `line,column,value,reason`", "security": [{"bearer": []}],
+                    "parameters": [
+                        {"name": "side", "in": "query", "required": true, "schema": {"type": "string", "enum": ["left", "right"]}}
+                    ],
+                    "responses": {
+                        "200": {"description": "rows", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                        "400": problem("side missing or not left or right"),
                         "404": problem("unknown id"), "409": problem("the job has not succeeded")
                     }}
             },

@@ -1,8 +1,11 @@
 //! The one adapter between jobs and recon-core's matcher: parse the rules, run
 //! the reconciler over the two sides the job loaded, write the results.
 //!
-//! A run writes `results.csv` and `summary.json` (the two at once), each
-//! complete under a temporary name and then renamed into place; the job runner
+//! A run writes `results.csv` and `summary.json` (the two at once), and each
+//! side's quarantined rows as `rejects_left.csv` / `rejects_right.csv` (the
+//! CLI's files, header `line,column,value,reason`; header only when none were
+//! set aside), each complete under a temporary name and then renamed into
+//! place; the job runner
 //! fsyncs them as it commits the job's end, which is what makes them served
 //! (see [`crate::jobs`]). Filtered CSV and NDJSON are produced on request from
 //! `results.csv` (see [`crate::results`]).
@@ -12,8 +15,9 @@
 use std::io;
 use std::path::Path;
 
+use recon_core::input::write_rejects_csv;
 use recon_core::matcher::{Progress, Reconciler};
-use recon_core::outcome::{RunInfo, Status};
+use recon_core::outcome::{RunInfo, SideName, Status};
 use recon_core::output::{
     OutputError, StatusFilter, write_results_csv, write_results_parquet, write_summary_json,
 };
@@ -31,8 +35,9 @@ pub struct Finished {
     pub records: Vec<(String, u64)>,
     /// Milliseconds per stage.
     pub stages: Stages,
-    /// `results.csv` and `summary.json`, in place, not yet fsynced.
-    pub files: [Staged; 2],
+    /// `results.csv`, `summary.json` and the two rejects files, in place,
+    /// not yet fsynced.
+    pub files: [Staged; 4],
 }
 
 /// Work left after a job is marked succeeded: writing `results.parquet`.
@@ -174,7 +179,17 @@ pub fn execute(
             .unwrap_or_else(|_| Err("writing summary.json panicked".to_owned()));
         (results, summary)
     });
-    let mut files = [results?, summary?];
+    let rejects = |side: SideName, rows: &Side| {
+        let name = rejects_file(side);
+        Staged::write_with(&dir.join(name), |w| write_rejects_csv(rows, w))
+            .map_err(|e| format!("writing {name}: {e}"))
+    };
+    let mut files = [
+        results?,
+        summary?,
+        rejects(SideName::Left, &l)?,
+        rejects(SideName::Right, &r)?,
+    ];
     for f in &mut files {
         f.commit().map_err(|e| format!("writing results: {e}"))?;
     }
@@ -206,6 +221,14 @@ pub fn execute(
             right: r,
         },
     ))
+}
+
+/// The file in a job's directory holding one side's quarantined rows.
+pub fn rejects_file(side: SideName) -> &'static str {
+    match side {
+        SideName::Left => "rejects_left.csv",
+        SideName::Right => "rejects_right.csv",
+    }
 }
 
 /// Writes `dir/name` under a temporary name (see [`Staged`]).

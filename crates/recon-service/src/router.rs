@@ -39,6 +39,9 @@ pub enum Route {
     GetReconciliation,
     /// `GET /v1/reconciliations/{id}/results`: a job's result rows.
     Results,
+    /// `GET /v1/reconciliations/{id}/rejects?side=left|right`: rows a side's
+    /// mapping set aside (`on_error = "quarantine"`).
+    Rejects,
     /// `GET /v1/reconciliations/{id}/events`: Server-Sent Events of progress.
     Events,
 }
@@ -80,6 +83,11 @@ pub const ROUTES: &[(Method, &str, Route)] = &[
         Method::GET,
         "/v1/reconciliations/{id}/results",
         Route::Results,
+    ),
+    (
+        Method::GET,
+        "/v1/reconciliations/{id}/rejects",
+        Route::Rejects,
     ),
     (
         Method::GET,

@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use recon_core::error::InputError;
-use recon_core::input::{Format, ReadOptions, SideLoad, convert_to_ipc};
+use recon_core::input::{Format, ReadOptions, SideLoad, Table, convert_to_ipc};
 use recon_core::mapping::SideMapping;
 use recon_core::rules::RoleSet;
 use recon_core::side::Side;
@@ -54,7 +54,8 @@ pub struct DatasetMeta {
     pub bytes: u64,
     /// Lowercase hex SHA-256 of the uploaded bytes.
     pub sha256: String,
-    /// When it was stored (RFC 3339 UTC).
+    /// When it was stored (RFC 3339 UTC, microseconds; later than every
+    /// dataset stored before it by this process, see [`durable::creation_rfc3339`]).
     pub created: String,
     /// Bytes the stored Arrow IPC file takes.
     pub stored_bytes: u64,
@@ -71,6 +72,10 @@ pub struct DatasetMeta {
 pub struct UploadOptions {
     /// The dataset's name; by default the file name or the id.
     pub name: Option<String>,
+    /// What messages about the content call the upload: by default its
+    /// `name`, else `request body` (never the id, which the client has not
+    /// been told when the upload is refused).
+    pub source: Option<String>,
     /// CSV delimiter.
     pub delimiter: u8,
     /// Whether a CSV's first line names the columns.
@@ -81,6 +86,7 @@ impl Default for UploadOptions {
     fn default() -> Self {
         Self {
             name: None,
+            source: None,
             delimiter: b',',
             has_header: true,
         }
@@ -188,10 +194,13 @@ impl DatasetStore {
         let (bytes, sha256) = self.stream_to_file(body, raw)?;
         let streamed = started.elapsed();
         let name = opts.name.clone().unwrap_or_else(|| id.to_owned());
+        let source = (opts.source.clone())
+            .or_else(|| opts.name.clone())
+            .unwrap_or_else(|| "request body".to_owned());
         let read_opts = ReadOptions {
             delimiter: opts.delimiter,
             has_header: opts.has_header,
-            source: Some(name.clone()),
+            source: Some(source),
             ..ReadOptions::default()
         };
         fs::create_dir_all(build).map_err(ApiError::internal)?;
@@ -206,7 +215,7 @@ impl DatasetStore {
             columns: converted.columns,
             bytes,
             sha256,
-            created: durable::now_rfc3339(),
+            created: durable::creation_rfc3339(),
             stored_bytes: fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
             unreadable_columns: converted.unreadable,
         };
@@ -304,7 +313,13 @@ impl DatasetStore {
                 ids::is_valid(id).then(|| read_meta(&e.path()))?
             })
             .collect();
-        out.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            let (ka, kb) = (
+                durable::stamp_order(&a.created),
+                durable::stamp_order(&b.created),
+            );
+            ka.cmp(&kb).then_with(|| a.id.cmp(&b.id))
+        });
         out
     }
 
@@ -363,6 +378,31 @@ impl DatasetStore {
             .load()
             .map_err(input_error)?;
         Ok((meta, side))
+    }
+
+    /// Checks that every column `mapping` names is in dataset `id` (and
+    /// readable as text), from the stored Arrow schema alone: no row is
+    /// read. The check is recon-core's own, so the message is the one loading
+    /// the dataset would give (it names the dataset and the column).
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown id; [`ApiError::Unprocessable`]
+    /// for a missing, ambiguous or unreadable column or an unusable mapping;
+    /// 500 when the stored schema cannot be read.
+    pub fn check_columns(&self, id: &str, mapping: &SideMapping) -> Result<(), ApiError> {
+        let meta = self.get(id)?;
+        let path = self.dir(id)?.join("data.arrow");
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ApiError::NotFound(format!("no dataset {id:?}")),
+            _ => ApiError::internal(format!("{}: {e}", path.display())),
+        })?;
+        let reader = arrow_ipc::reader::FileReader::try_new(io::BufReader::new(file), None)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+        let mut table = Table::empty(meta.name);
+        table.schema = reader.schema();
+        Side::from_table(&table, mapping)
+            .map(drop)
+            .map_err(input_error)
     }
 
     /// How many datasets are stored and the bytes their files take.

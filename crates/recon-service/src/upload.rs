@@ -73,10 +73,8 @@ pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
         )
     })?;
     let essence = ct.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("multipart/form-data") {
-        return boundary(ct).map(BodyKind::Multipart).ok_or_else(|| {
-            ApiError::BadRequest("multipart/form-data without a boundary".to_owned())
-        });
+    if let Some(boundary) = multipart_boundary(ct) {
+        return boundary.map(BodyKind::Multipart);
     }
     Format::from_media_type(ct).map(BodyKind::Raw).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
@@ -85,6 +83,22 @@ pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
              application/x-ndjson or multipart/form-data"
         ))
     })
+}
+
+/// The boundary of a `multipart/form-data` content type: `None` when `ct`
+/// is another type.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] for `multipart/form-data` without a usable boundary.
+pub fn multipart_boundary(ct: &str) -> Option<Result<String, ApiError>> {
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence
+        .eq_ignore_ascii_case("multipart/form-data")
+        .then(|| {
+            boundary(ct).ok_or_else(|| {
+                ApiError::BadRequest("multipart/form-data without a boundary".to_owned())
+            })
+        })
 }
 
 /// The `boundary` parameter of a multipart content type.

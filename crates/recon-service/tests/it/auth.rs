@@ -59,3 +59,37 @@ fn probes_stay_open_and_ops_follow_protect_ops() {
     }
     open_ops.get("/v1/reconciliations").expect(401);
 }
+
+#[test]
+fn unknown_api_paths_ask_for_the_key_before_answering_404() {
+    let t = keyed(true);
+    for (method, path) in [
+        (Method::GET, "/v1/nope"),
+        (Method::GET, "/v1/datasets/a/b/c"),
+        (Method::GET, "/v1"),
+        (Method::PUT, "/v1/datasets"),
+    ] {
+        t.send(method.clone(), path, &[], RequestBody::empty())
+            .expect(401);
+        t.send(
+            method.clone(),
+            path,
+            &[("authorization", "Bearer wrong")],
+            RequestBody::empty(),
+        )
+        .expect(403);
+    }
+    let with_key = |method: Method, path: &str| {
+        t.send(
+            method,
+            path,
+            &[("authorization", "Bearer alpha-key")],
+            RequestBody::empty(),
+        )
+    };
+    with_key(Method::GET, "/v1/nope").expect(404);
+    with_key(Method::PUT, "/v1/datasets").expect(405);
+    // Outside the API a miss needs no key.
+    t.get("/nope").expect(404);
+    t.get("/v1nope").expect(404);
+}

@@ -309,3 +309,190 @@ fn ids_that_could_escape_the_data_dir_are_rejected() {
         .expect(404);
     assert!(t.dir.path().join("datasets").is_dir());
 }
+
+#[test]
+fn datasets_and_jobs_list_in_creation_order_within_one_second() {
+    let t = app();
+    // Created well within one second: ordered by a random id, 8 datasets
+    // would come out in creation order once in 40320 runs.
+    let ids: Vec<String> = (0..8)
+        .map(|i| crate::reconcile::upload(&t, &format!("id,amount\nx{i},1\n")))
+        .collect();
+    let listed: Vec<String> = t.get("/v1/datasets").expect(200).json()["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, ids);
+
+    let (l, r) = (
+        crate::reconcile::upload(&t, LEDGER),
+        crate::reconcile::upload(&t, BANK),
+    );
+    let jobs: Vec<String> = (0..6)
+        .map(|_| {
+            crate::reconcile::start(&t, "", &l, &r, crate::reconcile::RULES).json()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let listed: Vec<String> = t.get("/v1/reconciliations").expect(200).json()["reconciliations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, jobs);
+}
+
+/// A multipart upload's answer.
+fn post_multipart(t: &crate::TestApp, parts: &[crate::Part<'_>]) -> crate::Answer {
+    t.upload(
+        "/v1/datasets",
+        "multipart/form-data; boundary=zz",
+        multipart("zz", parts),
+    )
+}
+
+#[test]
+fn multipart_parts_beyond_the_fields_and_one_file_are_refused() {
+    let t = app();
+    let csv: &[u8] = b"id,amount\nx,1\n";
+    let detail = |res: crate::Answer| res.json()["detail"].as_str().unwrap().to_owned();
+    // A second file part (`-F file=@a.csv -F other=@b.csv`).
+    let d = detail(
+        post_multipart(
+            &t,
+            &[
+                ("file", Some("a.csv"), None, csv),
+                ("other", Some("b.csv"), None, csv),
+            ],
+        )
+        .expect(400),
+    );
+    assert_eq!(
+        d,
+        "part \"other\" (b.csv) follows the file part; a dataset upload takes one file part, \
+         after its fields (name, delimiter, has_header)"
+    );
+    // A field after the file would not apply: refused, not dropped.
+    let d = detail(
+        post_multipart(
+            &t,
+            &[
+                ("file", Some("a.csv"), None, csv),
+                ("name", None, None, b"late"),
+            ],
+        )
+        .expect(400),
+    );
+    assert!(d.starts_with("part \"name\" follows the file part"), "{d}");
+    let d = detail(
+        post_multipart(
+            &t,
+            &[
+                ("colour", None, None, b"blue"),
+                ("file", Some("a.csv"), None, csv),
+            ],
+        )
+        .expect(400),
+    );
+    assert_eq!(
+        d,
+        "unknown part \"colour\"; a dataset upload takes the fields name, delimiter, has_header, \
+         then one file part"
+    );
+    let d = detail(
+        post_multipart(
+            &t,
+            &[
+                ("name", None, None, b"a"),
+                ("name", None, None, b"b"),
+                ("file", Some("a.csv"), None, csv),
+            ],
+        )
+        .expect(400),
+    );
+    assert_eq!(d, "part \"name\" is given twice");
+    assert_nothing_stored(&t);
+}
+
+#[test]
+fn a_file_parts_own_content_type_decides_its_format() {
+    let t = app();
+    let ndjson: &[u8] = b"{\"id\":\"a\",\"amount\":\"1\"}\n";
+    let csv: &[u8] = b"id,amount\nx,1\n";
+    // `-F 'file=@a.csv;type=application/json'`: JSON is no format recon reads.
+    let res = post_multipart(
+        &t,
+        &[("file", Some("a.csv"), Some("application/json"), csv)],
+    )
+    .expect(415);
+    let d = res.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        d.starts_with(
+            "part \"file\" has Content-Type \"application/json\", which is not a format recon reads"
+        ),
+        "{d}"
+    );
+    // A type and a file name naming two formats.
+    let res = post_multipart(&t, &[("file", Some("a.parquet"), Some("text/csv"), csv)]).expect(415);
+    assert_eq!(
+        res.json()["detail"],
+        "part \"file\" has Content-Type \"text/csv\" (csv) but its file name \"a.parquet\" says \
+         parquet; make them agree, or send application/octet-stream to go by the file name"
+    );
+    assert_nothing_stored(&t);
+    // The type decides where the name makes no claim; a generic type leaves it to the name.
+    let meta = post_multipart(
+        &t,
+        &[(
+            "file",
+            Some("rows.txt"),
+            Some("application/x-ndjson"),
+            ndjson,
+        )],
+    )
+    .expect(201)
+    .json();
+    assert_eq!(meta["format"], "ndjson");
+    let meta = post_multipart(
+        &t,
+        &[("file", Some("a.csv"), Some("application/octet-stream"), csv)],
+    )
+    .expect(201)
+    .json();
+    assert_eq!(meta["format"], "csv");
+}
+
+#[test]
+fn a_refused_upload_is_named_by_what_the_client_sent_never_by_an_id() {
+    let t = app();
+    let ragged: &[u8] = b"id,amount,currency\na,1,EUR\nb,2\n";
+    let detail = |res: crate::Answer| res.json()["detail"].as_str().unwrap().to_owned();
+    let d = detail(t.upload("/v1/datasets", "text/csv", ragged).expect(422));
+    assert_eq!(
+        d,
+        "request body line 3: incorrect number of fields, expected 3 got 2"
+    );
+    let d = detail(post_multipart(&t, &[("file", Some("r.csv"), None, ragged)]).expect(422));
+    assert!(d.starts_with("r.csv line 3: "), "{d}");
+    let d = detail(post_multipart(&t, &[("file", None, Some("text/csv"), ragged)]).expect(422));
+    assert!(d.starts_with("part \"file\" line 3: "), "{d}");
+    // In a one-shot reconciliation too.
+    let body = multipart(
+        "zz",
+        &[
+            ("left", None, Some("text/csv"), ragged),
+            ("right", Some("bank.csv"), None, BANK.as_bytes()),
+        ],
+    );
+    let d = detail(
+        t.upload("/v1/reconcile", "multipart/form-data; boundary=zz", body)
+            .expect(422),
+    );
+    assert!(d.starts_with("part \"left\" line 3: "), "{d}");
+    assert_nothing_stored(&t);
+}

@@ -299,7 +299,14 @@ fn parquet_asked_for_at_once_waits_for_the_file() {
     names.sort();
     assert_eq!(
         names,
-        ["job.json", "results.csv", "rules.toml", "summary.json"]
+        [
+            "job.json",
+            "rejects_left.csv",
+            "rejects_right.csv",
+            "results.csv",
+            "rules.toml",
+            "summary.json"
+        ]
     );
 }
 
@@ -324,14 +331,24 @@ fn a_role_no_rule_reads_is_checked_but_changes_nothing() {
     assert_ne!(with_memo, RULES);
     let r = upload(&t, BANK);
 
-    // The ledger has no `memo` column: the same missing-column error as ever.
-    let l = upload(&t, LEDGER);
-    let job = start(&t, "?wait=30", &l, &r, &with_memo).expect(200).json();
-    assert_eq!(job["state"], "failed", "{job}");
-    let err = job["error"].as_str().unwrap();
-    assert!(
-        err.contains("column \"memo\" not found") && err.contains("available columns"),
-        "{err}"
+    // The ledger has no `memo` column: refused before a job exists, with
+    // recon-core's missing-column message naming the dataset.
+    let l = t
+        .upload("/v1/datasets?name=ledger.csv", "text/csv", LEDGER)
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = start(&t, "?wait=30", &l, &r, &with_memo).expect(422).json();
+    assert_eq!(
+        p["detail"],
+        "[left]: ledger.csv: column \"memo\" not found; available columns: \
+         \"id\", \"date\", \"amount\", \"currency\", \"ref\""
+    );
+    assert_eq!(
+        t.get("/v1/reconciliations").json()["reconciliations"],
+        serde_json::json!([])
     );
 
     // With the column: the same results as without the mapping.
@@ -428,17 +445,17 @@ fn a_nested_column_is_stored_empty_and_refused_only_when_mapped() {
     let got = results_of(&t, &start(&t, "?wait=30", &l, &r, RULES).expect(200).json());
     assert_eq!(without_line(got), without_line(expected));
 
-    // Mapped: the job fails, naming the dataset, the column and its type.
+    // Mapped: refused before a job exists, naming the dataset, the column
+    // and its type.
     let mapped = RULES.replacen(
         "reference = \"ref\"\n",
         "reference = \"ref\"\ndescription = \"meta\"\n",
         1,
     );
-    let job = start(&t, "?wait=30", &l, &r, &mapped).expect(200).json();
-    assert_eq!(job["state"], "failed", "{job}");
-    let err = job["error"].as_str().unwrap();
+    let p = start(&t, "?wait=30", &l, &r, &mapped).expect(422).json();
+    let err = p["detail"].as_str().unwrap();
     assert!(
-        err.contains("ledger.parquet")
+        err.starts_with("[left]: ledger.parquet: ")
             && err.contains("column \"meta\" holds Struct")
             && err.contains("cannot be read as text"),
         "{err}"
@@ -449,4 +466,210 @@ fn a_nested_column_is_stored_empty_and_refused_only_when_mapped() {
         .expect(200)
         .json();
     assert!(csv_meta.get("unreadable_columns").is_none(), "{csv_meta}");
+}
+
+#[test]
+fn one_shot_reconcile_names_what_it_accepts() {
+    let t = app();
+    for (ct, tail) in [
+        (Some("application/json"), ", not \"application/json\""),
+        (Some("text/csv"), ", not \"text/csv\""),
+        (None, "; the request has no Content-Type"),
+    ] {
+        let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
+        let res = t
+            .send(
+                Method::POST,
+                "/v1/reconcile",
+                &headers,
+                RequestBody::from_bytes("{}"),
+            )
+            .expect(415);
+        assert_eq!(
+            res.json()["detail"],
+            format!(
+                "POST /v1/reconcile takes multipart/form-data with the files `left` and `right` and the field `rules`{tail}"
+            )
+        );
+    }
+    t.upload("/v1/reconcile", "multipart/form-data", "")
+        .expect(400);
+}
+
+#[test]
+fn a_mapped_column_the_dataset_lacks_is_422_before_any_job() {
+    let t = app();
+    // The right side maps `reference = "invoice"`, which the bank file lacks.
+    let (head, tail) = RULES.split_once("[right]").unwrap();
+    let rules = format!(
+        "{head}[right]{}",
+        tail.replacen("\"ref\"", "\"invoice\"", 1)
+    );
+    let body = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, rules.as_bytes()),
+            ("left", Some("ledger.csv"), None, LEDGER.as_bytes()),
+            ("right", Some("bank.csv"), None, BANK.as_bytes()),
+        ],
+    );
+    let p = t
+        .upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+        .expect(422)
+        .json();
+    assert_eq!(
+        p["detail"],
+        "[right]: bank.csv: column \"invoice\" not found; available columns: \
+         \"id\", \"date\", \"amount\", \"currency\", \"ref\""
+    );
+    // Nothing stored, no job.
+    assert_eq!(
+        t.get("/v1/datasets").json()["datasets"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        t.get("/v1/reconciliations").json()["reconciliations"],
+        serde_json::json!([])
+    );
+    // Over stored datasets, the same answer.
+    let l = upload(&t, LEDGER);
+    let r = t
+        .upload("/v1/datasets?name=bank.csv", "text/csv", BANK)
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = start(&t, "?wait=30", &l, &r, &rules).expect(422).json();
+    assert_eq!(again["detail"], p["detail"]);
+}
+
+#[test]
+fn query_values_out_of_range_or_empty_are_400() {
+    let t = app();
+    let l = upload(&t, LEDGER);
+    let r = upload(&t, BANK);
+    for wait in ["301", "1.5", "-1", ""] {
+        let p = start(&t, &format!("?wait={wait}"), &l, &r, RULES)
+            .expect(400)
+            .json();
+        assert_eq!(
+            p["detail"],
+            format!("wait must be whole seconds from 0 to 300, not {wait:?}")
+        );
+    }
+    let body = crate::multipart("bnd", &[("rules", None, None, RULES.as_bytes())]);
+    t.upload(
+        "/v1/reconcile?wait=1.5",
+        "multipart/form-data; boundary=bnd",
+        body,
+    )
+    .expect(400);
+    assert_eq!(
+        t.get("/v1/reconciliations").json()["reconciliations"],
+        serde_json::json!([])
+    );
+
+    let job = start(&t, "?wait=300", &l, &r, RULES).expect(200).json();
+    let base = format!(
+        "/v1/reconciliations/{}/results",
+        job["id"].as_str().unwrap()
+    );
+    for empty in [
+        "status=",
+        "status=,",
+        "status=&status=%20",
+        "format=json&status=",
+    ] {
+        let p = t.get(&format!("{base}?{empty}")).expect(400).json();
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("the status list is empty;"),
+            "{empty}: {p}"
+        );
+    }
+    // A list with an empty item among others is the others.
+    let some = t.get(&format!("{base}?status=matched,")).expect(200).text();
+    assert_eq!(some.lines().count(), 1 + 4);
+}
+
+#[test]
+fn one_shot_reconcile_refuses_unknown_and_repeated_parts() {
+    let t = app();
+    for (parts, detail) in [
+        (
+            vec![
+                ("left", Some("l.csv"), None, LEDGER.as_bytes()),
+                ("middle", Some("m.csv"), None, BANK.as_bytes()),
+            ],
+            "unknown part \"middle\"; POST /v1/reconcile takes the files `left` and `right` and \
+             the field `rules`",
+        ),
+        (
+            vec![
+                ("left", Some("l.csv"), None, LEDGER.as_bytes()),
+                ("left", Some("l2.csv"), None, LEDGER.as_bytes()),
+            ],
+            "part \"left\" is given twice",
+        ),
+    ] {
+        let body = crate::multipart("bnd", &parts);
+        let p = t
+            .upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+            .expect(400)
+            .json();
+        assert_eq!(p["detail"], detail);
+    }
+    crate::datasets::assert_nothing_stored(&t);
+}
+
+#[test]
+fn quarantined_rows_are_served_per_side_as_csv() {
+    let t = app();
+    let quarantine = RULES.replacen(
+        "reference = \"ref\"\n",
+        "reference = \"ref\"\non_error = \"quarantine\"\n",
+        1,
+    );
+    let l = upload(
+        &t,
+        "id,date,amount,currency,ref\n\
+L1,2024-01-02,100.00,EUR,INV-1\n\
+L2,2024-01-03,\"12,x\",EUR,INV-2\n",
+    );
+    let r = upload(&t, BANK);
+    let job = start(&t, "?wait=30", &l, &r, &quarantine)
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["summary"]["left"]["rejects"], 1);
+    let id = job["id"].as_str().unwrap();
+    let base = format!("/v1/reconciliations/{id}/rejects");
+
+    let left = t.get(&format!("{base}?side=left")).expect(200);
+    assert_eq!(left.header("content-type"), "text/csv");
+    let text = left.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0], "line,column,value,reason");
+    assert!(lines[1].starts_with("3,amount,\"12,x\","), "{text}");
+    assert_eq!(
+        t.get(&format!("{base}?side=right")).expect(200).text(),
+        "line,column,value,reason\n"
+    );
+
+    for bad in ["", "?side=middle", "?side="] {
+        t.get(&format!("{base}{bad}")).expect(400);
+    }
+    let missing = "00000000-0000-4000-8000-0000000000ff";
+    t.get(&format!("/v1/reconciliations/{missing}/rejects?side=left"))
+        .expect(404);
+    // A failed job has no rejects to serve.
+    let failed = start(&t, "?wait=30", &l, &r, RULES).expect(200).json();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let failed = failed["id"].as_str().unwrap();
+    t.get(&format!("/v1/reconciliations/{failed}/rejects?side=left"))
+        .expect(409);
 }
