@@ -628,9 +628,17 @@ fn apply_option(opts: &mut UploadOptions, key: &str, value: &str) -> Result<(), 
             }
         }
         "delimiter" => {
-            let d = match value {
-                "\\t" | "tab" => b'\t',
-                v if v.len() == 1 && v.is_ascii() => v.as_bytes()[0],
+            let mut chars = value.chars();
+            let d = match (value, chars.next(), chars.next()) {
+                ("\\t" | "tab", _, _) => b'\t',
+                // recon-core's own check: one ASCII character, not a line
+                // break or the quote, with its words.
+                (_, Some(c), None) => recon_core::mapping::SideMapping {
+                    delimiter: c,
+                    ..Default::default()
+                }
+                .delimiter_byte()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
                 _ => {
                     return Err(ApiError::BadRequest(format!(
                         "delimiter must be one ASCII character, not {value:?}"
@@ -718,5 +726,20 @@ mod tests {
             upload_options(Some("delimiter=ab")).unwrap_err().status(),
             400
         );
+        for (query, said) in [
+            (
+                "delimiter=%22",
+                "delimiter \"\\\"\" cannot be a line break or the quote character",
+            ),
+            ("delimiter=%0A", "delimiter \"\\n\" cannot be a line break"),
+            (
+                "delimiter=%C3%A9",
+                "delimiter \"é\" must be one ASCII character",
+            ),
+        ] {
+            let err = upload_options(Some(query)).unwrap_err();
+            assert_eq!(err.status(), 400, "{query}");
+            assert!(err.to_string().starts_with(said), "{query}: {err}");
+        }
     }
 }

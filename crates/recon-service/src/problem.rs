@@ -8,6 +8,19 @@ use crate::{Response, ResponseBody};
 /// The media type of a problem document.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// The answer to a client arriving past `connection_limit` with
+/// `overload = "reject"`: 503 with `Retry-After: 1`, the same from both
+/// engines (each closes the connection after it).
+pub fn connection_limit() -> Response {
+    let mut res = response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is at its connection limit; retry later",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
 /// A problem response: `type` is `about:blank`, `title` the status's reason,
 /// `detail` says what was wrong in words a client can act on.
 pub fn response(status: StatusCode, detail: &str) -> Response {

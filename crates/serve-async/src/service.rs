@@ -47,16 +47,9 @@ pub(crate) async fn reject(
     server_header: Option<HeaderValue>,
     _req: Request<Incoming>,
 ) -> Result<Response<OutBody>, Infallible> {
-    let mut response = into_hyper(
-        problem::response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is at its connection limit; retry later",
-        ),
-        0,
-    );
+    let mut response = into_hyper(problem::connection_limit(), 0);
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     if let Some(server) = server_header {
         headers.insert(header::SERVER, server);
     }

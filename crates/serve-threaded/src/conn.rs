@@ -137,15 +137,10 @@ impl Conn {
         }
     }
 
-    /// Answers 503 at once (connection limit with `Overload::Reject`).
+    /// Answers 503 at once (connection limit with `Overload::Reject`), as
+    /// the async engine does.
     pub(crate) fn reject(mut self) {
-        self.write_error(
-            Version::HTTP_11,
-            &ProtocolError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                detail: "connection limit reached",
-            },
-        );
+        self.write_closing(problem::connection_limit(), Version::HTTP_11, false);
         self.linger();
     }
 
@@ -183,17 +178,7 @@ impl Conn {
                     .shared
                     .app
                     .refuse_too_large(&head.parts.method, head.parts.uri.path());
-                let (parts, body) = response.into_parts();
-                let bytes = match body {
-                    ResponseBody::Full(b) => b,
-                    _ => Bytes::new(),
-                };
-                let exchange = Exchange {
-                    keep_alive: false,
-                    ..exchange
-                };
-                let _ = self.write_full(&parts, &bytes, exchange, false);
-                let _ = self.flush();
+                self.write_closing(response, exchange.version, exchange.head_request);
                 return Close::AfterResponse;
             }
             let mut body = BodyState::new(&head);
@@ -732,14 +717,24 @@ impl Conn {
     /// Writes a problem response that closes the connection.
     fn write_error(&mut self, version: Version, err: &ProtocolError) {
         tracing::debug!(engine = "threaded", status = %err.status, detail = err.detail, "protocol error");
-        let (parts, body) = problem::response(err.status, err.detail).into_parts();
+        self.write_closing(problem::response(err.status, err.detail), version, false);
+    }
+
+    /// Writes an in-memory response that closes the connection, and flushes it.
+    fn write_closing(
+        &mut self,
+        response: recon_service::Response,
+        version: Version,
+        head_request: bool,
+    ) {
+        let (parts, body) = response.into_parts();
         let bytes = match body {
             ResponseBody::Full(b) => b,
             _ => Bytes::new(),
         };
         let exchange = Exchange {
             version,
-            head_request: false,
+            head_request,
             keep_alive: false,
         };
         let _ = self.write_full(&parts, &bytes, exchange, false);

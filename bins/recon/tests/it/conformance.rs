@@ -504,6 +504,12 @@ fn overload_reject_answers_503(engine: Engine) {
     assert_eq!(res.status, 503, "{res:?}");
     let body: Value = serde_json::from_slice(&res.body).expect("problem json");
     assert_eq!(body["status"], 503, "{body}");
+    // The same words and retry hint from both engines.
+    assert_eq!(
+        body["detail"],
+        "the server is at its connection limit; retry later"
+    );
+    assert_eq!(res.header("retry-after"), Some("1"), "{res:?}");
     assert!(b.closed_within(PROMPT), "rejected connection left open");
 }
 
