@@ -486,9 +486,7 @@ impl LineScan {
             other => other,
         }
     }
-}
 
-impl LineScan {
     /// The error for a quoted field the file ends inside, with its column and
     /// the start of its text read again from the file (on this error's path
     /// only).
