@@ -81,10 +81,41 @@ pub struct Detection {
 /// # Errors
 /// See [`detect_in`].
 pub fn detect() -> Result<Detection, DetectError> {
-    let host_cpus = std::thread::available_parallelism()
-        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
-        .unwrap_or(1);
+    // The CPUs this process may run on. Not `available_parallelism`: the
+    // standard library already caps that at the cgroup quota, rounded down
+    // (1 for `--cpus 1.5`), which would hide the quota's own figure.
+    let host_cpus = allowed_cpus(Path::new("/proc/self/status")).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .unwrap_or(1)
+    });
     detect_in(Path::new("/"), host_cpus.saturating_mul(1000))
+}
+
+/// How many CPUs the `Cpus_allowed_list` line of a `/proc/<pid>/status`
+/// file lists (`0-3,6` is 5): the affinity mask, before any cgroup quota.
+/// `None` when the file or line is missing or unreadable.
+pub fn allowed_cpus(status: &Path) -> Option<u32> {
+    let text = fs::read_to_string(status).ok()?;
+    let list = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    let mut count = 0u32;
+    for range in list.split(',').filter(|r| !r.is_empty()) {
+        let (lo, hi) = match range.split_once('-') {
+            Some((lo, hi)) => (
+                lo.trim().parse::<u32>().ok()?,
+                hi.trim().parse::<u32>().ok()?,
+            ),
+            None => {
+                let one = range.trim().parse::<u32>().ok()?;
+                (one, one)
+            }
+        };
+        count = count.checked_add(hi.checked_sub(lo)?.checked_add(1)?)?;
+    }
+    (count > 0).then_some(count)
 }
 
 /// Detects resources from the tree under `root` (`root/proc/self/cgroup`,

@@ -161,3 +161,57 @@ fn no_memory_figure_anywhere_is_an_error() {
     let err = detect_in(Path::new("/nonexistent-recon-root"), HOST_CPU).unwrap_err();
     assert!(matches!(err, DetectError::NoMemory { .. }), "{err}");
 }
+
+/// The host figure is the affinity list of `/proc/self/status`, which a
+/// cgroup quota does not shrink (the standard library's
+/// `available_parallelism` does, rounded down: 1 for `--cpus 1.5`, which
+/// would hide the quota's own 1.5).
+#[test]
+fn allowed_cpus_counts_the_affinity_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status");
+    for (list, expect) in [
+        ("0-3", Some(4)),
+        ("0-3,6", Some(5)),
+        ("0,2,4-5", Some(4)),
+        ("7", Some(1)),
+        ("", None),
+        ("3-1", None),
+        ("x", None),
+    ] {
+        fs::write(
+            &status,
+            format!(
+                "Name:\trecon\nCpus_allowed:\tff\nCpus_allowed_list:\t{list}\nMems_allowed:\t1\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(tuning::detect::allowed_cpus(&status), expect, "{list:?}");
+    }
+    assert_eq!(
+        tuning::detect::allowed_cpus(&dir.path().join("missing")),
+        None
+    );
+    // On this machine the list is readable and at least one CPU.
+    assert!(tuning::detect::allowed_cpus(Path::new("/proc/self/status")).is_some_and(|n| n >= 1));
+}
+
+/// `--cpus 1.5` on a 2-CPU host: the quota is below the host and is used
+/// as is, fractional, with its origin.
+#[test]
+fn a_fractional_quota_below_a_small_host_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in [
+        ("proc/self/cgroup", "0::/\n"),
+        ("sys/fs/cgroup/cgroup.controllers", "cpu memory\n"),
+        ("sys/fs/cgroup/cpu.max", "150000 100000\n"),
+        ("proc/meminfo", MEMINFO),
+    ] {
+        let full = dir.path().join(path);
+        fs::create_dir_all(full.parent().unwrap()).unwrap();
+        fs::write(full, content).unwrap();
+    }
+    let found = detect_in(dir.path(), 2000).unwrap();
+    assert_eq!(found.resources, Resources::from_millis(1500, HOST_MEM));
+    assert_eq!(found.cpu, Origin::CgroupV2);
+}
