@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tuning::catalog;
 use tuning::units::parse_size;
-use tuning::{Profile, Recommendation, Resources, ServerSettings, env_names, recommend};
+use tuning::{
+    LoadOptions, Profile, Recommendation, Resources, ServerSettings, env_names, recommend,
+};
 
 /// Output formats of `recon tune`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,9 +38,10 @@ pub struct Args {
     /// A cloud instance type, e.g. `c5.4xlarge` (c5, m5 and r5 families).
     #[arg(long, value_parser = parse_instance)]
     instance: Option<&'static catalog::Instance>,
-    /// Workload profile: balanced, large-files, high-concurrency, memory-constrained.
-    #[arg(long, default_value = "balanced", value_parser = parse_profile)]
-    profile: Profile,
+    /// Workload profile: balanced, large-files, high-concurrency,
+    /// memory-constrained (default: `RECON_PROFILE`, the config file's, else balanced).
+    #[arg(long, value_parser = parse_profile)]
+    profile: Option<Profile>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -72,19 +75,40 @@ pub(crate) fn parse_profile(text: &str) -> Result<Profile, String> {
 /// # Errors
 /// Detection failing when neither `--vcpus`/`--memory` nor `--instance` is given.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (resources, label) = match (args.instance, args.vcpus, args.memory) {
-        (Some(instance), _, _) => (instance.resources(), instance.name.to_owned()),
-        (None, Some(cpu), Some(mem)) => (Resources::from_millis(cpu, mem), "given".to_owned()),
-        _ => {
-            let found = tuning::detect::detect().context("detecting this machine's resources")?;
-            let label = format!(
-                "detected: CPU from {}, memory from {}",
-                found.cpu, found.memory
-            );
-            (found.resources, label)
+    let given = match (args.instance, args.vcpus, args.memory) {
+        (Some(instance), _, _) => Some((instance.resources(), instance.name.to_owned())),
+        (None, Some(cpu), Some(mem)) => {
+            Some((Resources::from_millis(cpu, mem), "given".to_owned()))
+        }
+        _ => None,
+    };
+    // The resources and profile `recon serve` would tune for: the flags,
+    // then RECON_VCPUS / RECON_MEMORY / RECON_PROFILE and the config file,
+    // then detection.
+    let loaded = tuning::load(&LoadOptions {
+        resources: given.as_ref().map(|(r, _)| *r),
+        profile: args.profile,
+        ..LoadOptions::default()
+    })
+    .context("loading the configuration")?;
+    let label = match given {
+        Some((_, label)) => label,
+        None => {
+            let from = |key: &str| {
+                loaded
+                    .provenance
+                    .source(key)
+                    .map_or_else(|| "detection".to_owned(), ToString::to_string)
+            };
+            format!(
+                "vCPUs from {}, memory from {}",
+                from("vcpus"),
+                from("memory")
+            )
         }
     };
-    let rec = recommend(&resources, args.profile);
+    let (resources, profile) = (loaded.resources, loaded.profile);
+    let rec = recommend(&resources, profile);
     let out = match args.format {
         Format::Table => table(&rec, &label),
         Format::Env => env(&rec, &label),

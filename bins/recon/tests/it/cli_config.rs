@@ -53,6 +53,36 @@ fn tune_instance_table_shows_values_and_reasons() {
     assert!(line("channel_timeout").contains(" 3m "), "{text}");
 }
 
+/// Without flags, `recon tune` tunes for what `recon serve` would: the
+/// resources and profile of the environment, else of the config file.
+#[test]
+fn tune_reads_resources_and_profile_as_serve_does() {
+    let env = [
+        ("RECON_VCPUS", "16"),
+        ("RECON_MEMORY", "32GiB"),
+        ("RECON_PROFILE", "large-files"),
+    ];
+    let text = stdout(&recon(&["tune"], &env));
+    assert!(
+        text.starts_with("recon tune: 16 vCPU, 32GiB (vCPUs from env RECON_VCPUS, memory from env RECON_MEMORY), profile large-files"),
+        "{text}"
+    );
+    // A flag still wins.
+    let text = stdout(&recon(&["tune", "--profile", "balanced"], &env));
+    assert!(text.contains("profile balanced"), "{text}");
+    // The config file, found as serve finds it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("recon.toml"),
+        "vcpus = 8\nmemory = \"16GiB\"\nprofile = \"memory-constrained\"\n",
+    )
+    .unwrap();
+    let out = recon_in(dir.path(), &["tune"], &[]);
+    let text = stdout(&out);
+    assert!(text.contains("8 vCPU, 16GiB"), "{text}");
+    assert!(text.contains("profile memory-constrained"), "{text}");
+}
+
 #[test]
 fn tune_env_prints_recon_and_waitress_names() {
     let text = stdout(&recon(
