@@ -1,8 +1,11 @@
 //! `recon healthcheck`: a tiny HTTP probe for container health checks, so the
 //! runtime image needs no curl. Exit 0 when the URL answers 2xx, 1 otherwise.
+//! Without `--url` it probes `/health` where `recon serve` would listen with
+//! the same environment and config file, so a changed port needs no second
+//! setting.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,9 +14,11 @@ use anyhow::{Context, bail};
 /// Arguments of `recon healthcheck`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The URL to probe (plain http only).
-    #[arg(long, default_value = "http://127.0.0.1:8000/health")]
-    url: String,
+    /// The URL to probe (plain http only; port 80 when none is given).
+    /// Default: `/health` on the host and port `recon serve` would use with
+    /// this environment and config file (127.0.0.1 for 0.0.0.0).
+    #[arg(long)]
+    url: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 3)]
     timeout: u64,
@@ -21,16 +26,19 @@ pub struct Args {
 
 /// Runs `recon healthcheck`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let rest = args
-        .url
+    let url = match args.url {
+        Some(url) => url,
+        None => configured_url()?,
+    };
+    let rest = url
         .strip_prefix("http://")
-        .with_context(|| format!("{:?}: only http:// URLs can be probed", args.url))?;
+        .with_context(|| format!("{url:?}: only http:// URLs can be probed"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let addr = authority
+    let addr = with_port(authority)
         .to_socket_addrs()
         .with_context(|| format!("{authority:?}: not a host:port"))?
         .next()
@@ -48,13 +56,57 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let line = String::from_utf8_lossy(&head[..n]);
     let status = line.split_whitespace().nth(1).unwrap_or("");
     if status.starts_with('2') {
-        println!("{} {status}", args.url);
+        println!("{url} {status}");
         Ok(ExitCode::SUCCESS)
     } else {
-        bail!(
-            "{} answered {:?}",
-            args.url,
-            line.lines().next().unwrap_or("")
-        )
+        bail!("{url} answered {:?}", line.lines().next().unwrap_or(""))
+    }
+}
+
+/// `/health` where `recon serve` would listen: the configured port, on the
+/// configured address or, for an unspecified one (`0.0.0.0`, `::`), loopback.
+fn configured_url() -> anyhow::Result<String> {
+    let loaded = tuning::load(&tuning::LoadOptions::default())
+        .context("loading the configuration to find the port")?;
+    let config = &loaded.config;
+    let host = match config.host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(format!(
+        "http://{}/health",
+        SocketAddr::new(host, config.port)
+    ))
+}
+
+/// `authority` with a port: `host` alone (or `[v6]` alone) means port 80, as
+/// in any http URL.
+fn with_port(authority: &str) -> String {
+    if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.ends_with(']'))
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_port;
+
+    #[test]
+    fn a_url_without_a_port_means_80() {
+        for (authority, expect) in [
+            ("127.0.0.1", "127.0.0.1:80"),
+            ("127.0.0.1:8000", "127.0.0.1:8000"),
+            ("localhost", "localhost:80"),
+            ("[::1]", "[::1]:80"),
+            ("[::1]:8000", "[::1]:8000"),
+        ] {
+            assert_eq!(with_port(authority), expect);
+        }
     }
 }

@@ -162,10 +162,9 @@ fn every_yaml_file_parses() {
 #[test]
 fn ports_agree_everywhere() {
     let env: std::collections::BTreeMap<_, _> = dockerfile_env().into_iter().collect();
-    assert_eq!(env["RECON_PORT"], "8000");
+    assert_eq!(env["PORT"], "8000");
     let dockerfile = std::fs::read_to_string(deploy("docker/Dockerfile")).unwrap();
     assert!(dockerfile.contains("\nEXPOSE 8000\n"));
-    assert!(dockerfile.contains("http://127.0.0.1:8000/health"));
 
     let nginx = std::fs::read_to_string(deploy("nginx/nginx.conf")).unwrap();
     assert!(
@@ -439,6 +438,32 @@ fn probe_paths_answer_on_a_real_server_of_each_engine() {
         assert!(
             out.status.success(),
             "recon healthcheck failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // As the image runs it, without --url: the port comes from the same
+        // environment serve reads, here the image's own PORT overridden by a
+        // user's UVICORN_PORT.
+        let port = server
+            .url("/")
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        let out = recon()
+            .arg("healthcheck")
+            .current_dir(std::env::temp_dir())
+            .env_clear()
+            .envs([
+                ("HOST", "0.0.0.0"),
+                ("PORT", "1"),
+                ("UVICORN_PORT", port.as_str()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "recon healthcheck without --url failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         drop(server);
