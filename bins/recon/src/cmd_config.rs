@@ -58,6 +58,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             show.target.apply(&mut opts);
             let loaded = tuning::load(&opts)?;
+            // On stderr: the table, JSON or TOML on stdout stays loadable.
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
             let out = match show.format {
                 Format::Table => table(&loaded),
                 Format::Json => json(&loaded)?,

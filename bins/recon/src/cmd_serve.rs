@@ -155,6 +155,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded =
         tuning::load(&args.flags.into_load_options()).context("loading the configuration")?;
     install_tracing(&loaded.config.log_level);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
     let settings: Vec<SettingEntry> = loaded
         .provenance
         .entries()

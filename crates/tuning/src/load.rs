@@ -185,6 +185,12 @@ pub struct Loaded {
     pub recommendation: Recommendation,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
+    /// Things that load but likely do not do what was meant: an environment
+    /// variable named like a setting that no setting reads (a typo such as
+    /// `WAITRESS_THREAD`, or a Uvicorn option recon has no equivalent of),
+    /// a setting the chosen engine does not use. `recon serve` logs each
+    /// as a warning; `recon config show` lists them.
+    pub warnings: Vec<String>,
 }
 
 /// Loads the configuration from the real process environment.
@@ -305,7 +311,7 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         });
     }
 
-    let entries = SPECS
+    let entries: Vec<Entry> = SPECS
         .iter()
         .map(|spec| Entry {
             key: spec.key,
@@ -317,6 +323,16 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
             source: source_of(spec.key),
         })
         .collect();
+    let mut warnings = unknown_env(&env);
+    if config.engine == Engine::Threaded
+        && let Some(source @ (Source::Env(_) | Source::File(_) | Source::Flag(_))) =
+            provenance_source(&entries, "workers")
+    {
+        warnings.push(format!(
+            "workers = {} ({source}) is for the async engine; the threaded engine serves with `threads` handler threads and ignores it",
+            config.server.workers
+        ));
+    }
     Ok(Loaded {
         config,
         provenance: Provenance { entries },
@@ -324,7 +340,57 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         profile,
         recommendation,
         config_file,
+        warnings,
     })
+}
+
+fn provenance_source<'a>(entries: &'a [Entry], key: &str) -> Option<&'a Source> {
+    entries.iter().find(|e| e.key == key).map(|e| &e.source)
+}
+
+/// Environment variables recon reads that are not settings: the config
+/// file's path, and the test and benchmark switches.
+const OTHER_ENV: [&str; 4] = [
+    CONFIG_ENV,
+    "RECON_SLOW_TESTS",
+    "RECON_BENCH_LARGE",
+    "RECON_BENCH_DATA",
+];
+
+/// A warning for every `RECON_*`, `WAITRESS_*` or `UVICORN_*` variable no
+/// setting reads, with the closest name that one does when there is one.
+fn unknown_env(env: &HashMap<&str, &str>) -> Vec<String> {
+    let known: Vec<&str> = SPECS
+        .iter()
+        .flat_map(|s| s.env.iter().copied())
+        .chain(OTHER_ENV)
+        .collect();
+    let mut unknown: Vec<&str> = env
+        .keys()
+        .copied()
+        .filter(|k| {
+            ["RECON_", "WAITRESS_", "UVICORN_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .filter(|k| !known.contains(k))
+        .collect();
+    unknown.sort_unstable();
+    unknown
+        .into_iter()
+        .map(|name| {
+            let hint = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(name, k), *k))
+                .filter(|(score, _)| *score > 0.9)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map_or_else(
+                    || "; docs/configuration.md lists the names recon reads".to_owned(),
+                    |(_, k)| format!("; did you mean {k}?"),
+                );
+            format!("environment variable {name} is not a recon setting and is ignored{hint}")
+        })
+        .collect()
 }
 
 /// One source's values, as a figment provider named after the source.

@@ -124,7 +124,7 @@ pub(crate) const SPECS: &[Spec] = &[
     },
     Spec {
         key: "workers",
-        env: &["RECON_WORKERS", "UVICORN_WORKERS"],
+        env: &["RECON_WORKERS", "UVICORN_WORKERS", "WEB_CONCURRENCY"],
         flag: "--workers",
         kind: THREADS,
     },
@@ -187,7 +187,7 @@ pub(crate) const SPECS: &[Spec] = &[
     },
     Spec {
         key: "backlog",
-        env: &["RECON_BACKLOG", "WAITRESS_BACKLOG"],
+        env: &["RECON_BACKLOG", "WAITRESS_BACKLOG", "UVICORN_BACKLOG"],
         flag: "--backlog",
         kind: Kind::Count { min: 1, max: 65535 },
     },

@@ -198,6 +198,52 @@ fn tune_rejects_unknown_instance_and_half_resources() {
     assert!(!out.status.success());
 }
 
+/// Variables named like settings that no setting reads, and a workers value
+/// the threaded engine ignores, are reported on stderr with the closest name;
+/// stdout stays the configuration.
+#[test]
+fn config_show_warns_of_what_it_ignores() {
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("WAITRESS_THREAD", "8"),
+        ("UVICORN_LOG_LEVEL", "debug"),
+        ("SERVER_TYPE", "waitress"),
+        ("UVICORN_WORKERS", "4"),
+        ("RECON_SLOW_TESTS", "1"),
+    ];
+    let out = recon(&["config", "show", "--format", "json"], &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["workers"]["value"], "4", "{json}");
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: environment variable UVICORN_LOG_LEVEL is not a recon setting and is ignored; docs/configuration.md lists the names recon reads",
+            "warning: environment variable WAITRESS_THREAD is not a recon setting and is ignored; did you mean WAITRESS_THREADS?",
+            "warning: workers = 4 (env UVICORN_WORKERS) is for the async engine; the threaded engine serves with `threads` handler threads and ignores it",
+        ],
+        "{stderr}"
+    );
+    // Uvicorn's own names for its listen backlog and worker count are read.
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("UVICORN_BACKLOG", "77"),
+        ("WEB_CONCURRENCY", "3"),
+    ];
+    let out = recon(&["config", "show", "--format", "json"], &env);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["backlog"]["source"], "env UVICORN_BACKLOG", "{json}");
+    assert_eq!(json["workers"]["value"], "3", "{json}");
+}
+
 #[test]
 fn config_show_names_each_source() {
     let env = [
