@@ -2,9 +2,10 @@
 # binary, so each works without `just` too: copy the command line.
 # Get just with `cargo install just`. List recipes with `just --list`.
 
-# Data directory used by the serve recipes.
-data_dir := env_var_or_default("RECON_DATA_DIR", "data")
-port := env_var_or_default("PORT", "8000")
+# The serve recipes pass only the engine: port, data dir and tuning come from
+# recon's own layers (defaults < tuning < config file < environment < flags),
+# so RECON_PORT, UVICORN_PORT, WAITRESS_THREADS... apply as they do anywhere,
+# and flags given as ARGS win. Binaries are found under CARGO_TARGET_DIR.
 
 # List the recipes.
 default:
@@ -36,14 +37,14 @@ bench *ARGS:
 # Server comparison table: build release recon + harness, then run it with ARGS.
 bench-compare *ARGS:
     cargo build --release -p recon -p recon-benches --bins
-    target/release/bench-compare {{ARGS}}
+    "${CARGO_TARGET_DIR:-target}/release/bench-compare" {{ARGS}}
 
 # Server comparison in the issues' setup: server, wrk and client share every CPU
 # (`--unpinned`): startup, GET /health, upload, reconciliation and memory (no sweep)
 # over 5 rounds. E.g. `just bench-compare-shared --only threaded,async --scenarios reconcile`.
 bench-compare-shared *ARGS:
     cargo build --release -p recon -p recon-benches --bins
-    target/release/bench-compare --unpinned {{ARGS}}
+    "${CARGO_TARGET_DIR:-target}/release/bench-compare" --unpinned {{ARGS}}
 
 # Whole-process `recon match` of builds taking turns: `just match-ab target/case1m OLD NEW`
 # (`just match-ab target/case1m --pause 3 NEW` for single runs after an idle pause).
@@ -63,23 +64,25 @@ serve-threaded *ARGS: (serve-threaded-prod ARGS)
 # Serve with the async engine (release build, `recon tune` defaults).
 serve-async *ARGS: (serve-async-prod ARGS)
 
-# Threaded engine, development: debug build, debug logging, small tuning.
+# Threaded engine, development: debug build, debug logging, small tuning
+# (deploy/dev/threaded.toml, below your environment and ARGS).
 serve-threaded-dev *ARGS:
-    cargo run -p recon -- serve --engine threaded --port {{port}} --data-dir {{data_dir}} --log-level debug --threads 2 --connection-limit 64 {{ARGS}}
+    RECON_CONFIG="${RECON_CONFIG:-deploy/dev/threaded.toml}" cargo run -p recon -- serve --engine threaded {{ARGS}}
 
 # Threaded engine, production: release build, `recon tune` defaults for this machine.
 serve-threaded-prod *ARGS:
     cargo build --release -p recon
-    target/release/recon serve --engine threaded --port {{port}} --data-dir {{data_dir}} {{ARGS}}
+    "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine threaded {{ARGS}}
 
-# Async engine, development: debug build, debug logging, small tuning.
+# Async engine, development: debug build, debug logging, small tuning
+# (deploy/dev/async.toml, below your environment and ARGS).
 serve-async-dev *ARGS:
-    cargo run -p recon -- serve --engine async --port {{port}} --data-dir {{data_dir}} --log-level debug --workers 2 --threads 2 --connection-limit 64 {{ARGS}}
+    RECON_CONFIG="${RECON_CONFIG:-deploy/dev/async.toml}" cargo run -p recon -- serve --engine async {{ARGS}}
 
 # Async engine, production: release build, `recon tune` defaults for this machine.
 serve-async-prod *ARGS:
     cargo build --release -p recon
-    target/release/recon serve --engine async --port {{port}} --data-dir {{data_dir}} {{ARGS}}
+    "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine async {{ARGS}}
 
 # The operator's guide's `make waitress-*` targets, kept for muscle memory.
 
@@ -97,6 +100,12 @@ uvicorn-dev *ARGS: (serve-async-dev ARGS)
 
 # Alias of serve-async-prod: the async engine plays Uvicorn's part.
 uvicorn-prod *ARGS: (serve-async-prod ARGS)
+
+# The guide's `make dev-start` (Uvicorn in development): serve-async-dev.
+dev-start *ARGS: (serve-async-dev ARGS)
+
+# The guide's `make production-start` (Uvicorn in production): serve-async-prod.
+production-start *ARGS: (serve-async-prod ARGS)
 
 # Recommended server settings for this machine.
 tune *ARGS:

@@ -480,3 +480,41 @@ fn probe_paths_answer_on_a_real_server_of_each_engine() {
         assert!(!out.status.success(), "a probe of a dead port must fail");
     }
 }
+
+/// The justfile's dev recipes point RECON_CONFIG at files that exist and
+/// load, for their engine, with nothing to warn about; the recipes pass no
+/// setting as a flag, so the user's environment still applies.
+#[test]
+fn dev_config_files_load_for_their_engine() {
+    let justfile = std::fs::read_to_string(root().join("justfile")).unwrap();
+    for engine in ["threaded", "async"] {
+        let rel = format!("deploy/dev/{engine}.toml");
+        let recipe = justfile
+            .lines()
+            .find(|l| l.contains(&rel) && l.contains("RECON_CONFIG="))
+            .unwrap_or_else(|| panic!("no recipe uses {rel}"));
+        assert!(
+            recipe.contains(&format!("serve --engine {engine} {{{{ARGS}}}}")),
+            "{recipe}"
+        );
+        let out = recon()
+            .args([
+                "config", "show", "--format", "json", "--vcpus", "2", "--memory", "4GiB",
+            ])
+            .current_dir(root())
+            .env_clear()
+            .env("RECON_CONFIG", &rel)
+            .env("SERVER_TYPE", engine)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.is_empty(), "{rel}: {stderr}");
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["log_level"]["value"], "debug", "{rel}");
+        assert_eq!(json["connection_limit"]["value"], "64", "{rel}");
+    }
+    assert!(
+        !justfile.contains("--port"),
+        "a recipe fixes the port as a flag"
+    );
+}
