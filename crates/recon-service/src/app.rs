@@ -14,7 +14,7 @@ use tuning::Config;
 
 use crate::error::ApiError;
 use crate::jobs::Jobs;
-use crate::owner::Owner;
+use crate::owner::{self, Lease, Owner};
 use crate::router::{self, Miss};
 use crate::state::ServerState;
 use crate::store::DatasetStore;
@@ -57,6 +57,8 @@ pub struct App {
     pub(crate) openapi: OnceLock<Bytes>,
     handles: HandleCache,
     owner: Owner,
+    /// This instance's lease (see [`crate::owner`]): held while the app lives.
+    _lease: Lease,
 }
 
 impl App {
@@ -76,7 +78,8 @@ impl App {
         };
         std::fs::create_dir_all(&config.data_dir).map_err(data_err)?;
         telemetry::prometheus();
-        let owner = Owner::register();
+        let leases = owner::leases_dir(&config.data_dir);
+        let (owner, lease) = Owner::register(&leases).map_err(data_err)?;
         let store = DatasetStore::open(
             &config.data_dir,
             &owner,
@@ -92,6 +95,8 @@ impl App {
             config.job_threads.get(),
         )
         .map_err(data_err)?;
+        // Dead instances' work is recovered and swept by now: their leases go.
+        owner::sweep_leases(&leases);
         let state = ServerState::new(config.engine.as_str(), config.server.connection_limit.get());
         Ok(Self {
             config,
@@ -103,6 +108,7 @@ impl App {
             openapi: OnceLock::new(),
             handles: HandleCache::default(),
             owner,
+            _lease: lease,
         })
     }
 

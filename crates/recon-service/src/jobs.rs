@@ -188,6 +188,29 @@ pub struct JobCounts {
 /// is a Parquet write left `pending` that long (one takes seconds to minutes).
 const FOREIGN_STALE: Duration = Duration::from_secs(3600);
 
+/// Removes the staged files (`.NAME.ID.tmp`, see [`durable`]) left in a job
+/// directory by a writer that died before committing them.
+fn remove_staged(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a dead writer's staged file")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove a staged file")
+                }
+            }
+        }
+    }
+}
+
 /// Whether `dir/job.json` was last modified more than `age` ago.
 fn untouched_for(dir: &Path, age: Duration) -> bool {
     fs::metadata(dir.join("job.json"))
@@ -309,8 +332,14 @@ impl Jobs {
     }
 
     /// Marks jobs of dead instances failed with `interrupted`, and their
-    /// Parquet writes left `pending` failed.
+    /// Parquet writes left `pending` failed; removes the files either was
+    /// writing (staged `.NAME.ID.tmp` files, never committed).
     fn recover(&self) {
+        let leases = self
+            .dir
+            .parent()
+            .map(crate::owner::leases_dir)
+            .unwrap_or_default();
         for mut rec in self.list() {
             if rec.state.is_terminal() {
                 let stale = || untouched_for(&self.dir.join(&rec.id), FOREIGN_STALE);
@@ -318,10 +347,12 @@ impl Jobs {
                     && rec
                         .owner
                         .as_ref()
-                        .is_none_or(|o| o.is_abandoned() || stale())
+                        .is_none_or(|o| o.is_abandoned(&leases) || stale())
                 {
                     rec.parquet = Some(ParquetState::Failed);
                     let _ = write_record(&self.dir.join(&rec.id), &rec);
+                    // A results.parquet half written when its writer died.
+                    remove_staged(&self.dir.join(&rec.id));
                 }
                 continue;
             }
@@ -329,7 +360,7 @@ impl Jobs {
             let alive = rec
                 .owner
                 .as_ref()
-                .is_some_and(|o| !o.is_abandoned() && !untouched_for(&dir, FOREIGN_STALE));
+                .is_some_and(|o| !o.is_abandoned(&leases) && !untouched_for(&dir, FOREIGN_STALE));
             if alive {
                 continue;
             }
@@ -340,6 +371,8 @@ impl Jobs {
             if let Err(e) = write_record(&self.dir.join(&rec.id), &rec) {
                 tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
             }
+            // Results the dead instance was writing, never to be committed.
+            remove_staged(&dir);
             metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
         }
     }
@@ -933,7 +966,11 @@ date = { before = 0, after = 3 }
             parquet: None,
             stages: None,
             summary: None,
-            owner: Some(Owner::register()),
+            owner: Some(Owner {
+                host: "elsewhere.invalid".into(),
+                pid: 1,
+                instance: "0".repeat(32),
+            }),
         }
     }
 

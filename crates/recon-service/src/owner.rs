@@ -1,8 +1,19 @@
 //! Who owns a temporary upload or a running job: host, process and application
 //! instance. Lets a starting replica clean up after a crashed one without
 //! touching the work of a live replica sharing the same data directory.
+//!
+//! Each live instance holds an exclusive `flock` on its lease file,
+//! `owners/{instance}.lock` in the data directory, for as long as it runs.
+//! On the same host (containers included: the kernel is shared even across
+//! PID namespaces, where two replicas can both be pid 1) an instance is dead
+//! exactly when its lease can be locked by someone else. The process id is
+//! the fallback for work recorded without a lease file.
 
 use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +27,31 @@ pub struct Owner {
     pub pid: u32,
     /// The application instance inside that process.
     pub instance: String,
+}
+
+/// An instance's hold on its lease file; dropping it releases the lease and
+/// removes the file.
+#[derive(Debug)]
+pub struct Lease {
+    /// Holds the lock: closing it releases the lease.
+    _file: File,
+    path: PathBuf,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // The lock goes with `_file`'s descriptor, closed right after this.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Where the lease files of the instances using `data_dir` are.
+pub fn leases_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("owners")
+}
+
+fn lease_path(leases: &Path, instance: &str) -> PathBuf {
+    leases.join(format!("{instance}.lock"))
 }
 
 fn live_instances() -> &'static Mutex<HashSet<String>> {
@@ -32,18 +68,83 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// Whether `file` could be locked exclusively without waiting; the lock is
+/// taken (and kept until the file is closed) when it could.
+fn try_lock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock on a descriptor this File owns; LOCK_NB never blocks.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// What a lease file says of its instance.
+enum LeaseState {
+    /// Locked by a live instance.
+    Held,
+    /// Present but lockable: its instance is gone.
+    Free,
+    /// No lease file (work recorded by an older recon, or an instance that
+    /// ended normally and removed it).
+    Missing,
+}
+
+fn lease_state(path: &Path) -> LeaseState {
+    match OpenOptions::new().read(true).open(path) {
+        Ok(file) => match try_lock(&file) {
+            Ok(true) => LeaseState::Free,
+            Ok(false) => LeaseState::Held,
+            // Cannot tell: never judge live work abandoned on a guess.
+            Err(_) => LeaseState::Held,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => LeaseState::Missing,
+        Err(_) => LeaseState::Held,
+    }
+}
+
 impl Owner {
-    /// A new owner for an application instance in this process, registered as live.
-    pub fn register() -> Self {
+    /// A new owner for an application instance in this process, registered
+    /// as live and holding its lease file under `leases` (created if missing).
+    ///
+    /// # Errors
+    /// When the lease file cannot be created or locked.
+    pub fn register(leases: &Path) -> io::Result<(Self, Lease)> {
         let me = Self {
             host: host_name(),
             pid: std::process::id(),
             instance: crate::ids::new_id(),
         };
+        fs::create_dir_all(leases)?;
+        // Locked under a name no sweep looks at, then renamed into place
+        // (the lock stays with the file): a lease file is never seen unlocked
+        // while its instance lives.
+        let staging = leases.join(format!(".{}.new", me.instance));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)?;
+        if !try_lock(&file)? {
+            return Err(io::Error::other(format!(
+                "{}: a fresh lease file is locked by another process",
+                staging.display()
+            )));
+        }
+        io::Write::write_all(
+            &mut file,
+            &serde_json::to_vec(&me).map_err(io::Error::other)?,
+        )?;
+        let path = lease_path(leases, &me.instance);
+        fs::rename(&staging, &path)?;
         if let Ok(mut live) = live_instances().lock() {
             live.insert(me.instance.clone());
         }
-        me
+        Ok((me, Lease { _file: file, path }))
     }
 
     /// Marks this instance as gone (its application was dropped).
@@ -53,32 +154,66 @@ impl Owner {
         }
     }
 
-    /// Whether the work of `self` can be known abandoned from here: it belongs
-    /// to this host and its process is gone, or to this process but an instance
-    /// no longer live (a previous incarnation that had the same pid). Work of
-    /// another host is never judged abandoned.
-    pub fn is_abandoned(&self) -> bool {
+    /// Whether the work of `self` can be known abandoned from here, with
+    /// `leases` the data directory's lease files: it belongs to this host and
+    /// its lease is free; or, with no lease file, its process is gone (or it
+    /// is this process but an instance no longer live). Work of another host
+    /// is never judged abandoned.
+    pub fn is_abandoned(&self, leases: &Path) -> bool {
         if self.host != host_name() {
             return false;
         }
-        if self.pid == std::process::id() {
-            return match live_instances().lock() {
-                Ok(live) => !live.contains(&self.instance),
-                Err(_) => false,
-            };
+        match lease_state(&lease_path(leases, &self.instance)) {
+            LeaseState::Held => false,
+            LeaseState::Free => true,
+            LeaseState::Missing if self.pid == std::process::id() => {
+                match live_instances().lock() {
+                    Ok(live) => !live.contains(&self.instance),
+                    Err(_) => false,
+                }
+            }
+            LeaseState::Missing => !process_alive(self.pid),
         }
-        !process_alive(self.pid)
     }
 }
 
-/// Whether a process with `pid` exists on this host.
+/// Removes the lease files of dead instances (lockable ones), once their
+/// work has been recovered or swept.
+pub fn sweep_leases(leases: &Path) {
+    let Ok(entries) = fs::read_dir(leases) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "lock")
+            && matches!(lease_state(&path), LeaseState::Free)
+        {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// Whether a process with `pid` exists on this host and has not exited (a
+/// zombie, exited but not yet reaped by its parent, counts as gone).
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
     // SAFETY: kill with signal 0 sends nothing; it only checks the pid exists.
     let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !is_zombie(pid)
+}
+
+/// Whether `/proc/{pid}/stat` shows the process as a zombie (`Z`) or dead (`X`).
+fn is_zombie(pid: libc::pid_t) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last `)`, as comm may hold one.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
 }
 
 #[cfg(test)]
@@ -87,19 +222,58 @@ mod tests {
 
     #[test]
     fn live_instances_are_not_abandoned_and_dropped_ones_are() {
-        let me = Owner::register();
-        assert!(!me.is_abandoned());
+        let dir = tempfile::tempdir().unwrap();
+        let leases = leases_dir(dir.path());
+        let (me, lease) = Owner::register(&leases).unwrap();
+        assert!(!me.is_abandoned(&leases));
+        // Another process on this host, even with this pid (a second PID
+        // namespace), holding its lease: alive.
+        let (twin, twin_lease) = Owner::register(&leases).unwrap();
         me.unregister();
-        assert!(me.is_abandoned());
+        assert!(!me.is_abandoned(&leases), "its lease is still held");
+        drop(lease);
+        assert!(me.is_abandoned(&leases), "no lease, instance gone");
         let other_host = Owner {
             host: "elsewhere.invalid".into(),
-            ..me.clone()
+            ..twin.clone()
         };
-        assert!(!other_host.is_abandoned());
+        assert!(!other_host.is_abandoned(&leases));
+        // A crashed instance leaves its lease file behind, unlocked.
+        let crashed = Owner {
+            instance: "0123456789abcdef0123456789abcdef".into(),
+            ..twin.clone()
+        };
+        fs::write(lease_path(&leases, &crashed.instance), b"{}").unwrap();
+        assert!(crashed.is_abandoned(&leases));
+        sweep_leases(&leases);
+        assert!(!lease_path(&leases, &crashed.instance).exists());
+        assert!(
+            lease_path(&leases, &twin.instance).exists(),
+            "a held lease is kept"
+        );
+        drop(twin_lease);
+        // Without lease files: the pid decides.
         let dead = Owner {
             pid: u32::MAX / 2,
-            ..me
+            ..twin
         };
-        assert!(dead.is_abandoned());
+        assert!(dead.is_abandoned(&leases));
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie until `wait`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert!(
+            !process_alive(pid),
+            "an exited, unreaped child counts as gone"
+        );
+        child.wait().unwrap();
+        assert!(process_alive(std::process::id()));
     }
 }

@@ -133,7 +133,7 @@ impl DatasetStore {
         let tmp = data_dir.join("tmp");
         fs::create_dir_all(&datasets)?;
         fs::create_dir_all(&tmp)?;
-        sweep_tmp(&tmp);
+        sweep_tmp(&tmp, &crate::owner::leases_dir(data_dir));
         let scratch = tmp.join(&owner.instance);
         fs::create_dir_all(&scratch)?;
         let owner_json = serde_json::to_vec(owner).map_err(io::Error::other)?;
@@ -439,8 +439,9 @@ fn input_error(e: InputError) -> ApiError {
     }
 }
 
-/// Removes scratch directories of dead instances, and ownerless ones older than an hour.
-fn sweep_tmp(tmp: &Path) {
+/// Removes scratch directories of dead instances (judged by their leases in
+/// `leases`), and ownerless ones older than an hour.
+fn sweep_tmp(tmp: &Path, leases: &Path) {
     let Ok(entries) = fs::read_dir(tmp) else {
         return;
     };
@@ -450,7 +451,7 @@ fn sweep_tmp(tmp: &Path) {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let stale = match owner {
-            Some(o) => o.is_abandoned(),
+            Some(o) => o.is_abandoned(leases),
             None => entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -476,18 +477,26 @@ fn sweep_tmp(tmp: &Path) {
 mod tests {
     use super::*;
 
+    /// A registered owner of `dir` and its lease (keep it to stay live).
+    fn owner(dir: &Path) -> (Owner, crate::owner::Lease) {
+        Owner::register(&crate::owner::leases_dir(dir)).unwrap()
+    }
+
     #[test]
     fn dead_instance_scratch_is_swept_and_live_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let dead = Owner::register();
-        dead.unregister();
-        let live = Owner::register();
+        let (dead, dead_lease) = owner(dir.path());
+        let (live, _live_lease) = owner(dir.path());
         let a = DatasetStore::open(dir.path(), &dead, 4096, 100).unwrap();
         fs::write(a.scratch().join("x.upload"), b"half").unwrap();
+        // The dead one crashed: its lease is released, its scratch left.
+        dead.unregister();
+        drop(dead_lease);
         let b = DatasetStore::open(dir.path(), &live, 4096, 100).unwrap();
         assert!(!a.scratch().exists(), "dead scratch swept");
         assert!(b.scratch().exists());
-        let again = DatasetStore::open(dir.path(), &Owner::register(), 4096, 100).unwrap();
+        let (third, _third_lease) = owner(dir.path());
+        let again = DatasetStore::open(dir.path(), &third, 4096, 100).unwrap();
         assert!(b.scratch().exists(), "live scratch kept");
         assert!(again.list().is_empty());
     }
@@ -507,7 +516,7 @@ mod tests {
     #[test]
     fn streamed_blocks_are_written_and_hashed_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let s = DatasetStore::open(dir.path(), &Owner::register(), 4096, 1 << 30).unwrap();
+        let s = DatasetStore::open(dir.path(), &owner(dir.path()).0, 4096, 1 << 30).unwrap();
         // Several full blocks and a partial one, every byte position distinct mod 251.
         let body: Vec<u8> = (0..BLOCK * 3 + 12_345).map(|i| (i % 251) as u8).collect();
         let path = dir.path().join("raw");
@@ -516,7 +525,8 @@ mod tests {
         assert_eq!(sha256, hex::encode(Sha256::digest(&body)));
         assert!(fs::read(&path).unwrap() == body);
 
-        let small = DatasetStore::open(dir.path(), &Owner::register(), 4096, BLOCK as u64).unwrap();
+        let small =
+            DatasetStore::open(dir.path(), &owner(dir.path()).0, 4096, BLOCK as u64).unwrap();
         let err = small
             .stream_to_file(&mut Trickle(&body), &path)
             .unwrap_err();
@@ -526,7 +536,7 @@ mod tests {
     #[test]
     fn invalid_ids_never_reach_the_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let s = DatasetStore::open(dir.path(), &Owner::register(), 4096, 100).unwrap();
+        let s = DatasetStore::open(dir.path(), &owner(dir.path()).0, 4096, 100).unwrap();
         for id in ["..", "../tmp", "a/b"] {
             assert_eq!(s.get(id).unwrap_err().status(), 404);
             assert_eq!(s.delete(id).unwrap_err().status(), 404);

@@ -159,3 +159,71 @@ fn a_foreign_parquet_write_pending_for_hours_is_failed() {
     assert_eq!(job(&app, stale)["parquet"], "failed");
     assert_eq!(job(&app, recent)["parquet"], "pending");
 }
+
+/// Two replicas on one host can have the same host name and pid (each pid 1
+/// in its own PID namespace): the lease decides. A job of this host and pid
+/// whose owner still holds its lease (`owners/{instance}.lock`, locked here
+/// by another process: `flock`) is left alone; once the lease is released,
+/// the next start interrupts it and removes the results it was writing.
+#[test]
+fn a_same_pid_replica_holding_its_lease_is_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "00000000-0000-4000-8000-00000000000e";
+    let instance = "0123456789abcdef0123456789abcdef";
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    write_job(
+        dir.path(),
+        id,
+        "running",
+        Some(serde_json::json!({"host": host, "pid": std::process::id(), "instance": instance})),
+    );
+    let staged = dir
+        .path()
+        .join("jobs")
+        .join(id)
+        .join(".results.csv.abc.tmp");
+    std::fs::write(&staged, b"half a result").unwrap();
+    let owners = dir.path().join("owners");
+    std::fs::create_dir_all(&owners).unwrap();
+    let lease = owners.join(format!("{instance}.lock"));
+    std::fs::write(&lease, b"{}").unwrap();
+    // Another process holds the lease, as a live replica does (`--no-fork`:
+    // the lock is held by the very process killed below).
+    let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lease)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::process::Command::new("flock")
+        .args(["--nonblock", "--conflict-exit-code", "9"])
+        .arg(&lease)
+        .arg("true")
+        .status()
+        .unwrap()
+        .code()
+        != Some(9)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flock never held the lease"
+        );
+    }
+    let config = Arc::new(config_in(dir.path()));
+    let app = App::new(Arc::clone(&config), Vec::new()).unwrap();
+    assert_eq!(job(&app, id)["state"], "running");
+    assert!(staged.exists(), "a live writer's staged file is kept");
+    drop(app);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let app = App::new(config, Vec::new()).unwrap();
+    let job = job(&app, id);
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["error"], "interrupted");
+    assert!(!staged.exists(), "a dead writer's staged file is removed");
+    assert!(!lease.exists(), "a dead instance's lease is swept");
+}
