@@ -199,6 +199,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "stopped before every parquet result was written; the next start marks them failed"
         );
     }
+    // Accepted jobs still queued or running will not finish: say so on
+    // disk now, not only when some instance next starts.
+    let interrupted = app.interrupt_unfinished_jobs();
+    if !interrupted.is_empty() {
+        tracing::warn!(
+            count = interrupted.len(),
+            jobs = %interrupted.join(","),
+            "stopped with accepted jobs unfinished; marked failed (interrupted), resubmit them"
+        );
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -127,6 +127,12 @@ impl App {
         &self.state
     }
 
+    /// At the end of a stop: marks the jobs this instance accepted and did not
+    /// finish failed (`interrupted`) and returns their ids, for the log.
+    pub fn interrupt_unfinished_jobs(&self) -> Vec<String> {
+        self.jobs.interrupt_own_unfinished()
+    }
+
     /// Waits until the `results.parquet` files of jobs that succeeded here are
     /// written, or until `deadline`; returns how many are still unwritten. For
     /// the end of a graceful stop, once the engine has drained its requests.

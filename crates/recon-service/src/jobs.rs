@@ -533,6 +533,33 @@ impl Jobs {
         }
     }
 
+    /// At the end of a stop: marks this instance's jobs still `queued` or
+    /// `running` failed with `interrupted` (they will not finish; a client
+    /// resubmits them) and returns their ids. Without this a replica on
+    /// another host would leave them `running` for an hour.
+    pub fn interrupt_own_unfinished(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for mut rec in self.list() {
+            let mine = rec
+                .owner
+                .as_ref()
+                .is_some_and(|o| o.instance == self.owner.instance);
+            if !mine || rec.state.is_terminal() {
+                continue;
+            }
+            rec.state = JobState::Failed;
+            rec.error = Some("interrupted".to_owned());
+            rec.finished = Some(durable::now_rfc3339());
+            let dir = self.dir.join(&rec.id);
+            if let Err(e) = write_record(&dir, &rec) {
+                tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
+            }
+            metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
+            ids.push(rec.id);
+        }
+        ids
+    }
+
     /// Waits up to `timeout` while a succeeded job's `results.parquet` is
     /// still being written; returns its record either way.
     ///
@@ -807,6 +834,15 @@ fn run(
     rules: &str,
 ) -> Option<reconcile::Deferred> {
     let started = Instant::now();
+    // A queued job another replica judged abandoned (queued for over an hour
+    // on this host, say) was marked failed on disk: it stays failed rather
+    // than running and flipping to another end a client may not expect.
+    if let Some(on_disk) = read_record(dir)
+        && on_disk.state.is_terminal()
+    {
+        tracing::warn!(job = %rec.id, state = on_disk.state.as_str(), "job ended elsewhere while queued; not run");
+        return None;
+    }
     rec.state = JobState::Running;
     rec.started = Some(durable::now_rfc3339());
     if let Err(e) = write_record_with(dir, &rec, Durability::Atomic) {
@@ -1055,6 +1091,66 @@ date = { before = 0, after = 3 }
         assert_parquet_ready(&dir);
         assert_eq!(ended(&local), 1);
         assert!(rx.try_recv().is_err(), "nothing was queued");
+    }
+
+    /// A queued job whose record another replica has since marked failed is
+    /// not run: it stays failed, never flipping to another end.
+    #[test]
+    fn a_job_failed_elsewhere_while_queued_is_not_run() {
+        let root = tempfile::tempdir().unwrap();
+        let leases = crate::owner::leases_dir(root.path());
+        let (owner, _lease) = Owner::register(&leases).unwrap();
+        let store = DatasetStore::open(root.path(), &owner, 4096, 1 << 20).unwrap();
+        let queued = record(JobState::Queued);
+        let dir = root.path().join("jobs").join(&queued.id);
+        fs::create_dir_all(&dir).unwrap();
+        let mut judged = queued.clone();
+        judged.state = JobState::Failed;
+        judged.error = Some("interrupted".to_owned());
+        write_record(&dir, &judged).unwrap();
+        let jobs_dir = root.path().join("jobs");
+        assert!(run(&jobs_dir, &dir, queued, &store, RULES).is_none());
+        let after = read_record(&dir).unwrap();
+        assert_eq!(after.state, JobState::Failed);
+        assert_eq!(after.error.as_deref(), Some("interrupted"));
+        assert!(after.started.is_none(), "never started");
+    }
+
+    /// At a stop, the jobs this instance accepted and did not finish are
+    /// marked interrupted; other instances' and finished ones are not.
+    #[test]
+    fn a_stop_interrupts_only_its_own_unfinished_jobs() {
+        let root = tempfile::tempdir().unwrap();
+        let leases = crate::owner::leases_dir(root.path());
+        let (owner, _lease) = Owner::register(&leases).unwrap();
+        let store = Arc::new(DatasetStore::open(root.path(), &owner, 4096, 1 << 20).unwrap());
+        let jobs = Jobs::open(root.path(), owner.clone(), store, 1).unwrap();
+        let mut ids = Vec::new();
+        for (state, mine) in [
+            (JobState::Queued, true),
+            (JobState::Running, true),
+            (JobState::Succeeded, true),
+            (JobState::Running, false),
+        ] {
+            let mut rec = record(state);
+            if mine {
+                rec.owner = Some(owner.clone());
+            }
+            let dir = root.path().join("jobs").join(&rec.id);
+            fs::create_dir_all(&dir).unwrap();
+            write_record(&dir, &rec).unwrap();
+            ids.push(rec.id);
+        }
+        let mut interrupted = jobs.interrupt_own_unfinished();
+        interrupted.sort();
+        let mut expect = vec![ids[0].clone(), ids[1].clone()];
+        expect.sort();
+        assert_eq!(interrupted, expect);
+        let state = |id: &str| read_record(&root.path().join("jobs").join(id)).unwrap();
+        assert_eq!(state(&ids[0]).error.as_deref(), Some("interrupted"));
+        assert_eq!(state(&ids[1]).state, JobState::Failed);
+        assert_eq!(state(&ids[2]).state, JobState::Succeeded);
+        assert_eq!(state(&ids[3]).state, JobState::Running);
     }
 
     #[test]
