@@ -211,6 +211,24 @@ fn remove_staged(dir: &Path) {
     }
 }
 
+/// Logs, once at start, every `{dir}/{id}/{file}` that exists but does not
+/// parse: the API cannot list or serve that `what` (it answers 404), and its
+/// other files stay on disk for an operator to look at.
+pub(crate) fn warn_unreadable<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, what: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path().join(file);
+        let Ok(bytes) = fs::read(&path) else {
+            continue;
+        };
+        if let Err(e) = serde_json::from_slice::<T>(&bytes) {
+            tracing::error!(path = %path.display(), error = %e, "unreadable {what} record: not listed or served until repaired");
+        }
+    }
+}
+
 /// Whether `dir/job.json` was last modified more than `age` ago.
 fn untouched_for(dir: &Path, age: Duration) -> bool {
     fs::metadata(dir.join("job.json"))
@@ -340,6 +358,7 @@ impl Jobs {
             .parent()
             .map(crate::owner::leases_dir)
             .unwrap_or_default();
+        warn_unreadable::<JobRecord>(&self.dir, "job.json", "job");
         for mut rec in self.list() {
             if rec.state.is_terminal() {
                 let stale = || untouched_for(&self.dir.join(&rec.id), FOREIGN_STALE);

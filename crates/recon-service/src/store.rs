@@ -133,6 +133,7 @@ impl DatasetStore {
         let tmp = data_dir.join("tmp");
         fs::create_dir_all(&datasets)?;
         fs::create_dir_all(&tmp)?;
+        crate::jobs::warn_unreadable::<DatasetMeta>(&datasets, "meta.json", "dataset");
         sweep_tmp(&tmp, &crate::owner::leases_dir(data_dir));
         let scratch = tmp.join(&owner.instance);
         fs::create_dir_all(&scratch)?;
