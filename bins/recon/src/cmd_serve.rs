@@ -46,13 +46,13 @@ struct Flags {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Threaded engine: handler threads; async engine: concurrent blocking handlers.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_tune::parse_count::<usize>)]
     threads: Option<usize>,
     /// Async engine: tokio worker threads.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_tune::parse_count::<usize>)]
     workers: Option<usize>,
     /// Most connections open at once.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_tune::parse_count::<usize>)]
     connection_limit: Option<usize>,
     /// How often idle connections are swept, e.g. `30s`.
     #[arg(long)]
@@ -73,7 +73,7 @@ struct Flags {
     #[arg(long)]
     max_request_header_size: Option<String>,
     /// Listen backlog.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_tune::parse_count::<u32>)]
     backlog: Option<u32>,
     /// Past the connection limit: `queue` (wait in the backlog) or `reject` (503).
     #[arg(long)]
@@ -99,7 +99,7 @@ struct Flags {
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     protect_ops: Option<bool>,
     /// Threads of the reconciliation job pool.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cmd_tune::parse_count::<usize>)]
     job_threads: Option<usize>,
     /// Log filter, e.g. `info` or `recon=debug` (`RUST_LOG` wins).
     #[arg(long)]

@@ -52,11 +52,22 @@ pub(crate) fn parse_cpus(text: &str) -> Result<u32, String> {
         .ok_or_else(|| "expected a positive number of vCPUs, e.g. 16 or 1.5".to_owned())
 }
 
+/// Memory to tune for: the range `RECON_MEMORY` and the file's `memory` take.
 pub(crate) fn parse_memory(text: &str) -> Result<u64, String> {
+    const MIB: u64 = 1 << 20;
     parse_size(text)
         .ok()
-        .filter(|b| *b > 0)
-        .ok_or_else(|| "expected a size such as 32GiB, 32G or 512MiB".to_owned())
+        .filter(|b| (64 * MIB..=64 * MIB * MIB).contains(b))
+        .ok_or_else(|| {
+            "expected a size from 64MiB to 64TiB, such as 32GiB, 32G or 512MiB".to_owned()
+        })
+}
+
+/// A count as the environment writes it: whole, `_` allowed (`1_000`).
+pub(crate) fn parse_count<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.replace('_', "")
+        .parse()
+        .map_err(|_| format!("expected a whole number, not {text:?}"))
 }
 
 fn parse_instance(text: &str) -> Result<&'static catalog::Instance, String> {

@@ -83,6 +83,10 @@ pub fn document(version: &str) -> Value {
                 "get": {"summary": "Readiness", "responses": {
                     "200": ok_json("accepting work", json!({"type": "object"})),
                     "503": ok_json("draining or at the connection limit", json!({"type": "object"}))
+                }},
+                "head": {"summary": "Readiness without a body", "responses": {
+                    "200": {"description": "accepting work"},
+                    "503": {"description": "draining or at the connection limit"}
                 }}
             },
             "/debug/status": {

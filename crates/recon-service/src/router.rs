@@ -11,7 +11,7 @@ use http::Method;
 pub enum Route {
     /// `GET|HEAD /health`: liveness.
     Health,
-    /// `GET /ready`: readiness.
+    /// `GET|HEAD /ready`: readiness.
     Ready,
     /// `GET /debug/status`: engine, settings and live figures.
     DebugStatus,
@@ -51,6 +51,7 @@ pub const ROUTES: &[(Method, &str, Route)] = &[
     (Method::GET, "/health", Route::Health),
     (Method::HEAD, "/health", Route::Health),
     (Method::GET, "/ready", Route::Ready),
+    (Method::HEAD, "/ready", Route::Ready),
     (Method::GET, "/debug/status", Route::DebugStatus),
     (
         Method::GET,

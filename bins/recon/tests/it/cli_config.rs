@@ -344,6 +344,35 @@ fn serve_boolean_flags_take_the_environment_words() {
     assert!(stderr.contains("invalid value 'maybe'"), "{stderr}");
 }
 
+/// Flags parse counts and sizes as the environment does: `1_000` is a
+/// count, and `--memory` has `RECON_MEMORY`'s range.
+#[test]
+fn flags_take_the_environment_forms_and_ranges() {
+    // The count parses; the run then stops at the next bad value.
+    let out = recon(
+        &[
+            "serve",
+            "--threads",
+            "1_000",
+            "--connection-limit",
+            "0",
+            "--port",
+            "0",
+        ],
+        PINNED,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--connection-limit=\"0\""), "{stderr}");
+    let out = recon(&["config", "show", "--vcpus", "1", "--memory", "1K"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("expected a size from 64MiB to 64TiB"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unknown_file_key_exits_2_naming_file_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,11 @@ fn health_and_head() {
         .expect(200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), "15");
+    // Probes that send HEAD get readiness too.
+    let head = t
+        .send(Method::HEAD, "/ready", &[], RequestBody::empty())
+        .expect(200);
+    assert!(head.body.is_empty());
 }
 
 #[test]
