@@ -9,7 +9,12 @@
 //! jobs/{id}/rejects_left.csv, rejects_right.csv  rows each side quarantined (likewise)
 //! jobs/{id}/results.parquet the same rows as Parquet, written after the job's end
 //! ```
-//! Jobs run on a rayon pool of `job_threads` threads, never on a request thread.
+//! Jobs run on `job_threads` threads of their own (`recon-job-N`, fed from a
+//! queue), never on a request thread; a job's parallel work (loading,
+//! matching, writing) runs on rayon's global pool. A job is never a rayon task
+//! itself, so a job waiting in a `rayon::join` cannot pick up and run another
+//! whole job on its stack (which made one job's latency include another's and
+//! held more jobs' data at once than `job_threads`).
 //! A succeeded job's `results.parquet` is written after its end is committed
 //! and its waiters woken, by one background thread (`recon-parquet`, at the
 //! lowest CPU priority on Linux) so that it takes no pool thread from the next
@@ -249,10 +254,15 @@ const PARQUET_QUEUE: usize = 1;
 /// A succeeded job's Parquet write: the job's directory and what to write.
 type ParquetWork = (PathBuf, reconcile::Deferred);
 
+/// A job's whole run, handed to a job thread.
+type Task = Box<dyn FnOnce() + Send>;
+
 /// The job runner.
 pub struct Jobs {
     dir: PathBuf,
-    pool: rayon::ThreadPool,
+    /// The job threads' queue, and how many there are.
+    queue: mpsc::Sender<Task>,
+    threads: usize,
     owner: Owner,
     store: Arc<DatasetStore>,
     /// This instance's unfinished jobs; waiters sleep on the condvar.
@@ -303,7 +313,7 @@ impl std::fmt::Debug for Jobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Jobs")
             .field("dir", &self.dir)
-            .field("threads", &self.pool.current_num_threads())
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -322,17 +332,15 @@ impl Jobs {
     ) -> io::Result<Self> {
         let dir = data_dir.join("jobs");
         fs::create_dir_all(&dir)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("recon-job-{i}"))
-            .build()
-            .map_err(io::Error::other)?;
+        let threads = threads.max(1);
+        let queue = start_job_threads(threads)?;
         let local = Arc::new((Mutex::new(Local::default()), Condvar::new()));
         // Detached: it ends once every sender is gone (see `start_parquet_writer`).
         let (parquet, _writer) = start_parquet_writer(Arc::clone(&local), PARQUET_QUEUE)?;
         let jobs = Self {
             dir,
-            pool,
+            queue,
+            threads,
             owner,
             store,
             local,
@@ -474,7 +482,7 @@ impl Jobs {
         let jobs_dir = self.dir.clone();
         let job_dir = dir.clone();
         let parquet = self.parquet.clone();
-        self.pool.spawn(move || {
+        let task: Task = Box::new(move || {
             let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules);
             if deferred.is_some() {
                 // Counted before the job's end is seen, so a stop that waits
@@ -490,6 +498,11 @@ impl Jobs {
                 queue_parquet(&parquet, job_dir, d, &local);
             }
         });
+        // The job threads live as long as `self`: a refused task means they
+        // are gone, which is a fault of this process.
+        self.queue
+            .send(task)
+            .map_err(|_| ApiError::internal("the job threads are gone"))?;
         tracing::info!(job = %id, left, right, "reconciliation queued");
         let rec = if wait.is_zero() {
             rec
@@ -730,6 +743,33 @@ fn commit_end(jobs_dir: &Path, dir: &Path, rec: &JobRecord, files: Vec<Staged>) 
     })?;
     record.commit()?;
     durable::sync_dir(dir)
+}
+
+/// Starts `threads` job threads taking tasks from one queue; returns its
+/// sender. A task that panics is caught (its job's own code already turns a
+/// panic into a failed job), so a thread is never lost; the threads end
+/// once the sender is dropped.
+///
+/// # Errors
+/// When a thread cannot be started.
+fn start_job_threads(threads: usize) -> io::Result<mpsc::Sender<Task>> {
+    let (tx, rx) = mpsc::channel::<Task>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..threads {
+        let rx = Arc::clone(&rx);
+        std::thread::Builder::new()
+            .name(format!("recon-job-{i}"))
+            .spawn(move || {
+                loop {
+                    let task = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok(task) = task else { break };
+                    if catch_unwind(AssertUnwindSafe(task)).is_err() {
+                        tracing::error!("a job task panicked outside its job");
+                    }
+                }
+            })?;
+    }
+    Ok(tx)
 }
 
 /// Starts the background Parquet writer: one thread, `recon-parquet`, at the

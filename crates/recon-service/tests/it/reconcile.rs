@@ -673,3 +673,52 @@ L2,2024-01-03,\"12,x\",EUR,INV-2\n",
     t.get(&format!("/v1/reconciliations/{failed}/rejects?side=left"))
         .expect(409);
 }
+
+/// `job_threads` bounds the jobs running at once: with two job threads,
+/// never more than two jobs' runs overlap, whatever parallel work each does
+/// (a job is never run inside another's wait).
+#[test]
+fn no_more_jobs_run_at_once_than_job_threads() {
+    let t = crate::app_with(|c| c.job_threads = std::num::NonZeroUsize::new(2).unwrap());
+    // Enough rows that each job's loading and matching fan out.
+    let mut ledger = String::from("id,date,amount,currency,ref\n");
+    let mut bank = ledger.clone();
+    for i in 0..20_000 {
+        ledger.push_str(&format!("L{i},2026-03-01,{}.00,EUR,R{i}\n", i % 997));
+        bank.push_str(&format!("B{i},2026-03-02,{}.00,EUR,R{i}\n", i % 997));
+    }
+    let (l, r) = (upload(&t, &ledger), upload(&t, &bank));
+    let ids: Vec<String> = (0..6)
+        .map(|_| {
+            start(&t, "", &l, &r, RULES).expect(202).json()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let spans: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| {
+            // The event stream ends with the job.
+            t.get(&format!("/v1/reconciliations/{id}/events"))
+                .expect(200);
+            let job = t
+                .get(&format!("/v1/reconciliations/{id}"))
+                .expect(200)
+                .json();
+            assert_eq!(job["state"], "succeeded", "{job}");
+            (
+                job["started"].as_str().unwrap().to_owned(),
+                job["finished"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // RFC 3339 with a fixed width sorts as time does.
+    for (start, _) in &spans {
+        let running = spans
+            .iter()
+            .filter(|(s, f)| s.as_str() <= start.as_str() && start.as_str() < f.as_str())
+            .count();
+        assert!(running <= 2, "{running} jobs running at {start}: {spans:?}");
+    }
+}
