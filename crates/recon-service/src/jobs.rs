@@ -38,7 +38,7 @@
 //! waiting request woken, so an answer never shows an end that a crash could
 //! undo, and a record showing the end never outlives the results it names.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -282,6 +282,12 @@ struct Local {
     unfinished: HashSet<String>,
     /// Succeeded jobs whose `results.parquet` is not finished yet.
     parquet_pending: usize,
+    /// Jobs that ended but whose end could not be written (a full disk, a
+    /// directory made read-only): their last record, which `get` serves
+    /// instead of the stale `running` on disk, so waiters and clients see
+    /// the failure. Lost with the process; the next start marks them
+    /// `interrupted`.
+    unrecorded: HashMap<String, JobRecord>,
 }
 
 /// Takes a job out of [`Local::unfinished`] and wakes the waiters, however
@@ -483,7 +489,7 @@ impl Jobs {
         let job_dir = dir.clone();
         let parquet = self.parquet.clone();
         let task: Task = Box::new(move || {
-            let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules);
+            let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules, &local);
             if deferred.is_some() {
                 // Counted before the job's end is seen, so a stop that waits
                 // for Parquet writes cannot miss this one.
@@ -520,7 +526,13 @@ impl Jobs {
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown or invalid id.
     pub fn get(&self, id: &str) -> Result<JobRecord, ApiError> {
-        read_record(&self.job_dir(id)?)
+        let dir = self.job_dir(id)?;
+        let unrecorded = {
+            let local = self.local.0.lock().unwrap_or_else(PoisonError::into_inner);
+            local.unrecorded.get(id).cloned()
+        };
+        unrecorded
+            .or_else(|| read_record(&dir))
             .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))
     }
 
@@ -891,6 +903,7 @@ fn run(
     mut rec: JobRecord,
     store: &DatasetStore,
     rules: &str,
+    local: &(Mutex<Local>, Condvar),
 ) -> Option<reconcile::Deferred> {
     let started = Instant::now();
     // A queued job another replica judged abandoned (queued for over an hour
@@ -954,6 +967,12 @@ fn run(
         rec.stages = None;
         if let Err(e) = write_record(dir, &rec) {
             tracing::error!(error = %e, "could not record job failure");
+            local
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unrecorded
+                .insert(rec.id.clone(), rec.clone());
         }
     }
     metrics::counter!("recon_jobs_total", "status" => rec.state.as_str()).increment(1);
@@ -1168,11 +1187,44 @@ date = { before = 0, after = 3 }
         judged.error = Some("interrupted".to_owned());
         write_record(&dir, &judged).unwrap();
         let jobs_dir = root.path().join("jobs");
-        assert!(run(&jobs_dir, &dir, queued, &store, RULES).is_none());
+        assert!(run(&jobs_dir, &dir, queued, &store, RULES, &local()).is_none());
         let after = read_record(&dir).unwrap();
         assert_eq!(after.state, JobState::Failed);
         assert_eq!(after.error.as_deref(), Some("interrupted"));
         assert!(after.started.is_none(), "never started");
+    }
+
+    /// A job whose end cannot be written keeps that end in memory, where
+    /// `get` (and so waiters and clients) find it, instead of the stale
+    /// `running` on disk. (`job.json` a directory: every write of it fails,
+    /// whoever runs the test.)
+    #[test]
+    fn an_end_that_cannot_be_written_is_kept_in_memory() {
+        let root = tempfile::tempdir().unwrap();
+        let leases = crate::owner::leases_dir(root.path());
+        let (owner, _lease) = Owner::register(&leases).unwrap();
+        let store = DatasetStore::open(root.path(), &owner, 4096, 1 << 20).unwrap();
+        let rec = record(JobState::Queued);
+        let dir = root.path().join("jobs").join(&rec.id);
+        fs::create_dir_all(dir.join("job.json")).unwrap();
+        let local = local();
+        let jobs_dir = root.path().join("jobs");
+        assert!(run(&jobs_dir, &dir, rec.clone(), &store, RULES, &local).is_none());
+        let kept = local
+            .0
+            .lock()
+            .unwrap()
+            .unrecorded
+            .get(&rec.id)
+            .cloned()
+            .unwrap();
+        assert_eq!(kept.state, JobState::Failed);
+        assert!(
+            kept.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("recording the job's end")),
+            "{kept:?}"
+        );
     }
 
     /// At a stop, the jobs this instance accepted and did not finish are
