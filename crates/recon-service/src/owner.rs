@@ -33,15 +33,19 @@ pub struct Owner {
 /// removes the file.
 #[derive(Debug)]
 pub struct Lease {
-    /// Holds the lock: closing it releases the lease.
-    _file: File,
-    path: PathBuf,
+    /// Holds the lock: closing it releases the lease (`None` where the file
+    /// system has no locks).
+    file: Option<File>,
+    path: Option<PathBuf>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // The lock goes with `_file`'s descriptor, closed right after this.
-        let _ = fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = fs::remove_file(path);
+        }
+        // The lock goes with the descriptor.
+        drop(self.file.take());
     }
 }
 
@@ -129,11 +133,32 @@ impl Owner {
             .write(true)
             .create_new(true)
             .open(&staging)?;
-        if !try_lock(&file)? {
-            return Err(io::Error::other(format!(
-                "{}: a fresh lease file is locked by another process",
-                staging.display()
-            )));
+        match try_lock(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(io::Error::other(format!(
+                    "{}: a fresh lease file is locked by another process",
+                    staging.display()
+                )));
+            }
+            // A file system without locks: no lease at all (never an
+            // unlocked one, which others would take for a dead instance);
+            // others judge this instance by its pid, as before leases.
+            Err(e) => {
+                tracing::warn!(path = %staging.display(), error = %e, "no lease: the data directory's file system refuses locks; replicas fall back to process ids");
+                drop(file);
+                let _ = fs::remove_file(&staging);
+                if let Ok(mut live) = live_instances().lock() {
+                    live.insert(me.instance.clone());
+                }
+                return Ok((
+                    me,
+                    Lease {
+                        file: None,
+                        path: None,
+                    },
+                ));
+            }
         }
         io::Write::write_all(
             &mut file,
@@ -144,7 +169,13 @@ impl Owner {
         if let Ok(mut live) = live_instances().lock() {
             live.insert(me.instance.clone());
         }
-        Ok((me, Lease { _file: file, path }))
+        Ok((
+            me,
+            Lease {
+                file: Some(file),
+                path: Some(path),
+            },
+        ))
     }
 
     /// Marks this instance as gone (its application was dropped).
