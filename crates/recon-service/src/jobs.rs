@@ -536,17 +536,15 @@ impl Jobs {
             .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))
     }
 
-    /// The directory of an existing job.
+    /// The directory of an existing job: one whose record reads, as
+    /// [`Jobs::get`] needs (an unreadable `job.json` is a job the API does
+    /// not know, on every route).
     ///
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown or invalid id.
     pub fn dir_of(&self, id: &str) -> Result<PathBuf, ApiError> {
-        let dir = self.job_dir(id)?;
-        if dir.join("job.json").exists() {
-            Ok(dir)
-        } else {
-            Err(ApiError::NotFound(format!("no reconciliation {id:?}")))
-        }
+        self.get(id)?;
+        self.job_dir(id)
     }
 
     /// Waits up to `timeout` for a job to end; returns its record either way.

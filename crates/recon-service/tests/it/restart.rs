@@ -227,3 +227,27 @@ fn a_same_pid_replica_holding_its_lease_is_alive() {
     assert!(!staged.exists(), "a dead writer's staged file is removed");
     assert!(!lease.exists(), "a dead instance's lease is swept");
 }
+
+/// A job whose `job.json` does not read is unknown on every route: 404 for
+/// the job, its events and its results alike (its files stay on disk).
+#[test]
+fn an_unreadable_job_is_404_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "00000000-0000-4000-8000-00000000000f";
+    let job = dir.path().join("jobs").join(id);
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(job.join("job.json"), b"{\"id\": \"0000").unwrap();
+    std::fs::write(job.join("results.csv"), b"kept\n").unwrap();
+    let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
+    for path in ["", "/events", "/results", "/rejects?side=left"] {
+        send(
+            &app,
+            http::Method::GET,
+            &format!("/v1/reconciliations/{id}{path}"),
+            &[],
+            recon_service::RequestBody::empty(),
+        )
+        .expect(404);
+    }
+    assert!(job.join("results.csv").exists());
+}
