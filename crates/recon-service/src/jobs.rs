@@ -17,7 +17,7 @@
 //! held more jobs' data at once than `job_threads`).
 //! A succeeded job's `results.parquet` is written after its end is committed
 //! and its waiters woken, by one background thread (`recon-parquet`, at the
-//! lowest CPU priority on Linux) so that it takes no pool thread from the next
+//! lowest CPU priority on Linux) so that it takes no job thread from the next
 //! job. Its queue is short (`PARQUET_QUEUE`): when it is full the job's own pool
 //! thread writes the file, so the jobs' data waiting for it stay bounded.
 //! `job.json` says `pending`, then `ready` or `failed`. A graceful stop waits
@@ -62,7 +62,7 @@ use crate::store::DatasetStore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
-    /// Accepted, waiting for a pool thread.
+    /// Accepted, waiting for a job thread.
     Queued,
     /// Running now.
     Running,
@@ -893,7 +893,7 @@ fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
     }
 }
 
-/// Runs one job on a pool thread, recording every state change; returns the
+/// Runs one job on a job thread, recording every state change; returns the
 /// Parquet write left to do when the job succeeded.
 fn run(
     jobs_dir: &Path,

@@ -20,7 +20,7 @@
 //! [`router`] (the route table; templates label metrics), `handlers` (one method per
 //! endpoint), [`error`] (the one mapping of errors to problem responses), [`auth`],
 //! [`store`] (datasets), [`upload`] (body limit, media types, streaming multipart),
-//! [`jobs`] and [`reconcile`] (the job pool and its one call into recon-core),
+//! [`jobs`] and [`reconcile`] (the job threads and their one call into recon-core),
 //! [`results`] and [`events`] (streamed bodies), [`telemetry`] (Prometheus,
 //! per-route latency, `/proc` figures), [`openapi`], [`durable`] (fsync + rename),
 //! [`ids`] and [`owner`] (who may clean up after whom). docs/api.md is the user's view.
