@@ -18,7 +18,7 @@
 //! A succeeded job's `results.parquet` is written after its end is committed
 //! and its waiters woken, by one background thread (`recon-parquet`, at the
 //! lowest CPU priority on Linux) so that it takes no job thread from the next
-//! job. Its queue is short (`PARQUET_QUEUE`): when it is full the job's own pool
+//! job. Its queue is short (`PARQUET_QUEUE`): when it is full the job's own job
 //! thread writes the file, so the jobs' data waiting for it stay bounded.
 //! `job.json` says `pending`, then `ready` or `failed`. A graceful stop waits
 //! for them (within the shutdown timeout, see [`Jobs::finish_parquet_writes`]);
