@@ -294,7 +294,12 @@ pub fn creation_rfc3339() -> String {
 /// (written with one-second resolution, before stamps had one) sorts at the
 /// start of its second.
 pub fn stamp_order(stamp: &str) -> (&str, u32) {
-    let (secs, rest) = stamp.split_at(stamp.len().min(19));
+    // `get`, not `split_at`: a hand-edited record may hold any text, and a
+    // cut inside a character must not panic.
+    let (secs, rest) = match stamp.get(..19) {
+        Some(secs) => (secs, &stamp[19..]),
+        None => (stamp, ""),
+    };
     let nanos = rest
         .strip_prefix('.')
         .map(|r| {
@@ -421,6 +426,11 @@ mod tests {
         assert!(stamp_order(old) < stamp_order("2026-01-02T03:04:05.000001Z"));
         assert!(stamp_order(old) > stamp_order("2026-01-02T03:04:04.999999Z"));
         assert_eq!(stamp_order("2026-01-02T03:04:05.5Z").1, 500_000_000);
+        // Any text orders somewhere, without a panic.
+        for odd in ["", "2026", "2026-01-02T03:04:0é5Z", "ééééééééééééééééééé"]
+        {
+            let _ = stamp_order(odd);
+        }
     }
 
     #[test]
