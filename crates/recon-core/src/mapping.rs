@@ -248,6 +248,24 @@ pub enum MappingError {
     },
 }
 
+/// A CSV delimiter as a byte: one ASCII character that is not a line break or
+/// the quote (the check every delimiter goes through, a mapping's or an
+/// upload's).
+///
+/// # Errors
+/// [`MappingError::Delimiter`] when it is not one ASCII character,
+/// [`MappingError::DelimiterReserved`] when it is `\n`, `\r` or `"`.
+pub fn delimiter_byte(value: char) -> Result<u8, MappingError> {
+    let byte = u8::try_from(value)
+        .ok()
+        .filter(u8::is_ascii)
+        .ok_or(MappingError::Delimiter { value })?;
+    if matches!(byte, b'\n' | b'\r' | b'"') {
+        return Err(MappingError::DelimiterReserved { value });
+    }
+    Ok(byte)
+}
+
 impl SideMapping {
     /// Whether this side's file gives `role` a column (amount and currency
     /// always have one, or a fixed value, once the mapping is valid).
@@ -326,15 +344,7 @@ impl SideMapping {
     /// [`MappingError::Delimiter`] when it is not one ASCII character,
     /// [`MappingError::DelimiterReserved`] when it is `\n`, `\r` or `"`.
     pub fn delimiter_byte(&self) -> Result<u8, MappingError> {
-        let value = self.delimiter;
-        let byte = u8::try_from(value)
-            .ok()
-            .filter(u8::is_ascii)
-            .ok_or(MappingError::Delimiter { value })?;
-        if matches!(byte, b'\n' | b'\r' | b'"') {
-            return Err(MappingError::DelimiterReserved { value });
-        }
-        Ok(byte)
+        delimiter_byte(self.delimiter)
     }
 
     /// Checks the direction indicators: no value in both lists, and neither

@@ -289,6 +289,39 @@ pub fn creation_rfc3339() -> String {
     rfc3339_micros(now.max(prev.saturating_add(1)))
 }
 
+/// Every `{dir}/{id}/{file}` record whose id is valid, parsed; `unreadable`
+/// is told of each one that exists but does not parse (start-up logs it, a
+/// listing skips it).
+pub fn read_records<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    file: &str,
+    mut unreadable: impl FnMut(&Path, &serde_json::Error),
+) -> Vec<T> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(crate::ids::is_valid))
+        .filter_map(|e| {
+            let path = e.path().join(file);
+            let bytes = fs::read(&path).ok()?;
+            serde_json::from_slice(&bytes)
+                .map_err(|err| unreadable(&path, &err))
+                .ok()
+        })
+        .collect()
+}
+
+/// Sorts records into creation order: by their `created` stamp as
+/// [`stamp_order`] orders it, then by id; `key` gives both.
+pub fn sort_by_creation<T>(records: &mut [T], key: impl Fn(&T) -> (&str, &str)) {
+    records.sort_by(|a, b| {
+        let ((ca, ia), (cb, ib)) = (key(a), key(b));
+        (stamp_order(ca), ia).cmp(&(stamp_order(cb), ib))
+    });
+}
+
 /// A key that orders RFC 3339 UTC stamps as written here by time: the
 /// seconds part, then the fraction in nanoseconds. A stamp without a fraction
 /// (written with one-second resolution, before stamps had one) sorts at the

@@ -133,7 +133,7 @@ impl App {
             Route::Results => self.results(id, query),
             Route::Rejects => self.rejects(id, query),
             Route::Events => {
-                let dir = self.jobs.dir_of(id)?;
+                let (_, dir) = self.jobs.get_with_dir(id)?;
                 let mut res = with_type(
                     StatusCode::OK,
                     ResponseBody::stream(EventStream::new(dir)),
@@ -435,7 +435,7 @@ impl App {
 
     /// One side's quarantined rows as the CLI's CSV (`line,column,value,reason`).
     fn rejects(&self, id: &str, query: Option<&str>) -> Result<Response, ApiError> {
-        let rec = self.jobs.get(id)?;
+        let (rec, dir) = self.jobs.get_with_dir(id)?;
         let side = match upload::query_value(query, "side").as_deref() {
             Some("left") => SideName::Left,
             Some("right") => SideName::Right,
@@ -453,7 +453,7 @@ impl App {
             )));
         }
         let name = crate::reconcile::rejects_file(side);
-        let file = std::fs::File::open(self.jobs.dir_of(id)?.join(name)).map_err(|e| {
+        let file = std::fs::File::open(dir.join(name)).map_err(|e| {
             match e.kind() {
                 // A job that succeeded before rejects were kept.
                 std::io::ErrorKind::NotFound => ApiError::NotFound(format!(
@@ -473,14 +473,13 @@ impl App {
     }
 
     fn results(&self, id: &str, query: Option<&str>) -> Result<Response, ApiError> {
-        let rec = self.jobs.get(id)?;
+        let (rec, dir) = self.jobs.get_with_dir(id)?;
         if rec.state != JobState::Succeeded {
             return Err(ApiError::Conflict(format!(
                 "reconciliation {id} is {}; results exist once it has succeeded",
                 rec.state.as_str()
             )));
         }
-        let dir = self.jobs.dir_of(id)?;
         let pairs = upload::query_pairs(query);
         let format = ResultFormat::parse(
             pairs
@@ -633,12 +632,8 @@ fn apply_option(opts: &mut UploadOptions, key: &str, value: &str) -> Result<(), 
                 ("\\t" | "tab", _, _) => b'\t',
                 // recon-core's own check: one ASCII character, not a line
                 // break or the quote, with its words.
-                (_, Some(c), None) => recon_core::mapping::SideMapping {
-                    delimiter: c,
-                    ..Default::default()
-                }
-                .delimiter_byte()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                (_, Some(c), None) => recon_core::mapping::delimiter_byte(c)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
                 _ => {
                     return Err(ApiError::BadRequest(format!(
                         "delimiter must be one ASCII character, not {value:?}"

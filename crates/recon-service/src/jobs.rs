@@ -216,22 +216,24 @@ fn remove_staged(dir: &Path) {
     }
 }
 
-/// Logs, once at start, every `{dir}/{id}/{file}` that exists but does not
-/// parse: the API cannot list or serve that `what` (it answers 404), and its
-/// other files stay on disk for an operator to look at.
-pub(crate) fn warn_unreadable<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, what: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path().join(file);
-        let Ok(bytes) = fs::read(&path) else {
-            continue;
-        };
-        if let Err(e) = serde_json::from_slice::<T>(&bytes) {
-            tracing::error!(path = %path.display(), error = %e, "unreadable {what} record: not listed or served until repaired");
-        }
+/// What start-up does with a `what` record that does not parse: logs it,
+/// since the API cannot list or serve it (it answers 404) and its other files
+/// stay on disk for an operator to look at.
+pub(crate) fn unreadable(what: &str) -> impl FnMut(&Path, &serde_json::Error) + '_ {
+    move |path, e| {
+        tracing::error!(path = %path.display(), error = %e, "unreadable {what} record: not listed or served until repaired");
     }
+}
+
+/// Marks a job that will never end by itself `failed` with `interrupted`.
+fn mark_interrupted(dir: &Path, mut rec: JobRecord) {
+    rec.state = JobState::Failed;
+    rec.error = Some("interrupted".to_owned());
+    rec.finished = Some(durable::now_rfc3339());
+    if let Err(e) = write_record(dir, &rec) {
+        tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
+    }
+    metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
 }
 
 /// Whether `dir/job.json` was last modified more than `age` ago.
@@ -264,6 +266,8 @@ pub struct Jobs {
     queue: mpsc::Sender<Task>,
     threads: usize,
     owner: Owner,
+    /// The data directory's lease files, to judge other instances' jobs.
+    leases: PathBuf,
     store: Arc<DatasetStore>,
     /// This instance's unfinished jobs; waiters sleep on the condvar.
     local: Arc<(Mutex<Local>, Condvar)>,
@@ -348,6 +352,7 @@ impl Jobs {
             queue,
             threads,
             owner,
+            leases: crate::owner::leases_dir(data_dir),
             store,
             local,
             parquet,
@@ -367,20 +372,16 @@ impl Jobs {
     /// Parquet writes left `pending` failed; removes the files either was
     /// writing (staged `.NAME.ID.tmp` files, never committed).
     fn recover(&self) {
-        let leases = self
-            .dir
-            .parent()
-            .map(crate::owner::leases_dir)
-            .unwrap_or_default();
-        warn_unreadable::<JobRecord>(&self.dir, "job.json", "job");
-        for mut rec in self.list() {
+        let records: Vec<JobRecord> =
+            durable::read_records(&self.dir, "job.json", unreadable("job"));
+        for mut rec in records {
             if rec.state.is_terminal() {
                 let stale = || untouched_for(&self.dir.join(&rec.id), FOREIGN_STALE);
                 if rec.parquet == Some(ParquetState::Pending)
                     && rec
                         .owner
                         .as_ref()
-                        .is_none_or(|o| o.is_abandoned(&leases) || stale())
+                        .is_none_or(|o| o.is_abandoned(&self.leases) || stale())
                 {
                     rec.parquet = Some(ParquetState::Failed);
                     let _ = write_record(&self.dir.join(&rec.id), &rec);
@@ -390,23 +391,16 @@ impl Jobs {
                 continue;
             }
             let dir = self.dir.join(&rec.id);
-            let alive = rec
-                .owner
-                .as_ref()
-                .is_some_and(|o| !o.is_abandoned(&leases) && !untouched_for(&dir, FOREIGN_STALE));
+            let alive = rec.owner.as_ref().is_some_and(|o| {
+                !o.is_abandoned(&self.leases) && !untouched_for(&dir, FOREIGN_STALE)
+            });
             if alive {
                 continue;
             }
             tracing::warn!(job = %rec.id, state = rec.state.as_str(), "job interrupted by a restart");
-            rec.state = JobState::Failed;
-            rec.error = Some("interrupted".to_owned());
-            rec.finished = Some(durable::now_rfc3339());
-            if let Err(e) = write_record(&self.dir.join(&rec.id), &rec) {
-                tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
-            }
+            mark_interrupted(&dir, rec);
             // Results the dead instance was writing, never to be committed.
             remove_staged(&dir);
-            metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
         }
     }
 
@@ -526,25 +520,25 @@ impl Jobs {
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown or invalid id.
     pub fn get(&self, id: &str) -> Result<JobRecord, ApiError> {
+        self.get_with_dir(id).map(|(rec, _)| rec)
+    }
+
+    /// [`Jobs::get`] and the job's directory, from one read of its record
+    /// (an unreadable `job.json` is a job the API does not know, on every
+    /// route).
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown or invalid id.
+    pub fn get_with_dir(&self, id: &str) -> Result<(JobRecord, PathBuf), ApiError> {
         let dir = self.job_dir(id)?;
         let unrecorded = {
             let local = self.local.0.lock().unwrap_or_else(PoisonError::into_inner);
             local.unrecorded.get(id).cloned()
         };
-        unrecorded
+        let rec = unrecorded
             .or_else(|| read_record(&dir))
-            .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))
-    }
-
-    /// The directory of an existing job: one whose record reads, as
-    /// [`Jobs::get`] needs (an unreadable `job.json` is a job the API does
-    /// not know, on every route).
-    ///
-    /// # Errors
-    /// [`ApiError::NotFound`] for an unknown or invalid id.
-    pub fn dir_of(&self, id: &str) -> Result<PathBuf, ApiError> {
-        self.get(id)?;
-        self.job_dir(id)
+            .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))?;
+        Ok((rec, dir))
     }
 
     /// Waits up to `timeout` for a job to end; returns its record either way.
@@ -581,7 +575,7 @@ impl Jobs {
     /// another host would leave them `running` for an hour.
     pub fn interrupt_own_unfinished(&self) -> Vec<String> {
         let mut ids = Vec::new();
-        for mut rec in self.list() {
+        for rec in self.list() {
             let mine = rec
                 .owner
                 .as_ref()
@@ -589,15 +583,8 @@ impl Jobs {
             if !mine || rec.state.is_terminal() {
                 continue;
             }
-            rec.state = JobState::Failed;
-            rec.error = Some("interrupted".to_owned());
-            rec.finished = Some(durable::now_rfc3339());
-            let dir = self.dir.join(&rec.id);
-            if let Err(e) = write_record(&dir, &rec) {
-                tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
-            }
-            metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
-            ids.push(rec.id);
+            ids.push(rec.id.clone());
+            mark_interrupted(&self.dir.join(&rec.id), rec);
         }
         ids
     }
@@ -652,21 +639,8 @@ impl Jobs {
 
     /// Every job, oldest first.
     pub fn list(&self) -> Vec<JobRecord> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut out: Vec<JobRecord> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_str().is_some_and(ids::is_valid))
-            .filter_map(|e| read_record(&e.path()))
-            .collect();
-        out.sort_by(|a, b| {
-            let (ka, kb) = (
-                durable::stamp_order(&a.created),
-                durable::stamp_order(&b.created),
-            );
-            ka.cmp(&kb).then_with(|| a.id.cmp(&b.id))
-        });
+        let mut out: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
+        durable::sort_by_creation(&mut out, |r| (&r.created, &r.id));
         out
     }
 

@@ -133,7 +133,9 @@ impl DatasetStore {
         let tmp = data_dir.join("tmp");
         fs::create_dir_all(&datasets)?;
         fs::create_dir_all(&tmp)?;
-        crate::jobs::warn_unreadable::<DatasetMeta>(&datasets, "meta.json", "dataset");
+        // Only to log the unreadable ones, once.
+        let _: Vec<DatasetMeta> =
+            durable::read_records(&datasets, "meta.json", crate::jobs::unreadable("dataset"));
         sweep_tmp(&tmp, &crate::owner::leases_dir(data_dir));
         let scratch = tmp.join(&owner.instance);
         fs::create_dir_all(&scratch)?;
@@ -303,24 +305,9 @@ impl DatasetStore {
 
     /// Every stored dataset, oldest first.
     pub fn list(&self) -> Vec<DatasetMeta> {
-        let Ok(entries) = fs::read_dir(&self.datasets) else {
-            return Vec::new();
-        };
-        let mut out: Vec<DatasetMeta> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name();
-                let id = name.to_str()?;
-                ids::is_valid(id).then(|| read_meta(&e.path()))?
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            let (ka, kb) = (
-                durable::stamp_order(&a.created),
-                durable::stamp_order(&b.created),
-            );
-            ka.cmp(&kb).then_with(|| a.id.cmp(&b.id))
-        });
+        let mut out: Vec<DatasetMeta> =
+            durable::read_records(&self.datasets, "meta.json", |_, _| {});
+        durable::sort_by_creation(&mut out, |m| (&m.created, &m.id));
         out
     }
 
