@@ -357,15 +357,18 @@ impl SideMapping {
     /// [`MappingError::IndicatorOverlap`].
     pub fn check_indicators(&self) -> Result<(), MappingError> {
         if self.direction.is_none() {
-            if self.debit_values != default_debit_values() {
-                return Err(MappingError::IndicatorsWithoutDirection {
-                    key: "debit_values",
-                });
-            }
-            if self.credit_values != default_credit_values() {
-                return Err(MappingError::IndicatorsWithoutDirection {
-                    key: "credit_values",
-                });
+            let changed = [
+                ("debit_values", &self.debit_values, default_debit_values()),
+                (
+                    "credit_values",
+                    &self.credit_values,
+                    default_credit_values(),
+                ),
+            ]
+            .into_iter()
+            .find(|(_, values, default)| *values != default);
+            if let Some((key, _, _)) = changed {
+                return Err(MappingError::IndicatorsWithoutDirection { key });
             }
         }
         for credit in &self.credit_values {
