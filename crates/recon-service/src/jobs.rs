@@ -1092,6 +1092,13 @@ date = { before = 0, after = 3 }
         (dir, deferred)
     }
 
+    /// A live instance of `root`: its owner, its lease (keep it) and its store.
+    fn instance(root: &Path) -> (Owner, crate::owner::Lease, DatasetStore) {
+        let (owner, lease) = Owner::register(&crate::owner::leases_dir(root)).unwrap();
+        let store = DatasetStore::open(root, &owner, 4096, 1 << 20).unwrap();
+        (owner, lease, store)
+    }
+
     fn local() -> Arc<(Mutex<Local>, Condvar)> {
         Arc::new((Mutex::new(Local::default()), Condvar::new()))
     }
@@ -1148,9 +1155,7 @@ date = { before = 0, after = 3 }
     #[test]
     fn a_job_failed_elsewhere_while_queued_is_not_run() {
         let root = tempfile::tempdir().unwrap();
-        let leases = crate::owner::leases_dir(root.path());
-        let (owner, _lease) = Owner::register(&leases).unwrap();
-        let store = DatasetStore::open(root.path(), &owner, 4096, 1 << 20).unwrap();
+        let (_owner, _lease, store) = instance(root.path());
         let queued = record(JobState::Queued);
         let dir = root.path().join("jobs").join(&queued.id);
         fs::create_dir_all(&dir).unwrap();
@@ -1173,9 +1178,7 @@ date = { before = 0, after = 3 }
     #[test]
     fn an_end_that_cannot_be_written_is_kept_in_memory() {
         let root = tempfile::tempdir().unwrap();
-        let leases = crate::owner::leases_dir(root.path());
-        let (owner, _lease) = Owner::register(&leases).unwrap();
-        let store = DatasetStore::open(root.path(), &owner, 4096, 1 << 20).unwrap();
+        let (_owner, _lease, store) = instance(root.path());
         let rec = record(JobState::Queued);
         let dir = root.path().join("jobs").join(&rec.id);
         fs::create_dir_all(dir.join("job.json")).unwrap();
@@ -1204,9 +1207,8 @@ date = { before = 0, after = 3 }
     #[test]
     fn a_stop_interrupts_only_its_own_unfinished_jobs() {
         let root = tempfile::tempdir().unwrap();
-        let leases = crate::owner::leases_dir(root.path());
-        let (owner, _lease) = Owner::register(&leases).unwrap();
-        let store = Arc::new(DatasetStore::open(root.path(), &owner, 4096, 1 << 20).unwrap());
+        let (owner, _lease, store) = instance(root.path());
+        let store = Arc::new(store);
         let jobs = Jobs::open(root.path(), owner.clone(), store, 1).unwrap();
         let mut ids = Vec::new();
         for (state, mine) in [
