@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 use tuning::Config;
 
 use crate::error::ApiError;
@@ -154,13 +154,20 @@ impl App {
     /// `max_request_body_size` before anything reads it: the application's own
     /// 413 problem document, counted in the metrics under the request's
     /// route. Both engines call this, so both answer such a request alike.
-    pub fn refuse_too_large(&self, method: &Method, path: &str) -> Response {
+    ///
+    /// The key is checked first, as for any request: a client without one
+    /// gets its 401 or 403, not a hint of the server's limits.
+    pub fn refuse_too_large(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response {
         let started = Instant::now();
-        let route = router::route(method, path).ok().map(|m| m.route);
-        let mut res = ApiError::PayloadTooLarge {
-            limit: self.config.server.max_request_body_size,
-        }
-        .into_response();
+        let matched = router::route(method, path);
+        let route = matched.as_ref().ok().map(|m| m.route);
+        let error = match self.authorize(&matched, path, headers) {
+            Err(denied) => denied,
+            Ok(()) => ApiError::PayloadTooLarge {
+                limit: self.config.server.max_request_body_size,
+            },
+        };
+        let mut res = error.into_response();
         self.record(method, route, &mut res, started, 0);
         res
     }
@@ -178,12 +185,7 @@ impl App {
         let matched = router::route(&parts.method, parts.uri.path());
         let route = matched.as_ref().ok().map(|m| m.route);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            // Under `/v1/` the key is checked before a miss is told apart
-            // from a route, so a client without one learns nothing of which
-            // paths or methods exist.
-            if matched.is_err() && is_api_path(parts.uri.path()) {
-                auth::check(&self.config, router::Access::Api, &parts.headers)?;
-            }
+            self.authorize(&matched, parts.uri.path(), &parts.headers)?;
             let m = matched.map_err(|miss| match miss {
                 Miss::NotFound => ApiError::NotFound(format!("no route for {}", parts.uri.path())),
                 Miss::MethodNotAllowed(allowed) => ApiError::MethodNotAllowed {
@@ -194,7 +196,6 @@ impl App {
                         .join(", "),
                 },
             })?;
-            auth::check(&self.config, m.route.access(), &parts.headers)?;
             self.route(m, &parts, &mut body)
         }));
         let mut res = match outcome {
@@ -213,6 +214,23 @@ impl App {
         }
         self.record(&parts.method, route, &mut res, started, bytes_in.get());
         res
+    }
+
+    /// Checks the request's key for what it asks: its route's access, or
+    /// under `/v1/` the API's even when no route matched, so a client without
+    /// a key learns nothing of which paths or methods exist.
+    fn authorize(
+        &self,
+        matched: &Result<router::Matched<'_>, Miss>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
+        let access = match matched {
+            Ok(m) => m.route.access(),
+            Err(_) if is_api_path(path) => router::Access::Api,
+            Err(_) => return Ok(()),
+        };
+        auth::check(&self.config, access, headers)
     }
 
     /// Records one request's metrics; wraps a streamed body so its bytes count as sent.

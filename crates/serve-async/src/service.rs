@@ -74,7 +74,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
         return problem::response(StatusCode::BAD_REQUEST, "invalid Content-Length");
     };
     if declared.is_some_and(|len| len >= shared.limits.max_len) {
-        return app.refuse_too_large(req.method(), req.uri().path());
+        return app.refuse_too_large(req.method(), req.uri().path(), req.headers());
     }
     let dispatch = app.dispatch(req.method(), req.uri().path());
     let (parts, incoming) = req.into_parts();

@@ -174,10 +174,11 @@ impl Conn {
                 && n >= self.shared.settings.max_request_body_size
             {
                 // Refused unread, as Waitress does; the body is never drained.
-                let response = self
-                    .shared
-                    .app
-                    .refuse_too_large(&head.parts.method, head.parts.uri.path());
+                let response = self.shared.app.refuse_too_large(
+                    &head.parts.method,
+                    head.parts.uri.path(),
+                    &head.parts.headers,
+                );
                 self.write_closing(response, exchange.version, exchange.head_request);
                 return Close::AfterResponse;
             }

@@ -641,6 +641,35 @@ fn auth_guards_v1(engine: Engine) {
     assert_eq!(get(&server, "/debug/status").0, 401);
 }
 
+/// A body past the limit from a client without the key is answered like any
+/// request without it (401, or 403 for a wrong key): the limit is told only
+/// to a client allowed to upload. Unread either way, and the connection closes.
+fn auth_comes_before_the_body_limit(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--api-key", "s3cret-key")
+        .arg("--max-request-body-size", "1KiB")
+        .start();
+    for (key, expected) in [
+        ("", 401),
+        ("Authorization: Bearer wrong-key\r\n", 403),
+        ("Authorization: Bearer s3cret-key\r\n", 413),
+    ] {
+        let mut raw = server.raw();
+        let extra = format!("{key}Content-Type: text/csv\r\nContent-Length: 1000000\r\n");
+        raw.send(head("POST", "/v1/datasets", &extra).as_bytes())
+            .expect("send");
+        let res = raw
+            .read_response(PROMPT)
+            .expect("an answer before the body");
+        let body: Value = serde_json::from_slice(&res.body).expect("problem json");
+        assert_problem(res.status, &body, expected);
+        assert!(
+            raw.closed_within(PROMPT),
+            "connection left open after {expected}"
+        );
+    }
+}
+
 fn upload_reconcile_and_fetch(engine: Engine) {
     let server = Server::start(engine);
     let case = gen_case(server.data_dir(), 300);
@@ -986,6 +1015,7 @@ engines!(
     stalled_upload_is_cut,
     slow_reader_is_cut,
     auth_guards_v1,
+    auth_comes_before_the_body_limit,
     upload_reconcile_and_fetch,
     unsupported_upload_type_is_415,
     graceful_shutdown_finishes_in_flight,
