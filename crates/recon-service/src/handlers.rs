@@ -75,6 +75,7 @@ impl App {
     ) -> Result<Response, ApiError> {
         let id = m.id.unwrap_or("");
         let query = parts.uri.query();
+        check_query(m.route, query)?;
         match m.route {
             Route::Health => Ok(with_type(
                 StatusCode::OK,
@@ -232,7 +233,11 @@ impl App {
             BodyKind::Raw(format) => self.store.create(&mut limited, format, &opts)?,
             BodyKind::Multipart(boundary) => {
                 let mp = Multipart::new(limited, &boundary, self.config.server.recv_bytes.get());
-                self.create_dataset_multipart(mp, opts)?
+                let in_query = upload::query_pairs(parts.uri.query())
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                self.create_dataset_multipart(mp, opts, in_query)?
             }
         };
         let res = json_response(StatusCode::CREATED, &json!(meta));
@@ -240,13 +245,15 @@ impl App {
     }
 
     /// Stores the one file part of a multipart dataset upload. Text fields
-    /// before it (`name`, `delimiter`, `has_header`, each at most once) set
-    /// options; any other part, or any part after the file, is refused (400,
+    /// before it (`name`, `delimiter`, `has_header`, each at most once, and
+    /// not also in the query: `in_query`) set options; any other part, or
+    /// any part after the file, is refused (400,
     /// naming the part) and nothing is kept.
     fn create_dataset_multipart(
         &self,
         mut mp: Multipart<LimitedReader<&mut Counted<'_>>>,
         mut opts: UploadOptions,
+        in_query: Vec<String>,
     ) -> Result<DatasetMeta, ApiError> {
         let limit = self.body_limit();
         let io = |e: std::io::Error| ApiError::from_body_io(&e, limit);
@@ -273,8 +280,11 @@ impl App {
                 )));
             }
             if fields.iter().any(|f| f == name) {
+                return Err(given_twice("part", name));
+            }
+            if in_query.iter().any(|k| k == name) {
                 return Err(ApiError::BadRequest(format!(
-                    "part {name:?} is given twice"
+                    "option {name:?} is given both in the query and as a part; give it once"
                 )));
             }
             fields.push(name.to_owned());
@@ -383,9 +393,7 @@ impl App {
                     }
                 };
                 if twice {
-                    return Err(ApiError::BadRequest(format!(
-                        "part {name:?} is given twice"
-                    )));
+                    return Err(given_twice("part", name));
                 }
                 if name == "rules" {
                     rules = Some(upload::read_small_part(&mut mp, MAX_FIELD).map_err(io)?);
@@ -551,6 +559,68 @@ impl App {
     }
 }
 
+/// The query parameters an API route takes: (each at most once, repeatable).
+/// `None` for the probes and operations endpoints, which ignore their query
+/// (a load balancer's or scraper's cache-buster is no mistake there).
+fn query_keys(route: Route) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    match route {
+        Route::Health
+        | Route::Ready
+        | Route::DebugStatus
+        | Route::PerformanceMetrics
+        | Route::Metrics
+        | Route::OpenApi => None,
+        Route::CreateDataset => Some((&UPLOAD_FIELDS, &[])),
+        Route::CreateReconciliation | Route::Reconcile => Some((&["wait"], &[])),
+        Route::Results => Some((&["format"], &["status"])),
+        Route::Rejects => Some((&["side"], &[])),
+        Route::ListDatasets
+        | Route::GetDataset
+        | Route::DeleteDataset
+        | Route::ListReconciliations
+        | Route::GetReconciliation
+        | Route::Events => Some((&[], &[])),
+    }
+}
+
+/// Refuses an API request whose query has a parameter its route does not
+/// take, or one it takes once given twice: a misspelt `?statuss=unmatched`
+/// must not quietly answer every row.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] naming the parameter and what the route takes.
+fn check_query(route: Route, query: Option<&str>) -> Result<(), ApiError> {
+    let Some((once, repeatable)) = query_keys(route) else {
+        return Ok(());
+    };
+    let pairs = upload::query_pairs(query);
+    for (i, (key, _)) in pairs.iter().enumerate() {
+        if repeatable.contains(&key.as_str()) {
+            continue;
+        }
+        if !once.contains(&key.as_str()) {
+            let takes: Vec<&str> = once.iter().chain(repeatable).copied().collect();
+            return Err(ApiError::BadRequest(if takes.is_empty() {
+                format!("unknown query parameter {key:?}; this endpoint takes none")
+            } else {
+                format!(
+                    "unknown query parameter {key:?}; this endpoint takes {}",
+                    takes.join(", ")
+                )
+            }));
+        }
+        if pairs[..i].iter().any(|(k, _)| k == key) {
+            return Err(given_twice("query parameter", key));
+        }
+    }
+    Ok(())
+}
+
+/// A request that names one part or parameter twice.
+fn given_twice(what: &str, name: &str) -> ApiError {
+    ApiError::BadRequest(format!("{what} {name:?} is given twice"))
+}
+
 /// The form fields a multipart dataset upload takes before its file part.
 const UPLOAD_FIELDS: [&str; 3] = ["name", "delimiter", "has_header"];
 
@@ -617,7 +687,8 @@ fn upload_options(query: Option<&str>) -> Result<UploadOptions, ApiError> {
     Ok(opts)
 }
 
-/// Applies one upload option (from the query or a form field); unknown keys are ignored.
+/// Applies one upload option (from the query or a form field). Callers pass
+/// only the keys of [`UPLOAD_FIELDS`] (checked before), so others are no-ops.
 fn apply_option(opts: &mut UploadOptions, key: &str, value: &str) -> Result<(), ApiError> {
     match key {
         "name" => {

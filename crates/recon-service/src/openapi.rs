@@ -118,7 +118,7 @@ pub fn document(version: &str) -> Value {
                     "requestBody": upload_body,
                     "responses": {
                         "201": ok_json("stored", dataset.clone()),
-                        "400": problem("body cut short, malformed multipart, or a part other than the fields and one file"),
+                        "400": problem("body cut short, malformed multipart, a part other than the fields and one file, or a query parameter other than these (or repeated, or also sent as a part)"),
                         "401": problem("no key"), "403": problem("wrong key"),
                         "408": problem("body stalled past channel_timeout"),
                         "413": problem("body at or past max_request_body_size"),
@@ -126,14 +126,14 @@ pub fn document(version: &str) -> Value {
                         "422": problem("malformed content: line, column and value")
                     }},
                 "get": {"summary": "List datasets", "security": [{"bearer": []}],
-                    "responses": {"200": ok_json("datasets", json!({"type": "object", "properties": {"datasets": {"type": "array", "items": dataset.clone()}}}))}}
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("datasets", json!({"type": "object", "properties": {"datasets": {"type": "array", "items": dataset.clone()}}}))}}
             },
             "/v1/datasets/{id}": {
                 "parameters": [id_param()],
                 "get": {"summary": "One dataset", "security": [{"bearer": []}],
-                    "responses": {"200": ok_json("the dataset", dataset), "404": problem("unknown id")}},
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("the dataset", dataset), "404": problem("unknown id")}},
                 "delete": {"summary": "Delete a dataset", "security": [{"bearer": []}],
-                    "responses": {"204": {"description": "deleted"}, "404": problem("unknown id")}}
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "204": {"description": "deleted"}, "404": problem("unknown id")}}
             },
             "/v1/reconciliations": {
                 "post": {"summary": "Start a reconciliation of two stored datasets", "security": [{"bearer": []}],
@@ -142,11 +142,11 @@ pub fn document(version: &str) -> Value {
                     "responses": {
                         "200": ok_json("finished within ?wait", job.clone()),
                         "202": ok_json("queued", job.clone()),
-                        "400": problem("bad JSON or wait"), "415": problem("not application/json"),
+                        "400": problem("bad JSON or wait, or another query parameter"), "415": problem("not application/json"),
                         "422": problem("unknown dataset, invalid rules, or a mapped column a dataset lacks")
                     }},
                 "get": {"summary": "List reconciliations", "security": [{"bearer": []}],
-                    "responses": {"200": ok_json("jobs", json!({"type": "object", "properties": {"reconciliations": {"type": "array", "items": job.clone()}}}))}}
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("jobs", json!({"type": "object", "properties": {"reconciliations": {"type": "array", "items": job.clone()}}}))}}
             },
             "/v1/reconcile": {
                 "post": {"summary": "One shot: multipart with files `left`, `right` and field `rules`; answers with the summary and links",
@@ -157,7 +157,7 @@ pub fn document(version: &str) -> Value {
                     }}}}},
                     "responses": {
                         "200": ok_json("finished", job.clone()), "202": ok_json("still running", job.clone()),
-                        "400": problem("a part missing, unknown or given twice; bad wait"),
+                        "400": problem("a part missing, unknown or given twice; bad wait, or another query parameter"),
                         "413": problem("too large"), "415": problem("not multipart/form-data, or a file part of an unknown format"),
                         "422": problem("malformed content, invalid rules, or a mapped column a file lacks")
                     }}
@@ -165,7 +165,7 @@ pub fn document(version: &str) -> Value {
             "/v1/reconciliations/{id}": {
                 "parameters": [id_param()],
                 "get": {"summary": "A reconciliation's state, progress and summary", "security": [{"bearer": []}],
-                    "responses": {"200": ok_json("the job", job), "404": problem("unknown id")}}
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("the job", job), "404": problem("unknown id")}}
             },
             "/v1/reconciliations/{id}/results": {
                 "parameters": [id_param()],
@@ -180,7 +180,7 @@ pub fn document(version: &str) -> Value {
                             "application/x-ndjson": {"schema": {"type": "string"}},
                             "application/vnd.apache.parquet": {"schema": {"type": "string"}}
                         }},
-                        "400": problem("unknown format or status, or an empty status list"),
+                        "400": problem("unknown format or status, an empty status list, or another query parameter"),
                         "404": problem("unknown id"), "409": problem("the job has not succeeded")
                     }}
             },
@@ -192,14 +192,14 @@ pub fn document(version: &str) -> Value {
                     ],
                     "responses": {
                         "200": {"description": "rows", "content": {"text/csv": {"schema": {"type": "string"}}}},
-                        "400": problem("side missing or not left or right"),
+                        "400": problem("side missing or not left or right, or another query parameter"),
                         "404": problem("unknown id"), "409": problem("the job has not succeeded")
                     }}
             },
             "/v1/reconciliations/{id}/events": {
                 "parameters": [id_param()],
                 "get": {"summary": "Server-Sent Events: `progress` until the job ends, then `end`", "security": [{"bearer": []}],
-                    "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "404": problem("unknown id")}}
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": {"description": "event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, "404": problem("unknown id")}}
             }
         }
     })

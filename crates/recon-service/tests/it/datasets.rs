@@ -420,6 +420,73 @@ fn multipart_parts_beyond_the_fields_and_one_file_are_refused() {
 }
 
 #[test]
+fn query_parameters_a_route_does_not_take_are_refused() {
+    let t = app();
+    let detail = |res: crate::Answer| res.json()["detail"].as_str().unwrap().to_owned();
+    let csv = "id,amount\nx,1\n";
+    // A misspelt option is not silently dropped, and nothing is stored.
+    let d = detail(
+        t.upload("/v1/datasets?nmae=ledger", "text/csv", csv)
+            .expect(400),
+    );
+    assert_eq!(
+        d,
+        "unknown query parameter \"nmae\"; this endpoint takes name, delimiter, has_header"
+    );
+    let d = detail(
+        t.upload("/v1/datasets?name=a&name=b", "text/csv", csv)
+            .expect(400),
+    );
+    assert_eq!(d, "query parameter \"name\" is given twice");
+    // An option given in the query and again as a form field.
+    let body = multipart(
+        "zz",
+        &[
+            ("name", None, None, b"form"),
+            ("file", Some("a.csv"), None, csv.as_bytes()),
+        ],
+    );
+    let d = detail(
+        t.upload(
+            "/v1/datasets?name=query",
+            "multipart/form-data; boundary=zz",
+            body,
+        )
+        .expect(400),
+    );
+    assert_eq!(
+        d,
+        "option \"name\" is given both in the query and as a part; give it once"
+    );
+    assert_nothing_stored(&t);
+    let d = detail(t.get("/v1/datasets?limit=10").expect(400));
+    assert_eq!(
+        d,
+        "unknown query parameter \"limit\"; this endpoint takes none"
+    );
+    // A reconciliation's results: `status` repeats, a misspelling does not pass.
+    let d = detail(
+        t.get("/v1/reconciliations/00000000-0000-0000-0000-000000000000/results?statuss=unmatched")
+            .expect(400),
+    );
+    assert_eq!(
+        d,
+        "unknown query parameter \"statuss\"; this endpoint takes format, status"
+    );
+    t.get("/v1/reconciliations/00000000-0000-0000-0000-000000000000/results?status=matched&status=break")
+        .expect(404);
+    // Probes and operations endpoints ignore their query (cache-busters).
+    t.get("/health?_=1700000000").expect(200);
+    t.get("/metrics?x").expect(200);
+    // The same upload without the mistakes is stored under its name.
+    let meta = t
+        .upload("/v1/datasets?name=ledger", "text/csv", csv)
+        .expect(201)
+        .json();
+    assert_eq!(meta["name"], "ledger");
+}
+
+#[test]
 fn a_file_parts_own_content_type_decides_its_format() {
     let t = app();
     let ndjson: &[u8] = b"{\"id\":\"a\",\"amount\":\"1\"}\n";
