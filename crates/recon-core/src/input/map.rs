@@ -393,7 +393,7 @@ impl<'a> Plan<'a> {
                         .debit_values
                         .iter()
                         .chain(self.credit_values)
-                        .map(String::as_str)
+                        .map(|v| if trim(v).is_empty() { "(blank)" } else { v })
                         .collect::<Vec<_>>()
                         .join(", ");
                     return Err(Fault::new(

@@ -538,6 +538,35 @@ fn direction_indicator() {
     );
 }
 
+/// A statement that marks only its credits (`CR`) leaves debits blank: an
+/// empty value in `debit_values` reads a blank indicator as a debit.
+#[test]
+fn a_blank_indicator_can_be_one_direction() {
+    let csv = "id,amt,dc\n1,12.30,\n2,5,CR\n3,1,  \n4,2,X\n";
+    let map = "id = \"id\"\namount = \"amt\"\ndirection = \"dc\"\ncurrency_value = \"EUR\"\n\
+               debit_values = [\"\"]\ncredit_values = [\"CR\"]\non_error = \"quarantine\"";
+    let side = load("blank.csv", csv.as_bytes(), map).unwrap();
+    assert_eq!(amounts(&side), [-1230, 500, -100]);
+    assert_eq!(side.rejects.len(), 1);
+    assert_eq!(side.rejects[0].line, 5);
+    assert!(
+        side.rejects[0]
+            .reason
+            .ends_with("(expected one of (blank), CR)"),
+        "{}",
+        side.rejects[0].reason
+    );
+    // Without the empty value, a blank indicator is an error naming its line.
+    let strict = map.replace("debit_values = [\"\"]", "debit_values = [\"DR\"]");
+    let err = load(
+        "blank.csv",
+        csv.as_bytes(),
+        &strict.replace("on_error = \"quarantine\"", ""),
+    )
+    .unwrap_err();
+    assert!(err.contains("blank.csv line 2, column \"dc\""), "{err}");
+}
+
 #[test]
 fn minor_units_per_currency() {
     let csv = "id,amount,cur\n1,1500,JPY\n2,1.234,BHD\n3,1.5,JPY\n";
