@@ -76,7 +76,7 @@ impl App {
             path: config.data_dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(data_err)?;
+        crate::durable::create_dir_all(&config.data_dir).map_err(data_err)?;
         telemetry::prometheus();
         let leases = owner::leases_dir(&config.data_dir);
         let (owner, lease) = Owner::register(&leases).map_err(data_err)?;

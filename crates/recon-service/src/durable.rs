@@ -246,6 +246,21 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and its missing parents, the error naming the entry that
+/// failed (a start-up error must say which path in the data directory is
+/// wrong, not only "File exists").
+///
+/// # Errors
+/// Any I/O error of the creation, its message prefixed with `dir`.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir).map_err(naming(dir, "creating"))
+}
+
+/// Wraps an I/O error with what was being done to which path, keeping its kind.
+pub fn naming<'a>(path: &'a Path, doing: &'a str) -> impl FnOnce(io::Error) -> io::Error + 'a {
+    move |e| io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
+}
+
 /// Renames `from` to `to` and fsyncs the destination's directory.
 ///
 /// # Errors

@@ -341,7 +341,7 @@ impl Jobs {
         threads: usize,
     ) -> io::Result<Self> {
         let dir = data_dir.join("jobs");
-        fs::create_dir_all(&dir)?;
+        durable::create_dir_all(&dir)?;
         let threads = threads.max(1);
         let queue = start_job_threads(threads)?;
         let local = Arc::new((Mutex::new(Local::default()), Condvar::new()));

@@ -124,7 +124,7 @@ impl Owner {
             pid: std::process::id(),
             instance: crate::ids::new_id(),
         };
-        fs::create_dir_all(leases)?;
+        crate::durable::create_dir_all(leases)?;
         // Locked under a name no sweep looks at, then renamed into place
         // (the lock stays with the file): a lease file is never seen unlocked
         // while its instance lives.
@@ -132,7 +132,8 @@ impl Owner {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&staging)?;
+            .open(&staging)
+            .map_err(crate::durable::naming(&staging, "creating"))?;
         match try_lock(&file) {
             Ok(true) => {}
             Ok(false) => {
@@ -165,7 +166,8 @@ impl Owner {
             &serde_json::to_vec(&me).map_err(io::Error::other)?,
         )?;
         let path = lease_path(leases, &me.instance);
-        fs::rename(&staging, &path)?;
+        fs::rename(&staging, &path)
+            .map_err(crate::durable::naming(&path, "renaming a lease to"))?;
         if let Ok(mut live) = live_instances().lock() {
             live.insert(me.instance.clone());
         }

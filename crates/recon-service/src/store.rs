@@ -131,16 +131,17 @@ impl DatasetStore {
     pub fn open(data_dir: &Path, owner: &Owner, chunk: usize, limit: u64) -> io::Result<Self> {
         let datasets = data_dir.join("datasets");
         let tmp = data_dir.join("tmp");
-        fs::create_dir_all(&datasets)?;
-        fs::create_dir_all(&tmp)?;
+        durable::create_dir_all(&datasets)?;
+        durable::create_dir_all(&tmp)?;
         // Only to log the unreadable ones, once.
         let _: Vec<DatasetMeta> =
             durable::read_records(&datasets, "meta.json", crate::jobs::unreadable("dataset"));
         sweep_tmp(&tmp, &crate::owner::leases_dir(data_dir));
         let scratch = tmp.join(&owner.instance);
-        fs::create_dir_all(&scratch)?;
+        durable::create_dir_all(&scratch)?;
         let owner_json = serde_json::to_vec(owner).map_err(io::Error::other)?;
-        fs::write(scratch.join("owner.json"), owner_json)?;
+        let owner_path = scratch.join("owner.json");
+        fs::write(&owner_path, owner_json).map_err(durable::naming(&owner_path, "writing"))?;
         Ok(Self {
             datasets,
             scratch,

@@ -251,3 +251,20 @@ fn an_unreadable_job_is_404_on_every_route() {
     }
     assert!(job.join("results.csv").exists());
 }
+
+/// A data directory whose layout is blocked (a file where a directory must
+/// be) refuses to start, naming the entry, not only "File exists".
+#[test]
+fn a_blocked_data_directory_names_the_entry() {
+    for entry in ["datasets", "tmp", "jobs", "owners"] {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join(entry);
+        std::fs::write(&blocked, b"not a directory").unwrap();
+        let err = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("creating {}", blocked.display())),
+            "{entry}: {text}"
+        );
+    }
+}
