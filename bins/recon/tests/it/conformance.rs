@@ -1125,3 +1125,50 @@ fn serve_rejects_bad_config_with_exit_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--engine"), "{stderr}");
 }
+
+/// Records that do not read (a torn or hand-edited `job.json` or
+/// `meta.json`) are logged once at start with their paths, left on disk for
+/// repair, and neither listed nor served.
+#[test]
+fn unreadable_records_are_logged_at_start_and_kept() {
+    let dir = std::sync::Arc::new(tempfile::TempDir::new().expect("tempdir"));
+    let job_id = "0000aaaa-0000-4000-8000-000000000000";
+    let dataset_id = "0000bbbb-0000-4000-8000-000000000000";
+    let job = dir.path().join("jobs").join(job_id).join("job.json");
+    let meta = dir
+        .path()
+        .join("datasets")
+        .join(dataset_id)
+        .join("meta.json");
+    for (path, text) in [(&job, "{broken"), (&meta, "{")] {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write record");
+    }
+    let server = Server::builder(Engine::Threaded)
+        .data_dir(std::sync::Arc::clone(&dir))
+        .start();
+    let log = server.log();
+    for (kind, path) in [("job", &job), ("dataset", &meta)] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("unreadable {kind} record"))
+                    && l.contains(&path.display().to_string())),
+            "{kind} not logged with its path:\n{log}"
+        );
+    }
+    assert_eq!(
+        get(&server, "/v1/datasets").1["datasets"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        get(&server, "/v1/reconciliations").1["reconciliations"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        get(&server, &format!("/v1/reconciliations/{job_id}")).0,
+        404
+    );
+    assert_eq!(get(&server, &format!("/v1/datasets/{dataset_id}")).0, 404);
+    assert_eq!(std::fs::read_to_string(&job).expect("job kept"), "{broken");
+    assert_eq!(std::fs::read_to_string(&meta).expect("meta kept"), "{");
+}
