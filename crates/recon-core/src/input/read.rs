@@ -1001,7 +1001,12 @@ fn open_ndjson(
     source: String,
     opts: &ReadOptions,
 ) -> Result<Opened, InputError> {
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    // A byte order mark is skipped, as in a CSV file: every read below
+    // (inference, line numbers, records) starts after it.
+    let mut reader = BufReader::with_capacity(
+        1 << 20,
+        AfterBom::new(file).map_err(|e| io_err(&source, e))?,
+    );
     // Inferring reads every record, so a malformed file fails here. arrow-json
     // places its errors within the record ("line 1") or not at all: on an
     // error, the file is read again to find the line.
@@ -1027,14 +1032,19 @@ fn open_ndjson(
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
-    // Values are decoded as text, but for fields without a text form (nested
-    // objects), which keep their inferred type and are then read as null.
+    // Values are decoded as text, but for nested ones (arrays, objects),
+    // which keep their inferred type: cast to text afterwards where Arrow can
+    // (an array of plain values), else read as null like any column without a
+    // text form. Unmapped, they never stop a file from loading.
     let decoded: Vec<Field> = inferred
         .fields()
         .iter()
-        .map(|f| match unreadable_type(f) {
-            Some(_) => f.as_ref().clone(),
-            None => Field::new(f.name(), DataType::Utf8, true),
+        .map(|f| {
+            if f.data_type().is_nested() || unreadable_type(f).is_some() {
+                f.as_ref().clone()
+            } else {
+                Field::new(f.name(), DataType::Utf8, true)
+            }
         })
         .collect();
     let schema = Arc::new(Schema::new(decoded));
@@ -1058,10 +1068,18 @@ fn open_ndjson(
     let path = path.to_path_buf();
     let batches: TextBatches = Box::new(opened.batches.map(move |batch| {
         batch.map_err(|e| match e {
-            InputError::Format { .. } => File::open(&path)
-                .ok()
-                .and_then(|f| first_mixed_key(BufReader::new(f)))
-                .map_or(e, |(line, bad)| bad.into_error(source.clone(), line)),
+            InputError::Format { .. } => {
+                let reread = || {
+                    File::open(&path)
+                        .and_then(AfterBom::new)
+                        .map(BufReader::new)
+                };
+                reread()
+                    .ok()
+                    .and_then(first_bad_json_line)
+                    .or_else(|| reread().ok().and_then(first_mixed_key))
+                    .map_or(e, |(line, bad)| bad.into_error(source.clone(), line))
+            }
             other => other,
         })
     }));
@@ -1070,6 +1088,49 @@ fn open_ndjson(
         batches,
         ..opened
     })
+}
+
+/// A file read from after its UTF-8 byte order mark, if it has one, as if it
+/// began there: seeking to the start lands after the mark.
+struct AfterBom {
+    file: File,
+    base: u64,
+}
+
+impl AfterBom {
+    fn new(mut file: File) -> std::io::Result<Self> {
+        let mut head = [0u8; 3];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read(&mut head[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        let base = if head[..got] == [0xEF, 0xBB, 0xBF] {
+            3
+        } else {
+            0
+        };
+        file.seek(SeekFrom::Start(base))?;
+        Ok(Self { file, base })
+    }
+}
+
+impl Read for AfterBom {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for AfterBom {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let pos = match pos {
+            SeekFrom::Start(n) => SeekFrom::Start(self.base + n),
+            relative => relative,
+        };
+        Ok(self.file.seek(pos)?.saturating_sub(self.base))
+    }
 }
 
 /// Where a JSON Lines file's records (one a non-blank line) are not one
@@ -1163,8 +1224,8 @@ impl BadJsonLine {
     }
 }
 
-/// The first non-blank line of `input` that is not UTF-8 or not a JSON
-/// value (1-based), and what is wrong with it; `None` when every line is
+/// The first non-blank line of `input` that is not UTF-8, not JSON, or
+/// not a JSON object (1-based), and what is wrong with it; `None` when every line is
 /// one or `input` cannot be read.
 fn first_bad_json_line(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
     for (i, line) in input.split(b'\n').enumerate() {
@@ -1179,6 +1240,11 @@ fn first_bad_json_line(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
                 .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
                 .unwrap_or(&text);
             BadJsonLine::NotJson(format!("not valid JSON at column {}: {what}", e.column()))
+        } else if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            // Valid JSON, but a record is an object: not `[1]`, `"x"` or `null`.
+            BadJsonLine::NotJson(
+                "not a JSON object; each line holds one record, {\"key\": value, ...}".to_owned(),
+            )
         } else {
             continue;
         };

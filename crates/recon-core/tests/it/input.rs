@@ -941,6 +941,57 @@ fn a_json_key_of_two_kinds_is_refused_at_its_line() {
     );
 }
 
+/// Arrays of plain values are a kind of value like any other: unmapped, they
+/// do not stop the file loading; mapped as an extra column, they read as
+/// their text.
+#[test]
+fn json_arrays_of_plain_values_load() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let content = b"{\"id\": \"a\", \"amount\": 1, \"tags\": [1, 2]}\n{\"id\": \"b\", \"amount\": 2, \"tags\": [\"x\"], \"t\": [\"y\"]}\n";
+    let side = load("arr.ndjson", content, map).unwrap();
+    assert_eq!(ids(&side), ["a", "b"]);
+    let side = load("arr.ndjson", content, &format!("{map}\nextra = [\"t\"]")).unwrap();
+    let (name, column) = &side.extra[0];
+    assert_eq!(name, "t");
+    assert_eq!(column.get(0), None);
+    assert_eq!(column.get(1), Some("[y]"));
+}
+
+/// A line of valid JSON that is not an object is no record: refused at its
+/// line, whatever it holds.
+#[test]
+fn a_json_line_that_is_not_an_object_is_refused_at_its_line() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    for bad in ["[1]", "\"text\"", "null", "12"] {
+        let content = format!("{{\"id\": \"a\", \"amount\": 1}}\n\n {bad}\n");
+        let err = load("o.ndjson", content.as_bytes(), map).unwrap_err();
+        assert!(
+            err.ends_with(
+                "o.ndjson line 3: not a JSON object; each line holds one record, {\"key\": value, ...}"
+            ),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// A byte order mark before the first record is skipped, as in CSV; lines
+/// are still the file's.
+#[test]
+fn a_json_lines_byte_order_mark_is_skipped() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let content =
+        b"\xEF\xBB\xBF{\"id\": \"a\", \"amount\": 1}\n{\"id\": \"b\", \"amount\": \"x\"}\n";
+    let err = load("bom.ndjson", content, map).unwrap_err();
+    assert!(
+        err.ends_with("bom.ndjson line 2, column \"amount\": \"x\" is not an amount"),
+        "{err}"
+    );
+    let first = content.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let side = load("bom.ndjson", &content[..first], map).unwrap();
+    assert_eq!(ids(&side), ["a"]);
+    assert_eq!(side.line, [1]);
+}
+
 #[test]
 fn invalid_utf8_in_the_header_is_line_1() {
     let err = load(
