@@ -34,6 +34,9 @@ pub enum ValueProblem {
     /// Both the debit and the credit column hold a non-zero amount.
     #[error("and the credit column are both non-zero")]
     DebitAndCredit,
+    /// Both the debit and the credit column are empty: the row has no amount.
+    #[error("and the credit column are both empty; one of them holds the amount")]
+    NoDebitOrCredit,
     /// The amount does not fit in 64-bit minor units after combining columns.
     #[error("overflows the amount range")]
     Overflow,

@@ -15,7 +15,7 @@ use crate::error::{InputError, ValueProblem};
 use crate::mapping::{
     AmountStyle, CurrencySource, MappingError, OnError, SideMapping, same_indicator,
 };
-use crate::money::{AmountError, Currency, parse_amount, trim};
+use crate::money::{Currency, parse_amount, trim};
 use crate::rules::{Role, RoleSet};
 use crate::side::{Reject, Side, TextColumn};
 
@@ -366,7 +366,7 @@ impl<'a> Plan<'a> {
                 };
                 match (part(debit)?, part(credit)?) {
                     (None, None) => {
-                        return Err(Fault::new(debit, "", AmountError::Empty));
+                        return Err(Fault::new(debit, "", ValueProblem::NoDebitOrCredit));
                     }
                     (Some(d), None) => -d,
                     (None, Some(c)) => c,

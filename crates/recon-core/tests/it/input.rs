@@ -520,6 +520,20 @@ fn debit_credit_columns() {
     )
     .unwrap_err();
     assert!(err.contains("line 2, column \"debit\": \"1.00\""), "{err}");
+    // An empty debit is fine; both empty is a row without an amount, said so.
+    let err = load(
+        "dc.csv",
+        b"id,debit,credit\n1,,2.00\n2, ,\n",
+        "id = \"id\"\ndebit = \"debit\"\ncredit = \"credit\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with(
+            "dc.csv line 3, column \"debit\": \"\" and the credit column are both empty; \
+             one of them holds the amount"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
