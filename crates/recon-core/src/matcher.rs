@@ -923,10 +923,8 @@ fn candidates_1to1(
             let Some(score) = identity_entries(ctx, pass, q, e) else {
                 continue;
             };
+            // Fits in an i64: amounts are within `MAX_MINOR` (`check_side`).
             let diff = i128::from(e.amount) - i128::from(amount);
-            if i64::try_from(diff).is_err() {
-                continue;
-            }
             // As `AmountTolerance::accepts(diff, amount, cur)`.
             if let Some((below, above)) = allowed
                 && (diff < -i128::from(below) || diff > i128::from(above))
@@ -1739,6 +1737,18 @@ fn check_side(side: &Side) -> Result<(), ReconError> {
         ("counterparty", side.counterparty.len()),
         ("description", side.description.len()),
     ];
+    // Any two amounts' difference must fit in an i64 (see `MAX_MINOR`).
+    if let Some(i) = side
+        .amount
+        .iter()
+        .position(|a| a.unsigned_abs() > crate::money::MAX_MINOR.unsigned_abs())
+    {
+        return Err(ReconError::AmountOutOfRange {
+            source_name: side.source.clone(),
+            line: side.line.get(i).copied().unwrap_or(i as u64 + 1),
+            amount: side.amount[i],
+        });
+    }
     for (column, found) in fixed
         .into_iter()
         .chain(text.into_iter().filter(|t| t.1 != 0))

@@ -126,8 +126,8 @@ pub enum AmountError {
         /// The three letters, upper-cased.
         found: Currency,
     },
-    /// Does not fit in 64-bit minor units.
-    #[error("is out of the amount range")]
+    /// Beyond [`MAX_MINOR`] minor units either way.
+    #[error("is out of the amount range (at most 4611686018427387903 minor units either way)")]
     Overflow,
 }
 
@@ -390,10 +390,17 @@ fn parse_unsigned(s: &str, currency: Currency, seps: Separators) -> Result<u64, 
     Ok(value)
 }
 
-/// The signed amount; the range is symmetric (`-i64::MAX..=i64::MAX` minor
-/// units), so any amount can be negated.
+/// The largest amount, in minor units, either way: 2^62 - 1 (about 4.6e16
+/// USD, 4.6e18 JPY). Any amount can be negated, and the difference of any
+/// two fits in an `i64`, so no pair is ever out of a tolerance's reach.
+pub const MAX_MINOR: i64 = (1 << 62) - 1;
+
+/// The signed amount, within [`MAX_MINOR`] either way.
 fn apply_sign(magnitude: u64, negative: bool) -> Result<i64, AmountError> {
-    let value = i64::try_from(magnitude).map_err(|_| AmountError::Overflow)?;
+    let value = i64::try_from(magnitude)
+        .ok()
+        .filter(|v| *v <= MAX_MINOR)
+        .ok_or(AmountError::Overflow)?;
     Ok(if negative { -value } else { value })
 }
 
@@ -574,13 +581,15 @@ mod tests {
                 found: cur("TBD"),
             }),
         );
-        check("92233720368547758.07", "USD", Ok(i64::MAX));
-        check("-92233720368547758.07", "USD", Ok(-i64::MAX));
-        // Symmetric: the one value whose negation would not fit is refused.
-        check("-92233720368547758.08", "USD", Err(Overflow));
-        check("(92233720368547758.08)", "USD", Err(Overflow));
-        check("92233720368547758.08", "USD", Err(Overflow));
+        check("46116860184273879.03", "USD", Ok(MAX_MINOR));
+        check("-46116860184273879.03", "USD", Ok(-MAX_MINOR));
+        check("(4611686018427387903)", "JPY", Ok(-MAX_MINOR));
+        // Symmetric, and any two amounts' difference fits in an i64.
+        check("-46116860184273879.04", "USD", Err(Overflow));
+        check("(46116860184273879.04)", "USD", Err(Overflow));
+        check("92233720368547758.07", "USD", Err(Overflow));
         check("99999999999999999999999", "JPY", Err(Overflow));
+        assert!(MAX_MINOR.checked_mul(2).is_some());
     }
 
     #[test]
@@ -615,7 +624,7 @@ mod tests {
         }
 
         #[test]
-        fn format_then_parse_round_trips(units: i64, code in prop::sample::select(vec!["JPY", "USD", "BHD", "CLF"])) {
+        fn format_then_parse_round_trips(units in -MAX_MINOR..=MAX_MINOR, code in prop::sample::select(vec!["JPY", "USD", "BHD", "CLF"])) {
             let c = cur(code);
             let text = format_minor(units, c);
             prop_assert_eq!(parse_amount(&text, c), Ok(units));

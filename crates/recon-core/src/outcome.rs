@@ -381,6 +381,20 @@ pub enum ReconError {
         /// How many it has.
         records: usize,
     },
+    /// A record's amount is beyond [`crate::money::MAX_MINOR`] either way (a
+    /// side built by hand: loading never yields one).
+    #[error(
+        "{source_name} line {line}: amount {amount} (minor units) is out of the amount range (at most {} either way)",
+        crate::money::MAX_MINOR
+    )]
+    AmountOutOfRange {
+        /// The side's source.
+        source_name: String,
+        /// The record's line.
+        line: u64,
+        /// Its amount, in minor units.
+        amount: i64,
+    },
     /// The results do not account for the inputs: a bug, reported instead of a
     /// quietly wrong result.
     #[error("conservation violated on the {side} side ({currency}): {detail}")]

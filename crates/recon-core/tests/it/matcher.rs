@@ -316,6 +316,32 @@ fn break_pass_pairs_same_reference_with_differences() {
     assert_eq!(o.summary.rules[1].groups, 1);
 }
 
+/// Amounts span the whole range, and a break pass with no amount limit pairs
+/// records at its two ends: no difference is too large to hold. A side
+/// built by hand with an amount past the range is refused, naming its line.
+#[test]
+fn the_extremes_of_the_amount_range_still_pair() {
+    let max = recon_core::money::MAX_MINOR;
+    let rules = "[[pass]]\nname = \"brk\"\nkind = \"break\"\nreference = \"exact\"\n";
+    let (l, r) = (
+        side("l", &format!("a {} USD 1 R1", -max)),
+        side("r", &format!("x {max} USD 1 R1")),
+    );
+    let o = run(&l, &r, rules);
+    assert_eq!(render(&o, &l, &r), "a=break/1 | x=break/1");
+    assert_eq!(o.left[0].amount_diff(), Some(2 * max));
+    let past = side("r", &format!("x {} USD 1 R1\ny {} USD 1 R1", max, max + 1));
+    let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+    let err = Reconciler::new(rules)
+        .run(&l, &past, &NoProgress)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "r line 3: amount 4611686018427387904 (minor units) is out of the amount range \
+         (at most 4611686018427387903 either way)"
+    );
+}
+
 #[test]
 fn duplicates_keep_the_first_occurrence() {
     let rules = "[duplicates]\nleft = [\"reference\", \"amount\"]\nright = [\"id\"]\n\
