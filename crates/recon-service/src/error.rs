@@ -44,6 +44,16 @@ pub enum ApiError {
         /// The configured limit in bytes.
         limit: u64,
     },
+    /// A reconciliation request (JSON) at or past its own cap, which is
+    /// smaller than `max_request_body_size`: rules belong in it, data in
+    /// datasets.
+    #[error(
+        "a reconciliation request must be smaller than {limit} bytes; upload the data as datasets and send their ids"
+    )]
+    JsonTooLarge {
+        /// The cap in bytes.
+        limit: u64,
+    },
     /// The body's media type is not one the route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -69,7 +79,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::JsonTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

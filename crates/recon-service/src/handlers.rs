@@ -317,29 +317,49 @@ impl App {
         parts: &Parts,
         body: &mut Counted<'_>,
     ) -> Result<Response, ApiError> {
+        // The JSON request has its own, smaller cap: named as such when it
+        // is the one that applies.
         let limit = self.body_limit().min(MAX_JSON_BODY);
+        let too_large = || {
+            if limit < self.body_limit() {
+                ApiError::JsonTooLarge { limit }
+            } else {
+                ApiError::PayloadTooLarge { limit }
+            }
+        };
         if body.declared_len().is_some_and(|n| n >= limit) {
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(too_large());
         }
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            let essence = ct
-                .to_str()
+        let essence = parts.headers.get(header::CONTENT_TYPE).map(|ct| {
+            ct.to_str()
                 .unwrap_or("")
                 .split(';')
                 .next()
                 .unwrap_or("")
-                .trim();
-            if !essence.eq_ignore_ascii_case("application/json") {
+                .trim()
+        });
+        match essence {
+            Some(e) if e.eq_ignore_ascii_case("application/json") => {}
+            Some(e) => {
                 return Err(ApiError::UnsupportedMediaType(format!(
-                    "send the request as application/json, not {essence:?}"
+                    "send the request as application/json, not {e:?}"
                 )));
+            }
+            None => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "send the request as application/json (the Content-Type header is missing)"
+                        .to_owned(),
+                ));
             }
         }
         let wait = wait_param(parts.uri.query(), 0)?;
         let mut bytes = Vec::new();
         LimitedReader::new(body, limit)
             .read_to_end(&mut bytes)
-            .map_err(|e| ApiError::from_body_io(&e, limit))?;
+            .map_err(|e| match ApiError::from_body_io(&e, limit) {
+                ApiError::PayloadTooLarge { .. } => too_large(),
+                other => other,
+            })?;
         let req: ReconciliationRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("invalid reconciliation request: {e}")))?;
         let rec = self.jobs.submit(&req.left, &req.right, &req.rules, wait)?;

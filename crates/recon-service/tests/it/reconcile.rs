@@ -89,6 +89,37 @@ fn requests_are_validated_before_a_job_exists() {
         RequestBody::from_bytes("{}"),
     )
     .expect(415);
+    // No Content-Type at all is 415 too, as the API document says.
+    let p = t
+        .send(
+            Method::POST,
+            "/v1/reconciliations",
+            &[],
+            RequestBody::from_bytes("{}"),
+        )
+        .expect(415)
+        .json();
+    assert_eq!(
+        p["detail"],
+        "send the request as application/json (the Content-Type header is missing)"
+    );
+    // The JSON request's own cap (16 MiB, under the 1 GiB body limit) is
+    // named as such, not as max_request_body_size.
+    let declared = RequestBody::from_reader(std::io::Cursor::new(b"{}".to_vec()), Some(17 << 20));
+    let p = t
+        .send(
+            Method::POST,
+            "/v1/reconciliations",
+            &[("content-type", "application/json")],
+            declared,
+        )
+        .expect(413)
+        .json();
+    assert_eq!(
+        p["detail"],
+        "a reconciliation request must be smaller than 16777216 bytes; upload the data as \
+         datasets and send their ids"
+    );
     start(&t, "?wait=soon", &l, &r, RULES).expect(400);
     assert_eq!(
         t.get("/v1/reconciliations").expect(200).json()["reconciliations"],
