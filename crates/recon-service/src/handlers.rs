@@ -76,6 +76,12 @@ impl App {
         let id = m.id.unwrap_or("");
         let query = parts.uri.query();
         check_query(m.route, query)?;
+        if matches!(
+            m.route,
+            Route::CreateDataset | Route::CreateReconciliation | Route::Reconcile
+        ) {
+            check_content_encoding(parts)?;
+        }
         match m.route {
             Route::Health => Ok(with_type(
                 StatusCode::OK,
@@ -631,6 +637,28 @@ fn check_query(route: Route, query: Option<&str>) -> Result<(), ApiError> {
         }
         if pairs[..i].iter().any(|(k, _)| k == key) {
             return Err(given_twice("query parameter", key));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a body sent with a content coding (`Content-Encoding: gzip`):
+/// recon reads bodies as they are, and would otherwise take compressed bytes
+/// for the data itself.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`] naming the coding.
+fn check_content_encoding(parts: &Parts) -> Result<(), ApiError> {
+    for value in parts.headers.get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("?");
+        if text
+            .split(',')
+            .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {:?} is not supported; send the body uncompressed",
+                text.trim()
+            )));
         }
     }
     Ok(())

@@ -221,6 +221,20 @@ fn upload_errors_have_their_statuses_and_leave_nothing() {
     )
     .expect(413);
     t.upload("/v1/datasets", "image/png", "x").expect(415);
+    // Compressed bytes are not taken for the data.
+    let p = t
+        .send(
+            Method::POST,
+            "/v1/datasets",
+            &[("content-type", "text/csv"), ("content-encoding", "gzip")],
+            RequestBody::from_bytes("id,amount\nx,1\n"),
+        )
+        .expect(415)
+        .json();
+    assert_eq!(
+        p["detail"],
+        "Content-Encoding \"gzip\" is not supported; send the body uncompressed"
+    );
     t.send(
         Method::POST,
         "/v1/datasets",
