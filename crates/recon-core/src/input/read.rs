@@ -969,7 +969,44 @@ fn stored_origin(schema: &Schema, source: String, opts: &ReadOptions) -> (String
     (source, first_line)
 }
 
-fn open_arrow_file(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
+/// Checks an Arrow IPC file's framing before its reader sees it: the magic
+/// `ARROW1` at both ends (the reader's own error for a short or foreign file
+/// is a bare "Invalid argument" from a seek before the start).
+fn check_arrow_magic(file: &mut File, source: &str) -> Result<(), InputError> {
+    const MAGIC: &[u8; 6] = b"ARROW1";
+    let len = file.metadata().map_err(|e| io_err(source, e))?.len();
+    let mut read_at = |from: SeekFrom| -> Result<[u8; 6], InputError> {
+        let mut buf = [0u8; 6];
+        file.seek(from)
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| io_err(source, e))?;
+        Ok(buf)
+    };
+    if len < 6 || &read_at(SeekFrom::Start(0))? != MAGIC {
+        return Err(format_err(
+            source,
+            "not an Arrow IPC file: it does not start with ARROW1 (an Arrow stream is \
+             format \"arrow-stream\", .arrows; Feather version 1 is not read)",
+        ));
+    }
+    // Magic, padding, footer length and magic again: 18 bytes at least.
+    if len < 18 || &read_at(SeekFrom::End(-6))? != MAGIC {
+        return Err(format_err(
+            source,
+            "the Arrow IPC file is cut short: it does not end with ARROW1",
+        ));
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| io_err(source, e))?;
+    Ok(())
+}
+
+fn open_arrow_file(
+    mut file: File,
+    source: String,
+    opts: &ReadOptions,
+) -> Result<Opened, InputError> {
+    check_arrow_magic(&mut file, &source)?;
     let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, None)
         .map_err(|e| format_err(&source, e))?;
     let schema = reader.schema();

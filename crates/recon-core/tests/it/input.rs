@@ -1006,6 +1006,30 @@ fn a_json_lines_byte_order_mark_is_skipped() {
     assert_eq!(side.line, [1]);
 }
 
+/// A file that is not Arrow IPC, or one cut short, says so instead of the
+/// reader's bare "Invalid argument".
+#[test]
+fn a_foreign_or_cut_arrow_file_is_named_as_such() {
+    let err = load("g.arrow", b"notarrow", BASIC).unwrap_err();
+    assert!(
+        err.ends_with(
+            "/g.arrow: not an Arrow IPC file: it does not start with ARROW1 (an Arrow stream is \
+         format \"arrow-stream\", .arrows; Feather version 1 is not read)"
+        ),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.arrow");
+    write_arrow_file(&whole, &example_batch());
+    let bytes = fs::read(&whole).unwrap();
+    let err = load("cut.arrow", &bytes[..bytes.len() - 40], BASIC).unwrap_err();
+    assert!(
+        err.ends_with("/cut.arrow: the Arrow IPC file is cut short: it does not end with ARROW1"),
+        "{err}"
+    );
+    check_example(&load_side(&whole, &mapping(BASIC)).unwrap());
+}
+
 #[test]
 fn invalid_utf8_in_the_header_is_line_1() {
     let err = load(
