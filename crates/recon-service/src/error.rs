@@ -94,6 +94,11 @@ impl ApiError {
         ApiError::Internal(what.to_string())
     }
 
+    /// An internal error about a file, naming it for the log (never sent).
+    pub fn internal_at(path: &std::path::Path, what: impl std::fmt::Display) -> Self {
+        ApiError::Internal(format!("{}: {what}", path.display()))
+    }
+
     /// Maps an error reading the request body: a stall past the channel timeout
     /// is 408, a body cut short is 400, the body limit is 413, anything else 500.
     pub fn from_body_io(err: &io::Error, limit: u64) -> Self {

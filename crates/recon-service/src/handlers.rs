@@ -487,13 +487,14 @@ impl App {
             )));
         }
         let name = crate::reconcile::rejects_file(side);
-        let file = std::fs::File::open(dir.join(name)).map_err(|e| {
+        let path = dir.join(name);
+        let file = std::fs::File::open(&path).map_err(|e| {
             match e.kind() {
                 // A job that succeeded before rejects were kept.
                 std::io::ErrorKind::NotFound => ApiError::NotFound(format!(
                     "reconciliation {id} has no stored rejects (it ran before they were kept)"
                 )),
-                _ => ApiError::internal(e),
+                _ => ApiError::internal_at(&path, e),
             }
         })?;
         let mut res = with_type(StatusCode::OK, ResponseBody::stream(file), "text/csv");
@@ -560,8 +561,9 @@ impl App {
                 ResponseBody::stream(file)
             }
             ResultFormat::Csv if filter.is_empty() => {
+                let path = dir.join("results.csv");
                 let file =
-                    std::fs::File::open(dir.join("results.csv")).map_err(ApiError::internal)?;
+                    std::fs::File::open(&path).map_err(|e| ApiError::internal_at(&path, e))?;
                 ResponseBody::stream(file)
             }
             _ => ResponseBody::stream(ResultStream::open(

@@ -69,11 +69,15 @@ impl ResultStream {
     /// # Errors
     /// 500 when the file cannot be read; 400 when a filter is given but the file has no `status` column.
     pub fn open(path: &Path, filter: Vec<String>, format: ResultFormat) -> Result<Self, ApiError> {
-        let file = File::open(path).map_err(ApiError::internal)?;
+        let at = |e| ApiError::internal_at(path, e);
+        let file = File::open(path).map_err(at)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .from_reader(file);
-        let headers = reader.headers().map_err(ApiError::internal)?.clone();
+        let headers = reader
+            .headers()
+            .map_err(|e| ApiError::internal_at(path, e))?
+            .clone();
         let status_col = headers.iter().position(|h| h == "status");
         if !filter.is_empty() && status_col.is_none() {
             return Err(ApiError::BadRequest(

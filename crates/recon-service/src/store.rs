@@ -207,7 +207,7 @@ impl DatasetStore {
             source: Some(source),
             ..ReadOptions::default()
         };
-        fs::create_dir_all(build).map_err(ApiError::internal)?;
+        fs::create_dir_all(build).map_err(|e| ApiError::internal_at(build, e))?;
         let data = build.join("data.arrow");
         let converted = convert_to_ipc(raw, format, &read_opts, &data).map_err(input_error)?;
         let converted_at = started.elapsed();
@@ -227,10 +227,11 @@ impl DatasetStore {
         // The build directory is private until renamed, so its files need no
         // temporary names; the files and the directory are fsynced at once.
         let meta_path = build.join("meta.json");
-        fs::write(&meta_path, &json).map_err(ApiError::internal)?;
-        durable::sync_all_at_once(&[&data, &meta_path, build]).map_err(ApiError::internal)?;
+        fs::write(&meta_path, &json).map_err(|e| ApiError::internal_at(&meta_path, e))?;
+        durable::sync_all_at_once(&[&data, &meta_path, build])
+            .map_err(|e| ApiError::internal_at(build, e))?;
         let dest = self.datasets.join(id);
-        durable::rename_durable(build, &dest).map_err(ApiError::internal)?;
+        durable::rename_durable(build, &dest).map_err(|e| ApiError::internal_at(&dest, e))?;
         tracing::info!(
             dataset = id,
             rows = meta.rows,
@@ -249,7 +250,7 @@ impl DatasetStore {
     /// At most [`BLOCKS_IN_FLIGHT`] blocks wait for the hasher (then the copy
     /// waits too), so memory stays a few blocks whatever the body's size.
     fn stream_to_file(&self, body: &mut dyn Read, path: &Path) -> Result<(u64, String), ApiError> {
-        let mut file = File::create(path).map_err(ApiError::internal)?;
+        let mut file = File::create(path).map_err(|e| ApiError::internal_at(path, e))?;
         let block = BLOCK.max(self.chunk);
         let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BLOCKS_IN_FLIGHT);
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
@@ -264,7 +265,8 @@ impl DatasetStore {
             });
             let copied = (|| {
                 let mut hand_over = |buf: Vec<u8>, len: usize| -> Result<(), ApiError> {
-                    file.write_all(&buf[..len]).map_err(ApiError::internal)?;
+                    file.write_all(&buf[..len])
+                        .map_err(|e| ApiError::internal_at(path, e))?;
                     full_tx
                         .send((buf, len))
                         .map_err(|_| ApiError::internal("the upload's hashing thread ended"))

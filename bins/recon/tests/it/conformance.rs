@@ -1172,3 +1172,35 @@ fn unreadable_records_are_logged_at_start_and_kept() {
     assert_eq!(std::fs::read_to_string(&job).expect("job kept"), "{broken");
     assert_eq!(std::fs::read_to_string(&meta).expect("meta kept"), "{");
 }
+
+/// A server-side failure answers a generic 500 and logs what failed with
+/// the file's path, so an operator can find it (here a job's results.csv
+/// removed behind the server's back).
+#[test]
+fn a_500_is_generic_on_the_wire_and_names_the_file_in_the_log() {
+    let server = Server::start(Engine::Async);
+    let case = gen_case(server.data_dir(), 50);
+    let (_, left) = upload(&server, &case.join("left.csv"), None);
+    let (_, right) = upload(&server, &case.join("right.csv"), None);
+    let (status, job) = reconcile(&server, &case, &left, &right, "?wait=30");
+    assert_eq!(status, 200, "{job}");
+    let job_id = job["id"].as_str().expect("job id");
+    let results = server
+        .data_dir()
+        .join("jobs")
+        .join(job_id)
+        .join("results.csv");
+    std::fs::remove_file(&results).expect("remove results.csv");
+    let (status, body) = get(&server, &format!("/v1/reconciliations/{job_id}/results"));
+    assert_problem(status, &body, 500);
+    assert!(
+        !body.to_string().contains("results.csv"),
+        "no path on the wire: {body}"
+    );
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("request failed") && l.contains(&results.display().to_string())),
+        "{log}"
+    );
+}
