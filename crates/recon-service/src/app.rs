@@ -207,9 +207,17 @@ impl App {
             }
         };
         if parts.method == Method::HEAD {
-            let len = res.body().len_hint().unwrap_or(0);
-            res.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            // The length the GET would have, when known before the body is
+            // made (not for a stream: no header rather than a wrong one).
+            match res.body().len_hint() {
+                Some(len) => {
+                    res.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                None => {
+                    res.headers_mut().remove(header::CONTENT_LENGTH);
+                }
+            }
             *res.body_mut() = ResponseBody::Empty;
         }
         self.record(&parts.method, route, &mut res, started, bytes_in.get());

@@ -18,8 +18,34 @@ fn id_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f-]{36}$"}})
 }
 
-/// The document.
+/// The document. Every operation under `/v1/` answers 401 and 403 when keys
+/// are configured; those two are added to each here rather than written out.
 pub fn document(version: &str) -> Value {
+    let mut doc = operations(version);
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut().filter(|(p, _)| p.starts_with("/v1/")) {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, op) in item.iter_mut().filter(|(m, _)| *m != "parameters") {
+                let Some(responses) = op["responses"].as_object_mut() else {
+                    tracing::warn!(path, method, "an OpenAPI operation without responses");
+                    continue;
+                };
+                responses
+                    .entry("401")
+                    .or_insert_with(|| problem("no key (when keys are configured)"));
+                responses
+                    .entry("403")
+                    .or_insert_with(|| problem("a key that matches none configured"));
+            }
+        }
+    }
+    doc
+}
+
+/// Every operation as written.
+fn operations(version: &str) -> Value {
     let dataset = json!({"$ref": "#/components/schemas/Dataset"});
     let job = json!({"$ref": "#/components/schemas/Job"});
     let upload_body = json!({
@@ -142,7 +168,9 @@ pub fn document(version: &str) -> Value {
                     "responses": {
                         "200": ok_json("finished within ?wait", job.clone()),
                         "202": ok_json("queued", job.clone()),
-                        "400": problem("bad JSON or wait, or another query parameter"), "415": problem("not application/json"),
+                        "400": problem("bad JSON or wait, or another query parameter"),
+                        "413": problem("the request at or past 16 MiB (or max_request_body_size if less)"),
+                        "415": problem("not application/json, or no Content-Type"),
                         "422": problem("unknown dataset, invalid rules, or a mapped column a dataset lacks")
                     }},
                 "get": {"summary": "List reconciliations", "security": [{"bearer": []}],
@@ -229,5 +257,23 @@ mod tests {
             .collect();
         assert_eq!(documented, routed);
         assert_eq!(doc["openapi"], "3.1.0");
+    }
+
+    #[test]
+    fn every_api_operation_answers_401_and_403() {
+        let doc = document("test");
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if method == "parameters" || !path.starts_with("/v1/") {
+                    continue;
+                }
+                for status in ["401", "403"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
     }
 }

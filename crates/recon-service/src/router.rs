@@ -165,15 +165,21 @@ pub enum Miss {
 ///
 /// # Errors
 /// [`Miss`] when nothing matches.
+///
+/// `HEAD` takes every `GET` route (RFC 9110: a server that answers GET answers
+/// HEAD), so `Allow` lists it wherever it lists `GET`.
 pub fn route<'a>(method: &Method, path: &'a str) -> Result<Matched<'a>, Miss> {
     let mut allowed = Vec::new();
     for (m, template, r) in ROUTES {
         if let Some(id) = match_template(template, path) {
-            if m == method {
+            if m == method || (*method == Method::HEAD && *m == Method::GET) {
                 return Ok(Matched { route: *r, id });
             }
             allowed.push(m.clone());
         }
+    }
+    if allowed.contains(&Method::GET) && !allowed.contains(&Method::HEAD) {
+        allowed.push(Method::HEAD);
     }
     if allowed.is_empty() {
         Err(Miss::NotFound)
@@ -231,7 +237,21 @@ mod tests {
         check(
             Method::PUT,
             "/v1/datasets",
-            Err(Miss::MethodNotAllowed(vec![Method::POST, Method::GET])),
+            Err(Miss::MethodNotAllowed(vec![
+                Method::POST,
+                Method::GET,
+                Method::HEAD,
+            ])),
+        );
+        check(
+            Method::HEAD,
+            "/v1/reconciliations/x/results",
+            Ok((Route::Results, Some("x"))),
+        );
+        check(
+            Method::HEAD,
+            "/v1/reconcile",
+            Err(Miss::MethodNotAllowed(vec![Method::POST])),
         );
     }
 

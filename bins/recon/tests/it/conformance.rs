@@ -208,6 +208,59 @@ fn head_health(engine: Engine) {
     );
 }
 
+/// HEAD works wherever GET does (RFC 9110): the GET's length when it is
+/// known before the body is made, none (rather than a wrong one) for a
+/// stream, never a body; `Allow` lists HEAD beside GET.
+fn head_on_every_get_route(engine: Engine) {
+    let server = Server::start(engine);
+    let case = gen_case(server.data_dir(), 50);
+    let (_, left) = upload(&server, &case.join("left.csv"), None);
+    let (_, right) = upload(&server, &case.join("right.csv"), None);
+    let (status, job) = reconcile(&server, &case, &left, &right, "?wait=30");
+    assert_eq!(status, 200, "{job}");
+    let dataset = format!("/v1/datasets/{}", left["id"].as_str().expect("id"));
+    let results = format!(
+        "/v1/reconciliations/{}/results",
+        job["id"].as_str().expect("job id")
+    );
+    let mut raw = server.raw();
+    raw.send(head("GET", &dataset, "").as_bytes())
+        .expect("send");
+    let get = raw.read_response(PROMPT).expect("GET");
+    raw.send(head("HEAD", &dataset, "").as_bytes())
+        .expect("send");
+    let res = raw.read_head_response(PROMPT).expect("HEAD");
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(
+        res.header("content-length"),
+        Some(get.body.len().to_string().as_str())
+    );
+    assert_eq!(res.header("content-type"), get.header("content-type"));
+    // A streamed body: its headers, no length, and nothing after the head.
+    let mut raw = server.raw();
+    raw.send(head("HEAD", &results, "Connection: close\r\n").as_bytes())
+        .expect("send");
+    let bytes = String::from_utf8(raw.read_until_close(PROMPT)).expect("utf-8 head");
+    let lower = bytes.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200 "), "{bytes}");
+    assert!(lower.contains("\r\ncontent-type: text/csv"), "{bytes}");
+    assert!(!lower.contains("content-length: 0"), "{bytes}");
+    assert_eq!(
+        bytes.find("\r\n\r\n").map(|i| i + 4),
+        Some(bytes.len()),
+        "a body followed: {bytes:?}"
+    );
+    let res = agent()
+        .put(server.url("/v1/datasets"))
+        .send(&b""[..])
+        .expect("put");
+    assert_eq!(res.status(), 405);
+    assert_eq!(
+        res.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST, GET, HEAD")
+    );
+}
+
 fn ready(engine: Engine) {
     let server = Server::start(engine);
     let (status, body) = get(&server, "/ready");
@@ -997,6 +1050,7 @@ engines!(
     serve_tunes_for_given_resources_and_profile,
     health,
     head_health,
+    head_on_every_get_route,
     ready,
     unknown_route_is_problem_json,
     server_header_is_configurable,
