@@ -108,6 +108,24 @@ fn default_credit_values() -> Vec<String> {
     ["C", "CR", "Credit"].map(str::to_owned).to_vec()
 }
 
+/// Whether two column names find the same column: surrounding spaces
+/// ignored, ASCII case-insensitive, as the loader falls back to when no
+/// header is spelled exactly so (`input/map.rs`).
+pub(crate) fn same_column(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// The name a rules file gives `format` (`"arrow-stream"`).
+pub(crate) fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Csv => "csv",
+        Format::Parquet => "parquet",
+        Format::Arrow => "arrow",
+        Format::ArrowStream => "arrow-stream",
+        Format::Ndjson => "ndjson",
+    }
+}
+
 /// Whether two direction indicators are the same value: surrounding spaces
 /// ignored, ASCII case-insensitive. The loader reads a row's indicator with
 /// it (`input/map.rs`), and the lists are checked for overlap with it.
@@ -245,6 +263,50 @@ pub enum MappingError {
     EmptyColumn {
         /// The key (`extra` for an extra column).
         key: &'static str,
+    },
+    /// `debit` and `credit`, or `amount` and `direction`, name one column
+    /// (compared as the loader finds a column: surrounding spaces ignored,
+    /// ASCII case-insensitive).
+    #[error(
+        "`{key}` {column:?} names the `{other}` column ({other_column:?}): they must be two columns"
+    )]
+    SameColumn {
+        /// `credit` or `direction`.
+        key: &'static str,
+        /// The column as `key` writes it.
+        column: String,
+        /// `debit` or `amount`.
+        other: &'static str,
+        /// The column as `other` writes it.
+        other_column: String,
+    },
+    /// One column is listed twice in `extra` (compared as the loader finds a
+    /// column): both would carry the same values to two output columns of
+    /// one name.
+    #[error("`extra` lists {column:?} twice (also as {first:?})")]
+    RepeatedExtra {
+        /// The later entry, as written.
+        column: String,
+        /// The earlier entry, as written.
+        first: String,
+    },
+    /// `date_format` is changed from its default but no `date` column is
+    /// mapped: the format would never be used.
+    #[error(
+        "`date_format` is set but no `date` column is mapped: a date format is read only with a `date` column"
+    )]
+    DateFormatWithoutDate,
+    /// `delimiter` or `has_header` is changed from its default while
+    /// `format` names a format other than CSV: the option would never be read.
+    #[error(
+        "`{key}` is set but `format` is {}: `delimiter` and `has_header` are read only from CSV",
+        format_name(*format)
+    )]
+    CsvOptionWithoutCsv {
+        /// `delimiter` or `has_header`.
+        key: &'static str,
+        /// The configured format.
+        format: Format,
     },
 }
 
@@ -406,9 +468,75 @@ impl SideMapping {
         .chain(self.extra.iter().map(|c| ("extra", c.as_str())))
     }
 
-    /// Checks every key combination, that no column name is empty, the
-    /// direction indicators, the delimiter and the date format, without
-    /// reading a file.
+    /// Checks that `debit` and `credit`, or `amount` and `direction`, are two
+    /// columns, and that `extra` lists no column twice (names compared as
+    /// the loader finds a column).
+    ///
+    /// # Errors
+    /// [`MappingError::SameColumn`] or [`MappingError::RepeatedExtra`].
+    fn check_distinct_columns(&self) -> Result<(), MappingError> {
+        let pair = match self.amount_style() {
+            Ok(AmountStyle::DebitCredit { debit, credit }) => {
+                Some(("credit", credit, "debit", debit))
+            }
+            Ok(AmountStyle::Directed { amount, direction }) => {
+                Some(("direction", direction, "amount", amount))
+            }
+            _ => None,
+        };
+        if let Some((key, column, other, other_column)) = pair
+            && same_column(column, other_column)
+        {
+            return Err(MappingError::SameColumn {
+                key,
+                column: column.to_owned(),
+                other,
+                other_column: other_column.to_owned(),
+            });
+        }
+        for (i, column) in self.extra.iter().enumerate() {
+            if let Some(first) = self.extra[..i].iter().find(|c| same_column(c, column)) {
+                return Err(MappingError::RepeatedExtra {
+                    column: column.clone(),
+                    first: first.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that no key is changed from its default where it would never
+    /// be read: `date_format` without a `date` column, `delimiter` or
+    /// `has_header` with a `format` other than CSV (a rules file also refuses
+    /// one written out at its default: see
+    /// [`crate::rules::Rules::from_toml_str`]). A format left to the file's
+    /// extension is not known here, so the CSV options are then left alone.
+    ///
+    /// # Errors
+    /// [`MappingError::DateFormatWithoutDate`] or
+    /// [`MappingError::CsvOptionWithoutCsv`].
+    fn check_unread_options(&self) -> Result<(), MappingError> {
+        if self.date.is_none() && self.date_format != default_date_format() {
+            return Err(MappingError::DateFormatWithoutDate);
+        }
+        if let Some(format) = self.format.filter(|f| *f != Format::Csv) {
+            let changed = [
+                ("delimiter", self.delimiter != default_delimiter()),
+                ("has_header", !self.has_header),
+            ]
+            .into_iter()
+            .find(|(_, changed)| *changed);
+            if let Some((key, _)) = changed {
+                return Err(MappingError::CsvOptionWithoutCsv { key, format });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every key combination, that no column name is empty and that
+    /// the amount roles and `extra` name distinct columns, the direction
+    /// indicators, the delimiter and the date format, and that no key is set
+    /// where it would never be read, without reading a file.
     ///
     /// # Errors
     /// The first [`MappingError`] found.
@@ -417,6 +545,7 @@ impl SideMapping {
             return Err(MappingError::EmptyColumn { key });
         }
         self.amount_style()?;
+        self.check_distinct_columns()?;
         self.check_indicators()?;
         self.currency_source()?;
         self.delimiter_byte()?;
@@ -426,6 +555,7 @@ impl SideMapping {
                 reason: e.to_string(),
             }
         })?;
+        self.check_unread_options()?;
         Ok(())
     }
 }
@@ -554,6 +684,69 @@ mod tests {
                 credit: "CR".into()
             })
         );
+    }
+
+    #[test]
+    fn two_roles_name_two_columns_and_extra_each_once() {
+        let debit_credit = SideMapping {
+            debit: Some("Amount".into()),
+            credit: Some(" amount ".into()),
+            currency_value: Some("EUR".into()),
+            ..SideMapping::default()
+        };
+        let err = debit_credit.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`credit` \" amount \" names the `debit` column (\"Amount\"): they must be two columns"
+        );
+        let extra = SideMapping {
+            debit: Some("d".into()),
+            extra: vec!["memo".into(), "Memo".into()],
+            ..debit_credit
+        };
+        assert_eq!(
+            extra.validate(),
+            Err(MappingError::RepeatedExtra {
+                column: "Memo".into(),
+                first: "memo".into()
+            })
+        );
+        assert_eq!(
+            extra.validate().unwrap_err().to_string(),
+            "`extra` lists \"Memo\" twice (also as \"memo\")"
+        );
+    }
+
+    #[test]
+    fn a_date_format_needs_a_date_column() {
+        let m = SideMapping {
+            amount: Some("a".into()),
+            currency_value: Some("EUR".into()),
+            date_format: "%d.%m.%Y".into(),
+            ..SideMapping::default()
+        };
+        assert_eq!(m.validate(), Err(MappingError::DateFormatWithoutDate));
+        let dated = SideMapping {
+            date: Some("booked".into()),
+            ..m
+        };
+        assert_eq!(dated.validate(), Ok(()));
+    }
+
+    #[test]
+    fn format_names_are_what_serde_reads() {
+        for format in [
+            Format::Csv,
+            Format::Parquet,
+            Format::Arrow,
+            Format::ArrowStream,
+            Format::Ndjson,
+        ] {
+            let read: Format = toml::Value::String(format_name(format).into())
+                .try_into()
+                .unwrap();
+            assert_eq!(read, format);
+        }
     }
 
     #[test]

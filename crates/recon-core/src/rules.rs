@@ -14,7 +14,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::mapping::{MappingError, SideMapping};
+use crate::input::Format;
+use crate::mapping::{MappingError, SideMapping, format_name};
 use crate::money::Currency;
 use crate::outcome::SideName;
 
@@ -82,29 +83,54 @@ pub struct Decimal {
     pub scale: u32,
 }
 
+/// Why text is not a [`Decimal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecimalProblem {
+    /// Not plain digits with at most one `.` (a sign, an exponent, a
+    /// separator, nothing at all).
+    NotDecimal,
+    /// Plain digits, but more than [`Decimal::MAX_DIGITS`] of them.
+    TooManyDigits(usize),
+}
+
 impl Decimal {
+    /// The most digits a decimal may have, before and after the point
+    /// together (leading and trailing zeros count): any such mantissa fits an
+    /// `i64`.
+    pub const MAX_DIGITS: usize = 18;
+
     /// Parses a plain non-negative decimal such as `"0.05"` or `"2"`.
-    /// `None` for signs, exponents, separators or more than 18 digits.
+    /// `None` for signs, exponents, separators or more than
+    /// [`Decimal::MAX_DIGITS`] digits.
     pub fn parse(text: &str) -> Option<Self> {
+        Self::read(text).ok()
+    }
+
+    /// [`Decimal::parse`], saying why the text is refused.
+    fn read(text: &str) -> Result<Self, DecimalProblem> {
         let t = text.trim();
         let (int, frac) = match t.split_once('.') {
             Some((i, f)) => (i, f),
             None => (t, ""),
         };
         if int.is_empty() && frac.is_empty() {
-            return None;
+            return Err(DecimalProblem::NotDecimal);
         }
         let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if !digits_ok(int) || !digits_ok(frac) || int.len() + frac.len() > 18 {
-            return None;
+        if !digits_ok(int) || !digits_ok(frac) {
+            return Err(DecimalProblem::NotDecimal);
+        }
+        let digits = int.len() + frac.len();
+        if digits > Self::MAX_DIGITS {
+            return Err(DecimalProblem::TooManyDigits(digits));
         }
         let mut mantissa: i64 = 0;
         for b in int.bytes().chain(frac.bytes()) {
             mantissa = mantissa * 10 + i64::from(b - b'0');
         }
-        Some(Self {
+        Ok(Self {
             mantissa,
-            scale: u32::try_from(frac.len()).ok()?,
+            scale: u32::try_from(frac.len()).map_err(|_| DecimalProblem::TooManyDigits(digits))?,
         })
     }
 
@@ -487,7 +513,7 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawNormalize {
     #[serde(default)]
-    strip_prefixes: Vec<String>,
+    strip_prefixes: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -581,16 +607,34 @@ impl Locator<'_> {
 
     /// Checks a side's mapping as loading it would (the amount and currency
     /// keys, the direction indicators, the delimiter, the date format, no
-    /// empty column name), so a bad one is refused here, at its key, before
-    /// any file is read. Indicators written out at their defaults without a
-    /// `direction` are refused too: they were set, and would do nothing.
+    /// empty column name, no column named twice), so a bad one is refused
+    /// here, at its key, before any file is read. Keys that would do nothing
+    /// are refused even when written out at their defaults: indicators
+    /// without a `direction`, `date_format` without a `date` column,
+    /// `delimiter` or `has_header` with a `format` other than `csv`.
     fn side(&self, side: &Spanned<SideMapping>, name: &str) -> Result<(), RulesError> {
         let mapping = side.get_ref();
         let written = |key| self.key_span(side.span(), key) != side.span();
+        let csv_only = |format| {
+            ["delimiter", "has_header"]
+                .into_iter()
+                .find(|key| written(key))
+                .map(|key| MappingError::CsvOptionWithoutCsv { key, format })
+        };
         let unread = ["debit_values", "credit_values"]
             .into_iter()
             .find(|key| mapping.direction.is_none() && written(key))
-            .map(|key| MappingError::IndicatorsWithoutDirection { key });
+            .map(|key| MappingError::IndicatorsWithoutDirection { key })
+            .or_else(|| {
+                (mapping.date.is_none() && written("date_format"))
+                    .then_some(MappingError::DateFormatWithoutDate)
+            })
+            .or_else(|| {
+                mapping
+                    .format
+                    .filter(|f| *f != Format::Csv)
+                    .and_then(csv_only)
+            });
         let Some(e) = mapping.validate().err().or(unread) else {
             return Ok(());
         };
@@ -649,6 +693,51 @@ impl Locator<'_> {
             MappingError::DateFormat { format, reason } => {
                 ("date_format", format.clone(), reason.clone())
             }
+            MappingError::SameColumn {
+                key,
+                column,
+                other,
+                other_column,
+            } => (
+                *key,
+                column.clone(),
+                format!(
+                    "also the `{other}` column (as {other_column:?}); column names are \
+                     compared ignoring case and surrounding spaces, and `{other}` and `{key}` \
+                     are two columns"
+                ),
+            ),
+            MappingError::RepeatedExtra { column, first } => (
+                "extra",
+                column.clone(),
+                format!(
+                    "listed twice (also as {first:?}); column names are compared ignoring \
+                     case and surrounding spaces, and a column is carried through once"
+                ),
+            ),
+            MappingError::DateFormatWithoutDate => (
+                "date_format",
+                mapping.date_format.clone(),
+                "a date format is read only with a `date` column: \
+                 map a `date` column or remove the key"
+                    .to_owned(),
+            ),
+            MappingError::CsvOptionWithoutCsv { key, format } => {
+                let value = if *key == "delimiter" {
+                    mapping.delimiter.to_string()
+                } else {
+                    mapping.has_header.to_string()
+                };
+                (
+                    *key,
+                    value,
+                    format!(
+                        "only CSV files have a delimiter and a header line, and this side's \
+                         `format` is {:?}: remove the key",
+                        format_name(*format)
+                    ),
+                )
+            }
         };
         Err(self.invalid(
             self.key_span(side.span(), key),
@@ -703,14 +792,18 @@ impl Locator<'_> {
         context: &str,
         key: &'static str,
     ) -> Result<Decimal, RulesError> {
-        Decimal::parse(s.get_ref()).ok_or_else(|| {
-            self.invalid(
-                s.span(),
-                context,
-                key,
-                s.get_ref().clone(),
-                "expected a non-negative decimal string such as \"0.05\"",
-            )
+        Decimal::read(s.get_ref()).map_err(|problem| {
+            let reason = match problem {
+                DecimalProblem::NotDecimal => {
+                    "expected a non-negative decimal string such as \"0.05\"".to_owned()
+                }
+                DecimalProblem::TooManyDigits(n) => format!(
+                    "a decimal has at most {} digits, counting every digit before and after \
+                     the point (zeros too); this one has {n}",
+                    Decimal::MAX_DIGITS
+                ),
+            };
+            self.invalid(s.span(), context, key, s.get_ref().clone(), reason)
         })
     }
 }
@@ -733,8 +826,10 @@ impl Rules {
     /// [`RulesError::Parse`] for bad TOML or an unknown / mistyped key,
     /// [`RulesError::Invalid`] for a value out of range, a side mapping that
     /// loading would refuse ([`SideMapping::validate`], or an empty column
-    /// name) or a contradictory pass (e.g. a break pass without a reference
-    /// gate); both with line and column.
+    /// name), a contradictory pass (e.g. a break pass without a reference
+    /// gate) or a key that could do nothing (`max_group` on a one-to-one
+    /// pass, `date_format` without a `date` column, a prefix without a
+    /// letter or digit...); both with line and column.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Self, RulesError> {
         let loc = Locator { text, file: source };
         let raw: RawRules = toml::from_str(text).map_err(|e| {
@@ -749,6 +844,22 @@ impl Rules {
         loc.side(&raw.left, "left")?;
         loc.side(&raw.right, "right")?;
         let (left, right) = (raw.left.into_inner(), raw.right.into_inner());
+        // A prefix without a letter or digit normalizes to nothing, and
+        // normalization drops it: it would remove nothing.
+        if let Some(p) =
+            raw.normalize.strip_prefixes.iter().find(|p| {
+                crate::text::normalize_prefixes(std::slice::from_ref(p.get_ref())).is_empty()
+            })
+        {
+            return Err(loc.invalid(
+                p.span(),
+                "[normalize]",
+                "strip_prefixes",
+                p.get_ref().clone(),
+                "a prefix needs a letter or a digit: normalized references keep only those, \
+                 so this one would remove nothing",
+            ));
+        }
         if raw.passes.is_empty() {
             return Err(loc.invalid(
                 0..0,
@@ -863,6 +974,26 @@ impl Rules {
                         ));
                     }
                 }
+            }
+            // The bounds of the subset search, set on a pass that does none.
+            if p.cardinality == Cardinality::OneToOne
+                && let Some((key, m)) = [
+                    ("max_group", &p.max_group),
+                    ("max_candidates", &p.max_candidates),
+                ]
+                .into_iter()
+                .find_map(|(key, m)| m.as_ref().map(|m| (key, m)))
+            {
+                return Err(loc.invalid(
+                    loc.key_span(sp.span(), key),
+                    &ctx,
+                    key,
+                    m.get_ref().to_string(),
+                    format!(
+                        "{key} bounds only aggregate passes (one_to_many, many_to_one), \
+                         and this pass is one_to_one: set `cardinality` or remove the key"
+                    ),
+                ));
             }
             let max_group = p.max_group.as_ref().map_or(4, |m| *m.get_ref());
             if let Some(m) = &p.max_group
@@ -986,7 +1117,12 @@ impl Rules {
             left,
             right,
             normalize: Normalize {
-                strip_prefixes: raw.normalize.strip_prefixes,
+                strip_prefixes: raw
+                    .normalize
+                    .strip_prefixes
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
             },
             duplicates,
             passes,
@@ -1143,6 +1279,217 @@ mod tests {
             err.to_string(),
             "rules.toml:1:40: [left]: `currency_value` = \"usd1\": not a three-letter currency code"
         );
+    }
+
+    /// A side's key that would never be read, or a column named where two
+    /// are needed, is refused at its key; a key that is read is kept.
+    #[test]
+    fn side_keys_that_could_do_nothing_are_refused() {
+        let right = "[right]\nid = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\n";
+        let pass = "[[pass]]\nname = \"p\"\n";
+        let read = |left: &str| {
+            Rules::from_toml_str(
+                &format!("[left]\ncurrency_value = \"USD\"\n{left}\n{right}{pass}"),
+                "rules.toml",
+            )
+        };
+        let cases = [
+            (
+                "amount = \"a\"\ndate_format = \"%d/%m/%Y\"",
+                "rules.toml:4:1: [left]: `date_format` = \"%d/%m/%Y\": \
+                 a date format is read only with a `date` column: map a `date` column or remove the key",
+            ),
+            (
+                // Written out at the default, still set for nothing.
+                "amount = \"a\"\ndate_format = \"%Y-%m-%d\"",
+                "rules.toml:4:1: [left]: `date_format` = \"%Y-%m-%d\": \
+                 a date format is read only with a `date` column: map a `date` column or remove the key",
+            ),
+            (
+                "format = \"parquet\"\namount = \"a\"\ndelimiter = \";\"",
+                "rules.toml:5:1: [left]: `delimiter` = \";\": only CSV files have a delimiter \
+                 and a header line, and this side's `format` is \"parquet\": remove the key",
+            ),
+            (
+                "format = \"jsonl\"\namount = \"a\"\nhas_header = true",
+                "rules.toml:5:1: [left]: `has_header` = \"true\": only CSV files have a delimiter \
+                 and a header line, and this side's `format` is \"ndjson\": remove the key",
+            ),
+            (
+                "format = \"arrow-stream\"\namount = \"a\"\nhas_header = false",
+                "rules.toml:5:1: [left]: `has_header` = \"false\": only CSV files have a delimiter \
+                 and a header line, and this side's `format` is \"arrow-stream\": remove the key",
+            ),
+            (
+                "debit = \"Amount\"\ncredit = \" amount \"",
+                "rules.toml:4:1: [left]: `credit` = \" amount \": also the `debit` column \
+                 (as \"Amount\"); column names are compared ignoring case and surrounding spaces, \
+                 and `debit` and `credit` are two columns",
+            ),
+            (
+                "amount = \"3\"\ndirection = \"3\"",
+                "rules.toml:4:1: [left]: `direction` = \"3\": also the `amount` column (as \"3\"); \
+                 column names are compared ignoring case and surrounding spaces, \
+                 and `amount` and `direction` are two columns",
+            ),
+            (
+                "amount = \"a\"\nextra = [\"memo\", \"branch\", \" MEMO \"]",
+                "rules.toml:4:1: [left]: `extra` = \" MEMO \": listed twice (also as \"memo\"); \
+                 column names are compared ignoring case and surrounding spaces, \
+                 and a column is carried through once",
+            ),
+        ];
+        for (left, expected) in cases {
+            let err = read(left).unwrap_err();
+            assert_eq!(err.to_string(), expected, "{left}");
+        }
+        // Each key where it is read: a CSV format given or left to the
+        // extension, a date format with its date column.
+        for left in [
+            "format = \"csv\"\namount = \"a\"\ndelimiter = \";\"\nhas_header = false",
+            "amount = \"a\"\ndelimiter = \"\\t\"\nhas_header = true",
+            "format = \"parquet\"\namount = \"a\"\ndate = \"d\"\ndate_format = \"%d/%m/%Y\"",
+            "debit = \"d\"\ncredit = \"c\"\nextra = [\"memo\", \"memo2\"]",
+            "amount = \"a\"\ndirection = \"dc\"",
+        ] {
+            assert!(read(left).is_ok(), "{left}");
+        }
+        // The mapping's own check refuses a key changed from its default.
+        let parquet = SideMapping {
+            format: Some(Format::Parquet),
+            amount: Some("a".into()),
+            currency_value: Some("USD".into()),
+            has_header: false,
+            ..SideMapping::default()
+        };
+        assert_eq!(
+            parquet.validate().map_err(|e| e.to_string()),
+            Err("`has_header` is set but `format` is parquet: \
+                 `delimiter` and `has_header` are read only from CSV"
+                .to_owned())
+        );
+        let written_default = SideMapping {
+            has_header: true,
+            ..parquet
+        };
+        assert_eq!(written_default.validate(), Ok(()));
+    }
+
+    /// A prefix that normalizes to nothing is refused at its place.
+    #[test]
+    fn a_prefix_that_removes_nothing_is_refused() {
+        for (prefixes, column, value) in [
+            ("[\"INV\", \"\"]", 26, ""),
+            ("[\"INV\", \"  \"]", 26, "  "),
+            ("[\"-\"]", 19, "-"),
+        ] {
+            let err = parse(&format!(
+                "[normalize]\nstrip_prefixes = {prefixes}\n[[pass]]\nname = \"p\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "rules.toml:8:{column}: [normalize]: `strip_prefixes` = {value:?}: \
+                     a prefix needs a letter or a digit: normalized references keep only those, \
+                     so this one would remove nothing"
+                ),
+                "{prefixes}"
+            );
+        }
+        let r = parse("[normalize]\nstrip_prefixes = [\"INV-\", \"№\"]\n[[pass]]\nname = \"p\"\n")
+            .unwrap();
+        assert_eq!(r.normalize.strip_prefixes, ["INV-", "№"]);
+    }
+
+    /// `[duplicates]` `left = []` says "no duplicate check on this side",
+    /// as leaving the key out does: it is kept.
+    #[test]
+    fn an_empty_duplicate_key_means_no_check() {
+        let r =
+            parse("[duplicates]\nleft = []\nright = [\"id\"]\n[[pass]]\nname = \"p\"\n").unwrap();
+        assert_eq!(
+            r.duplicates,
+            Duplicates {
+                left: vec![],
+                right: vec![Role::Id]
+            }
+        );
+    }
+
+    /// `max_group` and `max_candidates` bound the subset search of aggregate
+    /// passes; on a one-to-one pass they are refused at the key, before their
+    /// range is checked.
+    #[test]
+    fn aggregate_bounds_on_a_one_to_one_pass_are_refused() {
+        check_refusals(&[
+            (
+                "[[pass]]\nname = \"p\"\nmax_group = 3\n",
+                "rules.toml:9:1: pass \"p\": `max_group` = \"3\": max_group bounds only aggregate \
+                 passes (one_to_many, many_to_one), and this pass is one_to_one: \
+                 set `cardinality` or remove the key",
+            ),
+            (
+                "[[pass]]\nname = \"p\"\ncardinality = \"one_to_one\"\nmax_candidates = 99\n",
+                "rules.toml:10:1: pass \"p\": `max_candidates` = \"99\": max_candidates bounds only \
+                 aggregate passes (one_to_many, many_to_one), and this pass is one_to_one: \
+                 set `cardinality` or remove the key",
+            ),
+            (
+                "[[pass]]\nname = \"b\"\nkind = \"break\"\nreference = \"exact\"\nmax_group = 4\n",
+                "rules.toml:11:1: pass \"b\": `max_group` = \"4\": max_group bounds only aggregate \
+                 passes (one_to_many, many_to_one), and this pass is one_to_one: \
+                 set `cardinality` or remove the key",
+            ),
+        ]);
+        let r = parse(
+            "[[pass]]\nname = \"a\"\ncardinality = \"many_to_one\"\nreference = \"exact\"\n\
+             max_group = 3\nmax_candidates = 16\n",
+        )
+        .unwrap();
+        assert_eq!((r.passes[0].max_group, r.passes[0].max_candidates), (3, 16));
+    }
+
+    /// A decimal of plain digits but too many of them says so; other text
+    /// is not a decimal at all.
+    #[test]
+    fn a_decimal_with_too_many_digits_says_the_limit() {
+        check_refusals(&[
+            (
+                "[[pass]]\nname = \"a\"\namount = { abs = \"92233720368547758.07\" }\n",
+                "rules.toml:9:18: pass \"a\": `amount.abs` = \"92233720368547758.07\": \
+                 a decimal has at most 18 digits, counting every digit before and after the point \
+                 (zeros too); this one has 19",
+            ),
+            (
+                "[[pass]]\nname = \"a\"\namount = { pct = \"0.123456789012345678\" }\n",
+                "rules.toml:9:18: pass \"a\": `amount.pct` = \"0.123456789012345678\": \
+                 a decimal has at most 18 digits, counting every digit before and after the point \
+                 (zeros too); this one has 19",
+            ),
+            (
+                "[[pass]]\nname = \"a\"\namount = { abs = \"-92233720368547758.07\" }\n",
+                "rules.toml:9:18: pass \"a\": `amount.abs` = \"-92233720368547758.07\": \
+                 expected a non-negative decimal string such as \"0.05\"",
+            ),
+            (
+                "[[pass]]\nname = \"a\"\namount = { abs = \"1,5\" }\n",
+                "rules.toml:9:18: pass \"a\": `amount.abs` = \"1,5\": \
+                 expected a non-negative decimal string such as \"0.05\"",
+            ),
+        ]);
+        for (text, mantissa, scale) in [
+            ("999999999999999999", 999_999_999_999_999_999, 0),
+            ("0.12345678901234567", 12_345_678_901_234_567, 17),
+            (".000000000000000001", 1, 18),
+        ] {
+            assert_eq!(
+                Decimal::parse(text),
+                Some(Decimal { mantissa, scale }),
+                "{text}"
+            );
+        }
+        assert_eq!(Decimal::parse("1000000000000000000"), None);
     }
 
     /// Each refusal of a pass: its rules, then the message (the SIDES are six

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use recon_core::rules::{Rules, RulesError};
 
 const EXAMPLE: &str = include_str!("../../../../examples/rules.toml");
+const RULES_DOC: &str = include_str!("../../../../docs/rules.md");
 
 /// Values that are wrong in some way for most keys: other types, signs,
 /// sizes, empty text, odd formats.
@@ -45,6 +46,9 @@ const ODD_VALUES: &[&str] = &[
     "[\"D\", \" d \"]",
     "{ window_days = 2, before = 1 }",
     "{ abs = \"1\", below = \"2\" }",
+    "[\"memo\", \" MEMO \"]",
+    "[\"\", \"-\"]",
+    "\"92233720368547758.07\"",
 ];
 
 /// The example with the value of its `line`-th `key = value` line replaced.
@@ -80,6 +84,19 @@ fn names_the_place(err: &RulesError) -> bool {
 #[test]
 fn the_example_reads() {
     Rules::from_toml_str(EXAMPLE, "rules.toml").unwrap();
+}
+
+/// The complete example of docs/rules.md is a rules file that reads.
+#[test]
+fn the_documented_example_reads() {
+    let example = RULES_DOC
+        .split_once("## A complete example")
+        .and_then(|(_, rest)| rest.split_once("```toml\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(toml, _)| toml)
+        .expect("docs/rules.md has a complete example in a toml block");
+    let rules = Rules::from_toml_str(example, "rules.md").unwrap();
+    assert_eq!(rules.passes.len(), 4);
 }
 
 proptest! {
