@@ -466,6 +466,25 @@ fn gen_into_an_unwritable_place_fails_naming_it() {
     });
 }
 
+/// A record count out of range is a usage error (exit 2) naming the range,
+/// before anything is allocated or written; `_` may group digits.
+#[test]
+fn gen_refuses_a_record_count_out_of_range() {
+    within(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("case");
+        for count in ["0", "5000000000", "18446744073709551615"] {
+            let out = recon(&["gen", "--records", count, "--out", target.to_str().unwrap()]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{count}: {err}");
+            assert!(err.contains("is not in 1..=20000000"), "{count}: {err}");
+        }
+        assert!(!target.exists(), "nothing written");
+        let out = recon(&["gen", "--records", "1_0", "--out", target.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    });
+}
+
 /// Output files are written whole or not at all: a run replaces the earlier
 /// files (a new file renamed into place, not the old one rewritten) and
 /// leaves no partial file behind; a run that cannot put results.csv in place
