@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -55,6 +55,9 @@ pub struct App {
     pub(crate) store: Arc<DatasetStore>,
     pub(crate) jobs: Jobs,
     pub(crate) openapi: OnceLock<Bytes>,
+    /// Requests now waiting (`?wait=`) for a job's end, each holding a
+    /// handler thread: see `App::wait_slot`.
+    pub(crate) waiting: AtomicUsize,
     handles: HandleCache,
     owner: Owner,
     /// This instance's lease (see [`crate::owner`]): held while the app lives.
@@ -106,6 +109,7 @@ impl App {
             store,
             jobs,
             openapi: OnceLock::new(),
+            waiting: AtomicUsize::new(0),
             handles: HandleCache::default(),
             owner,
             _lease: lease,

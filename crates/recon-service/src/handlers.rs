@@ -2,6 +2,7 @@
 //! an [`ApiError`] that the request frame turns into a problem document.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -368,8 +369,38 @@ impl App {
             })?;
         let req: ReconciliationRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("invalid reconciliation request: {e}")))?;
-        let rec = self.jobs.submit(&req.left, &req.right, &req.rules, wait)?;
+        let slot = self.wait_slot(wait);
+        let rec = self
+            .jobs
+            .submit(&req.left, &req.right, &req.rules, slot.wait)?;
         Ok(job_answer(&rec))
+    }
+
+    /// How long a request asking to wait `wait` for its job may: all of it
+    /// while fewer than half the handler threads (`threads`, at least one)
+    /// are waiting, else not at all (the job is answered at once, 202, and
+    /// the client polls or follows its events). A wait holds a handler
+    /// thread; without this bound a few waiting clients would leave none for
+    /// anyone else's requests. The slot is held until the guard drops.
+    fn wait_slot(&self, wait: Duration) -> WaitSlot<'_> {
+        let most = (self.config.server.threads.get() / 2).max(1);
+        let taken = !wait.is_zero()
+            && self
+                .waiting
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < most).then_some(n + 1)
+                })
+                .is_ok();
+        if !wait.is_zero() && !taken {
+            tracing::debug!(
+                most,
+                "a wait answered at once: half the handler threads are waiting"
+            );
+        }
+        WaitSlot {
+            waiting: taken.then_some(&self.waiting),
+            wait: if taken { wait } else { Duration::ZERO },
+        }
     }
 
     fn reconcile_one_shot(
@@ -457,7 +488,8 @@ impl App {
                     .to_owned(),
             ));
         };
-        let rec = match self.jobs.submit(&l.id, &r.id, rules, wait) {
+        let slot = self.wait_slot(wait);
+        let rec = match self.jobs.submit(&l.id, &r.id, rules, slot.wait) {
             Ok(rec) => rec,
             Err(e) => {
                 cleanup(stored(&left), stored(&right));
@@ -584,6 +616,23 @@ impl App {
             res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
         Ok(res)
+    }
+}
+
+/// A request's turn to wait for its job (see `App::wait_slot`).
+struct WaitSlot<'a> {
+    /// The count it was taken from, given back on drop; `None` when it waits
+    /// not at all.
+    waiting: Option<&'a AtomicUsize>,
+    /// How long it may wait.
+    wait: Duration,
+}
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(waiting) = self.waiting {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -816,6 +865,41 @@ fn wait_param(query: Option<&str>, default: u64) -> Result<Duration, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn app_with_threads(threads: usize) -> (tempfile::TempDir, App) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tuning::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..tuning::Config::default()
+        };
+        config.server.threads = std::num::NonZeroUsize::new(threads).unwrap();
+        let app = App::new(std::sync::Arc::new(config), Vec::new()).unwrap();
+        (dir, app)
+    }
+
+    #[test]
+    fn at_most_half_the_threads_wait() {
+        let secs = Duration::from_secs;
+        let (_dir, app) = app_with_threads(4);
+        let a = app.wait_slot(secs(30));
+        let b = app.wait_slot(secs(30));
+        let c = app.wait_slot(secs(30));
+        assert_eq!(
+            [a.wait, b.wait, c.wait],
+            [secs(30), secs(30), Duration::ZERO]
+        );
+        // Not waiting takes no slot.
+        let none = app.wait_slot(Duration::ZERO);
+        assert!(none.waiting.is_none());
+        drop((a, c, none));
+        assert_eq!(app.wait_slot(secs(5)).wait, secs(5));
+        assert_eq!(app.waiting.load(Ordering::Acquire), 1);
+        drop(b);
+        assert_eq!(app.waiting.load(Ordering::Acquire), 0);
+        // One thread: its one request may still wait.
+        let (_dir, app) = app_with_threads(1);
+        assert_eq!(app.wait_slot(secs(3)).wait, secs(3));
+    }
 
     #[test]
     fn wait_and_options_parse() {
