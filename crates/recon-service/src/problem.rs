@@ -8,6 +8,14 @@ use crate::{Response, ResponseBody};
 /// The media type of a problem document.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// The detail of the 501 both engines answer a `Transfer-Encoding` other
+/// than one `chunked` with (RFC 9112 section 6.1), before any handler runs.
+pub const ONLY_CHUNKED: &str = "only the chunked transfer coding is supported";
+
+/// The text of the body read error both engines give a malformed chunked
+/// body (`io::ErrorKind::InvalidData`), which the application answers 400.
+pub const MALFORMED_CHUNKED: &str = "malformed chunked request body";
+
 /// The answer to a client arriving past `connection_limit` with
 /// `overload = "reject"`: 503 with `Retry-After: 1`, the same from both
 /// engines (each closes the connection after it).

@@ -82,7 +82,7 @@ async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimit
                 "request body stalled past channel_timeout",
             )),
             Ok(None) => return,
-            Ok(Some(Err(err))) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, err)),
+            Ok(Some(Err(err))) => Err(body_error(err)),
             Ok(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => Ok(data),
                 // Trailers: nothing the application reads.
@@ -93,6 +93,35 @@ async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimit
         if tx.send(chunk).await.is_err() || failed {
             return;
         }
+    }
+}
+
+/// The error a handler reads for a request body hyper could not deliver,
+/// with the kind and text the threaded engine gives the same failure.
+///
+/// hyper fails a body with a body-kind [`hyper::Error`] whose source is its
+/// decoder's [`io::Error`]: `InvalidInput` or `InvalidData` when the chunked
+/// framing is malformed (a size that is not hex or overflows, a missing
+/// CRLF, extensions or trailers past its limits), `UnexpectedEof` when the
+/// socket ended first, the socket's own error when reading it failed. A
+/// connection that failed elsewhere gives no `io::Error` at all. Everything
+/// but malformed framing reads as a body cut off.
+fn body_error(err: hyper::Error) -> io::Error {
+    let cause = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<io::Error>());
+    match cause {
+        Some(cause)
+            if matches!(
+                cause.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+            ) =>
+        {
+            tracing::debug!(error = %cause, "malformed chunked request body");
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                recon_service::problem::MALFORMED_CHUNKED,
+            )
+        }
+        _ => io::Error::new(io::ErrorKind::UnexpectedEof, err),
     }
 }
 
@@ -228,6 +257,77 @@ mod tests {
         let err = r.read_to_end(&mut out).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(out, b"ab");
+    }
+
+    /// Has hyper's HTTP/1 server read `request` (the client half-closes after
+    /// it) and returns the error the request's body failed with, as a
+    /// handler reads it.
+    fn body_failure(request: &[u8]) -> io::Error {
+        use tokio::io::AsyncWriteExt;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut client, server) = tokio::io::duplex(4096);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let tx = std::sync::Mutex::new(Some(tx));
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let tx = tx.lock().unwrap().take();
+                async move {
+                    if let (Some(tx), Err(err)) = (tx, req.into_body().collect().await) {
+                        let _ = tx.send(body_error(err));
+                    }
+                    Ok::<_, std::convert::Infallible>(http::Response::new(OutBody::full(
+                        Bytes::new(),
+                    )))
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(server), service);
+            tokio::spawn(conn);
+            client.write_all(request).await.unwrap();
+            client.shutdown().await.unwrap();
+            rx.await.expect("the body did not fail")
+        })
+    }
+
+    #[test]
+    fn malformed_chunks_read_as_the_threaded_engine_words_them() {
+        let head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for body in [
+            "zz\r\n",
+            "5\r\nhelloXX0\r\n\r\n",
+            "5\nhello\r\n0\r\n\r\n",
+            "11111111111111111\r\n",
+        ] {
+            let err = body_failure(format!("{head}{body}").as_bytes());
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{body:?}: {err}");
+            assert_eq!(
+                err.to_string(),
+                recon_service::problem::MALFORMED_CHUNKED,
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_cut_off_reads_as_unexpected_eof() {
+        for request in [
+            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n",
+        ] {
+            let err = body_failure(request);
+            assert_eq!(
+                err.kind(),
+                io::ErrorKind::UnexpectedEof,
+                "{}: {err}",
+                String::from_utf8_lossy(request)
+            );
+        }
     }
 
     #[test]

@@ -122,6 +122,12 @@ fn builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
+        // A client may shut down its write side once its request is sent
+        // (`shutdown(SHUT_WR)`, as `nc -N` does) and still read the answer, as
+        // from the threaded engine. Without this hyper takes that EOF for a
+        // dropped connection and answers nothing. A client that closes
+        // mid-body still fails the body read (the request was cut off).
+        .half_close(true)
         // `TimedIo`'s idle deadline already bounds a head's arrival (it runs
         // from the last response, and a head's bytes do not push it on);
         // hyper's header timer would register a timer per request.

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use recon_service::{App, Dispatch, RequestBody, ResponseBody, ServerState, problem};
 use tokio::sync::Semaphore;
@@ -56,6 +56,43 @@ pub(crate) async fn reject(
     Ok(response)
 }
 
+/// Whether `Transfer-Encoding` names anything but one `chunked`, which the
+/// threaded engine refuses with 501 (RFC 9112 section 6.1: a coding the
+/// server does not understand).
+///
+/// hyper has already answered a bare 400 when the last coding is not
+/// `chunked` or the request is HTTP/1.0, and decodes `gzip, chunked` as plain
+/// chunks: without this the gzip bytes would reach the handler as the body.
+/// When `Content-Length` came too, hyper has dropped it and will close the
+/// connection after the response (the RFC's other choice), so that request
+/// cannot be told from plain chunked here.
+fn unsupported_coding(headers: &HeaderMap) -> bool {
+    let mut codings = 0;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return true;
+        };
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            codings += 1;
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return true;
+            }
+        }
+    }
+    codings > 1
+}
+
+/// A problem answered before dispatch because the request's framing is
+/// refused; the connection closes after it, as on the threaded engine (the
+/// body is left unread).
+fn refuse_framing(status: StatusCode, detail: &str) -> recon_service::Response {
+    let mut response = problem::response(status, detail);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn declared_len(req: &Request<Incoming>) -> Result<Option<u64>, ()> {
     match req.headers().get(header::CONTENT_LENGTH) {
         None => Ok(None),
@@ -70,8 +107,11 @@ fn declared_len(req: &Request<Incoming>) -> Result<Option<u64>, ()> {
 
 async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Response {
     let app = &shared.app;
+    if unsupported_coding(req.headers()) {
+        return refuse_framing(StatusCode::NOT_IMPLEMENTED, problem::ONLY_CHUNKED);
+    }
     let Ok(declared) = declared_len(&req) else {
-        return problem::response(StatusCode::BAD_REQUEST, "invalid Content-Length");
+        return refuse_framing(StatusCode::BAD_REQUEST, "invalid Content-Length");
     };
     if declared.is_some_and(|len| len >= shared.limits.max_len) {
         return app.refuse_too_large(req.method(), req.uri().path(), req.headers());
@@ -176,6 +216,25 @@ impl Drop for Busy<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_lone_chunked_coding_is_served() {
+        let check = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::TRANSFER_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            unsupported_coding(&headers)
+        };
+        assert!(!check(&[]));
+        assert!(!check(&["chunked"]));
+        assert!(!check(&["Chunked"]));
+        assert!(!check(&[", chunked"]));
+        assert!(check(&["gzip, chunked"]));
+        assert!(check(&["gzip", "chunked"]));
+        assert!(check(&["chunked, chunked"]));
+        assert!(check(&["chunked", "chunked"]));
+    }
 
     #[test]
     fn a_panicking_handler_answers_500() {

@@ -506,7 +506,7 @@ impl Conn {
                         Err(_) => {
                             return BodyPiece::Failed(
                                 io::ErrorKind::InvalidData,
-                                "malformed chunked request body",
+                                recon_service::problem::MALFORMED_CHUNKED,
                             );
                         }
                         Ok(step) => {

@@ -171,7 +171,7 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, ProtocolErr
             Some((last, [])) if last.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
             Some((last, _)) if last.eq_ignore_ascii_case("chunked") => Err(ProtocolError {
                 status: StatusCode::NOT_IMPLEMENTED,
-                detail: "only the chunked transfer coding is supported",
+                detail: recon_service::problem::ONLY_CHUNKED,
             }),
             _ => Err(ProtocolError::bad(
                 "Transfer-Encoding must end with chunked",
@@ -181,17 +181,23 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, ProtocolErr
     if !has_cl {
         return Ok(Framing::Empty);
     }
+    // A list (`8, 8`) is refused even when its values agree (RFC 9110
+    // section 8.6 lets a recipient reject it or take the one value): hyper,
+    // the async engine's parser, refuses it, so both engines answer 400.
+    // Repeated field lines of one value are taken as that value, as hyper
+    // does; lines that differ are refused.
     let mut length: Option<u64> = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_length(item.trim_ascii())
-                .ok_or_else(|| ProtocolError::bad("invalid Content-Length"))?;
-            match length {
-                Some(prev) if prev != n => {
-                    return Err(ProtocolError::bad("conflicting Content-Length values"));
-                }
-                _ => length = Some(n),
+        if value.as_bytes().contains(&b',') {
+            return Err(ProtocolError::bad("Content-Length must be one number"));
+        }
+        let n = parse_length(value.as_bytes().trim_ascii())
+            .ok_or_else(|| ProtocolError::bad("invalid Content-Length"))?;
+        match length {
+            Some(prev) if prev != n => {
+                return Err(ProtocolError::bad("conflicting Content-Length values"));
             }
+            _ => length = Some(n),
         }
     }
     match length {
@@ -287,6 +293,9 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 8, 8\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 8,8\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 8\r\nContent-Length: 8, 8\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
@@ -300,6 +309,11 @@ mod tests {
         assert_eq!(
             check("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             Err(StatusCode::NOT_IMPLEMENTED)
+        );
+        let list = parse_head(b"POST / HTTP/1.1\r\nContent-Length: 8, 8\r\n\r\n", MAX_HEAD);
+        assert_eq!(
+            list.map(|_| ()).map_err(|e| e.detail),
+            Err("Content-Length must be one number")
         );
     }
 
