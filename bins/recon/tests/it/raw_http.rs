@@ -338,11 +338,16 @@ fn idle_keep_alive_closes_after_channel_timeout(engine: Engine) {
 }
 
 fn busy_keep_alive_outlives_channel_timeout(engine: Engine) {
-    // Requests every 300 ms for 2.4 s on one connection: each is activity,
-    // so the 1 s idle deadline keeps moving on and nothing is cut.
-    let server = quick_timeouts(engine);
+    // Requests every 300 ms for 4.5 s on one connection: each is activity,
+    // so the 2 s idle deadline keeps moving on and nothing is cut. (With a
+    // 1 s deadline, a loaded 2-core machine stretching one 300 ms gap past
+    // it cut the connection now and then.)
+    let server = Server::builder(engine)
+        .arg("--channel-timeout", "2s")
+        .arg("--cleanup-interval", "200ms")
+        .start();
     let mut raw = server.raw();
-    for k in 0..8 {
+    for k in 0..15 {
         raw.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap_or_else(|e| panic!("request {k}: {e}"));
         let r = raw
