@@ -72,7 +72,12 @@ pub enum InputError {
     },
     /// The format could not be told from the file name or media type.
     #[error(
-        "{file}: unknown format {hint:?} (expected csv, parquet, arrow, arrow-stream or ndjson)"
+        "{file}: unknown format {hint:?} (expected csv, parquet, arrow, arrow-stream or ndjson{})",
+        if hint.eq_ignore_ascii_case("tsv") || hint.eq_ignore_ascii_case("tab") {
+            "; a tab-separated file is read with format = \"csv\" and delimiter = \"\\t\" in the side's mapping"
+        } else {
+            ""
+        }
     )]
     UnknownFormat {
         /// The file.

@@ -1030,6 +1030,28 @@ fn a_foreign_or_cut_arrow_file_is_named_as_such() {
     check_example(&load_side(&whole, &mapping(BASIC)).unwrap());
 }
 
+/// A `.tsv` file is no format of its own: the error says how to read it.
+#[test]
+fn a_tsv_file_is_told_how_to_be_read() {
+    let err = load("bank.tsv", b"id\tamount\n1\t2\n", BASIC).unwrap_err();
+    assert!(
+        err.ends_with(
+            "bank.tsv: unknown format \"tsv\" (expected csv, parquet, arrow, arrow-stream or \
+             ndjson; a tab-separated file is read with format = \"csv\" and delimiter = \"\\t\" \
+             in the side's mapping)"
+        ),
+        "{err}"
+    );
+    let tsv = format!("{BASIC}format = \"csv\"\ndelimiter = \"\\t\"\ncurrency_value = \"USD\"\n");
+    let side = load(
+        "bank.tsv",
+        b"id\tamount\tcurrency\tdate\tref\n1\t2.00\tUSD\t2026-01-02\tR\n",
+        &tsv.replace("currency = \"currency\"\n", ""),
+    )
+    .unwrap();
+    assert_eq!(amounts(&side), [200]);
+}
+
 #[test]
 fn invalid_utf8_in_the_header_is_line_1() {
     let err = load(
