@@ -22,13 +22,23 @@
 //! thread writes the file, so the jobs' data waiting for it stay bounded.
 //! `job.json` says `pending`, then `ready` or `failed`. A graceful stop waits
 //! for them (within the shutdown timeout, see [`Jobs::finish_parquet_writes`]);
-//! one cut short by a crash or that timeout stays `pending` until the next
-//! instance on the same host marks it `failed` (an instance on another host
-//! does once the job's record has been untouched for `FOREIGN_STALE`).
+//! one cut short by a crash or that timeout stays `pending` until another
+//! instance judges its writer gone (below) and marks it `failed`.
 //! Every read of a job's state comes from `job.json`, so a replica sharing the
-//! data directory sees the same jobs. A job left `queued` or `running` by a
-//! process that is gone is marked `failed` with the error `interrupted` when
-//! the next instance starts; its results, never renamed into place, are not served.
+//! data directory sees the same jobs. A job left `queued` or `running` by an
+//! instance that is gone is marked `failed` with the error `interrupted`; its
+//! results, never renamed into place, are not served.
+//!
+//! Abandoned work is judged by one rule (see `Judge`), applied by every
+//! instance to every other instance's unfinished job: when it starts (to all
+//! of them), whenever it reads one for an answer (`get`, `list`, waits; the
+//! owner of a job on this host costs one non-blocking `flock` of its lease),
+//! and in a background sweep (`recon-job-sweep`, every `SWEEP_EVERY`) that
+//! ends the jobs nobody reads. A job whose owner is on this host is abandoned
+//! at once when its lease is free (see [`crate::owner`]), and never while the
+//! lease is held; a job of another host once its `job.json` has not changed
+//! for `FOREIGN_STALE`. An instance never judges its own jobs. Two instances
+//! judging one job at once both write the same end, atomically.
 //!
 //! Durability, with as few fsyncs on a request's path as that allows: a job is
 //! queued with its files written but not yet fsynced, and made durable before
@@ -43,8 +53,9 @@ use std::fs;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use recon_core::outcome::SideName;
@@ -54,7 +65,7 @@ use sha2::{Digest, Sha256};
 use crate::durable::{self, Staged};
 use crate::error::ApiError;
 use crate::ids;
-use crate::owner::Owner;
+use crate::owner::{Liveness, Owner};
 use crate::reconcile;
 use crate::store::DatasetStore;
 
@@ -193,8 +204,17 @@ pub struct JobCounts {
 /// is a Parquet write left `pending` that long (one takes seconds to minutes).
 const FOREIGN_STALE: Duration = Duration::from_secs(3600);
 
+/// How often the background sweep judges the jobs of other instances that
+/// nobody reads (see [`Judge::sweep`]). Reads judge their job at once, so this
+/// bounds only how long an unread job of a dead instance on this host (and
+/// the counts of `/debug/status`, and an event stream opened before its owner
+/// died) shows it unfinished. A pass lists `jobs/` and reads only the records
+/// of jobs not ended for good, so it costs little more than the listing.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 /// Removes the staged files (`.NAME.ID.tmp`, see [`durable`]) left in a job
-/// directory by a writer that died before committing them.
+/// directory by a writer that died before committing them. One another
+/// instance removed first is no error: two may judge a job at once.
 fn remove_staged(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -208,6 +228,7 @@ fn remove_staged(dir: &Path) {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), "removed a dead writer's staged file")
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "could not remove a staged file")
                 }
@@ -225,8 +246,10 @@ pub(crate) fn unreadable(what: &str) -> impl FnMut(&Path, &serde_json::Error) + 
     }
 }
 
-/// Marks a job that will never end by itself `failed` with `interrupted`.
-fn mark_interrupted(dir: &Path, mut rec: JobRecord) {
+/// Marks a job that will never end by itself `failed` with `interrupted`;
+/// returns the record as marked (also when it could not be written: that is
+/// logged, and the next judge of the job tries again).
+fn mark_interrupted(dir: &Path, mut rec: JobRecord) -> JobRecord {
     rec.state = JobState::Failed;
     rec.error = Some("interrupted".to_owned());
     rec.finished = Some(durable::now_rfc3339());
@@ -234,6 +257,210 @@ fn mark_interrupted(dir: &Path, mut rec: JobRecord) {
         tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
     }
     metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
+    rec
+}
+
+/// Whether a record can still change by itself: a job not ended, or a
+/// succeeded one whose Parquet write is `pending`.
+fn unsettled(rec: &JobRecord) -> bool {
+    !rec.state.is_terminal() || rec.parquet == Some(ParquetState::Pending)
+}
+
+/// What [`Judge::verdict`] makes of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing to do: settled, this instance's own, or its owner may still
+    /// be at work.
+    Leave,
+    /// Unfinished, and its owner is gone: mark it `interrupted`.
+    Interrupt,
+    /// Succeeded with its Parquet write `pending`, and the writer is gone:
+    /// mark the write `failed`.
+    FailParquet,
+}
+
+/// What one pass of judgement has learnt of owners, so each is checked once
+/// (one lease file lock per dead or live instance, not per job).
+type Seen = HashMap<Owner, Liveness>;
+
+/// Judges the jobs of other instances: whether their owner is gone, and what
+/// that makes of the job. The one rule, used by start-up recovery
+/// ([`Jobs::open`]), by every read of a record for an answer and by the
+/// background sweep.
+///
+/// A job is judged abandoned when it has no owner; when its owner is
+/// [`Liveness::Gone`]; or when its owner's liveness is
+/// [`Liveness::Unknown`] (another host, say) and its `job.json` has not
+/// changed for [`FOREIGN_STALE`]. A job whose owner is
+/// [`Liveness::Alive`] (its lease held on this host) is never judged
+/// abandoned, however long it has been quiet, and neither is a job of this
+/// instance: it knows its own.
+#[derive(Debug, Clone)]
+struct Judge {
+    /// The `jobs/` directory.
+    dir: PathBuf,
+    /// The data directory's lease files.
+    leases: PathBuf,
+    /// This instance's id.
+    me: String,
+}
+
+impl Judge {
+    /// What to do with `rec`, just read from `dir/job.json`. Reads nothing
+    /// for a settled record or one of this instance; otherwise checks its
+    /// owner's lease (unless `seen` knows it), and for an owner that cannot
+    /// be checked the record's age, after the read, so a write the owner made
+    /// since keeps its job.
+    fn verdict(&self, dir: &Path, rec: &JobRecord, seen: &mut Seen) -> Verdict {
+        if !unsettled(rec) || rec.owner.as_ref().is_some_and(|o| o.instance == self.me) {
+            return Verdict::Leave;
+        }
+        let abandoned = match &rec.owner {
+            None => true,
+            Some(owner) => {
+                let liveness = match seen.get(owner) {
+                    Some(known) => *known,
+                    None => {
+                        let checked = owner.liveness(&self.leases);
+                        seen.insert(owner.clone(), checked);
+                        checked
+                    }
+                };
+                match liveness {
+                    Liveness::Alive => false,
+                    Liveness::Gone => true,
+                    Liveness::Unknown => untouched_for(dir, FOREIGN_STALE),
+                }
+            }
+        };
+        match (abandoned, rec.state.is_terminal()) {
+            (false, _) => Verdict::Leave,
+            (true, false) => Verdict::Interrupt,
+            (true, true) => Verdict::FailParquet,
+        }
+    }
+
+    /// Judges `rec`, just read from `dir/job.json`, and carries out the
+    /// verdict: an abandoned job is marked `interrupted` (a dead writer's
+    /// Parquet write `failed`) and the files its writer staged are removed.
+    /// Returns the record as it now stands, to answer with.
+    ///
+    /// Another instance may judge the same job at the same moment: each
+    /// write of the record is atomic, both write the same end, and one that
+    /// finds the job already ended on disk leaves that end as it is.
+    fn settle(&self, dir: &Path, mut rec: JobRecord, seen: &mut Seen) -> JobRecord {
+        match self.verdict(dir, &rec, seen) {
+            Verdict::Leave => rec,
+            Verdict::Interrupt => {
+                if let Some(now) = read_record(dir)
+                    && now.state.is_terminal()
+                {
+                    return now;
+                }
+                tracing::warn!(job = %rec.id, state = rec.state.as_str(), "job abandoned by its instance: interrupted");
+                let rec = mark_interrupted(dir, rec);
+                // Results the dead instance was writing, never to be committed.
+                remove_staged(dir);
+                rec
+            }
+            Verdict::FailParquet => {
+                tracing::warn!(job = %rec.id, "parquet write abandoned by its instance: failed");
+                rec.parquet = Some(ParquetState::Failed);
+                if let Err(e) = write_record(dir, &rec) {
+                    tracing::error!(job = %rec.id, error = %e, "could not mark parquet write failed");
+                }
+                // A results.parquet half written when its writer died.
+                remove_staged(dir);
+                rec
+            }
+        }
+    }
+
+    /// [`Judge::settle`] for a record read by listing `jobs/`: found in the
+    /// directory its id names (a record naming no valid id is left as read).
+    fn settle_listed(&self, rec: JobRecord, seen: &mut Seen) -> JobRecord {
+        if !ids::is_valid(&rec.id) {
+            return rec;
+        }
+        let dir = self.dir.join(&rec.id);
+        self.settle(&dir, rec, seen)
+    }
+
+    /// Judges every job in `jobs/` but those in `settled`, whose records can
+    /// no longer change (see [`unsettled`]); leaves in `settled` the ids of
+    /// the jobs now known settled, so the next pass reads only the others.
+    /// An unreadable record is skipped (start-up logged it).
+    fn sweep(&self, settled: &mut HashSet<String>) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut seen = Seen::new();
+        let mut still = HashSet::with_capacity(settled.len());
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(id) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !ids::is_valid(&id) {
+                continue;
+            }
+            if settled.remove(&id) {
+                still.insert(id);
+                continue;
+            }
+            let dir = entry.path();
+            let Some(rec) = read_record(&dir) else {
+                continue;
+            };
+            if !unsettled(&self.settle(&dir, rec, &mut seen)) {
+                still.insert(id);
+            }
+        }
+        *settled = still;
+    }
+}
+
+/// The background sweep's thread (`recon-job-sweep`): dropping this stops
+/// it and waits for it, so it never outlives its [`Jobs`].
+#[derive(Debug)]
+struct Sweeper {
+    /// Never sent on: dropping it wakes and stops the thread.
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the background sweep: `judge` sweeps `jobs/` every `every` until
+/// the returned [`Sweeper`] is dropped. A pass that panics is logged, and the
+/// next starts afresh.
+///
+/// # Errors
+/// When the thread cannot start.
+fn start_sweeper(judge: Judge, every: Duration) -> io::Result<Sweeper> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("recon-job-sweep".to_owned())
+        .spawn(move || {
+            let mut settled = HashSet::new();
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let _span = tracing::debug_span!("job_sweep").entered();
+                if catch_unwind(AssertUnwindSafe(|| judge.sweep(&mut settled))).is_err() {
+                    tracing::error!("a sweep of abandoned jobs panicked");
+                    settled.clear();
+                }
+            }
+        })?;
+    Ok(Sweeper {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 /// Whether `dir/job.json` was last modified more than `age` ago.
@@ -266,13 +493,15 @@ pub struct Jobs {
     queue: mpsc::Sender<Task>,
     threads: usize,
     owner: Owner,
-    /// The data directory's lease files, to judge other instances' jobs.
-    leases: PathBuf,
+    /// Judges other instances' jobs (see [`Judge`]).
+    judge: Judge,
     store: Arc<DatasetStore>,
     /// This instance's unfinished jobs; waiters sleep on the condvar.
     local: Arc<(Mutex<Local>, Condvar)>,
     /// The queue of the background Parquet writer (see [`start_parquet_writer`]).
     parquet: SyncSender<ParquetWork>,
+    /// The background sweep of abandoned jobs; stops when this is dropped.
+    _sweeper: Sweeper,
 }
 
 /// The jobs this instance runs, as waiters see them.
@@ -330,7 +559,8 @@ impl std::fmt::Debug for Jobs {
 
 impl Jobs {
     /// Opens the job directory, marks abandoned jobs failed (`interrupted`),
-    /// starts a pool of `threads` and the background Parquet writer.
+    /// starts a pool of `threads`, the background Parquet writer and the
+    /// background sweep of abandoned jobs (every 30 s).
     ///
     /// # Errors
     /// When the directory cannot be created or a thread cannot start.
@@ -340,6 +570,22 @@ impl Jobs {
         store: Arc<DatasetStore>,
         threads: usize,
     ) -> io::Result<Self> {
+        Self::open_with_sweep(data_dir, owner, store, threads, SWEEP_EVERY)
+    }
+
+    /// [`Jobs::open`] with the background sweep every `sweep_every` instead
+    /// of every 30 s: for tests, which cannot wait that long.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or a thread cannot start.
+    #[doc(hidden)]
+    pub fn open_with_sweep(
+        data_dir: &Path,
+        owner: Owner,
+        store: Arc<DatasetStore>,
+        threads: usize,
+        sweep_every: Duration,
+    ) -> io::Result<Self> {
         let dir = data_dir.join("jobs");
         durable::create_dir_all(&dir)?;
         let threads = threads.max(1);
@@ -347,18 +593,26 @@ impl Jobs {
         let local = Arc::new((Mutex::new(Local::default()), Condvar::new()));
         // Detached: it ends once every sender is gone (see `start_parquet_writer`).
         let (parquet, _writer) = start_parquet_writer(Arc::clone(&local), PARQUET_QUEUE)?;
-        let jobs = Self {
+        let judge = Judge {
+            dir: dir.clone(),
+            leases: crate::owner::leases_dir(data_dir),
+            me: owner.instance.clone(),
+        };
+        // Start-up recovery runs before the sweep starts, so the two never
+        // judge one job at once within this instance.
+        recover(&judge);
+        let sweeper = start_sweeper(judge.clone(), sweep_every)?;
+        Ok(Self {
             dir,
             queue,
             threads,
             owner,
-            leases: crate::owner::leases_dir(data_dir),
+            judge,
             store,
             local,
             parquet,
-        };
-        jobs.recover();
-        Ok(jobs)
+            _sweeper: sweeper,
+        })
     }
 
     fn job_dir(&self, id: &str) -> Result<PathBuf, ApiError> {
@@ -366,42 +620,6 @@ impl Jobs {
             return Err(ApiError::NotFound(format!("no reconciliation {id:?}")));
         }
         Ok(self.dir.join(id))
-    }
-
-    /// Marks jobs of dead instances failed with `interrupted`, and their
-    /// Parquet writes left `pending` failed; removes the files either was
-    /// writing (staged `.NAME.ID.tmp` files, never committed).
-    fn recover(&self) {
-        let records: Vec<JobRecord> =
-            durable::read_records(&self.dir, "job.json", unreadable("job"));
-        for mut rec in records {
-            if rec.state.is_terminal() {
-                let stale = || untouched_for(&self.dir.join(&rec.id), FOREIGN_STALE);
-                if rec.parquet == Some(ParquetState::Pending)
-                    && rec
-                        .owner
-                        .as_ref()
-                        .is_none_or(|o| o.is_abandoned(&self.leases) || stale())
-                {
-                    rec.parquet = Some(ParquetState::Failed);
-                    let _ = write_record(&self.dir.join(&rec.id), &rec);
-                    // A results.parquet half written when its writer died.
-                    remove_staged(&self.dir.join(&rec.id));
-                }
-                continue;
-            }
-            let dir = self.dir.join(&rec.id);
-            let alive = rec.owner.as_ref().is_some_and(|o| {
-                !o.is_abandoned(&self.leases) && !untouched_for(&dir, FOREIGN_STALE)
-            });
-            if alive {
-                continue;
-            }
-            tracing::warn!(job = %rec.id, state = rec.state.as_str(), "job interrupted by a restart");
-            mark_interrupted(&dir, rec);
-            // Results the dead instance was writing, never to be committed.
-            remove_staged(&dir);
-        }
     }
 
     /// Accepts a job over two stored datasets, queues it, and waits up to
@@ -515,7 +733,9 @@ impl Jobs {
         Ok(rec)
     }
 
-    /// A job's record.
+    /// A job's record. Another instance's unfinished job whose owner is
+    /// gone is marked `interrupted` first (see the module docs), so the answer
+    /// shows its end.
     ///
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown or invalid id.
@@ -535,9 +755,14 @@ impl Jobs {
             let local = self.local.0.lock().unwrap_or_else(PoisonError::into_inner);
             local.unrecorded.get(id).cloned()
         };
-        let rec = unrecorded
-            .or_else(|| read_record(&dir))
-            .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))?;
+        let rec = match unrecorded {
+            Some(rec) => rec,
+            None => {
+                let rec = read_record(&dir)
+                    .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))?;
+                self.judge.settle(&dir, rec, &mut Seen::new())
+            }
+        };
         Ok((rec, dir))
     }
 
@@ -575,7 +800,8 @@ impl Jobs {
     /// another host would leave them `running` for an hour.
     pub fn interrupt_own_unfinished(&self) -> Vec<String> {
         let mut ids = Vec::new();
-        for rec in self.list() {
+        let records: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
+        for rec in records {
             let mine = rec
                 .owner
                 .as_ref()
@@ -602,7 +828,8 @@ impl Jobs {
 
     /// Re-reads a job's record until `settled` says so or `timeout` passes.
     /// Woken when a job of this instance ends or finishes its Parquet file; a
-    /// job of another replica is polled every 100 ms. A record of this
+    /// job of another replica is polled every 100 ms, and judged on each read
+    /// like [`Jobs::get`], so a wait on a dead replica's job ends. A record of this
     /// instance's job is not trusted while its end is being committed (it may
     /// show an end a crash would undo): past the deadline it is waited for,
     /// being one fsync away.
@@ -637,14 +864,21 @@ impl Jobs {
         }
     }
 
-    /// Every job, oldest first.
+    /// Every job, oldest first. Other instances' unfinished jobs whose owners
+    /// are gone are marked `interrupted` first (see the module docs): each owner's
+    /// lease is checked once.
     pub fn list(&self) -> Vec<JobRecord> {
-        let mut out: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
+        let records: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
+        let mut seen = Seen::new();
+        let mut out: Vec<JobRecord> = records
+            .into_iter()
+            .map(|rec| self.judge.settle_listed(rec, &mut seen))
+            .collect();
         durable::sort_by_creation(&mut out, |r| (&r.created, &r.id));
         out
     }
 
-    /// Jobs by state.
+    /// Jobs by state, as [`Jobs::list`] sees them.
     pub fn counts(&self) -> JobCounts {
         let mut c = JobCounts::default();
         for rec in self.list() {
@@ -656,6 +890,18 @@ impl Jobs {
             }
         }
         c
+    }
+}
+
+/// Start-up recovery: marks jobs of dead instances failed with
+/// `interrupted`, and their Parquet writes left `pending` failed; removes the
+/// files either was writing (staged `.NAME.ID.tmp` files, never committed).
+/// Logs each record that does not parse.
+fn recover(judge: &Judge) {
+    let records: Vec<JobRecord> = durable::read_records(&judge.dir, "job.json", unreadable("job"));
+    let mut seen = Seen::new();
+    for rec in records {
+        judge.settle_listed(rec, &mut seen);
     }
 }
 
@@ -762,8 +1008,7 @@ fn start_job_threads(threads: usize) -> io::Result<mpsc::Sender<Task>> {
 /// `capacity` writes besides the one being done; the thread ends once every
 /// sender is dropped and the queue is empty. Writes still queued when the
 /// process exits (a crash, or a stop past its timeout) are lost: their jobs
-/// stay `pending` until the next instance marks them `failed` (see
-/// [`Jobs::recover`]).
+/// stay `pending` until another instance marks them `failed` (see [`Judge`]).
 ///
 /// # Errors
 /// When the thread cannot start.
@@ -1236,6 +1481,107 @@ date = { before = 0, after = 3 }
         assert_eq!(state(&ids[1]).state, JobState::Failed);
         assert_eq!(state(&ids[2]).state, JobState::Succeeded);
         assert_eq!(state(&ids[3]).state, JobState::Running);
+    }
+
+    /// A record of `owner` in state `state`, written to `jobs/{id}` under
+    /// `root`; returns its directory.
+    fn write_owned(root: &Path, state: JobState, owner: Owner) -> (String, PathBuf) {
+        let mut rec = record(state);
+        rec.owner = Some(owner);
+        let dir = root.join("jobs").join(&rec.id);
+        fs::create_dir_all(&dir).unwrap();
+        write_record(&dir, &rec).unwrap();
+        (rec.id, dir)
+    }
+
+    /// An owner on this host whose instance is gone: no lease file, and a
+    /// process id no process has.
+    fn dead_owner() -> Owner {
+        Owner {
+            host: crate::owner::host_name(),
+            pid: u32::MAX / 2,
+            instance: ids::new_id(),
+        }
+    }
+
+    /// Dropping a [`Jobs`] stops its sweep at once, however long its
+    /// interval (the drop waits for the thread, so it is gone, not leaked).
+    #[test]
+    fn dropping_jobs_stops_its_sweep() {
+        let root = tempfile::tempdir().unwrap();
+        let (owner, _lease, store) = instance(root.path());
+        let jobs = Jobs::open_with_sweep(
+            root.path(),
+            owner,
+            Arc::new(store),
+            1,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let (done, dropped) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(jobs);
+            let _ = done.send(());
+        });
+        dropped
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the sweep thread stopped when its Jobs was dropped");
+    }
+
+    /// A wait on a job whose owner died (here, before the wait began, the
+    /// sweep being an hour away) ends at once with the job interrupted,
+    /// rather than at its timeout with the job still `running`.
+    #[test]
+    fn a_wait_on_a_dead_instances_job_ends() {
+        let root = tempfile::tempdir().unwrap();
+        let (owner, _lease, store) = instance(root.path());
+        let jobs = Jobs::open_with_sweep(
+            root.path(),
+            owner,
+            Arc::new(store),
+            1,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let (id, _) = write_owned(root.path(), JobState::Running, dead_owner());
+        let started = Instant::now();
+        let rec = jobs.wait(&id, Duration::from_secs(60)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(rec.state, JobState::Failed);
+        assert_eq!(rec.error.as_deref(), Some("interrupted"));
+    }
+
+    /// An instance never judges its own jobs, even where its owner would
+    /// look gone to anyone else (no lease file, an instance this process
+    /// does not list as live); another instance judging the same record
+    /// ends it. A record already ended by another judge keeps that end.
+    #[test]
+    fn an_instance_never_judges_its_own_jobs() {
+        let root = tempfile::tempdir().unwrap();
+        let owner = dead_owner();
+        let (id, dir) = write_owned(root.path(), JobState::Running, owner.clone());
+        let judge = |me: &str| Judge {
+            dir: root.path().join("jobs"),
+            leases: crate::owner::leases_dir(root.path()),
+            me: me.to_owned(),
+        };
+        let rec = read_record(&dir).unwrap();
+        let mine = judge(&owner.instance);
+        assert_eq!(mine.verdict(&dir, &rec, &mut Seen::new()), Verdict::Leave);
+        let mut settled = HashSet::new();
+        mine.sweep(&mut settled);
+        assert!(settled.is_empty());
+        assert_eq!(read_record(&dir).unwrap().state, JobState::Running);
+
+        let other = judge("another");
+        let ended = other.settle(&dir, rec.clone(), &mut Seen::new());
+        assert_eq!(ended.error.as_deref(), Some("interrupted"));
+        // A second judge, holding the record from before the first's write.
+        let again = other.settle(&dir, rec, &mut Seen::new());
+        assert_eq!(again, ended, "the first end stands");
+        assert_eq!(read_record(&dir).unwrap(), ended);
+        other.sweep(&mut settled);
+        assert!(settled.contains(&id), "an ended job is not read again");
     }
 
     #[test]

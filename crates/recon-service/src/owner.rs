@@ -8,6 +8,12 @@
 //! PID namespaces, where two replicas can both be pid 1) an instance is dead
 //! exactly when its lease can be locked by someone else. The process id is
 //! the fallback for work recorded without a lease file.
+//!
+//! [`Owner::liveness`] is the one judgement: a held lease means the instance
+//! runs (its work is never taken from it), a free one that it is gone; what
+//! cannot be told from here (another host, an unreadable lease, a pid that
+//! may have been reused) is left to the caller, which judges by the age of
+//! the work.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -19,7 +25,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 
 /// The owner of a piece of in-progress work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     /// The host name (container name under Docker).
     pub host: String,
@@ -97,19 +103,40 @@ enum LeaseState {
     /// No lease file (work recorded by an older recon, or an instance that
     /// ended normally and removed it).
     Missing,
+    /// It could not be opened or locked: nothing can be told from it, and
+    /// live work is never judged abandoned on a guess.
+    Unchecked,
 }
 
+/// Checks the lease at `path` with one non-blocking `flock`; a lock taken is
+/// released at once (the file is closed on return).
 fn lease_state(path: &Path) -> LeaseState {
     match OpenOptions::new().read(true).open(path) {
         Ok(file) => match try_lock(&file) {
             Ok(true) => LeaseState::Free,
             Ok(false) => LeaseState::Held,
-            // Cannot tell: never judge live work abandoned on a guess.
-            Err(_) => LeaseState::Held,
+            Err(_) => LeaseState::Unchecked,
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => LeaseState::Missing,
-        Err(_) => LeaseState::Held,
+        Err(_) => LeaseState::Unchecked,
     }
+}
+
+/// What can be told from here of whether an owner's instance still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// It runs: its lease is held on this host, or it is a live instance of
+    /// this process. Its work is never judged abandoned.
+    Alive,
+    /// It is gone: its lease on this host is free, or (without a lease file)
+    /// its process has exited, or it is an instance of this process no longer
+    /// live. Gone for good, since an instance id is never reused.
+    Gone,
+    /// It cannot be told from here: it runs on another host, its lease could
+    /// not be checked, or (without a lease file) a process with its pid
+    /// exists, which may be another one reusing the pid. A caller judges its
+    /// work by age instead.
+    Unknown,
 }
 
 impl Owner {
@@ -187,26 +214,38 @@ impl Owner {
         }
     }
 
-    /// Whether the work of `self` can be known abandoned from here, with
-    /// `leases` the data directory's lease files: it belongs to this host and
-    /// its lease is free; or, with no lease file, its process is gone (or it
-    /// is this process but an instance no longer live). Work of another host
-    /// is never judged abandoned.
-    pub fn is_abandoned(&self, leases: &Path) -> bool {
+    /// Whether the instance `self` names still runs, as far as can be told
+    /// from here, with `leases` the data directory's lease files (see
+    /// [`Liveness`]). Costs one `open` and one non-blocking `flock` of its
+    /// lease file for an owner on this host, nothing for another host's.
+    pub fn liveness(&self, leases: &Path) -> Liveness {
         if self.host != host_name() {
-            return false;
+            return Liveness::Unknown;
         }
         match lease_state(&lease_path(leases, &self.instance)) {
-            LeaseState::Held => false,
-            LeaseState::Free => true,
+            LeaseState::Held => Liveness::Alive,
+            LeaseState::Free => Liveness::Gone,
+            LeaseState::Unchecked => Liveness::Unknown,
             LeaseState::Missing if self.pid == std::process::id() => {
                 match live_instances().lock() {
-                    Ok(live) => !live.contains(&self.instance),
-                    Err(_) => false,
+                    Ok(live) if live.contains(&self.instance) => Liveness::Alive,
+                    Ok(_) => Liveness::Gone,
+                    Err(_) => Liveness::Unknown,
                 }
             }
-            LeaseState::Missing => !process_alive(self.pid),
+            LeaseState::Missing if process_alive(self.pid) => Liveness::Unknown,
+            LeaseState::Missing => Liveness::Gone,
         }
+    }
+
+    /// Whether the work of `self` can be known abandoned from here, with
+    /// `leases` the data directory's lease files: its [`Owner::liveness`] is
+    /// [`Liveness::Gone`] (it belongs to this host and its lease is free; or,
+    /// with no lease file, its process is gone, or it is this process but an
+    /// instance no longer live). Work of another host is never judged
+    /// abandoned by this alone.
+    pub fn is_abandoned(&self, leases: &Path) -> bool {
+        self.liveness(leases) == Liveness::Gone
     }
 }
 
@@ -291,6 +330,31 @@ mod tests {
             ..twin
         };
         assert!(dead.is_abandoned(&leases));
+    }
+
+    /// What [`Owner::liveness`] says of each kind of owner.
+    #[test]
+    fn liveness_is_told_where_it_can_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = leases_dir(dir.path());
+        let (me, lease) = Owner::register(&leases).unwrap();
+        assert_eq!(me.liveness(&leases), Liveness::Alive);
+        let elsewhere = Owner {
+            host: "elsewhere.invalid".into(),
+            ..me.clone()
+        };
+        assert_eq!(elsewhere.liveness(&leases), Liveness::Unknown);
+        // No lease file, and a process with its pid exists (this one's
+        // parent): it may be another process reusing the pid.
+        let parent = Owner {
+            pid: std::os::unix::process::parent_id(),
+            instance: "fedcba9876543210fedcba9876543210".into(),
+            ..me.clone()
+        };
+        assert_eq!(parent.liveness(&leases), Liveness::Unknown);
+        me.unregister();
+        drop(lease);
+        assert_eq!(me.liveness(&leases), Liveness::Gone);
     }
 
     #[test]
