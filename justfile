@@ -39,17 +39,18 @@ bench-compare *ARGS:
     cargo build --release -p recon -p recon-benches --bins
     "${CARGO_TARGET_DIR:-target}/release/bench-compare" {{ARGS}}
 
-# Server comparison in the issues' setup: server, wrk and client share every CPU
-# (`--unpinned`): startup, GET /health, upload, reconciliation and memory (no sweep)
+# `--unpinned`: startup, GET /health, upload, reconciliation and memory (no sweep)
 # over 5 rounds. E.g. `just bench-compare-shared --only threaded,async --scenarios reconcile`.
+# Server comparison in the issues' setup: server, wrk and client share every CPU.
 bench-compare-shared *ARGS:
     cargo build --release -p recon -p recon-benches --bins
     "${CARGO_TARGET_DIR:-target}/release/bench-compare" --unpinned {{ARGS}}
 
-# Whole-process `recon match` of builds taking turns: `just match-ab target/case1m OLD NEW`
-# (`just match-ab target/case1m --pause 3 NEW` for single runs after an idle pause).
-# Medians of wall time, phases, peak RSS, faults and CPU; `recon gen --records
-# 1000000 --seed 42 --out target/case1m` makes the case (docs/benchmarks-core.md).
+# `just match-ab target/case1m OLD NEW`; `just match-ab target/case1m --pause 3 NEW`
+# for single runs after an idle pause. Medians of wall time, phases, peak RSS,
+# faults and CPU; `recon gen --records 1000000 --seed 42 --out target/case1m`
+# makes the case (docs/benchmarks-core.md).
+# Whole-process `recon match` timings of several builds, taking turns.
 match-ab case *BUILDS:
     python3 benches/scripts/match-ab.py --case {{case}} {{BUILDS}}
 
@@ -58,31 +59,35 @@ bench-peers-setup:
     python3 -m venv target/peers-venv
     target/peers-venv/bin/pip install -r benches/peers/requirements.txt
 
-# Serve with the threaded engine (release build, `recon tune` defaults).
+# Serve with the threaded engine (serve-threaded-prod: release build, all interfaces).
 serve-threaded *ARGS: (serve-threaded-prod ARGS)
 
-# Serve with the async engine (release build, `recon tune` defaults).
+# Serve with the async engine (serve-async-prod: release build, all interfaces).
 serve-async *ARGS: (serve-async-prod ARGS)
 
-# Threaded engine, development: debug build, debug logging, small tuning
-# (deploy/dev/threaded.toml, below your environment and ARGS).
+# Settings: deploy/dev/threaded.toml, below your environment and ARGS.
+# Threaded engine, development: debug build, debug logging, small tuning.
 serve-threaded-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/threaded.toml}" cargo run -p recon -- serve --engine threaded {{ARGS}}
 
-# Threaded engine, production: release build, `recon tune` defaults for this machine.
+# Listens on every interface (HOST=0.0.0.0, the lowest-ranked name: RECON_HOST
+# or --host still win), as a server behind a load balancer must.
+# Threaded engine, production: release build, `recon tune` defaults, all interfaces.
 serve-threaded-prod *ARGS:
     cargo build --release -p recon
-    "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine threaded {{ARGS}}
+    HOST="${HOST:-0.0.0.0}" "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine threaded {{ARGS}}
 
-# Async engine, development: debug build, debug logging, small tuning
-# (deploy/dev/async.toml, below your environment and ARGS).
+# Settings: deploy/dev/async.toml, below your environment and ARGS.
+# Async engine, development: debug build, debug logging, small tuning.
 serve-async-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/async.toml}" cargo run -p recon -- serve --engine async {{ARGS}}
 
-# Async engine, production: release build, `recon tune` defaults for this machine.
+# Listens on every interface (HOST=0.0.0.0, the lowest-ranked name: RECON_HOST
+# or --host still win), as a server behind a load balancer must.
+# Async engine, production: release build, `recon tune` defaults, all interfaces.
 serve-async-prod *ARGS:
     cargo build --release -p recon
-    "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine async {{ARGS}}
+    HOST="${HOST:-0.0.0.0}" "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine async {{ARGS}}
 
 # The operator's guide's `make waitress-*` targets, kept for muscle memory.
 

@@ -60,8 +60,9 @@ pub struct App {
     pub(crate) waiting: AtomicUsize,
     handles: HandleCache,
     owner: Owner,
-    /// This instance's lease (see [`crate::owner`]): held while the app lives.
-    _lease: Lease,
+    /// This instance's lease (see [`crate::owner`]): held while the app lives,
+    /// or until [`App::close`].
+    lease: std::sync::Mutex<Option<Lease>>,
 }
 
 impl App {
@@ -112,8 +113,32 @@ impl App {
             waiting: AtomicUsize::new(0),
             handles: HandleCache::default(),
             owner,
-            _lease: lease,
+            lease: std::sync::Mutex::new(Some(lease)),
         })
+    }
+
+    /// The end of a graceful stop, once the engine has stopped and
+    /// [`App::interrupt_unfinished_jobs`] has run: removes this instance's
+    /// scratch directory and gives up its lease, so the next start does not
+    /// take a clean stop for a crash ("sweeping scratch left by a dead
+    /// instance"). The process may exit without dropping the application
+    /// (threads still hold it), so this is not left to `Drop`. Nothing may be
+    /// served afterwards: an upload would find no scratch directory.
+    pub fn close(&self) {
+        let scratch = self.store.scratch();
+        if let Err(e) = std::fs::remove_dir_all(scratch)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %scratch.display(), error = %e, "could not remove the scratch directory");
+        }
+        self.owner.unregister();
+        // The lease file goes with the lease.
+        drop(
+            self.lease
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// The effective settings with their sources.

@@ -191,7 +191,7 @@ fn ports_agree_everywhere() {
     assert_eq!(port_env["value"], "8000");
     let svc = yaml("k8s/service.yaml");
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
-    let monitor = yaml("k8s/servicemonitor.yaml");
+    let monitor = yaml("k8s/monitoring/servicemonitor.yaml");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
 }
@@ -205,22 +205,40 @@ fn kubernetes_objects_reference_each_other() {
         .iter()
         .map(|r| r.as_str().unwrap().to_owned())
         .collect();
-    let on_disk: BTreeSet<String> = std::fs::read_dir(deploy("k8s"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "kustomization.yaml")
-        .collect();
+    let manifests = |dir: &str| -> BTreeSet<String> {
+        std::fs::read_dir(deploy(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+            .collect()
+    };
     assert_eq!(
-        listed, on_disk,
+        listed,
+        manifests("k8s"),
         "kustomization.yaml must list every manifest"
     );
+    // The ServiceMonitor is an optional component (it needs the Prometheus
+    // operator's CRD), named in a comment of the base for those who have it.
+    let component = yaml("k8s/monitoring/kustomization.yaml");
+    assert_eq!(component["kind"], "Component");
+    let in_component: BTreeSet<String> = component["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(in_component, manifests("k8s/monitoring"));
+    let base = std::fs::read_to_string(deploy("k8s/kustomization.yaml")).unwrap();
+    assert!(base.contains("#   - monitoring"), "{base}");
+    // The image is one kustomize can point at a registry.
+    assert_eq!(kustomization["images"][0]["name"], "recon");
 
     let deployment = yaml("k8s/deployment.yaml");
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
     for file in [
         "k8s/service.yaml",
         "k8s/pdb.yaml",
-        "k8s/servicemonitor.yaml",
+        "k8s/monitoring/servicemonitor.yaml",
     ] {
         let doc = yaml(file);
         let sel = &doc["spec"]["selector"];

@@ -537,3 +537,26 @@ fn a_blocked_data_directory_names_the_entry() {
         );
     }
 }
+
+/// A graceful stop's `close` removes the instance's scratch directory and
+/// its lease file, so the next start finds nothing of it to sweep.
+#[test]
+fn close_leaves_no_scratch_or_lease_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
+    let entries = |sub: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    assert_eq!(entries("tmp").len(), 1, "one scratch directory");
+    assert_eq!(entries("owners").len(), 1, "one lease");
+    app.close();
+    assert_eq!(entries("tmp"), Vec::<std::path::PathBuf>::new());
+    assert_eq!(entries("owners"), Vec::<std::path::PathBuf>::new());
+    drop(app);
+    let next = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
+    assert_eq!(entries("tmp").len(), 1);
+    drop(next);
+}
