@@ -1077,7 +1077,11 @@ fn open_ndjson(
         .fields()
         .iter()
         .map(|f| {
-            if f.data_type().is_nested() || unreadable_type(f).is_some() {
+            if f.data_type().is_nested() {
+                f.as_ref()
+                    .clone()
+                    .with_data_type(text_leaves(f.data_type()))
+            } else if unreadable_type(f).is_some() {
                 f.as_ref().clone()
             } else {
                 Field::new(f.name(), DataType::Utf8, true)
@@ -1125,6 +1129,28 @@ fn open_ndjson(
         batches,
         ..opened
     })
+}
+
+/// `data_type` with the plain values inside its lists read as text: a
+/// number in an array keeps its JSON text (`12345678901234567.89`, `1`
+/// beside `1.5`) instead of going through an `f64`. Objects keep their
+/// inferred type (they have no text form).
+fn text_leaves(data_type: &DataType) -> DataType {
+    let inner = |field: &arrow_schema::FieldRef| {
+        Arc::new(
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(text_leaves(field.data_type())),
+        )
+    };
+    match data_type {
+        DataType::List(field) => DataType::List(inner(field)),
+        DataType::LargeList(field) => DataType::LargeList(inner(field)),
+        DataType::FixedSizeList(field, n) => DataType::FixedSizeList(inner(field), *n),
+        nested if nested.is_nested() => nested.clone(),
+        _ => DataType::Utf8,
+    }
 }
 
 /// A file read from after its UTF-8 byte order mark, if it has one, as if it
@@ -1192,13 +1218,17 @@ fn json_line_fixes(input: impl BufRead) -> std::io::Result<LineFixes> {
     Ok(LineFixes(fixes))
 }
 
-/// The kind of a JSON value, as far as a column's type goes: `null` is any.
-fn json_kind(value: &serde_json::Value) -> Option<&'static str> {
+/// The kind of a JSON value, as far as a column's type goes: `null` is any,
+/// and an array is of the kind of its values (an empty one is any array).
+fn json_kind(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::Null => None,
-        serde_json::Value::Object(_) => Some("an object"),
-        serde_json::Value::Array(_) => Some("an array"),
-        _ => Some("text, a number or a boolean"),
+        serde_json::Value::Object(_) => Some("an object".to_owned()),
+        serde_json::Value::Array(items) => Some(match items.iter().find_map(json_kind) {
+            Some(inner) => format!("an array of {}", inner.trim_start_matches("an ")),
+            None => "an array".to_owned(),
+        }),
+        _ => Some("text, a number or a boolean".to_owned()),
     }
 }
 
@@ -1206,7 +1236,7 @@ fn json_kind(value: &serde_json::Value) -> Option<&'static str> {
 /// value than on an earlier line (an object there, text here): no column
 /// type fits both. `None` when there is none or `input` cannot be read.
 fn first_mixed_key(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
-    let mut kinds: std::collections::HashMap<String, (&'static str, u64)> =
+    let mut kinds: std::collections::HashMap<String, (String, u64)> =
         std::collections::HashMap::new();
     for (i, line) in input.split(b'\n').enumerate() {
         let line = line.ok()?;
@@ -1218,8 +1248,16 @@ fn first_mixed_key(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
             let Some(kind) = json_kind(value) else {
                 continue;
             };
-            match kinds.get(key) {
-                Some(&(was, first)) if was != kind => {
+            // An empty array fits arrays of any kind: the longer kind is kept.
+            let fits =
+                |short: &str, long: &str| long.starts_with(short) && short.ends_with("array");
+            match kinds.get_mut(key) {
+                Some((was, _)) if *was == kind || fits(&kind, was) => {}
+                Some((was, first)) if fits(was, &kind) => {
+                    *was = kind;
+                    *first = at;
+                }
+                Some((was, first)) => {
                     return Some((
                         at,
                         BadJsonLine::NotJson(format!(
@@ -1227,7 +1265,6 @@ fn first_mixed_key(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
                         )),
                     ));
                 }
-                Some(_) => {}
                 None => {
                     kinds.insert(key.clone(), (kind, at));
                 }

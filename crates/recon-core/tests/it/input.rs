@@ -950,7 +950,15 @@ fn a_json_key_of_two_kinds_is_refused_at_its_line() {
         b"{\"id\": \"a\", \"amount\": 1, \"n\": 1}\n\n{\"id\": \"b\", \"amount\": 2, \"n\": [1]}\n";
     let err = load("mix.ndjson", content, map).unwrap_err();
     assert!(
-        err.ends_with("mix.ndjson line 3: key \"n\" holds an array here but text, a number or a boolean on line 1; a key must hold one kind of value in every record"),
+        err.ends_with("mix.ndjson line 3: key \"n\" holds an array of text, a number or a boolean here but text, a number or a boolean on line 1; a key must hold one kind of value in every record"),
+        "{err}"
+    );
+    // Arrays of two kinds (numbers, then arrays), an empty array between:
+    // refused at the line where the kind changes.
+    let content = b"{\"id\": \"a\", \"amount\": 1, \"n\": []}\n{\"id\": \"b\", \"amount\": 2, \"n\": [1]}\n{\"id\": \"c\", \"amount\": 3, \"n\": [[1]]}\n";
+    let err = load("mix.ndjson", content, map).unwrap_err();
+    assert!(
+        err.ends_with("mix.ndjson line 3: key \"n\" holds an array of array of text, a number or a boolean here but an array of text, a number or a boolean on line 2; a key must hold one kind of value in every record"),
         "{err}"
     );
 }
@@ -969,6 +977,20 @@ fn json_arrays_of_plain_values_load() {
     assert_eq!(name, "t");
     assert_eq!(column.get(0), None);
     assert_eq!(column.get(1), Some("[y]"));
+    // Numbers in arrays keep their text, as numbers elsewhere do: never
+    // through an f64, and never depending on another row's numbers.
+    let content = b"{\"id\": \"a\", \"amount\": 1, \"n\": [0.1, 12345678901234567.89]}\n{\"id\": \"b\", \"amount\": 2, \"n\": [1, 12345678901234567890123]}\n{\"id\": \"c\", \"amount\": 3, \"m\": [[1.5], [2]]}\n";
+    let side = load(
+        "num.ndjson",
+        content,
+        &format!("{map}\nextra = [\"n\", \"m\"]"),
+    )
+    .unwrap();
+    let (_, n) = &side.extra[0];
+    assert_eq!(n.get(0), Some("[0.1, 12345678901234567.89]"));
+    assert_eq!(n.get(1), Some("[1, 12345678901234567890123]"));
+    let (_, m) = &side.extra[1];
+    assert_eq!(m.get(2), Some("[[1.5], [2]]"));
 }
 
 /// A line of valid JSON that is not an object is no record: refused at its
