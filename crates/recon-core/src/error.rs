@@ -37,7 +37,10 @@ pub enum ValueProblem {
     /// Both the debit and the credit column are empty: the row has no amount.
     #[error("and the credit column are both empty; one of them holds the amount")]
     NoDebitOrCredit,
-    /// The amount does not fit in 64-bit minor units after combining columns.
+    /// The amount does not fit the amount range after combining columns.
+    /// Kept for callers matching it; loading no longer yields it, since every
+    /// parsed amount is within [`crate::money::MAX_MINOR`] and its negation
+    /// is too.
     #[error("overflows the amount range")]
     Overflow,
 }

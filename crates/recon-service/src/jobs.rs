@@ -352,18 +352,25 @@ impl Judge {
         match self.verdict(dir, &rec, seen) {
             Verdict::Leave => rec,
             Verdict::Interrupt => {
-                if let Some(now) = read_record(dir)
-                    && now.state.is_terminal()
-                {
+                // The record as it is now: its owner may have ended the job
+                // (or written more) since it was read.
+                let now = read_record(dir).unwrap_or(rec);
+                if now.state.is_terminal() {
                     return now;
                 }
-                tracing::warn!(job = %rec.id, state = rec.state.as_str(), "job abandoned by its instance: interrupted");
-                let rec = mark_interrupted(dir, rec);
+                tracing::warn!(job = %now.id, state = now.state.as_str(), "job abandoned by its instance: interrupted");
+                let rec = mark_interrupted(dir, now);
                 // Results the dead instance was writing, never to be committed.
                 remove_staged(dir);
                 rec
             }
             Verdict::FailParquet => {
+                // The writer may have committed the file (`ready`) since the
+                // record was read: that end stands.
+                rec = read_record(dir).unwrap_or(rec);
+                if rec.parquet != Some(ParquetState::Pending) {
+                    return rec;
+                }
                 tracing::warn!(job = %rec.id, "parquet write abandoned by its instance: failed");
                 rec.parquet = Some(ParquetState::Failed);
                 if let Err(e) = write_record(dir, &rec) {
@@ -1582,6 +1589,42 @@ date = { before = 0, after = 3 }
         assert_eq!(read_record(&dir).unwrap(), ended);
         other.sweep(&mut settled);
         assert!(settled.contains(&id), "an ended job is not read again");
+    }
+
+    /// A judge holding a record read before its owner's last write acts on
+    /// the record as it is now: a Parquet file committed (`ready`) since
+    /// stays ready, a job ended since keeps its own end.
+    #[test]
+    fn a_judge_acts_on_the_record_as_it_is_now() {
+        let root = tempfile::tempdir().unwrap();
+        let judge = Judge {
+            dir: root.path().join("jobs"),
+            leases: crate::owner::leases_dir(root.path()),
+            me: "another".to_owned(),
+        };
+        let (_, dir) = write_owned(root.path(), JobState::Succeeded, dead_owner());
+        let mut stale = read_record(&dir).unwrap();
+        stale.parquet = Some(ParquetState::Pending);
+        let mut now = stale.clone();
+        now.parquet = Some(ParquetState::Ready);
+        write_record(&dir, &now).unwrap();
+        assert_eq!(
+            judge.verdict(&dir, &stale, &mut Seen::new()),
+            Verdict::FailParquet
+        );
+        assert_eq!(judge.settle(&dir, stale, &mut Seen::new()), now);
+        assert_eq!(
+            read_record(&dir).unwrap().parquet,
+            Some(ParquetState::Ready)
+        );
+
+        let (_, dir) = write_owned(root.path(), JobState::Running, dead_owner());
+        let stale = read_record(&dir).unwrap();
+        let mut ended = stale.clone();
+        ended.state = JobState::Succeeded;
+        write_record(&dir, &ended).unwrap();
+        assert_eq!(judge.settle(&dir, stale, &mut Seen::new()), ended);
+        assert_eq!(read_record(&dir).unwrap(), ended);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! may have been reused) is left to the caller, which judges by the age of
 //! the work.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -64,9 +64,12 @@ fn lease_path(leases: &Path, instance: &str) -> PathBuf {
     leases.join(format!("{instance}.lock"))
 }
 
-fn live_instances() -> &'static Mutex<HashSet<String>> {
-    static LIVE: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    LIVE.get_or_init(|| Mutex::new(HashSet::new()))
+/// Every instance this process registered, and whether it is still live
+/// (`false` once unregistered). An instance of this pid that is not here
+/// belongs to another process reusing the pid (two containers, each pid 1).
+fn live_instances() -> &'static Mutex<HashMap<String, bool>> {
+    static LIVE: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    LIVE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// This machine's host name, or `localhost` when it cannot be read.
@@ -134,7 +137,8 @@ pub enum Liveness {
     Gone,
     /// It cannot be told from here: it runs on another host, its lease could
     /// not be checked, or (without a lease file) a process with its pid
-    /// exists, which may be another one reusing the pid. A caller judges its
+    /// exists, which may be another one reusing the pid (this process's pid
+    /// included, for an instance it never registered). A caller judges its
     /// work by age instead.
     Unknown,
 }
@@ -177,7 +181,7 @@ impl Owner {
                 drop(file);
                 let _ = fs::remove_file(&staging);
                 if let Ok(mut live) = live_instances().lock() {
-                    live.insert(me.instance.clone());
+                    live.insert(me.instance.clone(), true);
                 }
                 return Ok((
                     me,
@@ -196,7 +200,7 @@ impl Owner {
         fs::rename(&staging, &path)
             .map_err(crate::durable::naming(&path, "renaming a lease to"))?;
         if let Ok(mut live) = live_instances().lock() {
-            live.insert(me.instance.clone());
+            live.insert(me.instance.clone(), true);
         }
         Ok((
             me,
@@ -210,7 +214,7 @@ impl Owner {
     /// Marks this instance as gone (its application was dropped).
     pub fn unregister(&self) {
         if let Ok(mut live) = live_instances().lock() {
-            live.remove(&self.instance);
+            live.insert(self.instance.clone(), false);
         }
     }
 
@@ -227,10 +231,16 @@ impl Owner {
             LeaseState::Free => Liveness::Gone,
             LeaseState::Unchecked => Liveness::Unknown,
             LeaseState::Missing if self.pid == std::process::id() => {
-                match live_instances().lock() {
-                    Ok(live) if live.contains(&self.instance) => Liveness::Alive,
-                    Ok(_) => Liveness::Gone,
-                    Err(_) => Liveness::Unknown,
+                match live_instances()
+                    .lock()
+                    .map(|live| live.get(&self.instance).copied())
+                {
+                    Ok(Some(true)) => Liveness::Alive,
+                    Ok(Some(false)) => Liveness::Gone,
+                    // Not one of this process's: another process with this
+                    // pid (in another PID namespace) runs without a lease
+                    // (a file system refusing locks); judged by age.
+                    Ok(None) | Err(_) => Liveness::Unknown,
                 }
             }
             LeaseState::Missing if process_alive(self.pid) => Liveness::Unknown,
@@ -317,6 +327,14 @@ mod tests {
         };
         fs::write(lease_path(&leases, &crashed.instance), b"{}").unwrap();
         assert!(crashed.is_abandoned(&leases));
+        // This pid, no lease file, an instance this process never had:
+        // another process reusing the pid, without a lease (a file system
+        // refusing locks). Not known gone: judged by the age of its work.
+        let stranger = Owner {
+            instance: "fedcba9876543210fedcba9876543210".into(),
+            ..twin.clone()
+        };
+        assert_eq!(stranger.liveness(&leases), Liveness::Unknown);
         sweep_leases(&leases);
         assert!(!lease_path(&leases, &crashed.instance).exists());
         assert!(
