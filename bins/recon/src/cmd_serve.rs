@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use recon_service::{App, SettingEntry, Shutdown};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use tuning::{Config, Engine, LoadOptions, Overrides};
+use tracing_subscriber::EnvFilter;
+use tuning::{Config, ConfigError, Engine, LoadOptions, Loaded, Overrides, Source};
 
 use crate::tune_target::TuneTarget;
 
@@ -101,7 +102,7 @@ struct Flags {
     /// Threads of the reconciliation job pool.
     #[arg(long, value_parser = crate::cmd_tune::parse_count::<usize>)]
     job_threads: Option<usize>,
-    /// Log filter, e.g. `info` or `recon=debug` (`RUST_LOG` wins).
+    /// Log filter, e.g. `info` or `recon=debug` (`RUST_LOG`, when set, wins).
     #[arg(long)]
     log_level: Option<String>,
     /// `--profile`, `--vcpus`, `--memory`: what the tuning layer targets.
@@ -154,7 +155,7 @@ impl Flags {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded =
         tuning::load(&args.flags.into_load_options()).context("loading the configuration")?;
-    install_tracing(&loaded.config.log_level);
+    install_tracing(log_filter(&loaded)?);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -209,31 +210,61 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "stopped with accepted jobs unfinished; marked failed (interrupted), resubmit them"
         );
     }
+    // A clean stop leaves nothing the next start would take for a crash.
+    app.close();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the one line tests and operators parse, and flushes it.
 fn announce(config: &Config, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let server = &config.server;
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "recon listening on http://{addr} (engine={}, workers={}, threads={}, connection_limit={})",
-        config.engine.as_str(),
-        server.workers,
-        server.threads,
-        server.connection_limit,
-    )?;
+    writeln!(out, "{}", listening_line(config, addr))?;
     out.flush()?;
     Ok(())
 }
 
-/// Logs to stderr; `RUST_LOG` wins over the configured level.
-fn install_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// `recon listening on http://ADDR (engine=..., ...)` with the figures the
+/// engine uses: the threaded engine serves on `threads` handler threads and
+/// has no tokio workers, so its line leaves `workers` out.
+fn listening_line(config: &Config, addr: std::net::SocketAddr) -> String {
+    let server = &config.server;
+    let workers = match config.engine {
+        Engine::Async => format!("workers={}, ", server.workers),
+        Engine::Threaded => String::new(),
+    };
+    format!(
+        "recon listening on http://{addr} (engine={}, {workers}threads={}, connection_limit={})",
+        config.engine.as_str(),
+        server.threads,
+        server.connection_limit,
+    )
+}
+
+/// The log filter of the effective `log_level` (which is `RUST_LOG` when
+/// that is set), so what `recon config show` reports is what logs.
+///
+/// # Errors
+/// [`ConfigError::Invalid`], naming the value's source, when it is not a
+/// filter `tracing` reads.
+pub(crate) fn log_filter(loaded: &Loaded) -> Result<EnvFilter, ConfigError> {
+    let level = &loaded.config.log_level;
+    EnvFilter::builder().parse(level).map_err(|err| {
+        let origin = match loaded.provenance.source("log_level") {
+            Some(Source::Env(name) | Source::Flag(name)) => name.clone(),
+            Some(Source::File(path)) => format!("{}: log_level", path.display()),
+            _ => "log_level".to_owned(),
+        };
+        ConfigError::Invalid {
+            origin,
+            value: level.clone(),
+            expected: format!("a log filter such as info, warn or recon=debug: {err}"),
+        }
+    })
+}
+
+/// Logs to stderr through `filter`.
+fn install_tracing(filter: EnvFilter) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -281,4 +312,25 @@ fn install_signals(
         })
         .context("starting the signal thread")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each engine's line names only what it uses.
+    #[test]
+    fn listening_line_shows_the_engines_figures() {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 8000));
+        let mut config = Config::default();
+        assert_eq!(
+            listening_line(&config, addr),
+            "recon listening on http://127.0.0.1:8000 (engine=async, workers=2, threads=4, connection_limit=100)"
+        );
+        config.engine = Engine::Threaded;
+        assert_eq!(
+            listening_line(&config, addr),
+            "recon listening on http://127.0.0.1:8000 (engine=threaded, threads=4, connection_limit=100)"
+        );
+    }
 }

@@ -16,7 +16,8 @@ use tuning::{
 pub enum Format {
     /// Each value with the reason for it.
     Table,
-    /// `NAME=value` lines: the `RECON_*` names and the Waitress/Uvicorn names.
+    /// `NAME=value` lines with the `RECON_*` names, each under a comment
+    /// naming the Waitress/Uvicorn names it replaces (and wins over).
     Env,
     /// A `recon.toml` with each reason as a comment.
     Toml,
@@ -169,35 +170,76 @@ fn plain(key: &str, s: &ServerSettings) -> String {
     }
 }
 
-/// `(name, value)` for every recommended setting: the `RECON_*` name, then
-/// (when `aliases`) the Waitress/Uvicorn names operators already use.
-fn env_pairs(rec: &Recommendation, aliases: bool) -> Vec<(&'static str, String)> {
-    let s = rec.settings();
-    let mut pairs = vec![("RECON_PROFILE", rec.profile.to_string())];
-    for row in rec.rows() {
-        let value = plain(row.key, &s);
-        for (i, name) in env_names(row.key).iter().enumerate() {
-            let alias = name.starts_with("WAITRESS_") || name.starts_with("UVICORN_");
-            if i == 0 || (aliases && alias) {
-                pairs.push((name, value.clone()));
-            }
-        }
-    }
-    pairs
+/// `backlog` follows `connection_limit` while nothing sets it, so the
+/// loadable formats leave it out (env, compose) or commented out (toml).
+const DERIVED: &str = "backlog";
+
+/// One recommended setting as an environment variable.
+#[derive(Debug)]
+struct EnvVar {
+    /// The setting key.
+    key: &'static str,
+    /// The `RECON_*` name.
+    name: &'static str,
+    /// The setting's other names (Waitress, Uvicorn, the old deployment's),
+    /// which `name` wins over.
+    replaces: &'static [&'static str],
+    /// The value as the environment spells it.
+    value: String,
 }
 
+/// Every recommended setting under its `RECON_*` name, the profile first.
+fn env_vars(rec: &Recommendation) -> Vec<EnvVar> {
+    let s = rec.settings();
+    let mut vars = vec![EnvVar {
+        key: "profile",
+        name: "RECON_PROFILE",
+        replaces: &[],
+        value: rec.profile.to_string(),
+    }];
+    for row in rec.rows() {
+        if let Some((name, replaces)) = env_names(row.key).split_first() {
+            vars.push(EnvVar {
+                key: row.key,
+                name,
+                replaces,
+                value: plain(row.key, &s),
+            });
+        }
+    }
+    vars
+}
+
+/// `NAME=value` lines, the `RECON_*` names only: writing the Waitress or
+/// Uvicorn name too would leave a `.env` whose old names, edited later, lose
+/// to the `RECON_*` ones. Each line's comment names what it replaces.
 fn env(rec: &Recommendation, label: &str) -> String {
-    let mut out = format!("# {}\n", heading(rec, label));
-    for (name, value) in env_pairs(rec, true) {
-        let _ = writeln!(out, "{name}={value}");
+    let mut out = format!(
+        "# {}\n# RECON_* names only: each wins over the names it replaces, so delete those.\n",
+        heading(rec, label)
+    );
+    for var in env_vars(rec) {
+        let mut notes = Vec::new();
+        if !var.replaces.is_empty() {
+            notes.push(format!("replaces {}", var.replaces.join(", ")));
+        }
+        let derived = var.key == DERIVED;
+        if derived {
+            notes.push("unset, it follows RECON_CONNECTION_LIMIT".to_owned());
+        }
+        if !notes.is_empty() {
+            let _ = writeln!(out, "# {}", notes.join("; "));
+        }
+        let comment = if derived { "# " } else { "" };
+        let _ = writeln!(out, "{comment}{}={}", var.name, var.value);
     }
     out
 }
 
 fn compose(rec: &Recommendation) -> String {
     let mut out = String::from("    environment:\n");
-    for (name, value) in env_pairs(rec, false) {
-        let _ = writeln!(out, "      {name}: \"{value}\"");
+    for var in env_vars(rec).iter().filter(|v| v.key != DERIVED) {
+        let _ = writeln!(out, "      {}: \"{}\"", var.name, var.value);
     }
     out
 }
@@ -213,7 +255,15 @@ fn toml(rec: &Recommendation, label: &str) -> String {
             | "max_request_header_size" => format!("\"{}\"", row.value),
             key => plain(key, &s),
         };
-        let _ = write!(out, "\n# {}\n{} = {value}\n", row.reason, row.key);
+        if row.key == DERIVED {
+            let _ = write!(
+                out,
+                "\n# {}\n# Unset, it follows connection_limit; uncomment to pin it.\n# {} = {value}\n",
+                row.reason, row.key
+            );
+        } else {
+            let _ = write!(out, "\n# {}\n{} = {value}\n", row.reason, row.key);
+        }
     }
     out
 }

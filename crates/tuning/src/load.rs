@@ -1,4 +1,5 @@
-//! Layered loading with figment: defaults < detected resources < tuning < file < env < flags.
+//! Layered loading with figment: defaults < detected resources < tuning < file < env < flags,
+//! and `RUST_LOG` over all of them for `log_level` alone.
 //!
 //! Every source becomes one figment provider whose metadata names it (`env
 //! WAITRESS_THREADS`, `flag --port`, `file recon.toml`), so after merging,
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ApiKey, Config, Engine, Overload, ServerSettings};
 use crate::detect::{self, Origin};
 use crate::error::ConfigError;
-use crate::recommend::{Recommendation, recommend};
+use crate::recommend::{self, Recommendation, recommend};
 use crate::resources::{Profile, Resources};
 use crate::settings::{self, RawValue, SPECS, Spec};
 use crate::units::{format_duration, format_size};
@@ -106,6 +107,10 @@ pub enum Source {
     Detected(Origin),
     /// The tuning recommendation for the resources and profile.
     Tuning,
+    /// The tuning formula applied to the effective value of the setting
+    /// named, which a layer above tuning set: a `backlog` nothing set
+    /// follows an overridden `connection_limit`.
+    TuningFrom(&'static str),
     /// The config file.
     File(PathBuf),
     /// An environment variable, by name.
@@ -120,6 +125,7 @@ impl fmt::Display for Source {
             Source::Default => f.write_str("default"),
             Source::Detected(origin) => write!(f, "detected ({origin})"),
             Source::Tuning => f.write_str("tuning"),
+            Source::TuningFrom(key) => write!(f, "tuning (from {key})"),
             Source::File(path) => write!(f, "file {}", path.display()),
             Source::Env(name) => write!(f, "env {name}"),
             Source::Flag(name) => write!(f, "flag {name}"),
@@ -187,9 +193,11 @@ pub struct Loaded {
     pub config_file: Option<PathBuf>,
     /// Things that load but likely do not do what was meant: an environment
     /// variable named like a setting that no setting reads (a typo such as
-    /// `WAITRESS_THREAD`, or a Uvicorn option recon has no equivalent of),
-    /// a setting the chosen engine does not use. `recon serve` logs each
-    /// as a warning; `recon config show` lists them.
+    /// `WAITRESS_THREAD`, or a Waitress/Uvicorn option recon reads under
+    /// another name), a variable a higher-ranked name of the same setting
+    /// (or `RUST_LOG`) overrides with a different value, a setting the
+    /// chosen engine does not use. `recon serve` logs each as a warning;
+    /// `recon config show` lists them.
     pub warnings: Vec<String>,
 }
 
@@ -207,7 +215,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 /// Loads the configuration with `env` as the environment (tests pass an explicit slice).
 ///
 /// Empty environment values count as unset. Resources not given by options, file
-/// or env are detected from this machine.
+/// or env are detected from this machine. `RUST_LOG`, when set, is the
+/// `log_level` over every layer, flags included.
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] for a bad value, naming its source and the expected form;
@@ -234,8 +243,13 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
     if let Some(path) = &config_file {
         upper.push(file_layer(path)?);
     }
-    upper.extend(env_layers(&env)?);
+    let (env_layers, mut shadowed) = env_layers(&env)?;
+    upper.extend(env_layers);
     upper.extend(flag_layers(opts)?);
+    if let Some((layer, warning)) = rust_log_layer(&env, &upper)? {
+        upper.push(layer);
+        shadowed.extend(warning);
+    }
 
     let defaults = Layer {
         source: Source::Default,
@@ -285,19 +299,35 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
     let figment = merge(layers.iter().copied());
     let raw: RawConfig = figment.extract().map_err(layering)?;
     let keys_file = raw.api_keys_file.clone();
-    let config = build(raw)?;
+    let mut config = build(raw)?;
 
-    let sources: HashMap<String, Source> = layers
+    let by_name: HashMap<String, Source> = layers
         .iter()
         .map(|l| (l.source.to_string(), l.source.clone()))
         .collect();
-    let source_of = |key: &str| {
-        figment
-            .find_metadata(key)
-            .and_then(|m| sources.get(m.name.as_ref()))
-            .cloned()
-            .unwrap_or(Source::Default)
-    };
+    let mut sources: HashMap<&'static str, Source> = SPECS
+        .iter()
+        .map(|spec| {
+            let source = figment
+                .find_metadata(spec.key)
+                .and_then(|m| by_name.get(m.name.as_ref()))
+                .cloned()
+                .unwrap_or(Source::Default);
+            (spec.key, source)
+        })
+        .collect();
+    let tuned_or_default =
+        |s: Option<&Source>| matches!(s, None | Some(Source::Default | Source::Tuning));
+    // The tuned backlog was computed from the tuned connection_limit: when a
+    // higher layer set the limit and none set the backlog, the same formula
+    // applies to the limit in effect.
+    if tuned_or_default(sources.get("backlog"))
+        && !tuned_or_default(sources.get("connection_limit"))
+    {
+        config.server.backlog = recommend::backlog_for(config.server.connection_limit);
+        sources.insert("backlog", Source::TuningFrom("connection_limit"));
+    }
+    let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
 
     if config.server.channel_timeout < config.server.cleanup_interval {
         return Err(ConfigError::Conflict {
@@ -324,6 +354,7 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         })
         .collect();
     let mut warnings = unknown_env(&env);
+    warnings.extend(shadowed);
     if config.engine == Engine::Threaded
         && let Some(source @ (Source::Env(_) | Source::File(_) | Source::Flag(_))) =
             provenance_source(&entries, "workers")
@@ -357,40 +388,67 @@ const OTHER_ENV: [&str; 4] = [
     "RECON_BENCH_DATA",
 ];
 
+/// The prefixes of the names recon reads, each a family of names.
+const FAMILIES: [&str; 3] = ["RECON_", "WAITRESS_", "UVICORN_"];
+
 /// A warning for every `RECON_*`, `WAITRESS_*` or `UVICORN_*` variable no
-/// setting reads, with the closest name that one does when there is one.
+/// setting reads: for a Waitress/Uvicorn option in the [`settings::UNREAD`]
+/// table, what to set instead; otherwise the closest name one does read,
+/// when there is one.
 fn unknown_env(env: &HashMap<&str, &str>) -> Vec<String> {
     let known: Vec<&str> = SPECS
         .iter()
         .flat_map(|s| s.env.iter().copied())
         .chain(OTHER_ENV)
         .collect();
-    let mut unknown: Vec<&str> = env
-        .keys()
-        .copied()
-        .filter(|k| {
-            ["RECON_", "WAITRESS_", "UVICORN_"]
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
-        .filter(|k| !known.contains(k))
+    let mut unknown: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .filter(|(k, _)| FAMILIES.iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| !known.contains(k))
         .collect();
     unknown.sort_unstable();
     unknown
         .into_iter()
-        .map(|name| {
-            let hint = known
-                .iter()
-                .map(|k| (strsim::jaro_winkler(name, k), *k))
-                .filter(|(score, _)| *score > 0.9)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map_or_else(
+        .map(|(name, value)| {
+            let hint = match settings::unread(name) {
+                Some(u) => format!("; {}", u.instead.replace("{value}", value)),
+                None => closest(name, &known).map_or_else(
                     || "; docs/configuration.md lists the names recon reads".to_owned(),
-                    |(_, k)| format!("; did you mean {k}?"),
-                );
+                    |k| format!("; did you mean {k}?"),
+                ),
+            };
             format!("environment variable {name} is not a recon setting and is ignored{hint}")
         })
         .collect()
+}
+
+/// The read name closest to `name`, if close enough to be a typo of it.
+///
+/// Names compare without their family prefix, which would otherwise make
+/// any two `WAITRESS_*` names look alike; on a tie the same family wins,
+/// then the `RECON_*` name.
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let (family, rest) = split(name);
+    known
+        .iter()
+        .map(|k| {
+            let (k_family, k_rest) = split(k);
+            let score = strsim::jaro_winkler(rest, k_rest);
+            (score, k_family == family, k_family == 0, *k)
+        })
+        .filter(|c| c.0 > 0.9)
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))
+        .map(|c| c.3)
+}
+
+/// The index of `name`'s family in [`FAMILIES`] (`FAMILIES.len()` for none)
+/// and the name without its prefix.
+fn split(name: &str) -> (usize, &str) {
+    FAMILIES
+        .iter()
+        .position(|p| name.starts_with(p))
+        .map_or((FAMILIES.len(), name), |i| (i, &name[FAMILIES[i].len()..]))
 }
 
 /// One source's values, as a figment provider named after the source.
@@ -595,29 +653,85 @@ fn suggestion(key: &str) -> String {
 /// The bare `HOST` alias: only read when it holds an address (or `localhost`).
 const SHELL_HOST_ENV: &str = "HOST";
 
-fn env_layers(env: &HashMap<&str, &str>) -> Result<Vec<Layer>, ConfigError> {
+/// One layer per setting set in `env`, from its highest-ranked name that is
+/// set, and a warning for every lower-ranked name set to another value.
+///
+/// Every name set is parsed, so a bad value is an error even where a
+/// higher-ranked name wins.
+fn env_layers(env: &HashMap<&str, &str>) -> Result<(Vec<Layer>, Vec<String>), ConfigError> {
     let mut layers = Vec::new();
+    let mut warnings = Vec::new();
     for spec in SPECS {
-        // The first name set wins: RECON_* before the Waitress/Uvicorn aliases.
-        let Some((name, text)) = spec
-            .env
-            .iter()
-            .find_map(|name| env.get(name).map(|v| (*name, *v)))
-        else {
-            continue;
-        };
-        let raw = RawValue::Text(text.to_owned());
-        let value = match settings::parse(spec.kind, &raw) {
-            Ok(value) => value,
-            // Shells (zsh) export HOST as the machine's hostname: a value
-            // there that is not an address was not meant for recon, so it is
-            // skipped and `host` keeps its lower layer's value and source.
-            Err(_) if name == SHELL_HOST_ENV => continue,
-            Err(expected) => return Err(invalid(name.to_owned(), &raw, expected)),
-        };
-        layers.push(single(spec, value, Source::Env(name.to_owned())));
+        // RECON_* before the Waitress/Uvicorn aliases, before HOST/PORT/SERVER_TYPE.
+        let mut winner: Option<(&str, &str, Value)> = None;
+        for &name in spec.env {
+            let Some(&text) = env.get(name) else {
+                continue;
+            };
+            let raw = RawValue::Text(text.to_owned());
+            let value = match settings::parse(spec.kind, &raw) {
+                Ok(value) => value,
+                // Shells (zsh) export HOST as the machine's hostname: a value
+                // there that is not an address was not meant for recon, so it is
+                // skipped and `host` keeps its lower layer's value and source.
+                Err(_) if name == SHELL_HOST_ENV => continue,
+                Err(expected) => return Err(invalid(name.to_owned(), &raw, expected)),
+            };
+            match &winner {
+                None => winner = Some((name, text, value)),
+                Some((top, top_text, top_value)) => {
+                    if *top_value != value {
+                        warnings.push(format!(
+                            "{name}={text} is ignored: {top}={top_text} takes precedence"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some((name, _, value)) = winner {
+            layers.push(single(spec, value, Source::Env(name.to_owned())));
+        }
     }
-    Ok(layers)
+    Ok((layers, warnings))
+}
+
+/// `RUST_LOG`: the log filter every Rust program reads, and so recon's
+/// `log_level` over every other layer, flags included.
+const RUST_LOG_ENV: &str = "RUST_LOG";
+
+/// The `RUST_LOG` layer when it is set, and a warning when it overrides a
+/// different `log_level` that one of the layers `below` set.
+fn rust_log_layer(
+    env: &HashMap<&str, &str>,
+    below: &[Layer],
+) -> Result<Option<(Layer, Option<String>)>, ConfigError> {
+    const KEY: &str = "log_level";
+    let Some(&text) = env.get(RUST_LOG_ENV) else {
+        return Ok(None);
+    };
+    let spec = settings::spec(KEY)
+        .ok_or_else(|| ConfigError::Layering(format!("{KEY} is not a setting")))?;
+    let raw = RawValue::Text(text.to_owned());
+    let value = settings::parse(spec.kind, &raw)
+        .map_err(|expected| invalid(RUST_LOG_ENV.to_owned(), &raw, expected))?;
+    let warning = below
+        .iter()
+        .rev()
+        .find_map(|layer| layer.dict.get(KEY).map(|v| (&layer.source, v)))
+        .filter(|(_, overridden)| **overridden != value)
+        .map(|(source, overridden)| {
+            let overridden = overridden.as_str().unwrap_or_default();
+            let given = match source {
+                Source::Env(name) | Source::Flag(name) => format!("{name}={overridden}"),
+                Source::File(path) => format!("{}: {KEY}={overridden}", path.display()),
+                other => format!("{KEY}={overridden} ({other})"),
+            };
+            format!("{given} is ignored: {RUST_LOG_ENV}={text} takes precedence")
+        });
+    Ok(Some((
+        single(spec, value, Source::Env(RUST_LOG_ENV.to_owned())),
+        warning,
+    )))
 }
 
 fn flag_layers(opts: &LoadOptions) -> Result<Vec<Layer>, ConfigError> {

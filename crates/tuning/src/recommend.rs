@@ -333,7 +333,6 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
         Profile::HighConcurrency => "256 MiB: short requests",
         _ => "1 GiB: bodies stream to disk, RAM is not the bound",
     };
-    let backlog = conns.clamp(128, 4096);
 
     let nz = |x: u64| {
         NonZeroUsize::new(usize::try_from(x).unwrap_or(usize::MAX)).unwrap_or(NonZeroUsize::MIN)
@@ -379,11 +378,20 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
             reason: "64 KiB: room for large cookies and tokens, 431 past it".to_owned(),
         },
         backlog: Recommended {
-            value: u32::try_from(backlog).unwrap_or(4096),
+            value: backlog_for(nz(conns)),
             reason: "connection_limit kept within 128..=4096: waiting clients queue here"
                 .to_owned(),
         },
     }
+}
+
+/// The listen backlog for `connection_limit`: the limit kept within 128..=4096.
+///
+/// The tuning layer's formula, and what a backlog no layer above tuning set
+/// becomes when a higher layer sets `connection_limit`.
+pub fn backlog_for(connection_limit: NonZeroUsize) -> u32 {
+    let clamped = connection_limit.get().clamp(128, 4096);
+    u32::try_from(clamped).unwrap_or(4096)
 }
 
 /// The reference table docs/configuration.md shows: every profile's
@@ -504,6 +512,22 @@ mod tests {
         assert!(r.connection_limit.reason.contains("clamped"));
         let r = recommend(&Resources::new(16, 32 * GIB), Profile::LargeFiles);
         assert!(!r.threads.reason.contains("clamped"));
+    }
+
+    #[test]
+    fn backlog_is_the_connection_limit_within_128_to_4096() {
+        let n = |v: usize| NonZeroUsize::new(v).unwrap_or(NonZeroUsize::MIN);
+        for (conns, backlog) in [
+            (1, 128),
+            (128, 128),
+            (250, 250),
+            (4096, 4096),
+            (12_000, 4096),
+        ] {
+            assert_eq!(backlog_for(n(conns)), backlog, "{conns}");
+        }
+        let r = recommend(&Resources::new(2, 4 * GIB), Profile::Balanced);
+        assert_eq!(r.backlog.value, backlog_for(r.connection_limit.value));
     }
 
     #[test]

@@ -199,7 +199,8 @@ pub(crate) const SPECS: &[Spec] = &[
     },
     Spec {
         key: "server_header",
-        env: &["RECON_SERVER_HEADER"],
+        // Waitress's `ident`: the same text, sent in the same header.
+        env: &["RECON_SERVER_HEADER", "WAITRESS_IDENT"],
         flag: "--server-header",
         kind: Kind::Text,
     },
@@ -258,6 +259,65 @@ pub(crate) const SPECS: &[Spec] = &[
         kind: Kind::NonEmpty,
     },
 ];
+
+/// A Waitress or Uvicorn option, by the environment name the old deployments
+/// used, that recon does not read, and the settings to use instead.
+///
+/// Checked before the similarity suggestion, which would otherwise point
+/// these at an unrelated name (`WAITRESS_IDENT` at `WAITRESS_SEND_BYTES`).
+/// An option whose meaning and value format are exactly recon's is an alias
+/// in [`SPECS`] instead (`WAITRESS_IDENT` for `server_header`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unread {
+    /// The environment name.
+    pub name: &'static str,
+    /// What to set instead; `{value}` stands for the variable's value.
+    pub instead: &'static str,
+}
+
+/// Every [`Unread`] name, Waitress's first; docs/configuration.md shows this table.
+pub(crate) const UNREAD: &[Unread] = &[
+    Unread {
+        name: "WAITRESS_HOST",
+        instead: "set RECON_HOST (host) instead",
+    },
+    Unread {
+        name: "WAITRESS_PORT",
+        instead: "set RECON_PORT (port) instead",
+    },
+    Unread {
+        name: "WAITRESS_LISTEN",
+        instead: "recon binds one address: set RECON_HOST and RECON_PORT (host, port) instead",
+    },
+    Unread {
+        name: "UVICORN_LOG_LEVEL",
+        instead: "set RECON_LOG_LEVEL (log_level) instead, \
+                  writing Uvicorn's `warning` as `warn` and `critical` as `error`",
+    },
+    Unread {
+        name: "UVICORN_LIMIT_CONCURRENCY",
+        instead: "for Uvicorn's 503 past the limit, \
+                  set RECON_CONNECTION_LIMIT={value} and RECON_OVERLOAD=reject (connection_limit, overload)",
+    },
+    Unread {
+        name: "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN",
+        instead: "set RECON_SHUTDOWN_TIMEOUT (shutdown_timeout) instead",
+    },
+    Unread {
+        name: "UVICORN_TIMEOUT_KEEP_ALIVE",
+        instead: "set RECON_CHANNEL_TIMEOUT (channel_timeout) instead; \
+                  it also closes connections stalled mid-request, so it needs room for slow uploads",
+    },
+    Unread {
+        name: "UVICORN_SERVER_HEADER",
+        instead: "Uvicorn's is an on/off switch; set the header's value with RECON_SERVER_HEADER (server_header)",
+    },
+];
+
+/// The [`Unread`] entry of environment name `name`.
+pub(crate) fn unread(name: &str) -> Option<&'static Unread> {
+    UNREAD.iter().find(|u| u.name == name)
+}
 
 /// The environment variable names of setting `key`, the `RECON_*` one first and
 /// then the Waitress/Uvicorn aliases it also reads; empty for an unknown key.
@@ -470,6 +530,29 @@ mod tests {
         envs.dedup();
         assert_eq!(envs.len(), all);
         assert!(SPECS.iter().all(|s| s.env[0].starts_with("RECON_")));
+    }
+
+    /// A name is either read or in the table of names recon does not read.
+    #[test]
+    fn unread_names_are_not_read_and_name_a_recon_variable() {
+        for u in UNREAD {
+            assert!(
+                SPECS.iter().all(|s| !s.env.contains(&u.name)),
+                "{} is read",
+                u.name
+            );
+            assert!(u.instead.contains("RECON_"), "{}: {}", u.name, u.instead);
+        }
+    }
+
+    /// docs/configuration.md has a row for every name of the table.
+    #[test]
+    fn every_unread_name_is_documented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let docs = std::fs::read_to_string(path).unwrap_or_default();
+        for u in UNREAD {
+            assert!(docs.contains(&format!("| `{}` |", u.name)), "{}", u.name);
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::{Engine, Server, agent};
+
 /// Runs `recon args` in `cwd` with exactly `env` as its environment.
 fn recon_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_recon"))
@@ -83,26 +85,47 @@ fn tune_reads_resources_and_profile_as_serve_does() {
     assert!(text.contains("profile memory-constrained"), "{text}");
 }
 
+/// `--format env` writes the `RECON_*` names only, each under a comment
+/// naming the Waitress/Uvicorn names it replaces: written too, those would
+/// lose to the `RECON_*` lines once edited. `backlog` is left commented out,
+/// so it follows `RECON_CONNECTION_LIMIT`.
 #[test]
-fn tune_env_prints_recon_and_waitress_names() {
+fn tune_env_prints_recon_names_with_the_names_they_replace() {
     let text = stdout(&recon(
         &["tune", "--instance", "c5.2xlarge", "--format", "env"],
         &[],
     ));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..8],
+        [
+            "# recon tune: 8 vCPU, 16GiB (c5.2xlarge), profile balanced, memory budget 8GiB",
+            "# RECON_* names only: each wins over the names it replaces, so delete those.",
+            "RECON_PROFILE=balanced",
+            "# replaces WAITRESS_THREADS",
+            "RECON_THREADS=6",
+            "# replaces UVICORN_WORKERS, WEB_CONCURRENCY",
+            "RECON_WORKERS=8",
+            "# replaces WAITRESS_CONNECTION_LIMIT",
+        ],
+        "{text}"
+    );
     for want in [
-        "RECON_THREADS=6",
-        "WAITRESS_THREADS=6",
         "RECON_CONNECTION_LIMIT=1000",
-        "WAITRESS_CONNECTION_LIMIT=1000",
-        "WAITRESS_CLEANUP_INTERVAL=30",
-        "WAITRESS_CHANNEL_TIMEOUT=120",
-        "WAITRESS_RECV_BYTES=65536",
-        "WAITRESS_SEND_BYTES=65536",
-        "UVICORN_WORKERS=8",
-        "RECON_PROFILE=balanced",
+        "RECON_CLEANUP_INTERVAL=30",
+        "RECON_CHANNEL_TIMEOUT=120",
+        "RECON_RECV_BYTES=65536",
+        "RECON_SEND_BYTES=65536",
+        "# replaces WAITRESS_BACKLOG, UVICORN_BACKLOG; unset, it follows RECON_CONNECTION_LIMIT",
+        "# RECON_BACKLOG=1000",
     ] {
         assert!(text.lines().any(|l| l == want), "{want} missing in {text}");
     }
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with('#') || l.starts_with("RECON_")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -220,7 +243,7 @@ fn config_show_warns_of_what_it_ignores() {
     assert_eq!(
         warnings,
         [
-            "warning: environment variable UVICORN_LOG_LEVEL is not a recon setting and is ignored; docs/configuration.md lists the names recon reads",
+            "warning: environment variable UVICORN_LOG_LEVEL is not a recon setting and is ignored; set RECON_LOG_LEVEL (log_level) instead, writing Uvicorn's `warning` as `warn` and `critical` as `error`",
             "warning: environment variable WAITRESS_THREAD is not a recon setting and is ignored; did you mean WAITRESS_THREADS?",
             "warning: workers = 4 (env UVICORN_WORKERS) is for the async engine; the threaded engine serves with `threads` handler threads and ignores it",
         ],
@@ -242,6 +265,216 @@ fn config_show_warns_of_what_it_ignores() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["backlog"]["source"], "env UVICORN_BACKLOG", "{json}");
     assert_eq!(json["workers"]["value"], "3", "{json}");
+}
+
+/// A Waitress/Uvicorn name that a `RECON_*` name of the same setting
+/// overrides with another value is reported; a bad value there still stops.
+#[test]
+fn config_show_warns_of_an_overridden_alias() {
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("RECON_THREADS", "2"),
+        ("WAITRESS_THREADS", "8"),
+    ];
+    let out = recon(&["config", "show"], &env);
+    let text = stdout(&out);
+    let threads = text.lines().find(|l| l.starts_with("threads ")).unwrap();
+    assert!(threads.ends_with(" env RECON_THREADS"), "{threads}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "warning: WAITRESS_THREADS=8 is ignored: RECON_THREADS=2 takes precedence\n"
+    );
+
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("RECON_THREADS", "4"),
+        ("WAITRESS_THREADS", "abc"),
+    ];
+    let out = recon(&["config", "show"], &env);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: WAITRESS_THREADS=\"abc\": expected a whole number from 1 to 1024\n"
+    );
+}
+
+/// Old Waitress/Uvicorn names recon does not read point to what to set;
+/// `WAITRESS_IDENT` is read, as `server_header`.
+#[test]
+fn config_show_points_old_names_to_recon_settings() {
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("WAITRESS_IDENT", "payments"),
+        ("WAITRESS_LISTEN", "0.0.0.0:8080"),
+        ("UVICORN_LIMIT_CONCURRENCY", "100"),
+        ("UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN", "30"),
+        ("UVICORN_TIMEOUT_KEEP_ALIVE", "5"),
+    ];
+    let out = recon(&["config", "show", "--format", "json"], &env);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["server_header"]["value"], "payments", "{json}");
+    assert_eq!(
+        json["server_header"]["source"], "env WAITRESS_IDENT",
+        "{json}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "warning: environment variable UVICORN_LIMIT_CONCURRENCY is not a recon setting and is ignored; for Uvicorn's 503 past the limit, set RECON_CONNECTION_LIMIT=100 and RECON_OVERLOAD=reject (connection_limit, overload)",
+            "warning: environment variable UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN is not a recon setting and is ignored; set RECON_SHUTDOWN_TIMEOUT (shutdown_timeout) instead",
+            "warning: environment variable UVICORN_TIMEOUT_KEEP_ALIVE is not a recon setting and is ignored; set RECON_CHANNEL_TIMEOUT (channel_timeout) instead; it also closes connections stalled mid-request, so it needs room for slow uploads",
+            "warning: environment variable WAITRESS_LISTEN is not a recon setting and is ignored; recon binds one address: set RECON_HOST and RECON_PORT (host, port) instead",
+        ],
+        "{stderr}"
+    );
+}
+
+/// A backlog nothing set follows connection_limit, wherever the limit was
+/// set; an explicit backlog wins.
+#[test]
+fn config_show_backlog_follows_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limit.toml");
+    std::fs::write(&file, "connection_limit = 300\n").unwrap();
+    let file = file.display().to_string();
+    // (extra arguments, extra environment, backlog, its source)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case<'_>] = &[
+        (&[], &[], "2000", "tuning"),
+        (
+            &[],
+            &[("WAITRESS_CONNECTION_LIMIT", "250")],
+            "250",
+            "tuning (from connection_limit)",
+        ),
+        (
+            &["--config", &file],
+            &[],
+            "300",
+            "tuning (from connection_limit)",
+        ),
+        (
+            &[],
+            &[("RECON_CONNECTION_LIMIT", "20")],
+            "128",
+            "tuning (from connection_limit)",
+        ),
+        (
+            &[],
+            &[
+                ("RECON_CONNECTION_LIMIT", "250"),
+                ("WAITRESS_BACKLOG", "64"),
+            ],
+            "64",
+            "env WAITRESS_BACKLOG",
+        ),
+    ];
+    for (args, vars, backlog, source) in cases {
+        let mut env = PINNED.to_vec();
+        env.extend_from_slice(vars);
+        let mut argv = vec!["config", "show", "--format", "json"];
+        argv.extend_from_slice(args);
+        let json: serde_json::Value = serde_json::from_str(&stdout(&recon(&argv, &env))).unwrap();
+        assert_eq!(json["backlog"]["value"], *backlog, "{vars:?} {args:?}");
+        assert_eq!(json["backlog"]["source"], *source, "{vars:?} {args:?}");
+    }
+}
+
+/// `RUST_LOG` is the log filter in effect, so config reports it as
+/// `log_level` from `env RUST_LOG`, warning of the level it overrides; a
+/// filter `tracing` cannot read stops, naming its source.
+#[test]
+fn config_show_reports_rust_log_as_the_log_level() {
+    let env = [
+        PINNED[0],
+        PINNED[1],
+        ("RUST_LOG", "warn"),
+        ("RECON_LOG", "debug"),
+    ];
+    let out = recon(&["config", "show", "--format", "json"], &env);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["log_level"]["value"], "warn", "{json}");
+    assert_eq!(json["log_level"]["source"], "env RUST_LOG", "{json}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "warning: RECON_LOG=debug is ignored: RUST_LOG=warn takes precedence\n"
+    );
+
+    for (name, value) in [("RUST_LOG", "recon=loud"), ("RECON_LOG_LEVEL", "[{")] {
+        let env = [PINNED[0], PINNED[1], (name, value)];
+        let out = recon(&["config", "show"], &env);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!(
+                "error: {name}={value:?}: expected a log filter such as info, warn or recon=debug: "
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+/// What `serve` reports is what it does: with `RUST_LOG=warn` over
+/// `RECON_LOG=debug` it logs warnings only, and /debug/status says
+/// `log_level` warn from `env RUST_LOG`.
+#[test]
+fn serve_logs_and_reports_the_rust_log_filter() {
+    let server = Server::builder(Engine::Async)
+        .env("RUST_LOG", "warn")
+        .env("RECON_LOG", "debug")
+        .start();
+    let body = agent()
+        .get(server.url("/debug/status"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let log_level = status["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "log_level")
+        .unwrap();
+    assert_eq!(log_level["value"], "warn", "{status}");
+    assert_eq!(log_level["source"], "env RUST_LOG", "{status}");
+    let log = server.log();
+    assert!(
+        log.contains("RECON_LOG=debug is ignored: RUST_LOG=warn takes precedence"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .all(|l| !l.contains("INFO") && !l.contains("DEBUG")),
+        "{log}"
+    );
+}
+
+/// The threaded engine has no tokio workers: its line leaves them out.
+#[test]
+fn serve_announces_only_the_figures_the_engine_uses() {
+    for (engine, want) in [
+        (
+            Engine::Threaded,
+            "(engine=threaded, threads=12, connection_limit=2000)",
+        ),
+        (
+            Engine::Async,
+            "(engine=async, workers=16, threads=12, connection_limit=2000)",
+        ),
+    ] {
+        let server = Server::builder(engine)
+            .arg("--vcpus", "16")
+            .arg("--memory", "32GiB")
+            .start();
+        let line = server.listening_line();
+        assert!(line.ends_with(want), "{line}");
+    }
 }
 
 #[test]

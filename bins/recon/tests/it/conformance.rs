@@ -107,8 +107,13 @@ fn listening_line(engine: Engine) {
         line.contains(&format!("(engine={}, ", engine.as_str())),
         "{line}"
     );
+    // The threaded engine has no `workers`: its line names only what it uses.
+    let figures = match engine {
+        Engine::Async => "workers=1, threads=3, connection_limit=7)",
+        Engine::Threaded => "threads=3, connection_limit=7)",
+    };
     assert!(
-        line.contains("workers=1, threads=3, connection_limit=7)"),
+        line.contains(&format!("(engine={}, {figures}", engine.as_str())),
         "{line}"
     );
     assert_ne!(server.addr().port(), 0);
@@ -123,10 +128,11 @@ fn serve_tunes_for_given_resources_and_profile(engine: Engine) {
         .arg("--memory", "32GiB")
         .start();
     let line = server.listening_line();
-    assert!(
-        line.contains("workers=16, threads=12, connection_limit=2000)"),
-        "{line}"
-    );
+    let figures = match engine {
+        Engine::Async => "workers=16, threads=12, connection_limit=2000)",
+        Engine::Threaded => "(engine=threaded, threads=12, connection_limit=2000)",
+    };
+    assert!(line.contains(figures), "{line}");
     let (status, body) = get(&server, "/health");
     assert_eq!(status, 200, "{body}");
     drop(server);
@@ -137,10 +143,11 @@ fn serve_tunes_for_given_resources_and_profile(engine: Engine) {
         .arg("--profile", "memory-constrained")
         .start();
     let line = server.listening_line();
-    assert!(
-        line.contains("workers=4, threads=4, connection_limit=500)"),
-        "{line}"
-    );
+    let figures = match engine {
+        Engine::Async => "workers=4, threads=4, connection_limit=500)",
+        Engine::Threaded => "(engine=threaded, threads=4, connection_limit=500)",
+    };
+    assert!(line.contains(figures), "{line}");
 
     // Half the resources is refused before binding.
     let Err(err) = Server::builder(engine).arg("--vcpus", "16").try_start() else {
@@ -861,6 +868,15 @@ fn sigint_drains_and_exits_zero(engine: Engine) {
         .wait_exit(Duration::from_secs(20))
         .expect("exited after SIGINT");
     assert!(status.success(), "exit status {status:?}");
+    // A clean stop leaves no scratch directory or lease that the next start
+    // would sweep as a dead instance's.
+    for sub in ["tmp", "owners"] {
+        let left: Vec<_> = std::fs::read_dir(server.data_dir().join(sub))
+            .expect("data dir entry")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "{sub}/ after a clean stop: {left:?}");
+    }
 }
 
 /// With a drain delay, a signal first makes `/ready` answer 503 while requests,

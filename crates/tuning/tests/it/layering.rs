@@ -54,6 +54,18 @@ fn env(name: &str) -> Source {
     Source::Env(name.to_owned())
 }
 
+/// An environment and the warnings loading it must give.
+type WarningCase<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+
+/// The warnings of loading `vars` as the environment.
+fn warnings(vars: &[(&str, &str)]) -> Vec<String> {
+    ok(Case {
+        env: vars,
+        ..Case::default()
+    })
+    .warnings
+}
+
 #[test]
 fn tuning_fills_server_settings_and_defaults_the_rest() {
     let loaded = ok(Case::default());
@@ -129,6 +141,83 @@ fn recon_names_win_over_aliases() {
     assert_eq!(
         loaded.provenance.source("threads"),
         Some(&env("RECON_THREADS"))
+    );
+    assert_eq!(
+        loaded.warnings,
+        [
+            "SERVER_TYPE=uvicorn is ignored: RECON_ENGINE=threaded takes precedence",
+            "PORT=1 is ignored: RECON_PORT=2 takes precedence",
+            "WAITRESS_THREADS=7 is ignored: RECON_THREADS=9 takes precedence",
+        ]
+    );
+}
+
+/// Each lower-ranked name set to another value than the winner's is
+/// reported; the same value in another spelling is not.
+#[test]
+fn an_overridden_alias_is_reported() {
+    let cases: &[WarningCase<'_>] = &[
+        (
+            &[("RECON_THREADS", "2"), ("WAITRESS_THREADS", "8")],
+            &["WAITRESS_THREADS=8 is ignored: RECON_THREADS=2 takes precedence"],
+        ),
+        (
+            &[
+                ("RECON_WORKERS", "2"),
+                ("UVICORN_WORKERS", "4"),
+                ("WEB_CONCURRENCY", "6"),
+            ],
+            &[
+                "UVICORN_WORKERS=4 is ignored: RECON_WORKERS=2 takes precedence",
+                "WEB_CONCURRENCY=6 is ignored: RECON_WORKERS=2 takes precedence",
+            ],
+        ),
+        (
+            &[("UVICORN_PORT", "9000"), ("PORT", "5000")],
+            &["PORT=5000 is ignored: UVICORN_PORT=9000 takes precedence"],
+        ),
+        (
+            &[("RECON_LOG_LEVEL", "debug"), ("RECON_LOG", "info")],
+            &["RECON_LOG=info is ignored: RECON_LOG_LEVEL=debug takes precedence"],
+        ),
+        // Equal once parsed: seconds and a unit, the engine's two names.
+        (
+            &[
+                ("RECON_CHANNEL_TIMEOUT", "2m"),
+                ("WAITRESS_CHANNEL_TIMEOUT", "120"),
+                ("RECON_ENGINE", "threaded"),
+                ("SERVER_TYPE", "Waitress"),
+                ("RECON_RECV_BYTES", "64KiB"),
+                ("WAITRESS_RECV_BYTES", "65536"),
+            ],
+            &[],
+        ),
+        // zsh's HOST=<hostname> was never meant for recon.
+        (
+            &[("RECON_HOST", "0.0.0.0"), ("HOST", "build-box.example.com")],
+            &[],
+        ),
+        (
+            &[("RECON_HOST", "0.0.0.0"), ("HOST", "127.0.0.1")],
+            &["HOST=127.0.0.1 is ignored: RECON_HOST=0.0.0.0 takes precedence"],
+        ),
+    ];
+    for (vars, want) in cases {
+        assert_eq!(warnings(vars), *want, "{vars:?}");
+    }
+}
+
+/// A name that loses is still parsed: a bad value is an error, as it would
+/// be alone.
+#[test]
+fn an_overridden_alias_with_a_bad_value_is_an_error() {
+    let got = err(Case {
+        env: &[("RECON_THREADS", "4"), ("WAITRESS_THREADS", "abc")],
+        ..Case::default()
+    });
+    assert_eq!(
+        got,
+        r#"WAITRESS_THREADS="abc": expected a whole number from 1 to 1024"#
     );
 }
 
@@ -498,4 +587,245 @@ fn file_sets_tuning_inputs() {
     assert_eq!(loaded.config.server.threads.get(), 3);
     assert_eq!(loaded.config.server.workers.get(), 2);
     assert_eq!(loaded.provenance.entry("vcpus").unwrap().value, "1.5");
+}
+
+/// A backlog no layer above tuning set follows the effective
+/// connection_limit by the tuning formula (kept within 128..4096), whichever
+/// layer set the limit; a backlog set explicitly wins.
+#[test]
+fn backlog_follows_an_overridden_connection_limit() {
+    let derived = Source::TuningFrom("connection_limit");
+    let limit = |n: usize| Overrides {
+        connection_limit: Some(n),
+        ..Overrides::default()
+    };
+    let cases: Vec<(Case<'_>, u32, Source)> = vec![
+        // Tuned for 16 vCPU: connection_limit 2000, backlog 2000.
+        (Case::default(), 2000, Source::Tuning),
+        (
+            Case {
+                env: &[("WAITRESS_CONNECTION_LIMIT", "250")],
+                ..Case::default()
+            },
+            250,
+            derived.clone(),
+        ),
+        (
+            Case {
+                env: &[("RECON_CONNECTION_LIMIT", "20")],
+                ..Case::default()
+            },
+            128,
+            derived.clone(),
+        ),
+        (
+            Case {
+                file: Some("connection_limit = 9000\n"),
+                ..Case::default()
+            },
+            4096,
+            derived.clone(),
+        ),
+        (
+            Case {
+                flags: limit(300),
+                ..Case::default()
+            },
+            300,
+            derived.clone(),
+        ),
+        (
+            Case {
+                env: &[("RECON_CONNECTION_LIMIT", "250"), ("UVICORN_BACKLOG", "77")],
+                ..Case::default()
+            },
+            77,
+            env("UVICORN_BACKLOG"),
+        ),
+        (
+            Case {
+                file: Some("backlog = 64\n"),
+                flags: limit(300),
+                ..Case::default()
+            },
+            64,
+            Source::Default, // replaced by the file's path below
+        ),
+        (
+            Case {
+                env: &[("WAITRESS_CONNECTION_LIMIT", "250")],
+                flags: Overrides {
+                    backlog: Some(99),
+                    ..Overrides::default()
+                },
+                ..Case::default()
+            },
+            99,
+            Source::Flag("--backlog".into()),
+        ),
+    ];
+    for (case, backlog, source) in cases {
+        let at = format!("{:?} {:?}", case.env, case.file);
+        let (loaded, path) = run(case);
+        let loaded = loaded.unwrap();
+        let source = match (source, path) {
+            (Source::Default, Some(path)) => Source::File(path),
+            (source, _) => source,
+        };
+        assert_eq!(loaded.config.server.backlog, backlog, "{at}");
+        let entry = loaded.provenance.entry("backlog").unwrap();
+        assert_eq!(entry.value, backlog.to_string(), "{at}");
+        assert_eq!(entry.source, source, "{at}");
+    }
+    assert_eq!(derived.to_string(), "tuning (from connection_limit)");
+}
+
+/// `RUST_LOG` is the log filter in effect, over env, file and flags alike,
+/// and config reports it so; a different level it overrides is a warning.
+#[test]
+fn rust_log_is_the_log_level_over_every_layer() {
+    let (result, path) = run(Case {
+        env: &[("RUST_LOG", "warn"), ("RECON_LOG", "debug")],
+        file: Some("log_level = \"trace\"\n"),
+        flags: Overrides {
+            log_level: Some("info".into()),
+            ..Overrides::default()
+        },
+        ..Case::default()
+    });
+    let loaded = result.unwrap();
+    assert_eq!(loaded.config.log_level, "warn");
+    let entry = loaded.provenance.entry("log_level").unwrap();
+    assert_eq!(
+        (entry.value.as_str(), &entry.source),
+        ("warn", &env("RUST_LOG"))
+    );
+    assert_eq!(
+        loaded.warnings,
+        ["--log-level=info is ignored: RUST_LOG=warn takes precedence"]
+    );
+    drop(path);
+
+    let cases: &[WarningCase<'_>] = &[
+        (
+            &[("RUST_LOG", "warn"), ("RECON_LOG", "debug")],
+            &["RECON_LOG=debug is ignored: RUST_LOG=warn takes precedence"],
+        ),
+        (&[("RUST_LOG", "info"), ("RECON_LOG_LEVEL", "info")], &[]),
+        (&[("RUST_LOG", "recon=debug")], &[]),
+    ];
+    for (vars, want) in cases {
+        assert_eq!(warnings(vars), *want, "{vars:?}");
+    }
+
+    let (result, path) = run(Case {
+        env: &[("RUST_LOG", "warn")],
+        file: Some("log_level = \"debug\"\n"),
+        ..Case::default()
+    });
+    assert_eq!(
+        result.unwrap().warnings,
+        [format!(
+            "{}: log_level=debug is ignored: RUST_LOG=warn takes precedence",
+            path.unwrap().display()
+        )]
+    );
+    // Without RUST_LOG the layers decide as for any setting.
+    let loaded = ok(Case {
+        env: &[("RECON_LOG", "debug")],
+        ..Case::default()
+    });
+    assert_eq!(
+        loaded.provenance.source("log_level"),
+        Some(&env("RECON_LOG"))
+    );
+}
+
+/// Waitress/Uvicorn options recon does not read name the settings to use
+/// instead; other unknown names get the closest name recon reads, compared
+/// without their `WAITRESS_`/`UVICORN_`/`RECON_` prefix.
+#[test]
+fn unread_waitress_and_uvicorn_names_point_to_their_replacement() {
+    let lead =
+        |name: &str| format!("environment variable {name} is not a recon setting and is ignored; ");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "WAITRESS_LISTEN",
+            "0.0.0.0:8080",
+            "recon binds one address: set RECON_HOST and RECON_PORT (host, port) instead",
+        ),
+        ("WAITRESS_HOST", "0.0.0.0", "set RECON_HOST (host) instead"),
+        ("WAITRESS_PORT", "8080", "set RECON_PORT (port) instead"),
+        (
+            "UVICORN_LOG_LEVEL",
+            "warning",
+            "set RECON_LOG_LEVEL (log_level) instead, writing Uvicorn's `warning` as `warn` and `critical` as `error`",
+        ),
+        (
+            "UVICORN_LIMIT_CONCURRENCY",
+            "100",
+            "for Uvicorn's 503 past the limit, set RECON_CONNECTION_LIMIT=100 and RECON_OVERLOAD=reject (connection_limit, overload)",
+        ),
+        (
+            "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN",
+            "30",
+            "set RECON_SHUTDOWN_TIMEOUT (shutdown_timeout) instead",
+        ),
+        (
+            "UVICORN_TIMEOUT_KEEP_ALIVE",
+            "5",
+            "set RECON_CHANNEL_TIMEOUT (channel_timeout) instead; it also closes connections stalled mid-request, so it needs room for slow uploads",
+        ),
+        (
+            "UVICORN_SERVER_HEADER",
+            "false",
+            "Uvicorn's is an on/off switch; set the header's value with RECON_SERVER_HEADER (server_header)",
+        ),
+        ("WAITRESS_THREAD", "8", "did you mean WAITRESS_THREADS?"),
+        ("UVICORN_THREADS", "8", "did you mean RECON_THREADS?"),
+        (
+            "RECON_CONECTION_LIMIT",
+            "8",
+            "did you mean RECON_CONNECTION_LIMIT?",
+        ),
+        (
+            "UVICORN_ROOT_PATH",
+            "/api",
+            "docs/configuration.md lists the names recon reads",
+        ),
+        (
+            "WAITRESS_URL_SCHEME",
+            "https",
+            "docs/configuration.md lists the names recon reads",
+        ),
+    ];
+    for (name, value, hint) in cases {
+        assert_eq!(
+            warnings(&[(name, value)]),
+            [format!("{}{hint}", lead(name))],
+            "{name}"
+        );
+    }
+}
+
+/// Waitress's `ident` is recon's `server_header`: same text, same header.
+#[test]
+fn waitress_ident_sets_the_server_header() {
+    let loaded = ok(Case {
+        env: &[("WAITRESS_IDENT", "payments")],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.server_header, "payments");
+    assert_eq!(
+        loaded.provenance.source("server_header"),
+        Some(&env("WAITRESS_IDENT"))
+    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        warnings(&[
+            ("RECON_SERVER_HEADER", "recon"),
+            ("WAITRESS_IDENT", "waitress")
+        ]),
+        ["WAITRESS_IDENT=waitress is ignored: RECON_SERVER_HEADER=recon takes precedence"]
+    );
 }
