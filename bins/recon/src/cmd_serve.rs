@@ -249,7 +249,7 @@ fn listening_line(config: &Config, addr: std::net::SocketAddr) -> String {
 /// filter `tracing` reads.
 pub(crate) fn log_filter(loaded: &Loaded) -> Result<EnvFilter, ConfigError> {
     let level = &loaded.config.log_level;
-    EnvFilter::builder().parse(level).map_err(|err| {
+    let refuse = |why: String| {
         let origin = match loaded.provenance.source("log_level") {
             Some(Source::Env(name) | Source::Flag(name)) => name.clone(),
             Some(Source::File(path)) => format!("{}: log_level", path.display()),
@@ -258,9 +258,33 @@ pub(crate) fn log_filter(loaded: &Loaded) -> Result<EnvFilter, ConfigError> {
         ConfigError::Invalid {
             origin,
             value: level.clone(),
-            expected: format!("a log filter such as info, warn or recon=debug: {err}"),
+            expected: format!("a log filter such as info, warn or recon=debug: {why}"),
         }
-    })
+    };
+    // Python's level names (Uvicorn's, the logging module's) read to
+    // `tracing` as a target, which would log nothing of recon's: say so.
+    if let Some((python, ours)) = level
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .find_map(|d| python_level(&d).map(|ours| (d, ours)))
+    {
+        return Err(refuse(format!(
+            "{python:?} is Python's level name; write {ours}"
+        )));
+    }
+    EnvFilter::builder()
+        .parse(level)
+        .map_err(|err| refuse(err.to_string()))
+}
+
+/// The `tracing` level for a Python logging level name it does not read.
+fn python_level(directive: &str) -> Option<&'static str> {
+    match directive {
+        "warning" => Some("warn"),
+        "critical" | "fatal" => Some("error"),
+        "notset" => Some("trace"),
+        _ => None,
+    }
 }
 
 /// Logs to stderr through `filter`.

@@ -416,6 +416,20 @@ fn config_show_reports_rust_log_as_the_log_level() {
             "{stderr}"
         );
     }
+    // Python's level names (Uvicorn's) would read as a target and log
+    // nothing of recon's: refused, naming the level to write.
+    for (value, ours) in [("warning", "warn"), ("recon=debug,CRITICAL", "error")] {
+        let env = [PINNED[0], PINNED[1], ("RECON_LOG_LEVEL", value)];
+        let out = recon(&["config", "show"], &env);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr
+                .trim_end()
+                .ends_with(&format!("is Python's level name; write {ours}")),
+            "{stderr}"
+        );
+    }
 }
 
 /// What `serve` reports is what it does: with `RUST_LOG=warn` over
