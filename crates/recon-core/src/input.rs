@@ -67,6 +67,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format's name as a rules file writes it and the service shows it
+    /// (`"arrow-stream"`): what serde reads back.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+            Self::Arrow => "arrow",
+            Self::ArrowStream => "arrow-stream",
+            Self::Ndjson => "ndjson",
+        }
+    }
+
     /// The format a file name's extension implies (case-insensitive):
     /// `csv`/`txt`, `parquet`/`pq`, `arrow`/`feather`/`ipc`, `arrows`, `ndjson`/`jsonl`.
     pub fn from_path(path: &Path) -> Option<Self> {

@@ -115,17 +115,6 @@ pub(crate) fn same_column(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
-/// The name a rules file gives `format` (`"arrow-stream"`).
-pub(crate) fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Csv => "csv",
-        Format::Parquet => "parquet",
-        Format::Arrow => "arrow",
-        Format::ArrowStream => "arrow-stream",
-        Format::Ndjson => "ndjson",
-    }
-}
-
 /// Whether two direction indicators are the same value: surrounding spaces
 /// ignored, ASCII case-insensitive. The loader reads a row's indicator with
 /// it (`input/map.rs`), and the lists are checked for overlap with it.
@@ -300,7 +289,7 @@ pub enum MappingError {
     /// `format` names a format other than CSV: the option would never be read.
     #[error(
         "`{key}` is set but `format` is {}: `delimiter` and `has_header` are read only from CSV",
-        format_name(*format)
+        format.name()
     )]
     CsvOptionWithoutCsv {
         /// `delimiter` or `has_header`.
@@ -742,7 +731,7 @@ mod tests {
             Format::ArrowStream,
             Format::Ndjson,
         ] {
-            let read: Format = toml::Value::String(format_name(format).into())
+            let read: Format = toml::Value::String(format.name().into())
                 .try_into()
                 .unwrap();
             assert_eq!(read, format);

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::input::Format;
-use crate::mapping::{MappingError, SideMapping, format_name};
+use crate::mapping::{MappingError, SideMapping};
 use crate::money::Currency;
 use crate::outcome::SideName;
 
@@ -734,7 +734,7 @@ impl Locator<'_> {
                     format!(
                         "only CSV files have a delimiter and a header line, and this side's \
                          `format` is {:?}: remove the key",
-                        format_name(*format)
+                        format.name()
                     ),
                 )
             }

@@ -764,8 +764,8 @@ fn part_format(part: &PartHeaders) -> Result<Format, ApiError> {
             "part {name:?} has Content-Type {:?} ({}) but its file name {filename:?} says {}; \
              make them agree, or send application/octet-stream to go by the file name",
             essence.as_deref().unwrap_or(""),
-            crate::store::format_name(t),
-            crate::store::format_name(n),
+            t.name(),
+            n.name(),
         ))),
         (Some(f), _) | (None, Some(f)) => Ok(f),
         (None, None) => Err(ApiError::UnsupportedMediaType(format!(

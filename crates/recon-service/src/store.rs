@@ -93,17 +93,6 @@ impl Default for UploadOptions {
     }
 }
 
-/// The short name of a format, as `meta.json` and the API show it.
-pub fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Csv => "csv",
-        Format::Parquet => "parquet",
-        Format::Arrow => "arrow",
-        Format::ArrowStream => "arrow-stream",
-        Format::Ndjson => "ndjson",
-    }
-}
-
 /// Datasets under one data directory.
 #[derive(Debug)]
 pub struct DatasetStore {
@@ -214,7 +203,7 @@ impl DatasetStore {
         let meta = DatasetMeta {
             id: id.to_owned(),
             name,
-            format: format_name(format).to_owned(),
+            format: format.name().to_owned(),
             rows: converted.rows,
             columns: converted.columns,
             bytes,
