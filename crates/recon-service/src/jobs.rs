@@ -1511,20 +1511,22 @@ date = { before = 0, after = 3 }
         }
     }
 
+    /// A live instance's [`Jobs`] (one job thread) whose sweep is an hour
+    /// away, with the lease that keeps the instance live.
+    fn jobs_sweeping_hourly(root: &Path) -> (Jobs, crate::owner::Lease) {
+        let (owner, lease, store) = instance(root);
+        let jobs =
+            Jobs::open_with_sweep(root, owner, Arc::new(store), 1, Duration::from_secs(3600))
+                .unwrap();
+        (jobs, lease)
+    }
+
     /// Dropping a [`Jobs`] stops its sweep at once, however long its
     /// interval (the drop waits for the thread, so it is gone, not leaked).
     #[test]
     fn dropping_jobs_stops_its_sweep() {
         let root = tempfile::tempdir().unwrap();
-        let (owner, _lease, store) = instance(root.path());
-        let jobs = Jobs::open_with_sweep(
-            root.path(),
-            owner,
-            Arc::new(store),
-            1,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let (jobs, _lease) = jobs_sweeping_hourly(root.path());
         let (done, dropped) = mpsc::channel();
         std::thread::spawn(move || {
             drop(jobs);
@@ -1541,15 +1543,7 @@ date = { before = 0, after = 3 }
     #[test]
     fn a_wait_on_a_dead_instances_job_ends() {
         let root = tempfile::tempdir().unwrap();
-        let (owner, _lease, store) = instance(root.path());
-        let jobs = Jobs::open_with_sweep(
-            root.path(),
-            owner,
-            Arc::new(store),
-            1,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let (jobs, _lease) = jobs_sweeping_hourly(root.path());
         let (id, _) = write_owned(root.path(), JobState::Running, dead_owner());
         let started = Instant::now();
         let rec = jobs.wait(&id, Duration::from_secs(60)).unwrap();
