@@ -59,19 +59,23 @@ bench-peers-setup:
     python3 -m venv target/peers-venv
     target/peers-venv/bin/pip install -r benches/peers/requirements.txt
 
-# Serve with the threaded engine (serve-threaded-prod: release build, all interfaces).
-serve-threaded *ARGS: (serve-threaded-prod ARGS)
+# Serve with the threaded engine: release build, recon's own host (127.0.0.1).
+serve-threaded *ARGS:
+    cargo build --release -p recon
+    "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine threaded {{ARGS}}
 
-# Serve with the async engine (serve-async-prod: release build, all interfaces).
-serve-async *ARGS: (serve-async-prod ARGS)
+# Serve with the async engine: release build, recon's own host (127.0.0.1).
+serve-async *ARGS:
+    cargo build --release -p recon
+    "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine async {{ARGS}}
 
 # Settings: deploy/dev/threaded.toml, below your environment and ARGS.
 # Threaded engine, development: debug build, debug logging, small tuning.
 serve-threaded-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/threaded.toml}" cargo run -p recon -- serve --engine threaded {{ARGS}}
 
-# Listens on every interface (HOST=0.0.0.0, the lowest-ranked name: RECON_HOST
-# or --host still win), as a server behind a load balancer must.
+# Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST
+# or --host still win, a config file's `host` does not), as behind a load balancer.
 # Threaded engine, production: release build, `recon tune` defaults, all interfaces.
 serve-threaded-prod *ARGS:
     cargo build --release -p recon
@@ -82,8 +86,8 @@ serve-threaded-prod *ARGS:
 serve-async-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/async.toml}" cargo run -p recon -- serve --engine async {{ARGS}}
 
-# Listens on every interface (HOST=0.0.0.0, the lowest-ranked name: RECON_HOST
-# or --host still win), as a server behind a load balancer must.
+# Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST
+# or --host still win, a config file's `host` does not), as behind a load balancer.
 # Async engine, production: release build, `recon tune` defaults, all interfaces.
 serve-async-prod *ARGS:
     cargo build --release -p recon

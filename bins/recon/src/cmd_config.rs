@@ -59,7 +59,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             show.target.apply(&mut opts);
             let loaded = tuning::load(&opts)?;
             // As `recon serve` would: a log_level it cannot use stops it.
-            crate::cmd_serve::log_filter(&loaded)?;
+            let (_, rust_log) = crate::cmd_serve::log_filter(&loaded)?;
+            if let Some(warning) = rust_log {
+                eprintln!("warning: {warning}");
+            }
             // On stderr: the table, JSON or TOML on stdout stays loadable.
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");

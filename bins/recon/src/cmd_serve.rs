@@ -155,7 +155,11 @@ impl Flags {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded =
         tuning::load(&args.flags.into_load_options()).context("loading the configuration")?;
-    install_tracing(log_filter(&loaded)?);
+    let (filter, rust_log) = log_filter(&loaded)?;
+    if let Some(warning) = rust_log {
+        eprintln!("warning: {warning}");
+    }
+    install_tracing(filter);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -243,38 +247,74 @@ fn listening_line(config: &Config, addr: std::net::SocketAddr) -> String {
 
 /// The log filter of the effective `log_level` (which is `RUST_LOG` when
 /// that is set), so what `recon config show` reports is what logs.
+/// Directives are read trimmed (`info, hyper=warn`).
+///
+/// `RUST_LOG` is every Rust program's variable, often set for another one,
+/// so it never stops recon: a Python level name in it is read as the level
+/// it means (`warning` as `warn`), and what does not parse is left out, as
+/// tracing's own `from_default_env` does; either comes back as a warning
+/// for the caller to print on stderr (the filter may hide a logged one).
+/// recon's own names (`RECON_LOG_LEVEL`, the file, `--log-level`) are
+/// checked strictly.
 ///
 /// # Errors
-/// [`ConfigError::Invalid`], naming the value's source, when it is not a
-/// filter `tracing` reads.
-pub(crate) fn log_filter(loaded: &Loaded) -> Result<EnvFilter, ConfigError> {
-    let level = &loaded.config.log_level;
-    let refuse = |why: String| {
-        let origin = match loaded.provenance.source("log_level") {
-            Some(Source::Env(name) | Source::Flag(name)) => name.clone(),
-            Some(Source::File(path)) => format!("{}: log_level", path.display()),
-            _ => "log_level".to_owned(),
-        };
-        ConfigError::Invalid {
-            origin,
-            value: level.clone(),
-            expected: format!("a log filter such as info, warn or recon=debug: {why}"),
-        }
-    };
-    // Python's level names (Uvicorn's, the logging module's) read to
-    // `tracing` as a target, which would log nothing of recon's: say so.
-    if let Some((python, ours)) = level
+/// [`ConfigError::Invalid`], naming the value's source, when recon's own
+/// `log_level` is not a filter `tracing` reads, or names a Python level.
+pub(crate) fn log_filter(loaded: &Loaded) -> Result<(EnvFilter, Option<String>), ConfigError> {
+    let given = &loaded.config.log_level;
+    let directives: Vec<&str> = given
         .split(',')
-        .map(|d| d.trim().to_ascii_lowercase())
-        .find_map(|d| python_level(&d).map(|ours| (d, ours)))
-    {
-        return Err(refuse(format!(
-            "{python:?} is Python's level name; write {ours}"
-        )));
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let from_rust_log = matches!(
+        loaded.provenance.source("log_level"),
+        Some(Source::Env(name)) if name == "RUST_LOG"
+    );
+    let python = directives
+        .iter()
+        .find_map(|d| python_level(&d.to_ascii_lowercase()).map(|ours| (*d, ours)));
+    if from_rust_log {
+        let (kept, dropped): (Vec<&str>, Vec<&str>) = directives
+            .iter()
+            .map(|d| python_level(&d.to_ascii_lowercase()).unwrap_or(d))
+            .partition(|d| EnvFilter::builder().parse(d).is_ok());
+        let warning = match (python, dropped.as_slice()) {
+            (_, [_, ..]) => Some(format!(
+                "RUST_LOG={given:?} is read without {}: not log filter directives",
+                dropped.join(", ")
+            )),
+            (Some((p, ours)), []) => Some(format!(
+                "RUST_LOG={given:?}: {p:?} is Python's level name, read as {ours}"
+            )),
+            (None, []) => None,
+        };
+        let filter = EnvFilter::builder()
+            .parse(kept.join(","))
+            .unwrap_or_else(|_| EnvFilter::new("info"));
+        return Ok((filter, warning));
     }
-    EnvFilter::builder()
-        .parse(level)
-        .map_err(|err| refuse(err.to_string()))
+    let level = directives.join(",");
+    let why = match python {
+        Some((p, ours)) => Some(format!("{p:?} is Python's level name; write {ours}")),
+        None => EnvFilter::builder()
+            .parse(&level)
+            .err()
+            .map(|e| e.to_string()),
+    };
+    let Some(why) = why else {
+        return Ok((EnvFilter::builder().parse_lossy(&level), None));
+    };
+    let origin = match loaded.provenance.source("log_level") {
+        Some(Source::Env(name) | Source::Flag(name)) => name.clone(),
+        Some(Source::File(path)) => format!("{}: log_level", path.display()),
+        _ => "log_level".to_owned(),
+    };
+    Err(ConfigError::Invalid {
+        origin,
+        value: given.clone(),
+        expected: format!("a log filter such as info, warn or recon=debug: {why}"),
+    })
 }
 
 /// The `tracing` level for a Python logging level name it does not read.

@@ -122,9 +122,25 @@ impl App {
     /// scratch directory and gives up its lease, so the next start does not
     /// take a clean stop for a crash ("sweeping scratch left by a dead
     /// instance"). The process may exit without dropping the application
-    /// (threads still hold it), so this is not left to `Drop`. Nothing may be
-    /// served afterwards: an upload would find no scratch directory.
-    pub fn close(&self) {
+    /// (threads still hold it), so this is not left to `Drop`.
+    ///
+    /// Only a clean stop is closed: while a handler still runs (a drain cut
+    /// short by `shutdown_timeout`: an upload may still write into the
+    /// scratch directory) or a Parquet write is unfinished, both are kept,
+    /// and the lease's lock goes with the process, so the next start (or a
+    /// live replica) recovers them as a dead instance's at once. Returns
+    /// whether it closed. Nothing may be served afterwards.
+    pub fn close(&self) -> bool {
+        let busy = self.state.workers_busy();
+        let unwritten = self.jobs.finish_parquet_writes(Instant::now());
+        if busy > 0 || unwritten > 0 {
+            tracing::warn!(
+                busy,
+                unwritten,
+                "work still in flight at the end of the stop: scratch and lease kept for recovery"
+            );
+            return false;
+        }
         let scratch = self.store.scratch();
         if let Err(e) = std::fs::remove_dir_all(scratch)
             && e.kind() != io::ErrorKind::NotFound
@@ -139,6 +155,7 @@ impl App {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take(),
         );
+        true
     }
 
     /// The effective settings with their sources.

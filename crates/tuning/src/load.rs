@@ -654,10 +654,14 @@ fn suggestion(key: &str) -> String {
 const SHELL_HOST_ENV: &str = "HOST";
 
 /// One layer per setting set in `env`, from its highest-ranked name that is
-/// set, and a warning for every lower-ranked name set to another value.
+/// set, and a warning for every lower-ranked `RECON_*`, `WAITRESS_*` or
+/// `UVICORN_*` name set to another value, or to one that does not parse.
 ///
-/// Every name set is parsed, so a bad value is an error even where a
-/// higher-ranked name wins.
+/// Only the name that takes effect stops recon with a bad value. A losing
+/// name can never take effect, and generic names (`HOST`, `PORT`,
+/// `SERVER_TYPE`, `WEB_CONCURRENCY`) are set by images, platforms and other
+/// software: a losing one is not even reported (the image's own `PORT=8000`
+/// under a user's `RECON_PORT` is no mistake).
 fn env_layers(env: &HashMap<&str, &str>) -> Result<(Vec<Layer>, Vec<String>), ConfigError> {
     let mut layers = Vec::new();
     let mut warnings = Vec::new();
@@ -669,17 +673,20 @@ fn env_layers(env: &HashMap<&str, &str>) -> Result<(Vec<Layer>, Vec<String>), Co
                 continue;
             };
             let raw = RawValue::Text(text.to_owned());
-            let value = match settings::parse(spec.kind, &raw) {
-                Ok(value) => value,
+            let parsed = settings::parse(spec.kind, &raw);
+            let generic = !FAMILIES.iter().any(|f| name.starts_with(f));
+            match (&winner, parsed) {
+                (None, Ok(value)) => winner = Some((name, text, value)),
                 // Shells (zsh) export HOST as the machine's hostname: a value
                 // there that is not an address was not meant for recon, so it is
                 // skipped and `host` keeps its lower layer's value and source.
-                Err(_) if name == SHELL_HOST_ENV => continue,
-                Err(expected) => return Err(invalid(name.to_owned(), &raw, expected)),
-            };
-            match &winner {
-                None => winner = Some((name, text, value)),
-                Some((top, top_text, top_value)) => {
+                (None, Err(_)) if name == SHELL_HOST_ENV => {}
+                (None, Err(expected)) => return Err(invalid(name.to_owned(), &raw, expected)),
+                (Some(_), _) if generic => {}
+                (Some((top, top_text, _)), Err(expected)) => warnings.push(format!(
+                    "{name}={text:?} is ignored (expected {expected}): {top}={top_text} takes precedence"
+                )),
+                (Some((top, top_text, top_value)), Ok(value)) => {
                     if *top_value != value {
                         warnings.push(format!(
                             "{name}={text} is ignored: {top}={top_text} takes precedence"

@@ -538,8 +538,9 @@ fn a_blocked_data_directory_names_the_entry() {
     }
 }
 
-/// A graceful stop's `close` removes the instance's scratch directory and
-/// its lease file, so the next start finds nothing of it to sweep.
+/// A clean stop's `close` removes the instance's scratch directory and its
+/// lease file, so the next start finds nothing of it to sweep; with work
+/// still in flight it keeps both.
 #[test]
 fn close_leaves_no_scratch_or_lease_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -552,7 +553,14 @@ fn close_leaves_no_scratch_or_lease_behind() {
     };
     assert_eq!(entries("tmp").len(), 1, "one scratch directory");
     assert_eq!(entries("owners").len(), 1, "one lease");
-    app.close();
+    // A handler still running (a drain cut short): nothing is closed, so the
+    // next start recovers what it was doing as a dead instance's.
+    app.state().worker_busy();
+    assert!(!app.close());
+    assert_eq!(entries("tmp").len(), 1);
+    assert_eq!(entries("owners").len(), 1);
+    app.state().worker_idle();
+    assert!(app.close());
     assert_eq!(entries("tmp"), Vec::<std::path::PathBuf>::new());
     assert_eq!(entries("owners"), Vec::<std::path::PathBuf>::new());
     drop(app);

@@ -142,13 +142,11 @@ fn recon_names_win_over_aliases() {
         loaded.provenance.source("threads"),
         Some(&env("RECON_THREADS"))
     );
+    // Generic names (SERVER_TYPE, PORT) lose silently; an alias of the
+    // Waitress/Uvicorn families is reported.
     assert_eq!(
         loaded.warnings,
-        [
-            "SERVER_TYPE=uvicorn is ignored: RECON_ENGINE=threaded takes precedence",
-            "PORT=1 is ignored: RECON_PORT=2 takes precedence",
-            "WAITRESS_THREADS=7 is ignored: RECON_THREADS=9 takes precedence",
-        ]
+        ["WAITRESS_THREADS=7 is ignored: RECON_THREADS=9 takes precedence"]
     );
 }
 
@@ -167,14 +165,18 @@ fn an_overridden_alias_is_reported() {
                 ("UVICORN_WORKERS", "4"),
                 ("WEB_CONCURRENCY", "6"),
             ],
-            &[
-                "UVICORN_WORKERS=4 is ignored: RECON_WORKERS=2 takes precedence",
-                "WEB_CONCURRENCY=6 is ignored: RECON_WORKERS=2 takes precedence",
-            ],
+            // WEB_CONCURRENCY is a generic name (platforms set it): no warning.
+            &["UVICORN_WORKERS=4 is ignored: RECON_WORKERS=2 takes precedence"],
         ),
+        // An image's own PORT/SERVER_TYPE under a user's RECON_* names.
         (
-            &[("UVICORN_PORT", "9000"), ("PORT", "5000")],
-            &["PORT=5000 is ignored: UVICORN_PORT=9000 takes precedence"],
+            &[
+                ("UVICORN_PORT", "9000"),
+                ("PORT", "5000"),
+                ("RECON_ENGINE", "threaded"),
+                ("SERVER_TYPE", "async"),
+            ],
+            &[],
         ),
         (
             &[("RECON_LOG_LEVEL", "debug"), ("RECON_LOG", "info")],
@@ -197,9 +199,23 @@ fn an_overridden_alias_is_reported() {
             &[("RECON_HOST", "0.0.0.0"), ("HOST", "build-box.example.com")],
             &[],
         ),
+        (&[("RECON_HOST", "0.0.0.0"), ("HOST", "127.0.0.1")], &[]),
+        // A losing name with a bad value can never take effect: reported,
+        // not fatal; a generic one not even reported (a Service link's
+        // PORT=tcp://..., a platform's WEB_CONCURRENCY=0).
         (
-            &[("RECON_HOST", "0.0.0.0"), ("HOST", "127.0.0.1")],
-            &["HOST=127.0.0.1 is ignored: RECON_HOST=0.0.0.0 takes precedence"],
+            &[
+                ("RECON_THREADS", "4"),
+                ("WAITRESS_THREADS", "abc"),
+                ("RECON_PORT", "8000"),
+                ("PORT", "tcp://10.0.0.3:8000"),
+                ("RECON_WORKERS", "2"),
+                ("WEB_CONCURRENCY", "0"),
+            ],
+            &[
+                "WAITRESS_THREADS=\"abc\" is ignored (expected a whole number from 1 to 1024): \
+                 RECON_THREADS=4 takes precedence",
+            ],
         ),
     ];
     for (vars, want) in cases {
@@ -207,12 +223,12 @@ fn an_overridden_alias_is_reported() {
     }
 }
 
-/// A name that loses is still parsed: a bad value is an error, as it would
-/// be alone.
+/// The name that takes effect stops recon with a bad value, whichever name
+/// it is.
 #[test]
-fn an_overridden_alias_with_a_bad_value_is_an_error() {
+fn the_winning_alias_with_a_bad_value_is_an_error() {
     let got = err(Case {
-        env: &[("RECON_THREADS", "4"), ("WAITRESS_THREADS", "abc")],
+        env: &[("WAITRESS_THREADS", "abc"), ("UVICORN_WORKERS", "2")],
         ..Case::default()
     });
     assert_eq!(
