@@ -194,6 +194,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Engine::Async => serve_async::serve(Arc::clone(&app), listener, shutdown)?,
         Engine::Threaded => serve_threaded::serve(Arc::clone(&app), listener, shutdown)?,
     }
+    // No request is served any more: queued jobs stay queued (and are marked
+    // interrupted below) rather than run while the stop waits.
+    app.stop_starting_jobs();
     // Jobs that succeeded just before the stop may still owe their Parquet
     // file: wait for it within the timeout that bounded the drain.
     let since = stopping.get().copied().unwrap_or_else(Instant::now);
@@ -273,22 +276,31 @@ pub(crate) fn log_filter(loaded: &Loaded) -> Result<(EnvFilter, Option<String>),
     );
     let python = directives
         .iter()
-        .find_map(|d| python_level(&d.to_ascii_lowercase()).map(|ours| (*d, ours)));
+        .find_map(|d| python_directive(d).map(|(_, level, ours)| (level, ours)));
     if from_rust_log {
-        let (kept, dropped): (Vec<&str>, Vec<&str>) = directives
+        let (kept, dropped): (Vec<String>, Vec<String>) = directives
             .iter()
-            .map(|d| python_level(&d.to_ascii_lowercase()).unwrap_or(d))
+            .map(|d| python_directive(d).map_or_else(|| (*d).to_owned(), |(read, _, _)| read))
             .partition(|d| EnvFilter::builder().parse(d).is_ok());
-        let warning = match (python, dropped.as_slice()) {
-            (_, [_, ..]) => Some(format!(
-                "RUST_LOG={given:?} is read without {}: not log filter directives",
+        let mut notes = Vec::new();
+        if let Some((p, ours)) = python {
+            notes.push(format!("{p:?} is Python's level name, read as {ours}"));
+        }
+        if !dropped.is_empty() {
+            notes.push(format!(
+                "{} left out: not log filter directives",
                 dropped.join(", ")
-            )),
-            (Some((p, ours)), []) => Some(format!(
-                "RUST_LOG={given:?}: {p:?} is Python's level name, read as {ours}"
-            )),
-            (None, []) => None,
+            ));
+        }
+        // Nothing left of it: recon's own default rather than no logging.
+        let kept = if kept.is_empty() {
+            notes.push("read as info".to_owned());
+            vec!["info".to_owned()]
+        } else {
+            kept
         };
+        let warning =
+            (!notes.is_empty()).then(|| format!("RUST_LOG={given:?}: {}", notes.join("; ")));
         let filter = EnvFilter::builder()
             .parse(kept.join(","))
             .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -317,14 +329,22 @@ pub(crate) fn log_filter(loaded: &Loaded) -> Result<(EnvFilter, Option<String>),
     })
 }
 
-/// The `tracing` level for a Python logging level name it does not read.
-fn python_level(directive: &str) -> Option<&'static str> {
-    match directive {
-        "warning" => Some("warn"),
-        "critical" | "fatal" => Some("error"),
-        "notset" => Some("trace"),
-        _ => None,
-    }
+/// A filter directive naming a Python logging level, alone (`warning`) or
+/// for a target (`recon=warning`): the directive as `tracing` reads it, the
+/// Python level as written, and `tracing`'s level for it.
+fn python_directive(directive: &str) -> Option<(String, &str, &'static str)> {
+    let (target, level) = match directive.rsplit_once('=') {
+        Some((target, level)) => (Some(target), level),
+        None => (None, directive),
+    };
+    let ours = match level.to_ascii_lowercase().as_str() {
+        "warning" => "warn",
+        "critical" | "fatal" => "error",
+        "notset" => "trace",
+        _ => return None,
+    };
+    let read = target.map_or_else(|| ours.to_owned(), |t| format!("{t}={ours}"));
+    Some((read, level, ours))
 }
 
 /// Logs to stderr through `filter`.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use tuning::catalog;
 use tuning::units::parse_size;
 use tuning::{
-    LoadOptions, Profile, Recommendation, Resources, ServerSettings, env_names, recommend,
+    Engine, LoadOptions, Profile, Recommendation, Resources, ServerSettings, env_names, recommend,
 };
 
 /// Output formats of `recon tune`.
@@ -121,12 +121,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (resources, profile) = (loaded.resources, loaded.profile);
     let rec = recommend(&resources, profile);
+    let engine = loaded.config.engine;
     let out = match args.format {
         Format::Table => table(&rec, &label),
-        Format::Env => env(&rec, &label),
-        Format::Toml => toml(&rec, &label),
+        Format::Env => env(&rec, &label, engine),
+        Format::Toml => toml(&rec, &label, engine),
         Format::Json => json(&rec, &label)?,
-        Format::Compose => compose(&rec),
+        Format::Compose => compose(&rec, engine),
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -174,6 +175,20 @@ fn plain(key: &str, s: &ServerSettings) -> String {
 /// loadable formats leave it out (env, compose) or commented out (toml).
 const DERIVED: &str = "backlog";
 
+/// Why a loadable format leaves `key` out (compose) or commented out (env,
+/// toml) for `engine`: `backlog` follows `connection_limit`, and the
+/// threaded engine does not read `workers` (set, it would warn at every
+/// start).
+fn left_out(key: &str, engine: Engine) -> Option<&'static str> {
+    match key {
+        DERIVED => Some("unset, it follows connection_limit; uncomment to pin it"),
+        "workers" if engine == Engine::Threaded => {
+            Some("the async engine's; the threaded engine does not read it")
+        }
+        _ => None,
+    }
+}
+
 /// One recommended setting as an environment variable.
 #[derive(Debug)]
 struct EnvVar {
@@ -213,7 +228,7 @@ fn env_vars(rec: &Recommendation) -> Vec<EnvVar> {
 /// `NAME=value` lines, the `RECON_*` names only: writing the Waitress or
 /// Uvicorn name too would leave a `.env` whose old names, edited later, lose
 /// to the `RECON_*` ones. Each line's comment names what it replaces.
-fn env(rec: &Recommendation, label: &str) -> String {
+fn env(rec: &Recommendation, label: &str, engine: Engine) -> String {
     let mut out = format!(
         "# {}\n# RECON_* names only: each wins over the names it replaces, so delete those.\n",
         heading(rec, label)
@@ -223,28 +238,29 @@ fn env(rec: &Recommendation, label: &str) -> String {
         if !var.replaces.is_empty() {
             notes.push(format!("replaces {}", var.replaces.join(", ")));
         }
-        let derived = var.key == DERIVED;
-        if derived {
-            notes.push("unset, it follows RECON_CONNECTION_LIMIT".to_owned());
-        }
+        let left = left_out(var.key, engine);
+        notes.extend(left.map(str::to_owned));
         if !notes.is_empty() {
             let _ = writeln!(out, "# {}", notes.join("; "));
         }
-        let comment = if derived { "# " } else { "" };
+        let comment = if left.is_some() { "# " } else { "" };
         let _ = writeln!(out, "{comment}{}={}", var.name, var.value);
     }
     out
 }
 
-fn compose(rec: &Recommendation) -> String {
+fn compose(rec: &Recommendation, engine: Engine) -> String {
     let mut out = String::from("    environment:\n");
-    for var in env_vars(rec).iter().filter(|v| v.key != DERIVED) {
+    for var in env_vars(rec)
+        .iter()
+        .filter(|v| left_out(v.key, engine).is_none())
+    {
         let _ = writeln!(out, "      {}: \"{}\"", var.name, var.value);
     }
     out
 }
 
-fn toml(rec: &Recommendation, label: &str) -> String {
+fn toml(rec: &Recommendation, label: &str, engine: Engine) -> String {
     let mut out = format!("# {}\nprofile = \"{}\"\n", heading(rec, label), rec.profile);
     let s = rec.settings();
     for row in rec.rows() {
@@ -255,10 +271,10 @@ fn toml(rec: &Recommendation, label: &str) -> String {
             | "max_request_header_size" => format!("\"{}\"", row.value),
             key => plain(key, &s),
         };
-        if row.key == DERIVED {
+        if let Some(why) = left_out(row.key, engine) {
             let _ = write!(
                 out,
-                "\n# {}\n# Unset, it follows connection_limit; uncomment to pin it.\n# {} = {value}\n",
+                "\n# {}\n# Left out: {why}.\n# {} = {value}\n",
                 row.reason, row.key
             );
         } else {

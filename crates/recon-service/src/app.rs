@@ -139,6 +139,18 @@ impl App {
                 unwritten,
                 "work still in flight at the end of the stop: scratch and lease kept for recovery"
             );
+            // The lease file must outlive the application (dropped as the
+            // process ends, it would take the file with it): its lock goes
+            // with the process, leaving the file free, so the next start,
+            // even as the same pid in a new container, recovers at once.
+            if let Some(lease) = self
+                .lease
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+            {
+                std::mem::forget(lease);
+            }
             return false;
         }
         let scratch = self.store.scratch();
@@ -171,6 +183,13 @@ impl App {
     /// Live figures the engine updates.
     pub fn state(&self) -> &ServerState {
         &self.state
+    }
+
+    /// Once the engine has drained its requests at a stop: the job threads
+    /// start no more queued jobs (see [`App::interrupt_unfinished_jobs`]), so
+    /// the wait for Parquet writes that follows is not spent on new jobs.
+    pub fn stop_starting_jobs(&self) {
+        self.jobs.stop_starting();
     }
 
     /// At the end of a stop: marks the jobs this instance accepted and did not

@@ -528,6 +528,10 @@ struct Local {
     /// the failure. Lost with the process; the next start marks them
     /// `interrupted`.
     unrecorded: HashMap<String, JobRecord>,
+    /// Set when a stop has begun ([`Jobs::stop_starting`]): job threads take
+    /// no queued job any more, so the stop's wait for Parquet writes is not
+    /// spent running new jobs that would not be waited for.
+    stopping: bool,
 }
 
 /// Takes a job out of [`Local::unfinished`] and wakes the waiters, however
@@ -708,6 +712,16 @@ impl Jobs {
         let job_dir = dir.clone();
         let parquet = self.parquet.clone();
         let task: Task = Box::new(move || {
+            let stopping = local
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .stopping;
+            if stopping {
+                // Left `queued` on disk: the stop marks it interrupted.
+                tracing::info!(job = %run_rec.id, "stopping: queued job not started");
+                return;
+            }
             let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules, &local);
             if deferred.is_some() {
                 // Counted before the job's end is seen, so a stop that waits
@@ -799,6 +813,18 @@ impl Jobs {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// At the start of a stop, once no request is served any more: the job
+    /// threads start no queued job after the ones they are running (those
+    /// left queued are marked `interrupted` by
+    /// [`Jobs::interrupt_own_unfinished`]).
+    pub fn stop_starting(&self) {
+        self.local
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stopping = true;
     }
 
     /// At the end of a stop: marks this instance's jobs still `queued` or
@@ -1583,6 +1609,46 @@ date = { before = 0, after = 3 }
         assert_eq!(read_record(&dir).unwrap(), ended);
         other.sweep(&mut settled);
         assert!(settled.contains(&id), "an ended job is not read again");
+    }
+
+    /// Once a stop has begun, a queued job is not started: it stays queued
+    /// for the stop to mark interrupted.
+    #[test]
+    fn a_stopping_instance_starts_no_queued_job() {
+        let root = tempfile::tempdir().unwrap();
+        let (jobs, _lease) = jobs_sweeping_hourly(root.path());
+        let csv = "id,date,amount,currency,ref\nL1,2024-01-02,100.00,EUR,INV-1\n";
+        let left = jobs
+            .store
+            .create(
+                &mut csv.as_bytes(),
+                recon_core::input::Format::Csv,
+                &crate::store::UploadOptions::default(),
+            )
+            .unwrap()
+            .id;
+        jobs.stop_starting();
+        let rec = jobs.submit(&left, &left, RULES, Duration::ZERO).unwrap();
+        assert_eq!(rec.state, JobState::Queued);
+        // Its job thread takes it and lets it go (it leaves `unfinished`).
+        let (lock, cvar) = &*jobs.local;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut local = lock.lock().unwrap();
+        while local.unfinished.contains(&rec.id) {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("the job thread let the queued job go");
+            local = cvar.wait_timeout(local, left).unwrap().0;
+        }
+        drop(local);
+        let seen = read_record(&jobs.dir.join(&rec.id)).unwrap();
+        assert_eq!(seen.state, JobState::Queued);
+        assert!(seen.started.is_none(), "never started");
+        assert_eq!(jobs.interrupt_own_unfinished(), vec![rec.id.clone()]);
+        assert_eq!(
+            jobs.get(&rec.id).unwrap().error.as_deref(),
+            Some("interrupted")
+        );
     }
 
     /// A judge holding a record read before its owner's last write acts on

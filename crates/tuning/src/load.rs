@@ -355,9 +355,12 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         .collect();
     let mut warnings = unknown_env(&env);
     warnings.extend(shadowed);
+    // WEB_CONCURRENCY is set by platforms, not meant for recon's engine.
+    let generic = |name: &str| !FAMILIES.iter().any(|f| name.starts_with(f));
     if config.engine == Engine::Threaded
         && let Some(source @ (Source::Env(_) | Source::File(_) | Source::Flag(_))) =
             provenance_source(&entries, "workers")
+        && !matches!(&source, Source::Env(name) if generic(name))
     {
         warnings.push(format!(
             "workers = {} ({source}) is for the async engine; the threaded engine serves with `threads` handler threads and ignores it",

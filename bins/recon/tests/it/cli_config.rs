@@ -116,7 +116,7 @@ fn tune_env_prints_recon_names_with_the_names_they_replace() {
         "RECON_CHANNEL_TIMEOUT=120",
         "RECON_RECV_BYTES=65536",
         "RECON_SEND_BYTES=65536",
-        "# replaces WAITRESS_BACKLOG, UVICORN_BACKLOG; unset, it follows RECON_CONNECTION_LIMIT",
+        "# replaces WAITRESS_BACKLOG, UVICORN_BACKLOG; unset, it follows connection_limit; uncomment to pin it",
         "# RECON_BACKLOG=1000",
     ] {
         assert!(text.lines().any(|l| l == want), "{want} missing in {text}");
@@ -126,6 +126,24 @@ fn tune_env_prints_recon_names_with_the_names_they_replace() {
             .all(|l| l.starts_with('#') || l.starts_with("RECON_")),
         "{text}"
     );
+    // For the threaded engine, `workers` is left out (commented): loaded
+    // back, it would warn at every start. Nor does a platform's
+    // WEB_CONCURRENCY warn there.
+    let env = [("RECON_ENGINE", "threaded")];
+    let text = stdout(&recon(
+        &["tune", "--instance", "c5.2xlarge", "--format", "env"],
+        &env,
+    ));
+    assert!(text.lines().any(|l| l == "# RECON_WORKERS=8"), "{text}");
+    let env = [
+        ("RECON_VCPUS", "2"),
+        ("RECON_MEMORY", "4GiB"),
+        ("SERVER_TYPE", "waitress"),
+        ("WEB_CONCURRENCY", "3"),
+    ];
+    let out = recon(&["config", "show"], &env);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
 #[test]
@@ -424,11 +442,15 @@ fn config_show_reports_rust_log_as_the_log_level() {
     for (value, said) in [
         (
             "recon=loud,warn",
-            "warning: RUST_LOG=\"recon=loud,warn\" is read without recon=loud: not log filter directives\n",
+            "warning: RUST_LOG=\"recon=loud,warn\": recon=loud left out: not log filter directives\n",
         ),
         (
-            "warning",
-            "warning: RUST_LOG=\"warning\": \"warning\" is Python's level name, read as warn\n",
+            "recon=warning,info",
+            "warning: RUST_LOG=\"recon=warning,info\": \"warning\" is Python's level name, read as warn\n",
+        ),
+        (
+            "garbage[",
+            "warning: RUST_LOG=\"garbage[\": garbage[ left out: not log filter directives; read as info\n",
         ),
         ("info, hyper=warn", ""),
     ] {
@@ -439,7 +461,11 @@ fn config_show_reports_rust_log_as_the_log_level() {
     }
     // Python's level names (Uvicorn's) would read as a target and log
     // nothing of recon's: refused, naming the level to write.
-    for (value, ours) in [("warning", "warn"), ("recon=debug,CRITICAL", "error")] {
+    for (value, ours) in [
+        ("warning", "warn"),
+        ("recon=debug,CRITICAL", "error"),
+        ("recon=warning", "warn"),
+    ] {
         let env = [PINNED[0], PINNED[1], ("RECON_LOG_LEVEL", value)];
         let out = recon(&["config", "show"], &env);
         assert_eq!(out.status.code(), Some(2), "{out:?}");

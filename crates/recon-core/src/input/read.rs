@@ -1025,9 +1025,22 @@ fn open_arrow_file(
     })
 }
 
-fn open_arrow_stream(file: File, source: String) -> Result<Opened, InputError> {
+fn open_arrow_stream(mut file: File, source: String) -> Result<Opened, InputError> {
+    // An Arrow IPC *file* read as a stream would fail as "expected 1330795073
+    // metadata bytes" (its magic read as a length): name the mix-up instead.
+    let mut head = [0u8; 6];
+    let got = file.read(&mut head).map_err(|e| io_err(&source, e))?;
+    if head[..got] == *b"ARROW1" {
+        return Err(format_err(
+            &source,
+            "an Arrow IPC file (it starts with ARROW1), not an Arrow stream: read it as \
+             format \"arrow\" (.arrow, application/vnd.apache.arrow.file)",
+        ));
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| io_err(&source, e))?;
     let reader = arrow_ipc::reader::StreamReader::try_new_buffered(file, None)
-        .map_err(|e| format_err(&source, e))?;
+        .map_err(|e| format_err(&source, format!("not a readable Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
     Ok(rows_from_one(source, &schema, reader))
 }

@@ -1050,6 +1050,19 @@ fn a_foreign_or_cut_arrow_file_is_named_as_such() {
         "{err}"
     );
     check_example(&load_side(&whole, &mapping(BASIC)).unwrap());
+    // The file read as a stream (by its name, or a stream's media type).
+    let as_stream = dir.path().join("whole.arrows");
+    fs::copy(&whole, &as_stream).unwrap();
+    let err = load_side(&as_stream, &mapping(BASIC))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with(
+            "whole.arrows: an Arrow IPC file (it starts with ARROW1), not an Arrow stream: read \
+             it as format \"arrow\" (.arrow, application/vnd.apache.arrow.file)"
+        ),
+        "{err}"
+    );
 }
 
 /// A `.tsv` file is no format of its own: the error says how to read it.
