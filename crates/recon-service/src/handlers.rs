@@ -729,10 +729,22 @@ const UPLOAD_FIELDS: [&str; 3] = ["name", "delimiter", "has_header"];
 ///
 /// # Errors
 /// [`ApiError::UnsupportedMediaType`] for a type naming another format (e.g.
-/// `application/json`), a type and an extension naming two formats, or
-/// neither naming one.
+/// `application/json`), a type and an extension naming two formats,
+/// neither naming one, or a part with an encoding (`gzip`, `base64`).
 fn part_format(part: &PartHeaders) -> Result<Format, ApiError> {
     let name = part.name.as_deref().unwrap_or("");
+    // As for a whole body's Content-Encoding: compressed or encoded bytes
+    // would be read as the data itself.
+    if let Some(encoding) = part.encoding.as_deref().filter(|e| {
+        !["identity", "binary", "8bit", "7bit"]
+            .iter()
+            .any(|plain| e.trim().eq_ignore_ascii_case(plain))
+    }) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "part {name:?} has the encoding {encoding:?}, which recon does not undo; send it \
+             as it is (binary)"
+        )));
+    }
     let essence = part.content_type.as_deref().map(|ct| {
         ct.split(';')
             .next()

@@ -165,6 +165,9 @@ pub struct PartHeaders {
     pub filename: Option<String>,
     /// The part's `Content-Type`.
     pub content_type: Option<String>,
+    /// The part's `Content-Encoding` or `Content-Transfer-Encoding` (a
+    /// compression or `base64`), which recon does not undo.
+    pub encoding: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +382,10 @@ fn parse_part_headers(text: &str) -> PartHeaders {
             }
         } else if name.eq_ignore_ascii_case("content-type") {
             h.content_type = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("content-encoding")
+            || name.eq_ignore_ascii_case("content-transfer-encoding")
+        {
+            h.encoding = Some(value.to_owned());
         }
     }
     h

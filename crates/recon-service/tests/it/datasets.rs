@@ -503,6 +503,19 @@ fn query_parameters_a_route_does_not_take_are_refused() {
 #[test]
 fn a_file_parts_own_content_type_decides_its_format() {
     let t = app();
+    // A file part of its own encoding (compressed) is 415 as a whole body
+    // with a Content-Encoding is.
+    let body = "--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"l.csv.gz\"\r\n\
+                Content-Type: text/csv\r\nContent-Encoding: gzip\r\n\r\nid,amount\nx,1\n\r\n--zz--\r\n";
+    let p = t
+        .upload("/v1/datasets", "multipart/form-data; boundary=zz", body)
+        .expect(415)
+        .json();
+    assert_eq!(
+        p["detail"],
+        "part \"file\" has the encoding \"gzip\", which recon does not undo; send it as it is \
+         (binary)"
+    );
     let ndjson: &[u8] = b"{\"id\":\"a\",\"amount\":\"1\"}\n";
     let csv: &[u8] = b"id,amount\nx,1\n";
     // `-F 'file=@a.csv;type=application/json'`: JSON is no format recon reads.
