@@ -332,13 +332,7 @@ fn datasets_and_jobs_list_in_creation_order_within_one_second() {
     let ids: Vec<String> = (0..8)
         .map(|i| crate::reconcile::upload(&t, &format!("id,amount\nx{i},1\n")))
         .collect();
-    let listed: Vec<String> = t.get("/v1/datasets").expect(200).json()["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(listed, ids);
+    assert_eq!(listed_ids(&t, "/v1/datasets", "datasets"), ids);
 
     let (l, r) = (
         crate::reconcile::upload(&t, LEDGER),
@@ -352,13 +346,20 @@ fn datasets_and_jobs_list_in_creation_order_within_one_second() {
                 .to_owned()
         })
         .collect();
-    let listed: Vec<String> = t.get("/v1/reconciliations").expect(200).json()["reconciliations"]
+    assert_eq!(
+        listed_ids(&t, "/v1/reconciliations", "reconciliations"),
+        jobs
+    );
+}
+
+/// The ids a list route answers under `key`, in its order.
+fn listed_ids(t: &crate::TestApp, path: &str, key: &str) -> Vec<String> {
+    t.get(path).expect(200).json()[key]
         .as_array()
         .unwrap()
         .iter()
-        .map(|j| j["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(listed, jobs);
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A multipart upload's answer.

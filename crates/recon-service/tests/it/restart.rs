@@ -31,6 +31,16 @@ fn write_job(dir: &std::path::Path, id: &str, state: &str, owner: Option<serde_j
     std::fs::write(job.join("job.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
 }
 
+/// Writes a succeeded job whose Parquet write `owner` left `pending`.
+fn write_pending_parquet(dir: &std::path::Path, id: &str, owner: Option<serde_json::Value>) {
+    write_job(dir, id, "succeeded", owner);
+    let path = dir.join("jobs").join(id).join("job.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    rec["parquet"] = "pending".into();
+    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+}
+
 /// `GET {path}` on `app` (200 asserted), as JSON.
 fn get_json(app: &App, path: &str) -> serde_json::Value {
     send(
@@ -266,17 +276,11 @@ fn a_foreign_parquet_write_pending_for_hours_is_failed() {
     let stale = "00000000-0000-4000-8000-00000000000c";
     let recent = "00000000-0000-4000-8000-00000000000d";
     for id in [stale, recent] {
-        write_job(
+        write_pending_parquet(
             dir.path(),
             id,
-            "succeeded",
             Some(serde_json::json!({"host": "gone-container.invalid", "pid": 1, "instance": "z"})),
         );
-        let path = dir.path().join("jobs").join(id).join("job.json");
-        let mut rec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        rec["parquet"] = "pending".into();
-        std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
     }
     untouched_for_two_hours(dir.path(), stale);
     let app = App::new(Arc::new(config_in(dir.path())), Vec::new()).unwrap();
@@ -386,12 +390,7 @@ fn a_dead_replicas_jobs_end_on_every_read_route() {
     // A Parquet write left `pending` by the dead instance is failed before
     // the route would wait for it (and answer 409 after a while): the answer
     // is at once that there is no Parquet file.
-    write_job(dir.path(), by_results, "succeeded", dead());
-    let path = dir.path().join("jobs").join(by_results).join("job.json");
-    let mut rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    rec["parquet"] = "pending".into();
-    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    write_pending_parquet(dir.path(), by_results, dead());
     send(
         &app,
         http::Method::GET,
@@ -425,12 +424,7 @@ fn a_foreign_job_going_stale_while_this_one_runs_ends_on_the_next_read() {
     let running = "00000000-0000-4000-8000-000000000015";
     let writing = "00000000-0000-4000-8000-000000000016";
     write_job(dir.path(), running, "running", Some(owner.clone()));
-    write_job(dir.path(), writing, "succeeded", Some(owner));
-    let path = dir.path().join("jobs").join(writing).join("job.json");
-    let mut rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    rec["parquet"] = "pending".into();
-    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    write_pending_parquet(dir.path(), writing, Some(owner));
 
     assert_eq!(job(&app, running)["state"], "running");
     assert_eq!(job(&app, writing)["parquet"], "pending");
