@@ -99,7 +99,7 @@ struct Flags {
     /// `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, as in the environment.
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     protect_ops: Option<bool>,
-    /// Threads of the reconciliation job pool.
+    /// Reconciliation jobs run at once, each on a job thread of its own.
     #[arg(long, value_parser = crate::cmd_tune::parse_count::<usize>)]
     job_threads: Option<usize>,
     /// Log filter, e.g. `info` or `recon=debug` (`RUST_LOG`, when set, wins).
@@ -204,7 +204,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if unwritten > 0 {
         tracing::warn!(
             unwritten,
-            "stopped before every parquet result was written; the next start marks them failed"
+            "stopped before every parquet result was written; another instance marks them failed"
         );
     }
     // Accepted jobs still queued or running will not finish: say so on
@@ -308,14 +308,11 @@ pub(crate) fn log_filter(loaded: &Loaded) -> Result<(EnvFilter, Option<String>),
     }
     let level = directives.join(",");
     let why = match python {
-        Some((p, ours)) => Some(format!("{p:?} is Python's level name; write {ours}")),
-        None => EnvFilter::builder()
-            .parse(&level)
-            .err()
-            .map(|e| e.to_string()),
-    };
-    let Some(why) = why else {
-        return Ok((EnvFilter::builder().parse_lossy(&level), None));
+        Some((p, ours)) => format!("{p:?} is Python's level name; write {ours}"),
+        None => match EnvFilter::builder().parse(&level) {
+            Ok(filter) => return Ok((filter, None)),
+            Err(e) => e.to_string(),
+        },
     };
     let origin = match loaded.provenance.source("log_level") {
         Some(Source::Env(name) | Source::Flag(name)) => name.clone(),

@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tuning::catalog;
 use tuning::units::parse_size;
-use tuning::{
-    Engine, LoadOptions, Profile, Recommendation, Resources, ServerSettings, env_names, recommend,
-};
+use tuning::{Engine, LoadOptions, Profile, Recommendation, Resources, ServerSettings, env_names};
 
 /// Output formats of `recon tune`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,15 +117,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let (resources, profile) = (loaded.resources, loaded.profile);
-    let rec = recommend(&resources, profile);
+    // The recommendation loading made for these resources and profile.
+    let rec = &loaded.recommendation;
     let engine = loaded.config.engine;
     let out = match args.format {
-        Format::Table => table(&rec, &label),
-        Format::Env => env(&rec, &label, engine),
-        Format::Toml => toml(&rec, &label, engine),
-        Format::Json => json(&rec, &label)?,
-        Format::Compose => compose(&rec, engine),
+        Format::Table => table(rec, &label),
+        Format::Env => env(rec, &label, engine),
+        Format::Toml => toml(rec, &label, engine),
+        Format::Json => json(rec, &label)?,
+        Format::Compose => compose(rec, engine),
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)

@@ -108,17 +108,13 @@ fn default_credit_values() -> Vec<String> {
     ["C", "CR", "Credit"].map(str::to_owned).to_vec()
 }
 
-/// Whether two column names find the same column: surrounding spaces
-/// ignored, ASCII case-insensitive, as the loader falls back to when no
-/// header is spelled exactly so (`input/map.rs`).
-pub(crate) fn same_column(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
-}
-
-/// Whether two direction indicators are the same value: surrounding spaces
-/// ignored, ASCII case-insensitive. The loader reads a row's indicator with
-/// it (`input/map.rs`), and the lists are checked for overlap with it.
-pub(crate) fn same_indicator(a: &str, b: &str) -> bool {
+/// Whether two names are the same once surrounding spaces are ignored,
+/// ASCII case-insensitive. The loader finds a column by it when no header
+/// is spelled exactly so, and reads a row's direction indicator by it
+/// (`input/map.rs`); the mapping's checks compare column names and
+/// indicator lists by it too, so they refuse exactly what loading would
+/// confuse.
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
@@ -426,7 +422,7 @@ impl SideMapping {
             if let Some(debit) = self
                 .debit_values
                 .iter()
-                .find(|debit| same_indicator(debit, credit))
+                .find(|debit| same_name(debit, credit))
             {
                 return Err(MappingError::IndicatorOverlap {
                     debit: debit.clone(),
@@ -474,7 +470,7 @@ impl SideMapping {
             _ => None,
         };
         if let Some((key, column, other, other_column)) = pair
-            && same_column(column, other_column)
+            && same_name(column, other_column)
         {
             return Err(MappingError::SameColumn {
                 key,
@@ -484,7 +480,7 @@ impl SideMapping {
             });
         }
         for (i, column) in self.extra.iter().enumerate() {
-            if let Some(first) = self.extra[..i].iter().find(|c| same_column(c, column)) {
+            if let Some(first) = self.extra[..i].iter().find(|c| same_name(c, column)) {
                 return Err(MappingError::RepeatedExtra {
                     column: column.clone(),
                     first: first.clone(),

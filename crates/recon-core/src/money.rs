@@ -127,7 +127,7 @@ pub enum AmountError {
         found: Currency,
     },
     /// Beyond [`MAX_MINOR`] minor units either way.
-    #[error("is out of the amount range (at most 4611686018427387903 minor units either way)")]
+    #[error("is out of the amount range (at most {MAX_MINOR} minor units either way)")]
     Overflow,
 }
 

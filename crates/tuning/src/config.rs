@@ -97,7 +97,7 @@ pub struct Config {
     pub api_keys: Vec<ApiKey>,
     /// Whether `/metrics` and `/debug/*` need a key when keys exist.
     pub protect_ops: bool,
-    /// Threads of the reconciliation job pool.
+    /// Reconciliation jobs run at once, each on a job thread of its own.
     pub job_threads: NonZeroUsize,
     /// Log filter, e.g. `info` or `recon=debug`.
     pub log_level: String,

@@ -356,11 +356,9 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
     let mut warnings = unknown_env(&env);
     warnings.extend(shadowed);
     // WEB_CONCURRENCY is set by platforms, not meant for recon's engine.
-    let generic = |name: &str| !FAMILIES.iter().any(|f| name.starts_with(f));
     if config.engine == Engine::Threaded
-        && let Some(source @ (Source::Env(_) | Source::File(_) | Source::Flag(_))) =
-            provenance_source(&entries, "workers")
-        && !matches!(&source, Source::Env(name) if generic(name))
+        && let source @ (Source::Env(_) | Source::File(_) | Source::Flag(_)) = source_of("workers")
+        && !matches!(&source, Source::Env(name) if is_generic(name))
     {
         warnings.push(format!(
             "workers = {} ({source}) is for the async engine; the threaded engine serves with `threads` handler threads and ignores it",
@@ -378,8 +376,11 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
     })
 }
 
-fn provenance_source<'a>(entries: &'a [Entry], key: &str) -> Option<&'a Source> {
-    entries.iter().find(|e| e.key == key).map(|e| &e.source)
+/// Whether an environment name belongs to no family recon owns (`HOST`,
+/// `PORT`, `SERVER_TYPE`, `WEB_CONCURRENCY`): images, platforms and other
+/// software set those, so they lose or count without a warning.
+fn is_generic(name: &str) -> bool {
+    !FAMILIES.iter().any(|f| name.starts_with(f))
 }
 
 /// Environment variables recon reads that are not settings: the config
@@ -677,7 +678,7 @@ fn env_layers(env: &HashMap<&str, &str>) -> Result<(Vec<Layer>, Vec<String>), Co
             };
             let raw = RawValue::Text(text.to_owned());
             let parsed = settings::parse(spec.kind, &raw);
-            let generic = !FAMILIES.iter().any(|f| name.starts_with(f));
+            let generic = is_generic(name);
             match (&winner, parsed) {
                 (None, Ok(value)) => winner = Some((name, text, value)),
                 // Shells (zsh) export HOST as the machine's hostname: a value

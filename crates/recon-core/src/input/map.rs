@@ -12,9 +12,7 @@ use super::read::{format_err, unreadable_type};
 use super::{LineCursor, LineFixes};
 use crate::date::DateFormat;
 use crate::error::{InputError, ValueProblem};
-use crate::mapping::{
-    AmountStyle, CurrencySource, MappingError, OnError, SideMapping, same_indicator,
-};
+use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping, same_name};
 use crate::money::{Currency, parse_amount, trim};
 use crate::rules::{Role, RoleSet};
 use crate::side::{Reject, Side, TextColumn};
@@ -97,7 +95,7 @@ impl<'a> Plan<'a> {
                 return exact;
             }
             (0..names.len())
-                .filter(|&i| names[i].trim().eq_ignore_ascii_case(column.trim()))
+                .filter(|&i| same_name(&names[i], column))
                 .collect()
         };
         let find = |column: &str| -> Result<usize, InputError> {
@@ -359,10 +357,9 @@ impl<'a> Plan<'a> {
                     if trim(t).is_empty() {
                         return Ok(None);
                     }
+                    // Within ±MAX_MINOR (`parse_amount`): `abs` cannot overflow.
                     let v = parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))?;
-                    v.checked_abs()
-                        .map(Some)
-                        .ok_or_else(|| Fault::new(c, t, ValueProblem::Overflow))
+                    Ok(Some(v.abs()))
                 };
                 match (part(debit)?, part(credit)?) {
                     (None, None) => {
@@ -378,12 +375,13 @@ impl<'a> Plan<'a> {
             }
             AmountCols::Directed { amount, direction } => {
                 let t = text(amount);
+                // Within ±MAX_MINOR (`parse_amount`): `abs` cannot overflow.
                 let v = parse_amount(t, currency)
                     .map_err(|e| Fault::new(amount, t, e))?
-                    .checked_abs()
-                    .ok_or_else(|| Fault::new(amount, t, ValueProblem::Overflow))?;
-                let d = text(direction);
-                let is = |values: &[String]| values.iter().any(|x| same_indicator(x, d));
+                    .abs();
+                // Trimmed once per row (a trimmed name trims in O(1)).
+                let d = text(direction).trim();
+                let is = |values: &[String]| values.iter().any(|x| same_name(x, d));
                 if is(self.debit_values) {
                     -v
                 } else if is(self.credit_values) {

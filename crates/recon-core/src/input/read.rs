@@ -1183,8 +1183,8 @@ impl AfterBom {
                 n => got += n,
             }
         }
-        let base = if head[..got] == [0xEF, 0xBB, 0xBF] {
-            3
+        let base = if head[..got] == *BOM {
+            BOM.len() as u64
         } else {
             0
         };
