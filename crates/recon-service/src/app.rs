@@ -131,6 +131,11 @@ impl App {
     /// live replica) recovers them as a dead instance's at once. Returns
     /// whether it closed. Nothing may be served afterwards.
     pub fn close(&self) -> bool {
+        let lease = self
+            .lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         let busy = self.state.workers_busy();
         let unwritten = self.jobs.finish_parquet_writes(Instant::now());
         if busy > 0 || unwritten > 0 {
@@ -143,14 +148,7 @@ impl App {
             // process ends, it would take the file with it): its lock goes
             // with the process, leaving the file free, so the next start,
             // even as the same pid in a new container, recovers at once.
-            if let Some(lease) = self
-                .lease
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-            {
-                std::mem::forget(lease);
-            }
+            std::mem::forget(lease);
             return false;
         }
         let scratch = self.store.scratch();
@@ -161,12 +159,7 @@ impl App {
         }
         self.owner.unregister();
         // The lease file goes with the lease.
-        drop(
-            self.lease
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(),
-        );
+        drop(lease);
         true
     }
 

@@ -374,10 +374,10 @@ impl DatasetStore {
         let path = self.dir(id)?.join("data.arrow");
         let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ApiError::NotFound(format!("no dataset {id:?}")),
-            _ => ApiError::internal(format!("{}: {e}", path.display())),
+            _ => ApiError::internal_at(&path, e),
         })?;
         let reader = arrow_ipc::reader::FileReader::try_new(io::BufReader::new(file), None)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+            .map_err(|e| ApiError::internal_at(&path, e))?;
         let mut table = Table::empty(meta.name);
         table.schema = reader.schema();
         Side::from_table(&table, mapping)

@@ -95,7 +95,7 @@ impl<'a> Plan<'a> {
                 return exact;
             }
             (0..names.len())
-                .filter(|&i| same_name(&names[i], column))
+                .filter(|&i| same_name(names[i], column))
                 .collect()
         };
         let find = |column: &str| -> Result<usize, InputError> {

@@ -93,3 +93,26 @@ fn unknown_api_paths_ask_for_the_key_before_answering_404() {
     t.get("/nope").expect(404);
     t.get("/v1nope").expect(404);
 }
+
+/// What the OpenAPI document says of every operation under `/v1/` (401 and
+/// 403, added to each there): every route of the router's table under
+/// `/v1/` answers them, whatever its method, before anything else.
+#[test]
+fn every_api_route_answers_401_and_403() {
+    let t = keyed(true);
+    for (method, template, _) in recon_service::router::ROUTES {
+        if !template.starts_with("/v1/") {
+            continue;
+        }
+        let path = template.replace("{id}", "00000000-0000-4000-8000-000000000000");
+        t.send(method.clone(), &path, &[], RequestBody::empty())
+            .expect(401);
+        t.send(
+            method.clone(),
+            &path,
+            &[("authorization", "Bearer wrong")],
+            RequestBody::empty(),
+        )
+        .expect(403);
+    }
+}

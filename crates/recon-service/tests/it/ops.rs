@@ -87,6 +87,7 @@ fn performance_metrics_count_routes_by_template() {
         t.get("/health").expect(200);
     }
     t.get("/v1/datasets/0123").expect(404);
+    t.get("/nope").expect(404);
     t.upload("/v1/datasets", "text/csv", crate::LEDGER)
         .expect(201);
     t.get("/v1/datasets").expect(200);
@@ -103,8 +104,13 @@ fn performance_metrics_count_routes_by_template() {
     assert_eq!(find("/v1/datasets/{id}", "GET")["count"], 1);
     assert_eq!(find("/v1/datasets", "GET")["count"], 1);
     assert_eq!(find("/v1/datasets", "GET")["bytes_in"], 0);
-    let unmatched = routes.iter().find(|x| x["route"] == "unmatched");
-    assert!(unmatched.is_none_or(|u| u.get("method").is_none()), "{p}");
+    // A path no route takes counts as `unmatched`, with no method.
+    let unmatched = routes
+        .iter()
+        .find(|x| x["route"] == "unmatched")
+        .unwrap_or_else(|| panic!("no unmatched entry: {p}"));
+    assert_eq!(unmatched["count"], 1, "{p}");
+    assert!(unmatched.get("method").is_none(), "{p}");
     let upload = find("/v1/datasets", "POST");
     assert_eq!(upload["bytes_in"], crate::LEDGER.len());
     assert!(upload["bytes_out"].as_u64().unwrap() > 0);

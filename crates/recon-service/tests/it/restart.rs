@@ -77,25 +77,17 @@ fn untouched_for_two_hours(dir: &std::path::Path, id: &str) {
     file.set_modified(two_hours_ago).unwrap();
 }
 
-/// This machine's host name, as recon records it.
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 /// An owner on this host, with this process's pid (as a replica that is pid 1
 /// of its own PID namespace shares its pid with another): only its lease
 /// tells whether it lives.
 fn same_host_owner(instance: &str) -> serde_json::Value {
-    serde_json::json!({"host": host(), "pid": std::process::id(), "instance": instance})
+    serde_json::json!({"host": recon_service::owner::host_name(), "pid": std::process::id(), "instance": instance})
 }
 
 /// The lease file of `instance` in the data directory `dir`, created (empty,
 /// unlocked: its instance is dead) if missing.
 fn lease_file(dir: &Path, instance: &str) -> PathBuf {
-    let owners = dir.join("owners");
+    let owners = recon_service::owner::leases_dir(dir);
     std::fs::create_dir_all(&owners).unwrap();
     let lease = owners.join(format!("{instance}.lock"));
     if !lease.exists() {
