@@ -337,14 +337,10 @@ impl App {
         if body.declared_len().is_some_and(|n| n >= limit) {
             return Err(too_large());
         }
-        let essence = parts.headers.get(header::CONTENT_TYPE).map(|ct| {
-            ct.to_str()
-                .unwrap_or("")
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-        });
+        let essence = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(|ct| upload::essence(ct.to_str().unwrap_or("")));
         match essence {
             Some(e) if e.eq_ignore_ascii_case("application/json") => {}
             Some(e) => {
@@ -417,7 +413,7 @@ impl App {
             Some(boundary) => boundary?,
             None => {
                 let what = match content_type {
-                    Some(ct) => format!(", not {:?}", ct.split(';').next().unwrap_or("").trim()),
+                    Some(ct) => format!(", not {:?}", upload::essence(ct)),
                     None => "; the request has no Content-Type".to_owned(),
                 };
                 return Err(ApiError::UnsupportedMediaType(format!(
@@ -745,13 +741,10 @@ fn part_format(part: &PartHeaders) -> Result<Format, ApiError> {
              as it is (binary)"
         )));
     }
-    let essence = part.content_type.as_deref().map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let essence = part
+        .content_type
+        .as_deref()
+        .map(|ct| upload::essence(ct).to_ascii_lowercase());
     let by_type = match essence.as_deref() {
         None | Some("" | "application/octet-stream" | "text/plain") => None,
         Some(essence) => Some(Format::from_media_type(essence).ok_or_else(|| {

@@ -72,7 +72,7 @@ pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
                 .to_owned(),
         )
     })?;
-    let essence = ct.split(';').next().unwrap_or("").trim();
+    let essence = essence(ct);
     if let Some(boundary) = multipart_boundary(ct) {
         return boundary.map(BodyKind::Multipart);
     }
@@ -85,14 +85,19 @@ pub fn body_kind(content_type: Option<&str>) -> Result<BodyKind, ApiError> {
     })
 }
 
+/// A media type without its parameters (`text/csv; charset=utf-8` is
+/// `text/csv`), as written (compare it case-insensitively).
+pub fn essence(ct: &str) -> &str {
+    ct.split(';').next().unwrap_or("").trim()
+}
+
 /// The boundary of a `multipart/form-data` content type: `None` when `ct`
 /// is another type.
 ///
 /// # Errors
 /// [`ApiError::BadRequest`] for `multipart/form-data` without a usable boundary.
 pub fn multipart_boundary(ct: &str) -> Option<Result<String, ApiError>> {
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    essence
+    essence(ct)
         .eq_ignore_ascii_case("multipart/form-data")
         .then(|| {
             boundary(ct).ok_or_else(|| {
