@@ -647,19 +647,20 @@ impl Jobs {
         rules: &str,
         wait: Duration,
     ) -> Result<JobRecord, ApiError> {
-        for (side, id) in [("left", left), ("right", right)] {
+        let meta = |side: &str, id: &str| {
             self.store.get(id).map_err(|_| {
                 ApiError::Unprocessable(format!("{side} dataset {id:?} does not exist"))
-            })?;
-        }
+            })
+        };
+        let metas = [meta("left", left)?, meta("right", right)?];
         let parsed = reconcile::parse_rules(rules).map_err(ApiError::Unprocessable)?;
         // The columns each side maps are checked against the stored schemas
         // now, so a job never starts only to fail on a column name; values
         // are checked by the job, which reads every row.
-        for (side, id) in [(SideName::Left, left), (SideName::Right, right)] {
-            let name = side.as_str();
+        for (side, meta) in [SideName::Left, SideName::Right].into_iter().zip(&metas) {
+            let (name, id) = (side.as_str(), &meta.id);
             self.store
-                .check_columns(id, parsed.mapping(side))
+                .check_columns(meta, parsed.mapping(side))
                 .map_err(|e| match e {
                     ApiError::Unprocessable(msg) => {
                         ApiError::Unprocessable(format!("[{name}]: {msg}"))

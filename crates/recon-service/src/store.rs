@@ -360,17 +360,18 @@ impl DatasetStore {
         Ok((meta, side))
     }
 
-    /// Checks that every column `mapping` names is in dataset `id` (and
-    /// readable as text), from the stored Arrow schema alone: no row is
-    /// read. The check is recon-core's own, so the message is the one loading
-    /// the dataset would give (it names the dataset and the column).
+    /// Checks that every column `mapping` names is in the dataset `meta`
+    /// describes (and readable as text), from the stored Arrow schema alone:
+    /// no row is read. The check is recon-core's own, so the message is the
+    /// one loading the dataset would give (it names the dataset and the
+    /// column).
     ///
     /// # Errors
-    /// [`ApiError::NotFound`] for an unknown id; [`ApiError::Unprocessable`]
+    /// [`ApiError::NotFound`] when its data is gone (deleted since); [`ApiError::Unprocessable`]
     /// for a missing, ambiguous or unreadable column or an unusable mapping;
     /// 500 when the stored schema cannot be read.
-    pub fn check_columns(&self, id: &str, mapping: &SideMapping) -> Result<(), ApiError> {
-        let meta = self.get(id)?;
+    pub fn check_columns(&self, meta: &DatasetMeta, mapping: &SideMapping) -> Result<(), ApiError> {
+        let id = meta.id.as_str();
         let path = self.dir(id)?.join("data.arrow");
         let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ApiError::NotFound(format!("no dataset {id:?}")),
@@ -378,7 +379,7 @@ impl DatasetStore {
         })?;
         let reader = arrow_ipc::reader::FileReader::try_new(io::BufReader::new(file), None)
             .map_err(|e| ApiError::internal_at(&path, e))?;
-        let mut table = Table::empty(meta.name);
+        let mut table = Table::empty(meta.name.clone());
         table.schema = reader.schema();
         Side::from_table(&table, mapping)
             .map(drop)
