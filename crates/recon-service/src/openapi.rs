@@ -102,17 +102,12 @@ fn operations(version: &str) -> Value {
         },
         "paths": {
             "/health": {
-                "get": {"summary": "Liveness", "responses": {"200": ok_json("serving", json!({"type": "object"}))}},
-                "head": {"summary": "Liveness without a body", "responses": {"200": {"description": "serving"}}}
+                "get": {"summary": "Liveness", "responses": {"200": ok_json("serving", json!({"type": "object"}))}}
             },
             "/ready": {
                 "get": {"summary": "Readiness", "responses": {
                     "200": ok_json("accepting work", json!({"type": "object"})),
                     "503": ok_json("draining or at the connection limit", json!({"type": "object"}))
-                }},
-                "head": {"summary": "Readiness without a body", "responses": {
-                    "200": {"description": "accepting work"},
-                    "503": {"description": "draining or at the connection limit"}
                 }}
             },
             "/debug/status": {

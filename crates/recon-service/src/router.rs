@@ -46,12 +46,11 @@ pub enum Route {
     Events,
 }
 
-/// Every route: method, path template, route.
+/// Every route: method, path template, route. `HEAD` is not listed: it
+/// takes every `GET` route (see [`route`]).
 pub const ROUTES: &[(Method, &str, Route)] = &[
     (Method::GET, "/health", Route::Health),
-    (Method::HEAD, "/health", Route::Health),
     (Method::GET, "/ready", Route::Ready),
-    (Method::HEAD, "/ready", Route::Ready),
     (Method::GET, "/debug/status", Route::DebugStatus),
     (
         Method::GET,
@@ -178,7 +177,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Matched<'a>, Miss> {
             allowed.push(m.clone());
         }
     }
-    if allowed.contains(&Method::GET) && !allowed.contains(&Method::HEAD) {
+    if allowed.contains(&Method::GET) {
         allowed.push(Method::HEAD);
     }
     if allowed.is_empty() {

@@ -361,12 +361,15 @@ impl RequestStats {
             }
             if let Some(mut s) = snapshot_of(template, self.figures(Some(*route))) {
                 // Several methods share a template (GET and POST /v1/datasets),
-                // and HEAD /health counts with GET.
-                let methods: Vec<&str> = ROUTES
+                // and HEAD counts with the GET route it takes.
+                let mut methods: Vec<&str> = ROUTES
                     .iter()
                     .filter(|(_, _, r)| r == route)
                     .map(|(m, _, _)| m.as_str())
                     .collect();
+                if methods.contains(&"GET") {
+                    methods.push("HEAD");
+                }
                 s.method = Some(methods.join("|"));
                 out.push(s);
             }

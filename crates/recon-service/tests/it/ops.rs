@@ -101,9 +101,9 @@ fn performance_metrics_count_routes_by_template() {
             .unwrap_or_else(|| panic!("{m} {r}: {p}"))
     };
     assert_eq!(find("/health", "GET|HEAD")["count"], 5);
-    assert_eq!(find("/v1/datasets/{id}", "GET")["count"], 1);
-    assert_eq!(find("/v1/datasets", "GET")["count"], 1);
-    assert_eq!(find("/v1/datasets", "GET")["bytes_in"], 0);
+    assert_eq!(find("/v1/datasets/{id}", "GET|HEAD")["count"], 1);
+    assert_eq!(find("/v1/datasets", "GET|HEAD")["count"], 1);
+    assert_eq!(find("/v1/datasets", "GET|HEAD")["bytes_in"], 0);
     // A path no route takes counts as `unmatched`, with no method.
     let unmatched = routes
         .iter()
