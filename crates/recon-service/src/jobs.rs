@@ -248,15 +248,16 @@ pub(crate) fn unreadable(what: &str) -> impl FnMut(&Path, &serde_json::Error) + 
 
 /// Marks a job that will never end by itself `failed` with `interrupted`;
 /// returns the record as marked (also when it could not be written: that is
-/// logged, and the next judge of the job tries again).
+/// logged, and the next judge of the job tries again). `recon_jobs_total`
+/// counts the failure once, when the mark is written, not at every retry.
 fn mark_interrupted(dir: &Path, mut rec: JobRecord) -> JobRecord {
     rec.state = JobState::Failed;
     rec.error = Some("interrupted".to_owned());
     rec.finished = Some(durable::now_rfc3339());
-    if let Err(e) = write_record(dir, &rec) {
-        tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted");
+    match write_record(dir, &rec) {
+        Ok(()) => metrics::counter!("recon_jobs_total", "status" => "failed").increment(1),
+        Err(e) => tracing::error!(job = %rec.id, error = %e, "could not mark job interrupted"),
     }
-    metrics::counter!("recon_jobs_total", "status" => "failed").increment(1);
     rec
 }
 
@@ -902,12 +903,7 @@ impl Jobs {
     /// are gone are marked `interrupted` first (see the module docs): each owner's
     /// lease is checked once.
     pub fn list(&self) -> Vec<JobRecord> {
-        let records: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
-        let mut seen = Seen::new();
-        let mut out: Vec<JobRecord> = records
-            .into_iter()
-            .map(|rec| self.judge.settle_listed(rec, &mut seen))
-            .collect();
+        let mut out = self.settled_records();
         durable::sort_by_creation(&mut out, |r| (&r.created, &r.id));
         out
     }
@@ -915,7 +911,7 @@ impl Jobs {
     /// Jobs by state, as [`Jobs::list`] sees them.
     pub fn counts(&self) -> JobCounts {
         let mut c = JobCounts::default();
-        for rec in self.list() {
+        for rec in self.settled_records() {
             match rec.state {
                 JobState::Queued => c.queued += 1,
                 JobState::Running => c.running += 1,
@@ -924,6 +920,31 @@ impl Jobs {
             }
         }
         c
+    }
+
+    /// Every job's record as [`Jobs::get`] serves it, in no order: read from
+    /// disk and judged, except the ends this instance could not write
+    /// ([`Local::unrecorded`]), which replace their stale record on disk (or
+    /// stand in for one that cannot be read).
+    fn settled_records(&self) -> Vec<JobRecord> {
+        let mut unrecorded = self
+            .local
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unrecorded
+            .clone();
+        let records: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
+        let mut seen = Seen::new();
+        let mut out: Vec<JobRecord> = records
+            .into_iter()
+            .map(|rec| match unrecorded.remove(&rec.id) {
+                Some(kept) => kept,
+                None => self.judge.settle_listed(rec, &mut seen),
+            })
+            .collect();
+        out.extend(unrecorded.into_values());
+        out
     }
 }
 
@@ -1479,6 +1500,46 @@ date = { before = 0, after = 3 }
                 .is_some_and(|e| e.starts_with("recording the job's end")),
             "{kept:?}"
         );
+    }
+
+    /// An end this instance could not write is what `list` and `counts`
+    /// show, as `get` does: over a stale `running` record on disk, and in
+    /// place of a record that cannot be read at all.
+    #[test]
+    fn list_and_counts_show_ends_that_could_not_be_written() {
+        let root = tempfile::tempdir().unwrap();
+        let (jobs, _lease) = jobs_sweeping_hourly(root.path());
+        let owner = jobs.owner.clone();
+        let (stale, _) = write_owned(root.path(), JobState::Running, owner.clone());
+        let (unreadable, dir) = write_owned(root.path(), JobState::Running, owner.clone());
+        fs::remove_file(dir.join("job.json")).unwrap();
+        let (running, _) = write_owned(root.path(), JobState::Running, owner);
+        for id in [&stale, &unreadable] {
+            let mut rec = read_record(&root.path().join("jobs").join(&stale)).unwrap();
+            rec.id.clone_from(id);
+            rec.state = JobState::Failed;
+            rec.error = Some("recording the job's end: disk full".into());
+            jobs.local
+                .0
+                .lock()
+                .unwrap()
+                .unrecorded
+                .insert(id.clone(), rec);
+        }
+        let listed = jobs.list();
+        let state = |id: &str| {
+            listed
+                .iter()
+                .filter(|r| r.id == id)
+                .map(|r| r.state)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(state(&stale), [JobState::Failed]);
+        assert_eq!(state(&unreadable), [JobState::Failed]);
+        assert_eq!(state(&running), [JobState::Running]);
+        assert_eq!(jobs.get(&stale).unwrap().state, JobState::Failed);
+        let c = jobs.counts();
+        assert_eq!((c.running, c.failed, c.queued, c.succeeded), (1, 2, 0, 0));
     }
 
     /// At a stop, the jobs this instance accepted and did not finish are
