@@ -248,13 +248,13 @@ impl fmt::Display for Positions<'_> {
 /// What [`InputError::MissingColumn`] adds when a CSV file's only column's
 /// name looks like a whole header split by another delimiter than the one it
 /// was read with: the one it holds most of.
-struct DelimiterHint<'a> {
+pub(crate) struct DelimiterHint<'a> {
     available: &'a [String],
     delimiter: Option<char>,
 }
 
 impl<'a> DelimiterHint<'a> {
-    fn new(available: &'a [String], delimiter: &Option<char>) -> Self {
+    pub(crate) fn new(available: &'a [String], delimiter: &Option<char>) -> Self {
         Self {
             available,
             delimiter: *delimiter,

@@ -413,9 +413,24 @@ fn csv_batches(
         .build_buffered(BufReader::with_capacity(1 << 20, file))
         .map_err(|e| csv_err(source, &e))?;
     let name = source.to_owned();
-    Ok(Box::new(
-        csv.map(move |b| b.map_err(|e| csv_err(&name, &e))),
-    ))
+    // A header read as one column whose name holds another delimiter makes
+    // the rows ragged too: their error says which delimiter to set, as a
+    // missing column's does.
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let hint =
+        crate::error::DelimiterHint::new(&names, &Some(char::from(opts.delimiter))).to_string();
+    Ok(Box::new(csv.map(move |b| {
+        b.map_err(|e| match csv_err(&name, &e) {
+            InputError::MalformedRow { file, line, reason } if !hint.is_empty() => {
+                InputError::MalformedRow {
+                    file,
+                    line,
+                    reason: reason + &hint,
+                }
+            }
+            other => other,
+        })
+    })))
 }
 
 /// Turns a reader error's record number (1-based, header included) into the line
@@ -1106,8 +1121,12 @@ fn open_ndjson(
         .seek(SeekFrom::Start(0))
         .map_err(|e| io_err(&source, e))?;
     // Rows are numbered by the lines they are on, as a CSV's are: the
-    // reader skips blank lines.
-    let line_fixes = json_line_fixes(&mut reader).map_err(|e| io_err(&source, e))?;
+    // reader skips blank lines. The same pass refuses a record holding a
+    // key twice, which the decoder would read as its last value.
+    let line_fixes = match json_line_fixes(&mut reader).map_err(|e| io_err(&source, e))? {
+        Ok(fixes) => fixes,
+        Err((line, bad)) => return Err(bad.into_error(source, line)),
+    };
     reader
         .seek(SeekFrom::Start(0))
         .map_err(|e| io_err(&source, e))?;
@@ -1210,15 +1229,29 @@ impl Seek for AfterBom {
 }
 
 /// Where a JSON Lines file's records (one a non-blank line) are not one
-/// line after another: the records after blank lines.
-fn json_line_fixes(input: impl BufRead) -> std::io::Result<LineFixes> {
+/// line after another: the records after blank lines. `Err` with the first
+/// record (its line) that holds a top-level key twice: JSON leaves that
+/// undefined and the decoder would keep the last value, dropping the other
+/// without a word, where a CSV file naming a column twice is refused.
+fn json_line_fixes(input: impl BufRead) -> std::io::Result<Result<LineFixes, (u64, BadJsonLine)>> {
     let mut fixes = Vec::new();
     let mut record = 0u64;
     for (i, line) in input.split(b'\n').enumerate() {
-        if line?.iter().all(u8::is_ascii_whitespace) {
+        let text = line?;
+        if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let line = i as u64 + 1;
+        // Lines that do not parse were refused by inference already; the
+        // decoder reports any it let through.
+        if let Ok(RepeatedKey(Some(key))) = serde_json::from_slice::<RepeatedKey>(&text) {
+            return Ok(Err((
+                line,
+                BadJsonLine::NotJson(format!(
+                    "key {key:?} appears twice in this record; one of its values would be lost"
+                )),
+            )));
+        }
         // Record `record` is predicted on the line after the last fix's.
         let predicted = fixes
             .last()
@@ -1228,7 +1261,70 @@ fn json_line_fixes(input: impl BufRead) -> std::io::Result<LineFixes> {
         }
         record += 1;
     }
-    Ok(LineFixes(fixes))
+    Ok(Ok(LineFixes(fixes)))
+}
+
+/// A JSON object's first top-level key written twice, if any, found
+/// without building its values (they are skipped) or copying its keys
+/// (unless escaped).
+struct RepeatedKey(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for RepeatedKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObjectKeys)
+    }
+}
+
+/// The visitor behind [`RepeatedKey`].
+struct ObjectKeys;
+
+impl<'de> serde::de::Visitor<'de> for ObjectKeys {
+    type Value = RepeatedKey;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RepeatedKey, A::Error> {
+        let mut keys: Vec<Key<'de>> = Vec::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            map.next_value::<serde::de::IgnoredAny>()?;
+            keys.push(key);
+        }
+        // Sorted, so a record of many keys costs `k log k`, not `k²`.
+        keys.sort_unstable();
+        Ok(RepeatedKey(
+            keys.windows(2)
+                .find(|pair| pair[0] == pair[1])
+                .map(|pair| pair[0].0.clone().into_owned()),
+        ))
+    }
+}
+
+/// An object key, borrowed from the line unless it holds an escape.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Text)
+    }
 }
 
 /// The kind of a JSON value, as far as a column's type goes: `null` is any,
@@ -1348,7 +1444,7 @@ mod tests {
     #[test]
     fn json_records_are_numbered_by_their_lines() {
         let lines = |text: &[u8]| -> Vec<u64> {
-            let fixes = json_line_fixes(text).unwrap();
+            let fixes = json_line_fixes(text).unwrap().unwrap();
             (0..3)
                 .map(|row| LineCursor::new(&fixes, 1, row).line(row))
                 .collect()
@@ -1356,6 +1452,28 @@ mod tests {
         assert_eq!(lines(b"{}\n{}\n{}\n"), [1, 2, 3]);
         assert_eq!(lines(b"\n{}\n \t\n\n{}\n{}"), [2, 5, 6]);
         assert_eq!(lines(b"{}\r\n\r\n{}\r\n{}\r\n"), [1, 3, 4]);
+    }
+
+    #[test]
+    fn a_record_holding_a_key_twice_is_refused_at_its_line() {
+        let repeated = |text: &[u8]| match json_line_fixes(text).unwrap() {
+            Ok(_) => None,
+            Err((line, BadJsonLine::NotJson(why))) => Some((line, why)),
+            Err((line, other)) => panic!("line {line}: {other:?}"),
+        };
+        assert_eq!(
+            repeated(b"{\"a\": 1, \"b\": 2}\n{\"b\": {\"a\": 1, \"a\": 2}}\n"),
+            None
+        );
+        let (line, why) =
+            repeated(b"{\"a\": 1}\n\n{\"a\": \"1\", \"b\": [1], \"a\": \"2\"}\n").unwrap();
+        assert_eq!(line, 3);
+        assert!(why.starts_with("key \"a\" appears twice"), "{why}");
+        // An escaped spelling of the same key is the same key.
+        assert_eq!(
+            repeated(b"{\"id\": 1, \"\\u0069d\": 2}").map(|(line, _)| line),
+            Some(1)
+        );
     }
 
     #[test]

@@ -733,6 +733,18 @@ fn a_mapped_name_matching_two_columns_is_refused() {
     assert_eq!(amounts(&side), [500]);
 }
 
+/// The file's form is checked before its values: a ragged row is the error
+/// even after a row with a bad amount.
+#[test]
+fn a_ragged_row_is_reported_before_an_earlier_bad_value() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let err = load("bank.csv", b"id,amount\n1,oops\n2,1.00\n3,1.00,x\n", map).unwrap_err();
+    assert!(
+        err.ends_with("bank.csv line 4: incorrect number of fields, expected 2 got 3"),
+        "{err}"
+    );
+}
+
 /// A file split by another delimiter reads as one column named by its whole
 /// header line; the message says which delimiter to set, and setting it
 /// reads the file.
@@ -743,6 +755,10 @@ fn a_missing_column_in_a_one_column_header_suggests_the_delimiter() {
         (&b"id;amount\n1;2.50\n"[..], ';', ";"),
         (b"id\tamount\n1\t2.50\n", '\t', "\\t"),
         (b"id|amount|memo\n1|2.50|a;b\n", '|', "|"),
+        // A value holding the delimiter read with makes the row ragged: its
+        // error carries the same hint.
+        (b"id;amount\n1;2,50\n", ';', ";"),
+        (b"id\tamount\n1\t1,002.50\n", '\t', "\\t"),
     ] {
         let err = load("bank.csv", content, map).unwrap_err();
         assert!(
@@ -752,8 +768,14 @@ fn a_missing_column_in_a_one_column_header_suggests_the_delimiter() {
             "{err}"
         );
         let fixed = format!("{map}\ndelimiter = \"{written}\"");
-        let side = load("bank.csv", content, &fixed).unwrap();
-        assert_eq!(amounts(&side), [250]);
+        match load("bank.csv", content, &fixed) {
+            Ok(side) if content.ends_with(b"1,002.50\n") => {
+                assert_eq!(amounts(&side), [100_250]);
+            }
+            Ok(side) => assert_eq!(amounts(&side), [250]),
+            // A decimal comma is no amount recon reads.
+            Err(e) => assert!(e.ends_with("\"2,50\" is not an amount"), "{e}"),
+        }
     }
     // A comma-separated file read with another delimiter: the hint is ','.
     let semicolon = format!("{map}\ndelimiter = \";\"");
@@ -1008,6 +1030,23 @@ fn a_json_line_that_is_not_an_object_is_refused_at_its_line() {
             "{bad}: {err}"
         );
     }
+}
+
+/// A record holding a key twice is refused at its line, as a CSV header
+/// naming a column twice is: the decoder would keep one value and lose the
+/// other.
+#[test]
+fn a_json_record_holding_a_key_twice_is_refused_at_its_line() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let content =
+        "{\"id\": \"a\", \"amount\": 1}\n{\"id\": \"b\", \"amount\": \"1\", \"amount\": \"2\"}\n";
+    let err = load("twice.ndjson", content.as_bytes(), map).unwrap_err();
+    assert!(
+        err.ends_with(
+            "twice.ndjson line 2: key \"amount\" appears twice in this record; one of its values would be lost"
+        ),
+        "{err}"
+    );
 }
 
 /// A byte order mark before the first record is skipped, as in CSV; lines
