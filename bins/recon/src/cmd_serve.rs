@@ -197,10 +197,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // No request is served any more: queued jobs stay queued (and are marked
     // interrupted below) rather than run while the stop waits.
     app.stop_starting_jobs();
-    // Jobs that succeeded just before the stop may still owe their Parquet
-    // file: wait for it within the timeout that bounded the drain.
+    // Running jobs may finish within the timeout that bounded the drain;
+    // then jobs that succeeded may still owe their Parquet file: both are
+    // waited for until the same deadline.
     let since = stopping.get().copied().unwrap_or_else(Instant::now);
-    let unwritten = app.finish_parquet_writes(since + config.shutdown_timeout);
+    let deadline = since + config.shutdown_timeout;
+    let running = app.finish_running_jobs(deadline);
+    if running > 0 {
+        tracing::warn!(
+            running,
+            "shutdown_timeout reached with jobs unfinished; they are marked interrupted"
+        );
+    }
+    let unwritten = app.finish_parquet_writes(deadline);
     if unwritten > 0 {
         tracing::warn!(
             unwritten,

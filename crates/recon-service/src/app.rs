@@ -185,6 +185,13 @@ impl App {
         self.jobs.stop_starting();
     }
 
+    /// Once no queued job starts at a stop: waits until the jobs this
+    /// instance is running have ended, or until `deadline`; returns how many
+    /// have not (the stop marks them interrupted).
+    pub fn finish_running_jobs(&self, deadline: std::time::Instant) -> usize {
+        self.jobs.finish_running(deadline)
+    }
+
     /// At the end of a stop: marks the jobs this instance accepted and did not
     /// finish failed (`interrupted`) and returns their ids, for the log.
     pub fn interrupt_unfinished_jobs(&self) -> Vec<String> {

@@ -20,9 +20,13 @@
 //! lowest CPU priority on Linux) so that it takes no job thread from the next
 //! job. Its queue is short (`PARQUET_QUEUE`): when it is full the job's own job
 //! thread writes the file, so the jobs' data waiting for it stay bounded.
-//! `job.json` says `pending`, then `ready` or `failed`. A graceful stop waits
-//! for them (within the shutdown timeout, see [`Jobs::finish_parquet_writes`]);
-//! one cut short by a crash or that timeout stays `pending` until another
+//! `job.json` says `pending`, then `ready` or `failed`. A graceful stop starts
+//! no queued job, then waits for the running jobs and these writes (within the
+//! shutdown timeout, see [`Jobs::finish_running`] and
+//! [`Jobs::finish_parquet_writes`]), then marks what is left interrupted
+//! ([`Jobs::interrupt_own_unfinished`]: never a job whose end is being
+//! committed, and a job it gave up commits nothing afterwards). A Parquet
+//! write cut short by a crash or that timeout stays `pending` until another
 //! instance judges its writer gone (below) and marks it `failed`.
 //! Every read of a job's state comes from `job.json`, so a replica sharing the
 //! data directory sees the same jobs. A job left `queued` or `running` by an
@@ -533,7 +537,38 @@ struct Local {
     /// no queued job any more, so the stop's wait for Parquet writes is not
     /// spent running new jobs that would not be waited for.
     stopping: bool,
+    /// Jobs whose end is being committed right now: a stop waits for them
+    /// (they are one fsync away) rather than mark them interrupted.
+    committing: HashSet<String>,
+    /// Jobs a stop gave up and marked interrupted
+    /// ([`Jobs::interrupt_own_unfinished`]): one whose thread finishes
+    /// afterwards commits nothing, so a success never lands over the mark
+    /// (nor the mark over a success).
+    given_up: HashSet<String>,
 }
+
+/// Takes a job out of [`Local::committing`] and wakes a stop waiting for it,
+/// however the commit ends.
+struct CommitGuard<'a> {
+    local: &'a (Mutex<Local>, Condvar),
+    id: String,
+}
+
+impl Drop for CommitGuard<'_> {
+    fn drop(&mut self) {
+        let (lock, cvar) = self.local;
+        lock.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .committing
+            .remove(&self.id);
+        cvar.notify_all();
+    }
+}
+
+/// How long a stop waits for ends being committed when it gives up the
+/// unfinished jobs: a commit is a few fsyncs; one stuck longer (a hung
+/// disk) is left unmarked, for another instance to judge.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// Takes a job out of [`Local::unfinished`] and wakes the waiters, however
 /// the job's thread ends (normally or by a panic).
@@ -829,11 +864,63 @@ impl Jobs {
             .stopping = true;
     }
 
+    /// During a stop, once no queued job starts ([`Jobs::stop_starting`]):
+    /// waits until every job this instance is running has ended (its end
+    /// committed), or until `deadline`; returns how many have not.
+    pub fn finish_running(&self, deadline: Instant) -> usize {
+        let (lock, cvar) = &*self.local;
+        let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            if local.unfinished.is_empty() || now >= deadline {
+                return local.unfinished.len();
+            }
+            local = cvar
+                .wait_timeout(local, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     /// At the end of a stop: marks this instance's jobs still `queued` or
     /// `running` failed with `interrupted` (they will not finish; a client
     /// resubmits them) and returns their ids. Without this a replica on
     /// another host would leave them `running` for an hour.
+    ///
+    /// A job whose end is being committed is waited for (up to
+    /// [`COMMIT_WAIT`]) and keeps its end; every other unfinished job is given
+    /// up first, so its thread, should it finish before the process exits,
+    /// commits nothing over the mark.
     pub fn interrupt_own_unfinished(&self) -> Vec<String> {
+        self.interrupt_own_unfinished_within(COMMIT_WAIT)
+    }
+
+    /// [`Jobs::interrupt_own_unfinished`], waiting up to `commit_wait` for
+    /// ends being committed.
+    fn interrupt_own_unfinished_within(&self, commit_wait: Duration) -> Vec<String> {
+        let still_committing: HashSet<String> = {
+            let (lock, cvar) = &*self.local;
+            let deadline = Instant::now() + commit_wait;
+            let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                let now = Instant::now();
+                if local.committing.is_empty() || now >= deadline {
+                    break;
+                }
+                local = cvar
+                    .wait_timeout(local, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            let unfinished: Vec<String> = local
+                .unfinished
+                .iter()
+                .filter(|id| !local.committing.contains(*id))
+                .cloned()
+                .collect();
+            local.given_up.extend(unfinished);
+            local.committing.clone()
+        };
         let mut ids = Vec::new();
         let records: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
         for rec in records {
@@ -841,7 +928,7 @@ impl Jobs {
                 .owner
                 .as_ref()
                 .is_some_and(|o| o.instance == self.owner.instance);
-            if !mine || rec.state.is_terminal() {
+            if !mine || rec.state.is_terminal() || still_committing.contains(&rec.id) {
                 continue;
             }
             ids.push(rec.id.clone());
@@ -1228,6 +1315,25 @@ fn run(
             rec.error = Some("internal error".to_owned());
         }
     }
+    // A stop that gave this job up has marked it interrupted: its end is not
+    // committed (its staged files go as `files` drops), so neither lands over
+    // the other; otherwise the stop waits for the commit.
+    let _commit = {
+        let mut l = local.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if l.given_up.contains(&rec.id) {
+            drop(l);
+            tracing::warn!(
+                state = rec.state.as_str(),
+                "ended after the stop gave it up (marked interrupted): its end is not recorded"
+            );
+            return None;
+        }
+        l.committing.insert(rec.id.clone());
+        CommitGuard {
+            local,
+            id: rec.id.clone(),
+        }
+    };
     let committing = Instant::now();
     if let Err(e) = commit_end(jobs_dir, dir, &rec, files) {
         tracing::error!(error = %e, "could not record job end");
@@ -1576,6 +1682,53 @@ date = { before = 0, after = 3 }
         assert_eq!(state(&ids[1]).state, JobState::Failed);
         assert_eq!(state(&ids[2]).state, JobState::Succeeded);
         assert_eq!(state(&ids[3]).state, JobState::Running);
+    }
+
+    /// A stop gives up the unfinished jobs it does not see committing (and
+    /// marks them interrupted); one committing past the wait keeps its end
+    /// unmarked. A job thread ending after being given up commits nothing.
+    #[test]
+    fn a_stop_gives_up_jobs_but_never_one_committing() {
+        let root = tempfile::tempdir().unwrap();
+        let (jobs, _lease) = jobs_sweeping_hourly(root.path());
+        let owner = jobs.owner.clone();
+        let (running, _) = write_owned(root.path(), JobState::Running, owner.clone());
+        let (committing, _) = write_owned(root.path(), JobState::Running, owner);
+        {
+            let mut local = jobs.local.0.lock().unwrap();
+            local
+                .unfinished
+                .extend([running.clone(), committing.clone()]);
+            local.committing.insert(committing.clone());
+        }
+        assert_eq!(
+            jobs.interrupt_own_unfinished_within(Duration::ZERO),
+            vec![running.clone()]
+        );
+        let on_disk = |id: &str| read_record(&root.path().join("jobs").join(id)).unwrap();
+        assert_eq!(on_disk(&running).error.as_deref(), Some("interrupted"));
+        assert_eq!(on_disk(&committing).state, JobState::Running);
+        let local = &jobs.local;
+        assert!(local.0.lock().unwrap().given_up.contains(&running));
+        assert!(!local.0.lock().unwrap().given_up.contains(&committing));
+
+        // The given-up job's thread ends afterwards: its end (here a failure,
+        // its datasets being unknown) is not committed over the mark.
+        let store = &jobs.store;
+        let mut rec = on_disk(&running);
+        rec.state = JobState::Running;
+        rec.error = None;
+        write_record(&root.path().join("jobs").join(&running), &rec).unwrap();
+        let jobs_dir = root.path().join("jobs");
+        let dir = jobs_dir.join(&running);
+        assert!(run(&jobs_dir, &dir, rec.clone(), store, RULES, local).is_none());
+        assert_eq!(on_disk(&running).state, JobState::Running);
+        assert!(local.0.lock().unwrap().committing.contains(&committing));
+        assert!(!local.0.lock().unwrap().committing.contains(&running));
+        // Not given up, the same end is committed.
+        local.0.lock().unwrap().given_up.clear();
+        assert!(run(&jobs_dir, &dir, rec, store, RULES, local).is_none());
+        assert_eq!(on_disk(&running).state, JobState::Failed);
     }
 
     /// A record of `owner` in state `state`, written to `jobs/{id}` under

@@ -1061,6 +1061,55 @@ fn restart_mid_job(engine: Engine) {
     }
 }
 
+/// A graceful stop lets the jobs it is running finish within
+/// `shutdown_timeout` (and writes their Parquet results); only jobs it never
+/// started are marked interrupted. Never is a job that ended (its results in
+/// place) marked interrupted over its end.
+fn stop_lets_running_jobs_finish(engine: Engine) {
+    if !slow_tests() {
+        eprintln!("skipped: set RECON_SLOW_TESTS=1 for the stop-with-jobs test");
+        return;
+    }
+    let mut server = Server::builder(engine)
+        .arg("--shutdown-timeout", "60s")
+        .start();
+    let case = gen_case(server.data_dir(), 20_000);
+    let (_, left) = upload(&server, &case.join("left.csv"), None);
+    let (_, right) = upload(&server, &case.join("right.csv"), None);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (status, job) = reconcile(&server, &case, &left, &right, "");
+        assert!(status == 202 || status == 200, "{job}");
+        ids.push(job["id"].as_str().expect("job id").to_owned());
+    }
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(60))
+        .expect("the stop ends");
+    assert!(status.success(), "exit status {status:?}");
+    let server = server.restart();
+    let mut succeeded = 0;
+    for id in &ids {
+        let (status, got) = get(&server, &format!("/v1/reconciliations/{id}"));
+        assert_eq!(status, 200, "{got}");
+        let results = server.data_dir().join("jobs").join(id).join("results.csv");
+        match got["state"].as_str() {
+            Some("succeeded") => {
+                succeeded += 1;
+                assert_eq!(got["parquet"], "ready", "{got}");
+                assert!(results.exists(), "{got}");
+            }
+            Some("failed") => {
+                assert_eq!(got["error"], "interrupted", "{got}");
+                assert!(!results.exists(), "an ended job marked interrupted: {got}");
+            }
+            _ => panic!("unsettled after the stop: {got}"),
+        }
+    }
+    // The job running when the signal came finished.
+    assert!(succeeded >= 1, "no job finished within the stop's timeout");
+}
+
 engines!(
     listening_line,
     serve_tunes_for_given_resources_and_profile,
@@ -1095,6 +1144,7 @@ engines!(
     killed_mid_upload_leaves_no_dataset,
     upload_100_mb_streamed,
     restart_mid_job,
+    stop_lets_running_jobs_finish,
 );
 
 /// Reads one HTTP/2 frame: (type, flags, stream id, payload).
