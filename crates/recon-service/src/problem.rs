@@ -12,6 +12,10 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 /// than one `chunked` with (RFC 9112 section 6.1), before any handler runs.
 pub const ONLY_CHUNKED: &str = "only the chunked transfer coding is supported";
 
+/// The detail of the 431 both engines answer a request head (request line
+/// and header fields) larger than `max_request_header_size` with.
+pub const HEAD_TOO_LARGE: &str = "request head exceeds max_request_header_size";
+
 /// The text of the body read error both engines give a malformed chunked
 /// body (`io::ErrorKind::InvalidData`), which the application answers 400.
 pub const MALFORMED_CHUNKED: &str = "malformed chunked request body";

@@ -17,7 +17,8 @@
 //! - `threads`: at most this many handlers run at once on blocking threads;
 //!   requests past it wait and are counted as queued.
 //! - `recv_bytes` / `send_bytes`: socket buffers and response chunk size;
-//!   `max_request_header_size` bounds hyper's read buffer (431 past it);
+//!   `max_request_header_size` bounds hyper's read buffer (at least 8 KiB;
+//!   a bare 431 past it) and each head as read (a 431 problem past it);
 //!   a declared body at or past `max_request_body_size` is answered 413 unread.
 //!
 //! Graceful shutdown: when the [`Shutdown`] triggers, the state drains
@@ -179,6 +180,7 @@ async fn accept_loop(
             max_len: settings.max_request_body_size,
         },
         send_bytes: settings.send_bytes.get(),
+        max_head: settings.max_request_header_size,
     });
     let connections = Arc::new(Semaphore::new(settings.connection_limit.get()));
     let builder = builder(config);

@@ -22,6 +22,9 @@ pub(crate) struct Shared {
     pub(crate) server_header: Option<HeaderValue>,
     pub(crate) limits: PumpLimits,
     pub(crate) send_bytes: usize,
+    /// `max_request_header_size`: hyper's read buffer cannot be smaller
+    /// than 8 KiB, so a smaller limit is checked here (see [`head_len`]).
+    pub(crate) max_head: usize,
 }
 
 /// Serves one request; never fails (errors are responses).
@@ -105,8 +108,30 @@ fn declared_len(req: &Request<Incoming>) -> Result<Option<u64>, ()> {
     }
 }
 
+/// The size of a request's head as HTTP/1.1 writes it: request line, each
+/// field as `name: value` with its line break, and the blank line. What the
+/// client sent differs only by optional whitespace around values.
+fn head_len(req: &Request<Incoming>) -> usize {
+    let line =
+        req.method().as_str().len() + 1 + req.uri().to_string().len() + " HTTP/1.1\r\n".len();
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
 async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Response {
     let app = &shared.app;
+    // hyper answers a head past its buffer (8 KiB at least) with a bare 431;
+    // a smaller `max_request_header_size` is enforced here, as a problem.
+    if head_len(&req) > shared.max_head {
+        return refuse_framing(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            problem::HEAD_TOO_LARGE,
+        );
+    }
     if unsupported_coding(req.headers()) {
         return refuse_framing(StatusCode::NOT_IMPLEMENTED, problem::ONLY_CHUNKED);
     }

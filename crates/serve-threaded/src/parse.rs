@@ -140,7 +140,7 @@ pub(crate) fn parse_head(buf: &[u8], max_head: usize) -> Result<Parsed, Protocol
 fn too_large_head() -> ProtocolError {
     ProtocolError {
         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        detail: "request head exceeds max_request_header_size",
+        detail: recon_service::problem::HEAD_TOO_LARGE,
     }
 }
 

@@ -379,6 +379,31 @@ fn oversized_header_is_431(engine: Engine) {
     assert_eq!(raw.read_response(PROMPT).expect("200").status, 200);
 }
 
+/// A limit below hyper's smallest read buffer (8 KiB) still holds on the
+/// async engine: the same 431 problem from both engines, and the connection
+/// closes.
+fn small_header_limit_is_431_problem(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--max-request-header-size", "1KiB")
+        .start();
+    let mut raw = server.raw();
+    let big = format!("X-Big: {}\r\n", "a".repeat(3000));
+    let _ = raw.send(head("GET", "/health", &big).as_bytes());
+    let res = raw.read_response(PROMPT).expect("a 431 response");
+    assert_eq!(res.status, 431, "{res:?}");
+    assert!(
+        res.text()
+            .contains("request head exceeds max_request_header_size"),
+        "{res:?}"
+    );
+    assert_eq!(res.header("connection"), Some("close"), "{res:?}");
+    let mut raw = server.raw();
+    let small = format!("X-Small: {}\r\n", "a".repeat(500));
+    raw.send(head("GET", "/health", &small).as_bytes())
+        .expect("send");
+    assert_eq!(raw.read_response(PROMPT).expect("200").status, 200);
+}
+
 fn declared_body_past_limit_is_413_unread(engine: Engine) {
     let server = Server::builder(engine)
         .arg("--max-request-body-size", "1KiB")
@@ -1122,6 +1147,7 @@ engines!(
     ops_endpoints,
     keep_alive_reuses_connection,
     oversized_header_is_431,
+    small_header_limit_is_431_problem,
     declared_body_past_limit_is_413_unread,
     chunked_body_past_limit_is_413,
     body_limit_boundary_matches_waitress,
