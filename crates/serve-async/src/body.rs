@@ -8,6 +8,8 @@
 
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -57,19 +59,37 @@ pub(crate) struct PumpLimits {
     pub(crate) max_len: u64,
 }
 
-/// Starts pumping `incoming` into a channel and returns the blocking reader.
-///
-/// Must be called within the runtime.
-pub(crate) fn request_reader(incoming: Incoming, limits: PumpLimits) -> ChannelReader {
-    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    tokio::spawn(pump(incoming, tx, limits));
-    ChannelReader {
-        rx,
-        current: Bytes::new(),
+/// Whether a request body was read from the socket to its end: set by the
+/// pump when hyper delivers the body's last frame. A response to a request
+/// whose body was not (the handler stopped early, refused it, or it was
+/// malformed) closes the connection, as on the threaded engine, instead of
+/// leaving hyper to read and discard the rest.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BodyEnd(Arc<AtomicBool>);
+
+impl BodyEnd {
+    /// Whether the body was read to its end.
+    pub(crate) fn reached(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 
-async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimits) {
+/// Starts pumping `incoming` into a channel and returns the blocking reader,
+/// and the flag that tells whether the body was read to its end.
+///
+/// Must be called within the runtime.
+pub(crate) fn request_reader(incoming: Incoming, limits: PumpLimits) -> (ChannelReader, BodyEnd) {
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let end = BodyEnd::default();
+    tokio::spawn(pump(incoming, tx, limits, end.clone()));
+    let reader = ChannelReader {
+        rx,
+        current: Bytes::new(),
+    };
+    (reader, end)
+}
+
+async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimits, end: BodyEnd) {
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(limits.stall, incoming.frame()) => frame,
@@ -81,7 +101,10 @@ async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimit
                 io::ErrorKind::TimedOut,
                 "request body stalled past channel_timeout",
             )),
-            Ok(None) => return,
+            Ok(None) => {
+                end.0.store(true, Ordering::Release);
+                return;
+            }
             Ok(Some(Err(err))) => Err(body_error(err)),
             Ok(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => Ok(data),

@@ -89,11 +89,7 @@ fn unsupported_coding(headers: &HeaderMap) -> bool {
 /// refused; the connection closes after it, as on the threaded engine (the
 /// body is left unread).
 fn refuse_framing(status: StatusCode, detail: &str) -> recon_service::Response {
-    let mut response = problem::response(status, detail);
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    closing(problem::response(status, detail))
 }
 
 fn declared_len(req: &Request<Incoming>) -> Result<Option<u64>, ()> {
@@ -139,21 +135,26 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
         return refuse_framing(StatusCode::BAD_REQUEST, "invalid Content-Length");
     };
     if declared.is_some_and(|len| len >= shared.limits.max_len) {
-        return app.refuse_too_large(req.method(), req.uri().path(), req.headers());
+        // The body is left unread: the connection closes after the answer.
+        return closing(app.refuse_too_large(req.method(), req.uri().path(), req.headers()));
     }
     let dispatch = app.dispatch(req.method(), req.uri().path());
     let (parts, incoming) = req.into_parts();
     match dispatch {
         Dispatch::Inline => {
+            // Inline routes read no body: one sent anyway is left unread.
+            let unread = declared != Some(0) && !http_body::Body::is_end_stream(&incoming);
             let req = Request::from_parts(parts, RequestBody::empty());
-            std::panic::catch_unwind(AssertUnwindSafe(|| app.handle(req)))
-                .unwrap_or_else(|_| handler_panicked())
+            let response = std::panic::catch_unwind(AssertUnwindSafe(|| app.handle(req)))
+                .unwrap_or_else(|_| handler_panicked());
+            if unread { closing(response) } else { response }
         }
         Dispatch::Blocking => {
-            let body = if declared == Some(0) || http_body::Body::is_end_stream(&incoming) {
-                RequestBody::empty()
+            let (body, end) = if declared == Some(0) || http_body::Body::is_end_stream(&incoming) {
+                (RequestBody::empty(), None)
             } else {
-                RequestBody::from_reader(request_reader(incoming, shared.limits), declared)
+                let (reader, end) = request_reader(incoming, shared.limits);
+                (RequestBody::from_reader(reader, declared), Some(end))
             };
             let req = Request::from_parts(parts, body);
             let permit = {
@@ -171,9 +172,26 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
                 response
             })
             .await;
-            from_joined(joined)
+            let response = from_joined(joined);
+            // A body refused as too large closes the connection even when
+            // hyper happened to have read it all, as on the threaded engine.
+            let refused = response.status() == StatusCode::PAYLOAD_TOO_LARGE;
+            match end {
+                Some(end) if refused || !end.reached() => closing(response),
+                _ => response,
+            }
         }
     }
+}
+
+/// `response` with `Connection: close`: hyper closes the connection after
+/// writing it instead of reading (and discarding) an unread request body to
+/// reach the next request.
+fn closing(mut response: recon_service::Response) -> recon_service::Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The response of a handler run on a blocking thread: a panic (or a

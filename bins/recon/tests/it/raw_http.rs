@@ -600,6 +600,7 @@ fn malformed_chunks_are_400_malformed(engine: Engine) {
             "malformed chunked request body",
             "{body:?}"
         );
+        assert_eq!(res.header("connection"), Some("close"), "{body:?}");
         assert!(raw.closed_within(PROMPT), "{body:?}: left open");
     }
     assert_eq!(datasets_stored(&server), 0);
