@@ -363,6 +363,15 @@ impl App {
                 ApiError::PayloadTooLarge { .. } => too_large(),
                 other => other,
             })?;
+        // An object only: serde would also take the fields as an array, in
+        // order, which no one means (and its error names our type).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::BadRequest(
+                "invalid reconciliation request: expected a JSON object \
+                 {\"left\": dataset id, \"right\": dataset id, \"rules\": rules TOML}"
+                    .to_owned(),
+            ));
+        }
         let req: ReconciliationRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("invalid reconciliation request: {e}")))?;
         let slot = self.wait_slot(wait);

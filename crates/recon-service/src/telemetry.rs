@@ -58,6 +58,7 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => {
+                    describe();
                     spawn_upkeep(handle.clone());
                     Some(handle)
                 }
@@ -68,6 +69,50 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// Gives every metric recon records its `# HELP` line (docs/api.md lists
+/// them with their labels).
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by method, route and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's head to its answer's last byte, by method and route."
+    );
+    describe_counter!(
+        "http_request_body_bytes_total",
+        Unit::Bytes,
+        "Request body bytes read, by route."
+    );
+    describe_counter!(
+        "http_response_body_bytes_total",
+        Unit::Bytes,
+        "Response body bytes written, by route."
+    );
+    describe_gauge!("http_connections_active", "Client connections open now.");
+    describe_counter!(
+        "recon_jobs_total",
+        "Reconciliation jobs ended, by final state."
+    );
+    describe_histogram!(
+        "recon_job_duration_seconds",
+        Unit::Seconds,
+        "Time a reconciliation job ran, from its start to its end."
+    );
+    describe_counter!(
+        "recon_records_total",
+        "Records of succeeded jobs, by status."
+    );
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident memory size in bytes."
+    );
 }
 
 /// How often histogram samples are drained into their buckets.

@@ -138,6 +138,14 @@ fn prometheus_text_has_conventional_names_and_template_labels() {
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    // Every family has its help line, not only its type.
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap_or_default();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no # HELP for {name}:\n{text}"
+        );
+    }
     assert!(text.contains("route=\"/v1/datasets/{id}\""), "{text}");
     assert!(!text.contains("route=\"/v1/datasets/abc\""));
 }

@@ -82,6 +82,23 @@ fn requests_are_validated_before_a_job_exists() {
         RequestBody::from_bytes("{\"left\": 1}"),
     )
     .expect(400);
+    // The fields as an array, in order, are no request: an object only, and
+    // the message says so without naming an internal type.
+    let array = serde_json::json!([l, r, RULES]).to_string();
+    for body in [array.as_str(), "[]", " null"] {
+        let p = t
+            .send(
+                Method::POST,
+                "/v1/reconciliations",
+                &[("content-type", "application/json")],
+                RequestBody::from_bytes(body.to_owned()),
+            )
+            .expect(400)
+            .json();
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains("expected a JSON object"), "{body}: {p}");
+        assert!(!detail.contains("ReconciliationRequest"), "{body}: {p}");
+    }
     t.send(
         Method::POST,
         "/v1/reconciliations",
