@@ -11,6 +11,12 @@ use recon_core::synth::{self, BankAmountStyle, GenOptions};
 
 /// Arguments of `recon gen`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Exit codes:
+  0  the case was written
+  1  a file of the case could not be written
+  2  bad arguments (an --out that is not a directory, say)
+")]
 pub struct Args {
     /// About how many records each side gets, 1 to 20,000,000 (at 1M a side
     /// the case is about 215 MB of CSV and takes about 0.5 GB to generate).
@@ -57,6 +63,14 @@ enum BankAmounts {
 /// # Errors
 /// When a file of the case cannot be written.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A usage error, as `recon match` has it: the caller must change --out.
+    if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
+        crate::report(&anyhow::anyhow!(
+            "--out {} exists and is not a directory",
+            args.out.display()
+        ));
+        return Ok(ExitCode::from(2));
+    }
     let options = GenOptions {
         records: args.records.get(),
         seed: args.seed,

@@ -49,7 +49,8 @@ Exit codes:
      file, line, column and value), or was written to or replaced during the run
 ")]
 pub struct Args {
-    /// The left file, e.g. the ledger (CSV, Parquet, Arrow IPC or JSON Lines).
+    /// The left file, e.g. the ledger: CSV, Parquet, Arrow IPC (file or
+    /// stream) or JSON Lines, by the mapping's `format`, else the extension.
     #[arg(long)]
     left: PathBuf,
     /// The right file, e.g. the bank statement.

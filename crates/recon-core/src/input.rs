@@ -692,6 +692,17 @@ impl<'a> SideLoad<'a> {
 
     fn load_inner(self, hashing: Hashing) -> Result<load::Loaded, InputError> {
         let path = self.path;
+        // Said before a format is looked for: a directory has no extension to
+        // name one, and "unknown format" would mislead.
+        if path.is_dir() {
+            return Err(InputError::Io {
+                file: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "a directory, not a file",
+                ),
+            });
+        }
         let format = match self
             .format
             .or(self.mapping.format)
@@ -708,13 +719,21 @@ impl<'a> SideLoad<'a> {
                 });
             }
         };
+        let mapping_err = |source| InputError::Mapping {
+            file: path.display().to_string(),
+            source,
+        };
         let opts = match self.options {
             Some(opts) => opts,
             None => {
-                ReadOptions::from_mapping(self.mapping).map_err(|source| InputError::Mapping {
-                    file: path.display().to_string(),
-                    source,
-                })?
+                // A format the extension gives is known only now: CSV options
+                // it would never read are refused, as with a `format` key.
+                if self.format.is_none() && self.mapping.format.is_none() {
+                    self.mapping
+                        .check_csv_options(format)
+                        .map_err(mapping_err)?;
+                }
+                ReadOptions::from_mapping(self.mapping).map_err(mapping_err)?
             }
         };
         let span = tracing::debug_span!("load_side", file = %path.display(), ?format);

@@ -504,18 +504,31 @@ impl SideMapping {
         if self.date.is_none() && self.date_format != default_date_format() {
             return Err(MappingError::DateFormatWithoutDate);
         }
-        if let Some(format) = self.format.filter(|f| *f != Format::Csv) {
-            let changed = [
-                ("delimiter", self.delimiter != default_delimiter()),
-                ("has_header", !self.has_header),
-            ]
-            .into_iter()
-            .find(|(_, changed)| *changed);
-            if let Some((key, _)) = changed {
-                return Err(MappingError::CsvOptionWithoutCsv { key, format });
-            }
+        match self.format {
+            Some(format) => self.check_csv_options(format),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Checks that `delimiter` and `has_header` keep their defaults unless
+    /// `format` (the mapping's, or the one a file's extension gives) is CSV.
+    ///
+    /// # Errors
+    /// [`MappingError::CsvOptionWithoutCsv`] naming the first changed key.
+    pub(crate) fn check_csv_options(&self, format: Format) -> Result<(), MappingError> {
+        if format == Format::Csv {
+            return Ok(());
+        }
+        let changed = [
+            ("delimiter", self.delimiter != default_delimiter()),
+            ("has_header", !self.has_header),
+        ]
+        .into_iter()
+        .find(|(_, changed)| *changed);
+        match changed {
+            Some((key, _)) => Err(MappingError::CsvOptionWithoutCsv { key, format }),
+            None => Ok(()),
+        }
     }
 
     /// Checks every key combination, that no column name is empty and that

@@ -834,11 +834,20 @@ impl Rules {
         let loc = Locator { text, file: source };
         let raw: RawRules = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| loc.line_col(s.start));
+            let mut message = e.message().to_string();
+            // The parser names no key it finds twice: the span holds it.
+            if message == "duplicate key"
+                && let Some(key) = e.span().and_then(|s| text.get(s))
+                && !key.is_empty()
+                && !key.contains('\n')
+            {
+                message = format!("duplicate key `{key}`");
+            }
             RulesError::Parse {
                 file: source.to_string(),
                 line,
                 column,
-                message: e.message().to_string(),
+                message,
             }
         })?;
         loc.side(&raw.left, "left")?;
@@ -1172,14 +1181,36 @@ impl Rules {
     /// Reads and parses a rules file.
     ///
     /// # Errors
-    /// [`RulesError::Io`] when the file cannot be read or is not UTF-8, else as
-    /// [`Rules::from_toml_str`].
+    /// [`RulesError::Io`] when the file cannot be read, [`RulesError::Parse`]
+    /// at the first byte that is not UTF-8, else as [`Rules::from_toml_str`].
     pub fn from_path(path: &Path) -> Result<Self, RulesError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| RulesError::Io {
+        let bytes = std::fs::read(path).map_err(|err| RulesError::Io {
             file: file.clone(),
             err,
         })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let at = e.utf8_error().valid_up_to();
+                let valid = String::from_utf8_lossy(&bytes[..at]);
+                let (line, column) = Locator {
+                    text: &valid,
+                    file: &file,
+                }
+                .line_col(at);
+                return Err(RulesError::Parse {
+                    file,
+                    line,
+                    column,
+                    message: format!(
+                        "byte 0x{:02X} is not UTF-8; a rules file is UTF-8 text",
+                        bytes[at]
+                    ),
+                });
+            }
+        };
         Self::from_toml_str(&text, &file)
     }
 }

@@ -463,6 +463,13 @@ fn gen_into_an_unwritable_place_fails_naming_it() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "stderr: {err}");
         assert!(err.contains("a-file"), "{err}");
+        // An --out that is itself a file is a usage error, as for `match`.
+        let out = recon(&["gen", "--records", "10", "--out", file.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+        assert!(err.contains("exists and is not a directory"), "{err}");
+        let help = text(&recon(&["gen", "--help"]).stdout);
+        assert!(help.contains("Exit codes"), "{help}");
     });
 }
 

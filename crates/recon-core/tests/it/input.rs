@@ -733,6 +733,40 @@ fn a_mapped_name_matching_two_columns_is_refused() {
     assert_eq!(amounts(&side), [500]);
 }
 
+/// A directory given as a side's file is named as one, not as a file of an
+/// unknown format.
+#[test]
+fn a_directory_is_no_side_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = mapping("id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"");
+    let err = load_side(dir.path(), &map).unwrap_err();
+    assert!(matches!(err, InputError::Io { .. }), "{err:?}");
+    assert!(
+        err.to_string().ends_with(": a directory, not a file"),
+        "{err}"
+    );
+}
+
+/// CSV options on a side whose format its file's extension gives (JSON Lines
+/// here) are refused when the file is opened, as with a `format` key; left at
+/// their defaults they are no one's business.
+#[test]
+fn csv_options_on_a_file_of_another_format_are_refused() {
+    let map = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"";
+    let content = b"{\"id\": \"a\", \"amount\": 1}\n";
+    for (key, value) in [("delimiter", "\";\""), ("has_header", "false")] {
+        let err = load("side.ndjson", content, &format!("{map}\n{key} = {value}")).unwrap_err();
+        assert!(
+            err.ends_with(&format!(
+                "side.ndjson: invalid mapping: `{key}` is set but `format` is ndjson: `delimiter` and `has_header` are read only from CSV"
+            )),
+            "{err}"
+        );
+    }
+    let side = load("side.ndjson", content, &format!("{map}\ndelimiter = \",\"")).unwrap();
+    assert_eq!(ids(&side), ["a"]);
+}
+
 /// The file's form is checked before its values: a ragged row is the error
 /// even after a row with a bad amount.
 #[test]

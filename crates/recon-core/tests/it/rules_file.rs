@@ -99,6 +99,37 @@ fn the_documented_example_reads() {
     assert_eq!(rules.passes.len(), 4);
 }
 
+/// A key written twice is named; a byte that is not UTF-8 is placed at its
+/// line and column.
+#[test]
+fn duplicate_keys_and_bad_bytes_are_named_where_they_are() {
+    let twice = EXAMPLE.replacen("[left]\n", "[left]\nid = \"a\"\nid = \"b\"\n", 1);
+    let err = Rules::from_toml_str(&twice, "rules.toml").unwrap_err();
+    assert!(names_the_place(&err), "{err}");
+    assert!(err.to_string().ends_with("duplicate key `id`"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, b"[left]\nid = \"\xFFx\"\n").unwrap();
+    let err = Rules::from_path(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RulesError::Parse {
+                line: 2,
+                column: 7,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("byte 0xFF is not UTF-8; a rules file is UTF-8 text"),
+        "{err}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
