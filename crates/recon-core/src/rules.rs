@@ -1120,6 +1120,21 @@ impl Rules {
                     format!("the key holds the {role}, but [{side}] maps no {role} column"),
                 ));
             }
+            // A role named twice adds nothing to the key: likely a typo for
+            // another one.
+            if let Some(role) = key
+                .iter()
+                .enumerate()
+                .find_map(|(i, r)| key[..i].contains(r).then_some(r))
+            {
+                return Err(loc.invalid(
+                    loc.key_span(duplicates_span.clone(), side),
+                    "[duplicates]",
+                    side,
+                    role.to_string(),
+                    format!("the key names the {role} twice; list each role once"),
+                ));
+            }
         }
         Ok(Self {
             name: raw.name,
@@ -1688,6 +1703,12 @@ mod tests {
             "[duplicates]\nright = [\"amount\", \"description\"]\n[[pass]]\nname = \"a\"\n",
             "rules.toml:7:1: [duplicates]: `right` = \"description\": \
              the key holds the description, but [right] maps no description column",
+        );
+        check(
+            without(0, ""),
+            "[duplicates]\nleft = [\"id\", \"amount\", \"id\"]\n[[pass]]\nname = \"a\"\n",
+            "rules.toml:8:1: [duplicates]: `left` = \"id\": \
+             the key names the id twice; list each role once",
         );
         // What nothing compares need not be mapped.
         let bare = "[left]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
