@@ -235,6 +235,17 @@ fn parse_amount_general(text: &str, currency: Currency) -> Result<i64, AmountErr
     take_sign(&mut s, &mut negative, &mut signed)?;
     if let Some(rest) = strip_currency_prefix(s, currency)? {
         s = rest.trim_start();
+        // `$(12.30)`, `USD (12.30)`: parentheses after the symbol, unless a
+        // sign was already given (`-$(12.30)` is two).
+        match s.strip_prefix('(') {
+            Some(_) if signed => return Err(AmountError::Invalid),
+            Some(inner) => {
+                s = inner.strip_suffix(')').ok_or(AmountError::Invalid)?.trim();
+                negative = true;
+                signed = true;
+            }
+            None => {}
+        }
         take_sign(&mut s, &mut negative, &mut signed)?;
     }
     let magnitude = parse_unsigned(s, currency, Separators::Thousands)?;
@@ -521,6 +532,12 @@ mod tests {
         check("USD 12.30", "USD", Ok(1230));
         check("usd12.30", "USD", Ok(1230));
         check("($1,000.00)", "USD", Ok(-100_000));
+        check("$(1,000.00)", "USD", Ok(-100_000));
+        check("USD (12.30)", "USD", Ok(-1230));
+        check("-$(12.30)", "USD", Err(Invalid));
+        check("($(12.30))", "USD", Err(Invalid));
+        check("$(-12.30)", "USD", Err(Invalid));
+        check("$(12.30", "USD", Err(Invalid));
         check("  7  ", "USD", Ok(700));
         check(".5", "USD", Ok(50));
         check("5.", "USD", Ok(500));
