@@ -126,7 +126,8 @@ impl App {
     ///
     /// Only a clean stop is closed: while a handler still runs (a drain cut
     /// short by `shutdown_timeout`: an upload may still write into the
-    /// scratch directory) or a Parquet write is unfinished, both are kept,
+    /// scratch directory), a Parquet write is unfinished or a job's end is
+    /// still being committed (a hung disk), both are kept,
     /// and the lease's lock goes with the process, so the next start (or a
     /// live replica) recovers them as a dead instance's at once. Returns
     /// whether it closed. Nothing may be served afterwards.
@@ -138,10 +139,12 @@ impl App {
             .take();
         let busy = self.state.workers_busy();
         let unwritten = self.jobs.finish_parquet_writes(Instant::now());
-        if busy > 0 || unwritten > 0 {
+        let committing = self.jobs.committing();
+        if busy > 0 || unwritten > 0 || committing > 0 {
             tracing::warn!(
                 busy,
                 unwritten,
+                committing,
                 "work still in flight at the end of the stop: scratch and lease kept for recovery"
             );
             // The lease file must outlive the application (dropped as the

@@ -565,10 +565,12 @@ impl Drop for CommitGuard<'_> {
     }
 }
 
-/// How long a stop waits for ends being committed when it gives up the
-/// unfinished jobs: a commit is a few fsyncs; one stuck longer (a hung
-/// disk) is left unmarked, for another instance to judge.
-const COMMIT_WAIT: Duration = Duration::from_secs(10);
+/// How long a stop waits, past its deadline, for ends being committed when
+/// it gives up the unfinished jobs: a commit is a few fsyncs. One stuck
+/// longer (a hung disk) is left unmarked, and the stop keeps its lease
+/// ([`Jobs::committing`]), so the next instance judges that job once the
+/// process is gone.
+const COMMIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Takes a job out of [`Local::unfinished`] and wakes the waiters, however
 /// the job's thread ends (normally or by a panic).
@@ -888,17 +890,29 @@ impl Jobs {
     /// another host would leave them `running` for an hour.
     ///
     /// A job whose end is being committed is waited for (up to
-    /// [`COMMIT_WAIT`]) and keeps its end; every other unfinished job is given
-    /// up first, so its thread, should it finish before the process exits,
-    /// commits nothing over the mark.
+    /// [`COMMIT_GRACE`]) and keeps its end; every other unfinished job is
+    /// given up first, so its thread, should it go on before the process
+    /// exits, writes nothing over the mark (no progress, no end). A job whose
+    /// end this instance could not write gets that end, not `interrupted`.
     pub fn interrupt_own_unfinished(&self) -> Vec<String> {
-        self.interrupt_own_unfinished_within(COMMIT_WAIT)
+        self.interrupt_own_unfinished_within(COMMIT_GRACE)
+    }
+
+    /// How many jobs' ends are being committed now: a stop that leaves one
+    /// so keeps its lease for the next instance to judge it.
+    pub fn committing(&self) -> usize {
+        self.local
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .committing
+            .len()
     }
 
     /// [`Jobs::interrupt_own_unfinished`], waiting up to `commit_wait` for
     /// ends being committed.
     fn interrupt_own_unfinished_within(&self, commit_wait: Duration) -> Vec<String> {
-        let still_committing: HashSet<String> = {
+        let (still_committing, mut unrecorded) = {
             let (lock, cvar) = &*self.local;
             let deadline = Instant::now() + commit_wait;
             let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -919,7 +933,7 @@ impl Jobs {
                 .cloned()
                 .collect();
             local.given_up.extend(unfinished);
-            local.committing.clone()
+            (local.committing.clone(), local.unrecorded.clone())
         };
         let mut ids = Vec::new();
         let records: Vec<JobRecord> = durable::read_records(&self.dir, "job.json", |_, _| {});
@@ -931,8 +945,16 @@ impl Jobs {
             if !mine || rec.state.is_terminal() || still_committing.contains(&rec.id) {
                 continue;
             }
+            let dir = self.dir.join(&rec.id);
+            // Its real end, already counted: one more try at writing it.
+            if let Some(end) = unrecorded.remove(&rec.id) {
+                if let Err(e) = write_record(&dir, &end) {
+                    tracing::error!(job = %rec.id, error = %e, "could not record job failure");
+                }
+                continue;
+            }
             ids.push(rec.id.clone());
-            mark_interrupted(&self.dir.join(&rec.id), rec);
+            mark_interrupted(&dir, rec);
         }
         ids
     }
@@ -1254,6 +1276,24 @@ fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
     }
 }
 
+/// Writes a running job's record (atomic, not synced) unless a stop gave the
+/// job up; `None` when it did. The write holds [`Local`]'s lock, so it lands
+/// either before the stop gives the job up (and its mark replaces it) or
+/// not at all: never a `running` record over the mark.
+fn write_unless_given_up(
+    local: &(Mutex<Local>, Condvar),
+    dir: &Path,
+    rec: &JobRecord,
+) -> Option<io::Result<()>> {
+    let l = local.0.lock().unwrap_or_else(PoisonError::into_inner);
+    if l.given_up.contains(&rec.id) {
+        return None;
+    }
+    let written = write_record_with(dir, rec, Durability::Atomic);
+    drop(l);
+    Some(written)
+}
+
 /// Runs one job on a job thread, recording every state change; returns the
 /// Parquet write left to do when the job succeeded.
 fn run(
@@ -1276,14 +1316,16 @@ fn run(
     }
     rec.state = JobState::Running;
     rec.started = Some(durable::now_rfc3339());
-    if let Err(e) = write_record_with(dir, &rec, Durability::Atomic) {
-        tracing::error!(job = %rec.id, error = %e, "could not record job start");
+    match write_unless_given_up(local, dir, &rec) {
+        None => return None,
+        Some(Err(e)) => tracing::error!(job = %rec.id, error = %e, "could not record job start"),
+        Some(Ok(())) => {}
     }
     let span = tracing::info_span!("job", id = %rec.id);
     let _enter = span.enter();
     let progress = Mutex::new(Progress::default());
     let result = catch_unwind(AssertUnwindSafe(|| {
-        execute(dir, &rec, store, rules, &progress)
+        execute(dir, &rec, store, rules, &progress, local)
     }));
     let elapsed = started.elapsed();
     rec.finished = Some(durable::now_rfc3339());
@@ -1291,6 +1333,8 @@ fn run(
     rec.progress = *progress.lock().unwrap_or_else(PoisonError::into_inner);
     let mut deferred = None;
     let mut files = Vec::new();
+    // Counted once the end is committed (a job given up counts nothing).
+    let mut records = Vec::new();
     match result {
         Ok(Ok((done, later))) => {
             deferred = Some(later);
@@ -1298,9 +1342,7 @@ fn run(
             rec.parquet = Some(ParquetState::Pending);
             rec.state = JobState::Succeeded;
             rec.progress.done = rec.progress.total;
-            for (status, n) in &done.records {
-                metrics::counter!("recon_records_total", "status" => status.clone()).increment(*n);
-            }
+            records = done.records;
             rec.summary = Some(done.summary);
             rec.stages = Some(done.stages);
         }
@@ -1356,6 +1398,11 @@ fn run(
     metrics::counter!("recon_jobs_total", "status" => rec.state.as_str()).increment(1);
     metrics::histogram!("recon_job_duration_seconds").record(elapsed.as_secs_f64());
     if rec.state == JobState::Succeeded {
+        for (status, n) in &records {
+            metrics::counter!("recon_records_total", "status" => status.clone()).increment(*n);
+        }
+    }
+    if rec.state == JobState::Succeeded {
         tracing::info!(
             ms = rec.duration_ms,
             stages = ?rec.stages,
@@ -1372,6 +1419,7 @@ fn execute(
     store: &DatasetStore,
     rules: &str,
     progress: &Mutex<Progress>,
+    local: &(Mutex<Local>, Condvar),
 ) -> Result<(reconcile::Finished, reconcile::Deferred), String> {
     let rules = reconcile::parse_rules(rules)?;
     let started = Instant::now();
@@ -1409,7 +1457,7 @@ fn execute(
         }
         if let Ok(mut r) = progress_rec.lock() {
             r.progress = Progress { done, total };
-            let _ = write_record_with(dir, &r, Durability::Atomic);
+            let _ = write_unless_given_up(local, dir, &r);
         }
     };
     reconcile::execute(rules, (left, right), load_map_ms, facts, dir, &report)
@@ -1693,24 +1741,38 @@ date = { before = 0, after = 3 }
         let (jobs, _lease) = jobs_sweeping_hourly(root.path());
         let owner = jobs.owner.clone();
         let (running, _) = write_owned(root.path(), JobState::Running, owner.clone());
-        let (committing, _) = write_owned(root.path(), JobState::Running, owner);
+        let (committing, _) = write_owned(root.path(), JobState::Running, owner.clone());
+        // Ended, but its end could not be written: the stop writes that end.
+        let (lost, _) = write_owned(root.path(), JobState::Running, owner);
+        let on_disk = |id: &str| read_record(&root.path().join("jobs").join(id)).unwrap();
+        let mut lost_end = on_disk(&lost);
+        lost_end.state = JobState::Failed;
+        lost_end.error = Some("recording the job's end: disk full".into());
         {
             let mut local = jobs.local.0.lock().unwrap();
             local
                 .unfinished
                 .extend([running.clone(), committing.clone()]);
             local.committing.insert(committing.clone());
+            local.unrecorded.insert(lost.clone(), lost_end.clone());
         }
         assert_eq!(
             jobs.interrupt_own_unfinished_within(Duration::ZERO),
             vec![running.clone()]
         );
-        let on_disk = |id: &str| read_record(&root.path().join("jobs").join(id)).unwrap();
         assert_eq!(on_disk(&running).error.as_deref(), Some("interrupted"));
         assert_eq!(on_disk(&committing).state, JobState::Running);
+        assert_eq!(on_disk(&lost).error, lost_end.error);
+        assert_eq!(jobs.committing(), 1);
         let local = &jobs.local;
         assert!(local.0.lock().unwrap().given_up.contains(&running));
         assert!(!local.0.lock().unwrap().given_up.contains(&committing));
+        // Its thread's progress writes no longer land over the mark.
+        let mut progress = on_disk(&running);
+        progress.state = JobState::Running;
+        let dir = root.path().join("jobs").join(&running);
+        assert!(write_unless_given_up(local, &dir, &progress).is_none());
+        assert_eq!(on_disk(&running).error.as_deref(), Some("interrupted"));
 
         // The given-up job's thread ends afterwards: its end (here a failure,
         // its datasets being unknown) is not committed over the mark.

@@ -104,16 +104,24 @@ fn declared_len(req: &Request<Incoming>) -> Result<Option<u64>, ()> {
     }
 }
 
-/// The size of a request's head as HTTP/1.1 writes it: request line, each
-/// field as `name: value` with its line break, and the blank line. What the
-/// client sent differs only by optional whitespace around values.
+/// The size of a request's head as its client wrote it at the least:
+/// request line, each field as `name:value` with its line break (a space
+/// after the colon is not counted, so a head the threaded engine takes is
+/// never refused here), and the blank line.
 fn head_len(req: &Request<Incoming>) -> usize {
-    let line =
-        req.method().as_str().len() + 1 + req.uri().to_string().len() + " HTTP/1.1\r\n".len();
+    let uri = req.uri();
+    // Origin form (`/path?query`) without building a string; the absolute
+    // form (a proxy's request) is rare enough to format.
+    let target = if uri.scheme().is_some() {
+        uri.to_string().len()
+    } else {
+        uri.path_and_query().map_or(1, |p| p.as_str().len())
+    };
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
     let fields: usize = req
         .headers()
         .iter()
-        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .map(|(name, value)| name.as_str().len() + 1 + value.len() + 2)
         .sum();
     line + fields + 2
 }

@@ -277,7 +277,10 @@ fn grace_periods_exceed_the_drain_timeout() {
             .as_str()
             .map_or(0, |v| v.parse().unwrap())
     };
-    let drain = seconds("RECON_DRAIN_DELAY") + seconds("RECON_SHUTDOWN_TIMEOUT");
+    // The stop's last step may wait this long past the timeout for a job's
+    // end being written (jobs.rs, `COMMIT_GRACE`).
+    const COMMIT_GRACE: u64 = 2;
+    let drain = seconds("RECON_DRAIN_DELAY") + seconds("RECON_SHUTDOWN_TIMEOUT") + COMMIT_GRACE;
     let probe =
         &yaml("k8s/deployment.yaml")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
     let unready_after =
@@ -299,8 +302,9 @@ fn grace_periods_exceed_the_drain_timeout() {
     let drain: u64 = prod["services"]["recon"]["environment"]["RECON_SHUTDOWN_TIMEOUT"]
         .as_str()
         .unwrap()
-        .parse()
-        .unwrap();
+        .parse::<u64>()
+        .unwrap()
+        + COMMIT_GRACE;
     let grace = prod["services"]["recon"]["stop_grace_period"]
         .as_str()
         .unwrap();
