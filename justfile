@@ -74,24 +74,28 @@ serve-async *ARGS:
 serve-threaded-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/threaded.toml}" cargo run -p recon -- serve --engine threaded {{ARGS}}
 
-# Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST
-# or --host still win, a config file's `host` does not), as behind a load balancer.
+# Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST,
+# UVICORN_HOST, WAITRESS_HOST or --host still win, a config file's `host` does not),
+# as behind a load balancer. An inherited HOST is replaced: zsh exports the host's
+# name under it.
 # Threaded engine, production: release build, `recon tune` defaults, all interfaces.
 serve-threaded-prod *ARGS:
     cargo build --release -p recon
-    HOST="${HOST:-0.0.0.0}" "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine threaded {{ARGS}}
+    HOST=0.0.0.0 "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine threaded {{ARGS}}
 
 # Settings: deploy/dev/async.toml, below your environment and ARGS.
 # Async engine, development: debug build, debug logging, small tuning.
 serve-async-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/async.toml}" cargo run -p recon -- serve --engine async {{ARGS}}
 
-# Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST
-# or --host still win, a config file's `host` does not), as behind a load balancer.
+# Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST,
+# UVICORN_HOST, WAITRESS_HOST or --host still win, a config file's `host` does not),
+# as behind a load balancer. An inherited HOST is replaced: zsh exports the host's
+# name under it.
 # Async engine, production: release build, `recon tune` defaults, all interfaces.
 serve-async-prod *ARGS:
     cargo build --release -p recon
-    HOST="${HOST:-0.0.0.0}" "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine async {{ARGS}}
+    HOST=0.0.0.0 "${CARGO_TARGET_DIR:-target}/release/recon" serve --engine async {{ARGS}}
 
 # The operator's guide's `make waitress-*` targets, kept for muscle memory.
 

@@ -57,9 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ..LoadOptions::default()
             };
             show.target.apply(&mut opts);
-            let loaded = tuning::load(&opts)?;
-            // As `recon serve` would: a log_level it cannot use stops it.
-            let (_, rust_log) = crate::cmd_serve::log_filter(&loaded)?;
+            let mut loaded = tuning::load(&opts)?;
+            // As `recon serve` would: a log_level it cannot use stops it, and
+            // RUST_LOG is shown as it is read.
+            let (_, rust_log) = crate::cmd_serve::log_filter(&mut loaded)?;
             if let Some(warning) = rust_log {
                 eprintln!("warning: {warning}");
             }

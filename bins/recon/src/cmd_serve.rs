@@ -153,9 +153,9 @@ impl Flags {
 /// A bad configuration, an unusable data directory, a port that cannot be
 /// bound, or an engine that fails to start.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded =
-        tuning::load(&args.flags.into_load_options()).context("loading the configuration")?;
-    let (filter, rust_log) = log_filter(&loaded)?;
+    // Its errors name their source (variable, file and line, flag) already.
+    let mut loaded = tuning::load(&args.flags.into_load_options())?;
+    let (filter, rust_log) = log_filter(&mut loaded)?;
     if let Some(warning) = rust_log {
         eprintln!("warning: {warning}");
     }
@@ -258,8 +258,10 @@ fn listening_line(config: &Config, addr: std::net::SocketAddr) -> String {
 }
 
 /// The log filter of the effective `log_level` (which is `RUST_LOG` when
-/// that is set), so what `recon config show` reports is what logs.
-/// Directives are read trimmed (`info, hyper=warn`).
+/// that is set). Directives are read trimmed (`info, hyper=warn`). What
+/// `RUST_LOG` is read as (a Python level name translated, directives left
+/// out) replaces its text in `loaded`, so what `recon config show` and
+/// `/debug/status` report is what logs, and a file written from it loads.
 ///
 /// `RUST_LOG` is every Rust program's variable, often set for another one,
 /// so it never stops recon: a Python level name in it is read as the level
@@ -272,8 +274,8 @@ fn listening_line(config: &Config, addr: std::net::SocketAddr) -> String {
 /// # Errors
 /// [`ConfigError::Invalid`], naming the value's source, when recon's own
 /// `log_level` is not a filter `tracing` reads, or names a Python level.
-pub(crate) fn log_filter(loaded: &Loaded) -> Result<(EnvFilter, Option<String>), ConfigError> {
-    let given = &loaded.config.log_level;
+pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<String>), ConfigError> {
+    let given = loaded.config.log_level.clone();
     let directives: Vec<&str> = given
         .split(',')
         .map(str::trim)
@@ -310,9 +312,14 @@ pub(crate) fn log_filter(loaded: &Loaded) -> Result<(EnvFilter, Option<String>),
         };
         let warning =
             (!notes.is_empty()).then(|| format!("RUST_LOG={given:?}: {}", notes.join("; ")));
+        let read = kept.join(",");
         let filter = EnvFilter::builder()
-            .parse(kept.join(","))
+            .parse(&read)
             .unwrap_or_else(|_| EnvFilter::new("info"));
+        if warning.is_some() {
+            loaded.provenance.read_as("log_level", read.clone());
+            loaded.config.log_level = read;
+        }
         return Ok((filter, warning));
     }
     let level = directives.join(",");

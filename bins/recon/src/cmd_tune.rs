@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use tuning::catalog;
 use tuning::units::parse_size;
 use tuning::{Engine, LoadOptions, Profile, Recommendation, Resources, ServerSettings, env_names};
@@ -99,8 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resources: given.as_ref().map(|(r, _)| *r),
         profile: args.profile,
         ..LoadOptions::default()
-    })
-    .context("loading the configuration")?;
+    })?;
     let label = match given {
         Some((_, label)) => label,
         None => {

@@ -174,6 +174,16 @@ impl Provenance {
     pub fn entry(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.key == key)
     }
+
+    /// Records that `key` is read as `value`, its source unchanged: for a
+    /// caller that interprets a setting further than tuning can (the binary
+    /// reads `RUST_LOG` leniently, as tracing's own grammar allows), so what
+    /// is reported is what runs. No effect for an unknown key.
+    pub fn read_as(&mut self, key: &str, value: String) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
+            e.value = value;
+        }
+    }
 }
 
 /// The effective configuration and how it came about.
@@ -326,6 +336,15 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
     {
         config.server.backlog = recommend::backlog_for(config.server.connection_limit);
         sources.insert("backlog", Source::TuningFrom("connection_limit"));
+    }
+    // Likewise the sweep period: a channel_timeout set shorter than the tuned
+    // (or default) cleanup_interval brings the sweep down to it, rather than
+    // refuse a value the user never set (Uvicorn's keep-alive is 5 s).
+    if tuned_or_default(sources.get("cleanup_interval"))
+        && config.server.channel_timeout < config.server.cleanup_interval
+    {
+        config.server.cleanup_interval = config.server.channel_timeout;
+        sources.insert("cleanup_interval", Source::TuningFrom("channel_timeout"));
     }
     let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
 

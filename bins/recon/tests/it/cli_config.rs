@@ -439,25 +439,32 @@ fn config_show_reports_rust_log_as_the_log_level() {
     }
     // RUST_LOG is every Rust program's: never fatal, read as far as it goes,
     // a space after a comma is no mistake.
-    for (value, said) in [
+    // What it is read as is what config reports (and a TOML dump loads).
+    for (value, said, read) in [
         (
             "recon=loud,warn",
             "warning: RUST_LOG=\"recon=loud,warn\": recon=loud left out: not log filter directives\n",
+            "warn",
         ),
         (
             "recon=warning,info",
             "warning: RUST_LOG=\"recon=warning,info\": \"warning\" is Python's level name, read as warn\n",
+            "recon=warn,info",
         ),
         (
             "garbage[",
             "warning: RUST_LOG=\"garbage[\": garbage[ left out: not log filter directives; read as info\n",
+            "info",
         ),
-        ("info, hyper=warn", ""),
+        ("info, hyper=warn", "", "info, hyper=warn"),
     ] {
         let env = [PINNED[0], PINNED[1], ("RUST_LOG", value)];
-        let out = recon(&["config", "show"], &env);
+        let out = recon(&["config", "show", "--format", "json"], &env);
         assert!(out.status.success(), "{out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stderr), said, "{value}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["log_level"]["value"], read, "{value}");
+        assert_eq!(json["log_level"]["source"], "env RUST_LOG", "{value}");
     }
     // Python's level names (Uvicorn's) would read as a target and log
     // nothing of recon's: refused, naming the level to write.

@@ -403,17 +403,39 @@ fn bad_flag_names_the_flag() {
     );
 }
 
+/// A channel_timeout shorter than the tuned sweep period brings the sweep
+/// down to it; shorter than one the user set, it is refused naming both.
 #[test]
-fn channel_timeout_shorter_than_cleanup_is_rejected_naming_both_sources() {
-    let got = err(Case {
+fn channel_timeout_shorter_than_cleanup_lowers_a_tuned_one_else_is_rejected() {
+    let (loaded, _) = run(Case {
         env: &[("WAITRESS_CHANNEL_TIMEOUT", "5")],
+        ..Case::default()
+    });
+    let loaded = loaded.unwrap();
+    assert_eq!(loaded.config.server.channel_timeout, Duration::from_secs(5));
+    assert_eq!(
+        loaded.config.server.cleanup_interval,
+        Duration::from_secs(5)
+    );
+    let entry = loaded.provenance.entry("cleanup_interval").unwrap();
+    assert_eq!(entry.source, Source::TuningFrom("channel_timeout"));
+    assert_eq!(entry.value, "5s");
+
+    let got = err(Case {
+        env: &[
+            ("WAITRESS_CHANNEL_TIMEOUT", "5"),
+            ("WAITRESS_CLEANUP_INTERVAL", "20"),
+        ],
         ..Case::default()
     });
     assert!(
         got.contains("channel_timeout 5s (env WAITRESS_CHANNEL_TIMEOUT)"),
         "{got}"
     );
-    assert!(got.contains("cleanup_interval 20s (tuning)"), "{got}");
+    assert!(
+        got.contains("cleanup_interval 20s (env WAITRESS_CLEANUP_INTERVAL)"),
+        "{got}"
+    );
 }
 
 #[test]
