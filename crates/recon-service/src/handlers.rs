@@ -176,6 +176,7 @@ impl App {
         json!({
             "engine": s.engine(),
             "version": env!("CARGO_PKG_VERSION"),
+            "listening": s.listening().map(|a| a.to_string()),
             "uptime_seconds": self.stats.uptime().as_secs_f64(),
             "settings": self.settings,
             "connections": {

@@ -14,6 +14,9 @@ pub struct ServerState {
     workers_busy: AtomicUsize,
     requests_queued: AtomicUsize,
     draining: AtomicBool,
+    /// The address the engine listens on, once it serves (`port = 0` is
+    /// chosen by the system: this is where it landed).
+    listening: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl ServerState {
@@ -28,7 +31,18 @@ impl ServerState {
             workers_busy: AtomicUsize::new(0),
             requests_queued: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            listening: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records the address the engine listens on (the first call counts).
+    pub fn set_listening(&self, addr: std::net::SocketAddr) {
+        let _ = self.listening.set(addr);
+    }
+
+    /// The address the engine listens on, once it serves.
+    pub fn listening(&self) -> Option<std::net::SocketAddr> {
+        self.listening.get().copied()
     }
 
     /// The engine label for metrics.

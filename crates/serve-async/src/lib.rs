@@ -103,6 +103,9 @@ pub fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 /// # Panics
 /// When called from inside an async runtime (it blocks on its own).
 pub fn serve(app: Arc<App>, listener: TcpListener, shutdown: Shutdown) -> Result<(), ServeError> {
+    if let Ok(addr) = listener.local_addr() {
+        app.state().set_listening(addr);
+    }
     let settings = &app.config().server;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.workers.get())

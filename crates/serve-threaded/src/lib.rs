@@ -163,6 +163,9 @@ pub fn serve_with_options(
     shutdown: Shutdown,
     options: Options,
 ) -> Result<(), ServeError> {
+    if let Ok(addr) = listener.local_addr() {
+        app.state().set_listening(addr);
+    }
     let words = options.stack_bytes.div_ceil(size_of::<usize>()).max(1024);
     // Only the first configuration before the scheduler starts takes effect
     // for the worker count; the stack size applies to every later spawn.

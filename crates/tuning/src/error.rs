@@ -36,10 +36,13 @@ pub enum ConfigError {
         hint: String,
     },
     /// A file (the config file or the API keys file) could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {named_by} names it: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
+        /// What named the file: `--config`, `env RECON_CONFIG`,
+        /// `env RECON_API_KEYS_FILE`, a config file's `api_keys_file`...
+        named_by: String,
         /// The I/O error.
         #[source]
         source: io::Error,

@@ -251,7 +251,12 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
 
     let mut upper = Vec::new();
     if let Some(path) = &config_file {
-        upper.push(file_layer(path)?);
+        let named_by = match (&opts.config_file, env.contains_key(CONFIG_ENV)) {
+            (Some(_), _) => "--config".to_owned(),
+            (None, true) => format!("env {CONFIG_ENV}"),
+            (None, false) => "the default".to_owned(),
+        };
+        upper.push(file_layer(path, &named_by)?);
     }
     let (env_layers, mut shadowed) = env_layers(&env)?;
     upper.extend(env_layers);
@@ -345,6 +350,28 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
     {
         config.server.cleanup_interval = config.server.channel_timeout;
         sources.insert("cleanup_interval", Source::TuningFrom("channel_timeout"));
+    }
+    // The keys file's keys join the listed ones; read errors name what set
+    // the file, and keys from it alone report the file's source.
+    if let Some(path) = &keys_file {
+        let named_by = sources
+            .get("api_keys_file")
+            .cloned()
+            .unwrap_or(Source::Default);
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            named_by: named_by.to_string(),
+            source,
+        })?;
+        config.api_keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| ApiKey(l.to_owned())),
+        );
+        if tuned_or_default(sources.get("api_keys")) {
+            sources.insert("api_keys", named_by);
+        }
     }
     let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
 
@@ -607,9 +634,10 @@ fn invalid(origin: String, raw: &RawValue, expected: String) -> ConfigError {
     }
 }
 
-fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
+fn file_layer(path: &Path, named_by: &str) -> Result<Layer, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
+        named_by: named_by.to_owned(),
         source,
     })?;
     let table: toml::Table = text
@@ -836,19 +864,8 @@ fn build(raw: RawConfig) -> Result<Config, ConfigError> {
         .host
         .parse()
         .map_err(|_| ConfigError::Layering(format!("host {:?} is not canonical", raw.host)))?;
-    let mut api_keys: Vec<ApiKey> = raw.api_keys.into_iter().map(ApiKey).collect();
-    if let Some(path) = &raw.api_keys_file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        api_keys.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| ApiKey(l.to_owned())),
-        );
-    }
+    // The keys file is read by `load_from`, once its source is known.
+    let api_keys: Vec<ApiKey> = raw.api_keys.into_iter().map(ApiKey).collect();
     Ok(Config {
         engine: if raw.engine == "threaded" {
             Engine::Threaded

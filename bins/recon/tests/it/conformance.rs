@@ -311,6 +311,8 @@ fn ops_endpoints(engine: Engine) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["engine"], engine.as_str(), "{body}");
     assert!(body["settings"].is_array(), "{body}");
+    // Started with port 0: the port the system chose is reported.
+    assert_eq!(body["listening"], server.addr().to_string(), "{body}");
 
     let (status, body) = get(&server, "/performance/metrics");
     assert_eq!(status, 200, "{body}");

@@ -479,6 +479,53 @@ fn broken_toml_and_missing_file_are_errors() {
     };
     let got = load_from(&opts, &[]).unwrap_err();
     assert!(matches!(got, ConfigError::Read { .. }), "{got}");
+    assert!(
+        got.to_string()
+            .starts_with("/nonexistent/recon.toml: --config names it: "),
+        "{got}"
+    );
+    let got = err(Case {
+        env: &[("RECON_CONFIG", "/nonexistent/recon.toml")],
+        ..Case::default()
+    });
+    assert!(
+        got.starts_with("/nonexistent/recon.toml: env RECON_CONFIG names it: "),
+        "{got}"
+    );
+}
+
+/// Keys from a keys file alone are reported with the file's source; a keys
+/// file that cannot be read names what set it.
+#[test]
+fn api_keys_file_is_the_keys_source_and_named_when_missing() {
+    let mut keys = tempfile::NamedTempFile::new().unwrap();
+    keys.write_all(b"# ops\nk1\n\nk2\n").unwrap();
+    let path = keys.path().display().to_string();
+    let loaded = ok(Case {
+        env: &[("RECON_API_KEYS_FILE", &path)],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.api_keys.len(), 2);
+    let entry = loaded.provenance.entry("api_keys").unwrap();
+    assert_eq!(entry.source, env("RECON_API_KEYS_FILE"));
+    // Keys listed too: the list's source stands, the file's keys join it.
+    let loaded = ok(Case {
+        env: &[("RECON_API_KEYS_FILE", &path), ("RECON_API_KEYS", "k3")],
+        ..Case::default()
+    });
+    assert_eq!(loaded.config.api_keys.len(), 3);
+    assert_eq!(
+        loaded.provenance.entry("api_keys").unwrap().source,
+        env("RECON_API_KEYS")
+    );
+    let got = err(Case {
+        env: &[("RECON_API_KEYS_FILE", "/nonexistent/keys")],
+        ..Case::default()
+    });
+    assert!(
+        got.starts_with("/nonexistent/keys: env RECON_API_KEYS_FILE names it: "),
+        "{got}"
+    );
 }
 
 #[test]
