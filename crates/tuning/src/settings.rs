@@ -312,6 +312,86 @@ pub(crate) const UNREAD: &[Unread] = &[
         name: "UVICORN_SERVER_HEADER",
         instead: "Uvicorn's is an on/off switch; set the header's value with RECON_SERVER_HEADER (server_header)",
     },
+    Unread {
+        name: "WAITRESS_TRUSTED_PROXY",
+        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+    },
+    Unread {
+        name: "WAITRESS_TRUSTED_PROXY_COUNT",
+        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+    },
+    Unread {
+        name: "WAITRESS_TRUSTED_PROXY_HEADERS",
+        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+    },
+    Unread {
+        name: "WAITRESS_URL_SCHEME",
+        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+    },
+    Unread {
+        name: "UVICORN_PROXY_HEADERS",
+        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+    },
+    Unread {
+        name: "UVICORN_FORWARDED_ALLOW_IPS",
+        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+    },
+    Unread {
+        name: "WAITRESS_URL_PREFIX",
+        instead: "nothing to set: recon serves from /; have the proxy strip the prefix (nginx: `location /prefix/ { proxy_pass http://recon/; }`)",
+    },
+    Unread {
+        name: "UVICORN_ROOT_PATH",
+        instead: "nothing to set: recon serves from /; have the proxy strip the prefix (nginx: `location /prefix/ { proxy_pass http://recon/; }`)",
+    },
+    Unread {
+        name: "WAITRESS_UNIX_SOCKET",
+        instead: "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)",
+    },
+    Unread {
+        name: "UVICORN_UDS",
+        instead: "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)",
+    },
+    Unread {
+        name: "UVICORN_FD",
+        instead: "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)",
+    },
+    Unread {
+        name: "WAITRESS_EXPOSE_TRACEBACKS",
+        instead: "nothing to set: recon never sends internal details; a 500 carries a generic problem body and the detail goes to the log",
+    },
+    Unread {
+        name: "WAITRESS_INBUF_OVERFLOW",
+        instead: "recon streams request bodies to disk and responses from it in recv_bytes / send_bytes pieces (RECON_RECV_BYTES, RECON_SEND_BYTES): nothing is buffered whole",
+    },
+    Unread {
+        name: "WAITRESS_OUTBUF_OVERFLOW",
+        instead: "recon streams request bodies to disk and responses from it in recv_bytes / send_bytes pieces (RECON_RECV_BYTES, RECON_SEND_BYTES): nothing is buffered whole",
+    },
+    Unread {
+        name: "WAITRESS_OUTBUF_HIGH_WATERMARK",
+        instead: "recon streams request bodies to disk and responses from it in recv_bytes / send_bytes pieces (RECON_RECV_BYTES, RECON_SEND_BYTES): nothing is buffered whole",
+    },
+    Unread {
+        name: "WAITRESS_ASYNCORE_USE_POLL",
+        instead: "recon has no asyncore loop (the threaded engine polls with epoll): nothing to set",
+    },
+    Unread {
+        name: "WAITRESS_ASYNCORE_LOOP_TIMEOUT",
+        instead: "recon has no asyncore loop (the threaded engine polls with epoll): nothing to set",
+    },
+    Unread {
+        name: "UVICORN_RELOAD",
+        instead: "nothing to set: recon does not reload itself; restart it (`just serve-async-dev` rebuilds and runs the current code)",
+    },
+    Unread {
+        name: "UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE",
+        instead: "set RECON_MAX_REQUEST_HEADER_SIZE (max_request_header_size) instead",
+    },
+    Unread {
+        name: "UVICORN_WS",
+        instead: "recon serves no WebSockets (job progress is a Server-Sent Events stream): nothing to set",
+    },
 ];
 
 /// The [`Unread`] entry of environment name `name`.
@@ -532,7 +612,8 @@ mod tests {
         assert!(SPECS.iter().all(|s| s.env[0].starts_with("RECON_")));
     }
 
-    /// A name is either read or in the table of names recon does not read.
+    /// A name is either read or in the table of names recon does not read,
+    /// which names what to set instead (or says there is nothing to set).
     #[test]
     fn unread_names_are_not_read_and_name_a_recon_variable() {
         for u in UNREAD {
@@ -541,7 +622,12 @@ mod tests {
                 "{} is read",
                 u.name
             );
-            assert!(u.instead.contains("RECON_"), "{}: {}", u.name, u.instead);
+            assert!(
+                u.instead.contains("RECON_") || u.instead.contains("nothing to set"),
+                "{}: {}",
+                u.name,
+                u.instead
+            );
         }
     }
 

@@ -876,11 +876,22 @@ fn unread_waitress_and_uvicorn_names_point_to_their_replacement() {
         (
             "UVICORN_ROOT_PATH",
             "/api",
-            "docs/configuration.md lists the names recon reads",
+            "nothing to set: recon serves from /; have the proxy strip the prefix (nginx: `location /prefix/ { proxy_pass http://recon/; }`)",
         ),
         (
             "WAITRESS_URL_SCHEME",
             "https",
+            "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+        ),
+        (
+            "UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE",
+            "16384",
+            "set RECON_MAX_REQUEST_HEADER_SIZE (max_request_header_size) instead",
+        ),
+        // A name in neither table nor near one: where to look.
+        (
+            "WAITRESS_CHANNEL_REQUEST_LOOKAHEAD",
+            "5",
             "docs/configuration.md lists the names recon reads",
         ),
     ];
