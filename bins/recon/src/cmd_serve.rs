@@ -173,9 +173,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             source,
         })
         .collect();
+    let data_dir_source = loaded
+        .provenance
+        .source("data_dir")
+        .map_or_else(|| "default".to_owned(), ToString::to_string);
     let config = Arc::new(loaded.config);
-    let app =
-        Arc::new(App::new(Arc::clone(&config), settings).context("starting the application")?);
+    // Most start-up failures are the data directory's: say where it was set.
+    let app = Arc::new(App::new(Arc::clone(&config), settings).with_context(|| {
+        format!(
+            "starting the application on data_dir {} ({data_dir_source})",
+            config.data_dir.display()
+        )
+    })?);
 
     let listener = serve_async::bind(&config)?;
     let addr = listener.local_addr().context("reading the bound address")?;

@@ -36,6 +36,10 @@ pub struct Args {
     /// A cloud instance type, e.g. `c5.4xlarge` (c5, m5 and r5 families).
     #[arg(long, value_parser = parse_instance)]
     instance: Option<&'static catalog::Instance>,
+    /// Config file whose `vcpus`, `memory` and `profile` apply, as for `recon
+    /// serve` (default: `RECON_CONFIG`, else `./recon.toml` if it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Workload profile: balanced, large-files, high-concurrency,
     /// memory-constrained (default: `RECON_PROFILE`, the config file's, else balanced).
     #[arg(long, value_parser = parse_profile)]
@@ -95,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // then RECON_VCPUS / RECON_MEMORY / RECON_PROFILE and the config file,
     // then detection.
     let loaded = tuning::load(&LoadOptions {
+        config_file: args.config,
         resources: given.as_ref().map(|(r, _)| *r),
         profile: args.profile,
         ..LoadOptions::default()

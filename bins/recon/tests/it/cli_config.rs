@@ -83,6 +83,11 @@ fn tune_reads_resources_and_profile_as_serve_does() {
     let text = stdout(&out);
     assert!(text.contains("8 vCPU, 16GiB"), "{text}");
     assert!(text.contains("profile memory-constrained"), "{text}");
+    // Or named with --config, as for serve and config show.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "vcpus = 4\nmemory = \"8GiB\"\n").unwrap();
+    let text = stdout(&recon(&["tune", "--config", other.to_str().unwrap()], &[]));
+    assert!(text.contains("4 vCPU, 8GiB"), "{text}");
 }
 
 /// `--format env` writes the `RECON_*` names only, each under a comment
