@@ -14,14 +14,25 @@ use anyhow::{Context, bail};
 /// Arguments of `recon healthcheck`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The URL to probe (plain http only; port 80 when none is given).
-    /// Default: `/health` on the host and port `recon serve` would use with
-    /// this environment and config file (127.0.0.1 for 0.0.0.0).
+    /// The URL to probe (plain http only; port 80 when none is given,
+    /// `/health` when it names no path). Default: `/health` on the host and
+    /// port `recon serve` would use with this environment and config file
+    /// (127.0.0.1 for 0.0.0.0); `serve`'s flags are not seen here.
     #[arg(long)]
     url: Option<String>,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 3)]
-    timeout: u64,
+    /// Give up after this long: seconds (`3`) or with a unit (`500ms`, `3s`).
+    #[arg(long, default_value = "3", value_parser = parse_timeout)]
+    timeout: Duration,
+}
+
+/// A probe timeout as durations are written elsewhere, at least 1 ms.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    tuning::units::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+        .ok_or_else(|| {
+            format!("expected a duration from 1ms to 1h, such as 3, 500ms or 3s, not {text:?}")
+        })
 }
 
 /// Runs `recon healthcheck`.
@@ -35,9 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{url:?}: only http:// URLs can be probed"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+        // A bare `http://host:port` probes recon's liveness route.
+        None => (rest, "/health"),
     };
-    let timeout = Duration::from_secs(args.timeout.max(1));
+    let timeout = args.timeout;
     let addr = with_port(authority)
         .to_socket_addrs()
         .with_context(|| format!("{authority:?}: not a host:port"))?

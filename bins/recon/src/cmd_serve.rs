@@ -89,13 +89,15 @@ struct Flags {
     /// before the listener closes, e.g. `5s` (default `0s`).
     #[arg(long)]
     drain_delay: Option<String>,
-    /// An API key accepted on `/v1/*` (repeatable).
-    #[arg(long = "api-key")]
+    /// An API key accepted on `/v1/*` (repeatable, or several separated by
+    /// commas, as `RECON_API_KEYS` takes them).
+    #[arg(long = "api-key", value_delimiter = ',')]
     api_keys: Vec<String>,
     /// A file of API keys, one per line.
     #[arg(long)]
     api_keys_file: Option<PathBuf>,
-    /// Whether `/metrics` and `/debug/*` need a key when keys exist:
+    /// Whether `/metrics`, `/performance/metrics` and `/debug/*` need a key
+    /// when keys exist:
     /// `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, as in the environment.
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     protect_ops: Option<bool>,

@@ -167,7 +167,9 @@ async fn accept_loop(
     }
 
     app.state().set_workers_total(settings.threads.get());
+    // Empty: no `Server` header at all, as on the threaded engine.
     let server_header = match HeaderValue::from_str(&config.server_header) {
+        Ok(_) if config.server_header.is_empty() => None,
         Ok(value) => Some(value),
         Err(_) => {
             tracing::warn!(value = %config.server_header, "server_header is not a valid header value; not sending it");

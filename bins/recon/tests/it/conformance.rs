@@ -303,6 +303,10 @@ fn server_header_is_configurable(engine: Engine) {
         res.headers().get("server").and_then(|v| v.to_str().ok()),
         Some("acme-recon")
     );
+    // Empty: no Server header at all, on both engines.
+    let server = Server::builder(engine).arg("--server-header", "").start();
+    let res = agent().get(server.url("/health")).call().expect("get");
+    assert!(res.headers().get("server").is_none(), "{:?}", res.headers());
 }
 
 fn ops_endpoints(engine: Engine) {
@@ -712,11 +716,18 @@ fn slow_reader_is_cut(engine: Engine) {
 // ---------------------------------------------------------------- the API
 
 fn auth_guards_v1(engine: Engine) {
+    // Two keys in one flag, separated by a comma as RECON_API_KEYS has them.
     let server = Server::builder(engine)
-        .arg("--api-key", "s3cret-key")
+        .arg("--api-key", "s3cret-key,other-key")
         .start();
     let (status, body) = get(&server, "/v1/datasets");
     assert_problem(status, &body, 401);
+    let res = agent()
+        .get(server.url("/v1/datasets"))
+        .header("Authorization", "Bearer other-key")
+        .call()
+        .expect("get");
+    assert_eq!(res.status(), 200);
     let res = agent()
         .get(server.url("/v1/datasets"))
         .header("Authorization", "Bearer wrong-key")

@@ -452,16 +452,20 @@ fn probe_paths_answer_on_a_real_server_of_each_engine() {
             let res = agent.get(&server.url(path)).call().unwrap();
             assert_eq!(res.status(), 200, "{} {path}", engine.as_str());
         }
-        // The image's HEALTHCHECK command, pointed at this server.
-        let out = recon()
-            .args(["healthcheck", "--url", &server.url("/health")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "recon healthcheck failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // The image's HEALTHCHECK command, pointed at this server; a URL
+        // without a path probes /health, a timeout may have a unit.
+        let bare = server.url("/");
+        for url in [server.url("/health"), bare.trim_end_matches('/').to_owned()] {
+            let out = recon()
+                .args(["healthcheck", "--url", &url, "--timeout", "2s"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "recon healthcheck --url {url} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         // As the image runs it, without --url: the port comes from the same
         // environment serve reads, here the image's own PORT overridden by a
         // user's UVICORN_PORT.
