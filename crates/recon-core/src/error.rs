@@ -73,6 +73,20 @@ pub enum InputError {
         /// The file.
         file: String,
     },
+    /// The file has more columns than recon reads
+    /// ([`crate::input::MAX_COLUMNS`]): a ledger or statement has tens.
+    #[error(
+        "{file}: {columns} columns; recon reads files of at most {max} columns (a wrong delimiter \
+         or a header of values can make one line look this wide)"
+    )]
+    TooManyColumns {
+        /// The file.
+        file: String,
+        /// Its columns.
+        columns: usize,
+        /// The most recon reads.
+        max: usize,
+    },
     /// The format could not be told from the file name or media type.
     #[error(
         "{file}: unknown format {hint:?} (expected csv, parquet, arrow, arrow-stream or ndjson{})",

@@ -120,6 +120,12 @@ impl Format {
     }
 }
 
+/// The most columns a file may have: a ledger or a bank statement has tens;
+/// past this the file is refused ([`InputError::TooManyColumns`]) before any
+/// reader allocates for its columns (arrow-csv takes an offset per cell of a
+/// batch, and a batch of a very wide file is read in fewer rows).
+pub const MAX_COLUMNS: usize = 10_000;
+
 /// How to read a file, beyond its format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOptions {

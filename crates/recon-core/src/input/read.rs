@@ -32,6 +32,30 @@ pub(super) fn io_err(file: &str, source: std::io::Error) -> InputError {
     }
 }
 
+/// Cells (rows x columns) in one batch at most: a reader holds a few such
+/// batches (and arrow-csv an offset per cell), so a very wide file is read
+/// in fewer rows at a time rather than in a batch of gigabytes.
+const BATCH_CELLS: usize = 1 << 22;
+
+/// The rows a batch of `columns` columns takes: `requested`, fewer for a
+/// file wider than `BATCH_CELLS / requested` columns, at least one.
+fn batch_rows(requested: usize, columns: usize) -> usize {
+    requested.min(BATCH_CELLS / columns.max(1)).max(1)
+}
+
+/// Refuses a file wider than [`super::MAX_COLUMNS`] before any reader
+/// allocates for its columns.
+fn check_width(source: &str, columns: usize) -> Result<(), InputError> {
+    if columns > super::MAX_COLUMNS {
+        return Err(InputError::TooManyColumns {
+            file: source.to_owned(),
+            columns,
+            max: super::MAX_COLUMNS,
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn format_err(file: &str, e: impl std::fmt::Display) -> InputError {
     InputError::Format {
         file: file.to_owned(),
@@ -347,6 +371,7 @@ fn open_csv(
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
+    check_width(&source, inferred.fields().len())?;
     let fields: Vec<Field> = inferred
         .fields()
         .iter()
@@ -405,7 +430,7 @@ fn csv_batches(
     let mut builder = arrow_csv::ReaderBuilder::new(schema.clone())
         .with_header(opts.has_header)
         .with_delimiter(opts.delimiter)
-        .with_batch_size(opts.batch_size);
+        .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()));
     if let Some(columns) = projection {
         builder = builder.with_projection(columns);
     }
@@ -942,7 +967,7 @@ impl Reopen {
                 );
                 let reader = builder
                     .with_projection(mask)
-                    .with_batch_size(self.batch_size)
+                    .with_batch_size(batch_rows(self.batch_size, columns.len()))
                     .build()
                     .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&arrow_array::RecordBatchReader::schema(&reader));
@@ -963,8 +988,9 @@ fn open_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Opened
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format_err(&source, e))?;
     let schema = builder.schema().clone();
+    check_width(&source, schema.fields().len())?;
     let reader = builder
-        .with_batch_size(opts.batch_size)
+        .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build()
         .map_err(|e| format_err(&source, e))?;
     Ok(rows_from_one(source, &schema, reader))
@@ -1026,6 +1052,7 @@ fn open_arrow_file(
         .map_err(|e| format_err(&source, e))?;
     let schema = reader.schema();
     let (source, first_line) = stored_origin(&schema, source, opts);
+    check_width(&source, schema.fields().len())?;
     // Written in the footer by a streaming conversion, in the schema by older files.
     let line_fixes = reader
         .custom_metadata()
@@ -1057,6 +1084,7 @@ fn open_arrow_stream(mut file: File, source: String) -> Result<Opened, InputErro
     let reader = arrow_ipc::reader::StreamReader::try_new_buffered(file, None)
         .map_err(|e| format_err(&source, format!("not a readable Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
+    check_width(&source, schema.fields().len())?;
     Ok(rows_from_one(source, &schema, reader))
 }
 
@@ -1097,6 +1125,7 @@ fn open_ndjson(
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
+    check_width(&source, inferred.fields().len())?;
     // Values are decoded as text, but for nested ones (arrays, objects),
     // which keep their inferred type: cast to text afterwards where Arrow can
     // (an array of plain values), else read as null like any column without a
@@ -1132,7 +1161,7 @@ fn open_ndjson(
         .map_err(|e| io_err(&source, e))?;
     let json = arrow_json::ReaderBuilder::new(schema.clone())
         .with_coerce_primitive(true)
-        .with_batch_size(opts.batch_size)
+        .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
     let opened = rows_from_one(source.clone(), &schema, json);

@@ -733,6 +733,42 @@ fn a_mapped_name_matching_two_columns_is_refused() {
     assert_eq!(amounts(&side), [500]);
 }
 
+/// A very wide file is read a few rows at a time (a batch's memory grows with
+/// its cells), and one wider than `MAX_COLUMNS` is refused before any reader
+/// allocates for it: never a process aborted by an allocation of gigabytes.
+#[test]
+fn wide_files_load_in_narrow_batches_and_too_wide_ones_are_refused() {
+    let map = "id = \"c0\"\namount = \"c1\"\ncurrency_value = \"USD\"";
+    let wide = |columns: usize| {
+        let row = |f: &dyn Fn(usize) -> String| (0..columns).map(f).collect::<Vec<_>>().join(",");
+        let mut text = row(&|i| format!("c{i}"));
+        for r in 0..3 {
+            text.push('\n');
+            text.push_str(&row(&|i| {
+                if i == 0 {
+                    format!("r{r}")
+                } else {
+                    "1.00".to_owned()
+                }
+            }));
+        }
+        text.push('\n');
+        text
+    };
+    let side = load("wide.csv", wide(5_000).as_bytes(), map).unwrap();
+    assert_eq!(ids(&side), ["r0", "r1", "r2"]);
+    assert_eq!(side.line, [2, 3, 4]);
+    let columns = recon_core::input::MAX_COLUMNS + 1;
+    let err = load("wider.csv", wide(columns).as_bytes(), map).unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "wider.csv: {columns} columns; recon reads files of at most {} columns",
+            recon_core::input::MAX_COLUMNS
+        )),
+        "{err}"
+    );
+}
+
 /// A directory given as a side's file is named as one, not as a file of an
 /// unknown format.
 #[test]
