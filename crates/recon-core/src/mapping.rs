@@ -515,7 +515,7 @@ impl SideMapping {
     ///
     /// # Errors
     /// [`MappingError::CsvOptionWithoutCsv`] naming the first changed key.
-    pub(crate) fn check_csv_options(&self, format: Format) -> Result<(), MappingError> {
+    pub fn check_csv_options(&self, format: Format) -> Result<(), MappingError> {
         if format == Format::Csv {
             return Ok(());
         }

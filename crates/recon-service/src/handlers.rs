@@ -439,6 +439,7 @@ impl App {
         let mut left: Option<DatasetMeta> = None;
         let mut right: Option<DatasetMeta> = None;
         let mut rules: Option<String> = None;
+        let mut parsed: Option<recon_core::rules::Rules> = None;
         let io = |e: std::io::Error| ApiError::from_body_io(&e, limit);
         let stored = |m: &Option<DatasetMeta>| m.as_ref().map(|d| d.id.clone());
         let outcome = (|| {
@@ -459,17 +460,43 @@ impl App {
                     return Err(given_twice("part", name));
                 }
                 if name == "rules" {
-                    rules = Some(upload::read_small_part(&mut mp, MAX_FIELD).map_err(io)?);
+                    let text = upload::read_small_part(&mut mp, MAX_FIELD).map_err(io)?;
+                    // Read now, so the files after it are read as it says;
+                    // invalid rules are refused when the job is submitted.
+                    parsed = crate::reconcile::parse_rules(&text).ok();
+                    rules = Some(text);
                     continue;
                 }
-                let opts = UploadOptions {
+                // The rules' reading keys for this side, when the rules came
+                // first (as `recon match` reads the files); else the defaults,
+                // and a rules part that disagrees is refused at submission.
+                let mapping = parsed.as_ref().map(|r| {
+                    r.mapping(if name == "left" {
+                        SideName::Left
+                    } else {
+                        SideName::Right
+                    })
+                });
+                let mut opts = UploadOptions {
                     name: part.filename.clone().or_else(|| Some(name.to_owned())),
                     source: Some(
                         (part.filename.clone()).unwrap_or_else(|| format!("part {name:?}")),
                     ),
                     ..UploadOptions::default()
                 };
-                let meta = self.store.create(&mut mp, part_format(&part)?, &opts)?;
+                let format = match mapping {
+                    Some(m) => {
+                        opts.delimiter = recon_core::mapping::delimiter_byte(m.delimiter)
+                            .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
+                        opts.has_header = m.has_header;
+                        match m.format {
+                            Some(f) => f,
+                            None => part_format(&part)?,
+                        }
+                    }
+                    None => part_format(&part)?,
+                };
+                let meta = self.store.create(&mut mp, format, &opts)?;
                 if name == "left" {
                     left = Some(meta);
                 } else {

@@ -697,6 +697,8 @@ impl Jobs {
         // are checked by the job, which reads every row.
         for (side, meta) in [SideName::Left, SideName::Right].into_iter().zip(&metas) {
             let (name, id) = (side.as_str(), &meta.id);
+            meta.check_read_options(parsed.mapping(side))
+                .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
             self.store
                 .check_columns(meta, parsed.mapping(side))
                 .map_err(|e| match e {

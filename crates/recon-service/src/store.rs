@@ -65,6 +65,62 @@ pub struct DatasetMeta {
     /// when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable_columns: Vec<String>,
+    /// A CSV upload's delimiter, as it was read (absent for other formats,
+    /// and in datasets stored before recon recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// Whether a CSV upload's first line named its columns (absent as
+    /// `delimiter` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_header: Option<bool>,
+}
+
+impl DatasetMeta {
+    /// Checks that `mapping`'s reading keys (`format`, `delimiter`,
+    /// `has_header`) agree with how the dataset was read when it was stored:
+    /// a stored dataset is not read again, so a key set otherwise would be
+    /// ignored, and the same rules would mean something else to `recon match`.
+    /// Keys left at their defaults always agree.
+    ///
+    /// # Errors
+    /// The message naming the key, both values and what to do.
+    pub fn check_read_options(&self, mapping: &SideMapping) -> Result<(), String> {
+        let redo = "store it read that way (the upload's `delimiter` and `has_header` \
+                    options; in POST /v1/reconcile, send the `rules` part before the files) \
+                    or remove the key";
+        if let Some(f) = mapping.format
+            && f.name() != self.format
+        {
+            return Err(format!(
+                "`format` = \"{}\", but dataset {} was stored from a {} upload: remove the key",
+                f.name(),
+                self.id,
+                self.format
+            ));
+        }
+        let stored: Option<Format> =
+            serde_json::from_value(serde_json::Value::String(self.format.clone())).ok();
+        if let Some(format) = stored.filter(|f| *f != Format::Csv) {
+            return mapping.check_csv_options(format).map_err(|e| e.to_string());
+        }
+        let delimiter = mapping.delimiter.to_string();
+        if delimiter != "," && self.delimiter.as_ref().is_some_and(|d| *d != delimiter) {
+            return Err(format!(
+                "`delimiter` = {delimiter:?}, but dataset {} was read with delimiter {:?} when \
+                 it was stored: {redo}",
+                self.id,
+                self.delimiter.as_deref().unwrap_or(",")
+            ));
+        }
+        if !mapping.has_header && self.has_header == Some(true) {
+            return Err(format!(
+                "`has_header` = false, but dataset {} was read with a header line when it was \
+                 stored: {redo}",
+                self.id
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How to read an upload, beyond its format.
@@ -211,6 +267,8 @@ impl DatasetStore {
             created: durable::creation_rfc3339(),
             stored_bytes: fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
             unreadable_columns: converted.unreadable,
+            delimiter: (format == Format::Csv).then(|| char::from(opts.delimiter).to_string()),
+            has_header: (format == Format::Csv).then_some(opts.has_header),
         };
         let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
         // The build directory is private until renamed, so its files need no

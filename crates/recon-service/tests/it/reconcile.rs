@@ -272,6 +272,87 @@ fn a_bad_value_fails_the_job_naming_line_column_and_value() {
         .expect(409);
 }
 
+/// The rules' reading keys (`delimiter`, `has_header`, `format`) mean what
+/// they mean to `recon match`: a one-shot request whose rules come first
+/// reads its files that way; rules that come after files read otherwise, or
+/// that contradict how a stored dataset was read, are refused naming the key.
+#[test]
+fn the_rules_reading_keys_are_honoured_or_refused() {
+    let t = app();
+    let semi = |csv: &str| csv.replace(',', ";");
+    let rules_semi = RULES
+        .replace("[left]\n", "[left]\ndelimiter = \";\"\n")
+        .replace("[right]\n", "[right]\ndelimiter = \";\"\n");
+    let (left, right) = (semi(LEDGER), semi(BANK));
+    let parts = |rules_first: bool| {
+        let files = [
+            ("left", Some("ledger.csv"), None, left.as_bytes()),
+            ("right", Some("bank.csv"), None, right.as_bytes()),
+        ];
+        let rules = ("rules", None, None, rules_semi.as_bytes());
+        let all: Vec<_> = if rules_first {
+            std::iter::once(rules).chain(files).collect()
+        } else {
+            files.into_iter().chain(std::iter::once(rules)).collect()
+        };
+        crate::multipart("bnd", &all)
+    };
+    let job = t
+        .upload(
+            "/v1/reconcile",
+            "multipart/form-data; boundary=bnd",
+            parts(true),
+        )
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    // Files first: read with commas, so the rules' `;` is refused, and said so.
+    let p = t
+        .upload(
+            "/v1/reconcile",
+            "multipart/form-data; boundary=bnd",
+            parts(false),
+        )
+        .expect(422)
+        .json();
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("[left]: `delimiter` = \";\", but dataset ")
+            && detail.contains("send the `rules` part before the files"),
+        "{p}"
+    );
+    // Stored datasets: read with `;` at upload, the same rules agree; a
+    // header-less reading does not.
+    let stored = |csv: &str| {
+        t.upload("/v1/datasets?delimiter=%3B", "text/csv", csv.to_owned())
+            .expect(201)
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (l, r) = (stored(&left), stored(&right));
+    start(&t, "?wait=30", &l, &r, &rules_semi).expect(200);
+    let no_header = rules_semi.replacen("[right]\n", "[right]\nhas_header = false\n", 1);
+    let p = start(&t, "", &l, &r, &no_header).expect(422).json();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("[right]: `has_header` = false, but dataset "),
+        "{p}"
+    );
+    let parquet = RULES.replacen("[left]\n", "[left]\nformat = \"parquet\"\n", 1);
+    let p = start(&t, "", &l, &r, &parquet).expect(422).json();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`format` = \"parquet\""),
+        "{p}"
+    );
+}
+
 #[test]
 fn one_shot_reconcile_stores_inputs_and_answers_with_the_summary() {
     let t = app();
