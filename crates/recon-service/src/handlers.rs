@@ -115,6 +115,21 @@ impl App {
             )),
             Route::GetDataset => Ok(json_response(StatusCode::OK, &json!(self.store.get(id)?))),
             Route::DeleteDataset => {
+                // An accepted job that has not read its data yet would fail
+                // for want of it: the dataset stays until the job has ended.
+                if let Some(job) = self
+                    .jobs
+                    .list()
+                    .into_iter()
+                    .find(|j| !j.state.is_terminal() && (j.left == id || j.right == id))
+                {
+                    return Err(ApiError::Conflict(format!(
+                        "dataset {id:?} is used by reconciliation {:?}, which is {}: delete \
+                         the dataset once the job has ended",
+                        job.id,
+                        job.state.as_str()
+                    )));
+                }
                 self.store.delete(id)?;
                 let mut res = Response::new(ResponseBody::Empty);
                 *res.status_mut() = StatusCode::NO_CONTENT;

@@ -155,7 +155,7 @@ fn operations(version: &str) -> Value {
                 "get": {"summary": "One dataset", "security": [{"bearer": []}],
                     "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("the dataset", dataset), "404": problem("unknown id")}},
                 "delete": {"summary": "Delete a dataset", "security": [{"bearer": []}],
-                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "204": {"description": "deleted"}, "404": problem("unknown id")}}
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "204": {"description": "deleted"}, "404": problem("unknown id"), "409": problem("a queued or running reconciliation names the dataset")}}
             },
             "/v1/reconciliations": {
                 "post": {"summary": "Start a reconciliation of two stored datasets", "security": [{"bearer": []}],

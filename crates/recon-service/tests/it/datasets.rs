@@ -78,13 +78,36 @@ fn csv_upload_is_stored_described_listed_and_deleted() {
     let list = t.get("/v1/datasets").expect(200).json();
     assert_eq!(list["datasets"].as_array().unwrap().len(), 1);
 
-    t.send(
-        Method::DELETE,
-        &format!("/v1/datasets/{id}"),
-        &[],
-        RequestBody::empty(),
-    )
-    .expect(204);
+    // While an accepted job (here another replica's, queued) still needs it,
+    // the dataset cannot be deleted: 409 naming the job.
+    let job = "00000000-0000-4000-8000-000000000001";
+    let job_dir = t.dir.path().join("jobs").join(job);
+    std::fs::create_dir_all(&job_dir).unwrap();
+    let mut rec = serde_json::json!({
+        "id": job, "state": "queued", "left": id, "right": "r", "rules_sha256": "",
+        "progress": {"done": 0, "total": 0}, "created": "2026-01-01T00:00:00Z",
+        "owner": {"host": "elsewhere.invalid", "pid": 1, "instance": "0".repeat(32)},
+    });
+    std::fs::write(job_dir.join("job.json"), rec.to_string()).unwrap();
+    let delete = || {
+        t.send(
+            Method::DELETE,
+            &format!("/v1/datasets/{id}"),
+            &[],
+            RequestBody::empty(),
+        )
+    };
+    let p = delete().expect(409).json();
+    assert!(
+        p["detail"].as_str().unwrap().contains(&format!(
+            "is used by reconciliation \"{job}\", which is queued"
+        )),
+        "{p}"
+    );
+    rec["state"] = "failed".into();
+    std::fs::write(job_dir.join("job.json"), rec.to_string()).unwrap();
+
+    delete().expect(204);
     t.get(&format!("/v1/datasets/{id}")).expect(404);
     t.send(
         Method::DELETE,
