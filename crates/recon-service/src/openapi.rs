@@ -56,9 +56,11 @@ fn operations(version: &str) -> Value {
             "application/vnd.apache.arrow.stream": {"schema": {"type": "string"}},
             "application/vnd.apache.arrow.file": {"schema": {"type": "string"}},
             "application/x-ndjson": {"schema": {"type": "string"}},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "contentMediaType": "application/octet-stream"},
-                "name": {"type": "string"}
+            "multipart/form-data": {"schema": {"type": "object", "description": "the option fields first, then one file part (any field name, with a filename)", "properties": {
+                "name": {"type": "string"},
+                "delimiter": {"type": "string", "description": "one ASCII character, or `tab`"},
+                "has_header": {"type": "boolean"},
+                "file": {"type": "string", "contentMediaType": "application/octet-stream"}
             }, "required": ["file"]}}
         }
     });
@@ -77,7 +79,8 @@ fn operations(version: &str) -> Value {
                     "status": {"type": "integer"}, "detail": {"type": "string"}
                 }},
                 "Dataset": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "name": {"type": "string"}, "format": {"type": "string"},
+                    "id": {"type": "string"}, "name": {"type": "string"},
+                    "format": {"type": "string", "enum": ["csv", "parquet", "arrow", "arrow-stream", "ndjson"]},
                     "rows": {"type": "integer"}, "columns": {"type": "array", "items": {"type": "string"}},
                     "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
                     "stored_bytes": {"type": "integer"},
@@ -91,8 +94,11 @@ fn operations(version: &str) -> Value {
                     "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
                     "left": {"type": "string"}, "right": {"type": "string"}, "rules_sha256": {"type": "string"},
                     "progress": {"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}}},
-                    "error": {"type": "string"}, "created": {"type": "string"}, "started": {"type": "string"},
-                    "finished": {"type": "string"}, "duration_ms": {"type": "integer"},
+                    "error": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
+                    "started": {"type": "string", "format": "date-time"},
+                    "finished": {"type": "string", "format": "date-time"}, "duration_ms": {"type": "integer"},
+                    "parquet": {"type": "string", "enum": ["pending", "ready", "failed"], "description": "a succeeded job's results.parquet"},
+                    "stages": {"type": "object", "description": "a succeeded job's timings by stage, in milliseconds"},
                     "summary": {"type": "object"}, "links": {"type": "object"}
                 }},
                 "ReconciliationRequest": {"type": "object", "required": ["left", "right", "rules"], "properties": {
@@ -135,7 +141,7 @@ fn operations(version: &str) -> Value {
                     "security": [{"bearer": []}],
                     "parameters": [
                         {"name": "name", "in": "query", "schema": {"type": "string"}},
-                        {"name": "delimiter", "in": "query", "schema": {"type": "string", "maxLength": 1}},
+                        {"name": "delimiter", "in": "query", "schema": {"type": "string"}, "description": "one ASCII character, or `tab`"},
                         {"name": "has_header", "in": "query", "schema": {"type": "boolean"}}
                     ],
                     "requestBody": upload_body,
@@ -165,6 +171,7 @@ fn operations(version: &str) -> Value {
                         "200": ok_json("finished within ?wait", job.clone()),
                         "202": ok_json("queued", job.clone()),
                         "400": problem("bad JSON or wait, or another query parameter"),
+                        "408": problem("body stalled past channel_timeout"),
                         "413": problem("the request at or past 16 MiB (or max_request_body_size if less)"),
                         "415": problem("not application/json, or no Content-Type"),
                         "422": problem("unknown dataset, invalid rules, or a mapped column a dataset lacks")
@@ -175,13 +182,14 @@ fn operations(version: &str) -> Value {
             "/v1/reconcile": {
                 "post": {"summary": "One shot: multipart with files `left`, `right` and field `rules`; answers with the summary and links",
                     "security": [{"bearer": []}],
-                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 300}, "description": "whole seconds to wait for the job to end; anything else is 400"}],
+                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 300, "default": 60}, "description": "whole seconds to wait for the job to end; anything else is 400"}],
                     "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["left", "right", "rules"], "properties": {
                         "left": {"type": "string"}, "right": {"type": "string"}, "rules": {"type": "string"}
                     }}}}},
                     "responses": {
                         "200": ok_json("finished", job.clone()), "202": ok_json("still running", job.clone()),
                         "400": problem("a part missing, unknown or given twice; bad wait, or another query parameter"),
+                        "408": problem("body stalled past channel_timeout"),
                         "413": problem("too large"), "415": problem("not multipart/form-data, or a file part of an unknown format"),
                         "422": problem("malformed content, invalid rules, or a mapped column a file lacks")
                     }}
@@ -195,7 +203,7 @@ fn operations(version: &str) -> Value {
                 "parameters": [id_param()],
                 "get": {"summary": "Result rows, streamed", "security": [{"bearer": []}],
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "comma-separated statuses to keep (repeatable); an empty list is 400"},
+                        {"name": "status", "in": "query", "schema": {"type": "array", "items": {"type": "string", "enum": ["matched", "break", "ambiguous", "unmatched", "duplicate"]}}, "style": "form", "explode": true, "description": "statuses to keep, comma-separated or repeated; an empty list is 400"},
                         {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "json", "parquet"]}}
                     ],
                     "responses": {
