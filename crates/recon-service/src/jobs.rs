@@ -170,20 +170,24 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// The API's view: the record without its owner, with links.
+    /// The API's view: the record without its owner, with links (`results`
+    /// left out for a failed job, which will never have any).
     pub fn to_api_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let Some(obj) = v.as_object_mut() {
             obj.remove("owner");
             let base = format!("/v1/reconciliations/{}", self.id);
-            obj.insert(
-                "links".to_owned(),
-                serde_json::json!({
-                    "self": base,
-                    "results": format!("{base}/results"),
-                    "events": format!("{base}/events"),
-                }),
-            );
+            let mut links = serde_json::json!({
+                "self": base,
+                "results": format!("{base}/results"),
+                "events": format!("{base}/events"),
+            });
+            if self.state == JobState::Failed
+                && let Some(links) = links.as_object_mut()
+            {
+                links.remove("results");
+            }
+            obj.insert("links".to_owned(), links);
         }
         v
     }
@@ -2010,5 +2014,9 @@ date = { before = 0, after = 3 }
                 .unwrap()
                 .ends_with("/results")
         );
+        // A failed job will never have results: no link to them.
+        let v = record(JobState::Failed).to_api_json();
+        assert!(v["links"].get("results").is_none(), "{v}");
+        assert!(v["links"]["events"].is_string(), "{v}");
     }
 }
