@@ -499,18 +499,15 @@ impl App {
                     ),
                     ..UploadOptions::default()
                 };
-                let format = match mapping {
-                    Some(m) => {
-                        opts.delimiter = recon_core::mapping::delimiter_byte(m.delimiter)
-                            .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
-                        opts.has_header = m.has_header;
-                        match m.format {
-                            Some(f) => f,
-                            None => part_format(&part)?,
-                        }
-                    }
-                    None => part_format(&part)?,
-                };
+                // The part's own checks (a content encoding, a type that
+                // names no format) hold whatever the rules say.
+                let mut format = part_format(&part)?;
+                if let Some(m) = mapping {
+                    opts.delimiter = recon_core::mapping::delimiter_byte(m.delimiter)
+                        .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
+                    opts.has_header = m.has_header;
+                    format = m.format.unwrap_or(format);
+                }
                 let meta = self.store.create(&mut mp, format, &opts)?;
                 if name == "left" {
                     left = Some(meta);
