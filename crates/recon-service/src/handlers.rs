@@ -527,11 +527,20 @@ impl App {
             return Err(e);
         }
         let (Some(l), Some(r), Some(rules)) = (&left, &right, &rules) else {
+            let missing: Vec<&str> = [
+                ("`left`", left.is_none()),
+                ("`right`", right.is_none()),
+                ("`rules`", rules.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(part, absent)| absent.then_some(part))
+            .collect();
             cleanup(stored(&left), stored(&right));
-            return Err(ApiError::BadRequest(
-                "the multipart body needs files `left` and `right` and the field `rules`"
-                    .to_owned(),
-            ));
+            return Err(ApiError::BadRequest(format!(
+                "the multipart body has no {}; it needs the files `left` and `right` and the \
+                 field `rules`",
+                missing.join(" or ")
+            )));
         };
         let slot = self.wait_slot(wait);
         let rec = match self.jobs.submit(&l.id, &r.id, rules, slot.wait) {
@@ -558,10 +567,7 @@ impl App {
             }
         };
         if rec.state != JobState::Succeeded {
-            return Err(ApiError::Conflict(format!(
-                "reconciliation {id} is {}; rejects exist once it has succeeded",
-                rec.state.as_str()
-            )));
+            return Err(ApiError::Conflict(unsucceeded(id, &rec, "rejects")));
         }
         let name = crate::reconcile::rejects_file(side);
         let path = dir.join(name);
@@ -587,10 +593,7 @@ impl App {
     fn results(&self, id: &str, query: Option<&str>) -> Result<Response, ApiError> {
         let (rec, dir) = self.jobs.get_with_dir(id)?;
         if rec.state != JobState::Succeeded {
-            return Err(ApiError::Conflict(format!(
-                "reconciliation {id} is {}; results exist once it has succeeded",
-                rec.state.as_str()
-            )));
+            return Err(ApiError::Conflict(unsucceeded(id, &rec, "results")));
         }
         let pairs = upload::query_pairs(query);
         let format = ResultFormat::parse(
@@ -824,8 +827,8 @@ fn part_format(part: &PartHeaders) -> Result<Format, ApiError> {
         (Some(f), _) | (None, Some(f)) => Ok(f),
         (None, None) => Err(ApiError::UnsupportedMediaType(format!(
             "cannot tell the format of part {name:?} (content type {:?}, file name {filename:?}); \
-             give it a format's Content-Type or a file name ending in .csv, .parquet, .arrow, \
-             .arrows or .ndjson",
+             give it a format's Content-Type or a file name ending in .csv (.txt), .parquet \
+             (.pq), .arrow (.feather, .ipc), .arrows or .ndjson (.jsonl)",
             part.content_type.as_deref().unwrap_or(""),
         ))),
     }
@@ -838,6 +841,20 @@ fn upload_options(query: Option<&str>) -> Result<UploadOptions, ApiError> {
         apply_option(&mut opts, &k, &v)?;
     }
     Ok(opts)
+}
+
+/// Why a job has no `what` (results, rejects) yet, or never will.
+fn unsucceeded(id: &str, rec: &JobRecord, what: &str) -> String {
+    match rec.state {
+        JobState::Failed => format!(
+            "reconciliation {id} failed ({}); it has no {what}",
+            rec.error.as_deref().unwrap_or("no error recorded")
+        ),
+        state => format!(
+            "reconciliation {id} is {}; its {what} exist once it has succeeded",
+            state.as_str()
+        ),
+    }
 }
 
 /// Applies one upload option (from the query or a form field). Callers pass
@@ -872,7 +889,7 @@ fn apply_option(opts: &mut UploadOptions, key: &str, value: &str) -> Result<(), 
                 "false" | "0" | "no" => false,
                 _ => {
                     return Err(ApiError::BadRequest(format!(
-                        "has_header must be true or false, not {value:?}"
+                        "has_header must be true or false (or 1 or 0, yes or no), not {value:?}"
                     )));
                 }
             }

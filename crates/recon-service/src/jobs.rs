@@ -594,6 +594,27 @@ impl Drop for EndGuard {
     }
 }
 
+/// Holds [`Local`] once `done` says so or `deadline` has passed, sleeping on
+/// its condvar meanwhile (everything `done` reads is changed with a wake).
+fn wait_until(
+    local: &(Mutex<Local>, Condvar),
+    deadline: Instant,
+    done: impl Fn(&Local) -> bool,
+) -> std::sync::MutexGuard<'_, Local> {
+    let (lock, cvar) = local;
+    let mut l = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let now = Instant::now();
+        if done(&l) || now >= deadline {
+            return l;
+        }
+        l = cvar
+            .wait_timeout(l, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
 /// Tells the waiters something ended (a job, or its Parquet write).
 fn wake(local: &(Mutex<Local>, Condvar)) {
     let (lock, cvar) = local;
@@ -846,18 +867,7 @@ impl Jobs {
     /// A graceful stop calls it once requests are drained, so the Parquet
     /// results of jobs that succeeded just before survive the restart.
     pub fn finish_parquet_writes(&self, deadline: Instant) -> usize {
-        let (lock, cvar) = &*self.local;
-        let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let now = Instant::now();
-            if local.parquet_pending == 0 || now >= deadline {
-                return local.parquet_pending;
-            }
-            local = cvar
-                .wait_timeout(local, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        wait_until(&self.local, deadline, |l| l.parquet_pending == 0).parquet_pending
     }
 
     /// At the start of a stop, once no request is served any more: the job
@@ -876,18 +886,9 @@ impl Jobs {
     /// waits until every job this instance is running has ended (its end
     /// committed), or until `deadline`; returns how many have not.
     pub fn finish_running(&self, deadline: Instant) -> usize {
-        let (lock, cvar) = &*self.local;
-        let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let now = Instant::now();
-            if local.unfinished.is_empty() || now >= deadline {
-                return local.unfinished.len();
-            }
-            local = cvar
-                .wait_timeout(local, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        wait_until(&self.local, deadline, |l| l.unfinished.is_empty())
+            .unfinished
+            .len()
     }
 
     /// At the end of a stop: marks this instance's jobs still `queued` or
@@ -919,19 +920,8 @@ impl Jobs {
     /// ends being committed.
     fn interrupt_own_unfinished_within(&self, commit_wait: Duration) -> Vec<String> {
         let (still_committing, mut unrecorded) = {
-            let (lock, cvar) = &*self.local;
             let deadline = Instant::now() + commit_wait;
-            let mut local = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            loop {
-                let now = Instant::now();
-                if local.committing.is_empty() || now >= deadline {
-                    break;
-                }
-                local = cvar
-                    .wait_timeout(local, deadline - now)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
+            let mut local = wait_until(&self.local, deadline, |l| l.committing.is_empty());
             let unfinished: Vec<String> = local
                 .unfinished
                 .iter()

@@ -268,8 +268,17 @@ fn a_bad_value_fails_the_job_naming_line_column_and_value() {
         "{err}"
     );
     let id = job["id"].as_str().unwrap();
-    t.get(&format!("/v1/reconciliations/{id}/results"))
-        .expect(409);
+    let p = t
+        .get(&format!("/v1/reconciliations/{id}/results"))
+        .expect(409)
+        .json();
+    // It failed: the answer says so, with why, not "once it has succeeded".
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("reconciliation {id} failed (")) && detail.contains("12x.00"),
+        "{p}"
+    );
+    assert!(job["links"].get("results").is_none(), "{job}");
 }
 
 /// The rules' reading keys (`delimiter`, `has_header`, `format`) mean what
@@ -385,10 +394,20 @@ fn one_shot_reconcile_stores_inputs_and_answers_with_the_summary() {
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"ledger.csv".to_owned()) && names.contains(&"bank.csv".to_owned()));
 
-    // Missing rules: 400, and the files it stored are removed again.
+    // Missing rules: 400 naming what is missing, and the files it stored
+    // are removed again.
     let body = crate::multipart("bnd", &[("left", Some("l.csv"), None, LEDGER.as_bytes())]);
-    t.upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
-        .expect(400);
+    let p = t
+        .upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+        .expect(400)
+        .json();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the multipart body has no `right` or `rules`"),
+        "{p}"
+    );
     t.upload("/v1/reconcile", "text/csv", LEDGER).expect(415);
     assert_eq!(
         t.get("/v1/datasets").json()["datasets"]
