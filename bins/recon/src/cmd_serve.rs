@@ -348,7 +348,7 @@ pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<Strin
     };
     Err(ConfigError::Invalid {
         origin,
-        value: given.clone(),
+        value: given,
         expected: format!("a log filter such as info, warn or recon=debug: {why}"),
     })
 }

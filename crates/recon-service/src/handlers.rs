@@ -117,12 +117,7 @@ impl App {
             Route::DeleteDataset => {
                 // An accepted job that has not read its data yet would fail
                 // for want of it: the dataset stays until the job has ended.
-                if let Some(job) = self
-                    .jobs
-                    .list()
-                    .into_iter()
-                    .find(|j| !j.state.is_terminal() && (j.left == id || j.right == id))
-                {
+                if let Some(job) = self.jobs.unfinished_naming(id) {
                     return Err(ApiError::Conflict(format!(
                         "dataset {id:?} is used by reconciliation {:?}, which is {}: delete \
                          the dataset once the job has ended",

@@ -1013,6 +1013,14 @@ impl Jobs {
         out
     }
 
+    /// A queued or running job (as [`Jobs::list`] sees it) that names
+    /// dataset `id` on either side, if any.
+    pub fn unfinished_naming(&self, id: &str) -> Option<JobRecord> {
+        self.settled_records()
+            .into_iter()
+            .find(|j| !j.state.is_terminal() && (j.left == id || j.right == id))
+    }
+
     /// Jobs by state, as [`Jobs::list`] sees them.
     pub fn counts(&self) -> JobCounts {
         let mut c = JobCounts::default();
@@ -1397,8 +1405,6 @@ fn run(
         for (status, n) in &records {
             metrics::counter!("recon_records_total", "status" => status.clone()).increment(*n);
         }
-    }
-    if rec.state == JobState::Succeeded {
         tracing::info!(
             ms = rec.duration_ms,
             stages = ?rec.stages,

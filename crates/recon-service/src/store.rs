@@ -88,8 +88,10 @@ impl DatasetMeta {
         let redo = "store it read that way (the upload's `delimiter` and `has_header` \
                     options; in POST /v1/reconcile, send the `rules` part before the files) \
                     or remove the key";
+        let stored: Option<Format> =
+            serde_json::from_value(serde_json::Value::String(self.format.clone())).ok();
         if let Some(f) = mapping.format
-            && f.name() != self.format
+            && Some(f) != stored
         {
             return Err(format!(
                 "`format` = \"{}\", but dataset {} was stored from a {} upload: remove the key",
@@ -98,25 +100,29 @@ impl DatasetMeta {
                 self.format
             ));
         }
-        let stored: Option<Format> =
-            serde_json::from_value(serde_json::Value::String(self.format.clone())).ok();
         if let Some(format) = stored.filter(|f| *f != Format::Csv) {
             return mapping.check_csv_options(format).map_err(|e| e.to_string());
         }
+        // A key at its default agrees with any upload; one set otherwise must
+        // be what the upload was read with.
+        let defaults = SideMapping::default();
         let delimiter = mapping.delimiter.to_string();
-        if delimiter != "," && self.delimiter.as_ref().is_some_and(|d| *d != delimiter) {
+        if mapping.delimiter != defaults.delimiter
+            && self.delimiter.as_ref().is_some_and(|d| *d != delimiter)
+        {
             return Err(format!(
                 "`delimiter` = {delimiter:?}, but dataset {} was read with delimiter {:?} when \
                  it was stored: {redo}",
                 self.id,
-                self.delimiter.as_deref().unwrap_or(",")
+                self.delimiter.as_deref().unwrap_or_default()
             ));
         }
-        if !mapping.has_header && self.has_header == Some(true) {
+        if mapping.has_header != defaults.has_header && self.has_header == Some(defaults.has_header)
+        {
             return Err(format!(
-                "`has_header` = false, but dataset {} was read with a header line when it was \
+                "`has_header` = {}, but dataset {} was read with a header line when it was \
                  stored: {redo}",
-                self.id
+                mapping.has_header, self.id
             ));
         }
         Ok(())

@@ -185,7 +185,8 @@ async fn accept_loop(
             max_len: settings.max_request_body_size,
         },
         send_bytes: settings.send_bytes.get(),
-        max_head: settings.max_request_header_size,
+        max_head: (settings.max_request_header_size < MIN_BUF_SIZE)
+            .then_some(settings.max_request_header_size),
     });
     let connections = Arc::new(Semaphore::new(settings.connection_limit.get()));
     let builder = builder(config);

@@ -22,9 +22,11 @@ pub(crate) struct Shared {
     pub(crate) server_header: Option<HeaderValue>,
     pub(crate) limits: PumpLimits,
     pub(crate) send_bytes: usize,
-    /// `max_request_header_size`: hyper's read buffer cannot be smaller
-    /// than 8 KiB, so a smaller limit is checked here (see [`head_len`]).
-    pub(crate) max_head: usize,
+    /// A `max_request_header_size` below hyper's smallest read buffer (8
+    /// KiB), checked here (see [`head_len`]); `None` when hyper's buffer is
+    /// the limit itself, which refuses every head past it first (a head's
+    /// `head_len` is never more than the bytes the client sent).
+    pub(crate) max_head: Option<usize>,
 }
 
 /// Serves one request; never fails (errors are responses).
@@ -130,7 +132,7 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
     let app = &shared.app;
     // hyper answers a head past its buffer (8 KiB at least) with a bare 431;
     // a smaller `max_request_header_size` is enforced here, as a problem.
-    if head_len(&req) > shared.max_head {
+    if shared.max_head.is_some_and(|max| head_len(&req) > max) {
         return refuse_framing(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             problem::HEAD_TOO_LARGE,
