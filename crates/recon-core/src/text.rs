@@ -202,7 +202,12 @@ const SHORT: usize = 64;
 
 /// Jaro similarity of two byte strings of at most [`SHORT`] bytes: the same
 /// matching window, first-free-match rule, transposition count and
-/// arithmetic (in the same order) as `strsim::generic_jaro`.
+/// arithmetic (in the same order) as `strsim::generic_jaro`, with `b`'s
+/// positions as bits of one word. Each byte value gets the positions in `b`
+/// holding it, so `a[i]`'s first free match in its window is the lowest bit
+/// of `positions[a[i]] & window & !taken`: one step a byte of `a` where
+/// strsim scans the window byte by byte (a name pass scores every candidate
+/// pair, and the scan's early exits were its mispredicted branches).
 fn jaro_short(a: &[u8], b: &[u8]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
@@ -210,31 +215,43 @@ fn jaro_short(a: &[u8], b: &[u8]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
+    debug_assert!(a.len() <= SHORT && b.len() <= SHORT);
     let range = (a.len().max(b.len()) / 2).saturating_sub(1);
-    let mut a_flags = [false; SHORT];
-    let mut b_flags = [false; SHORT];
-    let mut matches = 0usize;
+    // Bits `0..n` set (`n` up to 64).
+    let low = |n: usize| u64::MAX.checked_shr(64 - n as u32).unwrap_or(0);
+    let mut positions = [0u64; 256];
+    for (j, &y) in b.iter().enumerate() {
+        positions[usize::from(y)] |= 1 << j;
+    }
+    let (mut a_taken, mut b_taken) = (0u64, 0u64);
     for (i, &x) in a.iter().enumerate() {
         let lo = i.saturating_sub(range);
         let hi = b.len().min(i + range + 1);
-        for j in lo..hi {
-            if !b_flags[j] && b[j] == x {
-                a_flags[i] = true;
-                b_flags[j] = true;
-                matches += 1;
-                break;
-            }
+        if lo >= hi {
+            // Past `b`'s end: no later byte of `a` has a window either.
+            break;
+        }
+        let window = low(hi) & !low(lo);
+        let free = positions[usize::from(x)] & window & !b_taken;
+        if free != 0 {
+            // The lowest set bit: the window's first free match.
+            b_taken |= free & free.wrapping_neg();
+            a_taken |= 1 << i;
         }
     }
+    let matches = a_taken.count_ones() as usize;
     if matches == 0 {
         return 0.0;
     }
+    // The k-th matched byte of `a` against the k-th matched byte of `b`.
     let mut transpositions = 0usize;
-    let mut matched_b = b.iter().zip(&b_flags).filter(|(_, f)| **f).map(|(y, _)| *y);
-    for (x, _) in a.iter().zip(&a_flags).filter(|(_, f)| **f) {
-        if matched_b.next().is_some_and(|y| y != *x) {
+    while a_taken != 0 {
+        let (i, j) = (a_taken.trailing_zeros(), b_taken.trailing_zeros());
+        if a[i as usize] != b[j as usize] {
             transpositions += 1;
         }
+        a_taken &= a_taken - 1;
+        b_taken &= b_taken - 1;
     }
     transpositions /= 2;
     ((matches as f64 / a.len() as f64)
@@ -384,6 +401,16 @@ mod tests {
         /// are common), and on any strings (which may take strsim's path).
         #[test]
         fn jaro_winkler_equals_strsim_on_ascii(a in "[abcde ]{0,70}", b in "[abcde ]{0,70}") {
+            proptest::prop_assert_eq!(
+                jaro_winkler(&a, &b).to_bits(),
+                strsim::jaro_winkler(&a, &b).to_bits()
+            );
+        }
+
+        /// Lengths at the word's edge: 64 bytes is the last the bit path
+        /// takes, with windows reaching bit 63.
+        #[test]
+        fn jaro_winkler_equals_strsim_at_64_bytes(a in "[ab]{56,66}", b in "[ab]{56,66}") {
             proptest::prop_assert_eq!(
                 jaro_winkler(&a, &b).to_bits(),
                 strsim::jaro_winkler(&a, &b).to_bits()
