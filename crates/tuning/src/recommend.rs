@@ -32,6 +32,9 @@ const GIB: u64 = 1 << 30;
 /// Most threads or workers ever recommended (and accepted by validation).
 pub const MAX_THREADS: usize = 1024;
 
+/// Most connections ever recommended (and accepted by validation).
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// Fewest connections the memory budget may clamp `connection_limit` to.
 const MIN_CONNECTIONS: u64 = 16;
 
@@ -243,7 +246,7 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
             format!("75% of {vcpus} vCPUs, at least 2, at most 4 to save memory"),
         ),
     };
-    let threads_cpu = threads_cpu.min(MAX_THREADS as u64);
+    let (threads_cpu, threads_why) = at_most(threads_cpu, threads_why, MAX_THREADS);
     let threads_cap = (half / s.working_set).max(1);
     let threads = threads_cpu.min(threads_cap);
     let threads_reason = if threads < threads_cpu {
@@ -255,15 +258,16 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
         threads_why
     };
 
-    let workers_cpu = u64::from(resources.vcpus_ceil()).min(MAX_THREADS as u64);
+    let workers_cpu = u64::from(resources.vcpus_ceil());
     let (workers, workers_reason) = match profile {
         Profile::MemoryConstrained => (
             workers_cpu.min(4),
             format!("one tokio worker per vCPU ({vcpus}, rounded up), at most 4"),
         ),
-        _ => (
+        _ => at_most(
             workers_cpu,
             format!("one tokio worker per vCPU ({vcpus}, rounded up)"),
+            MAX_THREADS,
         ),
     };
 
@@ -287,6 +291,7 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
             "125 per vCPU, at most 500 to save memory".to_owned(),
         ),
     };
+    let (conns_cpu, conns_why) = at_most(conns_cpu, conns_why, MAX_CONNECTIONS);
     let per_conn = 2 * s.buffer;
     let conns_cap = (half / per_conn).max(MIN_CONNECTIONS);
     let conns = conns_cpu.min(conns_cap);
@@ -382,6 +387,17 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
             reason: "connection_limit kept within 128..=4096: waiting clients queue here"
                 .to_owned(),
         },
+    }
+}
+
+/// `value` kept to `max` (what validation accepts), the reason saying so
+/// when it was above.
+fn at_most(value: u64, why: String, max: usize) -> (u64, String) {
+    let max = max as u64;
+    if value > max {
+        (max, format!("{why} would be {value}; at most {max}"))
+    } else {
+        (value, why)
     }
 }
 
@@ -528,6 +544,36 @@ mod tests {
         }
         let r = recommend(&Resources::new(2, 4 * GIB), Profile::Balanced);
         assert_eq!(r.backlog.value, backlog_for(r.connection_limit.value));
+    }
+
+    /// The biggest boxes get what validation would accept from a user, and
+    /// the reasons say where a formula was cut short.
+    #[test]
+    fn huge_boxes_stay_within_the_accepted_ranges() {
+        let r = recommend(
+            &Resources::new(10_000, 64 * 1024 * GIB),
+            Profile::HighConcurrency,
+        );
+        assert_eq!(r.connection_limit.value.get(), MAX_CONNECTIONS);
+        assert!(
+            r.connection_limit
+                .reason
+                .contains("would be 2500000; at most 1000000"),
+            "{}",
+            r.connection_limit.reason
+        );
+        assert_eq!(r.threads.value.get(), MAX_THREADS);
+        assert!(
+            r.threads.reason.contains("at most 1024"),
+            "{}",
+            r.threads.reason
+        );
+        assert_eq!(r.workers.value.get(), MAX_THREADS);
+        assert!(
+            r.workers.reason.contains("at most 1024"),
+            "{}",
+            r.workers.reason
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use figment::value::Value;
 
-use crate::recommend::MAX_THREADS;
+use crate::recommend::{MAX_CONNECTIONS, MAX_THREADS};
 use crate::resources::{Profile, parse_vcpus};
 use crate::units::{parse_duration, parse_size};
 
@@ -134,7 +134,7 @@ pub(crate) const SPECS: &[Spec] = &[
         flag: "--connection-limit",
         kind: Kind::Count {
             min: 1,
-            max: 1_000_000,
+            max: MAX_CONNECTIONS as u64,
         },
     },
     Spec {
