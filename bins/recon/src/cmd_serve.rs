@@ -165,6 +165,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    // Before anything opens a file: the data directory's files count too.
+    crate::open_files::ensure_for(loaded.config.server.connection_limit.get());
     let settings: Vec<SettingEntry> = loaded
         .provenance
         .entries()

@@ -10,6 +10,7 @@ mod cmd_healthcheck;
 mod cmd_match;
 mod cmd_serve;
 mod cmd_tune;
+mod open_files;
 mod tune_target;
 
 /// Reconcile financial records, and serve that work over HTTP.

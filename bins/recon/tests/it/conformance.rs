@@ -156,6 +156,58 @@ fn serve_tunes_for_given_resources_and_profile(engine: Engine) {
     assert!(err.contains("--memory"), "{err}");
 }
 
+/// The soft open-file limit of a running process, from `/proc/PID/limits`.
+fn soft_open_files(server: &Server) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+/// A soft open-file limit below `connection_limit` plus 256 for files is
+/// raised as far as needed; a hard limit below that is raised to and warned
+/// about, naming what to change.
+fn open_file_limit_follows_the_connection_limit(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--connection-limit", "1000")
+        .open_files(300, 4096)
+        .start();
+    assert_eq!(soft_open_files(&server), 1256);
+    assert!(
+        server.log().contains("raised the open-file limit"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(get(&server, "/health").0, 200);
+    drop(server);
+
+    let server = Server::builder(engine)
+        .arg("--connection-limit", "1000")
+        .open_files(300, 600)
+        .start();
+    assert_eq!(soft_open_files(&server), 600);
+    let log = server.log();
+    assert!(log.contains("WARN") && log.contains("ulimit -n"), "{log}");
+    drop(server);
+
+    // Enough already: left as it is.
+    let server = Server::builder(engine)
+        .arg("--connection-limit", "10")
+        .open_files(300, 4096)
+        .start();
+    assert_eq!(soft_open_files(&server), 300);
+    assert!(
+        !server.log().contains("open-file limit"),
+        "{}",
+        server.log()
+    );
+}
+
 fn health(engine: Engine) {
     let server = Server::start(engine);
     let res = agent().get(server.url("/health")).call().expect("health");
@@ -1159,6 +1211,7 @@ fn stop_lets_running_jobs_finish(engine: Engine) {
 engines!(
     listening_line,
     serve_tunes_for_given_resources_and_profile,
+    open_file_limit_follows_the_connection_limit,
     health,
     head_health,
     head_on_every_get_route,

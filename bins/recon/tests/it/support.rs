@@ -118,6 +118,8 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     data_dir: Option<Arc<TempDir>>,
     engine_flag: bool,
+    /// The open-file limits (soft, hard) the server starts with.
+    open_files: Option<(u64, u64)>,
 }
 
 impl ServerBuilder {
@@ -138,6 +140,13 @@ impl ServerBuilder {
     /// Sets an environment variable for the server.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the server with these open-file limits (soft, hard), as a
+    /// host's `ulimit -n` would.
+    pub fn open_files(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
         self
     }
 
@@ -181,6 +190,9 @@ impl ServerBuilder {
             .stdout(Stdio::piped())
             .stderr(log);
         die_with_parent(&mut cmd);
+        if let Some(limits) = self.open_files {
+            limit_open_files(&mut cmd, limits);
+        }
         let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = mpsc::channel();
@@ -238,6 +250,25 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Starts the child with open-file limits `(soft, hard)`.
+fn limit_open_files(cmd: &mut Command, (soft, hard): (u64, u64)) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // setrlimit, which is async-signal-safe, on a value on its own stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running `recon serve`; killed when dropped.
 ///
 /// The process also dies when the *thread* that started it ends (its
@@ -261,6 +292,7 @@ impl Server {
             env: Vec::new(),
             data_dir: None,
             engine_flag: true,
+            open_files: None,
         }
     }
 
