@@ -37,6 +37,25 @@ pub enum ValueProblem {
     /// Both the debit and the credit column are empty: the row has no amount.
     #[error("and the credit column are both empty; one of them holds the amount")]
     NoDebitOrCredit,
+    /// A value of a typed column (Parquet, Arrow) that has no text form,
+    /// such as a date outside the calendar.
+    #[error("has no text form: {reason}")]
+    NoText {
+        /// Arrow's reason.
+        reason: String,
+    },
+    /// A float amount that is not surely the decimal it reads as: beyond
+    /// `digits` significant digits a float stands for many decimals.
+    #[error(
+        "is not exactly a decimal: the column is {kind}, which holds decimals exactly only up \
+         to {digits} significant digits; write amounts as decimal or text"
+    )]
+    InexactFloat {
+        /// The column's type: `float64`, `float32` or `float16`.
+        kind: &'static str,
+        /// Significant digits the type holds exactly.
+        digits: u8,
+    },
     /// The amount does not fit the amount range after combining columns.
     /// Kept for callers matching it; loading no longer yields it, since every
     /// parsed amount is within [`crate::money::MAX_MINOR`] and its negation
@@ -76,8 +95,8 @@ pub enum InputError {
     /// The file has more columns than recon reads
     /// ([`crate::input::MAX_COLUMNS`]): a ledger or statement has tens.
     #[error(
-        "{file}: {columns} columns; recon reads files of at most {max} columns (a wrong delimiter \
-         or a header of values can make one line look this wide)"
+        "{file}: {columns} columns; recon reads files of at most {max} columns (in a CSV file, a \
+         wrong delimiter or a header of values can make one line look this wide)"
     )]
     TooManyColumns {
         /// The file.
@@ -149,8 +168,8 @@ pub enum InputError {
     /// column whose name holds another delimiter (`a;b;c` read with `,`), the
     /// message says which delimiter to set.
     #[error(
-        "{file}: column {column:?} not found; available columns: {}{}",
-        Names(.available),
+        "{file}: column {column:?} not found; {}{}",
+        Available(.available),
         DelimiterHint::new(.available, .delimiter)
     )]
     MissingColumn {
@@ -241,6 +260,19 @@ impl fmt::Display for Names<'_> {
             write!(f, "{n:?}")?;
         }
         Ok(())
+    }
+}
+
+/// `available columns: "a", "b"`, or that the file has none.
+struct Available<'a>(&'a [String]);
+
+impl fmt::Display for Available<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("the file has no columns")
+        } else {
+            write!(f, "available columns: {}", Names(self.0))
+        }
     }
 }
 
@@ -362,5 +394,31 @@ fn cut(value: &str) -> (&str, String) {
     match value.char_indices().nth(SHOWN_CHARS) {
         None => (value, String::new()),
         Some((end, _)) => (&value[..end], format!("... ({} bytes in all)", value.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_without_columns_says_so() {
+        let missing = |available: Vec<String>| {
+            InputError::MissingColumn {
+                file: "x.parquet".to_owned(),
+                column: "amount".to_owned(),
+                available,
+                delimiter: None,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            missing(Vec::new()),
+            "x.parquet: column \"amount\" not found; the file has no columns"
+        );
+        assert_eq!(
+            missing(vec!["id".to_owned(), "amt".to_owned()]),
+            "x.parquet: column \"amount\" not found; available columns: \"id\", \"amt\""
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! format, read options or set of roles (a run builds only the roles its rules
 //! read: [`crate::rules::Rules::roles`]).
 
+mod cast;
 mod load;
 mod map;
 mod read;
@@ -202,7 +203,9 @@ impl LineFixes {
         out
     }
 
-    /// Decodes [`LineFixes::encode`]'s text; anything unreadable gives no fixes.
+    /// Decodes [`LineFixes::encode`]'s text; anything unreadable gives no
+    /// fixes, as do rows out of order or a line past any file's (the fixes
+    /// come from a file's metadata, which anyone can write).
     fn decode(text: &str) -> Self {
         let parse = || -> Option<Vec<(u64, u64)>> {
             text.split(';')
@@ -213,7 +216,10 @@ impl LineFixes {
                 })
                 .collect()
         };
-        Self(parse().unwrap_or_default())
+        let fixes = parse().unwrap_or_default();
+        let sane = fixes.windows(2).all(|w| w[0].0 < w[1].0)
+            && fixes.iter().all(|&(_, line)| line <= read::MAX_FIRST_LINE);
+        Self(if sane { fixes } else { Vec::new() })
     }
 }
 
@@ -247,7 +253,9 @@ impl<'a> LineCursor<'a> {
             self.base = fix;
             self.next += 1;
         }
-        self.base.1 + (row - self.base.0)
+        // Both bounded (stored first lines and fixes are checked when read),
+        // yet never allowed to wrap.
+        self.base.1.saturating_add(row.saturating_sub(self.base.0))
     }
 }
 

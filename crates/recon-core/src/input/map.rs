@@ -8,6 +8,7 @@ use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
 use rayon::prelude::*;
 
+use super::cast::{ValueKind, significant_digits};
 use super::read::{format_err, unreadable_type};
 use super::{LineCursor, LineFixes};
 use crate::date::DateFormat;
@@ -42,6 +43,11 @@ pub(super) struct Plan<'a> {
     currency: CurrencyCol,
     date: Option<usize>,
     date_format: DateFormat,
+    /// The date column was a date or timestamp: its text starts with the ISO
+    /// date, read with this format whatever `date_format` says.
+    typed_date: Option<DateFormat>,
+    /// What each column was before it became text ([`ValueKind`]).
+    kinds: Vec<Option<ValueKind>>,
     pub(super) reference: Option<usize>,
     pub(super) counterparty: Option<usize>,
     pub(super) description: Option<usize>,
@@ -52,6 +58,11 @@ pub(super) struct Plan<'a> {
     credit_values: &'a [String],
     on_error: OnError,
 }
+
+/// How a date or timestamp column's text starts (arrow-cast's form).
+const ISO_DATE: &str = "%Y-%m-%d";
+/// The length of [`ISO_DATE`]'s text.
+const ISO_DATE_LEN: usize = "2026-03-01".len();
 
 /// A refused value: which column, the text, and why.
 struct Fault {
@@ -159,6 +170,20 @@ impl<'a> Plan<'a> {
         }
         let id = opt(&mapping.id)?;
         let date = opt(&mapping.date)?;
+        let kinds: Vec<Option<ValueKind>> = schema
+            .fields()
+            .iter()
+            .map(|f| ValueKind::of_field(f))
+            .collect();
+        let typed_date = match date.and_then(|c| kinds[c]) {
+            Some(ValueKind::Temporal) => Some(DateFormat::parse(ISO_DATE).map_err(|e| {
+                mapping_err(MappingError::DateFormat {
+                    format: ISO_DATE.to_owned(),
+                    reason: e.to_string(),
+                })
+            })?),
+            _ => None,
+        };
         // Found (or refused) first, then dropped when the role is not loaded.
         let text = |column: &Option<String>, role: Role| -> Result<Option<usize>, InputError> {
             Ok(opt(column)?.filter(|_| roles.contains(role)))
@@ -179,6 +204,8 @@ impl<'a> Plan<'a> {
             currency,
             date,
             date_format,
+            typed_date,
+            kinds,
             reference,
             counterparty,
             description,
@@ -244,6 +271,7 @@ impl<'a> Plan<'a> {
             self.currency = CurrencyCol::Column(at(c));
         }
         self.names = columns.iter().map(|&c| self.names[c]).collect();
+        self.kinds = columns.iter().map(|&c| self.kinds[c]).collect();
     }
 
     /// Parses one batch whose first row is table row `first_row`: its typed values,
@@ -347,10 +375,22 @@ impl<'a> Plan<'a> {
             CurrencyCol::Column(c) => Currency::parse(text(c))
                 .ok_or_else(|| Fault::new(c, text(c), ValueProblem::Currency))?,
         };
-        let amount = match self.amount {
-            AmountCols::Signed(c) => {
-                parse_amount(text(c), currency).map_err(|e| Fault::new(c, text(c), e))?
+        // A float column's value is taken only where it is surely the
+        // decimal its text shows.
+        let parse = |c: usize, t: &str| -> Result<i64, Fault> {
+            if let Some(ValueKind::Float { name, digits }) = self.kinds[c]
+                && significant_digits(t) > usize::from(digits)
+            {
+                return Err(Fault::new(
+                    c,
+                    t,
+                    ValueProblem::InexactFloat { kind: name, digits },
+                ));
             }
+            parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))
+        };
+        let amount = match self.amount {
+            AmountCols::Signed(c) => parse(c, text(c))?,
             AmountCols::DebitCredit { debit, credit } => {
                 let part = |c: usize| -> Result<Option<i64>, Fault> {
                     let t = text(c);
@@ -358,8 +398,7 @@ impl<'a> Plan<'a> {
                         return Ok(None);
                     }
                     // Within ±MAX_MINOR (`parse_amount`): `abs` cannot overflow.
-                    let v = parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))?;
-                    Ok(Some(v.abs()))
+                    Ok(Some(parse(c, t)?.abs()))
                 };
                 match (part(debit)?, part(credit)?) {
                     (None, None) => {
@@ -376,9 +415,7 @@ impl<'a> Plan<'a> {
             AmountCols::Directed { amount, direction } => {
                 let t = text(amount);
                 // Within ±MAX_MINOR (`parse_amount`): `abs` cannot overflow.
-                let v = parse_amount(t, currency)
-                    .map_err(|e| Fault::new(amount, t, e))?
-                    .abs();
+                let v = parse(amount, t)?.abs();
                 // Trimmed once per row (a trimmed name trims in O(1)).
                 let d = text(direction).trim();
                 let is = |values: &[String]| values.iter().any(|x| same_name(x, d));
@@ -410,10 +447,12 @@ impl<'a> Plan<'a> {
                     Some((seen, day)) if seen == t => Some(day),
                     _ if trim(t).is_empty() => None,
                     _ => {
-                        let day = self
-                            .date_format
-                            .parse_days(t)
-                            .map_err(|e| Fault::new(c, t, e))?;
+                        let day = match &self.typed_date {
+                            // `2026-03-01`, `2026-03-01T09:30:00+01:00`: the date.
+                            Some(iso) => iso.parse_days(t.get(..ISO_DATE_LEN).unwrap_or(t)),
+                            None => self.date_format.parse_days(t),
+                        }
+                        .map_err(|e| Fault::new(c, t, e))?;
                         *last_date = Some((t, day));
                         Some(day)
                     }

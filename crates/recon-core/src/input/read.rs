@@ -10,17 +10,19 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use sha2::{Digest, Sha256};
 
+use super::cast::{self, CellProblem, META_KIND, ValueKind};
 use super::{
     BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE,
     META_UNREADABLE, ReadOptions, source_name,
 };
-use crate::error::{InputError, NotUtf8Field};
+use crate::error::{InputError, NotUtf8Field, ValueProblem};
 
 /// Text batches, one at a time, in file order.
 pub(super) type TextBatches = Box<dyn Iterator<Item = Result<RecordBatch, InputError>> + Send>;
@@ -81,6 +83,8 @@ pub(super) struct Opened {
     /// For Parquet and Arrow IPC files: how to open the file again reading
     /// only some columns.
     reopen: Option<Reopen>,
+    /// For a reader that decodes every column: the columns to convert.
+    wanted: Option<Wanted>,
     batches: TextBatches,
 }
 
@@ -179,6 +183,10 @@ impl Opened {
             return Ok(true);
         }
         let Some(scan) = &mut self.scan else {
+            // Every column is still decoded; only these become text.
+            if let Some(wanted) = &self.wanted {
+                let _ = wanted.set(columns.to_vec());
+            }
             return Ok(false);
         };
         let mut file = File::open(&scan.path).map_err(|e| io_err(&self.source, e))?;
@@ -414,6 +422,7 @@ fn open_csv(
         bytes: 0,
         scan: Some(scan),
         reopen: None,
+        wanted: None,
         batches,
     })
 }
@@ -659,7 +668,7 @@ fn invalid_field(path: &Path, skip: u64, delimiter: u8, line: u64) -> Option<(us
 
 /// `bytes` as text: valid runs escaped as in a Rust string, each byte that
 /// is not UTF-8 as `\xNN`.
-fn escape_invalid(bytes: &[u8]) -> String {
+pub(super) fn escape_invalid(bytes: &[u8]) -> String {
     let mut text = String::new();
     for chunk in bytes.utf8_chunks() {
         text.extend(chunk.valid().escape_debug());
@@ -870,21 +879,24 @@ struct Scan {
 }
 
 /// The all-text schema of `schema`: same names, every field `Utf8`, no metadata
-/// but the [`META_UNREADABLE`] mark of a field whose values have no text form.
+/// but the [`META_UNREADABLE`] mark of a field whose values have no text form
+/// and the [`META_KIND`] mark of a float, date or timestamp field (kept from a
+/// stored file's text field, or the field's own type).
 fn text_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
             .map(|f| {
-                let text = Field::new(f.name(), DataType::Utf8, true);
-                match unreadable_type(f) {
-                    Some(t) => text.with_metadata(std::collections::HashMap::from([(
-                        META_UNREADABLE.to_owned(),
-                        t,
-                    )])),
-                    None => text,
+                let mut metadata = std::collections::HashMap::new();
+                if let Some(t) = unreadable_type(f) {
+                    metadata.insert(META_UNREADABLE.to_owned(), t);
+                } else if let Some(kind) =
+                    ValueKind::of_field(f).or_else(|| ValueKind::of(f.data_type()))
+                {
+                    metadata.insert(META_KIND.to_owned(), kind.name().to_owned());
                 }
+                Field::new(f.name(), DataType::Utf8, true).with_metadata(metadata)
             })
             .collect::<Vec<_>>(),
     ))
@@ -903,51 +915,92 @@ pub(super) fn unreadable_type(field: &Field) -> Option<String> {
         .then(|| field.data_type().to_string())
 }
 
-/// Casts every column of each batch to `Utf8` (keeping names) so mapping only ever
-/// sees text; a column [`text_schema`] marks unreadable becomes all null.
+/// Makes every column of each batch `Utf8` (keeping names) so mapping only
+/// ever sees text ([`cast::column_text`]); a column [`text_schema`] marks
+/// unreadable, or one `wanted` leaves out, becomes all null. Rows are
+/// numbered from `first_line` for the messages of values without text.
 fn to_text(
     source: String,
     schema: SchemaRef,
+    first_line: u64,
+    wanted: Wanted,
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> TextBatches {
+    let mut rows = 0u64;
     Box::new(batches.map(move |batch| {
         let batch = batch.map_err(|e| format_err(&source, e))?;
+        let first_row = rows;
+        rows += batch.num_rows() as u64;
+        let wanted = wanted.get();
         let columns = batch
             .columns()
             .iter()
             .zip(schema.fields())
-            .map(|(c, field)| {
-                if field.metadata().contains_key(META_UNREADABLE) {
-                    Ok(arrow_array::new_null_array(&DataType::Utf8, c.len()))
-                } else if c.data_type() == &DataType::Utf8 {
-                    Ok(c.clone())
-                } else {
-                    arrow_cast::cast(c, &DataType::Utf8)
-                        .map_err(|e| format_err(&source, format!("column {:?}: {e}", field.name())))
+            .enumerate()
+            .map(|(i, (c, field))| {
+                let unread = wanted.is_some_and(|w| w.binary_search(&i).is_err());
+                if unread || field.metadata().contains_key(META_UNREADABLE) {
+                    return Ok(arrow_array::new_null_array(&DataType::Utf8, c.len()));
                 }
+                cast::column_text(c).map_err(|bad| {
+                    let line = first_line.saturating_add(first_row + bad.row as u64);
+                    let column = field.name().clone();
+                    match bad.problem {
+                        CellProblem::NotUtf8 => InputError::InvalidUtf8 {
+                            file: source.clone(),
+                            line,
+                            field: Some(NotUtf8Field {
+                                column,
+                                value: bad.value,
+                            }),
+                        },
+                        CellProblem::Cast(reason) => InputError::BadValue {
+                            file: source.clone(),
+                            line,
+                            column,
+                            value: bad.value,
+                            problem: ValueProblem::NoText { reason },
+                        },
+                    }
+                })
             })
             .collect::<Result<Vec<ArrayRef>, _>>()?;
         RecordBatch::try_new(schema.clone(), columns).map_err(|e| format_err(&source, e))
     }))
 }
 
-/// A text stream numbered from row 1 (formats without physical lines: Parquet,
-/// Arrow, NDJSON records).
-fn rows_from_one(
+/// The columns mapping reads of a file whose reader decodes every column
+/// (an Arrow stream, NDJSON): set by [`Opened::project`], so the others are
+/// never converted to text and a value there without a text form cannot
+/// fail the load. Unset, every column is converted.
+type Wanted = Arc<std::sync::OnceLock<Vec<usize>>>;
+
+/// A text stream numbered from row `first_line` (formats without physical
+/// lines: Parquet, Arrow, NDJSON records).
+fn rows_from(
     source: String,
     schema: &Schema,
+    first_line: u64,
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> Opened {
     let schema = text_schema(schema);
+    let wanted = Wanted::default();
     Opened {
-        batches: to_text(source.clone(), schema.clone(), batches),
+        batches: to_text(
+            source.clone(),
+            schema.clone(),
+            first_line,
+            wanted.clone(),
+            batches,
+        ),
         source,
         schema,
-        first_line: 1,
+        first_line,
         line_fixes: LineFixes::default(),
         bytes: 0,
         scan: None,
         reopen: None,
+        wanted: Some(wanted),
     }
 }
 
@@ -971,14 +1024,21 @@ impl Reopen {
                     .build()
                     .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&arrow_array::RecordBatchReader::schema(&reader));
-                Ok(to_text(source, schema, reader))
+                Ok(to_text(source, schema, 1, Wanted::default(), reader))
             }
             _ => {
                 let reader =
                     arrow_ipc::reader::FileReader::try_new_buffered(file, Some(columns.to_vec()))
                         .map_err(|e| format_err(&source, e))?;
+                let (_, first_line) = stored_origin(&reader.schema(), source.clone(), None)?;
                 let schema = text_schema(&reader.schema());
-                Ok(to_text(source, schema, reader))
+                Ok(to_text(
+                    source,
+                    schema,
+                    first_line,
+                    Wanted::default(),
+                    reader,
+                ))
             }
         }
     }
@@ -993,21 +1053,43 @@ fn open_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Opened
         .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build()
         .map_err(|e| format_err(&source, e))?;
-    Ok(rows_from_one(source, &schema, reader))
+    Ok(rows_from(source, &schema, 1, reader))
 }
 
-/// Applies the source name and first line stored by [`super::convert_to_ipc`], if any.
-fn stored_origin(schema: &Schema, source: String, opts: &ReadOptions) -> (String, u64) {
+/// The largest first line a stored file may give: far beyond any file's
+/// lines, and far enough below `u64::MAX` that no row's line overflows.
+pub(super) const MAX_FIRST_LINE: u64 = 1 << 48;
+
+/// Applies the source name and first line stored by [`super::convert_to_ipc`],
+/// if any; `given` is a source name the caller gave, which wins.
+///
+/// # Errors
+/// [`InputError::Format`] when the stored first line is not a line number.
+fn stored_origin(
+    schema: &Schema,
+    source: String,
+    given: Option<&str>,
+) -> Result<(String, u64), InputError> {
     let metadata = schema.metadata();
-    let first_line = metadata
-        .get(META_FIRST_LINE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let source = match (&opts.source, metadata.get(META_SOURCE)) {
+    let first_line = match metadata.get(META_FIRST_LINE) {
+        None => 1,
+        Some(text) => match text.parse::<u64>() {
+            Ok(line @ 1..=MAX_FIRST_LINE) => line,
+            _ => {
+                return Err(format_err(
+                    &source,
+                    format!(
+                        "the schema's {META_FIRST_LINE} metadata {text:?} is not a line number (1 to {MAX_FIRST_LINE})"
+                    ),
+                ));
+            }
+        },
+    };
+    let source = match (given, metadata.get(META_SOURCE)) {
         (None, Some(stored)) => stored.clone(),
         _ => source,
     };
-    (source, first_line)
+    Ok((source, first_line))
 }
 
 /// Checks an Arrow IPC file's framing before its reader sees it: the magic
@@ -1051,7 +1133,7 @@ fn open_arrow_file(
     let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, None)
         .map_err(|e| format_err(&source, e))?;
     let schema = reader.schema();
-    let (source, first_line) = stored_origin(&schema, source, opts);
+    let (source, first_line) = stored_origin(&schema, source, opts.source.as_deref())?;
     check_width(&source, schema.fields().len())?;
     // Written in the footer by a streaming conversion, in the schema by older files.
     let line_fixes = reader
@@ -1061,9 +1143,8 @@ fn open_arrow_file(
         .map(|t| LineFixes::decode(t))
         .unwrap_or_default();
     Ok(Opened {
-        first_line,
         line_fixes,
-        ..rows_from_one(source, &schema, reader)
+        ..rows_from(source, &schema, first_line, reader)
     })
 }
 
@@ -1081,11 +1162,50 @@ fn open_arrow_stream(mut file: File, source: String) -> Result<Opened, InputErro
     }
     file.seek(SeekFrom::Start(0))
         .map_err(|e| io_err(&source, e))?;
-    let reader = arrow_ipc::reader::StreamReader::try_new_buffered(file, None)
+    let ran_out = Arc::new(AtomicBool::new(false));
+    let watched = RunOut {
+        file,
+        ran_out: Arc::clone(&ran_out),
+    };
+    let reader = arrow_ipc::reader::StreamReader::try_new_buffered(watched, None)
         .map_err(|e| format_err(&source, format!("not a readable Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
     check_width(&source, schema.fields().len())?;
-    Ok(rows_from_one(source, &schema, reader))
+    let opened = rows_from(source.clone(), &schema, 1, reader);
+    // The reader takes the end of the file for the end of the stream: a
+    // stream cut off between two batches would read as a shorter one.
+    let mut checked = false;
+    let end = std::iter::from_fn(move || {
+        if std::mem::replace(&mut checked, true) || !ran_out.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(Err(format_err(
+            &source,
+            "the Arrow stream is cut short: the file ends without the stream's end marker \
+             (its writer stopped, or the copy was cut off)",
+        )))
+    });
+    Ok(Opened {
+        batches: Box::new(opened.batches.chain(end)),
+        ..opened
+    })
+}
+
+/// A stream's file, noting when a read finds nothing more: a complete
+/// stream ends with its end marker, after which the reader reads no more.
+struct RunOut {
+    file: File,
+    ran_out: Arc<AtomicBool>,
+}
+
+impl Read for RunOut {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ran_out.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 fn open_ndjson(
@@ -1164,7 +1284,7 @@ fn open_ndjson(
         .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
-    let opened = rows_from_one(source.clone(), &schema, json);
+    let opened = rows_from(source.clone(), &schema, 1, json);
     // Inference lets some keys of two kinds through (text, then an array),
     // and decoding fails without a line: find it, on the error's path only.
     let path = path.to_path_buf();

@@ -5,3 +5,4 @@ mod matcher;
 mod roles;
 mod rules_file;
 mod truth;
+mod typed_columns;

@@ -1,0 +1,390 @@
+//! Typed columns of Parquet and Arrow files as a finance export has them:
+//! float amounts (read only where exact), dates and timestamps (by their
+//! calendar date), binary text, and the file-level checks a stream and a
+//! stored file's metadata get.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BinaryArray, Date32Array, Date64Array, Float32Array, Float64Array, RecordBatch,
+    StringArray, TimestampMillisecondArray, TimestampSecondArray,
+};
+use arrow_schema::{Field, Schema};
+use recon_core::input::load_side;
+use recon_core::mapping::SideMapping;
+use recon_core::side::Side;
+use tempfile::TempDir;
+
+/// `columns` as one batch, each column nullable.
+fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+        .collect();
+    let arrays = columns.into_iter().map(|(_, a)| a).collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+}
+
+/// `n` ids `r1`, `r2`, ...
+fn ids(n: usize) -> ArrayRef {
+    Arc::new(StringArray::from(
+        (1..=n).map(|i| format!("r{i}")).collect::<Vec<_>>(),
+    ))
+}
+
+fn write_parquet(dir: &TempDir, name: &str, batch: &RecordBatch) -> PathBuf {
+    let path = dir.path().join(name);
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    path
+}
+
+/// An Arrow stream of `batches` as bytes, with its end marker.
+fn stream_bytes(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batches[0].schema()).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    drop(w);
+    out
+}
+
+fn load(path: &Path, map: &str) -> Result<Side, String> {
+    let mapping: SideMapping = toml::from_str(map).unwrap();
+    load_side(path, &mapping).map_err(|e| e.to_string())
+}
+
+const AMOUNTS: &str = "id = \"id\"\namount = \"amount\"\ncurrency_value = \"USD\"\n";
+
+/// A float amount is taken where its shortest text has no more significant
+/// digits than the type holds exactly (15 for float64, 6 for float32), and
+/// refused at its row otherwise: `0.1 + 0.2` is not 0.30, and a float32
+/// `1234567.89` is really 1234567.875.
+#[test]
+fn float_amounts_are_taken_only_where_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = vec![12.5, 0.1 + 0.2, 1e16, 1_234_567_890_123_456.8, -0.07];
+    let path = write_parquet(
+        &dir,
+        "f64.parquet",
+        &batch(vec![
+            ("id", ids(values.len())),
+            ("amount", Arc::new(Float64Array::from(values))),
+        ]),
+    );
+    let side = load(&path, &format!("{AMOUNTS}on_error = \"quarantine\"")).unwrap();
+    assert_eq!(side.amount, [1250, 1_000_000_000_000_000_000, -7]);
+    assert_eq!(side.line, [1, 3, 5]);
+    let refused: Vec<(u64, Option<&str>)> = side
+        .rejects
+        .iter()
+        .map(|r| (r.line, r.value.as_deref()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (2, Some("0.30000000000000004")),
+            (4, Some("1234567890123456.8"))
+        ]
+    );
+    let err = load(&path, AMOUNTS).unwrap_err();
+    assert!(
+        err.contains(
+            "f64.parquet line 2, column \"amount\": \"0.30000000000000004\" is not exactly a \
+             decimal: the column is float64, which holds decimals exactly only up to 15 \
+             significant digits; write amounts as decimal or text"
+        ),
+        "{err}"
+    );
+
+    let values = vec![12.5f32, 1_234_567.9, 16_777_217.0, 99_999.99, 1234.5];
+    let path = write_parquet(
+        &dir,
+        "f32.parquet",
+        &batch(vec![
+            ("id", ids(values.len())),
+            ("amount", Arc::new(Float32Array::from(values))),
+        ]),
+    );
+    let side = load(&path, &format!("{AMOUNTS}on_error = \"quarantine\"")).unwrap();
+    assert_eq!(side.amount, [1250, 123_450]);
+    let refused: Vec<u64> = side.rejects.iter().map(|r| r.line).collect();
+    assert_eq!(refused, [2, 3, 4]);
+    assert!(
+        side.rejects[0].reason.contains("float32"),
+        "{:?}",
+        side.rejects[0]
+    );
+}
+
+/// A float column read as text anywhere else (an extra column) is its
+/// shortest decimal, never in exponent form.
+#[test]
+fn float_text_has_no_exponent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        &dir,
+        "x.parquet",
+        &batch(vec![
+            ("id", ids(2)),
+            ("amount", Arc::new(StringArray::from(vec!["1.00", "2.00"]))),
+            ("rate", Arc::new(Float64Array::from(vec![1e16, 1e-7]))),
+        ]),
+    );
+    let side = load(&path, &format!("{AMOUNTS}extra = [\"rate\"]")).unwrap();
+    let rate = &side.extra[0].1;
+    assert_eq!(rate.get(0), Some("10000000000000000"));
+    assert_eq!(rate.get(1), Some("0.0000001"));
+}
+
+/// Date and timestamp columns give their calendar date, whatever
+/// `date_format` says (it is for text dates): a timestamp's date in its own
+/// time zone, a named zone included.
+#[test]
+fn typed_dates_read_as_their_calendar_date() {
+    const DAY: i64 = 86_400;
+    // 2026-03-01 is day 20513.
+    let midnight = 20_513 * DAY;
+    let utc = |tz: &str, seconds: Vec<i64>| -> ArrayRef {
+        Arc::new(TimestampSecondArray::from(seconds).with_timezone(tz))
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", ids(2)),
+        ("amount", Arc::new(StringArray::from(vec!["1.00", "2.00"]))),
+        ("d32", Arc::new(Date32Array::from(vec![20_513, 20_514]))),
+        (
+            "d64",
+            Arc::new(Date64Array::from(vec![
+                midnight * 1000,
+                (midnight + DAY) * 1000,
+            ])),
+        ),
+        (
+            // No zone: the date as written, whatever the time of day.
+            "naive",
+            Arc::new(TimestampMillisecondArray::from(vec![
+                (midnight + 23 * 3600 + 1800) * 1000,
+                (midnight + DAY) * 1000,
+            ])),
+        ),
+        ("utc", utc("UTC", vec![midnight + 9 * 3600, midnight + DAY])),
+        // 03:00 UTC on 2 March is still 1 March in New York (UTC-5).
+        (
+            "new_york",
+            utc(
+                "America/New_York",
+                vec![midnight + DAY + 3 * 3600, midnight + 2 * DAY],
+            ),
+        ),
+        // 12:00 UTC on 1 March is already 2 March at +14:00.
+        (
+            "kiritimati",
+            utc("+14:00", vec![midnight + 12 * 3600, midnight]),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(&dir, "dates.parquet", &batch(columns));
+    let expected = [
+        ("d32", [20_513, 20_514]),
+        ("d64", [20_513, 20_514]),
+        ("naive", [20_513, 20_514]),
+        ("utc", [20_513, 20_514]),
+        // 00:00 UTC on 3 March is 19:00 on 2 March there.
+        ("new_york", [20_513, 20_514]),
+        ("kiritimati", [20_514, 20_513]),
+    ];
+    for (column, days) in expected {
+        let map = format!(
+            "{AMOUNTS}date = \"{column}\"\ndate_format = \"%d/%m/%Y\"\nextra = [\"naive\"]"
+        );
+        let side = load(&path, &map).unwrap_or_else(|e| panic!("{column}: {e}"));
+        assert_eq!(side.date, days.map(Some), "{column}");
+        // The timestamp itself is kept whole where it is carried.
+        assert_eq!(side.extra[0].1.get(0), Some("2026-03-01T23:30:00"));
+    }
+}
+
+/// A value arrow cannot write as text is refused at its row and column, with
+/// the value it stores.
+#[test]
+fn a_typed_value_without_text_is_refused_at_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        &dir,
+        "bad-date.parquet",
+        &batch(vec![
+            ("id", ids(2)),
+            ("amount", Arc::new(StringArray::from(vec!["1.00", "2.00"]))),
+            ("date", Arc::new(Date32Array::from(vec![20_513, i32::MIN]))),
+        ]),
+    );
+    let err = load(&path, &format!("{AMOUNTS}date = \"date\"")).unwrap_err();
+    assert!(
+        err.contains("bad-date.parquet line 2, column \"date\": \"-2147483648\" has no text form"),
+        "{err}"
+    );
+}
+
+/// Binary text that is not UTF-8 is refused at its row, never read as empty;
+/// in an Arrow stream (whose reader decodes every column) an unmapped
+/// column of it does not stop the load.
+#[test]
+fn binary_text_must_be_utf8_where_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let memo: ArrayRef = Arc::new(BinaryArray::from(vec![&b"cafe"[..], &b"caf\xe9"[..]]));
+    let b = batch(vec![
+        ("id", ids(2)),
+        ("amount", Arc::new(StringArray::from(vec!["1.00", "2.00"]))),
+        ("memo", memo),
+    ]);
+    let path = write_parquet(&dir, "bin.parquet", &b);
+    let err = load(&path, &format!("{AMOUNTS}extra = [\"memo\"]")).unwrap_err();
+    assert!(
+        err.ends_with("bin.parquet line 2, column \"memo\": \"caf\\xe9\" is not valid UTF-8"),
+        "{err}"
+    );
+    let stream = dir.path().join("bin.arrows");
+    fs::write(&stream, stream_bytes(std::slice::from_ref(&b))).unwrap();
+    let err = load(&stream, &format!("{AMOUNTS}extra = [\"memo\"]")).unwrap_err();
+    assert!(err.contains("line 2, column \"memo\""), "{err}");
+    let side = load(&stream, AMOUNTS).unwrap();
+    assert_eq!(side.amount, [100, 200]);
+}
+
+/// A stream cut off between two batches (no end marker) is refused, not read
+/// as a shorter file; the whole stream reads.
+#[test]
+fn a_stream_without_its_end_marker_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = |from: usize| {
+        batch(vec![
+            (
+                "id",
+                Arc::new(StringArray::from(vec![format!("r{from}")])) as ArrayRef,
+            ),
+            ("amount", Arc::new(StringArray::from(vec!["1.00"]))),
+        ])
+    };
+    let whole = stream_bytes(&[part(1), part(2)]);
+    let path = dir.path().join("s.arrows");
+    fs::write(&path, &whole).unwrap();
+    assert_eq!(load(&path, AMOUNTS).unwrap().len(), 2);
+    // The end marker is the last 8 bytes: 0xFFFFFFFF then a zero length.
+    assert_eq!(
+        whole[whole.len() - 8..],
+        [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
+    );
+    fs::write(&path, &whole[..whole.len() - 8]).unwrap();
+    let err = load(&path, AMOUNTS).unwrap_err();
+    assert!(
+        err.contains("s.arrows: the Arrow stream is cut short"),
+        "{err}"
+    );
+}
+
+/// recon's own metadata in a file's schema is checked, not trusted: a first
+/// line no file has is refused (it once overflowed a line number).
+#[test]
+fn a_first_line_past_any_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(vec![
+        ("id", ids(1)),
+        (
+            "amount",
+            Arc::new(StringArray::from(vec!["1.00"])) as ArrayRef,
+        ),
+    ]);
+    let metadata = HashMap::from([("recon.first_line".to_owned(), u64::MAX.to_string())]);
+    let schema = Arc::new(b.schema().as_ref().clone().with_metadata(metadata));
+    let path = dir.path().join("meta.arrow");
+    let mut w =
+        arrow_ipc::writer::FileWriter::try_new(fs::File::create(&path).unwrap(), &schema).unwrap();
+    w.write(&b.with_schema(schema.clone()).unwrap()).unwrap();
+    w.finish().unwrap();
+    let err = load(&path, AMOUNTS).unwrap_err();
+    assert!(
+        err.contains("recon.first_line metadata \"18446744073709551615\""),
+        "{err}"
+    );
+}
+
+/// Kinds survive the service's stored conversion: a float amount stored as
+/// text is still read strictly.
+#[test]
+fn stored_conversions_keep_what_a_column_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        &dir,
+        "f.parquet",
+        &batch(vec![
+            ("id", ids(2)),
+            (
+                "amount",
+                Arc::new(Float64Array::from(vec![12.5, 0.1 + 0.2])) as ArrayRef,
+            ),
+            (
+                "when",
+                Arc::new(Date64Array::from(vec![20_513 * 86_400_000, 0])),
+            ),
+        ]),
+    );
+    let stored = dir.path().join("stored.arrow");
+    recon_core::input::convert_to_ipc(
+        &path,
+        recon_core::input::Format::Parquet,
+        &recon_core::input::ReadOptions::default(),
+        &stored,
+    )
+    .unwrap();
+    let map =
+        format!("{AMOUNTS}date = \"when\"\ndate_format = \"%d/%m/%Y\"\non_error = \"quarantine\"");
+    let side = load(&stored, &map).unwrap();
+    assert_eq!(side.amount, [1250]);
+    assert_eq!(side.date, [Some(20_513)]);
+    assert_eq!(side.rejects.len(), 1);
+    assert!(
+        side.rejects[0].reason.contains("float64"),
+        "{:?}",
+        side.rejects[0]
+    );
+}
+
+#[test]
+fn timestamps_with_a_unit_other_than_seconds_keep_their_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        &dir,
+        "ms.parquet",
+        &batch(vec![
+            ("id", ids(1)),
+            (
+                "amount",
+                Arc::new(StringArray::from(vec!["1.00"])) as ArrayRef,
+            ),
+            (
+                "at",
+                Arc::new(
+                    arrow_array::TimestampNanosecondArray::from(vec![
+                        20_513 * 86_400 * 1_000_000_000,
+                    ])
+                    .with_timezone("Europe/Paris"),
+                ),
+            ),
+        ]),
+    );
+    let side = load(&path, &format!("{AMOUNTS}date = \"at\"")).unwrap();
+    assert_eq!(side.date, [Some(20_513)]);
+}
