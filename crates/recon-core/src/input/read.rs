@@ -1566,7 +1566,9 @@ fn first_bad_json_line(input: impl BufRead) -> Option<(u64, BadJsonLine)> {
             BadJsonLine::NotUtf8
         } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
-        } else if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
+        // Parsed whole (not skipped over) so a string's escapes are checked:
+        // a lone `\ud800` is not text, and arrow-json refuses it.
+        } else if let Err(e) = serde_json::from_slice::<serde_json::Value>(&line) {
             let text = e.to_string();
             let what = text
                 .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
@@ -1651,8 +1653,12 @@ mod tests {
             BadJsonLine::NotJson(format!("not valid JSON at column {column}: {what}"))
         };
         type Found = Option<(u64, BadJsonLine)>;
-        let cases: [(&[u8], Found); 6] = [
+        let cases: [(&[u8], Found); 7] = [
             (b"{}\n\n{\"a\": \"caf\xc3\xa9\"}\n", None),
+            (
+                b"{}\n\n{}\n{\"a\": \"L\\ud800x\"}\n",
+                Some((4, not_json(15, "unexpected end of hex escape"))),
+            ),
             (
                 b"{}\n{}\n{\"a\": \"\xff\"}\n",
                 Some((3, BadJsonLine::NotUtf8)),
