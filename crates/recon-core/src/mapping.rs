@@ -20,6 +20,19 @@ pub enum OnError {
     Quarantine,
 }
 
+/// What an amount column's numbers count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmountUnit {
+    /// The currency's major unit, as people write amounts: `12.30` USD.
+    #[default]
+    Major,
+    /// Whole minor units, as payment processors' APIs export them: `1230`
+    /// for 12.30 USD, `1230` for 1230 JPY (see
+    /// [`crate::money::parse_minor_units`]).
+    Minor,
+}
+
 /// One side's columns and how to read them. Every role names a column of the file
 /// (the header name, or for files without a header the 1-based position as text, e.g. `"3"`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -83,6 +96,9 @@ pub struct SideMapping {
     /// Columns carried through to the output unchanged.
     #[serde(default)]
     pub extra: Vec<String>,
+    /// What the amount columns' numbers count (`amount`, `debit`, `credit`).
+    #[serde(default)]
+    pub amount_unit: AmountUnit,
     /// What to do with bad rows.
     #[serde(default)]
     pub on_error: OnError,
@@ -140,6 +156,7 @@ impl Default for SideMapping {
             counterparty: None,
             description: None,
             extra: Vec::new(),
+            amount_unit: AmountUnit::Major,
             on_error: OnError::Fail,
         }
     }

@@ -126,6 +126,10 @@ pub enum AmountError {
         /// The three letters, upper-cased.
         found: Currency,
     },
+    /// Not a whole number of minor units, where the mapping reads amounts
+    /// so (`amount_unit = "minor"`).
+    #[error("is not a whole number of minor units (the side's amount_unit is \"minor\")")]
+    NotMinorUnits,
     /// Beyond [`MAX_MINOR`] minor units either way.
     #[error("is out of the amount range (at most {MAX_MINOR} minor units either way)")]
     Overflow,
@@ -250,6 +254,43 @@ fn parse_amount_general(text: &str, currency: Currency) -> Result<i64, AmountErr
     }
     let magnitude = parse_unsigned(s, currency, Separators::Thousands)?;
     apply_sign(magnitude, negative)
+}
+
+/// Parses a whole number of minor units (`1234` cents, `-5`, `+12`; zeros
+/// after a decimal point allowed, `1234.00`, as a decimal column of them
+/// reads), around optional whitespace: amounts exported in minor units, as
+/// payment processors' APIs give them.
+///
+/// # Errors
+/// [`AmountError::Empty`], [`AmountError::NotMinorUnits`] for anything else
+/// (separators, symbols, a non-zero fraction), [`AmountError::Overflow`]
+/// beyond [`MAX_MINOR`].
+pub fn parse_minor_units(text: &str) -> Result<i64, AmountError> {
+    let s = trim(text);
+    if s.is_empty() {
+        return Err(AmountError::Empty);
+    }
+    let (negative, s) = match s.as_bytes()[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b == b'0')
+    {
+        return Err(AmountError::NotMinorUnits);
+    }
+    let mut units: i64 = 0;
+    for b in whole.bytes() {
+        units = units
+            .checked_mul(10)
+            .and_then(|u| u.checked_add(i64::from(b - b'0')))
+            .filter(|&u| u <= MAX_MINOR)
+            .ok_or(AmountError::Overflow)?;
+    }
+    Ok(if negative { -units } else { units })
 }
 
 /// Parses a plain decimal (`-12.5`, `0.01`, `3`) into minor units of `currency`,
@@ -694,6 +735,30 @@ mod tests {
         fn parser_never_panics_on_amount_like_text(text in "[-+()$,. 0-9A-Za-z]{0,30}") {
             let _ = parse_amount(&text, cur("USD"));
             let _ = parse_amount(&text, cur("JPY"));
+        }
+    }
+
+    #[test]
+    fn minor_units_are_whole_numbers() {
+        for (text, units) in [
+            ("1234", Ok(1234)),
+            (" -5 ", Ok(-5)),
+            ("+12", Ok(12)),
+            ("1234.00", Ok(1234)),
+            ("0", Ok(0)),
+            ("", Err(AmountError::Empty)),
+            ("12.5", Err(AmountError::NotMinorUnits)),
+            ("1,234", Err(AmountError::NotMinorUnits)),
+            ("$12", Err(AmountError::NotMinorUnits)),
+            ("-", Err(AmountError::NotMinorUnits)),
+            (".00", Err(AmountError::NotMinorUnits)),
+            ("1e3", Err(AmountError::NotMinorUnits)),
+            ("4611686018427387903", Ok(MAX_MINOR)),
+            ("-4611686018427387903", Ok(-MAX_MINOR)),
+            ("4611686018427387904", Err(AmountError::Overflow)),
+            ("99999999999999999999999", Err(AmountError::Overflow)),
+        ] {
+            assert_eq!(parse_minor_units(text), units, "{text:?}");
         }
     }
 }

@@ -13,8 +13,10 @@ use super::read::{format_err, unreadable_type};
 use super::{LineCursor, LineFixes};
 use crate::date::DateFormat;
 use crate::error::{InputError, ValueProblem};
-use crate::mapping::{AmountStyle, CurrencySource, MappingError, OnError, SideMapping, same_name};
-use crate::money::{Currency, parse_amount, trim};
+use crate::mapping::{
+    AmountStyle, AmountUnit, CurrencySource, MappingError, OnError, SideMapping, same_name,
+};
+use crate::money::{Currency, parse_amount, parse_minor_units, trim};
 use crate::rules::{Role, RoleSet};
 use crate::side::{Reject, Side, TextColumn};
 
@@ -56,6 +58,7 @@ pub(super) struct Plan<'a> {
     roles: RoleSet,
     debit_values: &'a [String],
     credit_values: &'a [String],
+    amount_unit: AmountUnit,
     on_error: OnError,
 }
 
@@ -213,6 +216,7 @@ impl<'a> Plan<'a> {
             roles,
             debit_values: &mapping.debit_values,
             credit_values: &mapping.credit_values,
+            amount_unit: mapping.amount_unit,
             on_error: mapping.on_error,
         })
     }
@@ -387,7 +391,11 @@ impl<'a> Plan<'a> {
                     ValueProblem::InexactFloat { kind: name, digits },
                 ));
             }
-            parse_amount(t, currency).map_err(|e| Fault::new(c, t, e))
+            match self.amount_unit {
+                AmountUnit::Major => parse_amount(t, currency),
+                AmountUnit::Minor => parse_minor_units(t),
+            }
+            .map_err(|e| Fault::new(c, t, e))
         };
         let amount = match self.amount {
             AmountCols::Signed(c) => parse(c, text(c))?,

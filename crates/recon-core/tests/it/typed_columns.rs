@@ -388,3 +388,50 @@ fn timestamps_with_a_unit_other_than_seconds_keep_their_date() {
     let side = load(&path, &format!("{AMOUNTS}date = \"at\"")).unwrap();
     assert_eq!(side.date, [Some(20_513)]);
 }
+
+/// `amount_unit = "minor"` reads whole minor units, as payment processors
+/// export them, in text and integer columns alike; a fraction is refused.
+#[test]
+fn minor_unit_amounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("psp.csv");
+    fs::write(
+        &csv,
+        "id,amount,currency\np1,1230,USD\np2,-5,USD\np3,1230,JPY\np4,12.5,USD\n",
+    )
+    .unwrap();
+    let map =
+        "id = \"id\"\namount = \"amount\"\ncurrency = \"currency\"\namount_unit = \"minor\"\n";
+    let side = load(&csv, &format!("{map}on_error = \"quarantine\"")).unwrap();
+    assert_eq!(side.amount, [1230, -5, 1230]);
+    assert_eq!(side.rejects.len(), 1);
+    let err = load(&csv, map).unwrap_err();
+    assert!(
+        err.ends_with(
+            "psp.csv line 5, column \"amount\": \"12.5\" is not a whole number of minor units \
+             (the side's amount_unit is \"minor\")"
+        ),
+        "{err}"
+    );
+
+    let path = write_parquet(
+        &dir,
+        "cents.parquet",
+        &batch(vec![
+            ("id", ids(2)),
+            (
+                "amount",
+                Arc::new(arrow_array::Int64Array::from(vec![123_456, -1])) as ArrayRef,
+            ),
+        ]),
+    );
+    let side = load(&path, &format!("{AMOUNTS}amount_unit = \"minor\"")).unwrap();
+    assert_eq!(side.amount, [123_456, -1]);
+    // The default is major units: the same column holds 123,456 dollars.
+    let side = load(&path, AMOUNTS).unwrap();
+    assert_eq!(side.amount, [12_345_600, -100]);
+
+    let mapping: Result<SideMapping, _> = toml::from_str("amount_unit = \"cents\"");
+    let err = mapping.unwrap_err().to_string();
+    assert!(err.contains("major") && err.contains("minor"), "{err}");
+}
