@@ -62,11 +62,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // RUST_LOG is shown as it is read.
             let (_, rust_log) = crate::cmd_serve::log_filter(&mut loaded)?;
             if let Some(warning) = rust_log {
-                eprintln!("warning: {warning}");
+                crate::warn(warning);
             }
             // On stderr: the table, JSON or TOML on stdout stays loadable.
             for warning in &loaded.warnings {
-                eprintln!("warning: {warning}");
+                crate::warn(warning);
             }
             let out = match show.format {
                 Format::Table => table(&loaded),

@@ -1,6 +1,7 @@
 //! `recon gen`: write a synthetic, realistic reconciliation case with its
 //! ground truth (`left.csv`, `right.csv`, `rules.toml`, `truth.csv`).
 
+use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,7 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (case, paths) = synth::write_case(&options, &args.out)
         .with_context(|| format!("generating a case into {}", args.out.display()))?;
     let groups = case.truth.last().map_or(0, |t| t.group);
-    println!(
+    // The case is written: a closed stdout (`| head -1`) does not undo it.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "wrote {} ledger and {} bank records, {} true match groups, in {:.2?}",
         case.left.len(),
         case.right.len(),
@@ -91,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         started.elapsed()
     );
     for path in [&paths.left, &paths.right, &paths.rules, &paths.truth] {
-        println!("  {}", path.display());
+        let _ = writeln!(out, "  {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -68,7 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let line = String::from_utf8_lossy(&head[..n]);
     let status = line.split_whitespace().nth(1).unwrap_or("");
     if status.starts_with('2') {
-        println!("{url} {status}");
+        // Only the exit code decides: a closed stdout does not fail the check.
+        let _ = writeln!(std::io::stdout(), "{url} {status}");
         Ok(ExitCode::SUCCESS)
     } else {
         bail!("{url} answered {:?}", line.lines().next().unwrap_or(""))

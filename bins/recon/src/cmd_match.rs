@@ -291,10 +291,10 @@ fn remove_stale_outputs(dir: &Path, written: &[PathBuf]) {
         }
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                eprintln!(
-                    "warning: {} is from an earlier run and could not be removed: {e}",
+                crate::warn(format_args!(
+                    "{} is from an earlier run and could not be removed: {e}",
                     path.display()
-                );
+                ));
             }
             _ => {}
         }

@@ -159,7 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut loaded = tuning::load(&args.flags.into_load_options())?;
     let (filter, rust_log) = log_filter(&mut loaded)?;
     if let Some(warning) = rust_log {
-        eprintln!("warning: {warning}");
+        crate::warn(warning);
     }
     install_tracing(filter);
     for warning in &loaded.warnings {
@@ -373,9 +373,13 @@ fn python_directive(directive: &str) -> Option<(String, &str, &'static str)> {
     Some((read, level, ours))
 }
 
-/// Logs to stderr through `filter`.
+/// Logs to stderr through `filter`. A line that cannot be written (stderr
+/// closed, a log collector gone) is dropped: tracing-subscriber would report
+/// it with `eprintln!`, which panics on that same stderr, in whichever thread
+/// logged (the signal thread's panic left SIGTERM unanswered).
 fn install_tracing(filter: EnvFilter) {
     let _ = tracing_subscriber::fmt()
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)

@@ -58,7 +58,20 @@ fn main() -> ExitCode {
 
 /// Prints `err` and its causes on one line, as `error: outer: inner`.
 pub(crate) fn report(err: &anyhow::Error) {
-    eprintln!("error: {}", message(err));
+    say(format_args!("error: {}", message(err)));
+}
+
+/// Prints `warning: {text}` on stderr.
+pub(crate) fn warn(text: impl std::fmt::Display) {
+    say(format_args!("warning: {text}"));
+}
+
+/// Writes a line to stderr, ignoring a closed or broken stderr (a log
+/// collector gone): `eprintln!` would panic there, and a server whose
+/// signal thread panics on a log line never stops.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// `err` and its causes joined by `: `, leaving out a cause the message

@@ -208,6 +208,22 @@ fn open_file_limit_follows_the_connection_limit(engine: Engine) {
     );
 }
 
+/// A server whose stderr reader is gone (a dead log pipe) still starts,
+/// serves and stops on SIGTERM: a log line it cannot write is dropped (the
+/// threaded engine exited with a panic at start, the async one's signal
+/// thread panicked on its "draining" line and SIGTERM went unanswered).
+fn serves_and_stops_with_stderr_closed(engine: Engine) {
+    let mut server = Server::builder(engine).stderr_closed().start();
+    assert_eq!(get(&server, "/health").0, 200);
+    // A request log line or two more, each written to the closed pipe.
+    assert_eq!(get(&server, "/no-such-path").0, 404);
+    server.terminate();
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("stopped on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
 fn health(engine: Engine) {
     let server = Server::start(engine);
     let res = agent().get(server.url("/health")).call().expect("health");
@@ -1212,6 +1228,7 @@ engines!(
     listening_line,
     serve_tunes_for_given_resources_and_profile,
     open_file_limit_follows_the_connection_limit,
+    serves_and_stops_with_stderr_closed,
     health,
     head_health,
     head_on_every_get_route,

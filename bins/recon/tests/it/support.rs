@@ -120,6 +120,8 @@ pub struct ServerBuilder {
     engine_flag: bool,
     /// The open-file limits (soft, hard) the server starts with.
     open_files: Option<(u64, u64)>,
+    /// Stderr is a pipe whose reading end is closed at once.
+    stderr_closed: bool,
 }
 
 impl ServerBuilder {
@@ -147,6 +149,13 @@ impl ServerBuilder {
     /// host's `ulimit -n` would.
     pub fn open_files(mut self, soft: u64, hard: u64) -> Self {
         self.open_files = Some((soft, hard));
+        self
+    }
+
+    /// Starts the server with a stderr whose reader is gone (a log collector
+    /// that died): every log line it writes fails.
+    pub fn stderr_closed(mut self) -> Self {
+        self.stderr_closed = true;
         self
     }
 
@@ -188,12 +197,18 @@ impl ServerBuilder {
             .current_dir(data_dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log);
+            .stderr(if self.stderr_closed {
+                Stdio::piped()
+            } else {
+                Stdio::from(log)
+            });
         die_with_parent(&mut cmd);
         if let Some(limits) = self.open_files {
             limit_open_files(&mut cmd, limits);
         }
         let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+        // Dropping the only reading end closes the pipe.
+        drop(child.stderr.take());
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -293,6 +308,7 @@ impl Server {
             data_dir: None,
             engine_flag: true,
             open_files: None,
+            stderr_closed: false,
         }
     }
 
