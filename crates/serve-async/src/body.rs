@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::io::InFlightGuard;
 
@@ -32,10 +32,15 @@ type Chunk = io::Result<Bytes>;
 pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<Chunk>,
     current: Bytes,
+    /// Starts the pump on the first read; dropped unsent, it stops it.
+    start: Option<oneshot::Sender<()>>,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(start) = self.start.take() {
+            let _ = start.send(());
+        }
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.current = chunk,
@@ -74,22 +79,41 @@ impl BodyEnd {
     }
 }
 
-/// Starts pumping `incoming` into a channel and returns the blocking reader,
-/// and the flag that tells whether the body was read to its end.
+/// Returns the blocking reader of `incoming`, which starts pumping it into
+/// a channel on its first read, and the flag that tells whether the body was
+/// read to its end.
+///
+/// Nothing polls the body before the handler reads it: hyper answers a
+/// client's `Expect: 100-continue` on the first poll, so a request the
+/// handler refuses unread (a wrong key, an unknown parameter) gets its
+/// answer without `100 Continue` and its body is never sent, as on the
+/// threaded engine.
 ///
 /// Must be called within the runtime.
 pub(crate) fn request_reader(incoming: Incoming, limits: PumpLimits) -> (ChannelReader, BodyEnd) {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let (start, started) = oneshot::channel();
     let end = BodyEnd::default();
-    tokio::spawn(pump(incoming, tx, limits, end.clone()));
+    tokio::spawn(pump(incoming, tx, limits, end.clone(), started));
     let reader = ChannelReader {
         rx,
         current: Bytes::new(),
+        start: Some(start),
     };
     (reader, end)
 }
 
-async fn pump(mut incoming: Incoming, tx: mpsc::Sender<Chunk>, limits: PumpLimits, end: BodyEnd) {
+async fn pump(
+    mut incoming: Incoming,
+    tx: mpsc::Sender<Chunk>,
+    limits: PumpLimits,
+    end: BodyEnd,
+    started: oneshot::Receiver<()>,
+) {
+    // The reader dropped before its first read: the body stays unread.
+    if started.await.is_err() {
+        return;
+    }
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(limits.stall, incoming.frame()) => frame,
@@ -258,6 +282,7 @@ mod tests {
         ChannelReader {
             rx,
             current: Bytes::new(),
+            start: None,
         }
     }
 

@@ -623,6 +623,29 @@ fn expect_continue_upload(engine: Engine) {
     assert_eq!(res.status, 201, "{}", res.text());
 }
 
+/// A request refused before its body is read (an unknown parameter, a wrong
+/// key) is answered without `100 Continue`, so the client never sends the
+/// body; the connection then closes, its body unread.
+fn expect_continue_refused_unread(engine: Engine) {
+    let server = Server::builder(engine).arg("--api-key", "k1").start();
+    let extra = "Content-Type: text/csv\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n";
+    for (path, auth, status) in [
+        ("/v1/datasets?x=1", "Authorization: Bearer k1\r\n", 400),
+        ("/v1/datasets", "Authorization: Bearer nope\r\n", 403),
+        ("/v1/datasets", "", 401),
+    ] {
+        let mut raw = server.raw();
+        raw.send(head("POST", path, &format!("{extra}{auth}")).as_bytes())
+            .expect("send head");
+        let res = raw.read_head_response(PROMPT).expect("an answer");
+        assert_eq!(res.status, status, "{path} {auth:?}: {res:?}");
+        assert!(
+            raw.closed_within(PROMPT),
+            "{path}: left open with its body unread"
+        );
+    }
+}
+
 fn connection_limit_queues_then_serves(engine: Engine) {
     let server = Server::builder(engine)
         .arg("--connection-limit", "2")
@@ -1243,6 +1266,7 @@ engines!(
     chunked_body_past_limit_is_413,
     body_limit_boundary_matches_waitress,
     expect_continue_upload,
+    expect_continue_refused_unread,
     connection_limit_queues_then_serves,
     overload_reject_answers_503,
     idle_keep_alive_is_closed,
