@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::app::{App, Counted};
 use crate::error::ApiError;
 use crate::events::EventStream;
-use crate::jobs::{JobRecord, JobState};
+use crate::jobs::{JobRecord, JobState, Naming};
 use crate::results::{ResultFormat, ResultStream, status_filter};
 use crate::router::{Matched, Route};
 use crate::store::{DatasetMeta, UploadOptions};
@@ -388,7 +388,7 @@ impl App {
         let slot = self.wait_slot(wait);
         let rec = self
             .jobs
-            .submit(&req.left, &req.right, &req.rules, slot.wait)?;
+            .submit(&req.left, &req.right, &req.rules, slot.wait, Naming::ById)?;
         Ok(job_answer(&rec))
     }
 
@@ -538,7 +538,10 @@ impl App {
             )));
         };
         let slot = self.wait_slot(wait);
-        let rec = match self.jobs.submit(&l.id, &r.id, rules, slot.wait) {
+        let rec = match self
+            .jobs
+            .submit(&l.id, &r.id, rules, slot.wait, Naming::AsParts)
+        {
             Ok(rec) => rec,
             Err(e) => {
                 cleanup(stored(&left), stored(&right));

@@ -502,6 +502,16 @@ type ParquetWork = (PathBuf, reconcile::Deferred);
 /// A job's whole run, handed to a job thread.
 type Task = Box<dyn FnOnce() + Send>;
 
+/// How a submission's messages name its datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// By id: the client chose stored datasets.
+    ById,
+    /// By the upload's part and name: `POST /v1/reconcile` stored them for
+    /// this request only and never gave their ids.
+    AsParts,
+}
+
 /// The job runner.
 pub struct Jobs {
     dir: PathBuf,
@@ -709,6 +719,7 @@ impl Jobs {
         right: &str,
         rules: &str,
         wait: Duration,
+        naming: Naming,
     ) -> Result<JobRecord, ApiError> {
         let meta = |side: &str, id: &str| {
             self.store.get(id).map_err(|_| {
@@ -722,7 +733,11 @@ impl Jobs {
         // are checked by the job, which reads every row.
         for (side, meta) in [SideName::Left, SideName::Right].into_iter().zip(&metas) {
             let (name, id) = (side.as_str(), &meta.id);
-            meta.check_read_options(parsed.mapping(side))
+            let called = match naming {
+                Naming::ById => format!("dataset {id}"),
+                Naming::AsParts => format!("the `{name}` file ({:?})", meta.name),
+            };
+            meta.check_read_options(parsed.mapping(side), &called)
                 .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
             self.store
                 .check_columns(meta, parsed.mapping(side))
@@ -1907,7 +1922,9 @@ date = { before = 0, after = 3 }
             .unwrap()
             .id;
         jobs.stop_starting();
-        let rec = jobs.submit(&left, &left, RULES, Duration::ZERO).unwrap();
+        let rec = jobs
+            .submit(&left, &left, RULES, Duration::ZERO, Naming::ById)
+            .unwrap();
         assert_eq!(rec.state, JobState::Queued);
         // Its job thread takes it and lets it go (it leaves `unfinished`).
         let (lock, cvar) = &*jobs.local;

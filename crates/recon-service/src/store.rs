@@ -84,7 +84,10 @@ impl DatasetMeta {
     ///
     /// # Errors
     /// The message naming the key, both values and what to do.
-    pub fn check_read_options(&self, mapping: &SideMapping) -> Result<(), String> {
+    ///
+    /// `called` is how messages name the dataset (`dataset ID`, or the upload's
+    /// part where the client was never given the id).
+    pub fn check_read_options(&self, mapping: &SideMapping, called: &str) -> Result<(), String> {
         let redo = "store it read that way (the upload's `delimiter` and `has_header` \
                     options; in POST /v1/reconcile, send the `rules` part before the files) \
                     or remove the key";
@@ -94,9 +97,8 @@ impl DatasetMeta {
             && Some(f) != stored
         {
             return Err(format!(
-                "`format` = \"{}\", but dataset {} was stored from a {} upload: remove the key",
+                "`format` = \"{}\", but {called} was stored from a {} upload: remove the key",
                 f.name(),
-                self.id,
                 self.format
             ));
         }
@@ -111,18 +113,17 @@ impl DatasetMeta {
             && self.delimiter.as_ref().is_some_and(|d| *d != delimiter)
         {
             return Err(format!(
-                "`delimiter` = {delimiter:?}, but dataset {} was read with delimiter {:?} when \
-                 it was stored: {redo}",
-                self.id,
+                "`delimiter` = {delimiter:?}, but {called} was read with delimiter {:?} when it \
+                 was stored: {redo}",
                 self.delimiter.as_deref().unwrap_or_default()
             ));
         }
         if mapping.has_header != defaults.has_header && self.has_header == Some(defaults.has_header)
         {
             return Err(format!(
-                "`has_header` = {}, but dataset {} was read with a header line when it was \
+                "`has_header` = {}, but {called} was read with a header line when it was \
                  stored: {redo}",
-                mapping.has_header, self.id
+                mapping.has_header
             ));
         }
         Ok(())
