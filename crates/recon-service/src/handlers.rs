@@ -17,6 +17,7 @@ use crate::app::{App, Counted};
 use crate::error::ApiError;
 use crate::events::EventStream;
 use crate::jobs::{JobRecord, JobState, Naming};
+use crate::page::Page;
 use crate::results::{ResultFormat, ResultStream, status_filter};
 use crate::router::{Matched, Route};
 use crate::store::{DatasetMeta, UploadOptions};
@@ -109,10 +110,15 @@ impl App {
                 ))
             }
             Route::CreateDataset => self.create_dataset(parts, body),
-            Route::ListDatasets => Ok(json_response(
-                StatusCode::OK,
-                &json!({ "datasets": self.store.list() }),
-            )),
+            Route::ListDatasets => {
+                let page = Page::from_query(query)?;
+                let (items, next) = page.take(self.store.list(), |m| (&m.created, &m.id));
+                let next = next.map(|c| page.next_link("/v1/datasets", &c, &[]));
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "datasets": items, "next": next }),
+                ))
+            }
             Route::GetDataset => Ok(json_response(StatusCode::OK, &json!(self.store.get(id)?))),
             Route::DeleteDataset => {
                 // An accepted job that has not read its data yet would fail
@@ -133,15 +139,29 @@ impl App {
             Route::CreateReconciliation => self.create_reconciliation(parts, body),
             Route::Reconcile => self.reconcile_one_shot(parts, body),
             Route::ListReconciliations => {
-                let all: Vec<_> = self
-                    .jobs
-                    .list()
-                    .iter()
-                    .map(JobRecord::to_api_json)
+                let page = Page::from_query(query)?;
+                let state = match upload::query_value(query, "state") {
+                    None => None,
+                    Some(name) => Some(JobState::from_name(&name).ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "state must be queued, running, succeeded or failed, not {name:?}"
+                        ))
+                    })?),
+                };
+                let mut all = self.jobs.list();
+                if let Some(state) = state {
+                    all.retain(|j| j.state == state);
+                }
+                let (items, next) = page.take(all, |j| (&j.created, &j.id));
+                let keep: Vec<String> = state
+                    .map(|s| format!("state={}", s.as_str()))
+                    .into_iter()
                     .collect();
+                let next = next.map(|c| page.next_link("/v1/reconciliations", &c, &keep));
+                let items: Vec<_> = items.iter().map(JobRecord::to_api_json).collect();
                 Ok(json_response(
                     StatusCode::OK,
-                    &json!({ "reconciliations": all }),
+                    &json!({ "reconciliations": items, "next": next }),
                 ))
             }
             Route::GetReconciliation => Ok(json_response(
@@ -697,12 +717,11 @@ fn query_keys(route: Route) -> Option<(&'static [&'static str], &'static [&'stat
         Route::CreateReconciliation | Route::Reconcile => Some((&["wait"], &[])),
         Route::Results => Some((&["format"], &["status"])),
         Route::Rejects => Some((&["side"], &[])),
-        Route::ListDatasets
-        | Route::GetDataset
-        | Route::DeleteDataset
-        | Route::ListReconciliations
-        | Route::GetReconciliation
-        | Route::Events => Some((&[], &[])),
+        Route::ListDatasets => Some((&["limit", "after"], &[])),
+        Route::ListReconciliations => Some((&["limit", "after", "state"], &[])),
+        Route::GetDataset | Route::DeleteDataset | Route::GetReconciliation | Route::Events => {
+            Some((&[], &[]))
+        }
     }
 }
 

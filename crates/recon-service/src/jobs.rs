@@ -93,6 +93,13 @@ impl JobState {
         matches!(self, JobState::Succeeded | JobState::Failed)
     }
 
+    /// The state a name ([`JobState::as_str`]) gives, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     /// The state's name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -36,6 +36,7 @@ pub mod ids;
 pub mod jobs;
 pub mod openapi;
 pub mod owner;
+mod page;
 pub mod problem;
 pub mod reconcile;
 pub mod results;

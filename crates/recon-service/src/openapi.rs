@@ -14,6 +14,19 @@ fn ok_json(desc: &str, schema: Value) -> Value {
     json!({"description": desc, "content": {"application/json": {"schema": schema}}})
 }
 
+/// `limit` and `after`, the list endpoints' paging parameters.
+fn page_params() -> Value {
+    json!([
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}, "description": "at most this many items; the answer's `next` links to the page after (without it the list is whole)"},
+        {"name": "after", "in": "query", "schema": {"type": "string"}, "description": "the cursor of a previous answer's `next` link"}
+    ])
+}
+
+/// A list's `next` link: the next page's path and query, null on the last.
+fn next_link() -> Value {
+    json!({"type": ["string", "null"], "description": "the next page (same limit and filter), or null when this page is the last or no limit was given"})
+}
+
 fn id_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f-]{36}$"}})
 }
@@ -64,6 +77,10 @@ fn operations(version: &str) -> Value {
             }, "required": ["file"]}}
         }
     });
+    let mut job_list_params = page_params();
+    if let Some(list) = job_list_params.as_array_mut() {
+        list.push(json!({"name": "state", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]}, "description": "only jobs in this state"}));
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -153,8 +170,9 @@ fn operations(version: &str) -> Value {
                         "415": problem("unknown media type, or a file part whose type and name disagree"),
                         "422": problem("malformed content: line, column and value")
                     }},
-                "get": {"summary": "List datasets", "security": [{"bearer": []}],
-                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("datasets", json!({"type": "object", "properties": {"datasets": {"type": "array", "items": dataset.clone()}}}))}}
+                "get": {"summary": "List datasets, oldest first, whole or a page at a time", "security": [{"bearer": []}],
+                    "parameters": page_params(),
+                    "responses": {"400": problem("a limit outside 1..1000, a cursor no `next` link gave, or another query parameter"), "200": ok_json("datasets", json!({"type": "object", "properties": {"datasets": {"type": "array", "items": dataset.clone()}, "next": next_link()}}))}}
             },
             "/v1/datasets/{id}": {
                 "parameters": [id_param()],
@@ -176,8 +194,9 @@ fn operations(version: &str) -> Value {
                         "415": problem("not application/json, or no Content-Type"),
                         "422": problem("unknown dataset, invalid rules, or a mapped column a dataset lacks")
                     }},
-                "get": {"summary": "List reconciliations", "security": [{"bearer": []}],
-                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("jobs", json!({"type": "object", "properties": {"reconciliations": {"type": "array", "items": job.clone()}}}))}}
+                "get": {"summary": "List reconciliations, oldest first, whole or a page at a time", "security": [{"bearer": []}],
+                    "parameters": job_list_params,
+                    "responses": {"400": problem("a limit outside 1..1000, a cursor no `next` link gave, an unknown state, or another query parameter"), "200": ok_json("jobs", json!({"type": "object", "properties": {"reconciliations": {"type": "array", "items": job.clone()}, "next": next_link()}}))}}
             },
             "/v1/reconcile": {
                 "post": {"summary": "One shot: multipart with files `left`, `right` and field `rules`; answers with the summary and links",

@@ -497,7 +497,17 @@ fn query_parameters_a_route_does_not_take_are_refused() {
         "option \"name\" is given both in the query and as a part; give it once"
     );
     assert_nothing_stored(&t);
-    let d = detail(t.get("/v1/datasets?limit=10").expect(400));
+    let d = detail(t.get("/v1/datasets?offset=10").expect(400));
+    assert_eq!(
+        d,
+        "unknown query parameter \"offset\"; this endpoint takes limit, after"
+    );
+    let d = detail(t.get("/v1/datasets?limit=1&limit=2").expect(400));
+    assert!(d.contains("\"limit\""), "{d}");
+    let d = detail(
+        t.get("/v1/datasets/00000000-0000-0000-0000-000000000000?limit=1")
+            .expect(400),
+    );
     assert_eq!(
         d,
         "unknown query parameter \"limit\"; this endpoint takes none"

@@ -873,3 +873,92 @@ fn no_more_jobs_run_at_once_than_job_threads() {
         assert!(running <= 2, "{running} jobs running at {start}: {spans:?}");
     }
 }
+
+/// Both lists page with `?limit=N`, following `next` links to the end in
+/// creation order without repeating or skipping an item; the reconciliation
+/// list filters by `state`, and its links keep the filter. Bad paging
+/// parameters are 400 naming the range or the cursor.
+#[test]
+fn lists_page_in_creation_order() {
+    let t = app();
+    let upload = |csv: &str| {
+        t.upload("/v1/datasets", "text/csv", csv.to_owned())
+            .expect(201)
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let ids: Vec<String> = (0..5).map(|_| upload(LEDGER)).collect();
+    let walk = |first: &str, key: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut uri = Some(first.to_owned());
+        while let Some(u) = uri {
+            let page = t.get(&u).expect(200).json();
+            let items = page[key].as_array().unwrap();
+            assert!(items.len() <= 2, "{page}");
+            seen.extend(items.iter().map(|d| d["id"].as_str().unwrap().to_owned()));
+            uri = page["next"].as_str().map(str::to_owned);
+        }
+        seen
+    };
+    assert_eq!(walk("/v1/datasets?limit=2", "datasets"), ids);
+    let whole = t.get("/v1/datasets").expect(200).json();
+    assert_eq!(whole["datasets"].as_array().unwrap().len(), 5);
+    assert!(whole["next"].is_null(), "{whole}");
+
+    let (l, r) = (ids[0].clone(), upload(BANK));
+    let ok: Vec<String> = (0..3)
+        .map(|_| {
+            start(&t, "?wait=30", &l, &r, RULES).expect(200).json()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let bad_date = RULES.replacen("[left]\n", "[left]\ndate_format = \"%d/%m/%Y\"\n", 1);
+    let failed = start(&t, "?wait=30", &l, &r, &bad_date).expect(200).json();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(
+        walk("/v1/reconciliations?limit=2", "reconciliations").len(),
+        4
+    );
+    assert_eq!(
+        walk(
+            "/v1/reconciliations?limit=2&state=succeeded",
+            "reconciliations"
+        ),
+        ok
+    );
+    let page = t
+        .get("/v1/reconciliations?limit=2&state=succeeded")
+        .expect(200)
+        .json();
+    assert!(
+        page["next"].as_str().unwrap().ends_with("&state=succeeded"),
+        "{page}"
+    );
+    assert_eq!(
+        walk("/v1/reconciliations?state=failed", "reconciliations"),
+        [failed["id"].as_str().unwrap()]
+    );
+
+    for (uri, says) in [
+        (
+            "/v1/datasets?limit=0",
+            "limit must be a whole number from 1 to 1000",
+        ),
+        ("/v1/datasets?after=abc", "after must be a cursor"),
+        (
+            "/v1/reconciliations?state=done",
+            "state must be queued, running, succeeded or failed",
+        ),
+        (
+            "/v1/datasets?state=failed",
+            "unknown query parameter \"state\"",
+        ),
+    ] {
+        let p = t.get(uri).expect(400).json();
+        assert!(p["detail"].as_str().unwrap().contains(says), "{uri}: {p}");
+    }
+}
