@@ -73,7 +73,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Format::Json => json(&loaded)?,
                 Format::Toml => toml(&loaded),
             };
-            print!("{out}");
+            // A closed stdout (`| head`) ends the output, not the command.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
     }

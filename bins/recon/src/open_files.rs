@@ -52,7 +52,14 @@ pub(crate) fn ensure(needed: u64) -> io::Result<OpenFiles> {
     limit.rlim_cur = to;
     // SAFETY: `limit` is a valid `rlimit`; its soft value is at most the hard one.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
+        // A hard limit above `fs.nr_open` (lowered since it was set) is
+        // refused even unchanged: ask for `to` as both limits instead (a
+        // process may always lower its own hard limit).
+        limit.rlim_max = to;
+        // SAFETY: as above; both values are `to`.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(if to >= needed {
         OpenFiles::Raised { from: soft, to }
@@ -84,9 +91,9 @@ pub(crate) fn ensure_for(connection_limit: usize) {
             needed,
             connection_limit,
             "the open-file limit's hard cap is below connection_limit plus {RESERVED} for files: \
-             clients past it fail to connect and jobs may fail to open their files; raise it \
-             (ulimit -n, systemd LimitNOFILE=, docker run --ulimit nofile=) or lower \
-             connection_limit"
+             clients past it fail to connect and jobs may fail to open their files; raise the \
+             hard limit (ulimit -Hn as root, systemd LimitNOFILE=, docker run --ulimit \
+             nofile=N:N, Compose ulimits: nofile:) or lower connection_limit"
         ),
         Err(error) => tracing::warn!(%error, "could not read or raise the open-file limit"),
     }

@@ -16,7 +16,7 @@ mod read;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -41,6 +41,10 @@ const META_LINE_FIXES: &str = "recon.line_fixes";
 /// All of such a column's values are null; mapping it is an
 /// [`InputError::UnreadableColumn`].
 const META_UNREADABLE: &str = "recon.unreadable_type";
+/// Footer metadata key of a stored IPC file: the columns stored empty because
+/// a value had no text form, as a JSON object of name to what made them
+/// unreadable (known only once the whole file was read).
+const META_UNREADABLE_COLUMNS: &str = "recon.unreadable_columns";
 /// The name messages give the file at `path`: `opts`' source, else the path.
 fn source_name(opts: Option<&ReadOptions>, path: &Path) -> String {
     opts.and_then(|o| o.source.clone())
@@ -335,8 +339,9 @@ pub struct Converted {
     /// The column names, in file order.
     pub columns: Vec<String>,
     /// The columns stored empty because their values have no text form (a
-    /// nested struct, map or union): mapping one is an
-    /// [`InputError::UnreadableColumn`].
+    /// nested struct, map or union), or one of them has none (a binary value
+    /// that is not UTF-8, a date outside the calendar): mapping one is an
+    /// [`InputError::UnreadableColumn`] saying which.
     pub unreadable: Vec<String>,
 }
 
@@ -368,16 +373,23 @@ pub fn convert_to_ipc(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let unreadable = opened
+    let mut unreadable: Vec<String> = opened
         .schema
         .fields()
         .iter()
         .filter(|f| f.metadata().contains_key(META_UNREADABLE))
         .map(|f| f.name().clone())
         .collect();
+    // A column nobody may ever map must not refuse the upload: a value
+    // without a text form marks its column instead, refused where mapped.
+    let control = opened.store_unreadable();
     let mut sink = IpcSink::create(dest, &opened.schema, &opened.source, opened.first_line)?;
     let driven = opened.drive(|all| for_each_batch(all, |batch, _| sink.write(&batch)))?;
-    sink.finish(&driven.line_fixes)?;
+    let found = control
+        .map(|c| std::mem::take(&mut *c.unreadable.lock().unwrap_or_else(PoisonError::into_inner)))
+        .unwrap_or_default();
+    unreadable.extend(found.keys().cloned());
+    sink.finish(&driven.line_fixes, &found)?;
     tracing::debug!(
         rows = driven.rows,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -388,6 +400,15 @@ pub fn convert_to_ipc(
         columns,
         unreadable,
     })
+}
+
+/// The schema of an IPC file [`convert_to_ipc`] stored, as loading it sees
+/// it: the columns stored unreadable are marked so (`recon.unreadable_type`),
+/// and mapping one is an [`InputError::UnreadableColumn`].
+pub fn stored_ipc_schema<R: std::io::Read + std::io::Seek>(
+    reader: &arrow_ipc::reader::FileReader<R>,
+) -> SchemaRef {
+    read::stored_schema(reader)
 }
 
 /// Writes a table as an Arrow IPC file, as [`convert_to_ipc`] does; read it back
@@ -401,7 +422,7 @@ pub fn write_table_ipc(table: &Table, path: &Path) -> Result<(), InputError> {
     for batch in &table.batches {
         sink.write(batch)?;
     }
-    sink.finish(&table.line_fixes)
+    sink.finish(&table.line_fixes, &std::collections::BTreeMap::new())
 }
 
 /// An Arrow IPC file being written batch by batch, with recon's metadata: the
@@ -445,10 +466,19 @@ impl IpcSink {
             .map_err(|e| format_err(&self.file_name, e))
     }
 
-    fn finish(mut self, line_fixes: &LineFixes) -> Result<(), InputError> {
+    fn finish(
+        mut self,
+        line_fixes: &LineFixes,
+        unreadable: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), InputError> {
         if !line_fixes.0.is_empty() {
             self.writer
                 .write_metadata(META_LINE_FIXES, line_fixes.encode());
+        }
+        if !unreadable.is_empty() {
+            let text =
+                serde_json::to_string(unreadable).map_err(|e| format_err(&self.file_name, e))?;
+            self.writer.write_metadata(META_UNREADABLE_COLUMNS, text);
         }
         self.writer
             .finish()

@@ -445,7 +445,7 @@ impl DatasetStore {
         let reader = arrow_ipc::reader::FileReader::try_new(io::BufReader::new(file), None)
             .map_err(|e| ApiError::internal_at(&path, e))?;
         let mut table = Table::empty(meta.name.clone());
-        table.schema = reader.schema();
+        table.schema = recon_core::input::stored_ipc_schema(&reader);
         Side::from_table(&table, mapping)
             .map(drop)
             .map_err(input_error)

@@ -50,6 +50,9 @@ impl ValueKind {
     /// The kind of a typed column, `None` for text and other types.
     pub(super) fn of(data_type: &DataType) -> Option<Self> {
         Some(match data_type {
+            // Encoded columns are what their values are.
+            DataType::Dictionary(_, values) => return Self::of(values),
+            DataType::RunEndEncoded(_, values) => return Self::of(values.data_type()),
             DataType::Float64 => Self::Float {
                 name: "float64",
                 digits: 15,
@@ -126,6 +129,9 @@ pub(super) enum CellProblem {
     NotUtf8,
     /// arrow-cast's reason.
     Cast(String),
+    /// No value of the column can be written (a time zone arrow does not
+    /// know, say): the reason, for the whole column (`row` is 0).
+    Column(String),
 }
 
 /// `column` as text, nulls kept.
@@ -164,17 +170,51 @@ pub(super) fn column_text(column: &ArrayRef) -> Result<ArrayRef, BadCell> {
         }
         DataType::Float16 => {
             let a = column.as_primitive::<Float16Type>();
-            Ok(floats(&mut |i, out| {
-                // Exact in f32; its shortest f32 text may be longer than the
-                // f16's, which the amount check then refuses as inexact.
-                let _ = write!(out, "{}", a.value(i).to_f32());
-            }))
+            Ok(floats(&mut |i, out| shortest_f16(a.value(i), out)))
         }
+        // Encoded columns: their values decoded first, then read as above
+        // (a dictionary of floats is still floats).
+        DataType::Dictionary(_, values) => decoded(column, values),
+        DataType::RunEndEncoded(_, values) => decoded(column, values.data_type()),
         DataType::Binary => binary_text(column.as_binary::<i32>().iter()),
         DataType::LargeBinary => binary_text(column.as_binary::<i64>().iter()),
         DataType::BinaryView => binary_text(column.as_binary_view().iter()),
         _ => cast_text(column),
     }
+}
+
+/// An encoded column as text through its decoded values.
+fn decoded(column: &ArrayRef, values: &DataType) -> Result<ArrayRef, BadCell> {
+    match arrow_cast::cast(column, values) {
+        Ok(plain) => column_text(&plain),
+        Err(e) => Err(BadCell {
+            row: 0,
+            value: String::new(),
+            problem: CellProblem::Column(e.to_string()),
+        }),
+    }
+}
+
+/// The shortest decimal that reads back as the same half-precision float
+/// (`1.23`, not the `1.2304688` of its `f32`), without an exponent.
+fn shortest_f16(value: half::f16, out: &mut String) {
+    let wide = value.to_f32();
+    if !wide.is_finite() {
+        let _ = write!(out, "{wide}");
+        return;
+    }
+    // An f16 needs at most 5 significant decimal digits to be told apart.
+    for digits in 1..=5 {
+        let text = format!("{:.*e}", digits - 1, wide);
+        if let Ok(back) = text.parse::<f64>()
+            && half::f16::from_f64(back) == value
+        {
+            // At most 5 digits: `f64`'s shortest text is those digits, plain.
+            let _ = write!(out, "{back}");
+            return;
+        }
+    }
+    let _ = write!(out, "{wide}");
 }
 
 /// Binary values as text, each checked as UTF-8.
@@ -209,10 +249,17 @@ fn cast_text(column: &ArrayRef) -> Result<ArrayRef, BadCell> {
             None => return Ok(text),
             Some(row) => (row, None),
         },
-        Err(e) => (
-            first_unformattable(column).unwrap_or(0),
-            Some(e.to_string()),
-        ),
+        Err(e) => match first_unformattable(column) {
+            Some(row) => (row, Some(e.to_string())),
+            // No one value is at fault: the column as a whole cannot be written.
+            None => {
+                return Err(BadCell {
+                    row: 0,
+                    value: String::new(),
+                    problem: CellProblem::Column(e.to_string()),
+                });
+            }
+        },
     };
     let (row, reason) = failed;
     let value = raw_value(column, row);
@@ -225,7 +272,8 @@ fn cast_text(column: &ArrayRef) -> Result<ArrayRef, BadCell> {
     })
 }
 
-/// The first row arrow's formatter cannot write.
+/// The first row arrow's formatter cannot write; `None` when it cannot
+/// write any (it refuses the column's type itself).
 fn first_unformattable(column: &ArrayRef) -> Option<usize> {
     let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default()).ok()?;
     (0..column.len()).find(|&i| column.is_valid(i) && formatter.value(i).try_to_string().is_err())
@@ -310,6 +358,36 @@ mod tests {
         let bad = column_text(&column).expect_err("refused");
         assert_eq!(bad.row, 1);
         assert_eq!(bad.value, i32::MIN.to_string());
+    }
+
+    #[test]
+    fn half_floats_read_as_their_own_shortest_decimal() {
+        let column: ArrayRef = Arc::new(arrow_array::Float16Array::from(vec![
+            half::f16::from_f32(1.23),
+            half::f16::from_f32(0.1),
+            half::f16::from_f32(-2048.0),
+            half::f16::from_f32(65504.0),
+        ]));
+        let text = column_text(&column).expect("text");
+        let text = text.as_string::<i32>();
+        let values: Vec<&str> = (0..4).map(|i| text.value(i)).collect();
+        assert_eq!(values, ["1.23", "0.1", "-2048", "65500"]);
+    }
+
+    #[test]
+    fn dictionary_floats_are_floats() {
+        let dict: arrow_array::DictionaryArray<arrow_array::types::Int32Type> =
+            vec!["a", "b", "a"].into_iter().collect();
+        let values: ArrayRef = Arc::new(arrow_array::Float64Array::from(vec![1e16, 0.5]));
+        let column: ArrayRef = Arc::new(dict.with_values(values));
+        assert!(matches!(
+            ValueKind::of(column.data_type()),
+            Some(ValueKind::Float { digits: 15, .. })
+        ));
+        let text = column_text(&column).expect("text");
+        let text = text.as_string::<i32>();
+        assert_eq!(text.value(0), "10000000000000000");
+        assert_eq!(text.value(1), "0.5");
     }
 
     #[test]

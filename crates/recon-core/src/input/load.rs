@@ -45,6 +45,11 @@ pub(super) fn load_opened(
     let stored_fixes = opened.line_fixes.clone();
     let file_bytes = opened.bytes;
     let mut plan = Plan::new(&source, &schema, opened.delimiter(), mapping, roles);
+    if plan.is_err() {
+        // Only the reader's own errors may still come before the mapping's:
+        // a value without text in some column is not one of them.
+        let _ = opened.store_unreadable();
+    }
     // Whether batches hold every column, so their size tells the file's rows.
     let mut whole_rows = true;
     if let Ok(plan) = &mut plan {

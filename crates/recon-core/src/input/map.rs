@@ -67,6 +67,16 @@ const ISO_DATE: &str = "%Y-%m-%d";
 /// The length of [`ISO_DATE`]'s text.
 const ISO_DATE_LEN: usize = "2026-03-01".len();
 
+/// The date of a date or timestamp column's text: its first
+/// [`ISO_DATE_LEN`] bytes where a time follows them (`T`), else the whole
+/// text (which the date format then takes only if it is a date alone).
+fn typed_date_part(text: &str) -> &str {
+    match (text.get(..ISO_DATE_LEN), text.as_bytes().get(ISO_DATE_LEN)) {
+        (Some(date), Some(b'T')) => date,
+        _ => text,
+    }
+}
+
 /// A refused value: which column, the text, and why.
 struct Fault {
     column: usize,
@@ -456,8 +466,9 @@ impl<'a> Plan<'a> {
                     _ if trim(t).is_empty() => None,
                     _ => {
                         let day = match &self.typed_date {
-                            // `2026-03-01`, `2026-03-01T09:30:00+01:00`: the date.
-                            Some(iso) => iso.parse_days(t.get(..ISO_DATE_LEN).unwrap_or(t)),
+                            // `2026-03-01`, `2026-03-01T09:30:00+01:00`: the date
+                            // (and nothing else where a time does not follow).
+                            Some(iso) => iso.parse_days(typed_date_part(t)),
                             None => self.date_format.parse_days(t),
                         }
                         .map_err(|e| Fault::new(c, t, e))?;

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::cast::{self, CellProblem, META_KIND, ValueKind};
 use super::{
     BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE,
-    META_UNREADABLE, ReadOptions, source_name,
+    META_UNREADABLE, META_UNREADABLE_COLUMNS, ReadOptions, source_name,
 };
 use crate::error::{InputError, NotUtf8Field, ValueProblem};
 
@@ -83,8 +83,9 @@ pub(super) struct Opened {
     /// For Parquet and Arrow IPC files: how to open the file again reading
     /// only some columns.
     reopen: Option<Reopen>,
-    /// For a reader that decodes every column: the columns to convert.
-    wanted: Option<Wanted>,
+    /// For a typed format's reader: the columns to convert, and the
+    /// columns stored unreadable.
+    control: Option<Arc<Control>>,
     batches: TextBatches,
 }
 
@@ -143,6 +144,17 @@ impl Opened {
         })
     }
 
+    /// Makes a value without a text form (a binary value that is not UTF-8,
+    /// a date outside the calendar) mark its column unreadable instead of
+    /// failing the read: how an upload is stored, since a column nobody maps
+    /// must not refuse the file. Returns where the columns are listed once
+    /// read (`None` for CSV, whose values are all text).
+    pub(super) fn store_unreadable(&self) -> Option<Arc<Control>> {
+        let control = self.control.as_ref()?;
+        control.lenient.store(true, Ordering::Relaxed);
+        Some(Arc::clone(control))
+    }
+
     /// The delimiter a CSV file is read with; `None` for the other formats.
     pub(super) fn delimiter(&self) -> Option<u8> {
         self.scan.as_ref().map(|scan| scan.delimiter)
@@ -184,8 +196,8 @@ impl Opened {
         }
         let Some(scan) = &mut self.scan else {
             // Every column is still decoded; only these become text.
-            if let Some(wanted) = &self.wanted {
-                let _ = wanted.set(columns.to_vec());
+            if let Some(control) = &self.control {
+                let _ = control.wanted.set(columns.to_vec());
             }
             return Ok(false);
         };
@@ -422,7 +434,7 @@ fn open_csv(
         bytes: 0,
         scan: Some(scan),
         reopen: None,
-        wanted: None,
+        control: None,
         batches,
     })
 }
@@ -891,15 +903,23 @@ fn text_schema(schema: &Schema) -> SchemaRef {
                 let mut metadata = std::collections::HashMap::new();
                 if let Some(t) = unreadable_type(f) {
                     metadata.insert(META_UNREADABLE.to_owned(), t);
-                } else if let Some(kind) =
-                    ValueKind::of_field(f).or_else(|| ValueKind::of(f.data_type()))
-                {
+                } else if let Some(kind) = kind_of(f) {
                     metadata.insert(META_KIND.to_owned(), kind.name().to_owned());
                 }
                 Field::new(f.name(), DataType::Utf8, true).with_metadata(metadata)
             })
             .collect::<Vec<_>>(),
     ))
+}
+
+/// What a field's values were before they are text: its own type's kind, or
+/// for a text field the mark a stored conversion left (only a text field's:
+/// a typed field's type is what it holds, whatever its metadata says).
+fn kind_of(field: &Field) -> Option<ValueKind> {
+    match field.data_type() {
+        DataType::Utf8 => ValueKind::of_field(field),
+        other => ValueKind::of(other),
+    }
 }
 
 /// The type of a field's values when they have no text form: marked so by an
@@ -917,13 +937,13 @@ pub(super) fn unreadable_type(field: &Field) -> Option<String> {
 
 /// Makes every column of each batch `Utf8` (keeping names) so mapping only
 /// ever sees text ([`cast::column_text`]); a column [`text_schema`] marks
-/// unreadable, or one `wanted` leaves out, becomes all null. Rows are
-/// numbered from `first_line` for the messages of values without text.
+/// unreadable, or one [`Control::wanted`] leaves out, becomes all null. Rows
+/// are numbered from `first_line` for the messages of values without text.
 fn to_text(
     source: String,
     schema: SchemaRef,
     first_line: u64,
-    wanted: Wanted,
+    control: Arc<Control>,
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> TextBatches {
     let mut rows = 0u64;
@@ -931,7 +951,7 @@ fn to_text(
         let batch = batch.map_err(|e| format_err(&source, e))?;
         let first_row = rows;
         rows += batch.num_rows() as u64;
-        let wanted = wanted.get();
+        let wanted = control.wanted.get();
         let columns = batch
             .columns()
             .iter()
@@ -942,38 +962,71 @@ fn to_text(
                 if unread || field.metadata().contains_key(META_UNREADABLE) {
                     return Ok(arrow_array::new_null_array(&DataType::Utf8, c.len()));
                 }
-                cast::column_text(c).map_err(|bad| {
-                    let line = first_line.saturating_add(first_row + bad.row as u64);
-                    let column = field.name().clone();
-                    match bad.problem {
-                        CellProblem::NotUtf8 => InputError::InvalidUtf8 {
-                            file: source.clone(),
-                            line,
-                            field: Some(NotUtf8Field {
-                                column,
-                                value: bad.value,
-                            }),
-                        },
-                        CellProblem::Cast(reason) => InputError::BadValue {
-                            file: source.clone(),
-                            line,
+                let bad = match cast::column_text(c) {
+                    Ok(text) => return Ok(text),
+                    Err(bad) => bad,
+                };
+                let line = first_line.saturating_add(first_row + bad.row as u64);
+                let column = field.name().clone();
+                let err = match bad.problem {
+                    CellProblem::NotUtf8 => InputError::InvalidUtf8 {
+                        file: source.clone(),
+                        line,
+                        field: Some(NotUtf8Field {
                             column,
                             value: bad.value,
-                            problem: ValueProblem::NoText { reason },
-                        },
-                    }
-                })
+                        }),
+                    },
+                    CellProblem::Cast(reason) => InputError::BadValue {
+                        file: source.clone(),
+                        line,
+                        column,
+                        value: bad.value,
+                        problem: ValueProblem::NoText { reason },
+                    },
+                    CellProblem::Column(reason) => format_err(
+                        &source,
+                        format!(
+                            "column {column:?} ({}) cannot be read as text: {reason}",
+                            c.data_type()
+                        ),
+                    ),
+                };
+                if !control.lenient.load(Ordering::Relaxed) {
+                    return Err(err);
+                }
+                // Stored, not refused: the column is marked unreadable with
+                // the first such value, and refused only where it is mapped.
+                let why = format!("{} (first at {err})", c.data_type());
+                control
+                    .unreadable
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(field.name().clone())
+                    .or_insert(why);
+                Ok(arrow_array::new_null_array(&DataType::Utf8, c.len()))
             })
             .collect::<Result<Vec<ArrayRef>, _>>()?;
         RecordBatch::try_new(schema.clone(), columns).map_err(|e| format_err(&source, e))
     }))
 }
 
-/// The columns mapping reads of a file whose reader decodes every column
-/// (an Arrow stream, NDJSON): set by [`Opened::project`], so the others are
-/// never converted to text and a value there without a text form cannot
-/// fail the load. Unset, every column is converted.
-type Wanted = Arc<std::sync::OnceLock<Vec<usize>>>;
+/// What the caller of a reader that decodes every column says, and what it
+/// learns, while the batches are read.
+#[derive(Debug, Default)]
+pub(super) struct Control {
+    /// The columns mapping reads of a file whose reader decodes every column
+    /// (an Arrow stream, NDJSON): set by [`Opened::project`], so the others
+    /// are never converted to text and a value there without a text form
+    /// cannot fail the load. Unset, every column is converted.
+    wanted: std::sync::OnceLock<Vec<usize>>,
+    /// Set by [`Opened::store_unreadable`]: a value without a text form does
+    /// not fail the read; its column is read as empty from then on and
+    /// listed in `unreadable`.
+    lenient: AtomicBool,
+    /// Such columns by name, each with its type and its first such value.
+    pub(super) unreadable: Mutex<std::collections::BTreeMap<String, String>>,
+}
 
 /// A text stream numbered from row `first_line` (formats without physical
 /// lines: Parquet, Arrow, NDJSON records).
@@ -984,13 +1037,13 @@ fn rows_from(
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> Opened {
     let schema = text_schema(schema);
-    let wanted = Wanted::default();
+    let control = Arc::new(Control::default());
     Opened {
         batches: to_text(
             source.clone(),
             schema.clone(),
             first_line,
-            wanted.clone(),
+            Arc::clone(&control),
             batches,
         ),
         source,
@@ -1000,7 +1053,7 @@ fn rows_from(
         bytes: 0,
         scan: None,
         reopen: None,
-        wanted: Some(wanted),
+        control: Some(control),
     }
 }
 
@@ -1024,21 +1077,15 @@ impl Reopen {
                     .build()
                     .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&arrow_array::RecordBatchReader::schema(&reader));
-                Ok(to_text(source, schema, 1, Wanted::default(), reader))
+                Ok(to_text(source, schema, 1, Arc::default(), reader))
             }
             _ => {
                 let reader =
                     arrow_ipc::reader::FileReader::try_new_buffered(file, Some(columns.to_vec()))
                         .map_err(|e| format_err(&source, e))?;
                 let (_, first_line) = stored_origin(&reader.schema(), source.clone(), None)?;
-                let schema = text_schema(&reader.schema());
-                Ok(to_text(
-                    source,
-                    schema,
-                    first_line,
-                    Wanted::default(),
-                    reader,
-                ))
+                let schema = text_schema(&stored_schema(&reader));
+                Ok(to_text(source, schema, first_line, Arc::default(), reader))
             }
         }
     }
@@ -1092,6 +1139,37 @@ fn stored_origin(
     Ok((source, first_line))
 }
 
+/// An Arrow IPC file's schema with the columns its footer lists as stored
+/// unreadable ([`META_UNREADABLE_COLUMNS`], written by `convert_to_ipc`)
+/// marked so: such a column's values are empty in the file, and mapping it
+/// is refused with what made it unreadable.
+pub(super) fn stored_schema<R: Read + Seek>(
+    reader: &arrow_ipc::reader::FileReader<R>,
+) -> SchemaRef {
+    let schema = reader.schema();
+    let marks: std::collections::BTreeMap<String, String> = reader
+        .custom_metadata()
+        .get(META_UNREADABLE_COLUMNS)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    if marks.is_empty() {
+        return schema;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match marks.get(f.name()) {
+            Some(why) => {
+                let mut metadata = f.metadata().clone();
+                metadata.insert(META_UNREADABLE.to_owned(), why.clone());
+                f.as_ref().clone().with_metadata(metadata)
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// Checks an Arrow IPC file's framing before its reader sees it: the magic
 /// `ARROW1` at both ends (the reader's own error for a short or foreign file
 /// is a bare "Invalid argument" from a seek before the start).
@@ -1132,7 +1210,7 @@ fn open_arrow_file(
     check_arrow_magic(&mut file, &source)?;
     let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, None)
         .map_err(|e| format_err(&source, e))?;
-    let schema = reader.schema();
+    let schema = stored_schema(&reader);
     let (source, first_line) = stored_origin(&schema, source, opts.source.as_deref())?;
     check_width(&source, schema.fields().len())?;
     // Written in the footer by a streaming conversion, in the schema by older files.

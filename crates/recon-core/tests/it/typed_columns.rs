@@ -435,3 +435,123 @@ fn minor_unit_amounts() {
     let err = mapping.unwrap_err().to_string();
     assert!(err.contains("major") && err.contains("minor"), "{err}");
 }
+
+/// A stored conversion (how the service keeps an upload) does not refuse a
+/// file for a value without text in a column nobody may map: the column is
+/// stored empty, listed as unreadable, and refused, saying why and where,
+/// only where a mapping reads it.
+#[test]
+fn stored_conversions_mark_columns_with_values_without_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        &dir,
+        "hashes.parquet",
+        &batch(vec![
+            ("id", ids(2)),
+            (
+                "amount",
+                Arc::new(StringArray::from(vec!["1.00", "2.00"])) as ArrayRef,
+            ),
+            (
+                "digest",
+                Arc::new(BinaryArray::from(vec![&b"ok"[..], &b"\x9f\x00"[..]])),
+            ),
+            ("day", Arc::new(Date32Array::from(vec![20_513, i32::MIN]))),
+        ]),
+    );
+    let stored = dir.path().join("stored.arrow");
+    let converted = recon_core::input::convert_to_ipc(
+        &path,
+        recon_core::input::Format::Parquet,
+        &recon_core::input::ReadOptions::default(),
+        &stored,
+    )
+    .unwrap();
+    assert_eq!(converted.rows, 2);
+    assert_eq!(converted.unreadable, ["day", "digest"]);
+    let side = load(&stored, AMOUNTS).unwrap();
+    assert_eq!(side.amount, [100, 200]);
+    let err = load(&stored, &format!("{AMOUNTS}extra = [\"digest\"]")).unwrap_err();
+    assert!(
+        err.contains("column \"digest\" holds Binary (first at ")
+            && err.contains("line 2, column \"digest\": \"\\x9f\\0\" is not valid UTF-8)"),
+        "{err}"
+    );
+    let err = load(&stored, &format!("{AMOUNTS}date = \"day\"")).unwrap_err();
+    assert!(
+        err.contains("column \"day\" holds Date32 (first at "),
+        "{err}"
+    );
+    // The original file itself is refused where the column is read.
+    let err = load(&path, &format!("{AMOUNTS}extra = [\"digest\"]")).unwrap_err();
+    assert!(err.contains("line 2, column \"digest\""), "{err}");
+}
+
+/// A mapping error is not hidden behind a value without text in a column
+/// the mapping never reaches (an Arrow stream decodes every column).
+#[test]
+fn a_missing_column_is_named_before_an_unread_bad_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(vec![
+        ("id", ids(2)),
+        (
+            "amount",
+            Arc::new(StringArray::from(vec!["1.00", "2.00"])) as ArrayRef,
+        ),
+        (
+            "digest",
+            Arc::new(BinaryArray::from(vec![&b"ok"[..], &b"\x9f"[..]])),
+        ),
+    ]);
+    let stream = dir.path().join("s.arrows");
+    fs::write(&stream, stream_bytes(std::slice::from_ref(&b))).unwrap();
+    let err = load(
+        &stream,
+        "id = \"id\"\namount = \"amt\"\ncurrency_value = \"USD\"\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("column \"amt\" not found"), "{err}");
+}
+
+/// Only a text field's `recon.kind` mark is believed: a float field marked
+/// otherwise is still a float, and a date column's text is a date only
+/// when nothing but a time follows it.
+#[test]
+fn kind_marks_are_believed_only_on_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = |kind: &str| HashMap::from([("recon.kind".to_owned(), kind.to_owned())]);
+    let fields = vec![
+        Field::new("id", arrow_schema::DataType::Utf8, true),
+        Field::new("amount", arrow_schema::DataType::Float64, true).with_metadata(mark("temporal")),
+        Field::new("date", arrow_schema::DataType::Utf8, true).with_metadata(mark("temporal")),
+    ];
+    let schema = Arc::new(Schema::new(fields));
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            ids(3),
+            Arc::new(Float64Array::from(vec![1.5, 0.1 + 0.2, 2.0])),
+            Arc::new(StringArray::from(vec![
+                "2026-03-01",
+                "2026-03-01",
+                "2026-03-01junk",
+            ])),
+        ],
+    )
+    .unwrap();
+    let path = dir.path().join("marked.arrow");
+    let mut w =
+        arrow_ipc::writer::FileWriter::try_new(fs::File::create(&path).unwrap(), &schema).unwrap();
+    w.write(&b).unwrap();
+    w.finish().unwrap();
+    let side = load(
+        &path,
+        &format!("{AMOUNTS}date = \"date\"\ndate_format = \"%d/%m/%Y\"\non_error = \"quarantine\""),
+    )
+    .unwrap();
+    assert_eq!(side.amount, [150], "{:?} {:?}", side.date, side.rejects);
+    assert_eq!(side.date, [Some(20_513)]);
+    let reasons: Vec<&str> = side.rejects.iter().map(|r| r.reason.as_str()).collect();
+    assert!(reasons[0].contains("float64"), "{reasons:?}");
+    assert!(reasons[1].contains("2026-03-01junk"), "{reasons:?}");
+}
