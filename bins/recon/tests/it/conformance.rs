@@ -192,7 +192,7 @@ fn open_file_limit_follows_the_connection_limit(engine: Engine) {
         .start();
     assert_eq!(soft_open_files(&server), 600);
     let log = server.log();
-    assert!(log.contains("WARN") && log.contains("ulimit -n"), "{log}");
+    assert!(log.contains("WARN") && log.contains("ulimit -Hn"), "{log}");
     drop(server);
 
     // Enough already: left as it is.
