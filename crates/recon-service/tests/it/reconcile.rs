@@ -962,3 +962,59 @@ fn lists_page_in_creation_order() {
         assert!(p["detail"].as_str().unwrap().contains(says), "{uri}: {p}");
     }
 }
+
+/// An upload whose binary column holds a value that is not UTF-8 (raw hash
+/// bytes, say) is stored, that column empty and listed as unreadable; a
+/// reconciliation that does not map it runs, one that maps it is refused
+/// naming the column and its first such value.
+#[test]
+fn a_column_with_a_value_without_text_is_stored_empty_and_refused_only_when_mapped() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+
+    let t = app();
+    let rows: Vec<Vec<&str>> = LEDGER
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let mut columns: Vec<(&str, ArrayRef)> = ["id", "date", "amount", "currency", "ref"]
+        .iter()
+        .enumerate()
+        .map(|(c, n)| {
+            let values = StringArray::from_iter_values(rows.iter().map(|r| r[c]));
+            (*n, Arc::new(values) as ArrayRef)
+        })
+        .collect();
+    let digests: Vec<&[u8]> = (0..rows.len())
+        .map(|i| if i == 1 { &b"\x9f\x00"[..] } else { &b"ok"[..] })
+        .collect();
+    columns.push(("digest", Arc::new(BinaryArray::from(digests))));
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let meta = t
+        .upload(
+            "/v1/datasets?name=ledger.parquet",
+            "application/vnd.apache.parquet",
+            crate::parquet_of(&batch),
+        )
+        .expect(201)
+        .json();
+    assert_eq!(meta["unreadable_columns"], serde_json::json!(["digest"]));
+    let l = meta["id"].as_str().unwrap().to_owned();
+    let r = upload(&t, BANK);
+    let job = start(&t, "?wait=30", &l, &r, RULES).expect(200).json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let mapped = RULES.replacen(
+        "reference = \"ref\"\n",
+        "reference = \"ref\"\ndescription = \"digest\"\n",
+        1,
+    );
+    let p = start(&t, "?wait=30", &l, &r, &mapped).expect(422).json();
+    let err = p["detail"].as_str().unwrap();
+    assert!(
+        err.contains("column \"digest\" holds Binary (first at ")
+            && err.contains("line 2, column \"digest\": \"\\x9f\\0\" is not valid UTF-8"),
+        "{err}"
+    );
+}
