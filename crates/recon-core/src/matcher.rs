@@ -783,11 +783,25 @@ fn similarity(
     if !ka.present(a) || !kb.present(b) {
         return None;
     }
-    Some(match sim.similarity {
+    Some(settled(match sim.similarity {
         Metric::JaroWinkler => text::jaro_winkler(ka.get(a), kb.get(b)),
         Metric::TokenSet => text::token_set_ratio(ka.get(a), kb.get(b)),
-    })
+    }))
 }
+
+/// `score` rounded to 12 decimal places ([`SCORE_SCALE`]), as every score is
+/// compared: floating point leaves a score a unit in its last place off the
+/// value it stands for (Jaro-Winkler's exact 0.9 computes as
+/// 0.8999999999999999, and two candidates both at 29/30 as
+/// 0.9666666666666667 and 0.9666666666666666), which would drop a pair
+/// exactly at `min` and pick one of two equal candidates instead of calling
+/// them ambiguous.
+fn settled(score: f64) -> f64 {
+    (score * SCORE_SCALE).round() / SCORE_SCALE
+}
+
+/// Scores are compared in units of 10^-12 (see [`settled`]).
+const SCORE_SCALE: f64 = 1e12;
 
 /// Checks the identity gates (currency, reference, date window, similarity
 /// thresholds) between left row `l` and right row `r`; the score when passed.
@@ -836,7 +850,11 @@ fn score(ctx: &Ctx<'_>, pass: &Pass, l: usize, r: usize) -> Option<f64> {
         sum += s;
         n += 1;
     }
-    Some(if n == 0 { 1.0 } else { sum / f64::from(n) })
+    Some(if n == 0 {
+        1.0
+    } else {
+        settled(sum / f64::from(n))
+    })
 }
 
 /// [`identity`] on index entries `le` (left) and `re` (right) of the same

@@ -1028,6 +1028,29 @@ impl Rules {
                     format!("max_candidates is between 2 and {MAX_CANDIDATES_LIMIT}"),
                 ));
             }
+            // A group's many side is drawn from a record's candidates: a
+            // larger max_group could never be reached.
+            // (The defaults, 4 and 12, agree: one of the keys is set here.)
+            let set = p
+                .max_group
+                .as_ref()
+                .map(|g| ("max_group", g))
+                .or_else(|| p.max_candidates.as_ref().map(|c| ("max_candidates", c)));
+            if max_group > max_candidates
+                && let Some((key, value)) = set
+            {
+                return Err(loc.invalid(
+                    value.span(),
+                    &ctx,
+                    key,
+                    value.get_ref().to_string(),
+                    format!(
+                        "max_group ({max_group}) is above max_candidates ({max_candidates}): a \
+                         group's records come from one record's candidates, so it could never \
+                         be that large; lower max_group or raise max_candidates"
+                    ),
+                ));
+            }
             if p.kind == PassKind::Break {
                 if p.cardinality != Cardinality::OneToOne {
                     return Err(loc.invalid(
@@ -1494,6 +1517,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.passes[0].max_group, r.passes[0].max_candidates), (3, 16));
+        // A group larger than the candidates it is drawn from could never be.
+        check_refusals(&[
+            (
+                "[[pass]]\nname = \"a\"\ncardinality = \"many_to_one\"\nreference = \"exact\"\n\
+                 max_candidates = 2\nmax_group = 8\n",
+                "rules.toml:12:13: pass \"a\": `max_group` = \"8\": max_group (8) is above \
+                 max_candidates (2): a group's records come from one record's candidates, so \
+                 it could never be that large; lower max_group or raise max_candidates",
+            ),
+            (
+                "[[pass]]\nname = \"a\"\ncardinality = \"many_to_one\"\nreference = \"exact\"\n\
+                 max_candidates = 3\n",
+                "rules.toml:11:18: pass \"a\": `max_candidates` = \"3\": max_group (4) is above \
+                 max_candidates (3): a group's records come from one record's candidates, so \
+                 it could never be that large; lower max_group or raise max_candidates",
+            ),
+        ]);
     }
 
     /// A decimal of plain digits but too many of them says so; other text

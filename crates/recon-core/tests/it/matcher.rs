@@ -241,6 +241,29 @@ fn ties_break_on_amount_then_date_then_score() {
     );
 }
 
+/// Scores are compared rounded to 12 decimal places: a Jaro-Winkler of
+/// exactly `min` passes (8/9 + 0.1 x 1/9 = 0.9 computes as
+/// 0.8999999999999999), and two candidates of the same exact score (29/30,
+/// computed one unit in the last place apart) are a tie, reported ambiguous;
+/// so are two means of equal exact value.
+#[test]
+fn scores_equal_in_exact_arithmetic_compare_equal() {
+    let jw = "[[pass]]\nname = \"s\"\namount = { abs = \"0\" }\n\
+              counterparty = { similarity = \"jaro_winkler\", min = 0.9 }\n";
+    check(
+        "a 10000 USD 5 - ACME_CORP",
+        "x 10000 USD 5 - AME_COCRP",
+        jw,
+        "a=matched/1 | x=matched/1",
+    );
+    check(
+        "a 25000 USD 5 - ACME_CORP",
+        "x 25000 USD 5 - AMCE_CORP\ny 25000 USD 5 - JACME_CORP",
+        jw,
+        "a=ambiguous/1 | x=ambiguous/1 y=ambiguous/1",
+    );
+}
+
 /// A record with no text to compare never passes a similarity gate, not
 /// even one whose `min` is 0.
 #[test]
