@@ -644,14 +644,35 @@ impl Locator<'_> {
                 String::new(),
                 "a column name cannot be empty".to_owned(),
             ),
-            MappingError::AmountStyle { got } => ("amount", got.clone(), e.to_string()),
+            // Named at the amount key written last (the one too many, or
+            // the one without its partner), with its value as written.
+            MappingError::AmountStyle { .. } => {
+                let set = [
+                    ("amount", &mapping.amount),
+                    ("debit", &mapping.debit),
+                    ("credit", &mapping.credit),
+                    ("direction", &mapping.direction),
+                ];
+                let (key, value) = set
+                    .into_iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.clone())))
+                    .max_by_key(|(k, _)| self.key_span(side.span(), k).start)
+                    .unwrap_or(("amount", String::new()));
+                (key, value, e.to_string())
+            }
+            // Both set: named at the one written last; neither: at `currency`.
             MappingError::CurrencySource => {
                 let set = [
-                    mapping.currency.as_deref(),
-                    mapping.currency_value.as_deref(),
+                    ("currency", &mapping.currency),
+                    ("currency_value", &mapping.currency_value),
                 ];
-                let value = set.into_iter().flatten().collect::<Vec<_>>().join(", ");
-                ("currency", value, e.to_string())
+                let (key, value) = set
+                    .into_iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.clone())))
+                    .max_by_key(|(k, _)| self.key_span(side.span(), k).start)
+                    .filter(|_| mapping.currency.is_some() && mapping.currency_value.is_some())
+                    .unwrap_or(("currency", String::new()));
+                (key, value, e.to_string())
             }
             MappingError::CurrencyValue { value } => (
                 "currency_value",
@@ -1136,7 +1157,7 @@ impl Rules {
         ] {
             if let Some(role) = key.iter().find(|r| !mapping.maps(**r)) {
                 return Err(loc.invalid(
-                    duplicates_span,
+                    loc.key_span(duplicates_span.clone(), side),
                     "[duplicates]",
                     side,
                     role.to_string(),
@@ -1290,11 +1311,11 @@ mod tests {
             ),
             (
                 "debit = \"d\"",
-                "rules.toml:3:1: [left]: `amount` = \"amount, debit\": map the amount as `amount`, as `debit` + `credit`, or as `amount` + `direction` (got amount, debit)",
+                "rules.toml:5:1: [left]: `debit` = \"d\": map the amount as `amount`, as `debit` + `credit`, or as `amount` + `direction` (got amount, debit)",
             ),
             (
                 "currency = \"ccy\"",
-                "rules.toml:5:1: [left]: `currency` = \"ccy, USD\": set exactly one of `currency` (a column) and `currency_value` (a fixed code)",
+                "rules.toml:5:1: [left]: `currency` = \"ccy\": set exactly one of `currency` (a column) and `currency_value` (a fixed code)",
             ),
             (
                 "delimiter = \"\\n\"",
@@ -1741,7 +1762,7 @@ mod tests {
         check(
             without(1, ", description = \"memo\""),
             "[duplicates]\nright = [\"amount\", \"description\"]\n[[pass]]\nname = \"a\"\n",
-            "rules.toml:7:1: [duplicates]: `right` = \"description\": \
+            "rules.toml:8:1: [duplicates]: `right` = \"description\": \
              the key holds the description, but [right] maps no description column",
         );
         check(
