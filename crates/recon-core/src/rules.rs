@@ -638,40 +638,35 @@ impl Locator<'_> {
         let Some(e) = mapping.validate().err().or(unread) else {
             return Ok(());
         };
+        let written_last = |keys: &[(&'static str, &Option<String>)]| {
+            keys.iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone())))
+                .max_by_key(|(k, _)| self.key_span(side.span(), k).start)
+                .unwrap_or((keys[0].0, String::new()))
+        };
         let (key, value, reason) = match &e {
             MappingError::EmptyColumn { key } => (
                 *key,
                 String::new(),
                 "a column name cannot be empty".to_owned(),
             ),
-            // Named at the amount key written last (the one too many, or
-            // the one without its partner), with its value as written.
+            // Named at the key written last (the amount key too many or
+            // without its partner; the second currency way), with its value
+            // as written; at the first key when none is set.
             MappingError::AmountStyle { .. } => {
-                let set = [
+                let (key, value) = written_last(&[
                     ("amount", &mapping.amount),
                     ("debit", &mapping.debit),
                     ("credit", &mapping.credit),
                     ("direction", &mapping.direction),
-                ];
-                let (key, value) = set
-                    .into_iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.clone())))
-                    .max_by_key(|(k, _)| self.key_span(side.span(), k).start)
-                    .unwrap_or(("amount", String::new()));
+                ]);
                 (key, value, e.to_string())
             }
-            // Both set: named at the one written last; neither: at `currency`.
             MappingError::CurrencySource => {
-                let set = [
+                let (key, value) = written_last(&[
                     ("currency", &mapping.currency),
                     ("currency_value", &mapping.currency_value),
-                ];
-                let (key, value) = set
-                    .into_iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.clone())))
-                    .max_by_key(|(k, _)| self.key_span(side.span(), k).start)
-                    .filter(|_| mapping.currency.is_some() && mapping.currency_value.is_some())
-                    .unwrap_or(("currency", String::new()));
+                ]);
                 (key, value, e.to_string())
             }
             MappingError::CurrencyValue { value } => (

@@ -529,33 +529,42 @@ L3,2024-01-04,-25.50,EUR,INV-3,fee\n";
     assert!(dup.contains(",left,L3,4,duplicate,"), "{dup}");
 }
 
-/// [`LEDGER`] as Parquet, with a nested `meta` struct column after its own.
-fn ledger_parquet_with_a_struct() -> Vec<u8> {
+/// [`LEDGER`] as Parquet, with `extra` (a name and its values) after its own
+/// text columns.
+fn ledger_parquet_with(extra: (&str, arrow_array::ArrayRef)) -> Vec<u8> {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
-    use arrow_schema::{DataType, Field, Schema};
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
 
     let rows: Vec<Vec<&str>> = LEDGER
         .lines()
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    let names = ["id", "date", "amount", "currency", "ref"];
-    let mut fields: Vec<Field> = names
+    let mut columns: Vec<(&str, ArrayRef)> = ["id", "date", "amount", "currency", "ref"]
         .iter()
-        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .enumerate()
+        .map(|(c, n)| {
+            let values = StringArray::from_iter_values(rows.iter().map(|r| r[c]));
+            (*n, Arc::new(values) as ArrayRef)
+        })
         .collect();
-    let mut columns: Vec<ArrayRef> = (0..names.len())
-        .map(|c| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[c]))) as ArrayRef)
-        .collect();
+    columns.push(extra);
+    crate::parquet_of(&RecordBatch::try_from_iter(columns).unwrap())
+}
+
+/// [`LEDGER`] as Parquet, with a nested `meta` struct column after its own.
+fn ledger_parquet_with_a_struct() -> Vec<u8> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, StructArray};
+    use arrow_schema::{DataType, Field};
+
     let meta: ArrayRef = Arc::new(StructArray::from(vec![(
         Arc::new(Field::new("batch", DataType::Int64, true)),
         Arc::new(Int64Array::from(vec![7, 7, 8])) as ArrayRef,
     )]));
-    fields.push(Field::new("meta", meta.data_type().clone(), true));
-    columns.push(meta);
-    crate::parquet_of(&RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap())
+    ledger_parquet_with(("meta", meta))
 }
 
 #[test]
@@ -971,32 +980,15 @@ fn lists_page_in_creation_order() {
 fn a_column_with_a_value_without_text_is_stored_empty_and_refused_only_when_mapped() {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+    use arrow_array::BinaryArray;
 
     let t = app();
-    let rows: Vec<Vec<&str>> = LEDGER
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
-    let mut columns: Vec<(&str, ArrayRef)> = ["id", "date", "amount", "currency", "ref"]
-        .iter()
-        .enumerate()
-        .map(|(c, n)| {
-            let values = StringArray::from_iter_values(rows.iter().map(|r| r[c]));
-            (*n, Arc::new(values) as ArrayRef)
-        })
-        .collect();
-    let digests: Vec<&[u8]> = (0..rows.len())
-        .map(|i| if i == 1 { &b"\x9f\x00"[..] } else { &b"ok"[..] })
-        .collect();
-    columns.push(("digest", Arc::new(BinaryArray::from(digests))));
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let digests: Vec<&[u8]> = vec![b"ok", b"\x9f\x00", b"ok"];
     let meta = t
         .upload(
             "/v1/datasets?name=ledger.parquet",
             "application/vnd.apache.parquet",
-            crate::parquet_of(&batch),
+            ledger_parquet_with(("digest", Arc::new(BinaryArray::from(digests)))),
         )
         .expect(201)
         .json();
