@@ -102,7 +102,7 @@ fn operations(version: &str) -> Value {
                     "bytes": {"type": "integer"}, "sha256": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
                     "stored_bytes": {"type": "integer"},
                     "unreadable_columns": {"type": "array", "items": {"type": "string"},
-                        "description": "columns stored empty: their values (nested structs, maps, unions) have no text form; a reconciliation mapping one is refused (422)"},
+                        "description": "columns stored empty: their values (nested structs, maps, unions) have no text form, or one of them has none (a binary value that is not UTF-8, a date outside the calendar); a reconciliation mapping one is refused (422)"},
                     "delimiter": {"type": "string", "description": "a CSV upload's delimiter as it was read (CSV only)"},
                     "has_header": {"type": "boolean", "description": "whether a CSV upload's first line named its columns (CSV only)"}
                 }},
