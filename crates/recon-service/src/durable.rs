@@ -304,6 +304,21 @@ pub fn creation_rfc3339() -> String {
     rfc3339_micros(now.max(prev.saturating_add(1)))
 }
 
+/// Runs `publish` with a fresh [`creation_rfc3339`] stamp, one at a time in
+/// this process: what `publish` makes visible (a rename into a listed
+/// directory) becomes visible in the order of the stamps, so a list read in
+/// creation order never gains an item before its last entry later on. A
+/// paging cursor that names that entry then misses nothing stored here.
+/// `publish` should only do the short last step (write a small record,
+/// rename): large files are made durable before.
+pub fn publish_stamped<T>(publish: impl FnOnce(String) -> T) -> T {
+    static PUBLISHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = PUBLISHING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    publish(creation_rfc3339())
+}
+
 /// Every `{dir}/{id}/{file}` record whose id is valid, parsed; `unreadable`
 /// is told of each one that exists but does not parse (start-up logs it, a
 /// listing skips it).

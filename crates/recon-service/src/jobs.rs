@@ -764,24 +764,29 @@ impl Jobs {
         // Written, not yet fsynced: see `sync_accepted`.
         durable::write_atomic_unsynced(&dir.join("rules.toml"), rules.as_bytes())
             .map_err(ApiError::internal)?;
-        let rec = JobRecord {
-            id: id.clone(),
-            state: JobState::Queued,
-            left: left.to_owned(),
-            right: right.to_owned(),
-            rules_sha256: hex::encode(Sha256::digest(rules.as_bytes())),
-            progress: Progress::default(),
-            error: None,
-            created: durable::creation_rfc3339(),
-            started: None,
-            finished: None,
-            duration_ms: None,
-            parquet: None,
-            stages: None,
-            summary: None,
-            owner: Some(self.owner.clone()),
-        };
-        write_record_with(&dir, &rec, Durability::Atomic).map_err(ApiError::internal)?;
+        // Stamped and made visible under one lock: jobs appear in `created`
+        // order (see `durable::publish_stamped`).
+        let rec = durable::publish_stamped(|created| -> Result<JobRecord, ApiError> {
+            let rec = JobRecord {
+                id: id.clone(),
+                state: JobState::Queued,
+                left: left.to_owned(),
+                right: right.to_owned(),
+                rules_sha256: hex::encode(Sha256::digest(rules.as_bytes())),
+                progress: Progress::default(),
+                error: None,
+                created,
+                started: None,
+                finished: None,
+                duration_ms: None,
+                parquet: None,
+                stages: None,
+                summary: None,
+                owner: Some(self.owner.clone()),
+            };
+            write_record_with(&dir, &rec, Durability::Atomic).map_err(ApiError::internal)?;
+            Ok(rec)
+        })?;
         self.local
             .0
             .lock()

@@ -100,11 +100,32 @@ impl Page {
     }
 }
 
-/// `CREATED_ID` as a `next` link writes it: a creation stamp (which holds no
-/// `_`) and an id.
+/// `CREATED_ID` as a `next` link writes it: a creation stamp
+/// (`2026-11-27T14:20:00.123456Z`, which holds no `_`) and an id.
 fn parse_cursor(cursor: &str) -> Option<(String, String)> {
     let (created, id) = cursor.split_once('_')?;
-    (!created.is_empty() && crate::ids::is_valid(id)).then(|| (created.to_owned(), id.to_owned()))
+    (is_stamp(created) && crate::ids::is_valid(id)).then(|| (created.to_owned(), id.to_owned()))
+}
+
+/// Whether `text` has the shape of a creation stamp: `YYYY-MM-DDTHH:MM:SS`,
+/// an optional fraction, `Z`.
+fn is_stamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < shape.len() + 1 || b.last() != Some(&b'Z') {
+        return false;
+    }
+    let fixed = b.iter().zip(shape).all(|(c, s)| {
+        if *s == b'd' {
+            c.is_ascii_digit()
+        } else {
+            c == s
+        }
+    });
+    let rest = &b[shape.len()..b.len() - 1];
+    fixed
+        && (rest.is_empty()
+            || (rest[0] == b'.' && rest.len() > 1 && rest[1..].iter().all(u8::is_ascii_digit)))
 }
 
 #[cfg(test)]
@@ -128,8 +149,15 @@ mod tests {
             "limit=",
             "after=x",
             "after=2026_x",
+            "after=zzz_00000000-0000-0000-0000-000000000000",
+            "after=0_00000000-0000-0000-0000-000000000000",
+            "after=2026-01-01T00:00:00._00000000-0000-0000-0000-000000000000",
         ] {
             assert!(Page::from_query(Some(bad)).is_err(), "{bad}");
+        }
+        for good in ["2026-01-01T00:00:00.000001Z", "2026-01-01T00:00:00Z"] {
+            let cursor = format!("after={good}_00000000-0000-0000-0000-000000000000");
+            assert!(Page::from_query(Some(&cursor)).is_ok(), "{cursor}");
         }
         assert_eq!(
             Page::from_query(None).unwrap(),

@@ -263,29 +263,37 @@ impl DatasetStore {
         let data = build.join("data.arrow");
         let converted = convert_to_ipc(raw, format, &read_opts, &data).map_err(input_error)?;
         let converted_at = started.elapsed();
-        let meta = DatasetMeta {
-            id: id.to_owned(),
-            name,
-            format: format.name().to_owned(),
-            rows: converted.rows,
-            columns: converted.columns,
-            bytes,
-            sha256,
-            created: durable::creation_rfc3339(),
-            stored_bytes: fs::metadata(&data).map(|m| m.len()).unwrap_or(0),
-            unreadable_columns: converted.unreadable,
-            delimiter: (format == Format::Csv).then(|| char::from(opts.delimiter).to_string()),
-            has_header: (format == Format::Csv).then_some(opts.has_header),
-        };
-        let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
-        // The build directory is private until renamed, so its files need no
-        // temporary names; the files and the directory are fsynced at once.
-        let meta_path = build.join("meta.json");
-        fs::write(&meta_path, &json).map_err(|e| ApiError::internal_at(&meta_path, e))?;
-        durable::sync_all_at_once(&[&data, &meta_path, build])
-            .map_err(|e| ApiError::internal_at(build, e))?;
+        // The data is made durable first; only the small record and the
+        // rename are published under the creation stamp (see
+        // `durable::publish_stamped`), so datasets appear in `created` order.
+        durable::sync_all_at_once(&[&data]).map_err(|e| ApiError::internal_at(&data, e))?;
+        let stored_bytes = fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
         let dest = self.datasets.join(id);
-        durable::rename_durable(build, &dest).map_err(|e| ApiError::internal_at(&dest, e))?;
+        let meta = durable::publish_stamped(|created| -> Result<DatasetMeta, ApiError> {
+            let meta = DatasetMeta {
+                id: id.to_owned(),
+                name,
+                format: format.name().to_owned(),
+                rows: converted.rows,
+                columns: converted.columns,
+                bytes,
+                sha256,
+                created,
+                stored_bytes,
+                unreadable_columns: converted.unreadable,
+                delimiter: (format == Format::Csv).then(|| char::from(opts.delimiter).to_string()),
+                has_header: (format == Format::Csv).then_some(opts.has_header),
+            };
+            let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
+            // The build directory is private until renamed, so its files need
+            // no temporary names; the record and the directory are fsynced.
+            let meta_path = build.join("meta.json");
+            fs::write(&meta_path, &json).map_err(|e| ApiError::internal_at(&meta_path, e))?;
+            durable::sync_all_at_once(&[&meta_path, build])
+                .map_err(|e| ApiError::internal_at(build, e))?;
+            durable::rename_durable(build, &dest).map_err(|e| ApiError::internal_at(&dest, e))?;
+            Ok(meta)
+        })?;
         tracing::info!(
             dataset = id,
             rows = meta.rows,

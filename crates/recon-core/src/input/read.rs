@@ -1021,8 +1021,9 @@ pub(super) struct Control {
     /// cannot fail the load. Unset, every column is converted.
     wanted: std::sync::OnceLock<Vec<usize>>,
     /// Set by [`Opened::store_unreadable`]: a value without a text form does
-    /// not fail the read; its column is read as empty from then on and
-    /// listed in `unreadable`.
+    /// not fail the read; its column is listed in `unreadable` (the batch
+    /// holding the value has it empty; a stored file's footer then marks the
+    /// whole column, so none of its text is ever read).
     lenient: AtomicBool,
     /// Such columns by name, each with its type and its first such value.
     pub(super) unreadable: Mutex<std::collections::BTreeMap<String, String>>,

@@ -1010,3 +1010,64 @@ fn a_column_with_a_value_without_text_is_stored_empty_and_refused_only_when_mapp
         "{err}"
     );
 }
+
+/// A client tailing the dataset list (following `next`, and asking again
+/// from its last cursor when there is none) while uploads run concurrently
+/// sees every dataset exactly once: each is stamped as it becomes visible,
+/// so none appears behind a cursor already passed.
+#[test]
+fn a_tailing_pager_sees_every_concurrent_upload_once() {
+    const WRITERS: usize = 3;
+    const EACH: usize = 8;
+    let t = app();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let seen = std::thread::scope(|scope| {
+        for w in 0..WRITERS {
+            let (t, done) = (&t, &done);
+            scope.spawn(move || {
+                for k in 0..EACH {
+                    // Sizes differ so conversions take different times.
+                    let rows = (w * EACH + k) % 5 * 200;
+                    let csv: String = std::iter::once("id,amount\n".to_owned())
+                        .chain((0..rows).map(|i| format!("r{i},1.00\n")))
+                        .collect();
+                    t.upload("/v1/datasets", "text/csv", csv).expect(201);
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+        let mut seen: Vec<String> = Vec::new();
+        let mut cursor: Option<String> = None;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS * EACH;
+            let uri = match &cursor {
+                Some(c) => format!("/v1/datasets?limit=2&after={c}"),
+                None => "/v1/datasets?limit=2".to_owned(),
+            };
+            let page = t.get(&uri).expect(200).json();
+            for d in page["datasets"].as_array().unwrap() {
+                seen.push(d["id"].as_str().unwrap().to_owned());
+                cursor = Some(format!(
+                    "{}_{}",
+                    d["created"].as_str().unwrap(),
+                    d["id"].as_str().unwrap()
+                ));
+            }
+            let last_page = page["next"].is_null();
+            if finished && last_page {
+                break seen;
+            }
+            assert!(std::time::Instant::now() < deadline, "tailing did not end");
+        }
+    });
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "a dataset was listed twice");
+    assert_eq!(
+        seen.len(),
+        WRITERS * EACH,
+        "the tailing pager missed a dataset"
+    );
+}
