@@ -54,6 +54,34 @@ impl Read for ChannelReader {
     }
 }
 
+/// Most unread request-body bytes the connection is kept for, as the
+/// threaded engine drains: a body the handler left unread with a declared
+/// length up to this is read and discarded so the next request on the
+/// connection is served; a longer (or chunked) one closes the connection.
+pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// Reads and discards the rest of `incoming`, stopping past `limit` bytes or
+/// a stall of `stall`: while it reads, hyper delivers the body to it, and
+/// once the body has ended hyper keeps the connection for the next request
+/// (dropped unfinished, hyper closes it). Returns whether the body ended.
+pub(crate) async fn discard(mut incoming: Incoming, limit: u64, stall: Duration) -> bool {
+    let mut discarded = 0u64;
+    loop {
+        match tokio::time::timeout(stall, incoming.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    discarded += data.len() as u64;
+                    if discarded > limit {
+                        return false;
+                    }
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+}
+
 /// Limits the pump enforces on a request body.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PumpLimits {
@@ -89,12 +117,20 @@ impl BodyEnd {
 /// answer without `100 Continue` and its body is never sent, as on the
 /// threaded engine.
 ///
+/// When the handler leaves the body unread and `drain` allows it (a
+/// declared length within [`DRAIN_LIMIT`]), the pump discards the rest
+/// ([`discard`]) so the connection serves its next request.
+///
 /// Must be called within the runtime.
-pub(crate) fn request_reader(incoming: Incoming, limits: PumpLimits) -> (ChannelReader, BodyEnd) {
+pub(crate) fn request_reader(
+    incoming: Incoming,
+    limits: PumpLimits,
+    drain: bool,
+) -> (ChannelReader, BodyEnd) {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let (start, started) = oneshot::channel();
     let end = BodyEnd::default();
-    tokio::spawn(pump(incoming, tx, limits, end.clone(), started));
+    tokio::spawn(pump(incoming, tx, limits, end.clone(), started, drain));
     let reader = ChannelReader {
         rx,
         current: Bytes::new(),
@@ -109,16 +145,26 @@ async fn pump(
     limits: PumpLimits,
     end: BodyEnd,
     started: oneshot::Receiver<()>,
+    drain: bool,
 ) {
-    // The reader dropped before its first read: the body stays unread.
+    // The reader dropped before its first read: the body stays unread
+    // (discarded when small, so the connection goes on).
     if started.await.is_err() {
+        if drain {
+            discard(incoming, DRAIN_LIMIT, limits.stall).await;
+        }
         return;
     }
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(limits.stall, incoming.frame()) => frame,
-            // The reader is gone (handler finished): stop reading the socket.
-            () = tx.closed() => return,
+            // The reader is gone (handler finished): stop reading for it.
+            () = tx.closed() => {
+                if drain {
+                    discard(incoming, DRAIN_LIMIT, limits.stall).await;
+                }
+                return;
+            }
         };
         let chunk = match frame {
             Err(_elapsed) => Err(io::Error::new(

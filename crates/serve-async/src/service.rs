@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use recon_service::{App, Dispatch, RequestBody, ResponseBody, ServerState, problem};
 use tokio::sync::Semaphore;
 
-use crate::body::{OutBody, PumpLimits, request_reader};
+use crate::body::{DRAIN_LIMIT, OutBody, PumpLimits, discard, request_reader};
 use crate::io::InFlight;
 
 /// What every request on every connection shares.
@@ -149,6 +149,11 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
         return closing(app.refuse_too_large(req.method(), req.uri().path(), req.headers()));
     }
     let dispatch = app.dispatch(req.method(), req.uri().path());
+    // A body left unread is discarded, as the threaded engine drains it, when
+    // its declared length is small and its client is not waiting for a
+    // `100 Continue` (which never comes for an unread body); else the
+    // connection closes after the answer.
+    let drainable = declared.is_some_and(|n| n <= DRAIN_LIMIT) && !expects_continue(req.headers());
     let (parts, incoming) = req.into_parts();
     match dispatch {
         Dispatch::Inline => {
@@ -157,13 +162,20 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
             let req = Request::from_parts(parts, RequestBody::empty());
             let response = std::panic::catch_unwind(AssertUnwindSafe(|| app.handle(req)))
                 .unwrap_or_else(|_| handler_panicked());
-            if unread { closing(response) } else { response }
+            match (unread, drainable) {
+                (false, _) => response,
+                (true, true) => {
+                    tokio::spawn(discard(incoming, DRAIN_LIMIT, shared.limits.stall));
+                    response
+                }
+                (true, false) => closing(response),
+            }
         }
         Dispatch::Blocking => {
             let (body, end) = if declared == Some(0) || http_body::Body::is_end_stream(&incoming) {
                 (RequestBody::empty(), None)
             } else {
-                let (reader, end) = request_reader(incoming, shared.limits);
+                let (reader, end) = request_reader(incoming, shared.limits, drainable);
                 (RequestBody::from_reader(reader, declared), Some(end))
             };
             let req = Request::from_parts(parts, body);
@@ -187,11 +199,20 @@ async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Resp
             // hyper happened to have read it all, as on the threaded engine.
             let refused = response.status() == StatusCode::PAYLOAD_TOO_LARGE;
             match end {
-                Some(end) if refused || !end.reached() => closing(response),
+                Some(end) if refused || (!end.reached() && !drainable) => closing(response),
                 _ => response,
             }
         }
     }
+}
+
+/// Whether the client sent `Expect: 100-continue` (it may hold the body
+/// back until asked for it).
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers.get_all(header::EXPECT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.trim().eq_ignore_ascii_case("100-continue"))
+    })
 }
 
 /// `response` with `Connection: close`: hyper closes the connection after
