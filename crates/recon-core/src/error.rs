@@ -44,6 +44,10 @@ pub enum ValueProblem {
         /// Arrow's reason.
         reason: String,
     },
+    /// A date or timestamp column's value in a year recon does not read
+    /// (before 0 or after 9999).
+    #[error("is a date outside the years 0000 to 9999, which recon reads")]
+    YearOutOfRange,
     /// A float amount that is not surely the decimal it reads as: beyond
     /// `digits` significant digits a float stands for many decimals.
     #[error(

@@ -468,10 +468,20 @@ impl<'a> Plan<'a> {
                         let day = match &self.typed_date {
                             // `2026-03-01`, `2026-03-01T09:30:00+01:00`: the date
                             // (and nothing else where a time does not follow).
-                            Some(iso) => iso.parse_days(typed_date_part(t)),
-                            None => self.date_format.parse_days(t),
-                        }
-                        .map_err(|e| Fault::new(c, t, e))?;
+                            // Arrow writes a year past 9999 or before 0 with a
+                            // sign (`+10183-09-21`): said so, not as a format.
+                            Some(iso) => iso.parse_days(typed_date_part(t)).map_err(|e| {
+                                if t.starts_with(['+', '-']) {
+                                    Fault::new(c, t, ValueProblem::YearOutOfRange)
+                                } else {
+                                    Fault::new(c, t, e)
+                                }
+                            }),
+                            None => self
+                                .date_format
+                                .parse_days(t)
+                                .map_err(|e| Fault::new(c, t, e)),
+                        }?;
                         *last_date = Some((t, day));
                         Some(day)
                     }

@@ -555,3 +555,30 @@ fn kind_marks_are_believed_only_on_text() {
     assert!(reasons[0].contains("float64"), "{reasons:?}");
     assert!(reasons[1].contains("2026-03-01junk"), "{reasons:?}");
 }
+
+/// A typed date past year 9999 (Arrow writes it with a sign) is refused as
+/// out of range, not as text that misses a date format it never had.
+#[test]
+fn typed_dates_past_year_9999_are_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        &dir,
+        "far.parquet",
+        &batch(vec![
+            ("id", ids(2)),
+            (
+                "amount",
+                Arc::new(StringArray::from(vec!["1.00", "2.00"])) as ArrayRef,
+            ),
+            ("date", Arc::new(Date32Array::from(vec![20_513, 3_000_000]))),
+        ]),
+    );
+    let err = load(&path, &format!("{AMOUNTS}date = \"date\"")).unwrap_err();
+    assert!(
+        err.ends_with(
+            "far.parquet line 2, column \"date\": \"+10183-09-21\" is a date outside the years \
+             0000 to 9999, which recon reads"
+        ),
+        "{err}"
+    );
+}

@@ -529,6 +529,18 @@ L3,2024-01-04,-25.50,EUR,INV-3,fee\n";
     assert!(dup.contains(",left,L3,4,duplicate,"), "{dup}");
 }
 
+/// The 422 detail of a reconciliation of `l` and `r` whose left side maps
+/// `column` as its description.
+fn refused_mapping(t: &TestApp, l: &str, r: &str, column: &str) -> String {
+    let mapped = RULES.replacen(
+        "reference = \"ref\"\n",
+        &format!("reference = \"ref\"\ndescription = \"{column}\"\n"),
+        1,
+    );
+    let p = start(t, "?wait=30", l, r, &mapped).expect(422).json();
+    p["detail"].as_str().unwrap().to_owned()
+}
+
 /// [`LEDGER`] as Parquet, with `extra` (a name and its values) after its own
 /// text columns.
 fn ledger_parquet_with(extra: (&str, arrow_array::ArrayRef)) -> Vec<u8> {
@@ -607,13 +619,7 @@ fn a_nested_column_is_stored_empty_and_refused_only_when_mapped() {
 
     // Mapped: refused before a job exists, naming the dataset, the column
     // and its type.
-    let mapped = RULES.replacen(
-        "reference = \"ref\"\n",
-        "reference = \"ref\"\ndescription = \"meta\"\n",
-        1,
-    );
-    let p = start(&t, "?wait=30", &l, &r, &mapped).expect(422).json();
-    let err = p["detail"].as_str().unwrap();
+    let err = refused_mapping(&t, &l, &r, "meta");
     assert!(
         err.starts_with("[left]: ledger.parquet: ")
             && err.contains("column \"meta\" holds Struct")
@@ -997,13 +1003,7 @@ fn a_column_with_a_value_without_text_is_stored_empty_and_refused_only_when_mapp
     let r = upload(&t, BANK);
     let job = start(&t, "?wait=30", &l, &r, RULES).expect(200).json();
     assert_eq!(job["state"], "succeeded", "{job}");
-    let mapped = RULES.replacen(
-        "reference = \"ref\"\n",
-        "reference = \"ref\"\ndescription = \"digest\"\n",
-        1,
-    );
-    let p = start(&t, "?wait=30", &l, &r, &mapped).expect(422).json();
-    let err = p["detail"].as_str().unwrap();
+    let err = refused_mapping(&t, &l, &r, "digest");
     assert!(
         err.contains("column \"digest\" holds Binary (first at ")
             && err.contains("line 2, column \"digest\": \"\\x9f\\0\" is not valid UTF-8"),
