@@ -17,6 +17,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float16Type, Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, StringArray};
@@ -53,18 +54,9 @@ impl ValueKind {
             // Encoded columns are what their values are.
             DataType::Dictionary(_, values) => return Self::of(values),
             DataType::RunEndEncoded(_, values) => return Self::of(values.data_type()),
-            DataType::Float64 => Self::Float {
-                name: "float64",
-                digits: 15,
-            },
-            DataType::Float32 => Self::Float {
-                name: "float32",
-                digits: 6,
-            },
-            DataType::Float16 => Self::Float {
-                name: "float16",
-                digits: 3,
-            },
+            DataType::Float64 => Self::ALL[0],
+            DataType::Float32 => Self::ALL[1],
+            DataType::Float16 => Self::ALL[2],
             DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => Self::Temporal,
             _ => return None,
         })
@@ -78,18 +70,27 @@ impl ValueKind {
         }
     }
 
+    /// Every kind, one of each.
+    const ALL: [Self; 4] = [
+        Self::Float {
+            name: "float64",
+            digits: 15,
+        },
+        Self::Float {
+            name: "float32",
+            digits: 6,
+        },
+        Self::Float {
+            name: "float16",
+            digits: 3,
+        },
+        Self::Temporal,
+    ];
+
     /// The kind a text field was read from, from its [`META_KIND`] mark.
     pub(crate) fn of_field(field: &Field) -> Option<Self> {
         let name = field.metadata().get(META_KIND)?;
-        [
-            DataType::Float64,
-            DataType::Float32,
-            DataType::Float16,
-            DataType::Date32,
-        ]
-        .iter()
-        .filter_map(Self::of)
-        .find(|k| k.name() == name)
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -139,18 +140,18 @@ pub(super) enum CellProblem {
 /// # Errors
 /// The first value that has no text form.
 pub(super) fn column_text(column: &ArrayRef) -> Result<ArrayRef, BadCell> {
-    let floats = |text: &mut dyn FnMut(usize, &mut String)| -> ArrayRef {
-        let mut buf = String::new();
-        let values: StringArray = (0..column.len())
-            .map(|i| {
-                column.is_valid(i).then(|| {
-                    buf.clear();
-                    text(i, &mut buf);
-                    buf.clone()
-                })
-            })
-            .collect();
-        Arc::new(values)
+    // Each value written straight into the array's buffer: no string a value.
+    let floats = |text: &mut dyn FnMut(usize, &mut StringBuilder)| -> ArrayRef {
+        let mut out = StringBuilder::with_capacity(column.len(), column.len() * 8);
+        for i in 0..column.len() {
+            if column.is_valid(i) {
+                text(i, &mut out);
+                out.append_value("");
+            } else {
+                out.append_null();
+            }
+        }
+        Arc::new(out.finish())
     };
     match column.data_type() {
         DataType::Utf8 => Ok(Arc::clone(column)),
@@ -197,7 +198,7 @@ fn decoded(column: &ArrayRef, values: &DataType) -> Result<ArrayRef, BadCell> {
 
 /// The shortest decimal that reads back as the same half-precision float
 /// (`1.23`, not the `1.2304688` of its `f32`), without an exponent.
-fn shortest_f16(value: half::f16, out: &mut String) {
+fn shortest_f16(value: half::f16, out: &mut StringBuilder) {
     let wide = value.to_f32();
     if !wide.is_finite() {
         let _ = write!(out, "{wide}");

@@ -191,7 +191,7 @@ impl Opened {
             return Ok(false);
         }
         if let Some(reopen) = &self.reopen {
-            self.batches = reopen.open(&self.source, columns)?;
+            self.batches = reopen.open(&self.source, columns, self.first_line)?;
             return Ok(true);
         }
         let Some(scan) = &mut self.scan else {
@@ -1060,7 +1060,13 @@ fn rows_from(
 
 impl Reopen {
     /// The file's text batches of `columns` (sorted schema positions) only.
-    fn open(&self, source: &str, columns: &[usize]) -> Result<TextBatches, InputError> {
+    /// `first_line` is the file's, as opening it found (its stored origin).
+    fn open(
+        &self,
+        source: &str,
+        columns: &[usize],
+        first_line: u64,
+    ) -> Result<TextBatches, InputError> {
         let file = File::open(&self.path).map_err(|e| io_err(source, e))?;
         let source = source.to_owned();
         match self.format {
@@ -1078,13 +1084,12 @@ impl Reopen {
                     .build()
                     .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&arrow_array::RecordBatchReader::schema(&reader));
-                Ok(to_text(source, schema, 1, Arc::default(), reader))
+                Ok(to_text(source, schema, first_line, Arc::default(), reader))
             }
             _ => {
                 let reader =
                     arrow_ipc::reader::FileReader::try_new_buffered(file, Some(columns.to_vec()))
                         .map_err(|e| format_err(&source, e))?;
-                let (_, first_line) = stored_origin(&reader.schema(), source.clone(), None)?;
                 let schema = text_schema(&stored_schema(&reader));
                 Ok(to_text(source, schema, first_line, Arc::default(), reader))
             }
