@@ -376,9 +376,10 @@ fn timestamps_with_a_unit_other_than_seconds_keep_their_date() {
             ),
             (
                 "at",
+                // 23:30 UTC on 1 March is 00:30 on 2 March in Paris (UTC+1).
                 Arc::new(
                     arrow_array::TimestampNanosecondArray::from(vec![
-                        20_513 * 86_400 * 1_000_000_000,
+                        (20_513 * 86_400 + 23 * 3600 + 1800) * 1_000_000_000,
                     ])
                     .with_timezone("Europe/Paris"),
                 ),
@@ -386,7 +387,7 @@ fn timestamps_with_a_unit_other_than_seconds_keep_their_date() {
         ]),
     );
     let side = load(&path, &format!("{AMOUNTS}date = \"at\"")).unwrap();
-    assert_eq!(side.date, [Some(20_513)]);
+    assert_eq!(side.date, [Some(20_514)]);
 }
 
 /// `amount_unit = "minor"` reads whole minor units, as payment processors
