@@ -187,7 +187,8 @@ fn parse_plain(text: &[u8], scale: usize) -> Option<i64> {
             value = value * 10 + i64::from(c - b'0');
             group += 1;
         } else if c == b',' {
-            if group == 0 || group > 3 || (commas && group != 3) {
+            // A first group of zeros (`0,123`) is no thousands grouping.
+            if group == 0 || group > 3 || (commas && group != 3) || b[0] == b'0' {
                 return None;
             }
             commas = true;
@@ -412,8 +413,11 @@ fn parse_unsigned(s: &str, currency: Currency, seps: Separators) -> Result<u64, 
     };
     if seps == Separators::Thousands && int.contains(&b',') {
         for (i, group) in int.split(|&c| c == b',').enumerate() {
+            // A first group of one to three digits, not starting with a
+            // zero: `0,123` is a decimal comma (0.123) or a typo, never
+            // 123, and no grouping writes `012,345`.
             let ok_len = if i == 0 {
-                (1..=3).contains(&group.len())
+                (1..=3).contains(&group.len()) && group.first() != Some(&b'0')
             } else {
                 group.len() == 3
             };
@@ -533,6 +537,7 @@ mod tests {
             "1.234",
             "1,23",
             "1234,567",
+            "0,123",
             ",123",
             "1,",
             " 1",
@@ -615,6 +620,14 @@ mod tests {
         check("12,3x", "USD", Err(Invalid));
         check("1,23", "USD", Err(Invalid));
         check("1234,567", "USD", Err(Invalid));
+        // A first group starting with zero is no grouping: not 123 nor 500.
+        check("0,123", "BHD", Err(Invalid));
+        check("-0,250", "KWD", Err(Invalid));
+        check("00,500", "USD", Err(Invalid));
+        check("012,345.00", "USD", Err(Invalid));
+        check("$0,123", "USD", Err(Invalid));
+        check("1,000,000", "JPY", Ok(1_000_000));
+        check("0.123", "BHD", Ok(123));
         check(",123", "USD", Err(Invalid));
         check("--12", "USD", Err(Invalid));
         check("-(12)", "USD", Err(Invalid));
