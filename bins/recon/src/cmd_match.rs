@@ -43,8 +43,9 @@ in place, so --out always describes one run.
 Exit codes:
   0  reconciled (whatever the match rate)
   1  could not write the results, or an internal error
-  2  bad arguments (an --out that is not a directory, say) or an invalid rules file
-     (the message names line and column)
+  2  bad arguments (an --out that is not a directory, or that holds an input as one
+     of the files a run writes) or an invalid rules file (the message names line
+     and column)
   3  an input file is missing, unreadable or holds a bad value (the message names
      file, line, column and value), or was written to or replaced during the run
 ")]
@@ -108,7 +109,7 @@ fn reconcile(args: &Args) -> Result<(), Failure> {
         .map_err(fail(EXIT_CONFIG))?;
     // A run can take minutes: say now, not after it, that its results
     // have nowhere to go.
-    check_out_dir(&args.out).map_err(fail(EXIT_CONFIG))?;
+    check_out_dir(&args.out, &[&args.left, &args.right, &args.rules]).map_err(fail(EXIT_CONFIG))?;
 
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let show_progress =
@@ -302,15 +303,54 @@ fn remove_stale_outputs(dir: &Path, written: &[PathBuf]) {
 }
 
 /// Fails when `--out` names something other than a directory (it need not
-/// exist yet: it is created when the results are written). Checked before
-/// the inputs are read; should it be replaced by a file meanwhile, creating
-/// it fails when the results are written.
-fn check_out_dir(dir: &Path) -> anyhow::Result<()> {
+/// exist yet: it is created when the results are written), or when one of
+/// the files a run writes or removes there is one of its `inputs` (an input
+/// named `results.csv` in the output directory): the run would replace or
+/// delete its own input. Checked before the inputs are read; should `--out`
+/// be replaced by a file meanwhile, creating it fails when the results are
+/// written.
+fn check_out_dir(dir: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => {
             anyhow::bail!("--out {} exists and is not a directory", dir.display())
         }
-        _ => Ok(()),
+        Ok(_) => {}
+        Err(_) => return Ok(()),
+    }
+    for name in ["results.csv", "summary.json"]
+        .into_iter()
+        .chain(OPTIONAL_OUTPUTS)
+    {
+        let output = dir.join(name);
+        if let Some(input) = inputs.iter().find(|input| same_file(input, &output)) {
+            anyhow::bail!(
+                "--out {} holds the input {} as {name}, which this run would replace or \
+                 remove: choose another --out, or move the input",
+                dir.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one existing file (through links too).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
     }
 }
 

@@ -372,6 +372,62 @@ fn an_out_that_is_a_file_fails_before_the_inputs_are_read() {
     });
 }
 
+/// An input that is also one of the files a run writes or removes in
+/// `--out` (an export saved as `results.csv`, a rules file called
+/// `summary.json`, a hard link) is refused before anything is written, so
+/// the run never replaces or deletes its own input.
+#[test]
+fn an_input_among_the_outputs_is_refused_and_kept() {
+    within(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = examples();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let bank = std::fs::read(ex.join("bank.csv")).unwrap();
+        for (name, linked) in [("results.csv", false), ("rejects_right.csv", true)] {
+            let kept = out.join(name);
+            let right = if linked {
+                // Under another name, the same file.
+                let right = dir.path().join("bank.csv");
+                std::fs::write(&right, &bank).unwrap();
+                std::fs::hard_link(&right, &kept).unwrap();
+                right
+            } else {
+                std::fs::write(&kept, &bank).unwrap();
+                kept.clone()
+            };
+            let res = run_match(
+                &ex.join("ledger.csv"),
+                &right,
+                &ex.join("rules.toml"),
+                &out,
+                &[],
+            );
+            let err = text(&res.stderr);
+            assert_eq!(res.status.code(), Some(2), "stderr: {err}");
+            assert!(
+                err.contains(&format!("holds the input {} as {name}", right.display())),
+                "{err}"
+            );
+            assert_eq!(std::fs::read(&kept).unwrap(), bank);
+            assert!(!out.join("summary.json").exists());
+            std::fs::remove_file(&kept).unwrap();
+        }
+        // Elsewhere in the same directory, an input is no output.
+        let right = out.join("bank.csv");
+        std::fs::write(&right, &bank).unwrap();
+        let res = run_match(
+            &ex.join("ledger.csv"),
+            &right,
+            &ex.join("rules.toml"),
+            &out,
+            &[],
+        );
+        assert_eq!(res.status.code(), Some(0), "stderr: {}", text(&res.stderr));
+        assert_eq!(std::fs::read(&right).unwrap(), bank);
+    });
+}
+
 #[test]
 fn a_bad_rules_file_exits_2_naming_line_and_value() {
     within(LIMIT, || {
