@@ -136,6 +136,26 @@ pub enum InputError {
         /// find it (CSV rows after the header).
         field: Option<NotUtf8Field>,
     },
+    /// Bytes a CSV file's declared encoding (the mapping's `encoding`, not
+    /// UTF-8) does not define: refused, never replaced, since a replaced
+    /// byte would change a reference or a name without a trace.
+    #[error(
+        "{file} line {line}{}: {value} is not valid {encoding}",
+        column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default()
+    )]
+    Undecodable {
+        /// The file.
+        file: String,
+        /// 1-based physical line holding the bytes.
+        line: u64,
+        /// The column they are in, when the record could be read again to
+        /// find it (not in the header line).
+        column: Option<String>,
+        /// The bytes, each written `\xNN`.
+        value: String,
+        /// The encoding's name.
+        encoding: &'static str,
+    },
     /// A row the reader could not split into the header's columns.
     #[error("{file} line {line}: {reason}")]
     MalformedRow {

@@ -24,7 +24,7 @@ use arrow_schema::{ArrowError, Schema, SchemaRef};
 use serde::Deserialize;
 
 use crate::error::InputError;
-use crate::mapping::{MappingError, SideMapping};
+use crate::mapping::{MappingError, SideMapping, TextEncoding};
 use crate::rules::RoleSet;
 use crate::side::Side;
 use map::{Plan, SideBuilder};
@@ -138,6 +138,9 @@ pub struct ReadOptions {
     pub delimiter: u8,
     /// Whether the CSV's first line names the columns; without one, columns are named `1`, `2`, ...
     pub has_header: bool,
+    /// The CSV's character encoding (the other formats are UTF-8 by their
+    /// own definition).
+    pub encoding: TextEncoding,
     /// Rows per batch.
     pub batch_size: usize,
     /// The name used in messages; by default the file name.
@@ -153,6 +156,7 @@ impl ReadOptions {
         Ok(Self {
             delimiter: mapping.delimiter_byte()?,
             has_header: mapping.has_header,
+            encoding: mapping.encoding,
             ..Self::default()
         })
     }
@@ -163,6 +167,7 @@ impl Default for ReadOptions {
         Self {
             delimiter: b',',
             has_header: true,
+            encoding: TextEncoding::UTF_8,
             batch_size: 16 * 1024,
             source: None,
         }

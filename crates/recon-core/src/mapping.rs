@@ -47,6 +47,9 @@ pub struct SideMapping {
     /// Whether the CSV's first line names the columns.
     #[serde(default = "default_true")]
     pub has_header: bool,
+    /// The CSV's character encoding; UTF-8 by default.
+    #[serde(default)]
+    pub encoding: TextEncoding,
     /// Record id column; by default the row's line number.
     #[serde(default)]
     pub id: Option<String>,
@@ -104,6 +107,82 @@ pub struct SideMapping {
     pub on_error: OnError,
 }
 
+/// A CSV file's character encoding, named by a label of the WHATWG Encoding
+/// Standard (the labels browsers know): `utf-8`, `windows-1252`, `latin1`,
+/// `iso-8859-15`, `utf-16le`, `utf-16be`, `shift_jis`, `gbk`, ... A file in
+/// another encoding than UTF-8 is decoded as it is read, strictly: a byte
+/// sequence the encoding does not define is refused at its line, never
+/// replaced. As in browsers, `latin1`, `iso-8859-1` and `ascii` name
+/// windows-1252 (which reads every byte), and a byte order mark at the
+/// start of the file (UTF-8 or UTF-16) wins over the label.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TextEncoding(&'static encoding_rs::Encoding);
+
+impl TextEncoding {
+    /// UTF-8, the default.
+    pub const UTF_8: Self = Self(encoding_rs::UTF_8);
+
+    /// The encoding a label names (ASCII case-insensitive, surrounding
+    /// spaces ignored); `None` for a label the standard does not know, and
+    /// for those it maps to its "replacement" encoding (ISO-2022-KR,
+    /// HZ-GB-2312, ...), which decode no text at all.
+    pub fn from_label(label: &str) -> Option<Self> {
+        encoding_rs::Encoding::for_label(label.trim().as_bytes())
+            .filter(|e| *e != encoding_rs::REPLACEMENT)
+            .map(Self)
+    }
+
+    /// The encoding's canonical name (`windows-1252` for `latin1`).
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    /// Whether this is UTF-8, read without decoding.
+    pub fn is_utf8(self) -> bool {
+        self.0 == encoding_rs::UTF_8
+    }
+
+    /// The decoder, which reads a byte order mark as the encoding it marks.
+    pub(crate) fn new_decoder(self) -> encoding_rs::Decoder {
+        self.0.new_decoder()
+    }
+}
+
+impl Default for TextEncoding {
+    fn default() -> Self {
+        Self::UTF_8
+    }
+}
+
+impl std::fmt::Debug for TextEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for TextEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TextEncoding {
+    type Err = MappingError;
+
+    fn from_str(label: &str) -> Result<Self, MappingError> {
+        Self::from_label(label).ok_or_else(|| MappingError::Encoding {
+            value: label.to_owned(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for TextEncoding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let label = String::deserialize(d)?;
+        label.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 fn default_delimiter() -> char {
     ','
 }
@@ -141,6 +220,7 @@ impl Default for SideMapping {
             format: None,
             delimiter: default_delimiter(),
             has_header: true,
+            encoding: TextEncoding::default(),
             id: None,
             amount: None,
             debit: None,
@@ -214,6 +294,15 @@ pub enum MappingError {
     #[error("currency_value {value:?} is not a three-letter currency code")]
     CurrencyValue {
         /// The configured value.
+        value: String,
+    },
+    /// The encoding's label is not one the WHATWG Encoding Standard knows
+    /// (or names one that decodes no text).
+    #[error(
+        "encoding {value:?} is not known: use a WHATWG label such as \"utf-8\", \"windows-1252\", \"iso-8859-15\", \"utf-16le\" or \"shift_jis\""
+    )]
+    Encoding {
+        /// The label as written.
         value: String,
     },
     /// The delimiter is not one ASCII character.
@@ -298,14 +387,15 @@ pub enum MappingError {
         "`date_format` is set but no `date` column is mapped: a date format is read only with a `date` column"
     )]
     DateFormatWithoutDate,
-    /// `delimiter` or `has_header` is changed from its default while
-    /// `format` names a format other than CSV: the option would never be read.
+    /// `delimiter`, `has_header` or `encoding` is changed from its default
+    /// while `format` names a format other than CSV: the option would never
+    /// be read.
     #[error(
-        "`{key}` is set but `format` is {}: `delimiter` and `has_header` are read only from CSV",
+        "`{key}` is set but `format` is {}: `delimiter`, `has_header` and `encoding` are read only from CSV",
         format.name()
     )]
     CsvOptionWithoutCsv {
-        /// `delimiter` or `has_header`.
+        /// `delimiter`, `has_header` or `encoding`.
         key: &'static str,
         /// The configured format.
         format: Format,
@@ -527,7 +617,7 @@ impl SideMapping {
         }
     }
 
-    /// Checks that `delimiter` and `has_header` keep their defaults unless
+    /// Checks that `delimiter`, `has_header` and `encoding` keep their defaults unless
     /// `format` (the mapping's, or the one a file's extension gives) is CSV.
     ///
     /// # Errors
@@ -539,6 +629,7 @@ impl SideMapping {
         let changed = [
             ("delimiter", self.delimiter != default_delimiter()),
             ("has_header", !self.has_header),
+            ("encoding", !self.encoding.is_utf8()),
         ]
         .into_iter()
         .find(|(_, changed)| *changed);

@@ -611,12 +611,12 @@ impl Locator<'_> {
     /// here, at its key, before any file is read. Keys that would do nothing
     /// are refused even when written out at their defaults: indicators
     /// without a `direction`, `date_format` without a `date` column,
-    /// `delimiter` or `has_header` with a `format` other than `csv`.
+    /// `delimiter`, `has_header` or `encoding` with a `format` other than `csv`.
     fn side(&self, side: &Spanned<SideMapping>, name: &str) -> Result<(), RulesError> {
         let mapping = side.get_ref();
         let written = |key| self.key_span(side.span(), key) != side.span();
         let csv_only = |format| {
-            ["delimiter", "has_header"]
+            ["delimiter", "has_header", "encoding"]
                 .into_iter()
                 .find(|key| written(key))
                 .map(|key| MappingError::CsvOptionWithoutCsv { key, format })
@@ -679,6 +679,7 @@ impl Locator<'_> {
                 value.to_string(),
                 "must be one ASCII character".to_owned(),
             ),
+            MappingError::Encoding { value } => ("encoding", value.clone(), e.to_string()),
             MappingError::DelimiterReserved { value } => (
                 "delimiter",
                 value.to_string(),
@@ -739,17 +740,17 @@ impl Locator<'_> {
                     .to_owned(),
             ),
             MappingError::CsvOptionWithoutCsv { key, format } => {
-                let value = if *key == "delimiter" {
-                    mapping.delimiter.to_string()
-                } else {
-                    mapping.has_header.to_string()
+                let value = match *key {
+                    "delimiter" => mapping.delimiter.to_string(),
+                    "encoding" => mapping.encoding.to_string(),
+                    _ => mapping.has_header.to_string(),
                 };
                 (
                     *key,
                     value,
                     format!(
-                        "only CSV files have a delimiter and a header line, and this side's \
-                         `format` is {:?}: remove the key",
+                        "only CSV files have a delimiter, a header line and an encoding, and \
+                         this side's `format` is {:?}: remove the key",
                         format.name()
                     ),
                 )
@@ -1392,18 +1393,23 @@ mod tests {
             ),
             (
                 "format = \"parquet\"\namount = \"a\"\ndelimiter = \";\"",
-                "rules.toml:5:1: [left]: `delimiter` = \";\": only CSV files have a delimiter \
-                 and a header line, and this side's `format` is \"parquet\": remove the key",
+                "rules.toml:5:1: [left]: `delimiter` = \";\": only CSV files have a delimiter, \
+                 a header line and an encoding, and this side's `format` is \"parquet\": remove the key",
             ),
             (
                 "format = \"jsonl\"\namount = \"a\"\nhas_header = true",
-                "rules.toml:5:1: [left]: `has_header` = \"true\": only CSV files have a delimiter \
-                 and a header line, and this side's `format` is \"ndjson\": remove the key",
+                "rules.toml:5:1: [left]: `has_header` = \"true\": only CSV files have a delimiter, \
+                 a header line and an encoding, and this side's `format` is \"ndjson\": remove the key",
+            ),
+            (
+                "format = \"parquet\"\namount = \"a\"\nencoding = \"utf-8\"",
+                "rules.toml:5:1: [left]: `encoding` = \"UTF-8\": only CSV files have a delimiter, \
+                 a header line and an encoding, and this side's `format` is \"parquet\": remove the key",
             ),
             (
                 "format = \"arrow-stream\"\namount = \"a\"\nhas_header = false",
-                "rules.toml:5:1: [left]: `has_header` = \"false\": only CSV files have a delimiter \
-                 and a header line, and this side's `format` is \"arrow-stream\": remove the key",
+                "rules.toml:5:1: [left]: `has_header` = \"false\": only CSV files have a delimiter, \
+                 a header line and an encoding, and this side's `format` is \"arrow-stream\": remove the key",
             ),
             (
                 "debit = \"Amount\"\ncredit = \" amount \"",
@@ -1450,7 +1456,7 @@ mod tests {
         assert_eq!(
             parquet.validate().map_err(|e| e.to_string()),
             Err("`has_header` is set but `format` is parquet: \
-                 `delimiter` and `has_header` are read only from CSV"
+                 `delimiter`, `has_header` and `encoding` are read only from CSV"
                 .to_owned())
         );
         let written_default = SideMapping {

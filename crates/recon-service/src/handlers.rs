@@ -264,17 +264,21 @@ impl App {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let kind = upload::body_kind(content_type)?;
-        let opts = upload_options(parts.uri.query())?;
+        let mut opts = upload_options(parts.uri.query())?;
+        let in_query: Vec<String> = upload::query_pairs(parts.uri.query())
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let limit = self.body_limit();
         let mut limited = LimitedReader::new(body, limit);
         let meta = match kind {
-            BodyKind::Raw(format) => self.store.create(&mut limited, format, &opts)?,
+            BodyKind::Raw(format) => {
+                let given = in_query.iter().any(|k| k == "encoding");
+                apply_charset(&mut opts, content_type, format, given, "the body")?;
+                self.store.create(&mut limited, format, &opts)?
+            }
             BodyKind::Multipart(boundary) => {
                 let mp = Multipart::new(limited, &boundary, self.config.server.recv_bytes.get());
-                let in_query = upload::query_pairs(parts.uri.query())
-                    .into_iter()
-                    .map(|(k, _)| k)
-                    .collect();
                 self.create_dataset_multipart(mp, opts, in_query)?
             }
         };
@@ -283,7 +287,7 @@ impl App {
     }
 
     /// Stores the one file part of a multipart dataset upload. Text fields
-    /// before it (`name`, `delimiter`, `has_header`, each at most once, and
+    /// before it (`name`, `delimiter`, `has_header`, `encoding`, each at most once, and
     /// not also in the query: `in_query`) set options; any other part, or
     /// any part after the file, is refused (400,
     /// naming the part) and nothing is kept.
@@ -303,6 +307,15 @@ impl App {
             let name = part.name.as_deref().unwrap_or("");
             if part.filename.is_some() || name == "file" {
                 let format = part_format(&part)?;
+                let given = fields.iter().chain(&in_query).any(|k| k == "encoding");
+                let called = format!("part {name:?}");
+                apply_charset(
+                    &mut opts,
+                    part.content_type.as_deref(),
+                    format,
+                    given,
+                    &called,
+                )?;
                 if opts.name.is_none() {
                     opts.name = part.filename.clone();
                 }
@@ -521,8 +534,20 @@ impl App {
                     opts.delimiter = recon_core::mapping::delimiter_byte(m.delimiter)
                         .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
                     opts.has_header = m.has_header;
+                    opts.encoding = m.encoding;
                     format = m.format.unwrap_or(format);
                 }
+                // The rules' `encoding`, when not UTF-8, is the option a
+                // part's charset must agree with.
+                let given = !opts.encoding.is_utf8();
+                let called = format!("part {name:?}");
+                apply_charset(
+                    &mut opts,
+                    part.content_type.as_deref(),
+                    format,
+                    given,
+                    &called,
+                )?;
                 let meta = self.store.create(&mut mp, format, &opts)?;
                 if name == "left" {
                     left = Some(meta);
@@ -786,7 +811,7 @@ fn given_twice(what: &str, name: &str) -> ApiError {
 }
 
 /// The form fields a multipart dataset upload takes before its file part.
-const UPLOAD_FIELDS: [&str; 3] = ["name", "delimiter", "has_header"];
+const UPLOAD_FIELDS: [&str; 4] = ["name", "delimiter", "has_header", "encoding"];
 
 /// The format of a multipart file part: its `Content-Type` when that names a
 /// format recon reads, else its file name's extension. A generic type
@@ -851,7 +876,51 @@ fn part_format(part: &PartHeaders) -> Result<Format, ApiError> {
     }
 }
 
-/// Upload options from the query: `name`, `delimiter`, `has_header`.
+/// Applies the `charset` of an upload's content type (the body's, or its
+/// file part's): for CSV, the encoding it is read in, unless the upload's
+/// `encoding` option (`given`) names it already; a CSV in the option's
+/// encoding and a charset naming another is refused, as is JSON Lines in any
+/// charset but UTF-8. The other formats are binary: a charset says nothing.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`] for a charset recon does not know,
+/// one the option contradicts, or a JSON Lines charset other than UTF-8.
+fn apply_charset(
+    opts: &mut UploadOptions,
+    content_type: Option<&str>,
+    format: Format,
+    given: bool,
+    called: &str,
+) -> Result<(), ApiError> {
+    let Some(label) = content_type.and_then(upload::charset) else {
+        return Ok(());
+    };
+    if !matches!(format, Format::Csv | Format::Ndjson) {
+        return Ok(());
+    }
+    let charset = recon_core::mapping::TextEncoding::from_label(&label).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "{called} has the charset {label:?}, which recon does not know; send a WHATWG \
+             label (utf-8, windows-1252, iso-8859-15, utf-16le, shift_jis, ...)"
+        ))
+    })?;
+    if format == Format::Ndjson && !charset.is_utf8() {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "{called} has the charset {label:?}, but JSON Lines is UTF-8; send it as UTF-8"
+        )));
+    }
+    if given && opts.encoding != charset {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "{called} has the charset {label:?} ({charset}) but the `encoding` option says {}; \
+             give one, or make them agree",
+            opts.encoding
+        )));
+    }
+    opts.encoding = charset;
+    Ok(())
+}
+
+/// Upload options from the query: `name`, `delimiter`, `has_header`, `encoding`.
 fn upload_options(query: Option<&str>) -> Result<UploadOptions, ApiError> {
     let mut opts = UploadOptions::default();
     for (k, v) in upload::query_pairs(query) {
@@ -899,6 +968,13 @@ fn apply_option(opts: &mut UploadOptions, key: &str, value: &str) -> Result<(), 
                 }
             };
             opts.delimiter = d;
+        }
+        "encoding" => {
+            opts.encoding = value
+                .parse()
+                .map_err(|e: recon_core::mapping::MappingError| {
+                    ApiError::BadRequest(e.to_string())
+                })?;
         }
         "has_header" => {
             opts.has_header = match value {

@@ -73,6 +73,7 @@ fn operations(version: &str) -> Value {
                 "name": {"type": "string"},
                 "delimiter": {"type": "string", "description": "one ASCII character, or `tab`"},
                 "has_header": {"type": "boolean"},
+                "encoding": {"type": "string", "description": "a CSV's character encoding, a WHATWG label (default utf-8; or the file part's charset)"},
                 "file": {"type": "string", "contentMediaType": "application/octet-stream"}
             }, "required": ["file"]}}
         }
@@ -104,7 +105,8 @@ fn operations(version: &str) -> Value {
                     "unreadable_columns": {"type": "array", "items": {"type": "string"},
                         "description": "columns stored empty: their values (nested structs, maps, unions) have no text form, or one of them has none (a binary value that is not UTF-8, a date outside the calendar); a reconciliation mapping one is refused (422)"},
                     "delimiter": {"type": "string", "description": "a CSV upload's delimiter as it was read (CSV only)"},
-                    "has_header": {"type": "boolean", "description": "whether a CSV upload's first line named its columns (CSV only)"}
+                    "has_header": {"type": "boolean", "description": "whether a CSV upload's first line named its columns (CSV only)"},
+                    "encoding": {"type": "string", "description": "a CSV upload's character encoding as it was read, by its WHATWG name (CSV only)"}
                 }},
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"},
@@ -159,7 +161,8 @@ fn operations(version: &str) -> Value {
                     "parameters": [
                         {"name": "name", "in": "query", "schema": {"type": "string"}},
                         {"name": "delimiter", "in": "query", "schema": {"type": "string"}, "description": "one ASCII character, or `tab`"},
-                        {"name": "has_header", "in": "query", "schema": {"type": "boolean"}}
+                        {"name": "has_header", "in": "query", "schema": {"type": "boolean"}},
+                        {"name": "encoding", "in": "query", "schema": {"type": "string"}, "description": "a CSV's character encoding, a WHATWG label (default utf-8, or the Content-Type's charset)"}
                     ],
                     "requestBody": upload_body,
                     "responses": {

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use recon_core::error::InputError;
 use recon_core::input::{Format, ReadOptions, SideLoad, Table, convert_to_ipc};
-use recon_core::mapping::SideMapping;
+use recon_core::mapping::{SideMapping, TextEncoding};
 use recon_core::rules::RoleSet;
 use recon_core::side::Side;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,10 @@ pub struct DatasetMeta {
     /// `delimiter` is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub has_header: Option<bool>,
+    /// A CSV upload's encoding, as it was read: its WHATWG name (`UTF-8`,
+    /// `windows-1252`; absent as `delimiter` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
 }
 
 impl DatasetMeta {
@@ -88,8 +92,8 @@ impl DatasetMeta {
     /// `called` is how messages name the dataset (`dataset ID`, or the upload's
     /// part where the client was never given the id).
     pub fn check_read_options(&self, mapping: &SideMapping, called: &str) -> Result<(), String> {
-        let redo = "store it read that way (the upload's `delimiter` and `has_header` \
-                    options; in POST /v1/reconcile, send the `rules` part before the files) \
+        let redo = "store it read that way (the upload's `delimiter`, `has_header` and \
+                    `encoding` options; in POST /v1/reconcile, send the `rules` part before the files) \
                     or remove the key";
         let stored: Option<Format> =
             serde_json::from_value(serde_json::Value::String(self.format.clone())).ok();
@@ -118,6 +122,15 @@ impl DatasetMeta {
                 self.delimiter.as_deref().unwrap_or_default()
             ));
         }
+        if !mapping.encoding.is_utf8()
+            && let Some(stored) = self.encoding.as_deref()
+            && stored != mapping.encoding.name()
+        {
+            return Err(format!(
+                "`encoding` = {:?}, but {called} was read as {stored} when it was stored: {redo}",
+                mapping.encoding.name()
+            ));
+        }
         if mapping.has_header != defaults.has_header && self.has_header == Some(defaults.has_header)
         {
             return Err(format!(
@@ -143,6 +156,8 @@ pub struct UploadOptions {
     pub delimiter: u8,
     /// Whether a CSV's first line names the columns.
     pub has_header: bool,
+    /// A CSV's character encoding.
+    pub encoding: TextEncoding,
 }
 
 impl Default for UploadOptions {
@@ -152,6 +167,7 @@ impl Default for UploadOptions {
             source: None,
             delimiter: b',',
             has_header: true,
+            encoding: TextEncoding::UTF_8,
         }
     }
 }
@@ -256,6 +272,7 @@ impl DatasetStore {
         let read_opts = ReadOptions {
             delimiter: opts.delimiter,
             has_header: opts.has_header,
+            encoding: opts.encoding,
             source: Some(source),
             ..ReadOptions::default()
         };
@@ -283,6 +300,7 @@ impl DatasetStore {
                 unreadable_columns: converted.unreadable,
                 delimiter: (format == Format::Csv).then(|| char::from(opts.delimiter).to_string()),
                 has_header: (format == Format::Csv).then_some(opts.has_header),
+                encoding: (format == Format::Csv).then(|| opts.encoding.name().to_owned()),
             };
             let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
             // The build directory is private until renamed, so its files need

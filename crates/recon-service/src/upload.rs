@@ -108,12 +108,21 @@ pub fn multipart_boundary(ct: &str) -> Option<Result<String, ApiError>> {
 
 /// The `boundary` parameter of a multipart content type.
 fn boundary(ct: &str) -> Option<String> {
+    parameter(ct, "boundary").filter(|b| !b.is_empty() && b.len() <= 200)
+}
+
+/// The `charset` parameter of a content type (`text/csv; charset=windows-1252`).
+pub fn charset(ct: &str) -> Option<String> {
+    parameter(ct, "charset")
+}
+
+/// A content type's parameter by name (ASCII case-insensitive), unquoted.
+fn parameter(ct: &str, name: &str) -> Option<String> {
     ct.split(';').skip(1).find_map(|p| {
         let (k, v) = p.split_once('=')?;
         k.trim()
-            .eq_ignore_ascii_case("boundary")
+            .eq_ignore_ascii_case(name)
             .then(|| v.trim().trim_matches('"').to_owned())
-            .filter(|b| !b.is_empty() && b.len() <= 200)
     })
 }
 

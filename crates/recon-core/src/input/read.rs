@@ -23,6 +23,7 @@ use super::{
     META_UNREADABLE, META_UNREADABLE_COLUMNS, ReadOptions, source_name,
 };
 use crate::error::{InputError, NotUtf8Field, ValueProblem};
+use crate::mapping::TextEncoding;
 
 /// Text batches, one at a time, in file order.
 pub(super) type TextBatches = Box<dyn Iterator<Item = Result<RecordBatch, InputError>> + Send>;
@@ -207,16 +208,14 @@ impl Opened {
         let opts = ReadOptions {
             delimiter: scan.delimiter,
             has_header: scan.has_header,
+            encoding: scan.encoding,
             batch_size: scan.batch_size,
             source: None,
         };
         // A fresh scan: it sees what the new reader reads.
         scan.state = Arc::new(Mutex::new(ScanState::new(scan)));
         self.batches = csv_batches(
-            Scanned {
-                file,
-                state: scan.state.clone(),
-            },
+            Scanned::new(file, scan.state.clone(), scan.encoding),
             &self.source,
             &self.schema,
             &opts,
@@ -261,6 +260,7 @@ impl Opened {
             sha256,
             unclosed,
             fed,
+            undecodable,
         } = scan
             .state
             .lock()
@@ -279,7 +279,8 @@ impl Opened {
         let unclosed = unclosed.filter(|_| scan.skip + fed == bytes);
         let read = read
             .map_err(|e| relocate(e, &line_fixes, scan.has_header))
-            .map_err(|e| scan.explain_invalid_utf8(e, &schema));
+            .map_err(|e| scan.explain_invalid_utf8(e, &schema))
+            .map_err(|e| scan.explain_undecodable(e, undecodable, &schema));
         let cause = match &read {
             Ok(_) => unclosed,
             Err(InputError::MalformedRow { line, .. }) => {
@@ -322,6 +323,9 @@ pub(super) fn for_each_batch(
 fn csv_err(file: &str, e: &ArrowError) -> InputError {
     let msg = match e {
         ArrowError::CsvError(m) => m.as_str(),
+        ArrowError::IoError(_, io) if Undecodable::of(io).is_some() => {
+            return read_err(file, io);
+        }
         other => return format_err(file, other),
     };
     let line = msg.split_once("line ").and_then(|(_, rest)| {
@@ -371,13 +375,34 @@ fn open_csv(
         }
         got += n;
     }
-    let skip = if &start[..got] == BOM { 3 } else { 0 };
+    // A file in another encoding is decoded from its first byte: the
+    // decoder reads a byte order mark itself.
+    let skip = if opts.encoding.is_utf8() && &start[..got] == BOM {
+        3
+    } else {
+        0
+    };
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let first_line = if opts.has_header { 2 } else { 1 };
+    let mut scan = LineScan {
+        path: path.to_owned(),
+        skip,
+        delimiter: opts.delimiter,
+        has_header: opts.has_header,
+        encoding: opts.encoding,
+        first_line,
+        batch_size: opts.batch_size,
+        hash: false,
+        state: Arc::default(),
+    };
+    // The header is read through a scan of its own, thrown away after.
+    let probe_state = Arc::new(Mutex::new(ScanState::new(&scan)));
+    let probe = Scanned::new(file, Arc::clone(&probe_state), opts.encoding);
+    let mut reader = BufReader::with_capacity(1 << 20, probe);
     if reader
         .fill_buf()
-        .map_err(|e| io_err(&source, e))?
+        .map_err(|e| read_err(&source, &e))?
         .is_empty()
     {
         return Err(InputError::Empty { file: source });
@@ -385,9 +410,14 @@ fn open_csv(
     let csv_format = arrow_csv::reader::Format::default()
         .with_header(opts.has_header)
         .with_delimiter(opts.delimiter);
-    let (inferred, _) = csv_format
-        .infer_schema(&mut reader, Some(0))
-        .map_err(|e| csv_err(&source, &e))?;
+    let (inferred, _) = csv_format.infer_schema(&mut reader, Some(0)).map_err(|e| {
+        let refused = probe_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused
+            .take();
+        refused.map_or_else(|| csv_err(&source, &e), |u| u.to_error(&source))
+    })?;
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
@@ -406,25 +436,11 @@ fn open_csv(
         })
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let mut file = reader.into_inner();
+    let mut file = reader.into_inner().file;
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
-    let first_line = if opts.has_header { 2 } else { 1 };
-    let mut scan = LineScan {
-        path: path.to_owned(),
-        skip,
-        delimiter: opts.delimiter,
-        has_header: opts.has_header,
-        first_line,
-        batch_size: opts.batch_size,
-        hash: false,
-        state: Arc::default(),
-    };
     scan.state = Arc::new(Mutex::new(ScanState::new(&scan)));
-    let reader = Scanned {
-        file,
-        state: scan.state.clone(),
-    };
+    let reader = Scanned::new(file, scan.state.clone(), opts.encoding);
     let batches = csv_batches(reader, &source, &schema, opts, None)?;
     Ok(Opened {
         source,
@@ -511,6 +527,9 @@ struct LineScan {
     skip: u64,
     delimiter: u8,
     has_header: bool,
+    /// The file's encoding: other than UTF-8, the reader decodes it, and
+    /// every offset the scan gives counts the decoded text's bytes.
+    encoding: TextEncoding,
     first_line: u64,
     /// The reader's rows per batch.
     batch_size: usize,
@@ -534,11 +553,7 @@ impl LineScan {
                 let field =
                     invalid_field(&self.path, self.skip, self.delimiter, line).map(|(i, value)| {
                         NotUtf8Field {
-                            // A field past the header's is named by its position.
-                            column: schema
-                                .fields()
-                                .get(i)
-                                .map_or_else(|| (i + 1).to_string(), |f| f.name().clone()),
+                            column: column_name(schema, i),
                             value,
                         }
                     });
@@ -559,20 +574,11 @@ impl LineScan {
             quote_line,
             last_line,
         } = unclosed;
-        let (column, value) = unclosed_field(
-            &self.path,
-            self.skip + record_at,
-            quote_at - record_at,
-            self.delimiter,
-        )
-        .map(|(i, value)| {
-            let column = schema
-                .fields()
-                .get(i)
-                .map_or_else(|| (i + 1).to_string(), |f| f.name().clone());
-            (Some(column), value)
-        })
-        .unwrap_or_default();
+        let (column, value) = self
+            .text_at(record_at)
+            .and_then(|text| unclosed_field(text, quote_at - record_at, self.delimiter))
+            .map(|(i, value)| (Some(column_name(schema, i)), value))
+            .unwrap_or_default();
         InputError::UnclosedQuote {
             file,
             line: record_line,
@@ -581,55 +587,129 @@ impl LineScan {
             lines: last_line.saturating_sub(quote_line),
         }
     }
+
+    /// Adds the column to an error on bytes the file's encoding does not
+    /// define, from the record's text before them read again (only on this
+    /// error's path): `at` is where the scan stopped, `record_at` where that
+    /// record starts, both in the decoded text.
+    fn explain_undecodable(
+        &self,
+        err: InputError,
+        at: Option<(u64, u64)>,
+        schema: &Schema,
+    ) -> InputError {
+        match (err, at) {
+            (
+                InputError::Undecodable {
+                    file,
+                    line,
+                    column: None,
+                    value,
+                    encoding,
+                },
+                Some((record_at, at)),
+            ) if line > 1 || !self.has_header => {
+                let column = self.text_at(record_at).and_then(|text| {
+                    let mut before = Vec::new();
+                    // The text before the bytes decoded once already; an
+                    // error past them leaves what was read.
+                    let _ = text.take(at - record_at).read_to_end(&mut before);
+                    let fields = fields_ended(&before, self.delimiter)?;
+                    Some(column_name(schema, fields))
+                });
+                InputError::Undecodable {
+                    file,
+                    line,
+                    column,
+                    value,
+                    encoding,
+                }
+            }
+            (other, _) => other,
+        }
+    }
+
+    /// The file's text from `at` (an offset in the text the reader read,
+    /// past the skipped bytes): the file itself for UTF-8, decoded
+    /// otherwise. `None` when the file cannot be read again.
+    fn text_at(&self, at: u64) -> Option<Box<dyn Read>> {
+        let mut file = File::open(&self.path).ok()?;
+        if self.encoding.is_utf8() {
+            file.seek(SeekFrom::Start(self.skip + at)).ok()?;
+            return Some(Box::new(file));
+        }
+        file.seek(SeekFrom::Start(self.skip)).ok()?;
+        let mut text = Scanned::new(file, Arc::default(), self.encoding);
+        let skipped = std::io::copy(&mut (&mut text).take(at), &mut std::io::sink()).ok()?;
+        (skipped == at).then(|| Box::new(text) as Box<dyn Read>)
+    }
 }
 
-/// Characters of an unclosed field's text its error shows.
-const UNCLOSED_SHOWN: usize = 40;
+/// The name of the `i`th (0-based) column: a field past the header's is
+/// named by its position.
+fn column_name(schema: &Schema, i: usize) -> String {
+    schema
+        .fields()
+        .get(i)
+        .map_or_else(|| (i + 1).to_string(), |f| f.name().clone())
+}
 
-/// The unclosed quoted field of the record at `at` (a file offset) whose
-/// opening quote is `prefix` bytes further: its position in the record (the
-/// fields before it are read with csv_core) and the start of its text, up
-/// to its first line break. `None` when the file cannot be read again.
-fn unclosed_field(path: &Path, at: u64, prefix: u64, delimiter: u8) -> Option<(usize, String)> {
+/// How many fields the last record `text` starts (the start of one record,
+/// as the scan finds records) ends with a delimiter, read as csv_core reads
+/// them: a quoted delimiter ends none, and a record ended inside the text
+/// (by a lone `\r`, which csv_core ends records at) starts the count again.
+fn fields_ended(text: &[u8], delimiter: u8) -> Option<usize> {
     use csv_core::ReadRecordResult;
 
-    let mut file = File::open(path).ok()?;
-    file.seek(SeekFrom::Start(at)).ok()?;
-    let mut before = Vec::new();
-    (&mut file).take(prefix).read_to_end(&mut before).ok()?;
-    // The fields before the quote, each ended by a delimiter: as many as the
-    // prefix read as a whole record has, less its empty last one. (The output
-    // buffers hold any record of the prefix whole; only the count is used.)
+    // The output buffers hold any record of the text whole; only the
+    // count is used.
     let mut csv = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
-    let (mut out, mut ends) = (vec![0u8; before.len() + 1], vec![0usize; before.len() + 2]);
-    let (mut input, mut fields) = (&before[..], 0usize);
+    let (mut out, mut ends) = (vec![0u8; text.len() + 1], vec![0usize; text.len() + 2]);
+    let (mut input, mut fields) = (text, 0usize);
     loop {
         let (result, read, _, ended) = csv.read_record(input, &mut out, &mut ends);
         input = &input[read..];
         fields += ended;
         match result {
             ReadRecordResult::InputEmpty => {}
-            // A record ended before the quote's: count the next one.
+            // A record ended before the text's end: count the next one.
             ReadRecordResult::Record if !input.is_empty() => fields = 0,
-            ReadRecordResult::Record | ReadRecordResult::End => break,
+            // Read as a whole record, the text ends one field more, empty.
+            ReadRecordResult::Record | ReadRecordResult::End => {
+                return Some(fields.saturating_sub(1));
+            }
             ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => return None,
         }
     }
-    let mut text = Vec::new();
-    (&mut file)
+}
+
+/// Characters of an unclosed field's text its error shows.
+const UNCLOSED_SHOWN: usize = 40;
+
+/// The unclosed quoted field of the record `text` starts with, whose
+/// opening quote is `prefix` bytes further: its position in the record (the
+/// fields before it are read with csv_core) and the start of its text, up
+/// to its first line break. `None` when the file cannot be read again.
+fn unclosed_field(mut text: impl Read, prefix: u64, delimiter: u8) -> Option<(usize, String)> {
+    let mut before = Vec::new();
+    (&mut text).take(prefix).read_to_end(&mut before).ok()?;
+    // The fields before the quote, each ended by a delimiter.
+    let fields = fields_ended(&before, delimiter)?;
+    let mut shown = Vec::new();
+    // The text after the quote; an error past its start leaves what was read.
+    let _ = text
         .take(4 * UNCLOSED_SHOWN as u64 + 1)
-        .read_to_end(&mut text)
-        .ok()?;
-    let text = text.get(1..).unwrap_or_default();
-    let end = text
+        .read_to_end(&mut shown);
+    let shown = shown.get(1..).unwrap_or_default();
+    let end = shown
         .iter()
         .position(|&b| b == b'\n' || b == b'\r')
-        .unwrap_or(text.len());
-    let value: String = String::from_utf8_lossy(&text[..end])
+        .unwrap_or(shown.len());
+    let value: String = String::from_utf8_lossy(&shown[..end])
         .chars()
         .take(UNCLOSED_SHOWN)
         .collect();
-    Some((fields.saturating_sub(1), value))
+    Some((fields, value))
 }
 
 /// The first field that is not UTF-8 in the record starting on `line`
@@ -694,18 +774,193 @@ pub(super) fn escape_invalid(bytes: &[u8]) -> String {
 /// The file under a CSV reader, handing every byte read to a [`ScanState`]: the
 /// lines are found (and, when asked, the file hashed) in the reader's own
 /// bytes, without reading the file twice.
+///
+/// A file in another encoding than UTF-8 is decoded on the way: the reader
+/// gets UTF-8, the scan finds lines in it, and the hash is of the file's
+/// own bytes.
 struct Scanned {
     file: File,
     state: Arc<Mutex<ScanState>>,
+    decoding: Option<Box<Decoding>>,
+}
+
+/// A strict decoder's state between reads: the file's bytes read and not
+/// yet decoded, and the text decoded and not yet handed on.
+struct Decoding {
+    decoder: encoding_rs::Decoder,
+    encoding: &'static str,
+    raw: Box<[u8]>,
+    raw_at: std::ops::Range<usize>,
+    text: Box<[u8]>,
+    text_at: std::ops::Range<usize>,
+    /// The file is read to its end; `done` once the decoder is flushed too.
+    eof: bool,
+    done: bool,
+    /// Bytes the encoding does not define, found after the text in hand.
+    bad: Option<Vec<u8>>,
+}
+
+/// Bytes the decoder refused, as the reader's I/O error: the file's
+/// encoding, the physical line and the bytes.
+#[derive(Debug, Clone)]
+struct Undecodable {
+    encoding: &'static str,
+    line: u64,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}: {} is not valid {}",
+            self.line,
+            escape_all(&self.bytes),
+            self.encoding
+        )
+    }
+}
+
+impl std::error::Error for Undecodable {}
+
+impl Undecodable {
+    /// The refusal an I/O error carries, if it is one.
+    fn of(e: &std::io::Error) -> Option<&Self> {
+        e.get_ref()?.downcast_ref()
+    }
+
+    /// The refusal as the load's error (its column, if any, found later).
+    fn to_error(&self, file: &str) -> InputError {
+        InputError::Undecodable {
+            file: file.to_owned(),
+            line: self.line,
+            column: None,
+            value: escape_all(&self.bytes),
+            encoding: self.encoding,
+        }
+    }
+}
+
+/// A reader's I/O error: bytes the file's encoding does not define, or an
+/// I/O failure.
+fn read_err(file: &str, e: &std::io::Error) -> InputError {
+    match Undecodable::of(e) {
+        Some(u) => u.to_error(file),
+        None => io_err(file, std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+/// Every byte as `\xNN` (undecodable bytes are no text at all).
+fn escape_all(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(4 * bytes.len());
+    for b in bytes {
+        let _ = write!(text, "\\x{b:02x}");
+    }
+    text
+}
+
+/// Bytes read from the file at a time when decoding, and the room for their
+/// text (any decoder's UTF-8 for 64 KiB fits in three times as much).
+const DECODE_CHUNK: usize = 1 << 16;
+
+/// Bytes of a chunk kept before the next one: as long as any encoding's
+/// longest malformed sequence.
+const KEPT_BYTES: usize = 4;
+
+impl Scanned {
+    fn new(file: File, state: Arc<Mutex<ScanState>>, encoding: TextEncoding) -> Self {
+        let decoding = (!encoding.is_utf8()).then(|| {
+            Box::new(Decoding {
+                decoder: encoding.new_decoder(),
+                encoding: encoding.name(),
+                raw: vec![0; KEPT_BYTES + DECODE_CHUNK].into_boxed_slice(),
+                raw_at: 0..0,
+                text: vec![0; 3 * DECODE_CHUNK + 16].into_boxed_slice(),
+                text_at: 0..0,
+                eof: false,
+                done: false,
+                bad: None,
+            })
+        });
+        Self {
+            file,
+            state,
+            decoding,
+        }
+    }
 }
 
 impl Read for Scanned {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let Some(d) = &mut self.decoding else {
+            let n = self.file.read(buf)?;
+            self.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .feed(&buf[..n]);
+            return Ok(n);
+        };
+        while d.text_at.is_empty() {
+            if let Some(bytes) = &d.bad {
+                // The text before the bytes is read: the scan is on their line.
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.undecodable = Some((state.record_at, state.offset));
+                let refused = Undecodable {
+                    encoding: d.encoding,
+                    line: state.line,
+                    bytes: bytes.clone(),
+                };
+                // The CSV reader keeps this error whole; its header
+                // inference keeps only the text, so the scan keeps it too.
+                state.refused = Some(refused.clone());
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    refused,
+                ));
+            }
+            if d.done {
+                return Ok(0);
+            }
+            if d.raw_at.is_empty() && !d.eof {
+                // The chunk's last bytes stay in front of the next: a bad
+                // sequence the decoder finds there may have begun in them.
+                let kept = d.raw_at.end.min(KEPT_BYTES);
+                d.raw.copy_within(d.raw_at.end - kept..d.raw_at.end, 0);
+                let n = self.file.read(&mut d.raw[kept..])?;
+                self.state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take_raw(&d.raw[kept..kept + n]);
+                d.eof = n == 0;
+                d.raw_at = kept..kept + n;
+            }
+            let (result, read, written) = d.decoder.decode_to_utf8_without_replacement(
+                &d.raw[d.raw_at.clone()],
+                &mut d.text,
+                d.eof,
+            );
+            d.raw_at.start += read;
+            d.text_at = 0..written;
+            match result {
+                encoding_rs::DecoderResult::Malformed(bad, after) => {
+                    // The bad sequence ends `after` bytes before where the
+                    // decoder stopped (its start may be in the chunk before).
+                    let end = d.raw_at.start - usize::from(after);
+                    let start = end.saturating_sub(usize::from(bad));
+                    d.bad = Some(d.raw[start..end].to_vec());
+                }
+                encoding_rs::DecoderResult::InputEmpty => d.done = d.eof,
+                encoding_rs::DecoderResult::OutputFull => {}
+            }
+        }
+        let n = buf.len().min(d.text_at.len());
+        let from = d.text_at.start;
+        buf[..n].copy_from_slice(&d.text[from..from + n]);
+        d.text_at.start += n;
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .feed(&buf[..n]);
+            .scan(&buf[..n]);
         Ok(n)
     }
 }
@@ -740,6 +995,13 @@ struct ScanState {
     before: u8,
     offset: u64,
     last_close: Option<u64>,
+    /// The file's bytes read (the decoded text's are `offset`).
+    raw: u64,
+    /// Where a decoding reader stopped at bytes its encoding does not
+    /// define: the record's start and its own offset.
+    undecodable: Option<(u64, u64)>,
+    /// What it refused, taken by the one who reports it.
+    refused: Option<Undecodable>,
 }
 
 impl ScanState {
@@ -769,6 +1031,9 @@ impl ScanState {
             before: b'\n',
             offset: 0,
             last_close: None,
+            raw: 0,
+            undecodable: None,
+            refused: None,
         }
     }
 
@@ -782,11 +1047,22 @@ impl ScanState {
         self.records += 1;
     }
 
-    /// Scans the next bytes of the file.
+    /// Scans the next bytes of a UTF-8 file.
     fn feed(&mut self, chunk: &[u8]) {
+        self.take_raw(chunk);
+        self.scan(chunk);
+    }
+
+    /// Counts (and when hashing, hashes) the next bytes of the file.
+    fn take_raw(&mut self, chunk: &[u8]) {
         if let Some(hash) = &mut self.hash {
             hash.update(chunk);
         }
+        self.raw += chunk.len() as u64;
+    }
+
+    /// Scans the next bytes of the file's text.
+    fn scan(&mut self, chunk: &[u8]) {
         let Some(&last) = chunk.last() else {
             return;
         };
@@ -850,7 +1126,8 @@ impl ScanState {
             fixes: LineFixes(self.fixes),
             records: self.records.saturating_sub(self.header),
             sha256: self.hash.map(|h| h.finalize().into()),
-            fed: self.offset,
+            fed: self.raw,
+            undecodable: self.undecodable,
             unclosed: self.in_quotes.then_some(Unclosed {
                 record_line: self.record_line,
                 record_at: self.record_at,
@@ -886,8 +1163,10 @@ struct Scan {
     sha256: Option<[u8; 32]>,
     /// A quoted field the bytes fed end inside.
     unclosed: Option<Unclosed>,
-    /// How many bytes were fed.
+    /// How many of the file's bytes were fed.
     fed: u64,
+    /// Where the reader stopped at bytes the encoding does not define.
+    undecodable: Option<(u64, u64)>,
 }
 
 /// The all-text schema of `schema`: same names, every field `Utf8`, no metadata
@@ -1769,6 +2048,7 @@ mod tests {
             skip: 0,
             delimiter: b',',
             has_header,
+            encoding: TextEncoding::UTF_8,
             first_line: 1 + u64::from(has_header),
             batch_size: 1,
             hash: true,

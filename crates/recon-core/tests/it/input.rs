@@ -14,7 +14,7 @@ use recon_core::input::{
     Format, ReadOptions, SideLoad, Table, convert_to_ipc, load_side, load_side_with, read_table,
     write_rejects_csv, write_table_ipc,
 };
-use recon_core::mapping::{OnError, SideMapping};
+use recon_core::mapping::{OnError, SideMapping, TextEncoding};
 use recon_core::rules::RoleSet;
 use recon_core::sha256_hex;
 use recon_core::side::Side;
@@ -794,7 +794,7 @@ fn csv_options_on_a_file_of_another_format_are_refused() {
         let err = load("side.ndjson", content, &format!("{map}\n{key} = {value}")).unwrap_err();
         assert!(
             err.ends_with(&format!(
-                "side.ndjson: invalid mapping: `{key}` is set but `format` is ndjson: `delimiter` and `has_header` are read only from CSV"
+                "side.ndjson: invalid mapping: `{key}` is set but `format` is ndjson: `delimiter`, `has_header` and `encoding` are read only from CSV"
             )),
             "{err}"
         );
@@ -1740,6 +1740,7 @@ fn csv_stored_cases() -> Vec<StoredCase> {
             opts: ReadOptions {
                 delimiter: b';',
                 has_header: false,
+                encoding: TextEncoding::UTF_8,
                 batch_size: 1,
                 source: Some("upload-7".to_owned()),
             },
@@ -1747,6 +1748,26 @@ fn csv_stored_cases() -> Vec<StoredCase> {
                 "noheader.csv",
                 b"a1;\"1,234.56\";USD;2026-03-01;INV-1\n\na2;(12.30);eur;2026-02-28;\"x\ny\"\na3;5;JPY;;\n",
             )
+        },
+        // In windows-1252: stored as UTF-8 text, its lines kept; and a file
+        // the encoding refuses (0x81 is no Shift_JIS character alone).
+        StoredCase {
+            opts: ReadOptions {
+                encoding: TextEncoding::from_label("windows-1252").unwrap(),
+                batch_size: 1,
+                ..ReadOptions::default()
+            },
+            ..StoredCase::csv(
+                "latin.csv",
+                b"id,amount,currency,date,ref\na1,1.00,EUR,2026-03-01,\"M\xfcller\n\xa7 2\"\n\na2,oops,EUR,,\xe9\n",
+            )
+        },
+        StoredCase {
+            opts: ReadOptions {
+                encoding: TextEncoding::from_label("shift_jis").unwrap(),
+                ..ReadOptions::default()
+            },
+            ..StoredCase::csv("sjis.csv", b"id,amount\n1,2\n2,\x81 \n")
         },
     ]
 }

@@ -1,5 +1,6 @@
 //! recon-core's integration tests: one binary, one module per area.
 
+mod encoding;
 mod input;
 mod matcher;
 mod roles;

@@ -413,7 +413,7 @@ fn multipart_parts_beyond_the_fields_and_one_file_are_refused() {
     assert_eq!(
         d,
         "part \"other\" (b.csv) follows the file part; a dataset upload takes one file part, \
-         after its fields (name, delimiter, has_header)"
+         after its fields (name, delimiter, has_header, encoding)"
     );
     // A field after the file would not apply: refused, not dropped.
     let d = detail(
@@ -439,7 +439,7 @@ fn multipart_parts_beyond_the_fields_and_one_file_are_refused() {
     );
     assert_eq!(
         d,
-        "unknown part \"colour\"; a dataset upload takes the fields name, delimiter, has_header, \
+        "unknown part \"colour\"; a dataset upload takes the fields name, delimiter, has_header, encoding, \
          then one file part"
     );
     let d = detail(
@@ -469,7 +469,7 @@ fn query_parameters_a_route_does_not_take_are_refused() {
     );
     assert_eq!(
         d,
-        "unknown query parameter \"nmae\"; this endpoint takes name, delimiter, has_header"
+        "unknown query parameter \"nmae\"; this endpoint takes name, delimiter, has_header, encoding"
     );
     let d = detail(
         t.upload("/v1/datasets?name=a&name=b", "text/csv", csv)

@@ -1071,3 +1071,159 @@ fn a_tailing_pager_sees_every_concurrent_upload_once() {
         "the tailing pager missed a dataset"
     );
 }
+
+/// A ledger in windows-1252 whose references hold characters outside ASCII,
+/// and the bank's statement of them in UTF-8.
+const LEDGER_1252: &[u8] = b"id,date,amount,currency,ref\n\
+L1,2024-01-02,100.00,EUR,M\xdcLLER-1\n\
+L2,2024-01-03,-25.50,EUR,CAF\xc9-2\n";
+const BANK_UTF8: &str = "id,date,amount,currency,ref\n\
+B1,2024-01-02,100.00,EUR,MÜLLER-1\n\
+B2,2024-01-03,-25.50,EUR,CAFÉ-2\n";
+
+#[test]
+fn a_csv_in_another_encoding_is_stored_as_declared_and_matched() {
+    let t = app();
+    let latin_rules = RULES.replacen("[left]\n", "[left]\nencoding = \"windows-1252\"\n", 1);
+    let meta = |res: crate::Answer| res.expect(201).json();
+    // By the query's option, or by the body's charset: stored as UTF-8 text,
+    // recording the encoding it was read in.
+    let by_option = meta(t.upload("/v1/datasets?encoding=latin1", "text/csv", LEDGER_1252));
+    let by_charset = meta(t.upload(
+        "/v1/datasets",
+        "text/csv; charset=\"Windows-1252\"",
+        LEDGER_1252,
+    ));
+    for m in [&by_option, &by_charset] {
+        assert_eq!(
+            (&m["encoding"], &m["rows"]),
+            (&"windows-1252".into(), &2.into()),
+            "{m}"
+        );
+    }
+    let bank = upload(&t, BANK_UTF8);
+    assert_eq!(
+        t.get(&format!("/v1/datasets/{bank}")).json()["encoding"],
+        "UTF-8"
+    );
+    for left in [&by_option, &by_charset] {
+        let left = left["id"].as_str().unwrap();
+        let job = start(&t, "?wait=30", left, &bank, &latin_rules)
+            .expect(200)
+            .json();
+        assert_eq!(job["state"], "succeeded", "{job}");
+        // Both references read as the bank writes them.
+        assert_eq!(job["summary"]["rules"][0]["groups"], 2, "{job}");
+        // Rules naming another encoding than the dataset was read in.
+        let sjis = RULES.replacen("[left]\n", "[left]\nencoding = \"shift_jis\"\n", 1);
+        let p = start(&t, "", left, &bank, &sjis).expect(422).json();
+        let d = p["detail"].as_str().unwrap();
+        assert!(
+            d.starts_with("[left]: `encoding` = \"Shift_JIS\", but dataset ")
+                && d.contains("was read as windows-1252 when it was stored"),
+            "{p}"
+        );
+    }
+    // Read as UTF-8 (no option, no charset), the same bytes are refused at
+    // the first that is not UTF-8.
+    let p = t
+        .upload("/v1/datasets", "text/csv", LEDGER_1252)
+        .expect(422)
+        .json();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with(r#"line 2, column "ref": "M\xdcLLER-1" is not valid UTF-8"#),
+        "{p}"
+    );
+    // Bytes outside the declared encoding: 422 naming line, column, bytes.
+    let p = t
+        .upload(
+            "/v1/datasets?encoding=shift_jis",
+            "text/csv",
+            b"id,ref\n1,a\x81 b\n".to_vec(),
+        )
+        .expect(422)
+        .json();
+    assert_eq!(
+        p["detail"],
+        r#"request body line 2, column "ref": \x81 is not valid Shift_JIS"#
+    );
+}
+
+#[test]
+fn a_charset_recon_cannot_honour_is_415() {
+    let t = app();
+    let detail = |res: crate::Answer| {
+        res.expect(415).json()["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let d = detail(t.upload("/v1/datasets", "text/csv; charset=ebcdic", LEDGER));
+    assert!(
+        d.starts_with("the body has the charset \"ebcdic\", which recon does not know"),
+        "{d}"
+    );
+    let d = detail(t.upload(
+        "/v1/datasets?encoding=latin1",
+        "text/csv; charset=shift_jis",
+        LEDGER,
+    ));
+    assert!(
+        d.contains("but the `encoding` option says windows-1252"),
+        "{d}"
+    );
+    let d = detail(t.upload(
+        "/v1/datasets",
+        "application/x-ndjson; charset=utf-16",
+        "{\"id\": 1}\n",
+    ));
+    assert!(
+        d.ends_with("but JSON Lines is UTF-8; send it as UTF-8"),
+        "{d}"
+    );
+    // A charset that agrees, and UTF-8 said out loud, are fine.
+    t.upload(
+        "/v1/datasets?encoding=utf-8",
+        "text/csv; charset=UTF-8",
+        LEDGER,
+    )
+    .expect(201);
+    // One shot: the rules' encoding and a file part's charset must agree.
+    let latin_rules = RULES.replacen("[left]\n", "[left]\nencoding = \"windows-1252\"\n", 1);
+    let body = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, latin_rules.as_bytes()),
+            (
+                "left",
+                Some("l.csv"),
+                Some("text/csv; charset=shift_jis"),
+                LEDGER_1252,
+            ),
+            ("right", Some("b.csv"), None, BANK_UTF8.as_bytes()),
+        ],
+    );
+    let d = detail(t.upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body));
+    assert!(
+        d.starts_with("part \"left\" has the charset \"shift_jis\""),
+        "{d}"
+    );
+    // Without a charset, the rules' encoding reads the part.
+    let body = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, latin_rules.as_bytes()),
+            ("left", Some("l.csv"), None, LEDGER_1252),
+            ("right", Some("b.csv"), None, BANK_UTF8.as_bytes()),
+        ],
+    );
+    let job = t
+        .upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["summary"]["rules"][0]["groups"], 2, "{job}");
+}
