@@ -10,6 +10,7 @@
 
 mod cast;
 mod load;
+mod locate;
 mod map;
 mod read;
 

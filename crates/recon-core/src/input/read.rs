@@ -18,6 +18,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use sha2::{Digest, Sha256};
 
 use super::cast::{self, CellProblem, META_KIND, ValueKind};
+use super::locate;
 use super::{
     BOM, Format, LineCursor, LineFixes, META_FIRST_LINE, META_LINE_FIXES, META_SOURCE,
     META_UNREADABLE, META_UNREADABLE_COLUMNS, ReadOptions, source_name,
@@ -128,7 +129,7 @@ impl Opened {
         }
         let opened = match format {
             Format::Csv => open_csv(path, file, source, opts),
-            Format::Parquet => open_parquet(file, source, opts),
+            Format::Parquet => open_parquet(path, file, source, opts),
             Format::Arrow => open_arrow_file(file, source, opts),
             Format::ArrowStream => open_arrow_stream(file, source),
             Format::Ndjson => open_ndjson(path, file, source, opts),
@@ -1225,9 +1226,38 @@ fn to_text(
     control: Arc<Control>,
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> TextBatches {
+    to_text_of(source, schema, first_line, control, None, batches)
+}
+
+/// A Parquet file [`to_text`] can read again for the value its reader
+/// refused as invalid UTF-8 ([`locate::parquet_invalid_utf8`]).
+struct Relocate {
+    path: PathBuf,
+    /// The root columns read; all when `None`.
+    columns: Option<Vec<usize>>,
+}
+
+/// [`to_text`], with a Parquet reader's invalid-UTF-8 error located.
+fn to_text_of(
+    source: String,
+    schema: SchemaRef,
+    first_line: u64,
+    control: Arc<Control>,
+    relocate: Option<Relocate>,
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
+) -> TextBatches {
     let mut rows = 0u64;
     Box::new(batches.map(move |batch| {
-        let batch = batch.map_err(|e| format_err(&source, e))?;
+        let batch = batch.map_err(|e| {
+            let msg = e.to_string().to_ascii_lowercase();
+            relocate
+                .as_ref()
+                .filter(|_| msg.contains("utf-8") || msg.contains("utf8"))
+                .and_then(|r| {
+                    locate::parquet_invalid_utf8(&r.path, &source, r.columns.as_deref(), first_line)
+                })
+                .unwrap_or_else(|| format_err(&source, e))
+        })?;
         let first_row = rows;
         rows += batch.num_rows() as u64;
         let wanted = control.wanted.get();
@@ -1314,16 +1344,18 @@ fn rows_from(
     source: String,
     schema: &Schema,
     first_line: u64,
+    relocate: Option<Relocate>,
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> Opened {
     let schema = text_schema(schema);
     let control = Arc::new(Control::default());
     Opened {
-        batches: to_text(
+        batches: to_text_of(
             source.clone(),
             schema.clone(),
             first_line,
             Arc::clone(&control),
+            relocate,
             batches,
         ),
         source,
@@ -1363,7 +1395,18 @@ impl Reopen {
                     .build()
                     .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&arrow_array::RecordBatchReader::schema(&reader));
-                Ok(to_text(source, schema, first_line, Arc::default(), reader))
+                let relocate = Relocate {
+                    path: self.path.clone(),
+                    columns: Some(columns.to_vec()),
+                };
+                Ok(to_text_of(
+                    source,
+                    schema,
+                    first_line,
+                    Arc::default(),
+                    Some(relocate),
+                    reader,
+                ))
             }
             _ => {
                 let reader =
@@ -1376,7 +1419,12 @@ impl Reopen {
     }
 }
 
-fn open_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Opened, InputError> {
+fn open_parquet(
+    path: &Path,
+    file: File,
+    source: String,
+    opts: &ReadOptions,
+) -> Result<Opened, InputError> {
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format_err(&source, e))?;
     let schema = builder.schema().clone();
@@ -1385,7 +1433,11 @@ fn open_parquet(file: File, source: String, opts: &ReadOptions) -> Result<Opened
         .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build()
         .map_err(|e| format_err(&source, e))?;
-    Ok(rows_from(source, &schema, 1, reader))
+    let relocate = Relocate {
+        path: path.to_owned(),
+        columns: None,
+    };
+    Ok(rows_from(source, &schema, 1, Some(relocate), reader))
 }
 
 /// The largest first line a stored file may give: far beyond any file's
@@ -1507,7 +1559,7 @@ fn open_arrow_file(
         .unwrap_or_default();
     Ok(Opened {
         line_fixes,
-        ..rows_from(source, &schema, first_line, reader)
+        ..rows_from(source, &schema, first_line, None, reader)
     })
 }
 
@@ -1534,7 +1586,7 @@ fn open_arrow_stream(mut file: File, source: String) -> Result<Opened, InputErro
         .map_err(|e| format_err(&source, format!("not a readable Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
     check_width(&source, schema.fields().len())?;
-    let opened = rows_from(source.clone(), &schema, 1, reader);
+    let opened = rows_from(source.clone(), &schema, 1, None, reader);
     // The reader takes the end of the file for the end of the stream: a
     // stream cut off between two batches would read as a shorter one.
     let mut checked = false;
@@ -1647,7 +1699,7 @@ fn open_ndjson(
         .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build(reader)
         .map_err(|e| format_err(&source, e))?;
-    let opened = rows_from(source.clone(), &schema, 1, json);
+    let opened = rows_from(source.clone(), &schema, 1, None, json);
     // Inference lets some keys of two kinds through (text, then an array),
     // and decoding fails without a line: find it, on the error's path only.
     let path = path.to_path_buf();

@@ -264,6 +264,86 @@ fn binary_text_must_be_utf8_where_it_is_read() {
     assert_eq!(side.amount, [100, 200]);
 }
 
+/// A Parquet file of string columns as a legacy job writes them: `memo`
+/// holds Latin-1 bytes in its second row group, after nulls. The parquet
+/// crate's reader refuses such a column without saying where; the load
+/// names the row (counted across row groups and nulls), the column and the
+/// bytes, and reads the file when that column is not mapped.
+fn latin1_in_a_string_column(path: &Path) {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::writer::SerializedFileWriter;
+
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message export { REQUIRED BYTE_ARRAY id (UTF8); REQUIRED BYTE_ARRAY amount (UTF8); \
+             OPTIONAL BYTE_ARRAY memo (UTF8); OPTIONAL BYTE_ARRAY note (UTF8); }",
+        )
+        .unwrap(),
+    );
+    let mut w =
+        SerializedFileWriter::new(fs::File::create(path).unwrap(), schema, Arc::default()).unwrap();
+    // Row groups of 3 and 4 rows; per column its values (`None` a null).
+    let groups: [[Vec<Option<&[u8]>>; 4]; 2] = [
+        [
+            vec![Some(b"r1"), Some(b"r2"), Some(b"r3")],
+            vec![Some(b"1.00"), Some(b"2.00"), Some(b"3.00")],
+            vec![Some(b"a"), None, Some(b"b")],
+            vec![None, None, None],
+        ],
+        [
+            vec![Some(b"r4"), Some(b"r5"), Some(b"r6"), Some(b"r7")],
+            vec![Some(b"4.00"), Some(b"5.00"), Some(b"6.00"), Some(b"7.00")],
+            vec![None, None, Some(b"caf\xe9 cr\xe8me"), Some(b"\xff")],
+            // Later in its row group than memo's: memo's is the first.
+            vec![None, None, None, Some(b"\xfe")],
+        ],
+    ];
+    for columns in groups {
+        let mut rg = w.next_row_group().unwrap();
+        for (i, column) in columns.iter().enumerate() {
+            let mut col = rg.next_column().unwrap().unwrap();
+            let values: Vec<ByteArray> =
+                column.iter().flatten().map(|v| v.to_vec().into()).collect();
+            let defs: Vec<i16> = column.iter().map(|v| i16::from(v.is_some())).collect();
+            let defs = (i >= 2).then_some(&defs[..]);
+            col.typed::<ByteArrayType>()
+                .write_batch(&values, defs, None)
+                .unwrap();
+            col.close().unwrap();
+        }
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+}
+
+#[test]
+fn a_string_column_that_is_not_utf8_is_named_at_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("legacy.parquet");
+    latin1_in_a_string_column(&path);
+    let expect = r#"legacy.parquet line 6, column "memo": "caf\xe9 cr\xe8me" is not valid UTF-8"#;
+    let err = load(&path, &format!("{AMOUNTS}description = \"memo\"")).unwrap_err();
+    assert!(err.ends_with(expect), "{err}");
+    // Read with every column (as an upload is stored), the same value.
+    let err = recon_core::input::read_table(
+        &path,
+        recon_core::input::Format::Parquet,
+        &recon_core::input::ReadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.ends_with(expect), "{err}");
+    // Only `note` mapped: its own value, in the last row.
+    let err = load(&path, &format!("{AMOUNTS}description = \"note\"")).unwrap_err();
+    assert!(
+        err.ends_with(r#"legacy.parquet line 7, column "note": "\xfe" is not valid UTF-8"#),
+        "{err}"
+    );
+    // Neither mapped: never decoded, the file reads.
+    let side = load(&path, AMOUNTS).unwrap();
+    assert_eq!(side.amount, [100, 200, 300, 400, 500, 600, 700]);
+}
+
 /// A stream cut off between two batches (no end marker) is refused, not read
 /// as a shorter file; the whole stream reads.
 #[test]
