@@ -1680,17 +1680,33 @@ fn open_ndjson(
             }
         })
         .collect();
-    let schema = Arc::new(Schema::new(decoded));
     reader
         .seek(SeekFrom::Start(0))
         .map_err(|e| io_err(&source, e))?;
     // Rows are numbered by the lines they are on, as a CSV's are: the
     // reader skips blank lines. The same pass refuses a record holding a
-    // key twice, which the decoder would read as its last value.
-    let line_fixes = match json_line_fixes(&mut reader).map_err(|e| io_err(&source, e))? {
-        Ok(fixes) => fixes,
+    // key twice, which the decoder would read as its last value, and finds
+    // the order the columns first appear in, which the schema takes.
+    let JsonLines {
+        fixes: line_fixes,
+        keys,
+    } = match json_line_fixes(&mut reader).map_err(|e| io_err(&source, e))? {
+        Ok(found) => found,
         Err((line, bad)) => return Err(bad.into_error(source, line)),
     };
+    let first_seen: std::collections::HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let mut decoded = decoded;
+    decoded.sort_by_key(|f| {
+        first_seen
+            .get(f.name().as_str())
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+    let schema = Arc::new(Schema::new(decoded));
     reader
         .seek(SeekFrom::Start(0))
         .map_err(|e| io_err(&source, e))?;
@@ -1792,13 +1808,24 @@ impl Seek for AfterBom {
     }
 }
 
-/// Where a JSON Lines file's records (one a non-blank line) are not one
-/// line after another: the records after blank lines. `Err` with the first
-/// record (its line) that holds a top-level key twice: JSON leaves that
-/// undefined and the decoder would keep the last value, dropping the other
-/// without a word, where a CSV file naming a column twice is refused.
-fn json_line_fixes(input: impl BufRead) -> std::io::Result<Result<LineFixes, (u64, BadJsonLine)>> {
+/// What a pass over a JSON Lines file's lines finds besides its values.
+struct JsonLines {
+    /// Where its records (one a non-blank line) are not one line after
+    /// another: the records after blank lines.
+    fixes: LineFixes,
+    /// Its top-level keys in the order they first appear (inference lists
+    /// each record's keys sorted).
+    keys: Vec<String>,
+}
+
+/// Reads a JSON Lines file's line fixes and key order ([`JsonLines`]).
+/// `Err` with the first record (its line) that holds a top-level key twice:
+/// JSON leaves that undefined and the decoder would keep the last value,
+/// dropping the other without a word, where a CSV file naming a column twice
+/// is refused.
+fn json_line_fixes(input: impl BufRead) -> std::io::Result<Result<JsonLines, (u64, BadJsonLine)>> {
     let mut fixes = Vec::new();
+    let mut keys = KeyOrder::default();
     let mut record = 0u64;
     for (i, line) in input.split(b'\n').enumerate() {
         let text = line?;
@@ -1808,7 +1835,8 @@ fn json_line_fixes(input: impl BufRead) -> std::io::Result<Result<LineFixes, (u6
         let line = i as u64 + 1;
         // Lines that do not parse were refused by inference already; the
         // decoder reports any it let through.
-        if let Ok(RepeatedKey(Some(key))) = serde_json::from_slice::<RepeatedKey>(&text) {
+        let mut de = serde_json::Deserializer::from_slice(&text);
+        if let Ok(Some(key)) = serde::de::DeserializeSeed::deserialize(&mut keys, &mut de) {
             return Ok(Err((
                 line,
                 BadJsonLine::NotJson(format!(
@@ -1825,43 +1853,57 @@ fn json_line_fixes(input: impl BufRead) -> std::io::Result<Result<LineFixes, (u6
         }
         record += 1;
     }
-    Ok(Ok(LineFixes(fixes)))
+    Ok(Ok(JsonLines {
+        fixes: LineFixes(fixes),
+        keys: keys.order,
+    }))
 }
 
-/// A JSON object's first top-level key written twice, if any, found
-/// without building its values (they are skipped) or copying its keys
-/// (unless escaped).
-struct RepeatedKey(Option<String>);
+/// The top-level keys of the records read so far, in the order they first
+/// appear. Read as a seed, a JSON object gives its first key written twice,
+/// if any, found without building its values (they are skipped) or copying
+/// its keys (unless escaped or new).
+#[derive(Default)]
+struct KeyOrder {
+    order: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
 
-impl<'de> serde::Deserialize<'de> for RepeatedKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(ObjectKeys)
+impl<'de> serde::de::DeserializeSeed<'de> for &mut KeyOrder {
+    type Value = Option<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-/// The visitor behind [`RepeatedKey`].
-struct ObjectKeys;
-
-impl<'de> serde::de::Visitor<'de> for ObjectKeys {
-    type Value = RepeatedKey;
+impl<'de> serde::de::Visitor<'de> for &mut KeyOrder {
+    type Value = Option<String>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RepeatedKey, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut keys: Vec<Key<'de>> = Vec::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             map.next_value::<serde::de::IgnoredAny>()?;
+            // Records mostly list the same keys in the same order: a key
+            // where the first record had it is known without hashing.
+            let known = self.order.get(keys.len()).map(String::as_str) == Some(key.0.as_ref())
+                || self.seen.contains(key.0.as_ref());
+            if !known {
+                self.seen.insert(key.0.clone().into_owned());
+                self.order.push(key.0.clone().into_owned());
+            }
             keys.push(key);
         }
         // Sorted, so a record of many keys costs `k log k`, not `k²`.
         keys.sort_unstable();
-        Ok(RepeatedKey(
-            keys.windows(2)
-                .find(|pair| pair[0] == pair[1])
-                .map(|pair| pair[0].0.clone().into_owned()),
-        ))
+        Ok(keys
+            .windows(2)
+            .find(|pair| pair[0] == pair[1])
+            .map(|pair| pair[0].0.clone().into_owned()))
     }
 }
 
@@ -2010,7 +2052,7 @@ mod tests {
     #[test]
     fn json_records_are_numbered_by_their_lines() {
         let lines = |text: &[u8]| -> Vec<u64> {
-            let fixes = json_line_fixes(text).unwrap().unwrap();
+            let fixes = json_line_fixes(text).unwrap().unwrap().fixes;
             (0..3)
                 .map(|row| LineCursor::new(&fixes, 1, row).line(row))
                 .collect()
@@ -2018,6 +2060,15 @@ mod tests {
         assert_eq!(lines(b"{}\n{}\n{}\n"), [1, 2, 3]);
         assert_eq!(lines(b"\n{}\n \t\n\n{}\n{}"), [2, 5, 6]);
         assert_eq!(lines(b"{}\r\n\r\n{}\r\n{}\r\n"), [1, 3, 4]);
+    }
+
+    #[test]
+    fn json_keys_are_listed_as_they_first_appear() {
+        let keys = |text: &[u8]| json_line_fixes(text).unwrap().unwrap().keys;
+        assert_eq!(
+            keys(b"{\"zeta\": 1, \"id\": {\"b\": 1, \"a\": 2}}\n\n{\"id\": 2, \"amount\": 3, \"zeta\": 4}\n{\"\\u0061\": 1}"),
+            ["zeta", "id", "amount", "a"]
+        );
     }
 
     #[test]
