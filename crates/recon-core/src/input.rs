@@ -29,7 +29,7 @@ use crate::mapping::{MappingError, SideMapping, TextEncoding};
 use crate::rules::RoleSet;
 use crate::side::Side;
 use map::{Plan, SideBuilder};
-use read::{Opened, for_each_batch, format_err, io_err};
+use read::{Opened, for_each_batch, io_err};
 
 /// Schema metadata key holding the original source name in stored IPC files.
 const META_SOURCE: &str = "recon.source";
@@ -361,8 +361,9 @@ pub struct Converted {
 /// about `fsync`. On an error `dest` may hold a partial file; the caller removes it.
 ///
 /// # Errors
-/// Every error [`read_table`] gives for `src`, and [`InputError::Io`] or
-/// [`InputError::Format`] naming `dest` when it cannot be written.
+/// Every error [`read_table`] gives for `src`, and [`InputError::Io`]
+/// naming `dest` when it cannot be written (a full disk is the writer's
+/// failure, never the input's).
 pub fn convert_to_ipc(
     src: &Path,
     format: Format,
@@ -422,7 +423,7 @@ pub fn stored_ipc_schema<R: std::io::Read + std::io::Seek>(
 /// kept in the file's metadata, so messages still name the original file.
 ///
 /// # Errors
-/// [`InputError::Io`] or [`InputError::Format`] when the file cannot be written.
+/// [`InputError::Io`] when the file cannot be written.
 pub fn write_table_ipc(table: &Table, path: &Path) -> Result<(), InputError> {
     let mut sink = IpcSink::create(path, &table.schema, &table.source, table.first_line)?;
     for batch in &table.batches {
@@ -454,7 +455,7 @@ impl IpcSink {
         let schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata));
         let file = File::create(path).map_err(|e| io_err(&file_name, e))?;
         let writer = arrow_ipc::writer::FileWriter::try_new_buffered(file, &schema)
-            .map_err(|e| format_err(&file_name, e))?;
+            .map_err(|e| write_err(&file_name, e))?;
         Ok(Self {
             file_name,
             schema,
@@ -466,10 +467,10 @@ impl IpcSink {
         let batch = batch
             .clone()
             .with_schema(self.schema.clone())
-            .map_err(|e| format_err(&self.file_name, e))?;
+            .map_err(|e| write_err(&self.file_name, e))?;
         self.writer
             .write(&batch)
-            .map_err(|e| format_err(&self.file_name, e))
+            .map_err(|e| write_err(&self.file_name, e))
     }
 
     fn finish(
@@ -482,19 +483,29 @@ impl IpcSink {
                 .write_metadata(META_LINE_FIXES, line_fixes.encode());
         }
         if !unreadable.is_empty() {
-            let text =
-                serde_json::to_string(unreadable).map_err(|e| format_err(&self.file_name, e))?;
+            let text = serde_json::to_string(unreadable)
+                .map_err(|e| write_err(&self.file_name, ArrowError::JsonError(e.to_string())))?;
             self.writer.write_metadata(META_UNREADABLE_COLUMNS, text);
         }
         self.writer
             .finish()
-            .map_err(|e| format_err(&self.file_name, e))?;
+            .map_err(|e| write_err(&self.file_name, e))?;
         self.writer
             .into_inner()
             .and_then(|mut w| w.flush().map_err(ArrowError::from))
-            .map_err(|e| format_err(&self.file_name, e))?;
+            .map_err(|e| write_err(&self.file_name, e))?;
         Ok(())
     }
+}
+
+/// A failure writing an IPC file: always the writer's side ([`InputError::Io`],
+/// a full disk say), never the input's, whatever Arrow calls it.
+fn write_err(file: &str, e: ArrowError) -> InputError {
+    let source = match e {
+        ArrowError::IoError(_, source) => source,
+        other => std::io::Error::other(other.to_string()),
+    };
+    io_err(file, source)
 }
 
 impl Side {

@@ -245,27 +245,34 @@ impl DatasetStore {
         format: Format,
         opts: &UploadOptions,
     ) -> Result<DatasetMeta, ApiError> {
+        let built = self.build(body, format, opts)?;
+        self.publish(built)
+    }
+
+    /// [`DatasetStore::create`] up to the last step: the dataset is converted
+    /// and durable in this instance's scratch space, and invisible until
+    /// [`DatasetStore::publish`]. Dropped unpublished it is removed; a crash
+    /// leaves it to the next start's sweep of dead instances' scratch, so a
+    /// request that stores several files (`POST /v1/reconcile`) and dies
+    /// half-way leaves none of them listed.
+    ///
+    /// # Errors
+    /// As [`DatasetStore::create`].
+    pub fn build(
+        &self,
+        body: &mut dyn Read,
+        format: Format,
+        opts: &UploadOptions,
+    ) -> Result<Built, ApiError> {
         let id = ids::new_id();
         let scratch = Scratch {
             raw: self.scratch.join(format!("{id}.upload")),
             build: self.scratch.join(&id),
         };
-        self.create_inner(&id, &scratch.raw, &scratch.build, body, format, opts)
-    }
-
-    fn create_inner(
-        &self,
-        id: &str,
-        raw: &Path,
-        build: &Path,
-        body: &mut dyn Read,
-        format: Format,
-        opts: &UploadOptions,
-    ) -> Result<DatasetMeta, ApiError> {
         let started = std::time::Instant::now();
-        let (bytes, sha256) = self.stream_to_file(body, raw)?;
+        let (bytes, sha256) = self.stream_to_file(body, &scratch.raw)?;
         let streamed = started.elapsed();
-        let name = opts.name.clone().unwrap_or_else(|| id.to_owned());
+        let name = opts.name.clone().unwrap_or_else(|| id.clone());
         let source = (opts.source.clone())
             .or_else(|| opts.name.clone())
             .unwrap_or_else(|| "request body".to_owned());
@@ -276,32 +283,65 @@ impl DatasetStore {
             source: Some(source),
             ..ReadOptions::default()
         };
+        let build = &scratch.build;
         fs::create_dir_all(build).map_err(|e| ApiError::internal_at(build, e))?;
         let data = build.join("data.arrow");
-        let converted = convert_to_ipc(raw, format, &read_opts, &data).map_err(input_error)?;
+        let converted =
+            convert_to_ipc(&scratch.raw, format, &read_opts, &data).map_err(input_error)?;
         let converted_at = started.elapsed();
         // The data is made durable first; only the small record and the
         // rename are published under the creation stamp (see
         // `durable::publish_stamped`), so datasets appear in `created` order.
         durable::sync_all_at_once(&[&data]).map_err(|e| ApiError::internal_at(&data, e))?;
         let stored_bytes = fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
-        let dest = self.datasets.join(id);
+        let csv = format == Format::Csv;
+        let meta = DatasetMeta {
+            id: id.clone(),
+            name,
+            format: format.name().to_owned(),
+            rows: converted.rows,
+            columns: converted.columns,
+            bytes,
+            sha256,
+            // Stamped when published.
+            created: String::new(),
+            stored_bytes,
+            unreadable_columns: converted.unreadable,
+            delimiter: csv.then(|| char::from(opts.delimiter).to_string()),
+            has_header: csv.then_some(opts.has_header),
+            encoding: csv.then(|| opts.encoding.name().to_owned()),
+        };
+        tracing::debug!(
+            dataset = id,
+            rows = meta.rows,
+            bytes,
+            stream_ms = streamed.as_millis() as u64,
+            convert_ms = (converted_at - streamed).as_millis() as u64,
+            "dataset built"
+        );
+        Ok(Built {
+            meta,
+            scratch,
+            started,
+        })
+    }
+
+    /// Makes a built dataset visible under its creation stamp: its record
+    /// written and fsynced beside the data, the directory renamed into
+    /// `datasets/`.
+    ///
+    /// # Errors
+    /// 500 when the record or the rename cannot be written.
+    pub fn publish(&self, built: Built) -> Result<DatasetMeta, ApiError> {
+        let Built {
+            meta,
+            scratch,
+            started,
+        } = built;
+        let build = &scratch.build;
+        let dest = self.datasets.join(&meta.id);
         let meta = durable::publish_stamped(|created| -> Result<DatasetMeta, ApiError> {
-            let meta = DatasetMeta {
-                id: id.to_owned(),
-                name,
-                format: format.name().to_owned(),
-                rows: converted.rows,
-                columns: converted.columns,
-                bytes,
-                sha256,
-                created,
-                stored_bytes,
-                unreadable_columns: converted.unreadable,
-                delimiter: (format == Format::Csv).then(|| char::from(opts.delimiter).to_string()),
-                has_header: (format == Format::Csv).then_some(opts.has_header),
-                encoding: (format == Format::Csv).then(|| opts.encoding.name().to_owned()),
-            };
+            let meta = DatasetMeta { created, ..meta };
             let json = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
             // The build directory is private until renamed, so its files need
             // no temporary names; the record and the directory are fsynced.
@@ -313,11 +353,9 @@ impl DatasetStore {
             Ok(meta)
         })?;
         tracing::info!(
-            dataset = id,
+            dataset = meta.id,
             rows = meta.rows,
-            bytes,
-            stream_ms = streamed.as_millis() as u64,
-            convert_ms = (converted_at - streamed).as_millis() as u64,
+            bytes = meta.bytes,
             total_ms = started.elapsed().as_millis() as u64,
             "dataset stored"
         );
@@ -486,9 +524,27 @@ impl DatasetStore {
 
 /// Scratch files of one upload, removed however the upload ends (error or
 /// panic); after success the build directory has been renamed away already.
+#[derive(Debug)]
 struct Scratch {
     raw: PathBuf,
     build: PathBuf,
+}
+
+/// A dataset [`DatasetStore::build`] made, not yet published: its record
+/// (but for the creation stamp) and its files in scratch space, removed if
+/// this is dropped unpublished.
+#[derive(Debug)]
+pub struct Built {
+    meta: DatasetMeta,
+    scratch: Scratch,
+    started: std::time::Instant,
+}
+
+impl Built {
+    /// Its record as it will be published (`created` still empty).
+    pub fn meta(&self) -> &DatasetMeta {
+        &self.meta
+    }
 }
 
 impl Drop for Scratch {

@@ -1831,6 +1831,25 @@ fn convert_to_ipc_names_an_unwritable_destination() {
     assert!(err.to_string().contains("missing-dir"), "{err}");
 }
 
+/// A destination that fills up (here `/dev/full`, whose every write fails
+/// with "no space left") is the writer's I/O failure, never the input's:
+/// the service answers it 500, not 422.
+#[cfg(target_os = "linux")]
+#[test]
+fn convert_to_ipc_on_a_full_disk_is_an_io_error() {
+    let (_dir, path) = file("ok.csv", EXAMPLE_CSV.as_bytes());
+    let dest = Path::new("/dev/full");
+    let err = convert_to_ipc(&path, Format::Csv, &ReadOptions::default(), dest).unwrap_err();
+    assert!(
+        matches!(&err, InputError::Io { file, source }
+            if file == "/dev/full" && source.raw_os_error() == Some(28)),
+        "{err:?}"
+    );
+    let table = read_table(&path, Format::Csv, &ReadOptions::default()).unwrap();
+    let err = write_table_ipc(&table, dest).unwrap_err();
+    assert!(matches!(err, InputError::Io { .. }), "{err:?}");
+}
+
 /// Checks that [`load_side_with`] gives exactly what `Side::from_table(read_table(..))`
 /// gives (the side, or the error), for `case` as given and as stored by
 /// [`convert_to_ipc`], under every mapping of [`STORED_MAPPINGS`] and `extra`.
