@@ -1,5 +1,7 @@
 //! Server-Sent Events of a job's progress, read from `job.json` on disk so any
-//! replica sharing the data directory can serve them.
+//! replica sharing the data directory can serve them (the instance running
+//! the job first looks in its memory for an end it could not write, as `GET`
+//! does).
 //!
 //! The stream is a blocking reader (it runs on a worker thread): each read
 //! polls the job file until its state or progress changes, then yields one
@@ -8,10 +10,9 @@
 //! comment line is sent every 15 s of silence so proxies keep the stream open.
 
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::jobs::{self, JobState, ParquetState, Progress};
+use crate::jobs::{JobState, ParquetState, Progress, RecordLookup};
 
 /// How often the job file is polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -21,7 +22,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// A blocking SSE body for one job.
 #[derive(Debug)]
 pub struct EventStream {
-    dir: PathBuf,
+    lookup: RecordLookup,
     last: Option<(JobState, Progress, Option<ParquetState>)>,
     out: Vec<u8>,
     pos: usize,
@@ -30,10 +31,10 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Events of the job stored in `dir`.
-    pub fn new(dir: PathBuf) -> Self {
+    /// Events of the job `lookup` reads.
+    pub fn new(lookup: RecordLookup) -> Self {
         Self {
-            dir,
+            lookup,
             last: None,
             out: Vec::new(),
             pos: 0,
@@ -47,7 +48,7 @@ impl EventStream {
         self.out.clear();
         self.pos = 0;
         loop {
-            let Some(rec) = jobs::read_record(&self.dir) else {
+            let Some(rec) = self.lookup.record() else {
                 // Deleted underneath us: end the stream.
                 self.out.extend_from_slice(b"event: end\ndata: {}\n\n");
                 self.ended = true;

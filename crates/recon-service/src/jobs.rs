@@ -537,6 +537,27 @@ pub struct Jobs {
     _sweeper: Sweeper,
 }
 
+/// How a long-lived reader (an event stream) reads one job's record: this
+/// instance's memory first ([`Local::unrecorded`], an end or Parquet state
+/// it could not write), else `job.json`, so it says what `GET` says.
+#[derive(Debug, Clone)]
+pub struct RecordLookup {
+    id: String,
+    dir: PathBuf,
+    local: Arc<(Mutex<Local>, Condvar)>,
+}
+
+impl RecordLookup {
+    /// The job's record now; `None` once it is gone (deleted).
+    pub fn record(&self) -> Option<JobRecord> {
+        let kept = {
+            let local = self.local.0.lock().unwrap_or_else(PoisonError::into_inner);
+            local.unrecorded.get(&self.id).cloned()
+        };
+        kept.or_else(|| read_record(&self.dir))
+    }
+}
+
 /// The jobs this instance runs, as waiters see them.
 #[derive(Debug, Default)]
 struct Local {
@@ -713,6 +734,47 @@ impl Jobs {
         Ok(self.dir.join(id))
     }
 
+    /// Writes a new job's rules and record into `dir` (made for it) and
+    /// publishes it under its creation stamp.
+    ///
+    /// # Errors
+    /// 500 when either cannot be written.
+    fn record_new(
+        &self,
+        id: &str,
+        dir: &Path,
+        left: &str,
+        right: &str,
+        rules: &str,
+    ) -> Result<JobRecord, ApiError> {
+        // Written, not yet fsynced: see `sync_accepted`.
+        durable::write_atomic_unsynced(&dir.join("rules.toml"), rules.as_bytes())
+            .map_err(ApiError::internal)?;
+        // Stamped and made visible under one lock: jobs appear in `created`
+        // order (see `durable::publish_stamped`).
+        durable::publish_stamped(|created| -> Result<JobRecord, ApiError> {
+            let rec = JobRecord {
+                id: id.to_owned(),
+                state: JobState::Queued,
+                left: left.to_owned(),
+                right: right.to_owned(),
+                rules_sha256: hex::encode(Sha256::digest(rules.as_bytes())),
+                progress: Progress::default(),
+                error: None,
+                created,
+                started: None,
+                finished: None,
+                duration_ms: None,
+                parquet: None,
+                stages: None,
+                summary: None,
+                owner: Some(self.owner.clone()),
+            };
+            write_record_with(dir, &rec, Durability::Atomic).map_err(ApiError::internal)?;
+            Ok(rec)
+        })
+    }
+
     /// Accepts a job over two stored datasets, queues it, and waits up to
     /// `wait` for it to end. The record returned is durable whatever state it
     /// shows: an ended job's results and end were committed before it ends the
@@ -761,32 +823,12 @@ impl Jobs {
         let id = ids::new_id();
         let dir = self.dir.join(&id);
         fs::create_dir(&dir).map_err(ApiError::internal)?;
-        // Written, not yet fsynced: see `sync_accepted`.
-        durable::write_atomic_unsynced(&dir.join("rules.toml"), rules.as_bytes())
-            .map_err(ApiError::internal)?;
-        // Stamped and made visible under one lock: jobs appear in `created`
-        // order (see `durable::publish_stamped`).
-        let rec = durable::publish_stamped(|created| -> Result<JobRecord, ApiError> {
-            let rec = JobRecord {
-                id: id.clone(),
-                state: JobState::Queued,
-                left: left.to_owned(),
-                right: right.to_owned(),
-                rules_sha256: hex::encode(Sha256::digest(rules.as_bytes())),
-                progress: Progress::default(),
-                error: None,
-                created,
-                started: None,
-                finished: None,
-                duration_ms: None,
-                parquet: None,
-                stages: None,
-                summary: None,
-                owner: Some(self.owner.clone()),
-            };
-            write_record_with(&dir, &rec, Durability::Atomic).map_err(ApiError::internal)?;
-            Ok(rec)
-        })?;
+        let rec = self.record_new(&id, &dir, left, right, rules);
+        if rec.is_err() {
+            // Refused (a full disk, say): no empty job directory is left.
+            let _ = fs::remove_dir_all(&dir);
+        }
+        let rec = rec?;
         self.local
             .0
             .lock()
@@ -878,6 +920,21 @@ impl Jobs {
             }
         };
         Ok((rec, dir))
+    }
+
+    /// [`Jobs::get`], and how to read the job's record again later
+    /// ([`RecordLookup`]).
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown or invalid id.
+    pub fn get_with_lookup(&self, id: &str) -> Result<(JobRecord, RecordLookup), ApiError> {
+        let (rec, dir) = self.get_with_dir(id)?;
+        let lookup = RecordLookup {
+            id: id.to_owned(),
+            dir,
+            local: Arc::clone(&self.local),
+        };
+        Ok((rec, lookup))
     }
 
     /// Waits up to `timeout` for a job to end; returns its record either way.
@@ -1217,8 +1274,8 @@ fn start_parquet_writer(
         .spawn(move || {
             lower_priority();
             for (dir, deferred) in rx {
-                finish_parquet(&dir, deferred);
-                parquet_written(&local);
+                let lost = finish_parquet(&dir, deferred);
+                parquet_written(&local, lost);
             }
         })?;
     Ok((tx, writer))
@@ -1240,15 +1297,20 @@ fn queue_parquet(
         Err(TrySendError::Disconnected(work)) => ("writer gone", work),
     };
     tracing::debug!(dir = %dir.display(), why, "writing parquet results on the job thread");
-    finish_parquet(&dir, deferred);
-    parquet_written(local);
+    let lost = finish_parquet(&dir, deferred);
+    parquet_written(local, lost);
     false
 }
 
 /// Counts a Parquet write done (however it ended) and wakes the waiters.
-fn parquet_written(local: &(Mutex<Local>, Condvar)) {
+/// `lost` is the job's record when its Parquet state could not be written:
+/// served from memory from now on, as a lost end is.
+fn parquet_written(local: &(Mutex<Local>, Condvar), lost: Option<JobRecord>) {
     let (lock, cvar) = local;
     let mut l = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(rec) = lost {
+        l.unrecorded.insert(rec.id.clone(), rec);
+    }
     l.parquet_pending = l.parquet_pending.saturating_sub(1);
     l.ended += 1;
     cvar.notify_all();
@@ -1285,7 +1347,11 @@ fn lower_priority() {
 fn lower_priority() {}
 
 /// Writes the deferred Parquet results and records whether that worked.
-fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
+/// Returns the job's record when that record could not be written (a full
+/// disk): the caller serves it from memory ([`Local::unrecorded`]), so this
+/// instance answers `ready` or `failed`, never a `pending` that would last
+/// until a restart.
+fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) -> Option<JobRecord> {
     let job = dir.file_name().unwrap_or_default().to_string_lossy();
     let _span = tracing::info_span!("parquet", job = %job).entered();
     let state = match catch_unwind(AssertUnwindSafe(|| deferred.write_parquet(dir))) {
@@ -1299,10 +1365,13 @@ fn finish_parquet(dir: &Path, deferred: reconcile::Deferred) {
             ParquetState::Failed
         }
     };
-    if let Some(mut rec) = read_record(dir) {
-        rec.parquet = Some(state);
-        if let Err(e) = write_record(dir, &rec) {
+    let mut rec = read_record(dir)?;
+    rec.parquet = Some(state);
+    match write_record(dir, &rec) {
+        Ok(()) => None,
+        Err(e) => {
             tracing::error!(error = %e, "could not record parquet state");
+            Some(rec)
         }
     }
 }
@@ -1723,6 +1792,58 @@ date = { before = 0, after = 3 }
         assert_eq!(jobs.get(&stale).unwrap().state, JobState::Failed);
         let c = jobs.counts();
         assert_eq!((c.running, c.failed, c.queued, c.succeeded), (1, 2, 0, 0));
+    }
+
+    /// What this instance could not write (a job's end, a Parquet state) is
+    /// what its event streams say too, as `get` does: each stream ends,
+    /// where reading the stale `job.json` it would wait for ever.
+    #[test]
+    fn event_streams_end_with_what_could_not_be_written() {
+        let root = tempfile::tempdir().unwrap();
+        let (jobs, _lease) = jobs_sweeping_hourly(root.path());
+        let owner = jobs.owner.clone();
+        let (lost_end, dir) = write_owned(root.path(), JobState::Running, owner.clone());
+        let mut end = read_record(&dir).unwrap();
+        end.state = JobState::Failed;
+        end.error = Some("recording the job's end: disk full".into());
+        jobs.local
+            .0
+            .lock()
+            .unwrap()
+            .unrecorded
+            .insert(lost_end.clone(), end);
+        // A success whose Parquet state stayed `pending` on disk.
+        let (lost_parquet, dir) = write_owned(root.path(), JobState::Succeeded, owner);
+        let mut pending = read_record(&dir).unwrap();
+        pending.parquet = Some(ParquetState::Pending);
+        write_record(&dir, &pending).unwrap();
+        let mut failed = pending;
+        failed.parquet = Some(ParquetState::Failed);
+        jobs.local.0.lock().unwrap().parquet_pending += 1;
+        parquet_written(&jobs.local, Some(failed));
+        assert_eq!(
+            jobs.get(&lost_parquet).unwrap().parquet,
+            Some(ParquetState::Failed)
+        );
+        for (id, expect) in [
+            (&lost_end, "\"state\":\"failed\""),
+            (&lost_parquet, "\"parquet\":\"failed\""),
+        ] {
+            let (_, lookup) = jobs.get_with_lookup(id).unwrap();
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let mut stream = crate::events::EventStream::new(lookup);
+                let read = io::Read::read_to_string(&mut stream, &mut text);
+                let _ = tx.send(read.map(|_| text));
+            });
+            let text = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the stream ends")
+                .unwrap();
+            assert!(text.starts_with("event: end\n"), "{text}");
+            assert!(text.contains(expect), "{text}");
+        }
     }
 
     /// At a stop, the jobs this instance accepted and did not finish are
