@@ -171,10 +171,10 @@ impl App {
             Route::Results => self.results(id, query),
             Route::Rejects => self.rejects(id, query),
             Route::Events => {
-                let (_, dir) = self.jobs.get_with_dir(id)?;
+                let (_, lookup) = self.jobs.get_with_lookup(id)?;
                 let mut res = with_type(
                     StatusCode::OK,
-                    ResponseBody::stream(EventStream::new(dir)),
+                    ResponseBody::stream(EventStream::new(lookup)),
                     "text/event-stream",
                 );
                 res.headers_mut()
@@ -479,12 +479,14 @@ impl App {
         let limit = self.body_limit();
         let limited = LimitedReader::new(body, limit);
         let mut mp = Multipart::new(limited, &boundary, self.config.server.recv_bytes.get());
-        let mut left: Option<DatasetMeta> = None;
-        let mut right: Option<DatasetMeta> = None;
+        // The files are built in scratch space and published only once the
+        // whole request is read: a request that fails or dies half-way
+        // (even SIGKILL) leaves no dataset listed.
+        let mut left: Option<crate::store::Built> = None;
+        let mut right: Option<crate::store::Built> = None;
         let mut rules: Option<String> = None;
         let mut parsed: Option<recon_core::rules::Rules> = None;
         let io = |e: std::io::Error| ApiError::from_body_io(&e, limit);
-        let stored = |m: &Option<DatasetMeta>| m.as_ref().map(|d| d.id.clone());
         let outcome = (|| {
             while let Some(part) = mp.next_part().map_err(io)? {
                 let name = part.name.as_deref().unwrap_or("");
@@ -548,39 +550,37 @@ impl App {
                     given,
                     &called,
                 )?;
-                let meta = self.store.create(&mut mp, format, &opts)?;
+                let built = self.store.build(&mut mp, format, &opts)?;
                 if name == "left" {
-                    left = Some(meta);
+                    left = Some(built);
                 } else {
-                    right = Some(meta);
+                    right = Some(built);
                 }
             }
             Ok::<(), ApiError>(())
         })();
-        let cleanup = |l: Option<String>, r: Option<String>| {
-            for id in [l, r].into_iter().flatten() {
-                let _ = self.store.delete(&id);
-            }
-        };
-        if let Err(e) = outcome {
-            cleanup(stored(&left), stored(&right));
-            return Err(e);
-        }
-        let (Some(l), Some(r), Some(rules)) = (&left, &right, &rules) else {
-            let missing: Vec<&str> = [
-                ("`left`", left.is_none()),
-                ("`right`", right.is_none()),
-                ("`rules`", rules.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(part, absent)| absent.then_some(part))
-            .collect();
-            cleanup(stored(&left), stored(&right));
+        // Unpublished files are removed as they are dropped.
+        outcome?;
+        let absent = [left.is_none(), right.is_none(), rules.is_none()];
+        let (Some(l), Some(r), Some(rules)) = (left, right, &rules) else {
+            let missing: Vec<&str> = ["`left`", "`right`", "`rules`"]
+                .into_iter()
+                .zip(absent)
+                .filter_map(|(part, absent)| absent.then_some(part))
+                .collect();
             return Err(ApiError::BadRequest(format!(
                 "the multipart body has no {}; it needs the files `left` and `right` and the \
                  field `rules`",
                 missing.join(" or ")
             )));
+        };
+        let l = self.store.publish(l)?;
+        let r = match self.store.publish(r) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.store.delete(&l.id);
+                return Err(e);
+            }
         };
         let slot = self.wait_slot(wait);
         let rec = match self
@@ -589,7 +589,10 @@ impl App {
         {
             Ok(rec) => rec,
             Err(e) => {
-                cleanup(stored(&left), stored(&right));
+                // Refused: the files it stored for the request go again.
+                for id in [&l.id, &r.id] {
+                    let _ = self.store.delete(id);
+                }
                 return Err(e);
             }
         };

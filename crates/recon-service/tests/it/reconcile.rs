@@ -1227,3 +1227,94 @@ fn a_charset_recon_cannot_honour_is_415() {
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["summary"]["rules"][0]["groups"], 2, "{job}");
 }
+
+/// A body that hands over `head`, says so, then waits for `rest` to be
+/// released: a client stalled half-way through its upload.
+struct Stalled {
+    head: std::io::Cursor<Vec<u8>>,
+    reached: Option<std::sync::mpsc::Sender<()>>,
+    rest: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
+    tail: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for Stalled {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.head.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        if let Some(reached) = self.reached.take() {
+            let _ = reached.send(());
+        }
+        if let Some(rest) = self.rest.take() {
+            self.tail = std::io::Cursor::new(rest.recv().unwrap_or_default());
+        }
+        self.tail.read(buf)
+    }
+}
+
+/// The files of a one-shot request are not datasets until the whole
+/// request is read: while the `right` file is still arriving, the `left`
+/// one (already read and converted) is listed nowhere, so a server killed
+/// at that moment leaves none behind. Once the request completes, both
+/// are listed.
+#[test]
+fn one_shot_files_are_listed_only_once_the_request_is_whole() {
+    let t = std::sync::Arc::new(app());
+    let body = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, RULES.as_bytes()),
+            ("left", Some("ledger.csv"), None, LEDGER.as_bytes()),
+            ("right", Some("bank.csv"), None, BANK.as_bytes()),
+        ],
+    );
+    // Cut inside the right file's part: after its headers and a few bytes.
+    let cut = body
+        .windows(b"B1,".len())
+        .position(|w| w == b"B1,")
+        .unwrap();
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (rest_tx, rest_rx) = std::sync::mpsc::channel();
+    let stalled = Stalled {
+        head: std::io::Cursor::new(body[..cut].to_vec()),
+        reached: Some(reached_tx),
+        rest: Some(rest_rx),
+        tail: std::io::Cursor::new(Vec::new()),
+    };
+    let len = body.len() as u64;
+    let app = std::sync::Arc::clone(&t);
+    let request = std::thread::spawn(move || {
+        app.send(
+            Method::POST,
+            "/v1/reconcile?wait=30",
+            &[("content-type", "multipart/form-data; boundary=bnd")],
+            RequestBody::from_reader(stalled, Some(len)),
+        )
+    });
+    reached_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        t.get("/v1/datasets").json()["datasets"],
+        serde_json::json!([])
+    );
+    rest_tx.send(body[cut..].to_vec()).unwrap();
+    let job = request.join().unwrap().expect(200).json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let listed = t.get("/v1/datasets").json()["datasets"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, 2);
+    let mut scratch_left = 0;
+    for entry in std::fs::read_dir(t.dir.path().join("tmp")).unwrap() {
+        for f in std::fs::read_dir(entry.unwrap().path()).unwrap() {
+            let name = f.unwrap().file_name().into_string().unwrap();
+            if name != "owner.json" {
+                scratch_left += 1;
+            }
+        }
+    }
+    assert_eq!(scratch_left, 0, "scratch files left behind");
+}
