@@ -59,6 +59,7 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => {
                     describe();
+                    zero_counters();
                     spawn_upkeep(handle.clone());
                     Some(handle)
                 }
@@ -113,6 +114,18 @@ fn describe() {
         Unit::Bytes,
         "Resident memory size in bytes."
     );
+}
+
+/// Registers every series of the job counters at zero, so `/metrics` lists
+/// them before the first job ends and `rate()` or `increase()` sees that
+/// first job (a series appearing at 1 reads as no increase).
+fn zero_counters() {
+    for state in ["succeeded", "failed"] {
+        metrics::counter!("recon_jobs_total", "status" => state).increment(0);
+    }
+    for status in recon_core::outcome::Status::ALL {
+        metrics::counter!("recon_records_total", "status" => status.as_str()).increment(0);
+    }
 }
 
 /// How often histogram samples are drained into their buckets.

@@ -122,6 +122,29 @@ fn performance_metrics_count_routes_by_template() {
     assert!(p["process"]["cpu_seconds"].as_f64().unwrap() >= 0.0);
 }
 
+/// Every series of the job counters is listed from the start, at zero or
+/// above, so a first job's end is an increase `rate()` sees, whatever jobs
+/// the other tests of this process ran.
+#[test]
+fn job_counters_are_listed_before_any_job_ends() {
+    let t = app();
+    let text = t.get("/metrics").expect(200).text();
+    for series in [
+        "recon_jobs_total{status=\"succeeded\"}",
+        "recon_jobs_total{status=\"failed\"}",
+        "recon_records_total{status=\"matched\"}",
+        "recon_records_total{status=\"break\"}",
+        "recon_records_total{status=\"ambiguous\"}",
+        "recon_records_total{status=\"unmatched\"}",
+        "recon_records_total{status=\"duplicate\"}",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(series)),
+            "{series} missing from:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn prometheus_text_has_conventional_names_and_template_labels() {
     let t = app();
