@@ -289,6 +289,9 @@ impl DatasetStore {
         let converted =
             convert_to_ipc(&scratch.raw, format, &read_opts, &data).map_err(input_error)?;
         let converted_at = started.elapsed();
+        // The upload as sent is not kept: only the stored form waits to be
+        // published (a one-shot request's left file, while its right arrives).
+        let _ = fs::remove_file(&scratch.raw);
         // The data is made durable first; only the small record and the
         // rename are published under the creation stamp (see
         // `durable::publish_stamped`), so datasets appear in `created` order.
