@@ -308,14 +308,7 @@ impl App {
             if part.filename.is_some() || name == "file" {
                 let format = part_format(&part)?;
                 let given = fields.iter().chain(&in_query).any(|k| k == "encoding");
-                let called = format!("part {name:?}");
-                apply_charset(
-                    &mut opts,
-                    part.content_type.as_deref(),
-                    format,
-                    given,
-                    &called,
-                )?;
+                apply_part_charset(&mut opts, &part, format, given)?;
                 if opts.name.is_none() {
                     opts.name = part.filename.clone();
                 }
@@ -542,14 +535,7 @@ impl App {
                 // The rules' `encoding`, when not UTF-8, is the option a
                 // part's charset must agree with.
                 let given = !opts.encoding.is_utf8();
-                let called = format!("part {name:?}");
-                apply_charset(
-                    &mut opts,
-                    part.content_type.as_deref(),
-                    format,
-                    given,
-                    &called,
-                )?;
+                apply_part_charset(&mut opts, &part, format, given)?;
                 let built = self.store.build(&mut mp, format, &opts)?;
                 if name == "left" {
                     left = Some(built);
@@ -921,6 +907,17 @@ fn apply_charset(
     }
     opts.encoding = charset;
     Ok(())
+}
+
+/// [`apply_charset`] for a multipart file part, named by its part name.
+fn apply_part_charset(
+    opts: &mut UploadOptions,
+    part: &PartHeaders,
+    format: Format,
+    given: bool,
+) -> Result<(), ApiError> {
+    let called = format!("part {:?}", part.name.as_deref().unwrap_or(""));
+    apply_charset(opts, part.content_type.as_deref(), format, given, &called)
 }
 
 /// Upload options from the query: `name`, `delimiter`, `has_header`, `encoding`.

@@ -1771,12 +1771,7 @@ date = { before = 0, after = 3 }
             rec.id.clone_from(id);
             rec.state = JobState::Failed;
             rec.error = Some("recording the job's end: disk full".into());
-            jobs.local
-                .0
-                .lock()
-                .unwrap()
-                .unrecorded
-                .insert(id.clone(), rec);
+            keep_unrecorded(&jobs, rec);
         }
         let listed = jobs.list();
         let state = |id: &str| {
@@ -1794,6 +1789,12 @@ date = { before = 0, after = 3 }
         assert_eq!((c.running, c.failed, c.queued, c.succeeded), (1, 2, 0, 0));
     }
 
+    /// Keeps `rec` as an end `jobs` could not write.
+    fn keep_unrecorded(jobs: &Jobs, rec: JobRecord) {
+        let mut local = jobs.local.0.lock().unwrap();
+        local.unrecorded.insert(rec.id.clone(), rec);
+    }
+
     /// What this instance could not write (a job's end, a Parquet state) is
     /// what its event streams say too, as `get` does: each stream ends,
     /// where reading the stale `job.json` it would wait for ever.
@@ -1806,12 +1807,7 @@ date = { before = 0, after = 3 }
         let mut end = read_record(&dir).unwrap();
         end.state = JobState::Failed;
         end.error = Some("recording the job's end: disk full".into());
-        jobs.local
-            .0
-            .lock()
-            .unwrap()
-            .unrecorded
-            .insert(lost_end.clone(), end);
+        keep_unrecorded(&jobs, end);
         // A success whose Parquet state stayed `pending` on disk.
         let (lost_parquet, dir) = write_owned(root.path(), JobState::Succeeded, owner);
         let mut pending = read_record(&dir).unwrap();
