@@ -1,10 +1,10 @@
 //! serve-async: Uvicorn's model for recon, the application served by tokio + hyper.
 //!
 //! This crate only adapts sockets and a runtime to [`recon_service::App`]: a
-//! tokio multi-thread runtime with `workers` threads, hyper 1.x through
-//! hyper-util's auto builder (HTTP/1.1 with keep-alive, and HTTP/2 over
-//! cleartext with prior knowledge), and the tuning settings with Waitress's
-//! meanings:
+//! tokio multi-thread runtime with `workers` threads, hyper 1.x's HTTP/1.1
+//! (with keep-alive) and HTTP/2 over cleartext with prior knowledge on one
+//! port (the `proto` module tells them apart), and the tuning settings with
+//! Waitress's meanings:
 //!
 //! - `connection_limit`: a permit is taken *before* `accept`, so a client past
 //!   the limit waits in the listen backlog ([`Overload::Queue`]), or is
@@ -16,10 +16,13 @@
 //!   to pace here; the threaded engine sweeps.
 //! - `threads`: at most this many handlers run at once on blocking threads;
 //!   requests past it wait and are counted as queued.
-//! - `recv_bytes` / `send_bytes`: socket buffers and response chunk size;
-//!   `max_request_header_size` bounds hyper's read buffer (at least 8 KiB;
-//!   a bare 431 past it) and each head as read (a 431 problem past it);
-//!   a declared body at or past `max_request_body_size` is answered 413 unread.
+//! - `recv_bytes` / `send_bytes`: socket buffers and response chunk size.
+//! - `max_request_header_size`: a request head (request line, header lines
+//!   and the blank line, line breaks included) longer than this is answered
+//!   431 by hyper (its exact HTTP/1 `max_header_size`, which hyper-util's
+//!   auto builder does not expose), counted as the threaded engine counts
+//!   it; a declared body at or past `max_request_body_size` is
+//!   answered 413 unread.
 //!
 //! Graceful shutdown: when the [`Shutdown`] triggers, the state drains
 //! (`/ready` answers 503), the listener closes, in-flight requests finish and
@@ -27,6 +30,7 @@
 
 mod body;
 mod io;
+mod proto;
 mod service;
 
 use std::net::{SocketAddr, TcpListener};
@@ -34,8 +38,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use recon_service::{App, Shutdown};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -45,10 +47,8 @@ use tuning::{Config, Overload};
 
 use crate::body::PumpLimits;
 use crate::io::{InFlight, TimedIo};
+use crate::proto::Protocols;
 use crate::service::Shared;
-
-/// hyper's smallest allowed read buffer.
-const MIN_BUF_SIZE: usize = 8192;
 
 /// Why the server could not bind or run.
 #[derive(Debug, thiserror::Error)]
@@ -119,32 +119,6 @@ pub fn serve(app: Arc<App>, listener: TcpListener, shutdown: Shutdown) -> Result
     result
 }
 
-fn builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let settings = &config.server;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        // A client may shut down its write side once its request is sent
-        // (`shutdown(SHUT_WR)`, as `nc -N` does) and still read the answer, as
-        // from the threaded engine. Without this hyper takes that EOF for a
-        // dropped connection and answers nothing. A client that closes
-        // mid-body still fails the body read (the request was cut off).
-        .half_close(true)
-        // `TimedIo`'s idle deadline already bounds a head's arrival (it runs
-        // from the last response, and a head's bytes do not push it on);
-        // hyper's header timer would register a timer per request.
-        .header_read_timeout(None)
-        .max_buf_size(settings.max_request_header_size.max(MIN_BUF_SIZE));
-    let header_list = u32::try_from(settings.max_request_header_size).unwrap_or(u32::MAX);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(header_list);
-    builder
-}
-
 async fn accept_loop(
     app: Arc<App>,
     listener: TcpListener,
@@ -185,11 +159,10 @@ async fn accept_loop(
             max_len: settings.max_request_body_size,
         },
         send_bytes: settings.send_bytes.get(),
-        max_head: (settings.max_request_header_size < MIN_BUF_SIZE)
-            .then_some(settings.max_request_header_size),
     });
     let connections = Arc::new(Semaphore::new(settings.connection_limit.get()));
-    let builder = builder(config);
+    let protocols = Arc::new(Protocols::new(config));
+    let rejecting = Arc::new(protocols.closing());
     let graceful = GracefulShutdown::new();
     let timeout = settings.channel_timeout;
 
@@ -221,15 +194,16 @@ async fn accept_loop(
                 Ok(permit) => permit,
                 Err(_) => {
                     tracing::debug!(%peer, "at connection limit; rejecting");
-                    let mut reject = builder.clone();
-                    reject.http1().keep_alive(false);
                     let header = server_header.clone();
-                    let io = TokioIo::new(TimedIo::new(stream, timeout, Arc::default()));
+                    let io = TimedIo::new(stream, timeout, Arc::default());
+                    let rejecting = Arc::clone(&rejecting);
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             service::reject(header.clone(), req)
                         });
-                        let _ = reject.serve_connection(io, service).await;
+                        if let Ok((protocol, io)) = proto::sniff(io).await {
+                            let _ = rejecting.serve(protocol, io, service, None).await;
+                        }
                     });
                     continue;
                 }
@@ -238,17 +212,31 @@ async fn accept_loop(
 
         app.state().connection_opened();
         let in_flight = Arc::new(InFlight::default());
-        let io = TokioIo::new(TimedIo::new(stream, timeout, Arc::clone(&in_flight)));
+        let io = TimedIo::new(stream, timeout, Arc::clone(&in_flight));
         let shared = Arc::clone(&shared);
         let service = hyper::service::service_fn(move |req| {
             service::serve_request(Arc::clone(&shared), Arc::clone(&in_flight), req)
         });
-        let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+        // Counted by the graceful shutdown from now: a connection still
+        // sending its first bytes when the drain begins is closed.
+        let watcher = graceful.watcher();
+        let mut stop = stop_rx.clone();
+        let protocols = Arc::clone(&protocols);
         let app = Arc::clone(&app);
         let span = tracing::debug_span!("connection", %peer);
         tokio::spawn(
             async move {
-                if let Err(err) = conn.await {
+                let sniffed = tokio::select! {
+                    sniffed = proto::sniff(io) => sniffed,
+                    () = stopped(&mut stop) => Err(std::io::ErrorKind::Interrupted.into()),
+                };
+                let served = match sniffed {
+                    Ok((protocol, io)) => {
+                        protocols.serve(protocol, io, service, Some(watcher)).await
+                    }
+                    Err(err) => Err(err.into()),
+                };
+                if let Err(err) = served {
                     tracing::debug!(error = %err, "connection ended with an error");
                 }
                 app.state().connection_closed();
@@ -274,6 +262,14 @@ async fn accept_loop(
         );
     }
     Ok(())
+}
+
+/// Resolves once the server stops accepting (never, should the sender be
+/// gone: the accept loop's own stop is then the runtime's end).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 #[cfg(test)]

@@ -22,11 +22,6 @@ pub(crate) struct Shared {
     pub(crate) server_header: Option<HeaderValue>,
     pub(crate) limits: PumpLimits,
     pub(crate) send_bytes: usize,
-    /// A `max_request_header_size` below hyper's smallest read buffer (8
-    /// KiB), checked here (see [`head_len`]); `None` when hyper's buffer is
-    /// the limit itself, which refuses every head past it first (a head's
-    /// `head_len` is never more than the bytes the client sent).
-    pub(crate) max_head: Option<usize>,
 }
 
 /// Serves one request; never fails (errors are responses).
@@ -106,38 +101,10 @@ fn declared_len(req: &Request<Incoming>) -> Result<Option<u64>, ()> {
     }
 }
 
-/// The size of a request's head as its client wrote it at the least:
-/// request line, each field as `name:value` with its line break (a space
-/// after the colon is not counted, so a head the threaded engine takes is
-/// never refused here), and the blank line.
-fn head_len(req: &Request<Incoming>) -> usize {
-    let uri = req.uri();
-    // Origin form (`/path?query`) without building a string; the absolute
-    // form (a proxy's request) is rare enough to format.
-    let target = if uri.scheme().is_some() {
-        uri.to_string().len()
-    } else {
-        uri.path_and_query().map_or(1, |p| p.as_str().len())
-    };
-    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
-    let fields: usize = req
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 1 + value.len() + 2)
-        .sum();
-    line + fields + 2
-}
-
 async fn respond(shared: &Shared, req: Request<Incoming>) -> recon_service::Response {
     let app = &shared.app;
-    // hyper answers a head past its buffer (8 KiB at least) with a bare 431;
-    // a smaller `max_request_header_size` is enforced here, as a problem.
-    if shared.max_head.is_some_and(|max| head_len(&req) > max) {
-        return refuse_framing(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            problem::HEAD_TOO_LARGE,
-        );
-    }
+    // A head past `max_request_header_size` never gets here: hyper has
+    // answered it 431 (see the `proto` module).
     if unsupported_coding(req.headers()) {
         return refuse_framing(StatusCode::NOT_IMPLEMENTED, problem::ONLY_CHUNKED);
     }

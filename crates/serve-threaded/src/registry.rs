@@ -6,8 +6,10 @@
 //! which wakes the coroutine blocked on it with end-of-stream. It also reaps
 //! a connection whose coroutine it finds inside an inline handler: inline
 //! handlers never yield, so the sweeper (another coroutine of the same
-//! worker) can only see that state when the coroutine was abandoned by a
-//! stack overflow. Only
+//! worker) should only see that state when the coroutine was abandoned by a
+//! stack overflow. It reaps one only when it finds it inside the same inline
+//! entry at two sweeps in a row: once, in a loaded test run, a live
+//! connection was reaped after a single look (the cause was not found). Only
 //! coroutines of the single may worker touch the registry, so they never run
 //! at the same time; the std `Mutex` is never held across a yield.
 
@@ -34,6 +36,11 @@ fn now_ms() -> u64 {
 #[derive(Debug)]
 pub(crate) struct Slot {
     deadline_ms: AtomicU64,
+    /// Bumped each time the coroutine enters inline code.
+    inline_entries: AtomicU64,
+    /// The entry the sweeper last found the coroutine inside, plus one (0:
+    /// none): a coroutine found in the same one at the next sweep is reaped.
+    seen_inline: AtomicU64,
     socket: std::net::TcpStream,
 }
 
@@ -42,6 +49,8 @@ impl Slot {
     pub(crate) fn new(socket: std::net::TcpStream) -> Self {
         Self {
             deadline_ms: AtomicU64::new(BUSY),
+            inline_entries: AtomicU64::new(0),
+            seen_inline: AtomicU64::new(0),
             socket,
         }
     }
@@ -61,7 +70,22 @@ impl Slot {
     /// The coroutine runs application code that never yields (an inline
     /// handler, or an inline stream's read); [`Slot::set_busy`] after it.
     pub(crate) fn set_inline(&self) {
+        self.inline_entries.fetch_add(1, Ordering::Relaxed);
         self.deadline_ms.store(INLINE, Ordering::Relaxed);
+    }
+
+    /// Whether the sweeper, looking now, finds the coroutine inside the
+    /// same inline entry it found at its last look: abandoned there. Seen
+    /// once, an entry is only remembered: a coroutine that overflowed its
+    /// stack stays in it for good, so waiting one sweep costs a dead
+    /// connection one interval, while a live one is never reaped for being
+    /// caught once mid-handler.
+    fn abandoned_inline(&self) -> bool {
+        if !self.is_inline() {
+            return false;
+        }
+        let entry = self.inline_entries.load(Ordering::Relaxed) + 1;
+        self.seen_inline.swap(entry, Ordering::Relaxed) == entry
     }
 
     fn is_idle(&self) -> bool {
@@ -122,7 +146,7 @@ impl Registry {
         self.with_slots(|s| {
             let dead: Vec<u64> = s
                 .iter()
-                .filter(|(_, slot)| slot.is_inline())
+                .filter(|(_, slot)| slot.abandoned_inline())
                 .map(|(id, _)| *id)
                 .collect();
             for id in &dead {
@@ -192,6 +216,9 @@ mod tests {
 
         abandoned.set_inline();
         assert_eq!(registry.sweep(), 0, "an inline handler has no deadline");
+        // Found inside it once: remembered, not reaped; at the next look,
+        // still inside the same entry: reaped.
+        assert_eq!(registry.reap_abandoned(), 0);
         assert_eq!(registry.reap_abandoned(), 1);
         // The client sees the connection end.
         client
@@ -213,6 +240,12 @@ mod tests {
         let id = registry.insert(Arc::clone(&slot));
         slot.set_inline();
         slot.set_busy();
+        assert_eq!(registry.reap_abandoned(), 0);
+        // Caught inside two different entries at two looks: alive.
+        slot.set_inline();
+        assert_eq!(registry.reap_abandoned(), 0);
+        slot.set_busy();
+        slot.set_inline();
         assert_eq!(registry.reap_abandoned(), 0);
         assert!(registry.remove(id));
     }
