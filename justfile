@@ -75,9 +75,9 @@ serve-threaded-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/threaded.toml}" cargo run -p recon -- serve --engine threaded {{ARGS}}
 
 # Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST,
-# UVICORN_HOST, WAITRESS_HOST or --host still win, a config file's `host` does not),
-# as behind a load balancer. An inherited HOST is replaced: zsh exports the host's
-# name under it.
+# UVICORN_HOST or --host still win, a config file's `host` does not; WAITRESS_HOST
+# is not read, recon warns and names RECON_HOST), as behind a load balancer. An
+# inherited HOST is replaced: zsh exports the host's name under it.
 # Threaded engine, production: release build, `recon tune` defaults, all interfaces.
 serve-threaded-prod *ARGS:
     cargo build --release -p recon
@@ -89,9 +89,9 @@ serve-async-dev *ARGS:
     RECON_CONFIG="${RECON_CONFIG:-deploy/dev/async.toml}" cargo run -p recon -- serve --engine async {{ARGS}}
 
 # Listens on every interface (HOST=0.0.0.0, the lowest-ranked env name: RECON_HOST,
-# UVICORN_HOST, WAITRESS_HOST or --host still win, a config file's `host` does not),
-# as behind a load balancer. An inherited HOST is replaced: zsh exports the host's
-# name under it.
+# UVICORN_HOST or --host still win, a config file's `host` does not; WAITRESS_HOST
+# is not read, recon warns and names RECON_HOST), as behind a load balancer. An
+# inherited HOST is replaced: zsh exports the host's name under it.
 # Async engine, production: release build, `recon tune` defaults, all interfaces.
 serve-async-prod *ARGS:
     cargo build --release -p recon

@@ -278,9 +278,11 @@ fn listening_line(config: &Config, addr: std::net::SocketAddr) -> String {
 ///
 /// `RUST_LOG` is every Rust program's variable, often set for another one,
 /// so it never stops recon: a Python level name in it is read as the level
-/// it means (`warning` as `warn`), and what does not parse is left out, as
-/// tracing's own `from_default_env` does; either comes back as a warning
-/// for the caller to print on stderr (the filter may hide a logged one).
+/// it means (`warning` as `warn`), and what does not parse (or holds a
+/// control character) is left out, as tracing's own `from_default_env`
+/// does; nothing left (a blank `RUST_LOG` too) reads as `info`. Each comes
+/// back as a warning for the caller to print on stderr (the filter may
+/// hide a logged one).
 /// recon's own names (`RECON_LOG_LEVEL`, the file, `--log-level`) are
 /// checked strictly.
 ///
@@ -302,15 +304,27 @@ pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<Strin
         .iter()
         .find_map(|d| python_directive(d).map(|(_, level, ours)| (level, ours)));
     if from_rust_log {
+        // A directive with a control character is left out even when
+        // `tracing` would take it (as a target): no target has one, and
+        // the value reported must load back from a file.
         let (kept, dropped): (Vec<String>, Vec<String>) = directives
             .iter()
             .map(|d| python_directive(d).map_or_else(|| (*d).to_owned(), |(read, _, _)| read))
-            .partition(|d| EnvFilter::builder().parse(d).is_ok());
+            .partition(|d| {
+                !d.chars().any(char::is_control) && EnvFilter::builder().parse(d).is_ok()
+            });
         let mut notes = Vec::new();
         if let Some((p, ours)) = python {
             notes.push(format!("{p:?} is Python's level name, read as {ours}"));
         }
+        if directives.is_empty() {
+            notes.push("no filter directives in it".to_owned());
+        }
         if !dropped.is_empty() {
+            let dropped: Vec<String> = dropped
+                .iter()
+                .map(|d| d.escape_debug().to_string())
+                .collect();
             notes.push(format!(
                 "{} left out: not log filter directives",
                 dropped.join(", ")
@@ -329,7 +343,10 @@ pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<Strin
         let filter = EnvFilter::builder()
             .parse(&read)
             .unwrap_or_else(|_| EnvFilter::new("info"));
-        if warning.is_some() {
+        // Reported as read when anything was left out or translated, or
+        // when its separators hold control characters (`info,\tdebug`),
+        // which a config file may not.
+        if warning.is_some() || given.chars().any(char::is_control) {
             loaded.provenance.read_as("log_level", read.clone());
             loaded.config.log_level = read;
         }
@@ -343,13 +360,10 @@ pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<Strin
             Err(e) => e.to_string(),
         },
     };
-    let origin = match loaded.provenance.source("log_level") {
-        Some(Source::Env(name) | Source::Flag(name)) => name.clone(),
-        Some(Source::File(path)) => format!("{}: log_level", path.display()),
-        _ => "log_level".to_owned(),
-    };
     Err(ConfigError::Invalid {
-        origin,
+        // As for every other setting: the variable, the flag, or the
+        // file's line (`recon.toml:3: log_level`).
+        origin: loaded.provenance.origin("log_level"),
         value: given,
         expected: format!("a log filter such as info, warn or recon=debug: {why}"),
     })

@@ -104,6 +104,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         profile: args.profile,
         ..LoadOptions::default()
     })?;
+    // On stderr, as `config show` says them (a detected memory limit below
+    // what recon tunes for, a misspelt variable...): stdout stays loadable.
+    for warning in &loaded.warnings {
+        crate::warn(warning);
+    }
     let label = match given {
         Some((_, label)) => label,
         None => {

@@ -47,6 +47,20 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
+    /// The API keys file holds no key: it is empty, or only blank lines and
+    /// `#` comments. Naming a keys file asks for authentication, so this is
+    /// refused rather than served open (a secret that was not mounted, or
+    /// mounted empty, must not turn authentication off).
+    #[error(
+        "{}: {named_by} names it as the API keys file, but it holds no key (only blank lines and # comments): expected one key per line; to serve without keys, name no keys file",
+        path.display()
+    )]
+    NoKeys {
+        /// The file.
+        path: PathBuf,
+        /// What named the file, as for [`ConfigError::Read`].
+        named_by: String,
+    },
     /// The config file is not valid TOML.
     #[error("{}: not valid TOML: {message}", path.display())]
     Syntax {

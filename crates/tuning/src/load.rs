@@ -18,11 +18,11 @@ use figment::{Figment, Metadata, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ApiKey, Config, Engine, Overload, ServerSettings};
-use crate::detect::{self, Origin};
+use crate::detect::{self, DetectError, Detection, Origin};
 use crate::error::ConfigError;
 use crate::recommend::{self, Recommendation, recommend};
 use crate::resources::{Profile, Resources};
-use crate::settings::{self, RawValue, SPECS, Spec};
+use crate::settings::{self, MIN_MEMORY, RawValue, SPECS, Spec};
 use crate::units::{format_duration, format_size};
 
 /// The config file read when neither `--config` nor `RECON_CONFIG` names one, if it exists.
@@ -105,6 +105,14 @@ pub enum Source {
     Default,
     /// Detected from cgroups or the host (only `vcpus` and `memory`).
     Detected(Origin),
+    /// `memory` only: the least recon tunes for (64 MiB), because the
+    /// memory detected (bytes, and where from) is below it. Loading warns.
+    RaisedToMinimum {
+        /// Where the memory figure came from.
+        origin: Origin,
+        /// The figure detected, in bytes.
+        detected: u64,
+    },
     /// The tuning recommendation for the resources and profile.
     Tuning,
     /// The tuning formula applied to the effective value of the setting
@@ -124,6 +132,11 @@ impl fmt::Display for Source {
         match self {
             Source::Default => f.write_str("default"),
             Source::Detected(origin) => write!(f, "detected ({origin})"),
+            Source::RaisedToMinimum { origin, detected } => write!(
+                f,
+                "minimum (detected {} from {origin} is below it)",
+                bytes_text(*detected)
+            ),
             Source::Tuning => f.write_str("tuning"),
             Source::TuningFrom(key) => write!(f, "tuning (from {key})"),
             Source::File(path) => write!(f, "file {}", path.display()),
@@ -142,6 +155,8 @@ pub struct Entry {
     pub value: String,
     /// Where it came from.
     pub source: Source,
+    /// The config file's line that set it, when the source is the file.
+    pub line: Option<usize>,
 }
 
 /// For each setting, its effective value (redacted) and where it came from.
@@ -175,6 +190,28 @@ impl Provenance {
         self.entries.iter().find(|e| e.key == key)
     }
 
+    /// Where `key`'s value was written, as [`ConfigError::Invalid`] names
+    /// it: the variable (`RECON_LOG_LEVEL`), the flag (`--log-level`), or
+    /// the file, line and key (`recon.toml:3: log_level`); the bare key for
+    /// a value no input wrote (a default, tuning).
+    pub fn origin(&self, key: &str) -> String {
+        match self.entry(key) {
+            Some(Entry {
+                source: Source::Env(name) | Source::Flag(name),
+                ..
+            }) => name.clone(),
+            Some(Entry {
+                source: Source::File(path),
+                line,
+                ..
+            }) => {
+                let line = line.map(|n| format!(":{n}")).unwrap_or_default();
+                format!("{}{line}: {key}", path.display())
+            }
+            _ => key.to_owned(),
+        }
+    }
+
     /// Records that `key` is read as `value`, its source unchanged: for a
     /// caller that interprets a setting further than tuning can (the binary
     /// reads `RUST_LOG` leniently, as tracing's own grammar allows), so what
@@ -206,7 +243,8 @@ pub struct Loaded {
     /// `WAITRESS_THREAD`, or a Waitress/Uvicorn option recon reads under
     /// another name), a variable a higher-ranked name of the same setting
     /// (or `RUST_LOG`) overrides with a different value, a setting the
-    /// chosen engine does not use. `recon serve` logs each as a warning;
+    /// chosen engine does not use, a detected memory below the least recon
+    /// tunes for (tuned for that least instead). `recon serve` logs each as a warning;
     /// `recon config show` lists them.
     pub warnings: Vec<String>,
 }
@@ -225,15 +263,27 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 /// Loads the configuration with `env` as the environment (tests pass an explicit slice).
 ///
 /// Empty environment values count as unset. Resources not given by options, file
-/// or env are detected from this machine. `RUST_LOG`, when set, is the
-/// `log_level` over every layer, flags included.
+/// or env are detected from this machine; a detected memory below 64 MiB is
+/// tuned for as 64 MiB, with a warning. `RUST_LOG`, when set, is the
+/// `log_level` over every layer, flags included, and is never refused.
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] for a bad value, naming its source and the expected form;
 /// [`ConfigError::UnknownKey`], [`ConfigError::Syntax`] or [`ConfigError::Read`] for
-/// the config file; [`ConfigError::Conflict`] for values that contradict each other;
+/// the config file; [`ConfigError::Read`] or [`ConfigError::NoKeys`] for the API
+/// keys file; [`ConfigError::Conflict`] for values that contradict each other;
 /// [`ConfigError::Detect`] when resources must be detected and cannot be.
 pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    load_with(opts, env, detect::detect)
+}
+
+/// [`load_from`] with `detect` telling this machine's resources (tests pass
+/// made-up ones).
+fn load_with(
+    opts: &LoadOptions,
+    env: &[(String, String)],
+    detect: impl FnOnce() -> Result<Detection, DetectError>,
+) -> Result<Loaded, ConfigError> {
     let env: HashMap<&str, &str> = env
         .iter()
         .filter(|(_, v)| !v.is_empty())
@@ -250,13 +300,16 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
     };
 
     let mut upper = Vec::new();
+    let mut file_lines = HashMap::new();
     if let Some(path) = &config_file {
         let named_by = match (&opts.config_file, env.contains_key(CONFIG_ENV)) {
             (Some(_), _) => "--config".to_owned(),
             (None, true) => format!("env {CONFIG_ENV}"),
             (None, false) => "the default".to_owned(),
         };
-        upper.push(file_layer(path, &named_by)?);
+        let (layer, lines) = file_layer(path, &named_by)?;
+        upper.push(layer);
+        file_lines = lines;
     }
     let (env_layers, mut shadowed) = env_layers(&env)?;
     upper.extend(env_layers);
@@ -281,22 +334,25 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
         .map_err(|e| ConfigError::Layering(e.to_string()))?;
     // Detect only what no layer gave; each figure is its own layer so its origin shows.
     let mut detected: Vec<Layer> = Vec::new();
+    let mut below_minimum = None;
     let resources = match (inputs.vcpus, inputs.memory) {
         (Some(cpu), Some(mem)) => Resources::from_millis(cpu, mem),
         (cpu, mem) => {
-            let found = detect::detect()?;
+            let found = detect()?;
             if cpu.is_none() {
                 let value = Value::from(found.resources.cpu_millis);
                 detected.push(keyed("vcpus", value, Source::Detected(found.cpu)));
             }
-            if mem.is_none() {
-                let value = Value::from(found.resources.memory_bytes);
-                detected.push(keyed("memory", value, Source::Detected(found.memory)));
-            }
-            Resources::from_millis(
-                cpu.unwrap_or(found.resources.cpu_millis),
-                mem.unwrap_or(found.resources.memory_bytes),
-            )
+            let memory = match mem {
+                Some(mem) => mem,
+                None => {
+                    let (memory, source, warning) = planned_memory(&found);
+                    detected.push(keyed("memory", Value::from(memory), source));
+                    below_minimum = warning;
+                    memory
+                }
+            };
+            Resources::from_millis(cpu.unwrap_or(found.resources.cpu_millis), memory)
         }
     };
     let recommendation = recommend(&resources, profile);
@@ -363,12 +419,21 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
             named_by: named_by.to_string(),
             source,
         })?;
+        let before = config.api_keys.len();
         config.api_keys.extend(
             text.lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(|l| ApiKey(l.to_owned())),
         );
+        // A keys file is named to turn authentication on: one with no key
+        // (a secret mounted empty) must not leave /v1 open.
+        if config.api_keys.len() == before {
+            return Err(ConfigError::NoKeys {
+                path: path.clone(),
+                named_by: named_by.to_string(),
+            });
+        }
         if tuned_or_default(sources.get("api_keys")) {
             sources.insert("api_keys", named_by);
         }
@@ -397,9 +462,14 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
                 (key, _) => show_value(key, &config, &resources, profile),
             },
             source: source_of(spec.key),
+            line: match source_of(spec.key) {
+                Source::File(_) => file_lines.get(spec.key).copied(),
+                _ => None,
+            },
         })
         .collect();
-    let mut warnings = unknown_env(&env);
+    let mut warnings = Vec::from_iter(below_minimum);
+    warnings.extend(unknown_env(&env));
     warnings.extend(shadowed);
     // WEB_CONCURRENCY is set by platforms, not meant for recon's engine.
     if config.engine == Engine::Threaded
@@ -427,6 +497,46 @@ pub fn load_from(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded,
 /// software set those, so they lose or count without a warning.
 fn is_generic(name: &str) -> bool {
     !FAMILIES.iter().any(|f| name.starts_with(f))
+}
+
+/// The memory to tune for when it is detected: the figure found, or the
+/// least recon tunes for (64 MiB, the smallest `memory` accepted) when the
+/// figure is below it, with its source and a warning saying so. Tuning for
+/// less would report a `memory` no layer accepts (`config show --format
+/// toml` must print a file that loads back), for a box recon's formulas
+/// were never meant for; refusing would stop every command, `tune` and
+/// `config show` included, on it.
+fn planned_memory(found: &Detection) -> (u64, Source, Option<String>) {
+    let detected = found.resources.memory_bytes;
+    if detected >= MIN_MEMORY {
+        return (detected, Source::Detected(found.memory), None);
+    }
+    let origin = found.memory;
+    let what = match origin {
+        Origin::Host => "the host's memory",
+        Origin::CgroupV1 | Origin::CgroupV2 => "the memory limit",
+    };
+    let warning = format!(
+        "{what} ({origin}) is {}, below the least recon tunes for: tuning for {}, \
+         so recon may run out of memory; give it at least that",
+        bytes_text(detected),
+        format_size(MIN_MEMORY),
+    );
+    (
+        MIN_MEMORY,
+        Source::RaisedToMinimum { origin, detected },
+        Some(warning),
+    )
+}
+
+/// A size as text, with its unit: `32MiB`, `1000 bytes`.
+fn bytes_text(bytes: u64) -> String {
+    let text = format_size(bytes);
+    match bytes {
+        1 => "1 byte".to_owned(),
+        _ if text.bytes().all(|b| b.is_ascii_digit()) => format!("{text} bytes"),
+        _ => text,
+    }
 }
 
 /// Environment variables recon reads that are not settings: the config
@@ -634,7 +744,11 @@ fn invalid(origin: String, raw: &RawValue, expected: String) -> ConfigError {
     }
 }
 
-fn file_layer(path: &Path, named_by: &str) -> Result<Layer, ConfigError> {
+/// The config file's layer, and the line each key is set on.
+fn file_layer(
+    path: &Path,
+    named_by: &str,
+) -> Result<(Layer, HashMap<&'static str, usize>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         named_by: named_by.to_owned(),
@@ -647,6 +761,7 @@ fn file_layer(path: &Path, named_by: &str) -> Result<Layer, ConfigError> {
             message: e.to_string().trim().to_owned(),
         })?;
     let mut dict = Dict::new();
+    let mut lines = HashMap::new();
     for (key, value) in &table {
         let Some(spec) = settings::spec(key) else {
             return Err(ConfigError::UnknownKey {
@@ -655,6 +770,10 @@ fn file_layer(path: &Path, named_by: &str) -> Result<Layer, ConfigError> {
                 hint: suggestion(key),
             });
         };
+        let line = key_line(&text, key);
+        if let Some(line) = line {
+            lines.insert(spec.key, line);
+        }
         let raw = match value {
             toml::Value::String(s) => RawValue::Text(s.clone()),
             toml::Value::Integer(i) => RawValue::Int(*i),
@@ -671,23 +790,27 @@ fn file_layer(path: &Path, named_by: &str) -> Result<Layer, ConfigError> {
             other => RawValue::Other(other.to_string()),
         };
         let value = settings::parse(spec.kind, &raw).map_err(|expected| {
-            let line = text
-                .lines()
-                .position(|l| {
-                    l.trim_start()
-                        .strip_prefix(key.as_str())
-                        .is_some_and(|rest| rest.trim_start().starts_with('='))
-                })
-                .map(|i| format!(":{}", i + 1))
-                .unwrap_or_default();
+            let line = line.map(|n| format!(":{n}")).unwrap_or_default();
             invalid(format!("{}{line}: {key}", path.display()), &raw, expected)
         })?;
         dict.insert(key.clone(), value);
     }
-    Ok(Layer {
+    let layer = Layer {
         source: Source::File(path.to_path_buf()),
         dict,
-    })
+    };
+    Ok((layer, lines))
+}
+
+/// The 1-based line of `text` that sets `key` (`key = ...`), if one does.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 /// `; did you mean `threads`?` when a known key is close to `key`.
@@ -759,6 +882,12 @@ const RUST_LOG_ENV: &str = "RUST_LOG";
 
 /// The `RUST_LOG` layer when it is set, and a warning when it overrides a
 /// different `log_level` that one of the layers `below` set.
+///
+/// Being every Rust program's variable, it is never refused here, even
+/// blank or with control characters: it is taken as given, and the binary
+/// reads what it can of it as filter directives (the rest is left out, all
+/// of it read as `info`) and records what it read
+/// ([`Provenance::read_as`]).
 fn rust_log_layer(
     env: &HashMap<&str, &str>,
     below: &[Layer],
@@ -770,8 +899,7 @@ fn rust_log_layer(
     let spec = settings::spec(KEY)
         .ok_or_else(|| ConfigError::Layering(format!("{KEY} is not a setting")))?;
     let raw = RawValue::Text(text.to_owned());
-    let value = settings::parse(spec.kind, &raw)
-        .map_err(|expected| invalid(RUST_LOG_ENV.to_owned(), &raw, expected))?;
+    let value = settings::parse(spec.kind, &raw).unwrap_or_else(|_| Value::from(text));
     let warning = below
         .iter()
         .rev()
@@ -784,6 +912,7 @@ fn rust_log_layer(
                 Source::File(path) => format!("{}: {KEY}={overridden}", path.display()),
                 other => format!("{KEY}={overridden} ({other})"),
             };
+            let text = text.escape_debug();
             format!("{given} is ignored: {RUST_LOG_ENV}={text} takes precedence")
         });
     Ok(Some((
@@ -940,5 +1069,95 @@ fn show_value(key: &str, c: &Config, r: &Resources, profile: Profile) -> String 
         "job_threads" => c.job_threads.to_string(),
         "log_level" => c.log_level.clone(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Loads with no resources given, `memory` bytes detected from `origin`
+    /// (and 2 vCPUs from the host).
+    fn detected(memory: u64, origin: Origin) -> Loaded {
+        let found = Detection {
+            resources: Resources::from_millis(2000, memory),
+            cpu: Origin::Host,
+            memory: origin,
+        };
+        load_with(&LoadOptions::default(), &[], || Ok(found)).expect("loads")
+    }
+
+    /// A detected memory below the least recon tunes for (64 MiB) is raised
+    /// to it, said in the source and a warning, and the value reported
+    /// loads back (`config show --format toml`).
+    #[test]
+    fn detected_memory_below_the_minimum_is_raised_to_it() {
+        let kind = settings::spec("memory").expect("memory is a setting").kind;
+        for (memory, origin, shown) in [
+            (32 * MIB, Origin::CgroupV2, "32MiB"),
+            (1000, Origin::CgroupV2, "1000 bytes"),
+            (0, Origin::CgroupV1, "1 byte"),
+            (48 * MIB, Origin::Host, "48MiB"),
+        ] {
+            let loaded = detected(memory, origin);
+            assert_eq!(loaded.resources.memory_bytes, MIN_MEMORY, "{memory}");
+            assert_eq!(
+                loaded.recommendation.resources.memory_bytes, MIN_MEMORY,
+                "{memory}"
+            );
+            let entry = loaded.provenance.entry("memory").expect("memory entry");
+            assert_eq!(entry.value, "64MiB", "{memory}");
+            assert_eq!(
+                entry.source.to_string(),
+                format!("minimum (detected {shown} from {origin} is below it)"),
+            );
+            assert!(
+                settings::parse(kind, &RawValue::Text(entry.value.clone())).is_ok(),
+                "{memory}: {} does not load back",
+                entry.value
+            );
+            let what = match origin {
+                Origin::Host => "the host's memory",
+                _ => "the memory limit",
+            };
+            assert_eq!(
+                loaded.warnings,
+                [format!(
+                    "{what} ({origin}) is {shown}, below the least recon tunes for: tuning for 64MiB, so recon may run out of memory; give it at least that"
+                )],
+                "{memory}"
+            );
+        }
+        // At the minimum and above: as detected, no warning.
+        for memory in [MIN_MEMORY, 512 * MIB] {
+            let loaded = detected(memory, Origin::CgroupV2);
+            assert_eq!(loaded.resources.memory_bytes, memory);
+            assert_eq!(
+                loaded.provenance.source("memory"),
+                Some(&Source::Detected(Origin::CgroupV2))
+            );
+            assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        }
+    }
+
+    /// Memory set by hand is never raised: below the minimum it is refused.
+    #[test]
+    fn memory_given_below_the_minimum_is_refused() {
+        let env = [("RECON_MEMORY".to_owned(), "32MiB".to_owned())];
+        let got = load_with(&LoadOptions::default(), &env, || {
+            Ok(Detection {
+                resources: Resources::new(2, 4096 * MIB),
+                cpu: Origin::Host,
+                memory: Origin::Host,
+            })
+        })
+        .expect_err("32MiB is below the minimum");
+        assert!(
+            got.to_string()
+                .starts_with("RECON_MEMORY=\"32MiB\": expected a size from 64MiB"),
+            "{got}"
+        );
     }
 }

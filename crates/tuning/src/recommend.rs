@@ -250,10 +250,8 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
     let threads_cap = (half / s.working_set).max(1);
     let threads = threads_cpu.min(threads_cap);
     let threads_reason = if threads < threads_cpu {
-        format!(
-            "{threads_why} would be {threads_cpu}; clamped so {threads} x {} working sets fit half the memory budget ({budget_text})",
-            format_size(s.working_set)
-        )
+        let clamp = clamp_reason(threads, (s.working_set, "working sets"), half, &budget_text);
+        format!("{threads_why} would be {threads_cpu}; {clamp}")
     } else {
         threads_why
     };
@@ -296,10 +294,8 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
     let conns_cap = (half / per_conn).max(MIN_CONNECTIONS);
     let conns = conns_cpu.min(conns_cap);
     let conns_reason = if conns < conns_cpu {
-        format!(
-            "{conns_why} would be {conns_cpu}; clamped so {conns} x {} of buffers fit half the memory budget ({budget_text})",
-            format_size(per_conn)
-        )
+        let clamp = clamp_reason(conns, (per_conn, "of buffers"), half, &budget_text);
+        format!("{conns_why} would be {conns_cpu}; {clamp}")
     } else {
         conns_why
     };
@@ -387,6 +383,24 @@ pub fn recommend(resources: &Resources, profile: Profile) -> Recommendation {
             reason: "connection_limit kept within 128..=4096: waiting clients queue here"
                 .to_owned(),
         },
+    }
+}
+
+/// Why a count was lowered to `count` for the memory budget, whose half
+/// (`half` bytes) must hold `count` items of `each` bytes (`what`: `working
+/// sets`, `of buffers`). A count is never lowered below its floor (1
+/// thread, 16 connections), so it may be held there with its items still
+/// not fitting: the reason then says so rather than claim they fit.
+fn clamp_reason(count: u64, (each, what): (u64, &str), half: u64, budget_text: &str) -> String {
+    let fits = count.saturating_mul(each) <= half;
+    let each = format_size(each);
+    if fits {
+        format!("clamped so {count} x {each} {what} fit half the memory budget ({budget_text})")
+    } else {
+        format!(
+            "held at its floor of {count}, and even {count} x {each} {what} do not fit half the memory budget ({} of {budget_text})",
+            crate::units::format_size_approx(half)
+        )
     }
 }
 
@@ -528,6 +542,51 @@ mod tests {
         assert!(r.connection_limit.reason.contains("clamped"));
         let r = recommend(&Resources::new(16, 32 * GIB), Profile::LargeFiles);
         assert!(!r.threads.reason.contains("clamped"));
+    }
+
+    /// A count held at its floor (1 thread, 16 connections) whose items
+    /// still do not fit is said so, never claimed to fit.
+    #[test]
+    fn a_count_held_at_its_floor_says_it_does_not_fit() {
+        let r = recommend(&Resources::new(2, 64 * MIB), Profile::LargeFiles);
+        assert_eq!(r.threads.value.get(), 1);
+        assert_eq!(
+            r.threads.reason,
+            "2 vCPUs, kept within 2..=8: each thread carries a large upload would be 2; \
+             held at its floor of 1, and even 1 x 128MiB working sets do not fit half the \
+             memory budget (16MiB of 1/2 of 64MiB RAM)"
+        );
+        // 32 x 512KiB of buffers fit 16MiB exactly: a true clamp.
+        assert_eq!(r.connection_limit.value.get(), 32);
+        assert!(
+            r.connection_limit.reason.ends_with(
+                "clamped so 32 x 512KiB of buffers fit half the memory budget (1/2 of 64MiB RAM)"
+            ),
+            "{}",
+            r.connection_limit.reason
+        );
+        // Below what recon tunes for (only reachable here, as the function
+        // is pure), connections hold at 16 the same way.
+        let r = recommend(&Resources::new(2, 16 * MIB), Profile::LargeFiles);
+        assert_eq!(r.connection_limit.value.get(), 16);
+        assert!(
+            r.connection_limit.reason.ends_with(
+                "held at its floor of 16, and even 16 x 512KiB of buffers do not fit half the memory budget (4MiB of 1/2 of 16MiB RAM)"
+            ),
+            "{}",
+            r.connection_limit.reason
+        );
+        // Every clamp that claims a fit is one.
+        for profile in Profile::ALL {
+            for mib in [64, 96, 128, 200, 512, 1024] {
+                let r = recommend(&Resources::new(16, mib * MIB), profile);
+                let ws = shape(profile).working_set;
+                let half = r.memory_budget / 2;
+                if r.threads.reason.contains("clamped so") {
+                    assert!(r.threads.value.get() as u64 * ws <= half, "{profile} {mib}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,10 @@ const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const TIB: u64 = 1 << 40;
 
+/// The least memory recon tunes for: the smallest `memory` accepted, and
+/// what a smaller detected limit is raised to.
+pub(crate) const MIN_MEMORY: u64 = 64 * MIB;
+
 /// How a setting's value is spelled and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -94,7 +98,7 @@ pub(crate) const SPECS: &[Spec] = &[
         env: &["RECON_MEMORY"],
         flag: "--memory",
         kind: Kind::Size {
-            min: 64 * MIB,
+            min: MIN_MEMORY,
             max: 64 * TIB,
         },
     },

@@ -235,6 +235,32 @@ fn tune_json_and_toml() {
     assert!(threads.ends_with("file recon.toml"), "{threads}");
 }
 
+/// A count the memory budget holds at its floor, with its working sets
+/// still not fitting, says so instead of claiming they fit.
+#[test]
+fn tune_says_when_a_floor_is_hit() {
+    let text = stdout(&recon(
+        &[
+            "tune",
+            "--vcpus",
+            "2",
+            "--memory",
+            "64MiB",
+            "--profile",
+            "large-files",
+        ],
+        &[],
+    ));
+    let threads = text.lines().find(|l| l.starts_with("threads ")).unwrap();
+    assert!(
+        threads.ends_with(
+            "would be 2; held at its floor of 1, and even 1 x 128MiB working sets do not fit half the memory budget (16MiB of 1/2 of 64MiB RAM)"
+        ),
+        "{threads}"
+    );
+    assert!(!threads.contains("clamped so"), "{threads}");
+}
+
 #[test]
 fn tune_rejects_unknown_instance_and_half_resources() {
     let out = recon(&["tune", "--instance", "t2.nano"], &[]);
@@ -462,6 +488,28 @@ fn config_show_reports_rust_log_as_the_log_level() {
             "info",
         ),
         ("info, hyper=warn", "", "info, hyper=warn"),
+        // Blank, or with control characters: left out, never fatal.
+        (
+            " ",
+            "warning: RUST_LOG=\" \": no filter directives in it; read as info\n",
+            "info",
+        ),
+        (
+            "\t",
+            "warning: RUST_LOG=\"\\t\": no filter directives in it; read as info\n",
+            "info",
+        ),
+        (
+            "a\u{1}",
+            "warning: RUST_LOG=\"a\\u{1}\": a\\u{1} left out: not log filter directives; read as info\n",
+            "info",
+        ),
+        (
+            "warn,\u{1b}[31m",
+            "warning: RUST_LOG=\"warn,\\u{1b}[31m\": \\u{1b}[31m left out: not log filter directives\n",
+            "warn",
+        ),
+        ("info,\tdebug", "", "info,debug"),
     ] {
         let env = [PINNED[0], PINNED[1], ("RUST_LOG", value)];
         let out = recon(&["config", "show", "--format", "json"], &env);
@@ -487,6 +535,102 @@ fn config_show_reports_rust_log_as_the_log_level() {
                 .trim_end()
                 .ends_with(&format!("is Python's level name; write {ours}")),
             "{stderr}"
+        );
+    }
+}
+
+/// Whatever `RUST_LOG` holds, every command that reads the configuration
+/// runs, and `config show --format toml` prints a file that loads back.
+#[test]
+fn blank_or_control_rust_log_stops_no_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for value in [" ", "\t", "a\u{1}", "info,\tdebug"] {
+        let env = [PINNED[0], PINNED[1], ("RUST_LOG", value)];
+        let out = recon(&["tune"], &env);
+        assert!(out.status.success(), "tune, {value:?}: {out:?}");
+        let text = stdout(&recon(&["config", "show", "--format", "toml"], &env));
+        let file = dir.path().join("dump.toml");
+        std::fs::write(&file, text).unwrap();
+        let file = file.display().to_string();
+        let out = recon(&["config", "show", "--config", &file], PINNED);
+        assert!(out.status.success(), "reload, {value:?}: {out:?}");
+    }
+}
+
+/// A bad `log_level` in the file is named by file and line, as every other
+/// key's bad value is.
+#[test]
+fn bad_file_log_level_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ll.toml");
+    std::fs::write(&file, "threads = 2\nlog_level = \"recon=loud\"\n").unwrap();
+    let file = file.display().to_string();
+    for command in [
+        &["config", "show", "--config"][..],
+        &["serve", "--config"][..],
+    ] {
+        let mut args = command.to_vec();
+        args.push(&file);
+        let out = recon(&args, PINNED);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!(
+                "error: {file}:2: log_level=\"recon=loud\": expected a log filter such as info"
+            )),
+            "{command:?}: {stderr}"
+        );
+    }
+    // Python's level names too.
+    std::fs::write(&file, "\n\nlog_level = \"warning\"\n").unwrap();
+    let out = recon(&["config", "show", "--config", &file], PINNED);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: {file}:3: log_level=\"warning\": ")),
+        "{stderr}"
+    );
+}
+
+/// A keys file that holds no key (a secret mounted empty) stops recon with
+/// exit 2 naming the file and what named it, rather than serving `/v1`
+/// without authentication (`serve` exits through the same path as `config
+/// show`, whose exit code is checked).
+#[test]
+fn api_keys_file_without_keys_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, body) in ["", "\n", "# keys go here\n\n  # none yet\n"]
+        .iter()
+        .enumerate()
+    {
+        let file = dir.path().join(format!("keys{i}"));
+        std::fs::write(&file, body).unwrap();
+        let path = file.display().to_string();
+        let said = format!(
+            "error: {path}: env RECON_API_KEYS_FILE names it as the API keys file, but it holds no key"
+        );
+        let env = [PINNED[0], PINNED[1], ("RECON_API_KEYS_FILE", path.as_str())];
+        let out = recon(&["config", "show"], &env);
+        assert_eq!(out.status.code(), Some(2), "{body:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with(&said), "{body:?}: {stderr}");
+        // `serve` stops before listening, wherever the file was named.
+        let refused = Server::builder(Engine::Threaded)
+            .env("RECON_API_KEYS_FILE", &path)
+            .try_start()
+            .map(|server| server.listening_line().to_owned());
+        let stderr = refused.expect_err("served with an empty keys file");
+        assert!(stderr.contains(&said), "{body:?}: {stderr}");
+        let refused = Server::builder(Engine::Async)
+            .arg("--api-keys-file", &path)
+            .try_start()
+            .map(|server| server.listening_line().to_owned());
+        let stderr = refused.expect_err("served with an empty keys file");
+        assert!(
+            stderr.contains(&format!(
+                "error: {path}: flag --api-keys-file names it as the API keys file"
+            )),
+            "{body:?}: {stderr}"
         );
     }
 }

@@ -544,3 +544,47 @@ fn dev_config_files_load_for_their_engine() {
         "a recipe fixes the port as a flag"
     );
 }
+
+/// The prod recipes' comment names the variables that win over their
+/// `HOST=0.0.0.0`: each is one recon reads for `host`, and does win.
+#[test]
+fn prod_recipes_name_only_host_variables_that_win() {
+    let justfile = std::fs::read_to_string(root().join("justfile")).unwrap();
+    let comment: String = justfile
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut clauses = 0;
+    for clause in comment.split("the lowest-ranked env name:").skip(1) {
+        let (winners, _) = clause
+            .split_once("still win")
+            .unwrap_or_else(|| panic!("no `still win` after: {clause}"));
+        clauses += 1;
+        let names: Vec<&str> = winners
+            .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .filter(|w| w.ends_with("_HOST"))
+            .collect();
+        assert!(!names.is_empty(), "{winners}");
+        for name in names {
+            assert!(
+                tuning::env_names("host").contains(&name),
+                "the justfile says {name} wins over HOST, but recon does not read it"
+            );
+            let out = recon()
+                .args([
+                    "config", "show", "--format", "json", "--vcpus", "2", "--memory", "4GiB",
+                ])
+                .current_dir(root())
+                .env_clear()
+                .env("HOST", "0.0.0.0")
+                .env(name, "10.1.2.3")
+                .output()
+                .unwrap();
+            let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(json["host"]["value"], "10.1.2.3", "{name}");
+        }
+    }
+    assert_eq!(clauses, 2, "one per prod recipe");
+}

@@ -40,3 +40,21 @@ fn every_catalog_instance_is_documented() {
         );
     }
 }
+
+/// The `cleanup_interval` row says what each engine does with it: the
+/// threaded engine sweeps at that period, the async engine times every
+/// connection exactly and does not use it (serve-async's crate docs).
+#[test]
+fn cleanup_interval_row_tells_the_engines_apart() {
+    let text = docs();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| `cleanup_interval` |"))
+        .expect("a cleanup_interval row");
+    assert!(!row.contains("both engines"), "{row}");
+    assert!(
+        row.contains("Threaded engine: how often its sweeper"),
+        "{row}"
+    );
+    assert!(row.contains("Async engine: unused"), "{row}");
+}

@@ -528,6 +528,51 @@ fn api_keys_file_is_the_keys_source_and_named_when_missing() {
     );
 }
 
+/// A keys file that exists but holds no key (empty, or only blank lines and
+/// comments: a secret mounted empty) is refused naming the file and what
+/// named it, wherever it was named: it never turns authentication off.
+#[test]
+fn api_keys_file_without_keys_is_refused() {
+    for body in ["", "\n\n", "# only comments\n   \n# and blanks\n"] {
+        let mut keys = tempfile::NamedTempFile::new().unwrap();
+        keys.write_all(body.as_bytes()).unwrap();
+        let path = keys.path().display().to_string();
+        let want = |named_by: &str| {
+            format!(
+                "{path}: {named_by} names it as the API keys file, but it holds no key (only blank lines and # comments): expected one key per line; to serve without keys, name no keys file"
+            )
+        };
+        let (result, _) = run(Case {
+            env: &[("RECON_API_KEYS_FILE", &path)],
+            ..Case::default()
+        });
+        let got = result.unwrap_err();
+        assert!(matches!(got, ConfigError::NoKeys { .. }), "{got:?}");
+        assert_eq!(got.to_string(), want("env RECON_API_KEYS_FILE"), "{body:?}");
+        let got = err(Case {
+            flags: Overrides {
+                api_keys_file: Some(PathBuf::from(&path)),
+                ..Overrides::default()
+            },
+            ..Case::default()
+        });
+        assert_eq!(got, want("flag --api-keys-file"), "{body:?}");
+        let file = format!("api_keys_file = {path:?}\n");
+        let (result, config) = run(Case {
+            file: Some(&file),
+            ..Case::default()
+        });
+        let named_by = format!("file {}", config.unwrap().display());
+        assert_eq!(result.unwrap_err().to_string(), want(&named_by), "{body:?}");
+        // Keys listed elsewhere do not make an empty file right.
+        let got = err(Case {
+            env: &[("RECON_API_KEYS_FILE", &path), ("RECON_API_KEYS", "k1")],
+            ..Case::default()
+        });
+        assert_eq!(got, want("env RECON_API_KEYS_FILE"), "{body:?}");
+    }
+}
+
 #[test]
 fn config_file_from_recon_config_env() {
     let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -824,6 +869,63 @@ fn rust_log_is_the_log_level_over_every_layer() {
         loaded.provenance.source("log_level"),
         Some(&env("RECON_LOG"))
     );
+}
+
+/// `RUST_LOG` never stops loading, blank or with control characters: it is
+/// taken as given (the binary reads what it can of it as directives).
+#[test]
+fn rust_log_is_never_refused() {
+    for value in [" ", "\t", " \t ", "a\u{1}", "info,\u{7f}", "\u{1b}[31m"] {
+        let loaded = ok(Case {
+            env: &[("RUST_LOG", value)],
+            ..Case::default()
+        });
+        assert_eq!(loaded.config.log_level, value, "{value:?}");
+        assert_eq!(
+            loaded.provenance.source("log_level"),
+            Some(&env("RUST_LOG")),
+            "{value:?}"
+        );
+    }
+    // recon's own names stay strict.
+    let got = err(Case {
+        env: &[("RECON_LOG_LEVEL", " ")],
+        ..Case::default()
+    });
+    assert!(got.starts_with("RECON_LOG_LEVEL=\" \": expected "), "{got}");
+}
+
+/// Where each value was written, as errors name it: a file's value with
+/// its line, as a bad value from the file would be named.
+#[test]
+fn provenance_names_the_origin_of_each_value() {
+    let (result, path) = run(Case {
+        env: &[("RECON_PORT", "9000")],
+        file: Some("# recon\nthreads = 3\n\n  log_level = \"debug\"\n"),
+        flags: Overrides {
+            host: Some("0.0.0.0".into()),
+            ..Overrides::default()
+        },
+        ..Case::default()
+    });
+    let loaded = result.unwrap();
+    let path = path.unwrap().display().to_string();
+    let p = &loaded.provenance;
+    assert_eq!(p.origin("log_level"), format!("{path}:4: log_level"));
+    assert_eq!(p.origin("threads"), format!("{path}:2: threads"));
+    assert_eq!(p.entry("threads").unwrap().line, Some(2));
+    assert_eq!(p.origin("port"), "RECON_PORT");
+    assert_eq!(p.origin("host"), "--host");
+    assert_eq!(p.origin("workers"), "workers");
+    assert_eq!(p.entry("port").unwrap().line, None);
+    // The same place a bad value there is named by.
+    let (result, path) = run(Case {
+        file: Some("# recon\nthreads = 0\n"),
+        ..Case::default()
+    });
+    let got = result.unwrap_err().to_string();
+    let path = path.unwrap().display().to_string();
+    assert!(got.starts_with(&format!("{path}:2: threads=")), "{got}");
 }
 
 /// Waitress/Uvicorn options recon does not read name the settings to use
