@@ -146,7 +146,7 @@ pub enum InputError {
     Undecodable {
         /// The file.
         file: String,
-        /// 1-based physical line holding the bytes.
+        /// 1-based line its record starts on (as for invalid UTF-8).
         line: u64,
         /// The column they are in, when the record could be read again to
         /// find it (not in the header line).

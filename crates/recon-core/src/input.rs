@@ -349,6 +349,9 @@ pub struct Converted {
     /// that is not UTF-8, a date outside the calendar): mapping one is an
     /// [`InputError::UnreadableColumn`] saying which.
     pub unreadable: Vec<String>,
+    /// The encoding a CSV file was read in: its byte order mark's, else
+    /// the one asked for; `None` for the other formats.
+    pub encoding: Option<TextEncoding>,
 }
 
 /// Converts a file to an Arrow IPC file of text columns (how the service stores an
@@ -390,6 +393,7 @@ pub fn convert_to_ipc(
     // A column nobody may ever map must not refuse the upload: a value
     // without a text form marks its column instead, refused where mapped.
     let control = opened.store_unreadable();
+    let encoding = opened.encoding();
     let mut sink = IpcSink::create(dest, &opened.schema, &opened.source, opened.first_line)?;
     let driven = opened.drive(|all| for_each_batch(all, |batch, _| sink.write(&batch)))?;
     let found = control
@@ -406,6 +410,7 @@ pub fn convert_to_ipc(
         rows: driven.rows as u64,
         columns,
         unreadable,
+        encoding,
     })
 }
 

@@ -114,13 +114,34 @@ pub struct SideMapping {
 /// sequence the encoding does not define is refused at its line, never
 /// replaced. As in browsers, `latin1`, `iso-8859-1` and `ascii` name
 /// windows-1252 (which reads every byte), and a byte order mark at the
-/// start of the file (UTF-8 or UTF-16) wins over the label.
+/// start of the file (UTF-8 or UTF-16) wins over the label, the default
+/// UTF-8 included.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TextEncoding(&'static encoding_rs::Encoding);
 
 impl TextEncoding {
     /// UTF-8, the default.
     pub const UTF_8: Self = Self(encoding_rs::UTF_8);
+    /// UTF-16, little-endian (Excel's "Unicode text").
+    pub const UTF_16LE: Self = Self(encoding_rs::UTF_16LE);
+    /// UTF-16, big-endian.
+    pub const UTF_16BE: Self = Self(encoding_rs::UTF_16BE);
+
+    /// The encoding a byte order mark at the start of `head` (a file's first
+    /// bytes) names, with the mark; `None` without one. A mark wins over any
+    /// label, as in browsers.
+    pub(crate) fn of_bom(head: &[u8]) -> Option<(Self, &'static [u8])> {
+        const UTF_8_BOM: &[u8] = b"\xEF\xBB\xBF";
+        const UTF_16LE_BOM: &[u8] = b"\xFF\xFE";
+        const UTF_16BE_BOM: &[u8] = b"\xFE\xFF";
+        [
+            (Self::UTF_8, UTF_8_BOM),
+            (Self::UTF_16LE, UTF_16LE_BOM),
+            (Self::UTF_16BE, UTF_16BE_BOM),
+        ]
+        .into_iter()
+        .find(|(_, bom)| head.starts_with(bom))
+    }
 
     /// The encoding a label names (ASCII case-insensitive, surrounding
     /// spaces ignored); `None` for a label the standard does not know, and
@@ -142,9 +163,10 @@ impl TextEncoding {
         self.0 == encoding_rs::UTF_8
     }
 
-    /// The decoder, which reads a byte order mark as the encoding it marks.
+    /// The decoder of text after any byte order mark (see
+    /// [`TextEncoding::of_bom`]): a mark there is read as text.
     pub(crate) fn new_decoder(self) -> encoding_rs::Decoder {
-        self.0.new_decoder()
+        self.0.new_decoder_without_bom_handling()
     }
 }
 

@@ -312,7 +312,14 @@ impl DatasetStore {
             unreadable_columns: converted.unreadable,
             delimiter: csv.then(|| char::from(opts.delimiter).to_string()),
             has_header: csv.then_some(opts.has_header),
-            encoding: csv.then(|| opts.encoding.name().to_owned()),
+            // As read: a byte order mark's encoding over the one asked for.
+            encoding: csv.then(|| {
+                converted
+                    .encoding
+                    .unwrap_or(opts.encoding)
+                    .name()
+                    .to_owned()
+            }),
         };
         tracing::debug!(
             dataset = id,

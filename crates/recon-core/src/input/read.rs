@@ -162,6 +162,12 @@ impl Opened {
         self.scan.as_ref().map(|scan| scan.delimiter)
     }
 
+    /// The encoding a CSV file is read in (its byte order mark's, else the
+    /// label's); `None` for the other formats.
+    pub(super) fn encoding(&self) -> Option<TextEncoding> {
+        self.scan.as_ref().map(|scan| scan.encoding)
+    }
+
     /// Makes a CSV's reader hash the file as it reads it, for [`Driven::sha256`];
     /// returns whether it will (not for other formats, nor once reading began).
     pub(super) fn hash_as_read(&mut self) -> bool {
@@ -376,22 +382,20 @@ fn open_csv(
         }
         got += n;
     }
-    // A file in another encoding is decoded from its first byte: the
-    // decoder reads a byte order mark itself.
-    let skip = if opts.encoding.is_utf8() && &start[..got] == BOM {
-        3
-    } else {
-        0
-    };
+    // A byte order mark names the encoding whatever the label says (as
+    // browsers read one), and is skipped.
+    let (encoding, bom) = TextEncoding::of_bom(&start[..got]).unwrap_or((opts.encoding, &[]));
+    let skip = bom.len() as u64;
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
     let first_line = if opts.has_header { 2 } else { 1 };
     let mut scan = LineScan {
         path: path.to_owned(),
+        bom,
         skip,
         delimiter: opts.delimiter,
         has_header: opts.has_header,
-        encoding: opts.encoding,
+        encoding,
         first_line,
         batch_size: opts.batch_size,
         hash: false,
@@ -399,7 +403,7 @@ fn open_csv(
     };
     // The header is read through a scan of its own, thrown away after.
     let probe_state = Arc::new(Mutex::new(ScanState::new(&scan)));
-    let probe = Scanned::new(file, Arc::clone(&probe_state), opts.encoding);
+    let probe = Scanned::new(file, Arc::clone(&probe_state), encoding);
     let mut reader = BufReader::with_capacity(1 << 20, probe);
     if reader
         .fill_buf()
@@ -441,7 +445,7 @@ fn open_csv(
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
     scan.state = Arc::new(Mutex::new(ScanState::new(&scan)));
-    let reader = Scanned::new(file, scan.state.clone(), opts.encoding);
+    let reader = Scanned::new(file, scan.state.clone(), encoding);
     let batches = csv_batches(reader, &source, &schema, opts, None)?;
     Ok(Opened {
         source,
@@ -524,12 +528,15 @@ fn relocate(err: InputError, fixes: &LineFixes, has_header: bool) -> InputError 
 /// How to reopen a CSV, and the scan of where its records start.
 struct LineScan {
     path: PathBuf,
-    /// Bytes before the first line (a BOM).
+    /// The byte order mark before the first line, if any.
+    bom: &'static [u8],
+    /// Its length.
     skip: u64,
     delimiter: u8,
     has_header: bool,
-    /// The file's encoding: other than UTF-8, the reader decodes it, and
-    /// every offset the scan gives counts the decoded text's bytes.
+    /// The file's encoding (its byte order mark's, else the label's): other
+    /// than UTF-8, the reader decodes it, and every offset the scan gives
+    /// counts the decoded text's bytes.
     encoding: TextEncoding,
     first_line: u64,
     /// The reader's rows per batch.
@@ -903,12 +910,14 @@ impl Read for Scanned {
         };
         while d.text_at.is_empty() {
             if let Some(bytes) = &d.bad {
-                // The text before the bytes is read: the scan is on their line.
+                // The text before the bytes is read: the scan is in their
+                // record, named by the line it starts on (as a row's
+                // invalid UTF-8 is).
                 let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 state.undecodable = Some((state.record_at, state.offset));
                 let refused = Undecodable {
                     encoding: d.encoding,
-                    line: state.line,
+                    line: state.record_line,
                     bytes: bytes.clone(),
                 };
                 // The CSV reader keeps this error whole; its header
@@ -1010,9 +1019,7 @@ impl ScanState {
         let hash = scan.hash.then(|| {
             let mut hash = Sha256::new();
             // The reader starts after a BOM; the file's digest starts with it.
-            if scan.skip > 0 {
-                hash.update(BOM);
-            }
+            hash.update(scan.bom);
             hash
         });
         Self {
@@ -2148,6 +2155,7 @@ mod tests {
     fn state(has_header: bool) -> ScanState {
         ScanState::new(&LineScan {
             path: PathBuf::new(),
+            bom: &[],
             skip: 0,
             delimiter: b',',
             has_header,

@@ -123,9 +123,16 @@ fn utf16_files_read_by_their_byte_order_mark() {
     )
     .unwrap();
     assert_eq!(utf8.len(), 3);
-    for (little, label) in [(true, "utf-16le"), (false, "utf-16be"), (false, "utf-16le")] {
+    for (little, label) in [
+        (true, "utf-16le"),
+        (false, "utf-16be"),
+        (false, "utf-16le"),
+        (true, "utf-8"),
+        (false, "windows-1252"),
+    ] {
         // A byte order mark wins over the label: a big-endian file labelled
-        // little-endian still reads.
+        // little-endian still reads, and so does one labelled UTF-8 (or
+        // left at it, below), as Excel's "Unicode text" comes.
         let side = load(
             "a.tsv",
             &utf16(&tsv, little),
@@ -138,6 +145,13 @@ fn utf16_files_read_by_their_byte_order_mark() {
             "{label}, little-endian {little}"
         );
     }
+    let side = load(
+        "a.tsv",
+        &utf16(&tsv, true),
+        "delimiter = \"\\t\"\nformat = \"csv\"",
+    )
+    .unwrap();
+    assert_eq!(shown(&side), shown(&utf8), "no label");
     // A UTF-8 byte order mark too: the label is then not read.
     let mut bom = b"\xEF\xBB\xBF".to_vec();
     bom.extend_from_slice(TEXT.as_bytes());
@@ -153,8 +167,12 @@ fn the_digest_is_of_the_files_own_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = utf16(TEXT, true);
     let path = write(&dir, "a.csv", &bytes);
-    let map = mapping("encoding = \"utf-16le\"");
-    for roles in [RoleSet::ALL, RoleSet::ALWAYS] {
+    // Labelled, and found by its byte order mark alone.
+    for (map, roles) in [
+        (mapping("encoding = \"utf-16le\""), RoleSet::ALL),
+        (mapping("encoding = \"utf-16le\""), RoleSet::ALWAYS),
+        (mapping(""), RoleSet::ALL),
+    ] {
         let (side, sha256) = SideLoad::new(&path, &map)
             .roles(roles)
             .load_digested()
@@ -174,12 +192,13 @@ fn bytes_outside_the_encoding_are_refused_at_their_line_and_column() {
         }
     };
     // 0x81 0x20: a lead byte without its trail, in a quoted field on the
-    // record's second line, after a record holding the delimiter quoted.
+    // record's second line (named by the line the record starts on), after
+    // a record holding the delimiter quoted.
     let mut bytes = shift_jis("id,amount,ref,name\n1,1.00,\"a,b\",東京\n2,2.00,r,\"x,\ny");
     bytes.extend_from_slice(b"\x81\x20z\"\n3,3.00,r3,n\n");
     check(
         &bytes,
-        r#"sj.csv line 4, column "name": \x81 is not valid Shift_JIS"#,
+        r#"sj.csv line 3, column "name": \x81 is not valid Shift_JIS"#,
     );
     // In the header: its line alone.
     let mut header = b"id,amount,ref,na".to_vec();
