@@ -300,7 +300,7 @@ impl App {
         let limit = self.body_limit();
         let io = |e: std::io::Error| ApiError::from_body_io(&e, limit);
         let mut fields: Vec<String> = Vec::new();
-        let meta = loop {
+        let built = loop {
             let part = mp.next_part().map_err(io)?.ok_or_else(|| {
                 ApiError::BadRequest("the multipart body has no file part".to_owned())
             })?;
@@ -315,7 +315,7 @@ impl App {
                 if opts.name.is_none() {
                     opts.source = Some(format!("part {name:?}"));
                 }
-                break self.store.create(&mut mp, format, &opts)?;
+                break self.store.build(&mut mp, format, &opts);
             }
             if !UPLOAD_FIELDS.contains(&name) {
                 return Err(ApiError::BadRequest(format!(
@@ -337,9 +337,12 @@ impl App {
         };
         // Nothing may follow the file part but the closing boundary: a second
         // file, or a field that came too late to apply, is refused rather
-        // than dropped, and the stored dataset with it.
-        let extra = match mp.next_part() {
-            Ok(None) => return Ok(meta),
+        // than dropped, and the dataset built with it is never published.
+        // That is the request's own mistake, said first even when the file
+        // was refused too (read in the options the late field would have
+        // changed, it may well have been).
+        let late = match mp.next_part() {
+            Ok(None) => return self.store.publish(built?),
             Ok(Some(part)) => ApiError::BadRequest(format!(
                 "part {:?}{} follows the file part; a dataset upload takes one file part, \
                  after its fields ({})",
@@ -350,10 +353,13 @@ impl App {
                     .unwrap_or_default(),
                 UPLOAD_FIELDS.join(", ")
             )),
-            Err(e) => io(e),
+            Err(e) => {
+                // The body broke off: the file's own error if it had one.
+                built?;
+                io(e)
+            }
         };
-        let _ = self.store.delete(&meta.id);
-        Err(extra)
+        Err(late)
     }
 
     fn create_reconciliation(
@@ -881,13 +887,22 @@ fn apply_charset(
     given: bool,
     called: &str,
 ) -> Result<(), ApiError> {
-    let Some(label) = content_type.and_then(upload::charset) else {
-        return Ok(());
+    let labels = content_type.map_or_else(Vec::new, |ct| upload::parameters(ct, "charset"));
+    let label = match labels.as_slice() {
+        [] => return Ok(()),
+        [one] => one,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "{called} gives a charset {} times ({}); give one",
+                labels.len(),
+                labels.join(", ")
+            )));
+        }
     };
     if !matches!(format, Format::Csv | Format::Ndjson) {
         return Ok(());
     }
-    let charset = recon_core::mapping::TextEncoding::from_label(&label).ok_or_else(|| {
+    let charset = recon_core::mapping::TextEncoding::from_label(label).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
             "{called} has the charset {label:?}, which recon does not know; send a WHATWG \
              label (utf-8, windows-1252, iso-8859-15, utf-16le, shift_jis, ...)"

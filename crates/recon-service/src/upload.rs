@@ -108,22 +108,24 @@ pub fn multipart_boundary(ct: &str) -> Option<Result<String, ApiError>> {
 
 /// The `boundary` parameter of a multipart content type.
 fn boundary(ct: &str) -> Option<String> {
-    parameter(ct, "boundary").filter(|b| !b.is_empty() && b.len() <= 200)
+    parameters(ct, "boundary")
+        .into_iter()
+        .next()
+        .filter(|b| !b.is_empty() && b.len() <= 200)
 }
 
-/// The `charset` parameter of a content type (`text/csv; charset=windows-1252`).
-pub fn charset(ct: &str) -> Option<String> {
-    parameter(ct, "charset")
-}
-
-/// A content type's parameter by name (ASCII case-insensitive), unquoted.
-fn parameter(ct: &str, name: &str) -> Option<String> {
-    ct.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().trim_matches('"').to_owned())
-    })
+/// Every value a content type gives a parameter (ASCII case-insensitive
+/// name), unquoted, in order: `charset` of `text/csv; charset=windows-1252`.
+pub fn parameters(ct: &str, name: &str) -> Vec<String> {
+    ct.split(';')
+        .skip(1)
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().trim_matches('"').to_owned())
+        })
+        .collect()
 }
 
 /// Decoded `key=value` pairs of a query string (`+` is a space, `%XX` decoded).

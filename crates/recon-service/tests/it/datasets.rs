@@ -427,6 +427,23 @@ fn multipart_parts_beyond_the_fields_and_one_file_are_refused() {
         .expect(400),
     );
     assert!(d.starts_with("part \"name\" follows the file part"), "{d}");
+    // Late even when the file it came after was refused (in windows-1252
+    // and read as UTF-8, as the late field could not say): the request's
+    // own mistake is what is said.
+    let d = detail(
+        post_multipart(
+            &t,
+            &[
+                ("file", Some("l.csv"), None, b"id,name\n1,M\xfcller\n"),
+                ("encoding", None, None, b"windows-1252"),
+            ],
+        )
+        .expect(400),
+    );
+    assert!(
+        d.starts_with("part \"encoding\" follows the file part"),
+        "{d}"
+    );
     let d = detail(
         post_multipart(
             &t,

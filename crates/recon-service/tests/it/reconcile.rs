@@ -1124,6 +1124,18 @@ fn a_csv_in_another_encoding_is_stored_as_declared_and_matched() {
             "{p}"
         );
     }
+    // A byte order mark names the encoding over the option (or its
+    // default), and the dataset records what was read.
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(BANK_UTF8.encode_utf16().flat_map(u16::to_le_bytes));
+    for query in ["?encoding=windows-1252", ""] {
+        let m = meta(t.upload(&format!("/v1/datasets{query}"), "text/csv", utf16.clone()));
+        assert_eq!(
+            (&m["encoding"], &m["rows"]),
+            (&"UTF-16LE".into(), &2.into()),
+            "{m}"
+        );
+    }
     // Read as UTF-8 (no option, no charset), the same bytes are refused at
     // the first that is not UTF-8.
     let p = t
@@ -1183,6 +1195,15 @@ fn a_charset_recon_cannot_honour_is_415() {
     assert!(
         d.ends_with("but JSON Lines is UTF-8; send it as UTF-8"),
         "{d}"
+    );
+    let d = detail(t.upload(
+        "/v1/datasets",
+        "text/csv; charset=windows-1252; charset=utf-8",
+        LEDGER,
+    ));
+    assert_eq!(
+        d,
+        "the body gives a charset 2 times (windows-1252, utf-8); give one"
     );
     // A charset that agrees, and UTF-8 said out loud, are fine.
     t.upload(
