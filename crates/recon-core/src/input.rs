@@ -376,15 +376,52 @@ pub fn convert_to_ipc(
     let span = tracing::debug_span!("convert_to_ipc", file = %src.display(), ?format);
     let _enter = span.enter();
     let started = Instant::now();
-    let opened = Opened::open(src, format, opts)?;
-    let columns = opened
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let mut unreadable: Vec<String> = opened
-        .schema
+    // A Parquet string column holding bytes that are not UTF-8 fails its
+    // reader's whole batch, so the file is converted again without it and
+    // it is stored as a binary column with such a value is: empty, marked
+    // unreadable, refused where mapped. One more try per such column.
+    let mut left_out = std::collections::BTreeMap::new();
+    loop {
+        match convert_leaving_out(src, format, opts, dest, &left_out) {
+            Err(InputError::InvalidUtf8 {
+                file,
+                line,
+                field: Some(field),
+            }) if format == Format::Parquet && !left_out.contains_key(&field.column) => {
+                let column = field.column.clone();
+                let first = InputError::InvalidUtf8 {
+                    file,
+                    line,
+                    field: Some(field),
+                };
+                left_out.insert(column, format!("Utf8 (first at {first})"));
+            }
+            Ok(converted) => {
+                tracing::debug!(
+                    rows = converted.rows,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "converted to IPC"
+                );
+                return Ok(converted);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`convert_to_ipc`] once, with the `left_out` columns (name: why) not read
+/// but stored empty and marked unreadable.
+fn convert_leaving_out(
+    src: &Path,
+    format: Format,
+    opts: &ReadOptions,
+    dest: &Path,
+    left_out: &std::collections::BTreeMap<String, String>,
+) -> Result<Converted, InputError> {
+    let mut opened = Opened::open(src, format, opts)?;
+    let schema = opened.schema.clone();
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut unreadable: Vec<String> = schema
         .fields()
         .iter()
         .filter(|f| f.metadata().contains_key(META_UNREADABLE))
@@ -394,18 +431,40 @@ pub fn convert_to_ipc(
     // without a text form marks its column instead, refused where mapped.
     let control = opened.store_unreadable();
     let encoding = opened.encoding();
-    let mut sink = IpcSink::create(dest, &opened.schema, &opened.source, opened.first_line)?;
-    let driven = opened.drive(|all| for_each_batch(all, |batch, _| sink.write(&batch)))?;
-    let found = control
+    let kept: Vec<usize> = (0..columns.len())
+        .filter(|&i| !left_out.contains_key(&columns[i]))
+        .collect();
+    let narrowed = kept.len() < columns.len() && opened.project(&kept)?;
+    let mut sink = IpcSink::create(dest, &schema, &opened.source, opened.first_line)?;
+    let source = opened.source.clone();
+    let driven = opened.drive(|all| {
+        for_each_batch(all, |batch, _| {
+            if !narrowed {
+                return sink.write(&batch);
+            }
+            // The columns left out come back empty, in their places.
+            let mut read = batch.columns().iter();
+            let full = (0..columns.len())
+                .map(|i| match kept.binary_search(&i) {
+                    Ok(_) => read.next().cloned(),
+                    Err(_) => Some(arrow_array::new_null_array(
+                        &arrow_schema::DataType::Utf8,
+                        batch.num_rows(),
+                    )),
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| read::format_err(&source, "a column went missing"))?;
+            let full = RecordBatch::try_new(schema.clone(), full)
+                .map_err(|e| read::format_err(&source, e))?;
+            sink.write(&full)
+        })
+    })?;
+    let mut found = control
         .map(|c| std::mem::take(&mut *c.unreadable.lock().unwrap_or_else(PoisonError::into_inner)))
         .unwrap_or_default();
+    found.extend(left_out.iter().map(|(k, v)| (k.clone(), v.clone())));
     unreadable.extend(found.keys().cloned());
     sink.finish(&driven.line_fixes, &found)?;
-    tracing::debug!(
-        rows = driven.rows,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "converted to IPC"
-    );
     Ok(Converted {
         rows: driven.rows as u64,
         columns,

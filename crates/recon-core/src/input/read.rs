@@ -199,7 +199,8 @@ impl Opened {
             return Ok(false);
         }
         if let Some(reopen) = &self.reopen {
-            self.batches = reopen.open(&self.source, columns, self.first_line)?;
+            let control = self.control.clone().unwrap_or_default();
+            self.batches = reopen.open(&self.source, columns, self.first_line, control)?;
             return Ok(true);
         }
         let Some(scan) = &mut self.scan else {
@@ -1378,12 +1379,14 @@ fn rows_from(
 
 impl Reopen {
     /// The file's text batches of `columns` (sorted schema positions) only.
-    /// `first_line` is the file's, as opening it found (its stored origin).
+    /// `first_line` is the file's, as opening it found (its stored origin);
+    /// `control` the first opening's (whether values without text fail).
     fn open(
         &self,
         source: &str,
         columns: &[usize],
         first_line: u64,
+        control: Arc<Control>,
     ) -> Result<TextBatches, InputError> {
         let file = File::open(&self.path).map_err(|e| io_err(source, e))?;
         let source = source.to_owned();
@@ -1410,7 +1413,7 @@ impl Reopen {
                     source,
                     schema,
                     first_line,
-                    Arc::default(),
+                    control,
                     Some(relocate),
                     reader,
                 ))
@@ -1420,7 +1423,7 @@ impl Reopen {
                     arrow_ipc::reader::FileReader::try_new_buffered(file, Some(columns.to_vec()))
                         .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&stored_schema(&reader));
-                Ok(to_text(source, schema, first_line, Arc::default(), reader))
+                Ok(to_text(source, schema, first_line, control, reader))
             }
         }
     }

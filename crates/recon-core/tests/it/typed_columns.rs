@@ -342,6 +342,24 @@ fn a_string_column_that_is_not_utf8_is_named_at_its_row() {
     // Neither mapped: never decoded, the file reads.
     let side = load(&path, AMOUNTS).unwrap();
     assert_eq!(side.amount, [100, 200, 300, 400, 500, 600, 700]);
+    // Stored as an upload: both columns kept empty and marked unreadable,
+    // as a binary column holding such a value is; mapping one is refused
+    // naming its first such value, the others load.
+    let stored = dir.path().join("stored.arrow");
+    let converted = recon_core::input::convert_to_ipc(
+        &path,
+        recon_core::input::Format::Parquet,
+        &recon_core::input::ReadOptions::default(),
+        &stored,
+    )
+    .unwrap();
+    assert_eq!(converted.rows, 7);
+    assert_eq!(converted.columns, ["id", "amount", "memo", "note"]);
+    assert_eq!(converted.unreadable, ["memo", "note"]);
+    let side = load(&stored, AMOUNTS).unwrap();
+    assert_eq!(side.amount, [100, 200, 300, 400, 500, 600, 700]);
+    let err = load(&stored, &format!("{AMOUNTS}description = \"memo\"")).unwrap_err();
+    assert!(err.contains("memo") && err.contains(expect), "{err}");
 }
 
 /// A stream cut off between two batches (no end marker) is refused, not read
