@@ -12,7 +12,8 @@ use crate::error::ApiError;
 pub enum ResultFormat {
     /// CSV, as stored.
     Csv,
-    /// Newline-delimited JSON objects keyed by the CSV header.
+    /// Newline-delimited JSON objects, as recon-core's
+    /// `write_results_ndjson` writes them (see [`Column`]).
     Json,
     /// Apache Parquet (written by the job at completion).
     Parquet,
@@ -53,6 +54,9 @@ const REFILL: usize = 64 * 1024;
 pub struct ResultStream {
     reader: csv::Reader<File>,
     headers: csv::StringRecord,
+    /// How each column is written as JSON.
+    columns: Vec<Column>,
+    side_col: Option<usize>,
     status_col: Option<usize>,
     filter: Vec<String>,
     json: bool,
@@ -85,6 +89,8 @@ impl ResultStream {
             ));
         }
         let json = format == ResultFormat::Json;
+        let columns = headers.iter().map(Column::of).collect();
+        let side_col = headers.iter().position(|h| h == "side");
         let mut writer = csv::Writer::from_writer(Vec::with_capacity(REFILL + 1024));
         if !json {
             writer.write_record(&headers).map_err(ApiError::internal)?;
@@ -92,6 +98,8 @@ impl ResultStream {
         Ok(Self {
             reader,
             headers,
+            columns,
+            side_col,
             status_col,
             filter,
             json,
@@ -113,17 +121,68 @@ impl ResultStream {
         }
     }
 
+    /// Writes the current row as recon-core's NDJSON rows are: the
+    /// result columns typed (`null` where the CSV is empty), then an
+    /// `extra` object of the row's own side's extra columns by name.
     fn write_json(&mut self) -> io::Result<()> {
-        self.out.push(b'{');
-        for (i, (h, v)) in self.headers.iter().zip(self.record.iter()).enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+        let out = &mut self.out;
+        let side = self
+            .side_col
+            .and_then(|i| self.record.get(i))
+            .unwrap_or_default();
+        out.push(b'{');
+        let mut first = true;
+        for ((h, v), column) in self
+            .headers
+            .iter()
+            .zip(self.record.iter())
+            .zip(&self.columns)
+        {
+            let value = match column {
+                Column::Extra { .. } => continue,
+                Column::Text => Some(v),
+                Column::Optional | Column::Number => (!v.is_empty()).then_some(v),
+            };
+            if !first {
+                out.push(b',');
             }
-            serde_json::to_writer(&mut self.out, h)?;
-            self.out.push(b':');
-            serde_json::to_writer(&mut self.out, v)?;
+            first = false;
+            serde_json::to_writer(&mut *out, h)?;
+            out.push(b':');
+            match value {
+                None => out.extend_from_slice(b"null"),
+                // Our own writer's numbers; anything else stays text.
+                Some(v) if *column == Column::Number && is_json_number(v) => {
+                    out.extend_from_slice(v.as_bytes());
+                }
+                Some(v) => serde_json::to_writer(&mut *out, v)?,
+            }
         }
-        self.out.extend_from_slice(b"}\n");
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"extra\":{");
+        let mut first = true;
+        for (v, column) in self.record.iter().zip(&self.columns) {
+            let Column::Extra { side: of, name } = column else {
+                continue;
+            };
+            if of != side {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *out, name)?;
+            out.push(b':');
+            if v.is_empty() {
+                out.extend_from_slice(b"null");
+            } else {
+                serde_json::to_writer(&mut *out, v)?;
+            }
+        }
+        out.extend_from_slice(b"}}\n");
         Ok(())
     }
 
@@ -184,6 +243,51 @@ impl Read for ResultStream {
     }
 }
 
+/// How a `results.csv` column is written as JSON, by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    /// Always text: `side`, `record_id`, `status`, `amount`, `currency`.
+    Text,
+    /// Text, `null` when empty: `rule`, `amount_diff` (an exact decimal,
+    /// kept as text like `amount`).
+    Optional,
+    /// A number, `null` when empty: `match_id`, `line`, `score` (as the
+    /// CSV rounds it), `date_diff_days`.
+    Number,
+    /// An `extra` column (`left_<name>`, `right_<name>`): in the row's
+    /// `extra` object under `name` when the row is of `side`.
+    Extra { side: String, name: String },
+}
+
+impl Column {
+    fn of(header: &str) -> Self {
+        match header {
+            "match_id" | "line" | "score" | "date_diff_days" => Self::Number,
+            "rule" | "amount_diff" => Self::Optional,
+            "side" | "record_id" | "status" | "amount" | "currency" => Self::Text,
+            other => match ["left", "right"]
+                .into_iter()
+                .find_map(|side| Some((side, other.strip_prefix(side)?.strip_prefix('_')?)))
+            {
+                Some((side, name)) => Self::Extra {
+                    side: side.to_owned(),
+                    name: name.to_owned(),
+                },
+                None => Self::Optional,
+            },
+        }
+    }
+}
+
+/// Whether `v` is a JSON number as recon writes them: an optional minus,
+/// digits, an optional fraction.
+fn is_json_number(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(int) && all_digits(frac) && (int == "0" || !int.starts_with('0'))
+}
+
 /// Splits `status` query values (`a,b` or repeated) into a filter list.
 pub fn status_filter(values: impl IntoIterator<Item = String>) -> Vec<String> {
     values
@@ -230,16 +334,56 @@ mod tests {
     }
 
     #[test]
-    fn json_rows_are_objects() {
-        let out = run(&["unmatched_left"], ResultFormat::Json);
+    fn json_rows_are_recon_cores_ndjson_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.csv");
+        std::fs::write(
+            &p,
+            "match_id,side,record_id,line,status,rule,score,amount,currency,amount_diff,\
+             date_diff_days,left_note,left_right_x,right_branch\n\
+             1,left,L1,2,matched,ref,1.0000,10.00,EUR,-0.50,-3,\"a, \"\"q\"\"\",,\n\
+             1,right,B1,7,matched,ref,1.0000,9.50,EUR,-0.50,-3,,,Main\n\
+             ,left,L2,3,unmatched,,,0.00,JPY,,,,x,\n",
+        )
+        .unwrap();
+        let mut s = ResultStream::open(&p, Vec::new(), ResultFormat::Json).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
         let rows: Vec<serde_json::Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(rows.len(), 1667);
-        assert_eq!(rows[0]["status"], "unmatched_left");
-        assert_eq!(rows[0]["left_id"], "1");
-        assert_eq!(rows[0]["note"], "a, \"q\"");
+        assert_eq!(
+            rows,
+            [
+                serde_json::json!({"match_id": 1, "side": "left", "record_id": "L1", "line": 2,
+                    "status": "matched", "rule": "ref", "score": 1.0, "amount": "10.00",
+                    "currency": "EUR", "amount_diff": "-0.50", "date_diff_days": -3,
+                    "extra": {"note": "a, \"q\"", "right_x": null}}),
+                serde_json::json!({"match_id": 1, "side": "right", "record_id": "B1", "line": 7,
+                    "status": "matched", "rule": "ref", "score": 1.0, "amount": "9.50",
+                    "currency": "EUR", "amount_diff": "-0.50", "date_diff_days": -3,
+                    "extra": {"branch": "Main"}}),
+                serde_json::json!({"match_id": null, "side": "left", "record_id": "L2", "line": 3,
+                    "status": "unmatched", "rule": null, "score": null, "amount": "0.00",
+                    "currency": "JPY", "amount_diff": null, "date_diff_days": null,
+                    "extra": {"note": null, "right_x": "x"}}),
+            ]
+        );
+        // Numbers as written: the score keeps the CSV's four decimals.
+        assert!(out.contains("\"score\":1.0000,"), "{out}");
+    }
+
+    #[test]
+    fn numbers_are_only_what_recon_writes() {
+        for ok in ["0", "7", "-3", "1.0000", "0.25", "120"] {
+            assert!(is_json_number(ok), "{ok}");
+        }
+        for bad in [
+            "", "-", "01", "1.", ".5", "1e3", "NaN", "+1", "1.2.3", "--1",
+        ] {
+            assert!(!is_json_number(bad), "{bad}");
+        }
     }
 
     #[test]

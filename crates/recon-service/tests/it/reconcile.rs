@@ -1339,3 +1339,113 @@ fn one_shot_files_are_listed_only_once_the_request_is_whole() {
     }
     assert_eq!(scratch_left, 0, "scratch files left behind");
 }
+
+/// `format=json` rows are recon-core's NDJSON rows (`write_results_ndjson`)
+/// for the same inputs and rules: typed values, `null` where empty, each
+/// row's own side's extra columns in an `extra` object. The one difference
+/// is the score, which the service reads back from results.csv (four
+/// decimals).
+#[test]
+fn json_results_are_recon_cores_ndjson() {
+    use recon_core::{
+        NoProgress, Reconciler, Rules, StatusFilter, load_side, write_results_ndjson,
+    };
+
+    let ledger = "id,date,amount,currency,ref,note,cost center\n\
+                  L1,2024-01-02,100.00,EUR,INV-1,\"a, \"\"q\"\"\",CC1\n\
+                  L2,2024-01-03,-25.50,EUR,INV-2,,CC2\n\
+                  L3,2024-01-04,10.00,EUR,INV-3,x,\n";
+    let bank = "id,date,amount,currency,ref,branch\n\
+                B1,2024-01-03,100.00,EUR,INV-1,Main\n\
+                B2,2024-01-03,-25.00,EUR,INV-2,\n\
+                B9,2024-01-09,77.00,EUR,OTHER,North\n";
+    let rules = RULES
+        .replacen(
+            "[left]\n",
+            "[left]\nextra = [\"note\", \"Cost Center\"]\n",
+            1,
+        )
+        .replacen("[right]\n", "[right]\nextra = [\"branch\"]\n", 1)
+        .replace("amount = { abs = \"0.00\" }", "amount = { abs = \"1.00\" }");
+    let t = app();
+    let body = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, rules.as_bytes()),
+            ("left", Some("l.csv"), None, ledger.as_bytes()),
+            ("right", Some("b.csv"), None, bank.as_bytes()),
+        ],
+    );
+    let job = t
+        .upload(
+            "/v1/reconcile?wait=30",
+            "multipart/form-data; boundary=bnd",
+            body,
+        )
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let served = t
+        .get(&format!("/v1/reconciliations/{id}/results?format=json"))
+        .expect(200)
+        .text();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (l, r) = (dir.path().join("l.csv"), dir.path().join("b.csv"));
+    std::fs::write(&l, ledger).unwrap();
+    std::fs::write(&r, bank).unwrap();
+    let parsed = Rules::from_toml_str(&rules, "rules.toml").unwrap();
+    let left = load_side(&l, &parsed.left).unwrap();
+    let right = load_side(&r, &parsed.right).unwrap();
+    let outcome = Reconciler::new(parsed)
+        .run(&left, &right, &NoProgress)
+        .unwrap();
+    let mut core = Vec::new();
+    write_results_ndjson(&outcome, &left, &right, &mut core, &StatusFilter::ALL).unwrap();
+
+    let rows = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
+                // Both to the CSV's four decimals.
+                if let Some(score) = row["score"].as_f64() {
+                    row["score"] = serde_json::json!((score * 1e4).round() / 1e4);
+                }
+                row
+            })
+            .collect()
+    };
+    let core = String::from_utf8(core).unwrap();
+    assert_eq!(
+        rows(&served),
+        rows(&core),
+        "served:\n{served}\ncore:\n{core}"
+    );
+    // The rows hold what the contract says, not only what both agree on.
+    let served = rows(&served);
+    let l2 = served.iter().find(|r| r["record_id"] == "L2").unwrap();
+    // Named as the header spells it.
+    assert_eq!(
+        l2["extra"],
+        serde_json::json!({"note": null, "cost center": "CC2"}),
+        "{l2}"
+    );
+    assert!(l2["match_id"].is_u64(), "{l2}");
+    let b9 = served.iter().find(|r| r["record_id"] == "B9").unwrap();
+    assert_eq!(
+        (
+            &b9["match_id"],
+            &b9["rule"],
+            &b9["amount_diff"],
+            &b9["extra"]
+        ),
+        (
+            &serde_json::Value::Null,
+            &serde_json::Value::Null,
+            &serde_json::Value::Null,
+            &serde_json::json!({"branch": "North"})
+        ),
+        "{b9}"
+    );
+}
