@@ -50,6 +50,20 @@ fn write_parquet(dir: &TempDir, name: &str, batch: &RecordBatch) -> PathBuf {
     path
 }
 
+/// `path` (a Parquet file) stored as an upload is, in `dir`: the stored
+/// file and what the conversion reports.
+fn store_parquet(dir: &TempDir, path: &Path) -> (PathBuf, recon_core::input::Converted) {
+    let stored = dir.path().join("stored.arrow");
+    let converted = recon_core::input::convert_to_ipc(
+        path,
+        recon_core::input::Format::Parquet,
+        &recon_core::input::ReadOptions::default(),
+        &stored,
+    )
+    .unwrap();
+    (stored, converted)
+}
+
 /// An Arrow stream of `batches` as bytes, with its end marker.
 fn stream_bytes(batches: &[RecordBatch]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -345,14 +359,7 @@ fn a_string_column_that_is_not_utf8_is_named_at_its_row() {
     // Stored as an upload: both columns kept empty and marked unreadable,
     // as a binary column holding such a value is; mapping one is refused
     // naming its first such value, the others load.
-    let stored = dir.path().join("stored.arrow");
-    let converted = recon_core::input::convert_to_ipc(
-        &path,
-        recon_core::input::Format::Parquet,
-        &recon_core::input::ReadOptions::default(),
-        &stored,
-    )
-    .unwrap();
+    let (stored, converted) = store_parquet(&dir, &path);
     assert_eq!(converted.rows, 7);
     assert_eq!(converted.columns, ["id", "amount", "memo", "note"]);
     assert_eq!(converted.unreadable, ["memo", "note"]);
@@ -558,14 +565,7 @@ fn stored_conversions_mark_columns_with_values_without_text() {
             ("day", Arc::new(Date32Array::from(vec![20_513, i32::MIN]))),
         ]),
     );
-    let stored = dir.path().join("stored.arrow");
-    let converted = recon_core::input::convert_to_ipc(
-        &path,
-        recon_core::input::Format::Parquet,
-        &recon_core::input::ReadOptions::default(),
-        &stored,
-    )
-    .unwrap();
+    let (stored, converted) = store_parquet(&dir, &path);
     assert_eq!(converted.rows, 2);
     assert_eq!(converted.unreadable, ["day", "digest"]);
     let side = load(&stored, AMOUNTS).unwrap();
