@@ -887,6 +887,9 @@ fn apply_charset(
     given: bool,
     called: &str,
 ) -> Result<(), ApiError> {
+    if !matches!(format, Format::Csv | Format::Ndjson) {
+        return Ok(());
+    }
     let labels = content_type.map_or_else(Vec::new, |ct| upload::parameters(ct, "charset"));
     let label = match labels.as_slice() {
         [] => return Ok(()),
@@ -899,9 +902,6 @@ fn apply_charset(
             )));
         }
     };
-    if !matches!(format, Format::Csv | Format::Ndjson) {
-        return Ok(());
-    }
     let charset = recon_core::mapping::TextEncoding::from_label(label).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
             "{called} has the charset {label:?}, which recon does not know; send a WHATWG \
