@@ -1347,10 +1347,6 @@ fn one_shot_files_are_listed_only_once_the_request_is_whole() {
 /// decimals).
 #[test]
 fn json_results_are_recon_cores_ndjson() {
-    use recon_core::{
-        NoProgress, Reconciler, Rules, StatusFilter, load_side, write_results_ndjson,
-    };
-
     let ledger = "id,date,amount,currency,ref,note,cost center\n\
                   L1,2024-01-02,100.00,EUR,INV-1,\"a, \"\"q\"\"\",CC1\n\
                   L2,2024-01-03,-25.50,EUR,INV-2,,CC2\n\
@@ -1367,63 +1363,8 @@ fn json_results_are_recon_cores_ndjson() {
         )
         .replacen("[right]\n", "[right]\nextra = [\"branch\"]\n", 1)
         .replace("amount = { abs = \"0.00\" }", "amount = { abs = \"1.00\" }");
-    let t = app();
-    let body = crate::multipart(
-        "bnd",
-        &[
-            ("rules", None, None, rules.as_bytes()),
-            ("left", Some("l.csv"), None, ledger.as_bytes()),
-            ("right", Some("b.csv"), None, bank.as_bytes()),
-        ],
-    );
-    let job = t
-        .upload(
-            "/v1/reconcile?wait=30",
-            "multipart/form-data; boundary=bnd",
-            body,
-        )
-        .expect(200)
-        .json();
-    assert_eq!(job["state"], "succeeded", "{job}");
-    let id = job["id"].as_str().unwrap();
-    let served = t
-        .get(&format!("/v1/reconciliations/{id}/results?format=json"))
-        .expect(200)
-        .text();
-
-    let dir = tempfile::tempdir().unwrap();
-    let (l, r) = (dir.path().join("l.csv"), dir.path().join("b.csv"));
-    std::fs::write(&l, ledger).unwrap();
-    std::fs::write(&r, bank).unwrap();
-    let parsed = Rules::from_toml_str(&rules, "rules.toml").unwrap();
-    let left = load_side(&l, &parsed.left).unwrap();
-    let right = load_side(&r, &parsed.right).unwrap();
-    let outcome = Reconciler::new(parsed)
-        .run(&left, &right, &NoProgress)
-        .unwrap();
-    let mut core = Vec::new();
-    write_results_ndjson(&outcome, &left, &right, &mut core, &StatusFilter::ALL).unwrap();
-
-    let rows = |text: &str| -> Vec<serde_json::Value> {
-        text.lines()
-            .map(|l| {
-                let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
-                // Both to the CSV's four decimals.
-                if let Some(score) = row["score"].as_f64() {
-                    row["score"] = serde_json::json!((score * 1e4).round() / 1e4);
-                }
-                row
-            })
-            .collect()
-    };
-    let core = String::from_utf8(core).unwrap();
-    assert_eq!(
-        rows(&served),
-        rows(&core),
-        "served:\n{served}\ncore:\n{core}"
-    );
+    let served = served_and_core_json(ledger.as_bytes(), bank.as_bytes(), &rules);
     // The rows hold what the contract says, not only what both agree on.
-    let served = rows(&served);
     let l2 = served.iter().find(|r| r["record_id"] == "L2").unwrap();
     // Named as the header spells it.
     assert_eq!(
@@ -1448,4 +1389,98 @@ fn json_results_are_recon_cores_ndjson() {
         ),
         "{b9}"
     );
+
+    // A generated case: every status, splits, breaks, several currencies.
+    let dir = tempfile::tempdir().unwrap();
+    let options = recon_core::synth::GenOptions {
+        records: 3000,
+        seed: 7,
+        ..Default::default()
+    };
+    let (_, paths) = recon_core::synth::write_case(&options, dir.path()).unwrap();
+    let rules = std::fs::read_to_string(&paths.rules)
+        .unwrap()
+        .replacen("[left]\n", "[left]\nextra = [\"memo\"]\n", 1)
+        .replacen(
+            "[right]\n",
+            "[right]\nextra = [\"Narrative\", \"Payer\"]\n",
+            1,
+        );
+    let served = served_and_core_json(
+        &std::fs::read(&paths.left).unwrap(),
+        &std::fs::read(&paths.right).unwrap(),
+        &rules,
+    );
+    for status in ["matched", "break", "ambiguous", "unmatched", "duplicate"] {
+        assert!(
+            served.iter().any(|r| r["status"] == status),
+            "no {status} row"
+        );
+    }
+}
+
+/// Runs `rules` over the two files as a one-shot request and with
+/// recon-core directly; asserts the served `format=json` rows equal
+/// `write_results_ndjson`'s (scores at four decimals) and returns them.
+fn served_and_core_json(ledger: &[u8], bank: &[u8], rules: &str) -> Vec<serde_json::Value> {
+    use recon_core::{
+        NoProgress, Reconciler, Rules, StatusFilter, load_side, write_results_ndjson,
+    };
+
+    let t = app();
+    let body = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, rules.as_bytes()),
+            ("left", Some("l.csv"), None, ledger),
+            ("right", Some("b.csv"), None, bank),
+        ],
+    );
+    let job = t
+        .upload(
+            "/v1/reconcile?wait=60",
+            "multipart/form-data; boundary=bnd",
+            body,
+        )
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let id = job["id"].as_str().unwrap();
+    let served = t
+        .get(&format!("/v1/reconciliations/{id}/results?format=json"))
+        .expect(200)
+        .text();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (l, r) = (dir.path().join("l.csv"), dir.path().join("b.csv"));
+    std::fs::write(&l, ledger).unwrap();
+    std::fs::write(&r, bank).unwrap();
+    let parsed = Rules::from_toml_str(rules, "rules.toml").unwrap();
+    let left = load_side(&l, &parsed.left).unwrap();
+    let right = load_side(&r, &parsed.right).unwrap();
+    let outcome = Reconciler::new(parsed)
+        .run(&left, &right, &NoProgress)
+        .unwrap();
+    let mut core = Vec::new();
+    write_results_ndjson(&outcome, &left, &right, &mut core, &StatusFilter::ALL).unwrap();
+    let core = String::from_utf8(core).unwrap();
+
+    let rows = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
+                // Both to the CSV's four decimals.
+                if let Some(score) = row["score"].as_f64() {
+                    row["score"] = serde_json::json!((score * 1e4).round() / 1e4);
+                }
+                row
+            })
+            .collect()
+    };
+    let (served, core) = (rows(&served), rows(&core));
+    assert_eq!(served.len(), core.len());
+    for (s, c) in served.iter().zip(&core) {
+        assert_eq!(s, c);
+    }
+    served
 }
