@@ -22,14 +22,14 @@ const BATCH: usize = 4096;
 
 /// The first value in file order (the lowest row, then the leftmost column)
 /// that is not UTF-8, among the top-level byte-array columns whose root
-/// positions are `columns` (all when `None`): as the error a CSV's would
+/// positions are `columns` (those read as strings): as the error a CSV's would
 /// be, its row numbered from `first_line`. `None` when the file cannot be
 /// read again this way or holds no such value (the reader's own message
 /// then stands).
 pub(super) fn parquet_invalid_utf8(
     path: &Path,
     source: &str,
-    columns: Option<&[usize]>,
+    columns: &[usize],
     first_line: u64,
 ) -> Option<InputError> {
     let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
@@ -41,7 +41,7 @@ pub(super) fn parquet_invalid_utf8(
             let leaf = schema.column(i);
             leaf.max_rep_level() == 0
                 && leaf.physical_type() == parquet::basic::Type::BYTE_ARRAY
-                && columns.is_none_or(|c| c.contains(&schema.get_column_root_idx(i)))
+                && columns.contains(&schema.get_column_root_idx(i))
         })
         .collect();
     let mut rows_before = 0u64;

@@ -211,7 +211,7 @@ impl Opened {
             return Ok(false);
         };
         let mut file = File::open(&scan.path).map_err(|e| io_err(&self.source, e))?;
-        file.seek(SeekFrom::Start(scan.skip))
+        file.seek(SeekFrom::Start(scan.skip()))
             .map_err(|e| io_err(&self.source, e))?;
         let opts = ReadOptions {
             delimiter: scan.delimiter,
@@ -284,7 +284,7 @@ impl Opened {
         // A quote still open where the whole file was read took the rest of
         // it into one field: refused, and named as the cause when that
         // record is the one the reader found ragged.
-        let unclosed = unclosed.filter(|_| scan.skip + fed == bytes);
+        let unclosed = unclosed.filter(|_| scan.skip() + fed == bytes);
         let read = read
             .map_err(|e| relocate(e, &line_fixes, scan.has_header))
             .map_err(|e| scan.explain_invalid_utf8(e, &schema))
@@ -393,7 +393,6 @@ fn open_csv(
     let mut scan = LineScan {
         path: path.to_owned(),
         bom,
-        skip,
         delimiter: opts.delimiter,
         has_header: opts.has_header,
         encoding,
@@ -422,7 +421,7 @@ fn open_csv(
             .unwrap_or_else(PoisonError::into_inner)
             .refused
             .take();
-        refused.map_or_else(|| csv_err(&source, &e), |u| u.to_error(&source))
+        refused.map_or_else(|| csv_err(&source, &e), |(u, _, _)| u.to_error(&source))
     })?;
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
@@ -531,8 +530,6 @@ struct LineScan {
     path: PathBuf,
     /// The byte order mark before the first line, if any.
     bom: &'static [u8],
-    /// Its length.
-    skip: u64,
     delimiter: u8,
     has_header: bool,
     /// The file's encoding (its byte order mark's, else the label's): other
@@ -549,6 +546,11 @@ struct LineScan {
 }
 
 impl LineScan {
+    /// The bytes before the first line (the byte order mark's).
+    fn skip(&self) -> u64 {
+        self.bom.len() as u64
+    }
+
     /// Adds the column and the bytes to an invalid-UTF-8 error on a row,
     /// read again from the file (only on this error's path). Any other error,
     /// or a row that cannot be read again, is returned as it is.
@@ -559,13 +561,12 @@ impl LineScan {
                 line,
                 field: None,
             } if line > 1 || !self.has_header => {
-                let field =
-                    invalid_field(&self.path, self.skip, self.delimiter, line).map(|(i, value)| {
-                        NotUtf8Field {
-                            column: column_name(schema, i),
-                            value,
-                        }
-                    });
+                let field = invalid_field(&self.path, self.skip(), self.delimiter, line).map(
+                    |(i, value)| NotUtf8Field {
+                        column: column_name(schema, i),
+                        value,
+                    },
+                );
                 InputError::InvalidUtf8 { file, line, field }
             }
             other => other,
@@ -644,10 +645,10 @@ impl LineScan {
     fn text_at(&self, at: u64) -> Option<Box<dyn Read>> {
         let mut file = File::open(&self.path).ok()?;
         if self.encoding.is_utf8() {
-            file.seek(SeekFrom::Start(self.skip + at)).ok()?;
+            file.seek(SeekFrom::Start(self.skip() + at)).ok()?;
             return Some(Box::new(file));
         }
-        file.seek(SeekFrom::Start(self.skip)).ok()?;
+        file.seek(SeekFrom::Start(self.skip())).ok()?;
         let mut text = Scanned::new(file, Arc::default(), self.encoding);
         let skipped = std::io::copy(&mut (&mut text).take(at), &mut std::io::sink()).ok()?;
         (skipped == at).then(|| Box::new(text) as Box<dyn Read>)
@@ -915,7 +916,6 @@ impl Read for Scanned {
                 // record, named by the line it starts on (as a row's
                 // invalid UTF-8 is).
                 let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.undecodable = Some((state.record_at, state.offset));
                 let refused = Undecodable {
                     encoding: d.encoding,
                     line: state.record_line,
@@ -923,7 +923,7 @@ impl Read for Scanned {
                 };
                 // The CSV reader keeps this error whole; its header
                 // inference keeps only the text, so the scan keeps it too.
-                state.refused = Some(refused.clone());
+                state.refused = Some((refused.clone(), state.record_at, state.offset));
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     refused,
@@ -1008,11 +1008,10 @@ struct ScanState {
     last_close: Option<u64>,
     /// The file's bytes read (the decoded text's are `offset`).
     raw: u64,
-    /// Where a decoding reader stopped at bytes its encoding does not
-    /// define: the record's start and its own offset.
-    undecodable: Option<(u64, u64)>,
-    /// What it refused, taken by the one who reports it.
-    refused: Option<Undecodable>,
+    /// What a decoding reader refused (bytes its encoding does not define),
+    /// with where it stopped: the record's start and its own offset, in the
+    /// decoded text.
+    refused: Option<(Undecodable, u64, u64)>,
 }
 
 impl ScanState {
@@ -1041,7 +1040,6 @@ impl ScanState {
             offset: 0,
             last_close: None,
             raw: 0,
-            undecodable: None,
             refused: None,
         }
     }
@@ -1136,7 +1134,7 @@ impl ScanState {
             records: self.records.saturating_sub(self.header),
             sha256: self.hash.map(|h| h.finalize().into()),
             fed: self.raw,
-            undecodable: self.undecodable,
+            undecodable: self.refused.map(|(_, record_at, at)| (record_at, at)),
             unclosed: self.in_quotes.then_some(Unclosed {
                 record_line: self.record_line,
                 record_at: self.record_at,
@@ -1241,8 +1239,29 @@ fn to_text(
 /// refused as invalid UTF-8 ([`locate::parquet_invalid_utf8`]).
 struct Relocate {
     path: PathBuf,
-    /// The root columns read; all when `None`.
-    columns: Option<Vec<usize>>,
+    /// The root columns read that the reader reads as strings (and so
+    /// validates): a binary one's bytes are checked at their row when cast
+    /// ([`cast::column_text`]), never by the reader.
+    columns: Vec<usize>,
+}
+
+impl Relocate {
+    /// For `path`, whose columns at `read` (root positions) the reader
+    /// reads with the types of `schema` (the file's whole Arrow schema).
+    fn new(path: &Path, schema: &Schema, read: impl IntoIterator<Item = usize>) -> Self {
+        let string = |i: usize| {
+            schema.fields().get(i).is_some_and(|f| {
+                matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+            })
+        };
+        Self {
+            path: path.to_owned(),
+            columns: read.into_iter().filter(|&i| string(i)).collect(),
+        }
+    }
 }
 
 /// [`to_text`], with a Parquet reader's invalid-UTF-8 error located.
@@ -1262,7 +1281,7 @@ fn to_text_of(
                 .as_ref()
                 .filter(|_| msg.contains("utf-8") || msg.contains("utf8"))
                 .and_then(|r| {
-                    locate::parquet_invalid_utf8(&r.path, &source, r.columns.as_deref(), first_line)
+                    locate::parquet_invalid_utf8(&r.path, &source, &r.columns, first_line)
                 })
                 .unwrap_or_else(|| format_err(&source, e))
         })?;
@@ -1395,6 +1414,7 @@ impl Reopen {
                 let builder =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                         .map_err(|e| format_err(&source, e))?;
+                let relocate = Relocate::new(&self.path, builder.schema(), columns.iter().copied());
                 let mask = parquet::arrow::ProjectionMask::roots(
                     builder.parquet_schema(),
                     columns.iter().copied(),
@@ -1405,10 +1425,6 @@ impl Reopen {
                     .build()
                     .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&arrow_array::RecordBatchReader::schema(&reader));
-                let relocate = Relocate {
-                    path: self.path.clone(),
-                    columns: Some(columns.to_vec()),
-                };
                 Ok(to_text_of(
                     source,
                     schema,
@@ -1443,10 +1459,7 @@ fn open_parquet(
         .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build()
         .map_err(|e| format_err(&source, e))?;
-    let relocate = Relocate {
-        path: path.to_owned(),
-        columns: None,
-    };
+    let relocate = Relocate::new(path, &schema, 0..schema.fields().len());
     Ok(rows_from(source, &schema, 1, Some(relocate), reader))
 }
 
@@ -2159,7 +2172,6 @@ mod tests {
         ScanState::new(&LineScan {
             path: PathBuf::new(),
             bom: &[],
-            skip: 0,
             delimiter: b',',
             has_header,
             encoding: TextEncoding::UTF_8,

@@ -282,7 +282,8 @@ fn binary_text_must_be_utf8_where_it_is_read() {
 /// holds Latin-1 bytes in its second row group, after nulls. The parquet
 /// crate's reader refuses such a column without saying where; the load
 /// names the row (counted across row groups and nulls), the column and the
-/// bytes, and reads the file when that column is not mapped.
+/// bytes (not a binary column's earlier bad bytes, which the reader does not
+/// check), and reads the file when that column is not mapped.
 fn latin1_in_a_string_column(path: &Path) {
     use parquet::data_type::{ByteArray, ByteArrayType};
     use parquet::file::writer::SerializedFileWriter;
@@ -290,19 +291,23 @@ fn latin1_in_a_string_column(path: &Path) {
     let schema = Arc::new(
         parquet::schema::parser::parse_message_type(
             "message export { REQUIRED BYTE_ARRAY id (UTF8); REQUIRED BYTE_ARRAY amount (UTF8); \
-             OPTIONAL BYTE_ARRAY memo (UTF8); OPTIONAL BYTE_ARRAY note (UTF8); }",
+             OPTIONAL BYTE_ARRAY memo (UTF8); OPTIONAL BYTE_ARRAY note (UTF8); \
+             OPTIONAL BYTE_ARRAY digest; }",
         )
         .unwrap(),
     );
     let mut w =
         SerializedFileWriter::new(fs::File::create(path).unwrap(), schema, Arc::default()).unwrap();
     // Row groups of 3 and 4 rows; per column its values (`None` a null).
-    let groups: [[Vec<Option<&[u8]>>; 4]; 2] = [
+    // `digest` is binary (no string annotation): its bad bytes, in the first
+    // row, are not what the reader refuses.
+    let groups: [[Vec<Option<&[u8]>>; 5]; 2] = [
         [
             vec![Some(b"r1"), Some(b"r2"), Some(b"r3")],
             vec![Some(b"1.00"), Some(b"2.00"), Some(b"3.00")],
             vec![Some(b"a"), None, Some(b"b")],
             vec![None, None, None],
+            vec![Some(b"\xff"), None, None],
         ],
         [
             vec![Some(b"r4"), Some(b"r5"), Some(b"r6"), Some(b"r7")],
@@ -310,6 +315,7 @@ fn latin1_in_a_string_column(path: &Path) {
             vec![None, None, Some(b"caf\xe9 cr\xe8me"), Some(b"\xff")],
             // Later in its row group than memo's: memo's is the first.
             vec![None, None, None, Some(b"\xfe")],
+            vec![None, None, None, None],
         ],
     ];
     for columns in groups {
@@ -361,8 +367,11 @@ fn a_string_column_that_is_not_utf8_is_named_at_its_row() {
     // naming its first such value, the others load.
     let (stored, converted) = store_parquet(&dir, &path);
     assert_eq!(converted.rows, 7);
-    assert_eq!(converted.columns, ["id", "amount", "memo", "note"]);
-    assert_eq!(converted.unreadable, ["memo", "note"]);
+    assert_eq!(
+        converted.columns,
+        ["id", "amount", "memo", "note", "digest"]
+    );
+    assert_eq!(converted.unreadable, ["digest", "memo", "note"]);
     let side = load(&stored, AMOUNTS).unwrap();
     assert_eq!(side.amount, [100, 200, 300, 400, 500, 600, 700]);
     let err = load(&stored, &format!("{AMOUNTS}description = \"memo\"")).unwrap_err();
