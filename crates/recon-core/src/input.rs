@@ -382,20 +382,7 @@ pub fn convert_to_ipc(
     // unreadable, refused where mapped. One more try per such column.
     let mut left_out = std::collections::BTreeMap::new();
     loop {
-        match convert_leaving_out(src, format, opts, dest, &left_out) {
-            Err(InputError::InvalidUtf8 {
-                file,
-                line,
-                field: Some(field),
-            }) if format == Format::Parquet && !left_out.contains_key(&field.column) => {
-                let column = field.column.clone();
-                let first = InputError::InvalidUtf8 {
-                    file,
-                    line,
-                    field: Some(field),
-                };
-                left_out.insert(column, format!("Utf8 (first at {first})"));
-            }
+        let e = match convert_leaving_out(src, format, opts, dest, &left_out) {
             Ok(converted) => {
                 tracing::debug!(
                     rows = converted.rows,
@@ -404,8 +391,17 @@ pub fn convert_to_ipc(
                 );
                 return Ok(converted);
             }
-            Err(e) => return Err(e),
-        }
+            Err(e) => e,
+        };
+        let column = match &e {
+            InputError::InvalidUtf8 {
+                field: Some(field), ..
+            } if format == Format::Parquet && !left_out.contains_key(&field.column) => {
+                field.column.clone()
+            }
+            _ => return Err(e),
+        };
+        left_out.insert(column, format!("Utf8 (first at {e})"));
     }
 }
 
