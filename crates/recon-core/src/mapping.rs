@@ -127,22 +127,6 @@ impl TextEncoding {
     /// UTF-16, big-endian.
     pub const UTF_16BE: Self = Self(encoding_rs::UTF_16BE);
 
-    /// The encoding a byte order mark at the start of `head` (a file's first
-    /// bytes) names, with the mark; `None` without one. A mark wins over any
-    /// label, as in browsers.
-    pub(crate) fn of_bom(head: &[u8]) -> Option<(Self, &'static [u8])> {
-        const UTF_8_BOM: &[u8] = b"\xEF\xBB\xBF";
-        const UTF_16LE_BOM: &[u8] = b"\xFF\xFE";
-        const UTF_16BE_BOM: &[u8] = b"\xFE\xFF";
-        [
-            (Self::UTF_8, UTF_8_BOM),
-            (Self::UTF_16LE, UTF_16LE_BOM),
-            (Self::UTF_16BE, UTF_16BE_BOM),
-        ]
-        .into_iter()
-        .find(|(_, bom)| head.starts_with(bom))
-    }
-
     /// The encoding a label names (ASCII case-insensitive, surrounding
     /// spaces ignored); `None` for a label the standard does not know, and
     /// for those it maps to its "replacement" encoding (ISO-2022-KR,
@@ -163,8 +147,8 @@ impl TextEncoding {
         self.0 == encoding_rs::UTF_8
     }
 
-    /// The decoder of text after any byte order mark (see
-    /// [`TextEncoding::of_bom`]): a mark there is read as text.
+    /// The decoder of text after any byte order mark (the reader skips one
+    /// and reads the encoding it names): a mark there is read as text.
     pub(crate) fn new_decoder(self) -> encoding_rs::Decoder {
         self.0.new_decoder_without_bom_handling()
     }

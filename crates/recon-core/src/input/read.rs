@@ -385,7 +385,7 @@ fn open_csv(
     }
     // A byte order mark names the encoding whatever the label says (as
     // browsers read one), and is skipped.
-    let (encoding, bom) = TextEncoding::of_bom(&start[..got]).unwrap_or((opts.encoding, &[]));
+    let (encoding, bom) = bom_encoding(&start[..got]).unwrap_or((opts.encoding, &[]));
     let skip = bom.len() as u64;
     file.seek(SeekFrom::Start(skip))
         .map_err(|e| io_err(&source, e))?;
@@ -458,6 +458,21 @@ fn open_csv(
         control: None,
         batches,
     })
+}
+
+/// The encoding a byte order mark at the start of `head` (a file's first
+/// bytes) names, with the mark; `None` without one. A mark wins over any
+/// label, as in browsers.
+fn bom_encoding(head: &[u8]) -> Option<(TextEncoding, &'static [u8])> {
+    const UTF_16LE_BOM: &[u8] = b"\xFF\xFE";
+    const UTF_16BE_BOM: &[u8] = b"\xFE\xFF";
+    [
+        (TextEncoding::UTF_8, BOM),
+        (TextEncoding::UTF_16LE, UTF_16LE_BOM),
+        (TextEncoding::UTF_16BE, UTF_16BE_BOM),
+    ]
+    .into_iter()
+    .find(|(_, bom)| head.starts_with(bom))
 }
 
 /// The CSV reader over `file` (positioned after any BOM), of `projection`'s columns
