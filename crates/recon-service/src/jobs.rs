@@ -550,11 +550,14 @@ pub struct RecordLookup {
 impl RecordLookup {
     /// The job's record now; `None` once it is gone (deleted).
     pub fn record(&self) -> Option<JobRecord> {
-        let kept = {
-            let local = self.local.0.lock().unwrap_or_else(PoisonError::into_inner);
-            local.unrecorded.get(&self.id).cloned()
-        };
-        kept.or_else(|| read_record(&self.dir))
+        self.kept().or_else(|| read_record(&self.dir))
+    }
+
+    /// The record this instance keeps in memory for the job, if any: an
+    /// end or Parquet state it could not write.
+    fn kept(&self) -> Option<JobRecord> {
+        let local = self.local.0.lock().unwrap_or_else(PoisonError::into_inner);
+        local.unrecorded.get(&self.id).cloned()
     }
 }
 
@@ -906,20 +909,8 @@ impl Jobs {
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown or invalid id.
     pub fn get_with_dir(&self, id: &str) -> Result<(JobRecord, PathBuf), ApiError> {
-        let dir = self.job_dir(id)?;
-        let unrecorded = {
-            let local = self.local.0.lock().unwrap_or_else(PoisonError::into_inner);
-            local.unrecorded.get(id).cloned()
-        };
-        let rec = match unrecorded {
-            Some(rec) => rec,
-            None => {
-                let rec = read_record(&dir)
-                    .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))?;
-                self.judge.settle(&dir, rec, &mut Seen::new())
-            }
-        };
-        Ok((rec, dir))
+        self.get_with_lookup(id)
+            .map(|(rec, lookup)| (rec, lookup.dir))
     }
 
     /// [`Jobs::get`], and how to read the job's record again later
@@ -928,11 +919,18 @@ impl Jobs {
     /// # Errors
     /// [`ApiError::NotFound`] for an unknown or invalid id.
     pub fn get_with_lookup(&self, id: &str) -> Result<(JobRecord, RecordLookup), ApiError> {
-        let (rec, dir) = self.get_with_dir(id)?;
         let lookup = RecordLookup {
             id: id.to_owned(),
-            dir,
+            dir: self.job_dir(id)?,
             local: Arc::clone(&self.local),
+        };
+        let rec = match lookup.kept() {
+            Some(rec) => rec,
+            None => {
+                let rec = read_record(&lookup.dir)
+                    .ok_or_else(|| ApiError::NotFound(format!("no reconciliation {id:?}")))?;
+                self.judge.settle(&lookup.dir, rec, &mut Seen::new())
+            }
         };
         Ok((rec, lookup))
     }
