@@ -550,13 +550,6 @@ pub struct Built {
     started: std::time::Instant,
 }
 
-impl Built {
-    /// Its record as it will be published (`created` still empty).
-    pub fn meta(&self) -> &DatasetMeta {
-        &self.meta
-    }
-}
-
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.raw);
