@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 use recon_core::input::{SideLoad, load_side};
@@ -13,7 +13,6 @@ use recon_core::mapping::{SideMapping, TextEncoding};
 use recon_core::rules::RoleSet;
 use recon_core::sha256_hex;
 use recon_core::side::Side;
-use tempfile::TempDir;
 
 const MAP: &str = r#"
 id = "id"
@@ -23,12 +22,6 @@ reference = "ref"
 counterparty = "name"
 "#;
 
-fn write(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.path().join(name);
-    fs::write(&path, bytes).unwrap();
-    path
-}
-
 fn mapping(extra: &str) -> SideMapping {
     toml::from_str(&format!("{MAP}\n{extra}")).unwrap()
 }
@@ -36,8 +29,8 @@ fn mapping(extra: &str) -> SideMapping {
 /// Loads `bytes` as `name` with [`MAP`] and `extra` keys: the side, or the
 /// error's text.
 fn load(name: &str, bytes: &[u8], extra: &str) -> Result<Side, String> {
-    let dir = tempfile::tempdir().unwrap();
-    load_side(&write(&dir, name, bytes), &mapping(extra)).map_err(|e| e.to_string())
+    let (_dir, path) = crate::input::file(name, bytes);
+    load_side(&path, &mapping(extra)).map_err(|e| e.to_string())
 }
 
 /// What a side holds, as text: compared between a file and its UTF-8 twin.
@@ -164,9 +157,8 @@ fn utf16_files_read_by_their_byte_order_mark() {
 
 #[test]
 fn the_digest_is_of_the_files_own_bytes() {
-    let dir = tempfile::tempdir().unwrap();
     let bytes = utf16(TEXT, true);
-    let path = write(&dir, "a.csv", &bytes);
+    let (_dir, path) = crate::input::file("a.csv", &bytes);
     // Labelled, and found by its byte order mark alone.
     for (map, roles) in [
         (mapping("encoding = \"utf-16le\""), RoleSet::ALL),

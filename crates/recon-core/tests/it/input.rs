@@ -21,7 +21,7 @@ use recon_core::side::Side;
 use tempfile::TempDir;
 
 /// Writes `content` to `name` in a fresh temporary directory.
-fn file(name: &str, content: &[u8]) -> (TempDir, PathBuf) {
+pub(crate) fn file(name: &str, content: &[u8]) -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     fs::write(&path, content).unwrap();
