@@ -566,6 +566,17 @@ impl App {
                 missing.join(" or ")
             )));
         };
+        // Checked before anything is published: a refused request's files
+        // are never listed, not even for a moment.
+        self.jobs.check(
+            [l.meta(), r.meta()],
+            rules,
+            Naming::AsParts,
+            |side, mapping| match side {
+                SideName::Left => l.check_columns(mapping),
+                SideName::Right => r.check_columns(mapping),
+            },
+        )?;
         let l = self.store.publish(l)?;
         let r = match self.store.publish(r) {
             Ok(r) => r,

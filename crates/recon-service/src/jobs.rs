@@ -62,6 +62,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use recon_core::mapping::SideMapping;
 use recon_core::outcome::SideName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -71,7 +72,7 @@ use crate::error::ApiError;
 use crate::ids;
 use crate::owner::{Liveness, Owner};
 use crate::reconcile;
-use crate::store::DatasetStore;
+use crate::store::{DatasetMeta, DatasetStore};
 
 /// A job's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -778,6 +779,42 @@ impl Jobs {
         })
     }
 
+    /// Checks a job's rules and the columns each side maps against the two
+    /// datasets' schemas (`columns` reads a side's schema), so a job never starts
+    /// only to fail on a column name; values are checked by the job, which
+    /// reads every row. [`JobStore::submit`] checks stored datasets with it;
+    /// `POST /v1/reconcile` checks its files before it publishes them.
+    ///
+    /// # Errors
+    /// 422 when the rules are invalid or a mapped column or reading option
+    /// does not fit its dataset; 500 when a schema cannot be read.
+    pub fn check(
+        &self,
+        metas: [&DatasetMeta; 2],
+        rules: &str,
+        naming: Naming,
+        columns: impl Fn(SideName, &SideMapping) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let parsed = reconcile::parse_rules(rules).map_err(ApiError::Unprocessable)?;
+        for (side, meta) in [SideName::Left, SideName::Right].into_iter().zip(metas) {
+            let (name, id) = (side.as_str(), &meta.id);
+            let called = match naming {
+                Naming::ById => format!("dataset {id}"),
+                Naming::AsParts => format!("the `{name}` file ({:?})", meta.name),
+            };
+            meta.check_read_options(parsed.mapping(side), &called)
+                .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
+            columns(side, parsed.mapping(side)).map_err(|e| match e {
+                ApiError::Unprocessable(msg) => ApiError::Unprocessable(format!("[{name}]: {msg}")),
+                ApiError::NotFound(_) => {
+                    ApiError::Unprocessable(format!("{name} dataset {id:?} does not exist"))
+                }
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Accepts a job over two stored datasets, queues it, and waits up to
     /// `wait` for it to end. The record returned is durable whatever state it
     /// shows: an ended job's results and end were committed before it ends the
@@ -799,30 +836,11 @@ impl Jobs {
             })
         };
         let metas = [meta("left", left)?, meta("right", right)?];
-        let parsed = reconcile::parse_rules(rules).map_err(ApiError::Unprocessable)?;
-        // The columns each side maps are checked against the stored schemas
-        // now, so a job never starts only to fail on a column name; values
-        // are checked by the job, which reads every row.
-        for (side, meta) in [SideName::Left, SideName::Right].into_iter().zip(&metas) {
-            let (name, id) = (side.as_str(), &meta.id);
-            let called = match naming {
-                Naming::ById => format!("dataset {id}"),
-                Naming::AsParts => format!("the `{name}` file ({:?})", meta.name),
-            };
-            meta.check_read_options(parsed.mapping(side), &called)
-                .map_err(|e| ApiError::Unprocessable(format!("[{name}]: {e}")))?;
-            self.store
-                .check_columns(meta, parsed.mapping(side))
-                .map_err(|e| match e {
-                    ApiError::Unprocessable(msg) => {
-                        ApiError::Unprocessable(format!("[{name}]: {msg}"))
-                    }
-                    ApiError::NotFound(_) => {
-                        ApiError::Unprocessable(format!("{name} dataset {id:?} does not exist"))
-                    }
-                    other => other,
-                })?;
-        }
+        let [l, r] = &metas;
+        self.check([l, r], rules, naming, |side, mapping| match side {
+            SideName::Left => self.store.check_columns(l, mapping),
+            SideName::Right => self.store.check_columns(r, mapping),
+        })?;
         let id = ids::new_id();
         let dir = self.dir.join(&id);
         fs::create_dir(&dir).map_err(ApiError::internal)?;

@@ -510,19 +510,8 @@ impl DatasetStore {
     /// for a missing, ambiguous or unreadable column or an unusable mapping;
     /// 500 when the stored schema cannot be read.
     pub fn check_columns(&self, meta: &DatasetMeta, mapping: &SideMapping) -> Result<(), ApiError> {
-        let id = meta.id.as_str();
-        let path = self.dir(id)?.join("data.arrow");
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ApiError::NotFound(format!("no dataset {id:?}")),
-            _ => ApiError::internal_at(&path, e),
-        })?;
-        let reader = arrow_ipc::reader::FileReader::try_new(io::BufReader::new(file), None)
-            .map_err(|e| ApiError::internal_at(&path, e))?;
-        let mut table = Table::empty(meta.name.clone());
-        table.schema = recon_core::input::stored_ipc_schema(&reader);
-        Side::from_table(&table, mapping)
-            .map(drop)
-            .map_err(input_error)
+        let path = self.dir(&meta.id)?.join("data.arrow");
+        columns_fit(&path, meta, mapping)
     }
 
     /// How many datasets are stored and the bytes their files take.
@@ -548,6 +537,37 @@ pub struct Built {
     meta: DatasetMeta,
     scratch: Scratch,
     started: std::time::Instant,
+}
+
+impl Built {
+    /// The dataset's record, but for its creation stamp (given when published).
+    pub fn meta(&self) -> &DatasetMeta {
+        &self.meta
+    }
+
+    /// [`DatasetStore::check_columns`] before the dataset is published.
+    ///
+    /// # Errors
+    /// As [`DatasetStore::check_columns`].
+    pub fn check_columns(&self, mapping: &SideMapping) -> Result<(), ApiError> {
+        columns_fit(&self.scratch.build.join("data.arrow"), &self.meta, mapping)
+    }
+}
+
+/// Whether the stored data file at `path` (of the dataset `meta`) has the
+/// columns `mapping` reads.
+fn columns_fit(path: &Path, meta: &DatasetMeta, mapping: &SideMapping) -> Result<(), ApiError> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ApiError::NotFound(format!("no dataset {:?}", meta.id)),
+        _ => ApiError::internal_at(path, e),
+    })?;
+    let reader = arrow_ipc::reader::FileReader::try_new(io::BufReader::new(file), None)
+        .map_err(|e| ApiError::internal_at(path, e))?;
+    let mut table = Table::empty(meta.name.clone());
+    table.schema = recon_core::input::stored_ipc_schema(&reader);
+    Side::from_table(&table, mapping)
+        .map(drop)
+        .map_err(input_error)
 }
 
 impl Drop for Scratch {

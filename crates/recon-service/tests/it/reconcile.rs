@@ -680,7 +680,11 @@ fn a_mapped_column_the_dataset_lacks_is_422_before_any_job() {
         ],
     );
     let p = t
-        .upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+        .upload(
+            "/v1/reconcile",
+            "multipart/form-data; boundary=bnd",
+            body.clone(),
+        )
         .expect(422)
         .json();
     assert_eq!(
@@ -697,6 +701,30 @@ fn a_mapped_column_the_dataset_lacks_is_422_before_any_job() {
         t.get("/v1/reconciliations").json()["reconciliations"],
         serde_json::json!([])
     );
+    // The check comes before the files are published, so a refused request's
+    // files are never listed, even for a moment: with nowhere to publish
+    // (`datasets/` made a file), the refusal is still this 422, while the
+    // same request with good rules reaches publishing and fails there.
+    let datasets = t.dir.path().join("datasets");
+    std::fs::rename(&datasets, t.dir.path().join("datasets.away")).unwrap();
+    std::fs::write(&datasets, b"").unwrap();
+    let refused = t
+        .upload("/v1/reconcile", "multipart/form-data; boundary=bnd", body)
+        .expect(422)
+        .json();
+    assert_eq!(refused["detail"], p["detail"]);
+    let good = crate::multipart(
+        "bnd",
+        &[
+            ("rules", None, None, RULES.as_bytes()),
+            ("left", Some("ledger.csv"), None, LEDGER.as_bytes()),
+            ("right", Some("bank.csv"), None, BANK.as_bytes()),
+        ],
+    );
+    t.upload("/v1/reconcile", "multipart/form-data; boundary=bnd", good)
+        .expect(500);
+    std::fs::remove_file(&datasets).unwrap();
+    std::fs::rename(t.dir.path().join("datasets.away"), &datasets).unwrap();
     // Over stored datasets, the same answer.
     let l = upload(&t, LEDGER);
     let r = t
