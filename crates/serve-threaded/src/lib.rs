@@ -4,8 +4,10 @@
 //! - One may worker thread (`may::config().set_workers(1)`, not pinned) runs
 //!   every coroutine: the accept loop, one coroutine per connection, and the
 //!   sweeper. It is Waitress's single I/O dispatcher. Because there is one
-//!   worker, a coroutine never changes OS thread between yields, so the
-//!   thread-local storage that std, tracing and metrics use stays sound.
+//!   worker, a coroutine resumes on the thread it started on, so the
+//!   thread-local storage that std, tracing and metrics use stays sound. (A
+//!   timed wait is the exception: may resumes it on its timer thread, and the
+//!   coroutine yields back to the worker at once, [`resume_on_worker`].)
 //! - `threads` OS threads run the handlers of [`Dispatch::Blocking`] routes,
 //!   taking requests from one queue (its length is `requests_queued`). Body
 //!   pieces and response chunks cross between them and the connection's
@@ -289,10 +291,27 @@ where
     // between OS threads can observe thread-local storage of the wrong thread
     // and because thread-blocking calls stall the scheduler. This engine runs
     // may with exactly one worker (set in `serve_with_options` before the first
-    // spawn), so a coroutine always resumes on the thread it started on; and
-    // the coroutines here only block through may's own I/O and channels, never
-    // holding a std lock across a yield.
+    // spawn), so a coroutine resumes on the thread it started on, except after
+    // a timed wait, which every coroutine here follows with
+    // `resume_on_worker` before anything else runs; and the coroutines here
+    // only block through may's own I/O and channels, never holding a std lock
+    // across a yield.
     unsafe { builder.spawn(f) }
+}
+
+/// Brings a coroutine back onto the may worker after a timed wait
+/// (`coroutine::sleep`, a may channel's `recv_timeout`, a semaphore's
+/// `wait_timeout`; socket timeouts are the worker's own).
+///
+/// may resumes a coroutine whose timed wait expired on its timer thread, and
+/// the coroutine runs there, beside the worker, until it next yields: the
+/// one-worker argument of [`spawn_coroutine`] does not hold for that run.
+/// Yielding at once queues it for the worker again. (The sweeper, resumed by
+/// its interval's timeout, once looked at the registry from the timer thread
+/// while the worker was inside a live connection's inline handler, and
+/// reaped that connection as abandoned.)
+fn resume_on_worker() {
+    coroutine::yield_now();
 }
 
 /// Marks the server as stopping and wakes the accept loop.
@@ -339,6 +358,7 @@ fn accept_loop(
                 tracing::warn!(engine = "threaded", error = %e, "accept failed");
                 // Out of descriptors or similar: give the system a moment.
                 coroutine::sleep(Duration::from_millis(10));
+                resume_on_worker();
                 continue;
             }
         };
@@ -452,7 +472,9 @@ fn sweep_loop(shared: &Shared, commands: &mpsc::Receiver<SweepCommand>, slots: O
                 release_connection(shared, slots);
             }
         }
-        match commands.recv_timeout(interval) {
+        let command = commands.recv_timeout(interval);
+        resume_on_worker();
+        match command {
             Err(RecvTimeoutError::Timeout) => {
                 let closed = shared.registry.sweep();
                 if closed > 0 {
@@ -462,6 +484,43 @@ fn sweep_loop(shared: &Shared, commands: &mpsc::Receiver<SweepCommand>, slots: O
             Ok(SweepCommand::CloseIdle) => shared.registry.close_idle(),
             Ok(SweepCommand::CloseAll) => shared.registry.close_all(),
             Ok(SweepCommand::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_wait_resumes_on_the_worker() {
+        // The engine's setting; nothing else in this test binary starts may's
+        // scheduler.
+        may::config().set_workers(1).set_worker_pin(false);
+        let (tx, rx) = mpsc::channel::<()>();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        spawn_coroutine("timed-wait", move || {
+            let worker = std::thread::current().id();
+            let mut after = Vec::new();
+            for _ in 0..3 {
+                let _ = rx.recv_timeout(Duration::from_millis(5));
+                let woken = std::thread::current().id();
+                resume_on_worker();
+                after.push((woken, std::thread::current().id()));
+            }
+            coroutine::sleep(Duration::from_millis(5));
+            resume_on_worker();
+            after.push((worker, std::thread::current().id()));
+            let _ = seen_tx.send((worker, after));
+        })
+        .unwrap();
+        let (worker, after) = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+        drop(tx);
+        for (woken, resumed) in after {
+            assert_eq!(
+                resumed, worker,
+                "woken on {woken:?}, still off the worker after the yield"
+            );
         }
     }
 }

@@ -9,9 +9,13 @@
 //! worker) should only see that state when the coroutine was abandoned by a
 //! stack overflow. It reaps one only when it finds it inside the same inline
 //! entry at two sweeps in a row: once, in a loaded test run, a live
-//! connection was reaped after a single look (the cause was not found). Only
-//! coroutines of the single may worker touch the registry, so they never run
-//! at the same time; the std `Mutex` is never held across a yield.
+//! connection was reaped after a single look. (The cause: may had resumed the
+//! sweeper from its interval's timeout on its timer thread, where it looked
+//! while the worker ran that connection's handler; the sweeper now yields
+//! back to the worker first, `resume_on_worker` in lib.rs. The second look
+//! stays as a margin.) Only coroutines on the single may worker touch the
+//! registry, so they never run at the same time; the std `Mutex` is never
+//! held across a yield.
 
 use std::collections::HashMap;
 use std::net::Shutdown as SocketShutdown;
