@@ -34,6 +34,10 @@ pub(crate) struct ChannelReader {
     current: Bytes,
     /// Starts the pump on the first read; dropped unsent, it stops it.
     start: Option<oneshot::Sender<()>>,
+    /// Set by the pump at the body's real end: a channel closed without it
+    /// (the pump's task dropped, as the runtime does to its tasks when
+    /// `shutdown_timeout` runs out) is a body cut off, never its end.
+    end: BodyEnd,
 }
 
 impl Read for ChannelReader {
@@ -45,7 +49,13 @@ impl Read for ChannelReader {
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.current = chunk,
                 Some(Err(err)) => return Err(err),
-                None => return Ok(0),
+                None if self.end.reached() => return Ok(0),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the request body was cut off: the server stopped reading it",
+                    ));
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -135,6 +145,7 @@ pub(crate) fn request_reader(
         rx,
         current: Bytes::new(),
         start: Some(start),
+        end: end.clone(),
     };
     (reader, end)
 }
@@ -320,7 +331,9 @@ impl Body for OutBody {
 mod tests {
     use super::*;
 
-    fn reader(chunks: Vec<Chunk>) -> ChannelReader {
+    /// A reader over `chunks`, then the channel closed; `end` says whether
+    /// the pump saw the body's end.
+    fn reader_until(chunks: Vec<Chunk>, end: BodyEnd) -> ChannelReader {
         let (tx, rx) = mpsc::channel(chunks.len().max(1));
         for chunk in chunks {
             tx.try_send(chunk).unwrap();
@@ -329,7 +342,15 @@ mod tests {
             rx,
             current: Bytes::new(),
             start: None,
+            end,
         }
+    }
+
+    /// A reader over a whole body of `chunks`.
+    fn reader(chunks: Vec<Chunk>) -> ChannelReader {
+        let end = BodyEnd::default();
+        end.0.store(true, Ordering::Release);
+        reader_until(chunks, end)
     }
 
     #[test]
@@ -341,6 +362,17 @@ mod tests {
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
         assert_eq!(out, "abcde");
+    }
+
+    #[test]
+    fn a_pump_gone_before_the_end_is_a_body_cut_off() {
+        // The runtime dropped the pump's task (a stop past shutdown_timeout):
+        // what arrived is not the body, whatever the handler does with it.
+        let mut r = reader_until(vec![Ok(Bytes::from_static(b"a,b\n1,"))], BodyEnd::default());
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"a,b\n1,");
     }
 
     #[test]

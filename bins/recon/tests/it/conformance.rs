@@ -1012,6 +1012,44 @@ fn graceful_shutdown_finishes_in_flight(engine: Engine) {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// An upload still arriving when `shutdown_timeout` runs out is cut off and
+/// never stored: not as a shorter dataset (the cut can fall inside a value),
+/// not after a restart either.
+fn stop_past_its_timeout_stores_no_partial_upload(engine: Engine) {
+    let mut server = Server::builder(engine)
+        .arg("--shutdown-timeout", "1s")
+        .start();
+    let body: String = std::iter::once("id,amount\n".to_owned())
+        .chain((1..=40).map(|i| format!("{i},{i}.00\n")))
+        .collect();
+    let (first, _) = body.split_at(body.len() / 2);
+    let baseline = busy(&server);
+    let mut raw = server.raw();
+    let extra = format!(
+        "Content-Type: text/csv\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    raw.send(head("POST", "/v1/datasets?name=partial", &extra).as_bytes())
+        .expect("send head");
+    raw.send(first.as_bytes()).expect("send first half");
+    wait_until(Duration::from_secs(10), || busy(&server) > baseline);
+    server.terminate();
+    // The rest never comes: the stop's timeout closes the connection.
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("exited after its shutdown timeout");
+    assert!(status.success(), "exit status {status:?}");
+    let datasets = server.data_dir().join("datasets");
+    let stored: Vec<_> = std::fs::read_dir(&datasets)
+        .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(stored.is_empty(), "a cut-off upload was stored: {stored:?}");
+    let server = server.restart();
+    let (status, listed) = get(&server, "/v1/datasets");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["datasets"], serde_json::json!([]), "{listed}");
+}
+
 /// A job that succeeded just before a graceful stop keeps its Parquet results:
 /// the stop waits for the background write (the file of a 100k-record job
 /// takes long enough that exiting at once would leave it `pending`, marked
@@ -1294,6 +1332,7 @@ fn stop_lets_running_jobs_finish(engine: Engine) {
 
 engines!(
     listening_line,
+    stop_past_its_timeout_stores_no_partial_upload,
     serve_tunes_for_given_resources_and_profile,
     open_file_limit_follows_the_connection_limit,
     serves_and_stops_with_stderr_closed,
