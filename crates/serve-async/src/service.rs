@@ -31,7 +31,21 @@ pub(crate) async fn serve_request(
     req: Request<Incoming>,
 ) -> Result<Response<OutBody>, Infallible> {
     let guard = in_flight.enter();
-    let response = respond(&shared, req).await;
+    let version = req.version();
+    let mut response = respond(&shared, req).await;
+    if version == http::Version::HTTP_10 {
+        if close_delimited(&response) {
+            // 1.0 has no chunks: this body ends with the connection.
+            response = closing(response);
+        }
+        if response.headers().contains_key(header::CONNECTION) {
+            // To an HTTP/1.0 client asking for keep-alive, hyper adds
+            // `keep-alive` to a 1.1 response's `connection: close` (and
+            // then closes); a 1.0 response without `keep-alive` it closes
+            // with the header as written, as the threaded engine does.
+            *response.version_mut() = http::Version::HTTP_10;
+        }
+    }
     let mut response = into_hyper(response, shared.send_bytes);
     if let Some(server) = &shared.server_header {
         response
@@ -180,6 +194,13 @@ fn expects_continue(headers: &HeaderMap) -> bool {
         v.to_str()
             .is_ok_and(|s| s.trim().eq_ignore_ascii_case("100-continue"))
     })
+}
+
+/// Whether `response` is streamed with no length given: to an HTTP/1.0
+/// client it can only end with the connection.
+fn close_delimited(response: &recon_service::Response) -> bool {
+    matches!(response.body(), ResponseBody::Stream(_))
+        && !response.headers().contains_key(header::CONTENT_LENGTH)
 }
 
 /// `response` with `Connection: close`: hyper closes the connection after

@@ -962,6 +962,32 @@ fn upload_reconcile_and_fetch(engine: Engine) {
     let events = res.into_body().read_to_string().expect("events body");
     assert!(events.contains("event: end"), "{events}");
 
+    // A streamed answer to an HTTP/1.0 client has no length to give: it ends
+    // with the connection, and says so even to a client asking to keep it.
+    for path in ["results", "events"] {
+        let mut raw = server.raw();
+        raw.send(
+            format!(
+                "GET /v1/reconciliations/{job_id}/{path} HTTP/1.0\r\n\
+                 Connection: keep-alive\r\n\r\nGET /health HTTP/1.0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("send");
+        let res = raw
+            .read_response(Duration::from_secs(20))
+            .expect("a response");
+        assert_eq!(res.status, 200, "{path}: {}", res.text());
+        assert_eq!(res.header("content-length"), None, "{path}");
+        assert_eq!(
+            res.header("connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("close"),
+            "{path}"
+        );
+    }
+
     let res = agent()
         .delete(server.url(&format!("/v1/datasets/{id}")))
         .call()
