@@ -277,7 +277,10 @@ pub enum Metric {
 /// score ranks the rest. A pair where either record's value is missing or
 /// empty never passes, whatever `min` (even 0).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { similarity = \"jaro_winkler\", min = 0.9 }"
+)]
 pub struct Similarity {
     /// Which metric.
     pub similarity: Metric,
@@ -541,7 +544,10 @@ struct RawPass {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of tolerances such as { abs = \"0.01\" } (amounts are strings, so they stay exact)"
+)]
 struct RawAmount {
     #[serde(default)]
     abs: Option<Spanned<String>>,
@@ -554,7 +560,10 @@ struct RawAmount {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of days such as { window_days = 3 } or { before = 1, after = 3 }"
+)]
 struct RawDate {
     #[serde(default)]
     window_days: Option<u32>,
@@ -562,6 +571,123 @@ struct RawDate {
     before: Option<u32>,
     #[serde(default)]
     after: Option<u32>,
+}
+
+/// The parser's message for a value of the wrong type or range (`invalid
+/// type: string "0.01", expected struct RawAmount`) in the rules file's own
+/// words: where (`[left]`, `pass "p"`), the key as a dotted path within
+/// inline tables, the value as written, and what was expected without Rust's
+/// type names. `None` when the message is of another kind or the key cannot
+/// be read back from the text.
+fn mistyped(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<String> {
+    if !message.starts_with("invalid type: ") && !message.starts_with("invalid value: ") {
+        return None;
+    }
+    let expected = message.split_once(", expected ")?.1;
+    let written = text.get(span.clone())?.trim();
+    if written.is_empty() || written.contains('\n') {
+        return None;
+    }
+    let before = text.get(..span.start)?;
+    let path = key_path(before.rsplit('\n').next().unwrap_or(before))?;
+    let expected = match expected {
+        "a string" if path.starts_with("amount.") => {
+            "a string such as \"0.01\" (amounts are strings, so they stay exact)"
+        }
+        "f64" | "f32" => "a number",
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number, 0 or more",
+        "i64" | "i32" => "a whole number",
+        other => other,
+    };
+    let context = table_context(text, before);
+    Some(format!(
+        "{context}`{path}` = {written}: expected {expected}"
+    ))
+}
+
+/// The key whose value starts where `line` (the text of its line before the
+/// value) ends: `amount` in `amount = `, `counterparty.min` in
+/// `counterparty = { similarity = "jaro_winkler", min = `.
+fn key_path(line: &str) -> Option<String> {
+    let mut open: Vec<String> = Vec::new();
+    let mut last: Option<String> = None;
+    let mut key: Option<String> = None;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                let mut token = String::new();
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    if d == c && !escaped {
+                        break;
+                    }
+                    escaped = c == '"' && d == '\\' && !escaped;
+                    token.push(d);
+                }
+                last = Some(token);
+            }
+            '=' => key = last.take(),
+            '{' | '[' => open.push(key.take().unwrap_or_default()),
+            '}' | ']' => {
+                open.pop();
+                key = None;
+            }
+            ',' => key = None,
+            c if c.is_whitespace() => {}
+            c => {
+                let mut token = String::from(c);
+                while let Some(&d) = chars.peek() {
+                    if d.is_whitespace() || "=,{}[]\"'".contains(d) {
+                        break;
+                    }
+                    token.push(d);
+                    chars.next();
+                }
+                last = Some(token);
+            }
+        }
+    }
+    let key = key?;
+    let path: Vec<&str> = open
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !k.is_empty())
+        .chain(std::iter::once(key.as_str()))
+        .collect();
+    Some(path.join("."))
+}
+
+/// Where a value sits, as [`RulesError::Invalid`] says it (`[left]: `,
+/// `pass "p": `), from the table header above it; empty at the top level.
+fn table_context(text: &str, before: &str) -> String {
+    let header_at = before
+        .rmatch_indices('\n')
+        .map(|(i, _)| i + 1)
+        .chain(std::iter::once(0))
+        .find(|&i| before[i..].trim_start().starts_with('['));
+    let Some(at) = header_at else {
+        return String::new();
+    };
+    let header = before[at..].lines().next().unwrap_or("").trim();
+    let header = header.split('#').next().unwrap_or("").trim();
+    if header.replace(' ', "") != "[[pass]]" {
+        return format!("{header}: ");
+    }
+    // A pass is named by its `name`, wherever in its table it is written.
+    let table = &text[at..];
+    let name = table
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .find_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "name").then(|| value.trim().trim_matches('"').to_owned())
+        });
+    match name {
+        Some(name) => format!("pass {name:?}: "),
+        None => "[[pass]]: ".to_owned(),
+    }
 }
 
 /// Turns byte offsets into 1-based line and column.
@@ -859,6 +985,8 @@ impl Rules {
                 && !key.contains('\n')
             {
                 message = format!("duplicate key `{key}`");
+            } else if let Some(plain) = e.span().and_then(|s| mistyped(text, s, &message)) {
+                message = plain;
             }
             RulesError::Parse {
                 file: source.to_string(),
@@ -901,13 +1029,23 @@ impl Rules {
             let p = sp.get_ref();
             let name = p.name.get_ref().trim().to_string();
             let ctx = format!("pass {name:?}");
-            if name.is_empty() || !names.insert(name.clone()) {
+            if name.is_empty() {
+                return Err(loc.invalid(
+                    p.name.span(),
+                    "[[pass]]",
+                    "name",
+                    p.name.get_ref().clone(),
+                    "a pass needs a name with a letter, digit or sign in it",
+                ));
+            }
+            if !names.insert(name.clone()) {
                 return Err(loc.invalid(
                     p.name.span(),
                     &ctx,
                     "name",
-                    name,
-                    "pass names must be non-empty and unique",
+                    p.name.get_ref().clone(),
+                    "another pass has this name (names are compared without surrounding spaces); \
+                     pass names must be unique",
                 ));
             }
             let amount = match &p.amount {
@@ -1160,6 +1298,23 @@ impl Rules {
                     format!("the key holds the {role}, but [{side}] maps no {role} column"),
                 ));
             }
+            // A fixed currency is the same on every record: it tells no two
+            // apart, and alone it would make every record after the first a
+            // duplicate.
+            if key.contains(&Role::Currency)
+                && let Some(code) = &mapping.currency_value
+            {
+                return Err(loc.invalid(
+                    loc.key_span(duplicates_span.clone(), side),
+                    "[duplicates]",
+                    side,
+                    Role::Currency.to_string(),
+                    format!(
+                        "[{side}] has one fixed currency (`currency_value` = {code:?}), the same \
+                         on every record: it tells no two records apart; remove it from the key"
+                    ),
+                ));
+            }
             // A role named twice adds nothing to the key: likely a typo for
             // another one.
             if let Some(role) = key
@@ -1175,6 +1330,25 @@ impl Rules {
                     format!("the key names the {role} twice; list each role once"),
                 ));
             }
+        }
+        // Prefixes are stripped only from normalized references.
+        let normalized = passes
+            .iter()
+            .any(|p: &Pass| p.reference == ReferenceRule::Normalized)
+            || duplicates.left.contains(&Role::Reference)
+            || duplicates.right.contains(&Role::Reference);
+        if let Some(p) = raw.normalize.strip_prefixes.first()
+            && !normalized
+        {
+            return Err(loc.invalid(
+                p.span(),
+                "[normalize]",
+                "strip_prefixes",
+                p.get_ref().clone(),
+                "no pass compares normalized references (`reference = \"normalized\"`) and no \
+                 [duplicates] key holds the reference, so no prefix would ever be stripped: \
+                 remove [normalize] or normalize a pass's references",
+            ));
         }
         Ok(Self {
             name: raw.name,
@@ -1284,6 +1458,78 @@ mod tests {
 
     fn parse(passes: &str) -> Result<Rules, RulesError> {
         Rules::from_toml_str(&format!("{SIDES}{passes}"), "rules.toml")
+    }
+
+    /// A blank pass name is shown as written; a name used twice (compared
+    /// without surrounding spaces) is named at its second pass.
+    #[test]
+    fn pass_names_are_non_blank_and_unique() {
+        let err = parse("[[pass]]\nname = \"  \"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.toml:8:8: [[pass]]: `name` = \"  \": a pass needs a name with a letter, \
+             digit or sign in it"
+        );
+        let err = parse("[[pass]]\nname = \"a\"\n[[pass]]\nname = \" a \"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.toml:10:8: pass \"a\": `name` = \" a \": another pass has this name (names \
+             are compared without surrounding spaces); pass names must be unique"
+        );
+    }
+
+    /// A value of the wrong type names its table, its key (dotted within
+    /// inline tables) and the value as written, without Rust's type names.
+    #[test]
+    fn a_mistyped_value_is_named_at_its_key() {
+        for (pass, message) in [
+            (
+                "amount = \"0.01\"",
+                "rules.toml:9:10: pass \"p\": `amount` = \"0.01\": expected a table of tolerances \
+                 such as { abs = \"0.01\" } (amounts are strings, so they stay exact)",
+            ),
+            (
+                "amount = { abs = 0.01 }",
+                "rules.toml:9:18: pass \"p\": `amount.abs` = 0.01: expected a string such as \
+                 \"0.01\" (amounts are strings, so they stay exact)",
+            ),
+            (
+                "counterparty = { similarity = \"jaro_winkler\", min = \"0.9\" }",
+                "rules.toml:9:53: pass \"p\": `counterparty.min` = \"0.9\": expected a number",
+            ),
+            (
+                "date = 3",
+                "rules.toml:9:8: pass \"p\": `date` = 3: expected a table of days such as \
+                 { window_days = 3 } or { before = 1, after = 3 }",
+            ),
+            (
+                "counterparty = 'jaro_winkler'",
+                "rules.toml:9:16: pass \"p\": `counterparty` = 'jaro_winkler': expected a table \
+                 such as { similarity = \"jaro_winkler\", min = 0.9 }",
+            ),
+            (
+                "max_group = 3.0",
+                "rules.toml:9:13: pass \"p\": `max_group` = 3.0: expected a whole number, 0 or more",
+            ),
+            (
+                "date = { before = -1 }",
+                "rules.toml:9:19: pass \"p\": `date.before` = -1: expected a whole number, 0 or more",
+            ),
+        ] {
+            let err = parse(&format!("[[pass]]\nname = \"p\"\n{pass}\n")).unwrap_err();
+            assert_eq!(err.to_string(), message, "{pass}");
+        }
+        // A pass with its name written after the value, and a side table.
+        let err = parse("[[pass]]\nmax_group = -2 # x\nname = \"late\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.toml:8:13: pass \"late\": `max_group` = -2: expected a whole number, 0 or more"
+        );
+        let err = Rules::from_toml_str("[left]\nhas_header = \"yes\"\n", "rules.toml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.toml:2:14: [left]: `has_header` = \"yes\": expected a boolean"
+        );
     }
 
     /// A side's mapping is checked when the rules are read, and the error
@@ -1488,9 +1734,28 @@ mod tests {
                 "{prefixes}"
             );
         }
-        let r = parse("[normalize]\nstrip_prefixes = [\"INV-\", \"№\"]\n[[pass]]\nname = \"p\"\n")
-            .unwrap();
+        let r = parse(
+            "[normalize]\nstrip_prefixes = [\"INV-\", \"№\"]\n[[pass]]\nname = \"p\"\n\
+             reference = \"normalized\"\n",
+        )
+        .unwrap();
         assert_eq!(r.normalize.strip_prefixes, ["INV-", "№"]);
+        // Prefixes nothing normalizes are refused; a duplicate key of the
+        // reference normalizes it too.
+        let err = parse("[normalize]\nstrip_prefixes = [\"INV\"]\n[[pass]]\nname = \"p\"\nreference = \"exact\"\n")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.toml:8:19: [normalize]: `strip_prefixes` = \"INV\": no pass compares \
+             normalized references (`reference = \"normalized\"`) and no [duplicates] key holds \
+             the reference, so no prefix would ever be stripped: remove [normalize] or \
+             normalize a pass's references"
+        );
+        parse(
+            "[normalize]\nstrip_prefixes = [\"INV\"]\n[duplicates]\nright = [\"reference\"]\n\
+             [[pass]]\nname = \"p\"\n",
+        )
+        .unwrap();
     }
 
     /// `[duplicates]` `left = []` says "no duplicate check on this side",
@@ -1774,10 +2039,20 @@ mod tests {
         );
         // What nothing compares need not be mapped.
         let bare = "[left]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
-                    [right]\namount = \"amount\"\ncurrency_value = \"USD\"\n\
-                    [duplicates]\nleft = [\"amount\", \"currency\"]\n\
+                    [right]\namount = \"amount\"\ncurrency = \"ccy\"\n\
+                    [duplicates]\nleft = [\"amount\"]\nright = [\"amount\", \"currency\"]\n\
                     [[pass]]\nname = \"a\"\namount = { abs = \"0.01\" }\n";
         assert!(Rules::from_toml_str(bare, "rules.toml").is_ok());
+        // A fixed currency tells no two records apart.
+        let fixed = bare.replace("left = [\"amount\"]", "left = [\"amount\", \"currency\"]");
+        assert_eq!(
+            Rules::from_toml_str(&fixed, "rules.toml")
+                .unwrap_err()
+                .to_string(),
+            "rules.toml:8:1: [duplicates]: `left` = \"currency\": [left] has one fixed currency \
+             (`currency_value` = \"USD\"), the same on every record: it tells no two records \
+             apart; remove it from the key"
+        );
     }
 
     #[test]
