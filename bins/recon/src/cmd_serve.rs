@@ -12,6 +12,7 @@ use anyhow::Context;
 use recon_service::{App, SettingEntry, Shutdown};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{Directive, LevelFilter};
 use tuning::{Config, ConfigError, Engine, LoadOptions, Loaded, Overrides, Source};
 
 use crate::tune_target::TuneTarget;
@@ -286,6 +287,10 @@ fn listening_line(config: &Config, addr: std::net::SocketAddr) -> String {
 /// recon's own names (`RECON_LOG_LEVEL`, the file, `--log-level`) are
 /// checked strictly.
 ///
+/// Either way, the targets in [`QUIET_TARGETS`] are held at `warn` when the
+/// filter's default level is more verbose, unless a directive names them
+/// (see [`quiet_dependencies`]); what is reported stays the filter as given.
+///
 /// # Errors
 /// [`ConfigError::Invalid`], naming the value's source, when recon's own
 /// `log_level` is not a filter `tracing` reads, or names a Python level.
@@ -343,6 +348,8 @@ pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<Strin
         let filter = EnvFilter::builder()
             .parse(&read)
             .unwrap_or_else(|_| EnvFilter::new("info"));
+        let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+        let filter = quiet_dependencies(filter, &kept);
         // Reported as read when anything was left out or translated, or
         // when its separators hold control characters (`info,\tdebug`),
         // which a config file may not.
@@ -356,7 +363,7 @@ pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<Strin
     let why = match python {
         Some((p, ours)) => format!("{p:?} is Python's level name; write {ours}"),
         None => match EnvFilter::builder().parse(&level) {
-            Ok(filter) => return Ok((filter, None)),
+            Ok(filter) => return Ok((quiet_dependencies(filter, &directives), None)),
             Err(e) => e.to_string(),
         },
     };
@@ -367,6 +374,41 @@ pub(crate) fn log_filter(loaded: &mut Loaded) -> Result<(EnvFilter, Option<Strin
         value: given,
         expected: format!("a log filter such as info, warn or recon=debug: {why}"),
     })
+}
+
+/// Dependencies whose `info` lines are about their own internals, not
+/// recon's work: may (the threaded engine's runtime, through the `log`
+/// bridge) logs two `may::io::sys::select` lines per TCP connection, and
+/// its `may::config` lines at start. A target matches every target it
+/// begins (`may` covers `may::io::sys::select`), as in any filter directive.
+const QUIET_TARGETS: &[&str] = &["may"];
+
+/// Adds `target=warn` to `filter` for each of [`QUIET_TARGETS`] that no
+/// directive in `directives` names, when the filter's default (a directive
+/// that is a level alone, `info`) is more verbose than `warn`. A quieter
+/// default (`warn`, `error`, `off`), or none (`recon=debug` alone), already
+/// holds them there or below. A directive for the target itself (`may=info`)
+/// or a prefix of it chooses its level: `may=warn` is left out, so it does
+/// not override it. One for a target within it (`may::io=debug`) is more
+/// specific than `may=warn`, so it wins anyway.
+fn quiet_dependencies(filter: EnvFilter, directives: &[&str]) -> EnvFilter {
+    let default = directives
+        .iter()
+        .filter_map(|d| d.parse::<LevelFilter>().ok())
+        .max();
+    if default.is_none_or(|level| level <= LevelFilter::WARN) {
+        return filter;
+    }
+    QUIET_TARGETS
+        .iter()
+        .filter(|quiet| {
+            !directives.iter().any(|d| {
+                let target = d.split(['=', '[']).next().unwrap_or_default().trim();
+                !target.is_empty() && quiet.starts_with(target)
+            })
+        })
+        .filter_map(|quiet| format!("{quiet}=warn").parse::<Directive>().ok())
+        .fold(filter, EnvFilter::add_directive)
 }
 
 /// A filter directive naming a Python logging level, alone (`warning`) or
@@ -444,7 +486,71 @@ fn install_signals(
 
 #[cfg(test)]
 mod tests {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     use super::*;
+
+    /// Whether the filter of `log_level` (from `RUST_LOG` when `rust_log`)
+    /// lets an `info` line of may's through, and one at `warn`.
+    fn may_lines(log_level: &str, rust_log: bool) -> (bool, bool) {
+        let opts = LoadOptions {
+            flags: Overrides {
+                log_level: (!rust_log).then(|| log_level.to_owned()),
+                ..Overrides::default()
+            },
+            ..LoadOptions::default()
+        };
+        let env: Vec<(String, String)> = if rust_log {
+            vec![("RUST_LOG".to_owned(), log_level.to_owned())]
+        } else {
+            Vec::new()
+        };
+        let mut loaded = tuning::load_from(&opts, &env).expect("config");
+        let (filter, _) = log_filter(&mut loaded).expect("filter");
+        assert_eq!(loaded.config.log_level, log_level, "reported as given");
+        let subscriber = tracing_subscriber::registry().with(filter);
+        tracing::subscriber::with_default(subscriber, || {
+            (
+                tracing::enabled!(target: "may::io::sys::select", tracing::Level::INFO),
+                tracing::enabled!(target: "may::io::sys::select", tracing::Level::WARN),
+            )
+        })
+    }
+
+    /// may's per-connection `info` lines are quiet by default, whatever
+    /// names the level, unless a directive names may.
+    #[test]
+    fn may_is_quiet_unless_named() {
+        for rust_log in [false, true] {
+            for (level, want) in [
+                ("info", (false, true)),
+                ("debug", (false, true)),
+                ("recon=debug,info", (false, true)),
+                ("warn", (false, true)),
+                ("error", (false, false)),
+                ("recon=debug", (false, false)),
+                ("info,may=info", (true, true)),
+                ("debug,may::io=info", (true, true)),
+                ("may=debug", (true, true)),
+                ("info,may=error", (false, false)),
+            ] {
+                assert_eq!(
+                    may_lines(level, rust_log),
+                    want,
+                    "{level} (RUST_LOG: {rust_log})"
+                );
+            }
+        }
+        // recon's own lines are untouched.
+        let opts = LoadOptions::default();
+        let mut loaded = tuning::load_from(&opts, &[]).expect("config");
+        let (filter, _) = log_filter(&mut loaded).expect("filter");
+        let subscriber = tracing_subscriber::registry().with(filter);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::enabled!(target: "recon", tracing::Level::INFO));
+            assert!(tracing::enabled!(target: "serve_threaded", tracing::Level::INFO));
+        });
+    }
 
     /// Each engine's line names only what it uses.
     #[test]

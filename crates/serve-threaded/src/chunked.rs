@@ -1,28 +1,50 @@
 //! An incremental decoder of chunked request bodies (RFC 9112 section 7.1),
 //! strict about line endings so nothing ambiguous reaches the handler.
+//!
+//! What it accepts is what hyper (the async engine) accepts, so both engines
+//! store the same bodies: a chunk size of any number of hex digits whose
+//! value fits a `u64` (`00000000000000000004` is 4), and trailers that are
+//! field lines as hyper reads them (httparse's `parse_headers`, then `http`'s
+//! name and value rules). It is stricter than hyper in one way: a bare LF
+//! ends no line, trailers included (hyper waits there for more input).
 
 use std::ops::Range;
 
-/// Most bytes of chunk extensions plus trailers one body may carry.
+use http::header::{HeaderName, HeaderValue};
+
+use crate::parse::MAX_HEADERS;
+
+/// Most bytes of chunk extensions, trailers and size digits past the 16th
+/// one body may carry.
 const MAX_META: usize = 8 * 1024;
+
+/// Size digits that count against nothing: 16 hex digits hold any `u64`.
+/// Leading zeros past them count against [`MAX_META`], so a client cannot
+/// hold the connection with an endless size line.
+const FREE_SIZE_DIGITS: u8 = 16;
 
 /// A malformed chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ChunkError {
-    /// A chunk size that is not hexadecimal or overflows.
+    /// A chunk size that is not hexadecimal or overflows a `u64`.
     #[error("invalid chunk size")]
     Size,
     /// A missing CRLF where one is required.
     #[error("missing CRLF in chunked body")]
     LineEnding,
-    /// Extensions or trailers past the limit.
+    /// Extensions, trailers and long sizes past the limit.
     #[error("chunk extensions or trailers too large")]
     TooLarge,
+    /// A trailer line that is not a field line (`name: value`), a field
+    /// name or value with a byte it may not hold, or more than
+    /// [`MAX_HEADERS`] trailer fields.
+    #[error("malformed trailer field")]
+    Trailer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Reading hex digits of a size line.
+    /// Reading hex digits of a size line (`digits` read so far, saturating).
     Size { digits: u8 },
     /// Skipping a chunk extension up to CR.
     Extension,
@@ -62,6 +84,9 @@ pub(crate) struct ChunkedDecoder {
     /// Bytes left in the current chunk (or the size being read).
     remaining: u64,
     meta: usize,
+    /// The trailer section as sent (lines and their CRLFs), checked whole
+    /// at its end; empty (and unallocated) for a body without trailers.
+    trailers: Vec<u8>,
 }
 
 impl ChunkedDecoder {
@@ -71,6 +96,7 @@ impl ChunkedDecoder {
             state: State::Size { digits: 0 },
             remaining: 0,
             meta: 0,
+            trailers: Vec::new(),
         }
     }
 
@@ -101,11 +127,17 @@ impl ChunkedDecoder {
                 }
                 State::Size { digits } => {
                     if let Some(d) = hex(b) {
-                        if digits >= 16 {
-                            return Err(ChunkError::Size);
+                        if digits >= FREE_SIZE_DIGITS {
+                            self.count_meta()?;
                         }
-                        self.remaining = (self.remaining << 4) | u64::from(d);
-                        self.state = State::Size { digits: digits + 1 };
+                        self.remaining = self
+                            .remaining
+                            .checked_mul(16)
+                            .map(|r| r | u64::from(d))
+                            .ok_or(ChunkError::Size)?;
+                        self.state = State::Size {
+                            digits: digits.saturating_add(1),
+                        };
                     } else if digits == 0 {
                         return Err(ChunkError::Size);
                     } else if b == b'\r' {
@@ -155,6 +187,7 @@ impl ChunkedDecoder {
                         return Err(ChunkError::LineEnding);
                     } else {
                         self.count_meta()?;
+                        self.trailers.push(b);
                         self.state = State::Trailer;
                     }
                 }
@@ -165,18 +198,21 @@ impl ChunkedDecoder {
                         return Err(ChunkError::LineEnding);
                     } else {
                         self.count_meta()?;
+                        self.trailers.push(b);
                     }
                 }
                 State::TrailerLf => {
                     if b != b'\n' {
                         return Err(ChunkError::LineEnding);
                     }
+                    self.trailers.extend_from_slice(b"\r\n");
                     self.state = State::TrailerStart;
                 }
                 State::EndLf => {
                     if b != b'\n' {
                         return Err(ChunkError::LineEnding);
                     }
+                    self.check_trailers()?;
                     self.state = State::Done;
                     i += 1;
                     break;
@@ -188,6 +224,32 @@ impl ChunkedDecoder {
             consumed: i,
             data: None,
         })
+    }
+
+    /// Checks the trailer section read so far as hyper's `decode_trailers`
+    /// does (hyper 1.12, `proto/h1/decode.rs`), and frees it: the fields
+    /// are not passed on (no handler reads trailers).
+    fn check_trailers(&mut self) -> Result<(), ChunkError> {
+        if self.trailers.is_empty() {
+            return Ok(());
+        }
+        let mut section = std::mem::take(&mut self.trailers);
+        section.extend_from_slice(b"\r\n");
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::parse_headers(&section, &mut fields) {
+            Ok(httparse::Status::Complete((_, fields))) => {
+                let valid = fields.iter().all(|f| {
+                    HeaderName::from_bytes(f.name.as_bytes()).is_ok()
+                        && HeaderValue::from_bytes(f.value).is_ok()
+                });
+                if valid {
+                    Ok(())
+                } else {
+                    Err(ChunkError::Trailer)
+                }
+            }
+            Ok(httparse::Status::Partial) | Err(_) => Err(ChunkError::Trailer),
+        }
     }
 
     fn count_meta(&mut self) -> Result<(), ChunkError> {
@@ -241,6 +303,47 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_their_value_however_long() {
+        // RFC 9112's chunk-size is 1*HEXDIG: leading zeros past 16 digits
+        // are still the value, as hyper reads them.
+        let body = b"00000000000000000004\r\nabcd\r\n00000000000000000000\r\n\r\n";
+        for piece in [1, 5, 64] {
+            assert_eq!(decode(body, piece), Ok((b"abcd".to_vec(), 0)));
+        }
+        let max = b"000ffffffffffffffff\r\n";
+        let mut dec = ChunkedDecoder::new();
+        assert_eq!(dec.step(max).map(|s| s.consumed), Ok(max.len()));
+        assert_eq!(dec.remaining, u64::MAX);
+        // Zeros past the 16th count against the extension and trailer
+        // bound, so a size line cannot go on forever.
+        let mut dec = ChunkedDecoder::new();
+        let zeros = vec![b'0'; 16 + MAX_META + 1];
+        assert_eq!(dec.step(&zeros), Err(ChunkError::TooLarge));
+    }
+
+    #[test]
+    fn trailers_are_field_lines() {
+        // Exactly hyper's limit of fields (its limit on header fields),
+        // empty and blank-padded values included.
+        let mut fields: String = (2..MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        fields.push_str("X-E:\r\nX-S:\t a b \r\n");
+        let body = format!("1\r\na\r\n0\r\n{fields}\r\n");
+        assert_eq!(decode(body.as_bytes(), 3), Ok((b"a".to_vec(), 0)));
+        // One more is refused.
+        let over = format!("0\r\n{fields}X-Last: v\r\n\r\n");
+        let mut dec = ChunkedDecoder::new();
+        assert_eq!(
+            dec.step(over.as_bytes()).map(|_| ()),
+            Err(ChunkError::Trailer)
+        );
+        // obs-text is a valid value byte.
+        assert_eq!(
+            decode(b"0\r\nX: caf\xc3\xa9\r\n\r\n", 2),
+            Ok((Vec::new(), 0))
+        );
+    }
+
+    #[test]
     fn refuses_malformed() {
         for (input, err) in [
             (&b"x\r\n"[..], ChunkError::Size),
@@ -248,7 +351,17 @@ mod tests {
             (b"5\nhello\r\n0\r\n\r\n", ChunkError::Size),
             (b"5\r\nhelloXX0\r\n\r\n", ChunkError::LineEnding),
             (b"11111111111111111\r\n", ChunkError::Size),
+            (b"10000000000000000\r\n", ChunkError::Size),
+            (b"0000ffffffffffffffff0\r\n", ChunkError::Size),
             (b"0\r\n\n", ChunkError::LineEnding),
+            (b"0\r\nX: 1\n\r\n", ChunkError::LineEnding),
+            (b"0\r\nnot a field line\r\n\r\n", ChunkError::Trailer),
+            (b"0\r\nX Y: 1\r\n\r\n", ChunkError::Trailer),
+            (b"0\r\nX: a\x01b\r\n\r\n", ChunkError::Trailer),
+            (b"0\r\nX: a\x7fb\r\n\r\n", ChunkError::Trailer),
+            (b"0\r\n: 1\r\n\r\n", ChunkError::Trailer),
+            (b"0\r\nX: 1\r\n folded\r\n\r\n", ChunkError::Trailer),
+            (b"0\r\nX-T : 1\r\n\r\n", ChunkError::Trailer),
         ] {
             let mut dec = ChunkedDecoder::new();
             let mut pos = 0;

@@ -69,17 +69,26 @@ pub(crate) enum Parsed {
 pub(crate) fn parse_head(buf: &[u8], max_head: usize) -> Result<Parsed, ProtocolError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req.parse(buf).map_err(|e| match e {
-        httparse::Error::TooManyHeaders => ProtocolError {
-            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            detail: "too many header fields",
+    let status = match req.parse(buf) {
+        Ok(status) => status,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ProtocolError {
+                status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                detail: "too many header fields",
+            });
+        }
+        Err(httparse::Error::Version) => match unsupported_version(buf) {
+            VersionError::Unsupported => {
+                return Err(ProtocolError {
+                    status: StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    detail: "only HTTP/1.0 and HTTP/1.1 are served",
+                });
+            }
+            VersionError::Malformed => return Err(malformed_head()),
+            VersionError::Partial => httparse::Status::Partial,
         },
-        httparse::Error::Version => ProtocolError {
-            status: StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-            detail: "only HTTP/1.0 and HTTP/1.1 are served",
-        },
-        _ => ProtocolError::bad("malformed request head"),
-    })?;
+        Err(_) => return Err(malformed_head()),
+    };
     let len = match status {
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial => {
@@ -135,6 +144,59 @@ pub(crate) fn parse_head(buf: &[u8], max_head: usize) -> Result<Parsed, Protocol
         }),
         len,
     ))
+}
+
+fn malformed_head() -> ProtocolError {
+    ProtocolError::bad("malformed request head")
+}
+
+/// What a request line httparse refused for its version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VersionError {
+    /// `method SP target SP HTTP/d.d` with a version other than 1.0 and 1.1
+    /// (`HTTP/1.2`, `HTTP/2.0`): 505.
+    Unsupported,
+    /// Not a request line (`GET /he alth HTTP/1.1`, `http/1.1`,
+    /// `HTTP/1.10`): a syntax error, 400, as hyper answers.
+    Malformed,
+    /// The line has not ended and may still become [`Self::Unsupported`].
+    Partial,
+}
+
+/// Tells a well-formed request line with an unsupported version (RFC 9112
+/// section 2.3: `HTTP-version = "HTTP/" DIGIT "." DIGIT`, case-sensitive)
+/// from a malformed one, for a `buf` httparse refused with
+/// `Error::Version`: by then the method and target have parsed, so what
+/// follows the target's space is the version, and must be all that is left
+/// of the line.
+fn unsupported_version(buf: &[u8]) -> VersionError {
+    // httparse skips empty lines before the request line.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    let (line, ended) = match rest.iter().position(|&b| b == b'\n') {
+        Some(end) => (&rest[..end], true),
+        None => (rest, false),
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return VersionError::Malformed;
+    };
+    const SHAPE: &[u8; 8] = b"HTTP/d.d";
+    let fits = version.len() <= SHAPE.len()
+        && version.iter().zip(SHAPE).all(|(&b, &want)| match want {
+            b'd' => b.is_ascii_digit(),
+            _ => b == want,
+        });
+    match (fits, version.len() == SHAPE.len(), ended) {
+        (true, true, true) => VersionError::Unsupported,
+        (true, _, false) => VersionError::Partial,
+        _ => VersionError::Malformed,
+    }
 }
 
 fn too_large_head() -> ProtocolError {
@@ -207,9 +269,11 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, ProtocolErr
     }
 }
 
-/// A decimal length: digits only (no sign, no spaces), no overflow.
+/// A decimal length: digits only (no sign, no spaces), any number of them
+/// (RFC 9112 allows leading zeros: `00000000000000000008` is 8, as hyper
+/// reads it), whose value fits a `u64`.
 fn parse_length(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || text.len() > 19 {
+    if text.is_empty() {
         return None;
     }
     text.iter().try_fold(0u64, |acc, &b| {
@@ -281,6 +345,59 @@ mod tests {
             Ok(Some(Framing::Length(3)))
         );
         assert_eq!(check("GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+        // Any number of digits, as hyper reads them; only the value counts.
+        for (cl, n) in [
+            ("00000000000000000008", 8),
+            ("000000000000000000000000000000", 0),
+            ("018446744073709551615", u64::MAX),
+        ] {
+            let req = format!("POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n");
+            let want = if n == 0 {
+                Framing::Empty
+            } else {
+                Framing::Length(n)
+            };
+            assert_eq!(check(&req).map(|o| o.map(|t| t.0)), Ok(Some(want)), "{cl}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        let status = |line: &str| check(&format!("{line}\r\nHost: a\r\n\r\n"));
+        // A well-formed version other than 1.0 and 1.1.
+        for line in [
+            "GET / HTTP/1.2",
+            "GET / HTTP/2.0",
+            "PRI * HTTP/2.0",
+            "\r\nGET / HTTP/9.9",
+        ] {
+            assert_eq!(
+                status(line),
+                Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+                "{line:?}"
+            );
+        }
+        // Not a request line: a syntax error, as hyper answers.
+        for line in [
+            "GET /he alth HTTP/1.1",
+            "GET / http/1.1",
+            "GET / HTTP/1.10",
+            "GET / HTTP/1.",
+            "GET / HTTP/12.0",
+            "GET / HTTP/2.0 ",
+            "GET / HTTPS/1.1",
+            "GET / HTTP/2.0\rX",
+        ] {
+            assert_eq!(status(line), Err(StatusCode::BAD_REQUEST), "{line:?}");
+        }
+        // A line that has not ended and may still be well-formed waits;
+        // one that cannot be refused at once.
+        for partial in ["GET / HTTP/2", "GET / HTTP/2.0", "GET / HTTP/2.0\r"] {
+            assert_eq!(check(partial), Ok(None), "{partial:?}");
+        }
+        for refused in ["GET / http", "GET / HTTP/2.0x", "GET /a b"] {
+            assert_eq!(check(refused), Err(StatusCode::BAD_REQUEST), "{refused:?}");
+        }
     }
 
     #[test]
@@ -291,6 +408,8 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 00018446744073709551616\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 8, 8\r\n\r\n",

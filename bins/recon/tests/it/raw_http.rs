@@ -589,12 +589,32 @@ fn content_length_lists_are_400(engine: Engine) {
     assert_eq!(res.status, 201, "{}", res.text());
 }
 
+/// `n` trailer field lines, `X-0: v` on.
+fn trailer_fields(n: usize) -> String {
+    (0..n).map(|i| format!("X-{i}: v\r\n")).collect()
+}
+
 fn malformed_chunks_are_400_malformed(engine: Engine) {
     let server = Server::start(engine);
     for body in [
         "zz\r\n".to_owned(),
         format!("{:x}\r\n{CSV}\r\nzz\r\n", CSV.len()),
         format!("{:x}\r\n{CSV}XX0\r\n\r\n", CSV.len()),
+        // A size past u64, however it is written.
+        format!("10000000000000000\r\n{CSV}\r\n0\r\n\r\n"),
+        format!("00010000000000000000\r\n{CSV}\r\n0\r\n\r\n"),
+        // Trailers are field lines (RFC 9112 section 7.1.2), read as hyper
+        // reads them (httparse, then `http`'s name and value rules).
+        format!("{:x}\r\n{CSV}\r\n0\r\nnot a field line\r\n\r\n", CSV.len()),
+        format!("{:x}\r\n{CSV}\r\n0\r\nX Y: 1\r\n\r\n", CSV.len()),
+        format!("{:x}\r\n{CSV}\r\n0\r\nX-T: a\x01b\r\n\r\n", CSV.len()),
+        format!("{:x}\r\n{CSV}\r\n0\r\n: 1\r\n\r\n", CSV.len()),
+        format!("{:x}\r\n{CSV}\r\n0\r\nX-T: 1\r\n folded\r\n\r\n", CSV.len()),
+        format!(
+            "{:x}\r\n{CSV}\r\n0\r\n{}\r\n",
+            CSV.len(),
+            trailer_fields(101)
+        ),
     ] {
         let mut raw = server.raw();
         raw.send(upload("Transfer-Encoding: chunked\r\n", &body).as_bytes())
@@ -611,7 +631,99 @@ fn malformed_chunks_are_400_malformed(engine: Engine) {
     assert_eq!(datasets_stored(&server), 0);
 }
 
+fn padded_lengths_and_field_trailers_are_served(engine: Engine) {
+    // RFC 9112 allows any number of digits: leading zeros past what u64
+    // could hold are still the small value they spell, on both engines.
+    let server = Server::start(engine);
+    let zeros = "0".repeat(30);
+    let padded = upload(&format!("Content-Length: {zeros}{}\r\n", CSV.len()), CSV);
+    let res = answer(&server, &padded);
+    assert_eq!(res.status, 201, "{}", res.text());
+    let padded_chunks = format!("{zeros}{:x}\r\n{CSV}\r\n{zeros}0\r\n\r\n", CSV.len());
+    let res = answer(
+        &server,
+        &upload("Transfer-Encoding: chunked\r\n", &padded_chunks),
+    );
+    assert_eq!(res.status, 201, "{}", res.text());
+    // Well-formed trailers are read and dropped, up to hyper's 100 fields.
+    let trailers = format!(
+        "{:x}\r\n{CSV}\r\n0\r\nX-T: 1\r\nX-Sum:\tab c\r\nX-Empty:\r\n{}\r\n",
+        CSV.len(),
+        trailer_fields(97),
+    );
+    let res = answer(
+        &server,
+        &upload("Transfer-Encoding: chunked\r\n", &trailers),
+    );
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(datasets_stored(&server), 3);
+}
+
+fn request_line_errors_are_400(engine: Engine) {
+    // A request line that is not `method SP target SP HTTP/d.d` is a syntax
+    // error (400) on both engines; a well-formed version other than 1.0
+    // and 1.1 is the threaded engine's 505 and hyper's bare 400.
+    let server = Server::start(engine);
+    for line in [
+        "GET /he alth HTTP/1.1",
+        "GET /health http/1.1",
+        "GET /health HTTP/1.1 x",
+        "GET /health HTTP/1.",
+        "GET /health HTTP/12.0",
+        "GET /health HTTPS/1.1",
+    ] {
+        let mut raw = server.raw();
+        raw.send(format!("{line}\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("send");
+        let res = raw
+            .read_response(PROMPT)
+            .unwrap_or_else(|| panic!("{line:?}: no answer"));
+        assert_eq!(res.status, 400, "{line:?}: {}", res.text());
+        assert!(raw.closed_within(PROMPT), "{line:?}: left open");
+    }
+    for line in ["GET /health HTTP/1.2", "GET /health HTTP/3.0"] {
+        let mut raw = server.raw();
+        raw.send(format!("{line}\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("send");
+        let res = raw
+            .read_response(PROMPT)
+            .unwrap_or_else(|| panic!("{line:?}: no answer"));
+        let want = match engine {
+            Engine::Threaded => 505,
+            Engine::Async => 400,
+        };
+        assert_eq!(res.status, want, "{line:?}: {}", res.text());
+        assert!(raw.closed_within(PROMPT), "{line:?}: left open");
+    }
+}
+
+fn runtime_internals_stay_out_of_the_default_log(engine: Engine) {
+    // may, the threaded engine's runtime, logs every connection's epoll
+    // registration at `info`: held at `warn` unless the filter names it.
+    let health = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let server = Server::start(engine);
+    for _ in 0..3 {
+        assert_eq!(answer(&server, health).status, 200);
+    }
+    let log = server.log();
+    assert!(!log.contains("may::"), "{log}");
+    let named = Server::builder(engine)
+        .env("RUST_LOG", "info,may=info")
+        .start();
+    assert_eq!(answer(&named, health).status, 200);
+    // The registration is logged before the request is read.
+    let log = named.log();
+    assert_eq!(
+        log.contains("may::io::sys::select"),
+        engine == Engine::Threaded,
+        "{log}"
+    );
+}
+
 engines!(
+    runtime_internals_stay_out_of_the_default_log,
+    padded_lengths_and_field_trailers_are_served,
+    request_line_errors_are_400,
     half_closed_client_is_answered,
     half_close_mid_body_is_a_cut_off_body,
     transfer_codings_besides_chunked_are_501,
