@@ -361,6 +361,26 @@ pub(crate) const UNREAD: &[Unread] = &[
         instead: "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)",
     },
     Unread {
+        name: "WAITRESS_IPV4",
+        instead: "recon binds the one address in RECON_HOST (host): `::` listens on IPv6 and, \
+                  with Linux's default net.ipv6.bindv6only=0, on IPv4 too; `0.0.0.0` on IPv4 only",
+    },
+    Unread {
+        name: "WAITRESS_IPV6",
+        instead: "recon binds the one address in RECON_HOST (host): `::` listens on IPv6 and, \
+                  with Linux's default net.ipv6.bindv6only=0, on IPv4 too; `0.0.0.0` on IPv4 only",
+    },
+    Unread {
+        name: "WAITRESS_SERVER_NAME",
+        instead: "nothing to set: recon builds no URL from a request (its Location headers are paths), \
+                  so it needs no server name",
+    },
+    Unread {
+        name: "WAITRESS_LOG_SOCKET_ERRORS",
+        instead: "nothing to set: a client's dropped or broken connection is logged \
+                  at debug level at most, never at the default `info`",
+    },
+    Unread {
         name: "WAITRESS_EXPOSE_TRACEBACKS",
         instead: "nothing to set: recon never sends internal details; a 500 carries a generic problem body and the detail goes to the log",
     },
@@ -383,6 +403,66 @@ pub(crate) const UNREAD: &[Unread] = &[
     Unread {
         name: "WAITRESS_ASYNCORE_LOOP_TIMEOUT",
         instead: "recon has no asyncore loop (the threaded engine polls with epoll): nothing to set",
+    },
+    Unread {
+        name: "UVICORN_SSL_KEYFILE",
+        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
+                  (nginx, a load balancer, a Kubernetes ingress)",
+    },
+    Unread {
+        name: "UVICORN_SSL_CERTFILE",
+        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
+                  (nginx, a load balancer, a Kubernetes ingress)",
+    },
+    Unread {
+        name: "UVICORN_SSL_KEYFILE_PASSWORD",
+        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
+                  (nginx, a load balancer, a Kubernetes ingress)",
+    },
+    Unread {
+        name: "UVICORN_SSL_VERSION",
+        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
+                  (nginx, a load balancer, a Kubernetes ingress)",
+    },
+    Unread {
+        name: "UVICORN_SSL_CERT_REQS",
+        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
+                  (nginx, a load balancer, a Kubernetes ingress)",
+    },
+    Unread {
+        name: "UVICORN_SSL_CA_CERTS",
+        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
+                  (nginx, a load balancer, a Kubernetes ingress)",
+    },
+    Unread {
+        name: "UVICORN_SSL_CIPHERS",
+        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
+                  (nginx, a load balancer, a Kubernetes ingress)",
+    },
+    Unread {
+        name: "UVICORN_HTTP",
+        instead: "nothing to set: each engine has one HTTP implementation (threaded: its own HTTP/1.x; \
+                  async: hyper's HTTP/1.x and h2c); pick the engine with RECON_ENGINE (engine)",
+    },
+    Unread {
+        name: "UVICORN_LOOP",
+        instead: "nothing to set: the async engine runs on tokio, with RECON_WORKERS (workers) threads; \
+                  there is no event loop to choose",
+    },
+    Unread {
+        name: "UVICORN_ACCESS_LOG",
+        instead: "nothing to set: recon writes no access log; /metrics counts requests by method, \
+                  route and status (http_requests_total), and the proxy in front can log each one",
+    },
+    Unread {
+        name: "UVICORN_LIMIT_MAX_REQUESTS",
+        instead: "nothing to set: recon never exits after a number of requests; \
+                  to recycle it, restart it from the orchestrator (SIGTERM drains first)",
+    },
+    Unread {
+        name: "UVICORN_TIMEOUT_NOTIFY",
+        instead: "nothing to set: recon's workers are threads of one process, with no process manager \
+                  waiting on them; the orchestrator's probes (/health, `recon healthcheck`) watch the process",
     },
     Unread {
         name: "UVICORN_RELOAD",

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -194,6 +195,94 @@ fn ports_agree_everywhere() {
     let monitor = yaml("k8s/monitoring/servicemonitor.yaml");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+}
+
+/// The words after nginx directive `name` in `conf`, up to its `;`
+/// (comments dropped); `None` when the file has no such directive.
+fn nginx_directive(conf: &str, name: &str) -> Option<Vec<String>> {
+    conf.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(|rest| {
+            rest.trim_end_matches(';')
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+}
+
+/// An nginx size (`64k`, `1m`, `512`) in bytes.
+fn nginx_size(text: &str) -> u64 {
+    let (digits, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
+    let n: u64 = digits.parse().unwrap();
+    match unit.to_ascii_lowercase().as_str() {
+        "" => n,
+        "k" => n << 10,
+        "m" => n << 20,
+        other => panic!("nginx size unit {other}"),
+    }
+}
+
+/// What one replica of docker-compose.prod.yml runs with, by `recon config
+/// show` under the service's environment and resource limits.
+fn prod_replica_config() -> Value {
+    let service = &yaml("compose/docker-compose.prod.yml")["services"]["recon"];
+    let limits = &service["deploy"]["resources"]["limits"];
+    let mut cmd = recon();
+    cmd.args(["config", "show", "--format", "json", "--vcpus"])
+        .arg(limits["cpus"].as_str().unwrap())
+        .arg("--memory")
+        .arg(limits["memory"].as_str().unwrap())
+        .current_dir(root())
+        .env_clear();
+    for (k, v) in service["environment"].as_object().unwrap() {
+        cmd.env(k, v.as_str().unwrap());
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// nginx's limits agree with the replicas behind it (docker-compose.prod.yml):
+/// its idle upstream pool, counted against each replica's `connection_limit`,
+/// stays well below it and lets go of idle connections before recon's
+/// `channel_timeout` and well before nginx's default 60 s; its header
+/// buffers pass every head recon accepts, so recon's 431 is what a client
+/// sees past `max_request_header_size`.
+#[test]
+fn nginx_limits_fit_the_replicas_behind_it() {
+    let conf = std::fs::read_to_string(deploy("nginx/nginx.conf")).unwrap();
+    let directive = |name: &str| {
+        nginx_directive(&conf, name).unwrap_or_else(|| panic!("nginx.conf: no {name}"))
+    };
+    let replica = prod_replica_config();
+    let value = |key: &str| replica[key]["value"].as_str().unwrap().to_owned();
+
+    let workers: u64 = directive("worker_processes")[0]
+        .parse()
+        .expect("worker_processes a number, not auto: each worker has its own pool");
+    let pool: u64 = directive("keepalive")[0].parse().unwrap();
+    let limit: u64 = value("connection_limit").parse().unwrap();
+    assert!(
+        2 * pool * workers <= limit,
+        "nginx may hold {pool} x {workers} idle connections to one replica, \
+         not well below its connection_limit {limit}"
+    );
+    let idle = tuning::units::parse_duration(&directive("keepalive_timeout")[0]).unwrap();
+    let channel = tuning::units::parse_duration(&value("channel_timeout")).unwrap();
+    assert!(
+        idle < Duration::from_secs(60) && idle < channel,
+        "keepalive_timeout {idle:?}: shorter than nginx's default 60 s and \
+         than recon's channel_timeout {channel:?}"
+    );
+
+    let buffers = directive("large_client_header_buffers");
+    let header_limit = tuning::units::parse_size(&value("max_request_header_size")).unwrap();
+    assert!(
+        nginx_size(&buffers[1]) >= header_limit,
+        "large_client_header_buffers {buffers:?}: a header line recon accepts \
+         ({header_limit} bytes) must fit one buffer"
+    );
 }
 
 #[test]

@@ -2,20 +2,23 @@
 //! mixed) on 127.0.0.1 behind a real nginx, one shared data directory. Upload
 //! through the balancer, reconcile, read results and events from every
 //! replica, SIGKILL one mid-run, and check the others keep serving and nothing
-//! completed is lost. Needs `nginx` on PATH (`.ci/run` installs it); runs with
-//! the slow suites (RECON_SLOW_TESTS=1).
+//! completed is lost. Then the shipped `deploy/nginx/nginx.conf` in front of
+//! one replica: its idle upstream pool does not hold requests queued at the
+//! replica's `connection_limit` for long, and request heads up to recon's
+//! `max_request_header_size` reach recon. Needs `nginx` on PATH (`.ci/run`
+//! installs it); runs with the slow suites (RECON_SLOW_TESTS=1).
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{self, Engine, Server};
+use crate::support::{self, ENGINES, Engine, Raw, Server};
 
 /// A real nginx balancing over the given upstreams, stopped on drop.
 struct Nginx {
@@ -53,6 +56,7 @@ fn free_port() -> u16 {
 }
 
 impl Nginx {
+    /// nginx with a config of the test's own: its upstream lists `upstreams`.
     fn start(upstreams: &[SocketAddr]) -> Nginx {
         let dir = TempDir::new().unwrap();
         let port = free_port();
@@ -72,6 +76,51 @@ impl Nginx {
              proxy_next_upstream error timeout http_502;\n    proxy_connect_timeout 2s;\n\
              location / {{ proxy_pass http://recon; }}\n  }}\n}}\n"
         );
+        Nginx::run(dir, port, &conf)
+    }
+
+    /// nginx with the shipped `deploy/nginx/nginx.conf`, changed only where a
+    /// test must: one worker process in the foreground, files under a temporary
+    /// directory, the listen address, and the upstream `recon:8000` replaced by
+    /// `upstream`. Its upstream pool (`keepalive`, `keepalive_timeout`) and
+    /// every proxy setting are the shipped ones.
+    fn shipped(upstream: SocketAddr) -> Nginx {
+        let dir = TempDir::new().unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/nginx.conf"),
+        )
+        .unwrap();
+        let mut conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n{shipped}"
+        );
+        for (from, to) in [
+            (
+                "worker_connections 4096;",
+                "worker_connections 256;".to_owned(),
+            ),
+            (
+                "http {\n",
+                format!(
+                    "http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                     fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n"
+                ),
+            ),
+            ("server recon:8000 ", format!("server {upstream} ")),
+            ("listen 8000;", format!("listen 127.0.0.1:{port};")),
+        ] {
+            assert!(
+                conf.contains(from),
+                "deploy/nginx/nginx.conf has no `{from}`"
+            );
+            conf = conf.replacen(from, &to, 1);
+        }
+        Nginx::run(dir, port, &conf)
+    }
+
+    /// Writes `conf` into `dir` and starts nginx on it, listening on `port`.
+    fn run(dir: TempDir, port: u16, conf: &str) -> Nginx {
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let child = Command::new(nginx_binary())
             .arg("-p")
@@ -103,6 +152,10 @@ impl Nginx {
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 }
 
@@ -344,4 +397,147 @@ fn data_lines(path: &Path) -> usize {
 fn count_missing(job: &Value) -> usize {
     let rejects = |side: &str| job["summary"][side]["rejects"].as_u64().unwrap_or(0) as usize;
     rejects("left") + rejects("right")
+}
+
+/// Runs `check` on every engine at once, each on its own thread, and fails
+/// with the first failure.
+fn on_every_engine(check: fn(Engine)) {
+    let runs: Vec<_> = ENGINES
+        .iter()
+        .map(|&engine| std::thread::spawn(move || check(engine)))
+        .collect();
+    for run in runs {
+        if let Err(panic) = run.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Idle connections in nginx's upstream pool count against a replica's
+/// `connection_limit`. With the limit at 4 and 8 slow uploads at once, the
+/// replica serves 4 while nginx's other 4 connections wait in its listen
+/// backlog (`overload = queue`); when the first 4 end, nginx keeps their
+/// connections idle in its pool, so the replica stays full and accepts the
+/// waiting 4 only once nginx closes idle ones. The shipped
+/// `keepalive_timeout` (10 s) bounds that wait, so this takes about 12 s;
+/// with nginx's default of 60 s the last four took 61 s. A liveness bound,
+/// not a timing goal: 30 s.
+#[test]
+fn shipped_nginx_pool_does_not_hold_requests_queued_at_the_connection_limit() {
+    if !support::slow_tests() {
+        eprintln!("skipped: set RECON_SLOW_TESTS=1 (CI does) to run the nginx pool test");
+        return;
+    }
+    support::within(Duration::from_secs(120), || {
+        on_every_engine(queued_uploads_finish);
+    });
+}
+
+fn queued_uploads_finish(engine: Engine) {
+    const UPLOADS: usize = 8;
+    const BOUND: Duration = Duration::from_secs(30);
+    let server = Server::builder(engine)
+        .arg("--connection-limit", "4")
+        .arg("--overload", "queue")
+        .arg("--threads", "8")
+        .start();
+    let nginx = Nginx::shipped(server.addr());
+    let start = Arc::new(Barrier::new(UPLOADS));
+    let started = Instant::now();
+    let uploads: Vec<_> = (0..UPLOADS)
+        .map(|i| {
+            let start = Arc::clone(&start);
+            let addr = nginx.addr();
+            std::thread::spawn(move || {
+                start.wait();
+                slow_upload(addr, i, started + BOUND)
+            })
+        })
+        .collect();
+    for (i, upload) in uploads.into_iter().enumerate() {
+        let status = upload.join().unwrap();
+        assert_eq!(
+            status,
+            Some(201),
+            "{}: upload {i} through nginx got no 201 within {BOUND:?} \
+             (None: no answer; nginx's idle pool holding the replica's slots stalls queued requests)",
+            engine.as_str()
+        );
+    }
+}
+
+/// Uploads a small CSV through `addr` the way a slow client does: the head,
+/// then the body in pieces over about 1.5 s (the pauses pace the client, they
+/// wait for nothing). The status, or `None` when no answer came by `deadline`.
+fn slow_upload(addr: SocketAddr, n: usize, deadline: Instant) -> Option<u16> {
+    const PIECES: usize = 6;
+    let mut body = String::from("id,date,amount,description\n");
+    for row in 0..60 {
+        body.push_str(&format!("U{n}-{row:04},2024-01-01,{row}.50,slow upload\n"));
+    }
+    let mut raw = Raw::connect(addr);
+    let head = format!(
+        "POST /v1/datasets?name=slow-{n} HTTP/1.1\r\nHost: recon\r\nContent-Type: text/csv\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    raw.send(head.as_bytes()).ok()?;
+    let bytes = body.as_bytes();
+    let piece = bytes.len().div_ceil(PIECES);
+    for chunk in bytes.chunks(piece) {
+        std::thread::sleep(Duration::from_millis(250));
+        raw.send(chunk).ok()?;
+    }
+    raw.read_response(deadline.saturating_duration_since(Instant::now()))
+        .map(|res| res.status)
+}
+
+/// nginx's default `large_client_header_buffers` (8 KiB a line) would answer
+/// a large header line with its own 400. The shipped config passes any head
+/// recon accepts (up to `max_request_header_size`, 64 KiB by default), and
+/// one past it reaches recon, which answers 431.
+#[test]
+fn shipped_nginx_passes_request_heads_up_to_recons_limit() {
+    if !support::slow_tests() {
+        eprintln!("skipped: set RECON_SLOW_TESTS=1 (CI does) to run the nginx header test");
+        return;
+    }
+    support::within(Duration::from_secs(60), || {
+        on_every_engine(large_heads_reach_recon);
+    });
+}
+
+fn large_heads_reach_recon(engine: Engine) {
+    let server = Server::start(engine);
+    let nginx = Nginx::shipped(server.addr());
+    let status = |headers: &str| {
+        let mut raw = Raw::connect(nginx.addr());
+        raw.send(
+            format!("GET /health HTTP/1.1\r\nHost: recon\r\n{headers}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        raw.read_response(Duration::from_secs(10))
+            .expect("an answer")
+            .status
+    };
+    let line = |name: &str, len: usize| format!("{name}: {}\r\n", "a".repeat(len));
+    assert_eq!(
+        status(&line("X-Big", 12_000)),
+        200,
+        "{}: a 12,000-byte header line, far below 64 KiB",
+        engine.as_str()
+    );
+    assert_eq!(
+        status(&line("X-Big", 60_000)),
+        200,
+        "{}: a 60,000-byte header line, below 64 KiB",
+        engine.as_str()
+    );
+    assert_eq!(
+        status(&(line("X-One", 40_000) + &line("X-Two", 40_000))),
+        431,
+        "{}: a head past 64 KiB must get recon's 431, not nginx's 400",
+        engine.as_str()
+    );
 }

@@ -929,8 +929,10 @@ fn provenance_names_the_origin_of_each_value() {
 }
 
 /// Waitress/Uvicorn options recon does not read name the settings to use
-/// instead; other unknown names get the closest name recon reads, compared
-/// without their `WAITRESS_`/`UVICORN_`/`RECON_` prefix.
+/// instead (or say there is nothing to set); other unknown names get the
+/// closest name recon reads, compared without their
+/// `WAITRESS_`/`UVICORN_`/`RECON_` prefix, when one is close, and otherwise
+/// where the names recon reads are listed.
 #[test]
 fn unread_waitress_and_uvicorn_names_point_to_their_replacement() {
     let lead =
@@ -989,6 +991,86 @@ fn unread_waitress_and_uvicorn_names_point_to_their_replacement() {
             "UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE",
             "16384",
             "set RECON_MAX_REQUEST_HEADER_SIZE (max_request_header_size) instead",
+        ),
+        (
+            "WAITRESS_IPV4",
+            "false",
+            "recon binds the one address in RECON_HOST (host): `::` listens on IPv6 and, with Linux's default net.ipv6.bindv6only=0, on IPv4 too; `0.0.0.0` on IPv4 only",
+        ),
+        (
+            "WAITRESS_IPV6",
+            "false",
+            "recon binds the one address in RECON_HOST (host): `::` listens on IPv6 and, with Linux's default net.ipv6.bindv6only=0, on IPv4 too; `0.0.0.0` on IPv4 only",
+        ),
+        (
+            "WAITRESS_SERVER_NAME",
+            "api.example.com",
+            "nothing to set: recon builds no URL from a request (its Location headers are paths), so it needs no server name",
+        ),
+        (
+            "WAITRESS_LOG_SOCKET_ERRORS",
+            "false",
+            "nothing to set: a client's dropped or broken connection is logged at debug level at most, never at the default `info`",
+        ),
+        (
+            "UVICORN_SSL_KEYFILE",
+            "/etc/tls/key.pem",
+            "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it (nginx, a load balancer, a Kubernetes ingress)",
+        ),
+        (
+            "UVICORN_SSL_CERTFILE",
+            "/etc/tls/cert.pem",
+            "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it (nginx, a load balancer, a Kubernetes ingress)",
+        ),
+        (
+            "UVICORN_SSL_KEYFILE_PASSWORD",
+            "secret",
+            "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it (nginx, a load balancer, a Kubernetes ingress)",
+        ),
+        (
+            "UVICORN_SSL_VERSION",
+            "17",
+            "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it (nginx, a load balancer, a Kubernetes ingress)",
+        ),
+        (
+            "UVICORN_SSL_CERT_REQS",
+            "0",
+            "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it (nginx, a load balancer, a Kubernetes ingress)",
+        ),
+        (
+            "UVICORN_SSL_CA_CERTS",
+            "/etc/tls/ca.pem",
+            "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it (nginx, a load balancer, a Kubernetes ingress)",
+        ),
+        (
+            "UVICORN_SSL_CIPHERS",
+            "TLSv1",
+            "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it (nginx, a load balancer, a Kubernetes ingress)",
+        ),
+        (
+            "UVICORN_HTTP",
+            "httptools",
+            "nothing to set: each engine has one HTTP implementation (threaded: its own HTTP/1.x; async: hyper's HTTP/1.x and h2c); pick the engine with RECON_ENGINE (engine)",
+        ),
+        (
+            "UVICORN_LOOP",
+            "uvloop",
+            "nothing to set: the async engine runs on tokio, with RECON_WORKERS (workers) threads; there is no event loop to choose",
+        ),
+        (
+            "UVICORN_ACCESS_LOG",
+            "false",
+            "nothing to set: recon writes no access log; /metrics counts requests by method, route and status (http_requests_total), and the proxy in front can log each one",
+        ),
+        (
+            "UVICORN_LIMIT_MAX_REQUESTS",
+            "10000",
+            "nothing to set: recon never exits after a number of requests; to recycle it, restart it from the orchestrator (SIGTERM drains first)",
+        ),
+        (
+            "UVICORN_TIMEOUT_NOTIFY",
+            "30",
+            "nothing to set: recon's workers are threads of one process, with no process manager waiting on them; the orchestrator's probes (/health, `recon healthcheck`) watch the process",
         ),
         // A name in neither table nor near one: where to look.
         (
