@@ -14,11 +14,12 @@
 //! stopped reading is cut even while its response is in flight. They are kept
 //! apart so hyper's reads during a response never push the write deadline on.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,19 +27,33 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// Requests in flight on one connection, shared by the socket wrapper and the
-/// service that counts them.
+/// service that counts them, and how many have ended.
 #[derive(Debug, Default)]
-pub(crate) struct InFlight(AtomicUsize);
+pub(crate) struct InFlight {
+    now: AtomicUsize,
+    ended: AtomicUsize,
+    /// When the last request ended, in [`END_ORDER`]'s numbering (0: none
+    /// has).
+    last_end: AtomicU64,
+}
+
+/// Numbers request ends across connections, from 1: the connection whose
+/// last request ended first has been idle longest.
+static END_ORDER: AtomicU64 = AtomicU64::new(1);
 
 impl InFlight {
     /// Counts a request until the returned guard is dropped.
     pub(crate) fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.now.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(Arc::clone(self))
     }
 
     fn any(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
+        self.now.load(Ordering::Acquire) > 0
+    }
+
+    fn ended(&self) -> usize {
+        self.ended.load(Ordering::Acquire)
     }
 }
 
@@ -48,7 +63,135 @@ pub(crate) struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+        let f = &self.0;
+        f.last_end
+            .store(END_ORDER.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        f.ended.fetch_add(1, Ordering::Release);
+        f.now.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The open connections, so the accept loop can close the one kept alive
+/// longest (a request served, none in flight, nothing of the next read) for
+/// a client waiting at `connection_limit` ([`KeptAlive::close_longest`]).
+#[derive(Debug, Default)]
+pub(crate) struct KeptAlive {
+    next: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<Watch>>>,
+}
+
+/// One connection as [`KeptAlive`] sees it.
+#[derive(Debug)]
+struct Watch {
+    in_flight: Arc<InFlight>,
+    /// How many requests had ended when bytes were last read: more have
+    /// ended since means nothing of the next request has been read.
+    read_at: AtomicUsize,
+    /// Set by the accept loop: the connection's next read ends it.
+    close: AtomicBool,
+    /// The connection task's waker, from its last pending read.
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Watch {
+    /// When its last request ended, if it is kept alive now.
+    fn idle_since(&self) -> Option<u64> {
+        let f = &self.in_flight;
+        (!f.any() && f.ended() > self.read_at.load(Ordering::Relaxed))
+            .then(|| f.last_end.load(Ordering::Relaxed))
+    }
+}
+
+impl KeptAlive {
+    /// Enters a connection whose requests `in_flight` counts; it leaves
+    /// when the registration is dropped.
+    pub(crate) fn register(self: &Arc<Self>, in_flight: &Arc<InFlight>) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let watch = Arc::new(Watch {
+            in_flight: Arc::clone(in_flight),
+            read_at: AtomicUsize::new(0),
+            close: AtomicBool::new(false),
+            waker: Mutex::new(None),
+        });
+        self.with_conns(|c| c.insert(id, Arc::clone(&watch)));
+        Registration {
+            registry: Arc::clone(self),
+            id,
+            watch,
+            waker: None,
+        }
+    }
+
+    fn with_conns<R>(&self, f: impl FnOnce(&mut HashMap<u64, Arc<Watch>>) -> R) -> R {
+        f(&mut self.conns.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Ends the connection kept alive longest: its pending read returns end
+    /// of stream and hyper closes it, which frees its `connection_limit`
+    /// permit. `false` when no connection is kept alive. Only a connection
+    /// between requests is ever closed, never one with a request under way.
+    pub(crate) fn close_longest(&self) -> bool {
+        let longest = self.with_conns(|c| {
+            c.values()
+                .filter(|w| !w.close.load(Ordering::Relaxed))
+                .filter_map(|w| w.idle_since().map(|since| (since, w)))
+                .min_by_key(|&(since, _)| since)
+                .map(|(_, w)| Arc::clone(w))
+        });
+        let Some(watch) = longest else {
+            return false;
+        };
+        watch.close.store(true, Ordering::Release);
+        let waker = watch
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+}
+
+/// A connection's place in [`KeptAlive`], left when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    registry: Arc<KeptAlive>,
+    id: u64,
+    watch: Arc<Watch>,
+    /// The waker last handed to the watch (compared without a lock).
+    waker: Option<Waker>,
+}
+
+impl Registration {
+    /// A read is pending: the accept loop wakes `waker` to close it.
+    fn waiting(&mut self, waker: &Waker) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
+            *self
+                .watch
+                .waker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(waker.clone());
+        }
+    }
+
+    /// Bytes arrived.
+    fn read(&self) {
+        self.watch
+            .read_at
+            .store(self.watch.in_flight.ended(), Ordering::Relaxed);
+    }
+
+    fn closed(&self) -> bool {
+        self.watch.close.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.with_conns(|c| c.remove(&self.id));
     }
 }
 
@@ -63,10 +206,18 @@ pub(crate) struct TimedIo {
     write_stalled: Option<Instant>,
     write_deadline: Pin<Box<Sleep>>,
     in_flight: Arc<InFlight>,
+    /// Where the accept loop finds this connection when it is kept alive
+    /// (none for a connection answered 503 and closed).
+    kept: Option<Registration>,
 }
 
 impl TimedIo {
-    pub(crate) fn new(inner: TcpStream, timeout: Duration, in_flight: Arc<InFlight>) -> Self {
+    pub(crate) fn new(
+        inner: TcpStream,
+        timeout: Duration,
+        in_flight: Arc<InFlight>,
+        kept: Option<Registration>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             inner,
@@ -76,6 +227,7 @@ impl TimedIo {
             write_stalled: None,
             write_deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
             in_flight,
+            kept,
         }
     }
 
@@ -136,11 +288,28 @@ impl AsyncRead for TimedIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.kept.as_ref().is_some_and(Registration::closed) {
+            // Closed for a client waiting at the connection limit: end of
+            // stream, and hyper closes the connection between requests.
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Pending => match this.poll_idle(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(timed_out("idle"))),
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    if let Some(kept) = &mut this.kept {
+                        kept.waiting(cx.waker());
+                    }
+                    Poll::Pending
+                }
             },
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if let Some(kept) = &this.kept {
+                    kept.read();
+                }
+                Poll::Ready(Ok(()))
+            }
             ready => ready,
         }
     }

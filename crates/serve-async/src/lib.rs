@@ -6,9 +6,11 @@
 //! port (the `proto` module tells them apart), and the tuning settings with
 //! Waitress's meanings:
 //!
-//! - `connection_limit`: a permit is taken *before* `accept`, so a client past
-//!   the limit waits in the listen backlog ([`Overload::Queue`]), or is
-//!   accepted and answered 503 ([`Overload::Reject`]).
+//! - `connection_limit`: a permit per open connection. A client accepted at
+//!   the limit takes the place of the connection kept alive longest (idle
+//!   between requests; closed for it, [`io::KeptAlive`]); with none, it waits
+//!   for a permit while later clients wait in the listen backlog
+//!   ([`Overload::Queue`]), or is answered 503 ([`Overload::Reject`]).
 //! - `channel_timeout`: a connection idle that long, a head or body stalled
 //!   that long, or a client that stops reading for that long is cut off
 //!   (per-connection deadlines; see the `io` module). Deadlines are exact
@@ -46,7 +48,7 @@ use tracing::Instrument;
 use tuning::{Config, Overload};
 
 use crate::body::PumpLimits;
-use crate::io::{InFlight, TimedIo};
+use crate::io::{InFlight, KeptAlive, TimedIo};
 use crate::proto::Protocols;
 use crate::service::Shared;
 
@@ -166,14 +168,9 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let timeout = settings.channel_timeout;
 
+    let kept_alive = Arc::new(KeptAlive::default());
+
     loop {
-        let permit = match config.overload {
-            Overload::Queue => tokio::select! {
-                permit = Arc::clone(&connections).acquire_owned() => permit.ok(),
-                _ = stop_rx.wait_for(|stop| *stop) => break,
-            },
-            Overload::Reject => None,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop_rx.wait_for(|stop| *stop) => break,
@@ -188,31 +185,53 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let permit = match permit {
-            Some(permit) => permit,
-            None => match Arc::clone(&connections).try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    tracing::debug!(%peer, "at connection limit; rejecting");
-                    let header = server_header.clone();
-                    let io = TimedIo::new(stream, timeout, Arc::default());
-                    let rejecting = Arc::clone(&rejecting);
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            service::reject(header.clone(), req)
-                        });
-                        if let Ok((protocol, io)) = proto::sniff(io).await {
-                            let _ = rejecting.serve(protocol, io, service, None).await;
-                        }
-                    });
-                    continue;
+        // At the limit, a new client first takes the place of the connection
+        // kept alive longest, closed for it; with none idle it waits for a
+        // permit (`Queue`; later clients wait in the listen backlog) or is
+        // answered 503 (`Reject`).
+        let permit = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let reclaimed = kept_alive.close_longest();
+                if reclaimed {
+                    tracing::debug!(
+                        %peer,
+                        "at connection limit: closed the connection kept alive longest for a new client"
+                    );
                 }
-            },
+                if reclaimed || config.overload == Overload::Queue {
+                    tokio::select! {
+                        permit = Arc::clone(&connections).acquire_owned() => permit.ok(),
+                        _ = stop_rx.wait_for(|stop| *stop) => break,
+                    }
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(permit) = permit else {
+            tracing::debug!(%peer, "at connection limit; rejecting");
+            let header = server_header.clone();
+            let io = TimedIo::new(stream, timeout, Arc::default(), None);
+            let rejecting = Arc::clone(&rejecting);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req| service::reject(header.clone(), req));
+                if let Ok((protocol, io)) = proto::sniff(io).await {
+                    let _ = rejecting.serve(protocol, io, service, None).await;
+                }
+            });
+            continue;
         };
 
         app.state().connection_opened();
         let in_flight = Arc::new(InFlight::default());
-        let io = TimedIo::new(stream, timeout, Arc::clone(&in_flight));
+        let io = TimedIo::new(
+            stream,
+            timeout,
+            Arc::clone(&in_flight),
+            Some(kept_alive.register(&in_flight)),
+        );
         let shared = Arc::clone(&shared);
         let service = hyper::service::service_fn(move |req| {
             service::serve_request(Arc::clone(&shared), Arc::clone(&in_flight), req)

@@ -120,6 +120,9 @@ pub(crate) struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     date: DateCache,
+    /// A response has been written: from then on, waiting for a head with
+    /// nothing buffered, the connection is kept alive between requests.
+    served: bool,
 }
 
 impl Conn {
@@ -134,6 +137,7 @@ impl Conn {
             rend: 0,
             wbuf: Vec::with_capacity(IDLE_BUFFER),
             date: DateCache::new(),
+            served: false,
         }
     }
 
@@ -204,6 +208,7 @@ impl Conn {
                 let _ = self.flush();
                 return Close::AfterResponse;
             }
+            self.served = true;
             let more_buffered = self.rend > self.rstart;
             if (!more_buffered || self.wbuf.len() >= self.shared.settings.send_bytes.get())
                 && self.flush().is_err()
@@ -239,13 +244,21 @@ impl Conn {
                     return Ok(None);
                 }
                 self.shrink_idle();
-                self.slot.set_idle(self.shared.settings.channel_timeout);
+                let timeout = self.shared.settings.channel_timeout;
+                if self.served && self.rend == self.rstart {
+                    // Nothing of a next request yet: at the connection limit
+                    // the accept loop may close this one for a new client.
+                    let order = self.shared.registry.kept_alive_order();
+                    self.slot.set_kept_alive(timeout, order);
+                } else {
+                    self.slot.set_idle(timeout);
+                }
                 waiting = true;
             }
             let limit = max_head.saturating_add(1);
             match self.read_more(limit) {
                 Ok(0) | Err(_) => return Ok(None),
-                Ok(_) => {}
+                Ok(_) => self.slot.set_receiving(),
             }
         }
     }

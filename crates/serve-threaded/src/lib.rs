@@ -333,6 +333,13 @@ fn stop_accepting(shared: &Shared, local: SocketAddr, slots: &Semphore) {
 }
 
 /// Accepts connections until stopping, at most `connection_limit` open.
+///
+/// A client arriving at the limit first takes the place of the connection
+/// kept alive longest (idle between requests), which is closed for it: a
+/// pool of idle connections (a proxy's, a client library's) never holds the
+/// server's every slot while a client waits. With none idle it waits for a
+/// slot (`Overload::Queue`; later clients wait in the listen backlog) or is
+/// answered 503 (`Overload::Reject`).
 fn accept_loop(
     shared: &Arc<Shared>,
     listener: &may::net::TcpListener,
@@ -341,20 +348,12 @@ fn accept_loop(
 ) {
     let state = shared.app.state();
     loop {
-        if overload == Overload::Queue {
-            // At the limit, stop accepting: further clients wait in the
-            // listen backlog until a connection closes and posts its slot.
-            slots.wait();
-        }
         if shared.is_stopping() {
             return;
         }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) => {
-                if overload == Overload::Queue {
-                    slots.post();
-                }
                 tracing::warn!(engine = "threaded", error = %e, "accept failed");
                 // Out of descriptors or similar: give the system a moment.
                 coroutine::sleep(Duration::from_millis(10));
@@ -365,9 +364,35 @@ fn accept_loop(
         if shared.is_stopping() {
             return;
         }
-        if overload == Overload::Reject && state.at_connection_limit() {
-            reject(shared, stream);
-            continue;
+        let free = match overload {
+            Overload::Queue => slots.try_wait(),
+            Overload::Reject => !state.at_connection_limit(),
+        };
+        if !free {
+            let reclaimed = shared.registry.close_longest_kept_alive();
+            if reclaimed {
+                tracing::debug!(
+                    engine = "threaded",
+                    "at connection_limit: closed the connection kept alive longest for a new client"
+                );
+            }
+            match overload {
+                Overload::Queue => {
+                    // The closed connection's coroutine (or any other that
+                    // ends) posts its slot.
+                    slots.wait();
+                    if shared.is_stopping() {
+                        return;
+                    }
+                }
+                // Its slot is freed as its coroutine wakes to the close: over
+                // the limit by that one connection for that moment.
+                Overload::Reject if reclaimed => {}
+                Overload::Reject => {
+                    reject(shared, stream);
+                    continue;
+                }
+            }
         }
         open_connection(shared, stream, slots, overload);
     }

@@ -45,6 +45,11 @@ pub(crate) struct Slot {
     /// The entry the sweeper last found the coroutine inside, plus one (0:
     /// none): a coroutine found in the same one at the next sweep is reaped.
     seen_inline: AtomicU64,
+    /// When it was last found idle between requests with nothing of the
+    /// next one read (a [`Registry`]-wide sequence number; 0 while not): the
+    /// accept loop may close it to make room
+    /// ([`Registry::close_longest_kept_alive`]).
+    kept_alive: AtomicU64,
     socket: std::net::TcpStream,
 }
 
@@ -55,12 +60,34 @@ impl Slot {
             deadline_ms: AtomicU64::new(BUSY),
             inline_entries: AtomicU64::new(0),
             seen_inline: AtomicU64::new(0),
+            kept_alive: AtomicU64::new(0),
             socket,
         }
     }
 
-    /// The connection waits for a request head; it may wait `timeout`.
+    /// The connection waits for a request head (its first, or one partly
+    /// read); it may wait `timeout`.
     pub(crate) fn set_idle(&self, timeout: Duration) {
+        self.kept_alive.store(0, Ordering::Relaxed);
+        self.set_deadline(timeout);
+    }
+
+    /// The connection has served a request and waits for the next, of which
+    /// nothing has arrived; it may wait `timeout`. `order` tells which
+    /// connection has been kept alive longest ([`Registry::kept_alive_order`]).
+    pub(crate) fn set_kept_alive(&self, timeout: Duration, order: u64) {
+        self.set_deadline(timeout);
+        self.kept_alive.store(order, Ordering::Relaxed);
+    }
+
+    /// Bytes of a next request arrived: the connection is no longer idle
+    /// between requests (its deadline stays: a head must arrive whole
+    /// within it).
+    pub(crate) fn set_receiving(&self) {
+        self.kept_alive.store(0, Ordering::Relaxed);
+    }
+
+    fn set_deadline(&self, timeout: Duration) {
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX / 2);
         self.deadline_ms
             .store(now_ms().saturating_add(ms), Ordering::Relaxed);
@@ -68,12 +95,14 @@ impl Slot {
 
     /// A request is in progress: the sweeper leaves the connection alone.
     pub(crate) fn set_busy(&self) {
+        self.kept_alive.store(0, Ordering::Relaxed);
         self.deadline_ms.store(BUSY, Ordering::Relaxed);
     }
 
     /// The coroutine runs application code that never yields (an inline
     /// handler, or an inline stream's read); [`Slot::set_busy`] after it.
     pub(crate) fn set_inline(&self) {
+        self.kept_alive.store(0, Ordering::Relaxed);
         self.inline_entries.fetch_add(1, Ordering::Relaxed);
         self.deadline_ms.store(INLINE, Ordering::Relaxed);
     }
@@ -114,6 +143,7 @@ impl Slot {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     next: AtomicU64,
+    kept_alive: AtomicU64,
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
 }
 
@@ -124,6 +154,11 @@ impl Registry {
             Err(poisoned) => poisoned.into_inner(),
         };
         f(&mut guard)
+    }
+
+    /// The next number of [`Slot::set_kept_alive`]'s order, never 0.
+    pub(crate) fn kept_alive_order(&self) -> u64 {
+        self.kept_alive.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Adds a connection; returns its id.
@@ -172,6 +207,32 @@ impl Registry {
                 n += 1;
             }
             n
+        })
+    }
+
+    /// Closes the connection kept alive longest (idle between requests, the
+    /// first to become so), so a client waiting at the connection limit gets
+    /// its place; `false` when none is. Its coroutine wakes to the close,
+    /// and its guard releases its count and slot. A client pooling
+    /// connections (a proxy) opens another when it needs one; only an
+    /// idle one is ever closed, never one with a request under way.
+    pub(crate) fn close_longest_kept_alive(&self) -> bool {
+        self.with_slots(|s| {
+            let longest = s
+                .values()
+                .filter(|slot| slot.is_idle())
+                .map(|slot| (slot.kept_alive.load(Ordering::Relaxed), slot))
+                .filter(|&(order, _)| order != 0)
+                .min_by_key(|&(order, _)| order);
+            match longest {
+                Some((_, slot)) => {
+                    // Closed once: not chosen again while its coroutine wakes.
+                    slot.kept_alive.store(0, Ordering::Relaxed);
+                    slot.close();
+                    true
+                }
+                None => false,
+            }
         })
     }
 
@@ -234,6 +295,40 @@ mod tests {
         assert_eq!(registry.reap_abandoned(), 0);
         assert!(registry.remove(busy));
         assert!(registry.remove(idle));
+    }
+
+    #[test]
+    fn the_connection_kept_alive_longest_is_closed_first_and_once() {
+        let registry = Registry::default();
+        let wait = Duration::from_secs(60);
+        let mut clients = Vec::new();
+        let mut slots = Vec::new();
+        for _ in 0..4 {
+            let (server, client) = pair();
+            let slot = Arc::new(Slot::new(server));
+            registry.insert(Arc::clone(&slot));
+            client
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            clients.push(client);
+            slots.push(slot);
+        }
+        // 0: kept alive second; 1: kept alive first, then its next request
+        // began; 2: kept alive third; 3: waiting for its first request.
+        slots[1].set_kept_alive(wait, registry.kept_alive_order());
+        slots[0].set_kept_alive(wait, registry.kept_alive_order());
+        slots[2].set_kept_alive(wait, registry.kept_alive_order());
+        slots[1].set_receiving();
+        slots[3].set_idle(wait);
+        let closed = |client: &mut std::net::TcpStream| matches!(client.read(&mut [0u8; 8]), Ok(0));
+        assert!(registry.close_longest_kept_alive());
+        assert!(closed(&mut clients[0]));
+        assert!(registry.close_longest_kept_alive());
+        assert!(closed(&mut clients[2]));
+        // Neither again, and never one receiving or not yet served.
+        assert!(!registry.close_longest_kept_alive());
+        assert!(!closed(&mut clients[1]));
+        assert!(!closed(&mut clients[3]));
     }
 
     #[test]

@@ -50,6 +50,18 @@ fn head(method: &str, path: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
 }
 
+/// Starts an upload on `raw` and returns once the server has it in flight
+/// (it asks for the body with `100 Continue`, which never comes): a
+/// connection that is not idle, so it keeps its place at the connection
+/// limit.
+pub(crate) fn hold_in_flight(raw: &mut crate::support::Raw) {
+    let extra = "Content-Type: text/csv\r\nContent-Length: 100\r\nExpect: 100-continue\r\n";
+    raw.send(head("POST", "/v1/datasets", extra).as_bytes())
+        .expect("send head");
+    let interim = raw.read_head_response(PROMPT).expect("100 Continue");
+    assert_eq!(interim.status, 100, "{interim:?}");
+}
+
 /// Writes a generated reconciliation case (`left.csv`, `right.csv`,
 /// `rules.toml`) of about `records` records per side into `dir`.
 fn gen_case(dir: &Path, records: usize) -> PathBuf {
@@ -711,6 +723,9 @@ fn connection_limit_queues_then_serves(engine: Engine) {
         let res = raw.read_response(PROMPT).expect("ready answer");
         // Two of two connections are open: not ready for more.
         assert_eq!(res.status, 503, "{res:?}");
+        // A next request under way: neither is idle between requests, so
+        // neither gives its place to a new client.
+        hold_in_flight(raw);
     }
     // The third client connects (the listen backlog holds it) but is not served.
     let mut c = server.raw();
@@ -733,6 +748,8 @@ fn overload_reject_answers_503(engine: Engine) {
     let mut a = server.raw();
     a.send(head("GET", "/health", "").as_bytes()).expect("send");
     assert_eq!(a.read_response(PROMPT).expect("first").status, 200);
+    // Its next request under way: not idle, so it keeps its place.
+    hold_in_flight(&mut a);
     let mut b = server.raw();
     let _ = b.send(head("GET", "/health", "").as_bytes());
     let res = b.read_response(PROMPT).expect("a 503 answer");
@@ -746,6 +763,57 @@ fn overload_reject_answers_503(engine: Engine) {
     );
     assert_eq!(res.header("retry-after"), Some("1"), "{res:?}");
     assert!(b.closed_within(PROMPT), "rejected connection left open");
+}
+
+/// A client arriving at `connection_limit` takes the place of the
+/// connection kept alive longest (idle between requests), closed for it, in
+/// either overload mode: a pool of idle connections (a proxy's) never holds
+/// every slot while clients wait, or are refused. A connection with nothing
+/// sent yet, or with its next request under way, keeps its place.
+fn a_client_at_the_limit_takes_the_longest_idle_place(engine: Engine) {
+    for overload in ["queue", "reject"] {
+        let server = Server::builder(engine)
+            .arg("--connection-limit", "3")
+            .arg("--overload", overload)
+            .arg("--channel-timeout", "60s")
+            .start();
+        let mut a = server.raw();
+        let mut b = server.raw();
+        for raw in [&mut a, &mut b] {
+            raw.send(head("GET", "/health", "").as_bytes())
+                .expect("send");
+            assert_eq!(raw.read_response(PROMPT).expect("served").status, 200);
+        }
+        // Accepted, nothing sent: not a kept-alive connection.
+        let mut fresh = server.raw();
+        fresh.send(b"GET /heal").expect("send");
+        // Well within channel_timeout (60 s), the new client is served...
+        let mut c = server.raw();
+        c.send(head("GET", "/health", "").as_bytes()).expect("send");
+        let res = c
+            .read_response(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{overload}: a client at the limit waited"));
+        assert_eq!(res.status, 200, "{overload}: {res:?}");
+        // ... in the place of `a`, idle longest; `b` and `fresh` are served on.
+        assert!(
+            a.closed_within(PROMPT),
+            "{overload}: the longest idle kept its place"
+        );
+        b.send(head("GET", "/health", "").as_bytes()).expect("send");
+        assert_eq!(
+            b.read_response(PROMPT).expect("b").status,
+            200,
+            "{overload}"
+        );
+        fresh
+            .send(b"th HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        assert_eq!(
+            fresh.read_response(PROMPT).expect("fresh").status,
+            200,
+            "{overload}"
+        );
+    }
 }
 
 /// Flags giving a 1 s channel_timeout.
@@ -1380,6 +1448,7 @@ engines!(
     expect_continue_refused_unread,
     connection_limit_queues_then_serves,
     overload_reject_answers_503,
+    a_client_at_the_limit_takes_the_longest_idle_place,
     idle_keep_alive_is_closed,
     silent_client_is_closed,
     slow_loris_head_is_cut,

@@ -68,6 +68,17 @@ fn stalled_uploads_time_out() {
     assert!(c.is_closed());
 }
 
+/// Starts an upload on `c` and returns once the server has it in flight (it
+/// asks for the body, which never comes): not idle, so the connection keeps
+/// its place at the limit (an idle one is closed for a new client).
+fn hold_in_flight(c: &mut Client) {
+    c.send(
+        b"POST /v1/datasets HTTP/1.1\r\nContent-Type: text/csv\r\n\
+          Content-Length: 100\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(c.response().status, 100);
+}
+
 #[test]
 fn connection_limit_queues_the_next_client() {
     let server =
@@ -77,6 +88,12 @@ fn connection_limit_queues_the_next_client() {
     for c in [&mut a, &mut b] {
         c.send(b"GET /health HTTP/1.1\r\n\r\n");
         assert_eq!(c.response().status, 200);
+    }
+    // /ready says the limit is reached.
+    a.send(b"GET /ready HTTP/1.1\r\n\r\n");
+    assert_eq!(a.response().status, 503);
+    for c in [&mut a, &mut b] {
+        hold_in_flight(c);
     }
     // The third connects (the kernel completes the handshake in the backlog)
     // but is not served while two are open.
@@ -90,9 +107,6 @@ fn connection_limit_queues_the_next_client() {
     let waiting = std::io::Read::read(&mut third.stream, &mut probe);
     assert!(waiting.is_err(), "third client served past the limit");
     assert_eq!(server.app.state().connections_open(), 2);
-    // /ready says so.
-    a.send(b"GET /ready HTTP/1.1\r\n\r\n");
-    assert_eq!(a.response().status, 503);
     drop(a);
     third
         .stream
@@ -111,6 +125,7 @@ fn reject_overload_answers_503() {
     let mut a = server.client();
     a.send(b"GET /health HTTP/1.1\r\n\r\n");
     assert_eq!(a.response().status, 200);
+    hold_in_flight(&mut a);
     let mut b = server.client();
     let r = b.response();
     assert_eq!(r.status, 503);
