@@ -121,6 +121,10 @@ pub fn serve(app: Arc<App>, listener: TcpListener, shutdown: Shutdown) -> Result
     result
 }
 
+/// Longest a client accepted at the limit with `Overload::Reject` waits for
+/// the place of the idle connection closed for it before it is answered 503.
+const RECLAIM_WAIT: Duration = Duration::from_secs(1);
+
 async fn accept_loop(
     app: Arc<App>,
     listener: TcpListener,
@@ -199,13 +203,20 @@ async fn accept_loop(
                         "at connection limit: closed the connection kept alive longest for a new client"
                     );
                 }
-                if reclaimed || config.overload == Overload::Queue {
-                    tokio::select! {
-                        permit = Arc::clone(&connections).acquire_owned() => permit.ok(),
-                        _ = stop_rx.wait_for(|stop| *stop) => break,
-                    }
-                } else {
-                    None
+                // Queue waits for a permit as long as it takes; Reject only
+                // for the one it freed (the closed connection's task ends
+                // as soon as it runs), then answers 503 after all.
+                let wait = match config.overload {
+                    Overload::Queue => Duration::MAX,
+                    Overload::Reject if reclaimed => RECLAIM_WAIT,
+                    Overload::Reject => Duration::ZERO,
+                };
+                tokio::select! {
+                    permit = tokio::time::timeout(
+                        wait,
+                        Arc::clone(&connections).acquire_owned(),
+                    ) => permit.ok().and_then(Result::ok),
+                    _ = stop_rx.wait_for(|stop| *stop) => break,
                 }
             }
         };
