@@ -597,7 +597,10 @@ impl Side {
         )?;
         let mut side = SideBuilder::new(&plan);
         if let Some(first) = table.batches.first() {
-            side.reserve(table.rows, first);
+            // The batches' own count, not `table.rows`: a table built by hand
+            // may say anything there.
+            let rows = table.batches.iter().map(RecordBatch::num_rows).sum();
+            side.reserve(rows, first);
         }
         // A few batches per thread at a time, mapped in parallel and joined in order.
         let window = rayon::current_num_threads().max(1) * 2;

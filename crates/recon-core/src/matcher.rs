@@ -26,8 +26,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::money::Currency;
-use crate::outcome::{Assignment, Outcome, ReconError, RunInfo, Status, Summary, Timings};
-use crate::rules::{Cardinality, Metric, Pass, PassKind, ReferenceRule, Role, Rules, Similarity};
+use crate::outcome::{
+    Assignment, Outcome, ReconError, RunInfo, SideName, Status, Summary, Timings,
+};
+use crate::rules::{
+    Cardinality, Metric, Pass, PassKind, ReferenceRule, Role, RoleSet, Rules, Similarity,
+};
 use crate::side::{Side, TextColumn};
 use crate::text;
 
@@ -1736,7 +1740,10 @@ fn filled<T: Copy + Send + Sync>(n: usize, value: T) -> Vec<T> {
     out
 }
 
-fn check_side(side: &Side) -> Result<(), ReconError> {
+/// Checks that every column of `side` has one entry per record, the text
+/// roles in `needs` (what the rules compare) included: a role the side lacks
+/// (an empty column, as when it is not mapped) would match nothing.
+fn check_side(side: &Side, needs: RoleSet) -> Result<(), ReconError> {
     let n = side.len();
     if u32::try_from(n).is_err() {
         return Err(ReconError::TooManyRecords {
@@ -1750,11 +1757,24 @@ fn check_side(side: &Side) -> Result<(), ReconError> {
         ("line", side.line.len()),
     ];
     let text = [
-        ("id", side.id.len()),
-        ("reference", side.reference.len()),
-        ("counterparty", side.counterparty.len()),
-        ("description", side.description.len()),
+        ("id", side.id.len(), false),
+        (
+            "reference",
+            side.reference.len(),
+            needs.contains(Role::Reference),
+        ),
+        (
+            "counterparty",
+            side.counterparty.len(),
+            needs.contains(Role::Counterparty),
+        ),
+        (
+            "description",
+            side.description.len(),
+            needs.contains(Role::Description),
+        ),
     ];
+    let extra = side.extra.iter().map(|(_, col)| ("extra", col.len()));
     // Any two amounts' difference must fit in an i64 (see `MAX_MINOR`).
     if let Some(i) = side
         .amount
@@ -1767,10 +1787,11 @@ fn check_side(side: &Side) -> Result<(), ReconError> {
             amount: side.amount[i],
         });
     }
-    for (column, found) in fixed
+    let present = text
         .into_iter()
-        .chain(text.into_iter().filter(|t| t.1 != 0))
-    {
+        .filter(|&(_, found, needed)| found != 0 || (needed && n != 0))
+        .map(|(column, found, _)| (column, found));
+    for (column, found) in fixed.into_iter().chain(present).chain(extra) {
         if found != n {
             return Err(ReconError::MalformedSide {
                 source_name: side.source.clone(),
@@ -1816,8 +1837,14 @@ impl Reconciler {
     /// order over the records still free. `info` fills the audit block.
     ///
     /// # Errors
-    /// [`ReconError::MalformedSide`] when a side's columns differ in length,
-    /// [`ReconError::TooManyRecords`] beyond `u32::MAX` records, and
+    /// [`ReconError::InvalidRules`] when rules built or changed in code break
+    /// what a rules file guarantees (`max_group` past its limit, a match pass
+    /// without an amount tolerance...), [`ReconError::MalformedSide`] when a
+    /// side's columns (extra columns included) differ in length or a side
+    /// lacks a text column the rules compare (as when loaded without that
+    /// role), [`ReconError::AmountOutOfRange`] for an amount past
+    /// [`crate::money::MAX_MINOR`], [`ReconError::TooManyRecords`] beyond
+    /// `u32::MAX` records, and
     /// [`ReconError::Conservation`] if the results do not account for every
     /// record and amount exactly once.
     pub fn run_with(
@@ -1830,8 +1857,11 @@ impl Reconciler {
         let started = Instant::now();
         let span = tracing::info_span!("reconcile", left = left.len(), right = right.len());
         let _guard = span.enter();
-        check_side(left)?;
-        check_side(right)?;
+        if let Some((at, reason)) = self.rules.broken_invariant() {
+            return Err(ReconError::InvalidRules { at, reason });
+        }
+        check_side(left, self.rules.roles(SideName::Left))?;
+        check_side(right, self.rules.roles(SideName::Right))?;
         let total = (left.len() + right.len()) as u64;
         progress.update(0, total);
 

@@ -11,6 +11,20 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Currency([u8; 3]);
 
+impl std::str::FromStr for Currency {
+    type Err = NotACurrency;
+
+    /// As [`Currency::parse`].
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        Self::parse(code).ok_or_else(|| NotACurrency(code.to_owned()))
+    }
+}
+
+/// Text that is no currency code (three ASCII letters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a currency code (three letters, such as USD)")]
+pub struct NotACurrency(pub String);
+
 impl Currency {
     /// Parses a three-letter code, case-insensitively. `None` if it is not three ASCII letters.
     pub fn parse(code: &str) -> Option<Self> {

@@ -59,6 +59,21 @@ impl Status {
     }
 }
 
+impl std::str::FromStr for Status {
+    type Err = UnknownStatus;
+
+    /// As [`Status::parse`].
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::parse(name).ok_or_else(|| UnknownStatus(name.to_owned()))
+    }
+}
+
+/// A name that is no [`Status`] (they are lowercase: `matched`, `break`,
+/// `ambiguous`, `unmatched`, `duplicate`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a status (matched, break, ambiguous, unmatched or duplicate)")]
+pub struct UnknownStatus(pub String);
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -372,6 +387,15 @@ pub enum ReconError {
         expected: usize,
         /// Entries in `column`.
         found: usize,
+    },
+    /// Rules built or changed in code break what matching relies on (what
+    /// [`crate::Rules::from_toml_str`] checks of a file).
+    #[error("invalid rules: {at}: {reason}")]
+    InvalidRules {
+        /// Where: `pass "name"` or `rules`.
+        at: String,
+        /// What must hold.
+        reason: String,
     },
     /// A side has more records than the matcher indexes (u32).
     #[error("{source_name}: {records} records is more than the matcher supports")]

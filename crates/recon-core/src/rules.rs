@@ -26,6 +26,9 @@ pub const MAX_GROUP_LIMIT: usize = 8;
 pub const MAX_CANDIDATES_LIMIT: usize = 16;
 /// Upper bound on date window sizes, in days.
 pub const MAX_WINDOW_DAYS: u32 = 366;
+/// Most passes a rules file may hold (each result row names its pass by
+/// index in 16 bits; real cascades have a handful).
+pub const MAX_PASSES: usize = 1000;
 
 /// Why a rules file was refused. Every variant names the file; parse and
 /// validation errors carry the 1-based line and column and the offending value.
@@ -132,6 +135,15 @@ impl Decimal {
             mantissa,
             scale: u32::try_from(frac.len()).map_err(|_| DecimalProblem::TooManyDigits(digits))?,
         })
+    }
+
+    /// Whether this is a decimal [`Decimal::parse`] could give: not negative,
+    /// at most [`Decimal::MAX_DIGITS`] digits.
+    pub fn is_valid(self) -> bool {
+        let digits = usize::try_from(self.scale).unwrap_or(usize::MAX);
+        self.mantissa >= 0
+            && digits <= Self::MAX_DIGITS
+            && i128::from(self.mantissa) < pow10(u32::try_from(Self::MAX_DIGITS).unwrap_or(18))
     }
 
     /// The value in minor units of `currency`, rounded down (a tolerance of
@@ -1023,6 +1035,15 @@ impl Rules {
                 "at least one [[pass]] is required",
             ));
         }
+        if let Some(extra) = raw.passes.get(MAX_PASSES) {
+            return Err(loc.invalid(
+                extra.span(),
+                "rules",
+                "pass",
+                format!("{} passes", raw.passes.len()),
+                format!("a rules file holds at most {MAX_PASSES} passes"),
+            ));
+        }
         let mut names = BTreeSet::new();
         let mut passes = Vec::with_capacity(raw.passes.len());
         for sp in &raw.passes {
@@ -1368,6 +1389,78 @@ impl Rules {
         })
     }
 
+    /// What [`Rules::from_toml_str`] guarantees of the passes and that
+    /// matching relies on, checked again for rules built or changed in code
+    /// (the fields are public): `Some((where, why))` for the first one that
+    /// does not hold. Not the file's every check, only those whose breach
+    /// would panic, loop without bound or give a wrong result.
+    pub(crate) fn broken_invariant(&self) -> Option<(String, String)> {
+        if self.passes.is_empty() || self.passes.len() > MAX_PASSES {
+            return Some((
+                "rules".to_owned(),
+                format!("1 to {MAX_PASSES} passes, not {}", self.passes.len()),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for p in &self.passes {
+            let at = format!("pass {:?}", p.name);
+            let broken = |why: String| Some((at.clone(), why));
+            let name = p.name.trim();
+            if name.is_empty() || !names.insert(name) {
+                return broken("pass names are unique and not blank".to_owned());
+            }
+            let decimals = p.amount.iter().flat_map(|a| [a.below, a.above, a.pct]);
+            if let Some(d) = decimals.into_iter().find(|d| !d.is_valid()) {
+                return broken(format!(
+                    "amount tolerance {d:?}: a decimal is at least 0 with at most {} digits",
+                    Decimal::MAX_DIGITS
+                ));
+            }
+            if p.amount.is_none() && p.kind == PassKind::Match {
+                return broken("a match pass compares amounts (`amount` is set)".to_owned());
+            }
+            if p.date
+                .is_some_and(|w| w.before > MAX_WINDOW_DAYS || w.after > MAX_WINDOW_DAYS)
+            {
+                return broken(format!("date windows are at most {MAX_WINDOW_DAYS} days"));
+            }
+            if let Some(s) = [p.counterparty, p.description]
+                .into_iter()
+                .flatten()
+                .find(|s| !(0.0..=1.0).contains(&s.min))
+            {
+                return broken(format!(
+                    "similarity thresholds are between 0 and 1, not {}",
+                    s.min
+                ));
+            }
+            if p.kind == PassKind::Break
+                && (p.cardinality != Cardinality::OneToOne || p.reference == ReferenceRule::Ignore)
+            {
+                return broken("break passes are one_to_one with a reference gate".to_owned());
+            }
+            if p.cardinality != Cardinality::OneToOne {
+                if !(2..=MAX_GROUP_LIMIT).contains(&p.max_group)
+                    || !(2..=MAX_CANDIDATES_LIMIT).contains(&p.max_candidates)
+                    || p.max_group > p.max_candidates
+                {
+                    return broken(format!(
+                        "aggregate passes have 2 <= max_group ({}) <= max_candidates ({}), \
+                         max_group at most {MAX_GROUP_LIMIT}, max_candidates at most \
+                         {MAX_CANDIDATES_LIMIT}",
+                        p.max_group, p.max_candidates
+                    ));
+                }
+                if p.reference == ReferenceRule::Ignore && p.date.is_none() {
+                    return broken(
+                        "aggregate passes need a reference gate or a date window".to_owned(),
+                    );
+                }
+            }
+        }
+        None
+    }
+
     /// How to read `side`'s file: [`Rules::left`] or [`Rules::right`].
     pub fn mapping(&self, side: SideName) -> &SideMapping {
         match side {
@@ -1458,6 +1551,23 @@ mod tests {
 
     fn parse(passes: &str) -> Result<Rules, RulesError> {
         Rules::from_toml_str(&format!("{SIDES}{passes}"), "rules.toml")
+    }
+
+    #[test]
+    fn at_most_max_passes() {
+        let passes = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("[[pass]]\nname = \"p{i}\"\nreference = \"exact\"\n"))
+                .collect()
+        };
+        assert_eq!(parse(&passes(MAX_PASSES)).unwrap().passes.len(), MAX_PASSES);
+        let err = parse(&passes(MAX_PASSES + 1)).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "rules: `pass` = \"1001 passes\": a rules file holds at most 1000 passes"
+            ),
+            "{err}"
+        );
     }
 
     /// A blank pass name is shown as written; a name used twice (compared

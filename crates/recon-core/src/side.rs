@@ -300,28 +300,49 @@ impl Side {
     }
 
     /// Appends `other`'s records and rejects after this side's (the input layer
-    /// builds a side per batch and joins them in file order). Extra columns are
-    /// joined by position; both sides must come from the same mapping.
+    /// builds a side per batch and joins them in file order). A text column
+    /// one side has and the other lacks (empty: not mapped there) is kept,
+    /// missing for the other side's records; extra columns are joined by
+    /// name, in this side's order, then `other`'s new ones.
     pub fn append(&mut self, other: &Side) {
-        self.id.append(&other.id);
+        let (mine, theirs) = (self.len(), other.len());
+        join_text(&mut self.id, mine, &other.id, theirs);
+        join_text(&mut self.reference, mine, &other.reference, theirs);
+        join_text(&mut self.counterparty, mine, &other.counterparty, theirs);
+        join_text(&mut self.description, mine, &other.description, theirs);
         self.amount.extend_from_slice(&other.amount);
         self.currency.extend_from_slice(&other.currency);
         self.date.extend_from_slice(&other.date);
-        self.reference.append(&other.reference);
-        self.counterparty.append(&other.counterparty);
-        self.description.append(&other.description);
         self.line.extend_from_slice(&other.line);
-        if self.extra.is_empty() {
-            self.extra = other
-                .extra
-                .iter()
-                .map(|(name, _)| (name.clone(), TextColumn::default()))
-                .collect();
+        for (name, col) in &mut self.extra {
+            match other.extra.iter().find(|(n, _)| n == name) {
+                Some((_, theirs_col)) => join_text(col, mine, theirs_col, theirs),
+                None => col.extend_nulls(theirs),
+            }
         }
-        for ((_, mine), (_, theirs)) in self.extra.iter_mut().zip(&other.extra) {
-            mine.append(theirs);
+        for (name, theirs_col) in &other.extra {
+            if !self.extra.iter().any(|(n, _)| n == name) {
+                let mut col = TextColumn::default();
+                join_text(&mut col, mine, theirs_col, theirs);
+                self.extra.push((name.clone(), col));
+            }
         }
         self.rejects.extend_from_slice(&other.rejects);
+    }
+}
+
+/// Appends `theirs` (a column of `their_rows` records, or empty: not mapped)
+/// to `mine` (of `my_rows` records, or empty), keeping rows aligned: the side
+/// without the column gets missing values for its records.
+fn join_text(mine: &mut TextColumn, my_rows: usize, theirs: &TextColumn, their_rows: usize) {
+    match (mine.is_empty(), theirs.is_empty()) {
+        (true, true) => {}
+        (false, true) => mine.extend_nulls(their_rows),
+        (true, false) => {
+            mine.extend_nulls(my_rows);
+            mine.append(theirs);
+        }
+        (false, false) => mine.append(theirs),
     }
 }
 
@@ -330,6 +351,43 @@ mod tests {
     use super::*;
     use arrow_buffer::{NullBuffer, OffsetBuffer};
     use proptest::prelude::*;
+
+    /// One-record sides with an optional reference and extras.
+    fn one(id: &str, reference: Option<&str>, extra: &[(&str, &str)]) -> Side {
+        let text = |v: &str| -> TextColumn { [Some(v)].into_iter().collect() };
+        Side {
+            id: text(id),
+            amount: vec![1],
+            currency: vec![Currency::parse("USD").unwrap()],
+            date: vec![None],
+            reference: reference.map(text).unwrap_or_default(),
+            line: vec![2],
+            extra: extra
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), text(v)))
+                .collect(),
+            ..Side::default()
+        }
+    }
+
+    /// Sides whose columns differ (one lacks a role or an extra column)
+    /// join with every value on its own record.
+    #[test]
+    fn append_keeps_records_aligned() {
+        let mut side = one("A1", None, &[("cc", "X")]);
+        side.append(&one("B1", Some("R"), &[("memo", "M"), ("cc", "Y")]));
+        side.append(&one("C1", None, &[]));
+        assert_eq!(side.len(), 3);
+        fn col(c: &TextColumn) -> Vec<Option<&str>> {
+            (0..3).map(|i| c.get(i)).collect()
+        }
+        assert_eq!(col(&side.id), [Some("A1"), Some("B1"), Some("C1")]);
+        assert_eq!(col(&side.reference), [None, Some("R"), None]);
+        let names: Vec<&str> = side.extra.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["cc", "memo"]);
+        assert_eq!(col(&side.extra[0].1), [Some("X"), Some("Y"), None]);
+        assert_eq!(col(&side.extra[1].1), [None, Some("M"), None]);
+    }
 
     /// What pushing row by row gives: the reference for `extend_from_array`.
     fn pushed(array: &StringArray, skip: &[usize]) -> TextColumn {

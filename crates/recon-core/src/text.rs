@@ -175,7 +175,7 @@ pub fn hash_key(s: &str) -> u64 {
 
 /// Jaro-Winkler similarity in `[0, 1]` of two already folded strings, as
 /// `strsim::jaro_winkler` computes it (bit for bit). ASCII strings of up to
-/// [`SHORT`] bytes, nearly every name, take a byte path with its match flags
+/// 64 bytes, nearly every name, take a byte path with its match flags
 /// on the stack: strsim walks `char`s and allocates its flags on every call,
 /// which is per candidate pair in a name pass.
 pub fn jaro_winkler(a: &str, b: &str) -> f64 {

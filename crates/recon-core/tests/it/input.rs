@@ -1390,6 +1390,21 @@ fn fail_mode_stops_at_the_first_bad_row_across_batches() {
     assert_eq!(side.id.get(4997), Some("5001"));
 }
 
+/// A table built by hand may say anything in `rows`: mapping trusts the
+/// batches (it reserved `rows` once, and aborted on 2^40).
+#[test]
+fn a_tables_row_count_is_not_trusted() {
+    let (_dir, path) = file("t.csv", b"amount\n1\n2\n");
+    let mut table = read_table(&path, Format::Csv, &ReadOptions::default()).unwrap();
+    table.rows = 1 << 40;
+    let side = Side::from_table(
+        &table,
+        &mapping("amount = \"amount\"\ncurrency_value = \"USD\""),
+    )
+    .unwrap();
+    assert_eq!(side.amount, [100, 200]);
+}
+
 #[test]
 fn formats_from_names_and_media_types() {
     assert_eq!(Format::from_path(Path::new("a/B.CSV")), Some(Format::Csv));

@@ -63,6 +63,87 @@ fn side(name: &str, rows: &str) -> Side {
     s
 }
 
+/// Rules and sides built or changed in code are checked before matching
+/// against what a rules file and loading guarantee: a typed error, never a
+/// panic or a quietly wrong result.
+#[test]
+fn hand_built_rules_and_sides_are_checked_before_matching() {
+    let base = format!(
+        "{SIDES}[[pass]]\nname = \"ref\"\nreference = \"exact\"\n\
+         [[pass]]\nname = \"split\"\ncardinality = \"one_to_many\"\nreference = \"exact\"\n"
+    );
+    let l = side("l.csv", "a 1000 USD 0 R1 Acme\nb 500 USD 0 R2 Acme");
+    let r = side(
+        "r.csv",
+        "x 1000 USD 0 R1 Acme\ny 250 USD 0 R2 Acme\nz 250 USD 0 R2 Acme",
+    );
+    let run = |edit: &dyn Fn(&mut Rules), l: &Side, r: &Side| {
+        let mut rules = Rules::from_toml_str(&base, "rules.toml").unwrap();
+        edit(&mut rules);
+        Reconciler::new(rules)
+            .run(l, r, &NoProgress)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(run(&|_| {}, &l, &r), Ok(()));
+    for (edit, message) in [
+        (
+            (&|r: &mut Rules| r.passes[1].max_group = 9) as &dyn Fn(&mut Rules),
+            "invalid rules: pass \"split\": aggregate passes have 2 <= max_group (9) <= \
+             max_candidates (12), max_group at most 8, max_candidates at most 16",
+        ),
+        (
+            &|r: &mut Rules| r.passes[0].amount = None,
+            "invalid rules: pass \"ref\": a match pass compares amounts (`amount` is set)",
+        ),
+        (
+            &|r: &mut Rules| {
+                if let Some(a) = &mut r.passes[0].amount {
+                    a.pct = recon_core::rules::Decimal {
+                        mantissa: 1,
+                        scale: 60,
+                    };
+                }
+            },
+            "invalid rules: pass \"ref\": amount tolerance Decimal { mantissa: 1, scale: 60 }: \
+             a decimal is at least 0 with at most 18 digits",
+        ),
+        (
+            &|r: &mut Rules| r.passes[1].name = " ref ".to_owned(),
+            "invalid rules: pass \" ref \": pass names are unique and not blank",
+        ),
+        (
+            &|r: &mut Rules| {
+                let p = r.passes[0].clone();
+                r.passes = vec![p; recon_core::rules::MAX_PASSES + 1];
+            },
+            "invalid rules: rules: 1 to 1000 passes, not 1001",
+        ),
+    ] {
+        assert_eq!(run(edit, &l, &r), Err(message.to_owned()));
+    }
+    // A side without a column the rules compare (as loaded without that
+    // role) would match nothing: refused.
+    let bare = Side {
+        reference: TextColumn::default(),
+        ..l.clone()
+    };
+    assert_eq!(
+        run(&|_| {}, &bare, &r),
+        Err("l.csv: column `reference` has 0 entries, expected 2".to_owned())
+    );
+    // Extra columns have one entry per record too.
+    let mut short = l.clone();
+    short.extra.push((
+        "cost_centre".to_owned(),
+        [Some("CC1")].into_iter().collect(),
+    ));
+    assert_eq!(
+        run(&|_| {}, &short, &r),
+        Err("l.csv: column `extra` has 1 entries, expected 2".to_owned())
+    );
+}
+
 /// `id=status/group` per record, groups renumbered in order of appearance,
 /// left then right: `a=matched/1 b=unmatched | x=matched/1`.
 fn render(outcome: &Outcome, left: &Side, right: &Side) -> String {
