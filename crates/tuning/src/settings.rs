@@ -279,6 +279,15 @@ pub(crate) struct Unread {
     pub instead: &'static str,
 }
 
+/// What the TLS options of Uvicorn are told.
+const NO_TLS: &str = "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front \
+                      of it (nginx, a load balancer, a Kubernetes ingress)";
+
+/// What the proxy-header options of both servers are told.
+const NO_PROXY_HEADERS: &str = "recon builds no URL from a request (its Location headers are \
+                                paths) and logs the peer address: no proxy header is read, \
+                                nothing to set";
+
 /// Every [`Unread`] name, Waitress's first; docs/configuration.md shows this table.
 pub(crate) const UNREAD: &[Unread] = &[
     Unread {
@@ -318,27 +327,27 @@ pub(crate) const UNREAD: &[Unread] = &[
     },
     Unread {
         name: "WAITRESS_TRUSTED_PROXY",
-        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+        instead: NO_PROXY_HEADERS,
     },
     Unread {
         name: "WAITRESS_TRUSTED_PROXY_COUNT",
-        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+        instead: NO_PROXY_HEADERS,
     },
     Unread {
         name: "WAITRESS_TRUSTED_PROXY_HEADERS",
-        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+        instead: NO_PROXY_HEADERS,
     },
     Unread {
         name: "WAITRESS_URL_SCHEME",
-        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+        instead: NO_PROXY_HEADERS,
     },
     Unread {
         name: "UVICORN_PROXY_HEADERS",
-        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+        instead: NO_PROXY_HEADERS,
     },
     Unread {
         name: "UVICORN_FORWARDED_ALLOW_IPS",
-        instead: "recon builds no URL from a request (its Location headers are paths) and logs the peer address: no proxy header is read, nothing to set",
+        instead: NO_PROXY_HEADERS,
     },
     Unread {
         name: "WAITRESS_URL_PREFIX",
@@ -406,38 +415,31 @@ pub(crate) const UNREAD: &[Unread] = &[
     },
     Unread {
         name: "UVICORN_SSL_KEYFILE",
-        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
-                  (nginx, a load balancer, a Kubernetes ingress)",
+        instead: NO_TLS,
     },
     Unread {
         name: "UVICORN_SSL_CERTFILE",
-        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
-                  (nginx, a load balancer, a Kubernetes ingress)",
+        instead: NO_TLS,
     },
     Unread {
         name: "UVICORN_SSL_KEYFILE_PASSWORD",
-        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
-                  (nginx, a load balancer, a Kubernetes ingress)",
+        instead: NO_TLS,
     },
     Unread {
         name: "UVICORN_SSL_VERSION",
-        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
-                  (nginx, a load balancer, a Kubernetes ingress)",
+        instead: NO_TLS,
     },
     Unread {
         name: "UVICORN_SSL_CERT_REQS",
-        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
-                  (nginx, a load balancer, a Kubernetes ingress)",
+        instead: NO_TLS,
     },
     Unread {
         name: "UVICORN_SSL_CA_CERTS",
-        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
-                  (nginx, a load balancer, a Kubernetes ingress)",
+        instead: NO_TLS,
     },
     Unread {
         name: "UVICORN_SSL_CIPHERS",
-        instead: "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front of it \
-                  (nginx, a load balancer, a Kubernetes ingress)",
+        instead: NO_TLS,
     },
     Unread {
         name: "UVICORN_HTTP",

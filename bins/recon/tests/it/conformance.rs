@@ -54,7 +54,7 @@ fn head(method: &str, path: &str, extra: &str) -> String {
 /// (it asks for the body with `100 Continue`, which never comes): a
 /// connection that is not idle, so it keeps its place at the connection
 /// limit.
-pub(crate) fn hold_in_flight(raw: &mut crate::support::Raw) {
+pub(crate) fn hold_in_flight(raw: &mut Raw) {
     let extra = "Content-Type: text/csv\r\nContent-Length: 100\r\nExpect: 100-continue\r\n";
     raw.send(head("POST", "/v1/datasets", extra).as_bytes())
         .expect("send head");
@@ -1077,23 +1077,29 @@ fn unsupported_upload_type_is_415(engine: Engine) {
 
 // ---------------------------------------------------------------- shutdown
 
+/// Sends the head and the first half of an upload of `body` to `path` and
+/// returns once the server counts it busy (in flight), with the half left.
+fn half_upload<'b>(server: &Server, path: &str, body: &'b [u8]) -> (Raw, &'b [u8]) {
+    let (first, second) = body.split_at(body.len() / 2);
+    // /debug/status may count itself as busy on some engines: take a baseline.
+    let baseline = busy(server);
+    let mut raw = server.raw();
+    let extra = format!(
+        "Content-Type: text/csv\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    raw.send(head("POST", path, &extra).as_bytes())
+        .expect("send head");
+    raw.send(first).expect("send first half");
+    wait_until(Duration::from_secs(10), || busy(server) > baseline);
+    (raw, second)
+}
+
 fn graceful_shutdown_finishes_in_flight(engine: Engine) {
     let mut server = Server::start(engine);
     let case = gen_case(server.data_dir(), 300);
     let csv = std::fs::read(case.join("left.csv")).expect("csv");
-    let (first, second) = csv.split_at(csv.len() / 2);
-    // /debug/status may count itself as busy on some engines: take a baseline.
-    let baseline = busy(&server);
-    let mut raw = server.raw();
-    let extra = format!(
-        "Content-Type: text/csv\r\nContent-Length: {}\r\n",
-        csv.len()
-    );
-    raw.send(head("POST", "/v1/datasets", &extra).as_bytes())
-        .expect("send head");
-    raw.send(first).expect("send first half");
-    // Make sure the upload is in flight (the server counts it busy) before the signal.
-    wait_until(Duration::from_secs(10), || busy(&server) > baseline);
+    let (mut raw, second) = half_upload(&server, "/v1/datasets", &csv);
     server.terminate();
     raw.send(second).expect("send second half");
     let res = raw
@@ -1116,17 +1122,7 @@ fn stop_past_its_timeout_stores_no_partial_upload(engine: Engine) {
     let body: String = std::iter::once("id,amount\n".to_owned())
         .chain((1..=40).map(|i| format!("{i},{i}.00\n")))
         .collect();
-    let (first, _) = body.split_at(body.len() / 2);
-    let baseline = busy(&server);
-    let mut raw = server.raw();
-    let extra = format!(
-        "Content-Type: text/csv\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    raw.send(head("POST", "/v1/datasets?name=partial", &extra).as_bytes())
-        .expect("send head");
-    raw.send(first.as_bytes()).expect("send first half");
-    wait_until(Duration::from_secs(10), || busy(&server) > baseline);
+    let (_raw, _) = half_upload(&server, "/v1/datasets?name=partial", body.as_bytes());
     server.terminate();
     // The rest never comes: the stop's timeout closes the connection.
     let status = server
