@@ -89,6 +89,10 @@ struct Watch {
     read_at: AtomicUsize,
     /// Set by the accept loop: the connection's next read ends it.
     close: AtomicBool,
+    /// The connection speaks HTTP/2: its client sends frames between
+    /// requests (window updates, pings), so bytes read say nothing of a
+    /// next request; only streams in flight do.
+    multiplexed: AtomicBool,
     /// The connection task's waker, from its last pending read.
     waker: Mutex<Option<Waker>>,
 }
@@ -97,8 +101,12 @@ impl Watch {
     /// When its last request ended, if it is kept alive now.
     fn idle_since(&self) -> Option<u64> {
         let f = &self.in_flight;
-        (!f.any() && f.ended() > self.read_at.load(Ordering::Relaxed))
-            .then(|| f.last_end.load(Ordering::Relaxed))
+        let since = if self.multiplexed.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.read_at.load(Ordering::Relaxed)
+        };
+        (!f.any() && f.ended() > since).then(|| f.last_end.load(Ordering::Relaxed))
     }
 }
 
@@ -111,6 +119,7 @@ impl KeptAlive {
             in_flight: Arc::clone(in_flight),
             read_at: AtomicUsize::new(0),
             close: AtomicBool::new(false),
+            multiplexed: AtomicBool::new(false),
             waker: Mutex::new(None),
         });
         self.with_conns(|c| c.insert(id, Arc::clone(&watch)));
@@ -186,6 +195,23 @@ impl Registration {
 
     fn closed(&self) -> bool {
         self.watch.close.load(Ordering::Acquire)
+    }
+
+    /// A handle that says which protocol the connection speaks, once sniffed.
+    pub(crate) fn protocol_mark(&self) -> ProtocolMark {
+        ProtocolMark(Arc::clone(&self.watch))
+    }
+}
+
+/// Tells [`KeptAlive`] a connection speaks HTTP/2 ([`Registration::protocol_mark`]).
+#[derive(Debug)]
+pub(crate) struct ProtocolMark(Arc<Watch>);
+
+impl ProtocolMark {
+    /// The connection speaks HTTP/2: it is idle whenever no stream is in
+    /// flight (after its first), whatever frames its client sends between.
+    pub(crate) fn multiplexed(&self) {
+        self.0.multiplexed.store(true, Ordering::Relaxed);
     }
 }
 

@@ -121,6 +121,10 @@ pub fn serve(app: Arc<App>, listener: TcpListener, shutdown: Shutdown) -> Result
     result
 }
 
+/// How often a client waiting at the connection limit (`Overload::Queue`)
+/// looks for a connection that has gone idle since, to take its place.
+const RECLAIM_POLL: Duration = Duration::from_millis(50);
+
 /// Longest a client accepted at the limit with `Overload::Reject` waits for
 /// the place of the idle connection closed for it before it is answered 503.
 const RECLAIM_WAIT: Duration = Duration::from_secs(1);
@@ -174,7 +178,7 @@ async fn accept_loop(
 
     let kept_alive = Arc::new(KeptAlive::default());
 
-    loop {
+    'accept: loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop_rx.wait_for(|stop| *stop) => break,
@@ -203,20 +207,33 @@ async fn accept_loop(
                         "at connection limit: closed the connection kept alive longest for a new client"
                     );
                 }
-                // Queue waits for a permit as long as it takes; Reject only
-                // for the one it freed (the closed connection's task ends
-                // as soon as it runs), then answers 503 after all.
-                let wait = match config.overload {
-                    Overload::Queue => Duration::MAX,
-                    Overload::Reject if reclaimed => RECLAIM_WAIT,
-                    Overload::Reject => Duration::ZERO,
-                };
-                tokio::select! {
-                    permit = tokio::time::timeout(
-                        wait,
-                        Arc::clone(&connections).acquire_owned(),
-                    ) => permit.ok().and_then(Result::ok),
-                    _ = stop_rx.wait_for(|stop| *stop) => break,
+                // Queue waits for a permit as long as it takes, closing a
+                // connection that goes idle meanwhile (looked for every
+                // `RECLAIM_POLL`); Reject waits only for the one it freed
+                // (the closed connection's task ends as soon as it runs),
+                // then answers 503 after all.
+                let mut closing = reclaimed;
+                loop {
+                    let wait = match config.overload {
+                        Overload::Queue if closing => Duration::MAX,
+                        Overload::Queue => RECLAIM_POLL,
+                        Overload::Reject if reclaimed => RECLAIM_WAIT,
+                        Overload::Reject => Duration::ZERO,
+                    };
+                    let permit = tokio::select! {
+                        permit = tokio::time::timeout(
+                            wait,
+                            Arc::clone(&connections).acquire_owned(),
+                        ) => permit,
+                        _ = stop_rx.wait_for(|stop| *stop) => break 'accept,
+                    };
+                    match permit {
+                        Ok(permit) => break permit.ok(),
+                        Err(_elapsed) if config.overload == Overload::Queue => {
+                            closing = kept_alive.close_longest();
+                        }
+                        Err(_elapsed) => break None,
+                    }
                 }
             }
         };
@@ -237,12 +254,9 @@ async fn accept_loop(
 
         app.state().connection_opened();
         let in_flight = Arc::new(InFlight::default());
-        let io = TimedIo::new(
-            stream,
-            timeout,
-            Arc::clone(&in_flight),
-            Some(kept_alive.register(&in_flight)),
-        );
+        let kept = kept_alive.register(&in_flight);
+        let mark = kept.protocol_mark();
+        let io = TimedIo::new(stream, timeout, Arc::clone(&in_flight), Some(kept));
         let shared = Arc::clone(&shared);
         let service = hyper::service::service_fn(move |req| {
             service::serve_request(Arc::clone(&shared), Arc::clone(&in_flight), req)
@@ -262,6 +276,9 @@ async fn accept_loop(
                 };
                 let served = match sniffed {
                     Ok((protocol, io)) => {
+                        if protocol == proto::Protocol::Http2 {
+                            mark.multiplexed();
+                        }
                         protocols.serve(protocol, io, service, Some(watcher)).await
                     }
                     Err(err) => Err(err.into()),

@@ -332,6 +332,10 @@ fn stop_accepting(shared: &Shared, local: SocketAddr, slots: &Semphore) {
     let _ = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1));
 }
 
+/// How often a client waiting at the connection limit (`Overload::Queue`)
+/// looks for a connection that has gone idle since, to take its place.
+const RECLAIM_POLL: Duration = Duration::from_millis(50);
+
 /// Accepts connections until stopping, at most `connection_limit` open.
 ///
 /// A client arriving at the limit first takes the place of the connection
@@ -379,8 +383,22 @@ fn accept_loop(
             match overload {
                 Overload::Queue => {
                     // The closed connection's coroutine (or any other that
-                    // ends) posts its slot.
-                    slots.wait();
+                    // ends) posts its slot. Without one closed, a connection
+                    // that goes idle while this client waits gives its place
+                    // too: looked for every `RECLAIM_POLL`.
+                    let mut closing = reclaimed;
+                    loop {
+                        if closing {
+                            slots.wait();
+                            break;
+                        }
+                        let got = slots.wait_timeout(RECLAIM_POLL);
+                        resume_on_worker();
+                        if got || shared.is_stopping() {
+                            break;
+                        }
+                        closing = shared.registry.close_longest_kept_alive();
+                    }
                     if shared.is_stopping() {
                         return;
                     }

@@ -816,6 +816,36 @@ fn a_client_at_the_limit_takes_the_longest_idle_place(engine: Engine) {
     }
 }
 
+/// A client already waiting at the limit (`overload = queue`) takes the
+/// place of a connection that goes idle after it arrived, well before that
+/// connection's `channel_timeout`.
+fn a_waiting_client_takes_the_place_of_one_gone_idle(engine: Engine) {
+    let server = Server::builder(engine)
+        .arg("--connection-limit", "1")
+        .arg("--channel-timeout", "60s")
+        .start();
+    let mut a = server.raw();
+    hold_in_flight(&mut a);
+    let mut c = server.raw();
+    c.send(head("GET", "/health", "").as_bytes()).expect("send");
+    assert!(
+        c.read_response(Duration::from_millis(700)).is_none(),
+        "served past the limit"
+    );
+    // `a`'s upload ends (100 bytes, as `hold_in_flight` declared): idle now.
+    let body = format!("a\n{}", "x\n".repeat(49));
+    a.send(body.as_bytes()).expect("send body");
+    assert_eq!(a.read_response(PROMPT).expect("upload answer").status, 201);
+    let res = c
+        .read_response(Duration::from_secs(10))
+        .expect("the waiting client was not given the idle place");
+    assert_eq!(res.status, 200, "{res:?}");
+    assert!(
+        a.closed_within(PROMPT),
+        "the idle connection kept its place"
+    );
+}
+
 /// Flags giving a 1 s channel_timeout.
 fn short_timeout(engine: Engine) -> Server {
     Server::builder(engine)
@@ -1445,6 +1475,7 @@ engines!(
     connection_limit_queues_then_serves,
     overload_reject_answers_503,
     a_client_at_the_limit_takes_the_longest_idle_place,
+    a_waiting_client_takes_the_place_of_one_gone_idle,
     idle_keep_alive_is_closed,
     silent_client_is_closed,
     slow_loris_head_is_cut,
@@ -1485,46 +1516,90 @@ fn async_h2c_prior_knowledge() {
     crate::support::within(Duration::from_secs(60), || {
         let server = Server::start(Engine::Async);
         let mut raw: Raw = server.raw();
-        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        // An empty SETTINGS frame: length 0, type 4, flags 0, stream 0.
-        out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        // HEADERS: :method GET (2), :scheme http (6), :path /health, :authority.
-        let mut block = vec![0x82, 0x86, 0x04, 7];
-        block.extend_from_slice(b"/health");
-        block.extend_from_slice(&[0x01, 9]);
-        block.extend_from_slice(b"127.0.0.1");
-        let len = u8::try_from(block.len()).expect("small block");
-        // Type 1 (HEADERS), flags END_STREAM | END_HEADERS, stream 1.
-        out.extend_from_slice(&[0, 0, len, 1, 0x05, 0, 0, 0, 1]);
-        out.extend_from_slice(&block);
-        raw.send(&out).expect("send preface and request");
-
-        let (kind, _, stream, _) = read_frame(&mut raw);
-        assert_eq!(
-            (kind, stream),
-            (4, 0),
-            "first frame is the server's SETTINGS"
-        );
-        let mut status_200 = false;
-        let mut body = Vec::new();
-        loop {
-            let (kind, flags, stream, payload) = read_frame(&mut raw);
-            if stream != 1 {
-                continue;
-            }
-            match kind {
-                // :status 200 is static-table index 8.
-                1 => status_200 = payload.first() == Some(&0x88),
-                0 => body.extend_from_slice(&payload),
-                _ => {}
-            }
-            if flags & 0x01 != 0 {
-                break;
-            }
-        }
+        let (status_200, body) = h2_get_health(&mut raw);
         assert!(status_200, "response HEADERS did not carry :status 200");
         assert_eq!(String::from_utf8_lossy(&body), r#"{"status":"ok"}"#);
     });
+}
+
+/// An idle HTTP/2 connection gives its place at the connection limit like an
+/// HTTP/1 one, though its client sends frames after its last response (a
+/// SETTINGS acknowledgement here): streams in flight, not bytes read, say
+/// whether it is busy.
+#[test]
+fn async_idle_h2_connection_gives_its_place() {
+    crate::support::within(Duration::from_secs(60), || {
+        let server = Server::builder(Engine::Async)
+            .arg("--connection-limit", "2")
+            .arg("--channel-timeout", "60s")
+            .start();
+        let mut h2 = server.raw();
+        assert!(h2_get_health(&mut h2).0);
+        // SETTINGS with the ACK flag, after the response.
+        h2.send(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).expect("send ack");
+        let mut h1 = server.raw();
+        h1.send(head("GET", "/health", "").as_bytes())
+            .expect("send");
+        assert_eq!(h1.read_response(PROMPT).expect("h1").status, 200);
+        let mut c = server.raw();
+        c.send(head("GET", "/health", "").as_bytes()).expect("send");
+        let res = c
+            .read_response(Duration::from_secs(10))
+            .expect("a client at the limit waited");
+        assert_eq!(res.status, 200);
+        // The HTTP/2 connection was idle longest.
+        assert!(
+            h2.closed_within(PROMPT),
+            "the idle h2 connection kept its place"
+        );
+        h1.send(head("GET", "/health", "").as_bytes())
+            .expect("send");
+        assert_eq!(h1.read_response(PROMPT).expect("h1 again").status, 200);
+    });
+}
+
+/// Opens HTTP/2 with prior knowledge on `raw` and GETs /health on stream 1
+/// (HPACK written by hand: static-table indexes and raw literals); whether
+/// the answer was :status 200, and its body.
+fn h2_get_health(raw: &mut Raw) -> (bool, Vec<u8>) {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // An empty SETTINGS frame: length 0, type 4, flags 0, stream 0.
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    // HEADERS: :method GET (2), :scheme http (6), :path /health, :authority.
+    let mut block = vec![0x82, 0x86, 0x04, 7];
+    block.extend_from_slice(b"/health");
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"127.0.0.1");
+    let len = u8::try_from(block.len()).expect("small block");
+    // Type 1 (HEADERS), flags END_STREAM | END_HEADERS, stream 1.
+    out.extend_from_slice(&[0, 0, len, 1, 0x05, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    raw.send(&out).expect("send preface and request");
+
+    let (kind, _, stream, _) = read_frame(raw);
+    assert_eq!(
+        (kind, stream),
+        (4, 0),
+        "first frame is the server's SETTINGS"
+    );
+    let mut status_200 = false;
+    let mut body = Vec::new();
+    loop {
+        let (kind, flags, stream, payload) = read_frame(raw);
+        if stream != 1 {
+            continue;
+        }
+        match kind {
+            // :status 200 is static-table index 8.
+            1 => status_200 = payload.first() == Some(&0x88),
+            0 => body.extend_from_slice(&payload),
+            _ => {}
+        }
+        if flags & 0x01 != 0 {
+            break;
+        }
+    }
+    (status_200, body)
 }
 
 /// `SERVER_TYPE` (the Waitress/Uvicorn deployments' variable) picks the
