@@ -187,7 +187,7 @@ impl App {
     fn ready(&self) -> Response {
         let (status, body) = if self.state.is_draining() {
             (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
-        } else if self.state.at_connection_limit() {
+        } else if !self.state.takes_new_clients() {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"status":"at_connection_limit"}"#,

@@ -17,6 +17,19 @@ pub struct ServerState {
     /// The address the engine listens on, once it serves (`port = 0` is
     /// chosen by the system: this is where it landed).
     listening: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Asks the engine whether a connection idle between requests would
+    /// give its place to a new client ([`ServerState::set_idle_probe`]).
+    idle_probe: std::sync::Mutex<Option<IdleProbe>>,
+}
+
+/// The engine's answer to "would a new client get in at the limit?" (see
+/// [`ServerState::set_idle_probe`]).
+struct IdleProbe(Box<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for IdleProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdleProbe")
+    }
 }
 
 impl ServerState {
@@ -32,7 +45,32 @@ impl ServerState {
             requests_queued: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             listening: std::sync::OnceLock::new(),
+            idle_probe: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Lets [`ServerState::takes_new_clients`] ask the engine whether a
+    /// connection idle between requests would give its place to a new
+    /// client at the connection limit (both engines close the one kept alive
+    /// longest for it). The engine that serves last sets it.
+    pub fn set_idle_probe(&self, probe: impl Fn() -> bool + Send + Sync + 'static) {
+        *self
+            .idle_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(IdleProbe(Box::new(probe)));
+    }
+
+    /// Whether a new client would be served now: below the connection
+    /// limit, or at it with a connection idle between requests to close for
+    /// it. What `/ready` reports.
+    pub fn takes_new_clients(&self) -> bool {
+        !self.at_connection_limit()
+            || self
+                .idle_probe
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|probe| (probe.0)())
     }
 
     /// Records the address the engine listens on (the first call counts).

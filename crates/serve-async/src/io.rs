@@ -135,6 +135,15 @@ impl KeptAlive {
         f(&mut self.conns.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Whether some connection is kept alive now (and not already closing):
+    /// a new client at the limit would take its place.
+    pub(crate) fn any_idle(&self) -> bool {
+        self.with_conns(|c| {
+            c.values()
+                .any(|w| !w.close.load(Ordering::Relaxed) && w.idle_since().is_some())
+        })
+    }
+
     /// Ends the connection kept alive longest: its pending read returns end
     /// of stream and hyper closes it, which frees its `connection_limit`
     /// permit. `false` when no connection is kept alive. Only a connection

@@ -177,6 +177,10 @@ async fn accept_loop(
     let timeout = settings.channel_timeout;
 
     let kept_alive = Arc::new(KeptAlive::default());
+    app.state().set_idle_probe({
+        let kept_alive = Arc::clone(&kept_alive);
+        move || kept_alive.any_idle()
+    });
 
     'accept: loop {
         let accepted = tokio::select! {

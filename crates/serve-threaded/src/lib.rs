@@ -205,6 +205,15 @@ pub fn serve_with_options(
         stopping: AtomicBool::new(false),
     });
     let slots = Arc::new(Semphore::new(shared.settings.connection_limit.get()));
+    app.state().set_idle_probe({
+        // Weak: the state lives in the app, which `shared` holds.
+        let shared = Arc::downgrade(&shared);
+        move || {
+            shared
+                .upgrade()
+                .is_some_and(|s| s.registry.any_kept_alive())
+        }
+    });
 
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     shutdown.on_trigger(move || {

@@ -210,6 +210,15 @@ impl Registry {
         })
     }
 
+    /// Whether some connection is kept alive now: a new client at the limit
+    /// would take its place.
+    pub(crate) fn any_kept_alive(&self) -> bool {
+        self.with_slots(|s| {
+            s.values()
+                .any(|slot| slot.is_idle() && slot.kept_alive.load(Ordering::Relaxed) != 0)
+        })
+    }
+
     /// Closes the connection kept alive longest (idle between requests, the
     /// first to become so), so a client waiting at the connection limit gets
     /// its place; `false` when none is. Its coroutine wakes to the close,

@@ -717,16 +717,18 @@ fn connection_limit_queues_then_serves(engine: Engine) {
         let res = raw.read_response(PROMPT).expect("health answer");
         assert_eq!(res.status, 200, "{res:?}");
     }
-    for raw in [&mut a, &mut b] {
+    let ready = |raw: &mut Raw| {
         raw.send(head("GET", "/ready", "").as_bytes())
             .expect("send");
-        let res = raw.read_response(PROMPT).expect("ready answer");
-        // Two of two connections are open: not ready for more.
-        assert_eq!(res.status, 503, "{res:?}");
-        // A next request under way: neither is idle between requests, so
-        // neither gives its place to a new client.
-        hold_in_flight(raw);
-    }
+        raw.read_response(PROMPT).expect("ready answer").status
+    };
+    // Two of two connections are open, but `b` is idle: a new client would
+    // take its place, so the server is ready for one.
+    assert_eq!(ready(&mut a), 200);
+    // With `b` busy (a request under way) it is not.
+    hold_in_flight(&mut b);
+    assert_eq!(ready(&mut a), 503);
+    hold_in_flight(&mut a);
     // The third client connects (the listen backlog holds it) but is not served.
     let mut c = server.raw();
     c.send(head("GET", "/health", "").as_bytes()).expect("send");

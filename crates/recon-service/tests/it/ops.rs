@@ -36,6 +36,16 @@ fn ready_reports_draining_and_connection_limit() {
         t.get("/ready").expect(503).json()["status"],
         "at_connection_limit"
     );
+    // At the limit with an idle connection the engine would close for a new
+    // client: still ready.
+    let idle = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    t.app.state().set_idle_probe({
+        let idle = std::sync::Arc::clone(&idle);
+        move || idle.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    t.get("/ready").expect(200);
+    idle.store(false, std::sync::atomic::Ordering::Relaxed);
+    t.get("/ready").expect(503);
     t.app.state().connection_closed();
     t.get("/ready").expect(200);
     t.app.state().start_draining();

@@ -89,12 +89,14 @@ fn connection_limit_queues_the_next_client() {
         c.send(b"GET /health HTTP/1.1\r\n\r\n");
         assert_eq!(c.response().status, 200);
     }
-    // /ready says the limit is reached.
+    // At the limit with `b` idle, a new client would take its place: ready.
+    a.send(b"GET /ready HTTP/1.1\r\n\r\n");
+    assert_eq!(a.response().status, 200);
+    // With `b` busy, the limit is reached.
+    hold_in_flight(&mut b);
     a.send(b"GET /ready HTTP/1.1\r\n\r\n");
     assert_eq!(a.response().status, 503);
-    for c in [&mut a, &mut b] {
-        hold_in_flight(c);
-    }
+    hold_in_flight(&mut a);
     // The third connects (the kernel completes the handshake in the backlog)
     // but is not served while two are open.
     let mut third = server.client();
