@@ -110,6 +110,38 @@ pub enum InputError {
         /// The most recon reads.
         max: usize,
     },
+    /// A column name longer than [`crate::input::MAX_COLUMN_NAME`] bytes.
+    #[error(
+        "{file}: column {position}'s name is {length} bytes long; recon reads names of at most {max} bytes (is the header line a data line?)"
+    )]
+    ColumnNameTooLong {
+        /// The file.
+        file: String,
+        /// The column's 1-based position.
+        position: usize,
+        /// Its name's length in bytes.
+        length: usize,
+        /// The longest name recon reads.
+        max: usize,
+    },
+    /// A Parquet row group whose data, uncompressed, is more than
+    /// [`crate::input::MAX_RECORD_BYTES`] a row: refused before any of it is
+    /// decoded (a small file can hold gigabytes once uncompressed).
+    #[error(
+        "{file}: row group {row_group} holds {bytes} bytes of uncompressed data for {rows} rows, more than {max} bytes a record; recon does not read records that large"
+    )]
+    RecordsTooLarge {
+        /// The file.
+        file: String,
+        /// The row group's 0-based index.
+        row_group: usize,
+        /// Its uncompressed bytes, as its metadata says.
+        bytes: u64,
+        /// Its rows.
+        rows: u64,
+        /// The most bytes a record may take on average.
+        max: u64,
+    },
     /// The format could not be told from the file name or media type.
     #[error(
         "{file}: unknown format {hint:?} (expected csv, parquet, arrow, arrow-stream or ndjson{})",

@@ -132,6 +132,17 @@ impl Format {
 /// batch, and a batch of a very wide file is read in fewer rows).
 pub const MAX_COLUMNS: usize = 10_000;
 
+/// The longest column name recon reads, in bytes; a longer one is refused
+/// ([`InputError::ColumnNameTooLong`]): every name is copied into each
+/// batch's schema and a stored dataset's record.
+pub const MAX_COLUMN_NAME: usize = 1024;
+
+/// The most bytes a Parquet row group may hold a record once uncompressed,
+/// from its metadata, before any page is read
+/// ([`InputError::RecordsTooLarge`]): no financial record comes near it, and
+/// a small compressed file can otherwise expand to gigabytes.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+
 /// How to read a file, beyond its format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOptions {

@@ -47,9 +47,12 @@ fn batch_rows(requested: usize, columns: usize) -> usize {
     requested.min(BATCH_CELLS / columns.max(1)).max(1)
 }
 
-/// Refuses a file wider than [`super::MAX_COLUMNS`] before any reader
-/// allocates for its columns.
-fn check_width(source: &str, columns: usize) -> Result<(), InputError> {
+/// Refuses a file wider than [`super::MAX_COLUMNS`], or with a column name
+/// longer than [`super::MAX_COLUMN_NAME`] bytes, before any reader allocates
+/// for its columns (every name is copied into each batch's schema and into a
+/// stored dataset's record).
+fn check_width(source: &str, schema: &Schema) -> Result<(), InputError> {
+    let columns = schema.fields().len();
     if columns > super::MAX_COLUMNS {
         return Err(InputError::TooManyColumns {
             file: source.to_owned(),
@@ -57,7 +60,82 @@ fn check_width(source: &str, columns: usize) -> Result<(), InputError> {
             max: super::MAX_COLUMNS,
         });
     }
+    if let Some((i, field)) = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.name().len() > super::MAX_COLUMN_NAME)
+    {
+        return Err(InputError::ColumnNameTooLong {
+            file: source.to_owned(),
+            position: i + 1,
+            length: field.name().len(),
+            max: super::MAX_COLUMN_NAME,
+        });
+    }
     Ok(())
+}
+
+/// Refuses a Parquet file with a row group of more than
+/// [`super::MAX_RECORD_BYTES`] a row once uncompressed, from its metadata,
+/// before any page is decompressed: a 20 KB file of one zstd-compressed
+/// 600 MiB value would take 1.2 GB to read.
+fn check_parquet_sizes(
+    source: &str,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+) -> Result<(), InputError> {
+    for (i, rg) in metadata.row_groups().iter().enumerate() {
+        let rows = u64::try_from(rg.num_rows()).unwrap_or(0).max(1);
+        let bytes = u64::try_from(rg.total_byte_size()).unwrap_or(u64::MAX);
+        if bytes / rows > super::MAX_RECORD_BYTES {
+            return Err(InputError::RecordsTooLarge {
+                file: source.to_owned(),
+                row_group: i,
+                bytes,
+                rows,
+                max: super::MAX_RECORD_BYTES,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Batches from an Arrow IPC reader with a panic of arrow's decoder (it
+/// trusts some buffer offsets and lengths of a malformed file) turned into
+/// an error; reading stops there.
+struct Unpanicked<I> {
+    batches: I,
+    failed: bool,
+}
+
+impl<I: Iterator<Item = Result<RecordBatch, ArrowError>>> Iterator for Unpanicked<I> {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let batches = &mut self.batches;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batches.next())) {
+            Ok(item) => item,
+            Err(_) => {
+                self.failed = true;
+                Some(Err(ArrowError::IpcError(
+                    "malformed Arrow IPC data: a buffer's offsets or lengths do not fit its \
+                     data"
+                        .to_owned(),
+                )))
+            }
+        }
+    }
+}
+
+/// [`Unpanicked`] batches of `batches`.
+fn unpanicked<I>(batches: I) -> Unpanicked<I> {
+    Unpanicked {
+        batches,
+        failed: false,
+    }
 }
 
 pub(super) fn format_err(file: &str, e: impl std::fmt::Display) -> InputError {
@@ -426,7 +504,7 @@ fn open_csv(
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
-    check_width(&source, inferred.fields().len())?;
+    check_width(&source, &inferred)?;
     let fields: Vec<Field> = inferred
         .fields()
         .iter()
@@ -1454,7 +1532,13 @@ impl Reopen {
                     arrow_ipc::reader::FileReader::try_new_buffered(file, Some(columns.to_vec()))
                         .map_err(|e| format_err(&source, e))?;
                 let schema = text_schema(&stored_schema(&reader));
-                Ok(to_text(source, schema, first_line, control, reader))
+                Ok(to_text(
+                    source,
+                    schema,
+                    first_line,
+                    control,
+                    unpanicked(reader),
+                ))
             }
         }
     }
@@ -1469,7 +1553,8 @@ fn open_parquet(
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format_err(&source, e))?;
     let schema = builder.schema().clone();
-    check_width(&source, schema.fields().len())?;
+    check_width(&source, &schema)?;
+    check_parquet_sizes(&source, builder.metadata())?;
     let reader = builder
         .with_batch_size(batch_rows(opts.batch_size, schema.fields().len()))
         .build()
@@ -1587,7 +1672,7 @@ fn open_arrow_file(
         .map_err(|e| format_err(&source, e))?;
     let schema = stored_schema(&reader);
     let (source, first_line) = stored_origin(&schema, source, opts.source.as_deref())?;
-    check_width(&source, schema.fields().len())?;
+    check_width(&source, &schema)?;
     // Written in the footer by a streaming conversion, in the schema by older files.
     let line_fixes = reader
         .custom_metadata()
@@ -1597,7 +1682,7 @@ fn open_arrow_file(
         .unwrap_or_default();
     Ok(Opened {
         line_fixes,
-        ..rows_from(source, &schema, first_line, None, reader)
+        ..rows_from(source, &schema, first_line, None, unpanicked(reader))
     })
 }
 
@@ -1623,8 +1708,8 @@ fn open_arrow_stream(mut file: File, source: String) -> Result<Opened, InputErro
     let reader = arrow_ipc::reader::StreamReader::try_new_buffered(watched, None)
         .map_err(|e| format_err(&source, format!("not a readable Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
-    check_width(&source, schema.fields().len())?;
-    let opened = rows_from(source.clone(), &schema, 1, None, reader);
+    check_width(&source, &schema)?;
+    let opened = rows_from(source.clone(), &schema, 1, None, unpanicked(reader));
     // The reader takes the end of the file for the end of the stream: a
     // stream cut off between two batches would read as a shorter one.
     let mut checked = false;
@@ -1698,7 +1783,7 @@ fn open_ndjson(
     if inferred.fields().is_empty() {
         return Err(InputError::Empty { file: source });
     }
-    check_width(&source, inferred.fields().len())?;
+    check_width(&source, &inferred)?;
     // Values are decoded as text, but for nested ones (arrays, objects),
     // which keep their inferred type: cast to text afterwards where Arrow can
     // (an array of plain values), else read as null like any column without a

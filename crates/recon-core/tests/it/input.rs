@@ -283,6 +283,104 @@ fn write_arrow_file(path: &Path, batch: &RecordBatch) {
     w.finish().unwrap();
 }
 
+/// A column name past `MAX_COLUMN_NAME` bytes (a header that is really a
+/// data line, or a hostile one) is refused naming its position.
+#[test]
+fn overlong_column_names_are_refused() {
+    let name = "n".repeat(recon_core::input::MAX_COLUMN_NAME + 1);
+    let csv = format!("amount,{name}\n1,2\n");
+    let err = load(
+        "wide.csv",
+        csv.as_bytes(),
+        "amount = \"amount\"\ncurrency_value = \"USD\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.ends_with(
+            "wide.csv: column 2's name is 1025 bytes long; recon reads names of at most 1024 \
+             bytes (is the header line a data line?)"
+        ),
+        "{err}"
+    );
+}
+
+/// A Parquet file whose records would be over `MAX_RECORD_BYTES` each once
+/// uncompressed is refused from its metadata, before any page is read (a
+/// 20 KB file of one compressed 600 MiB value took 1.2 GB to read).
+#[test]
+fn parquet_records_too_large_once_uncompressed_are_refused() {
+    use parquet::basic::{Compression, ZstdLevel};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.parquet");
+    let big = "a".repeat(2 << 20);
+    let batch = RecordBatch::try_from_iter([(
+        "amount",
+        Arc::new(StringArray::from(vec![big.as_str()])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_dictionary_enabled(false)
+        .build();
+    let file = fs::File::create(&path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    assert!(
+        fs::metadata(&path).unwrap().len() < 64 * 1024,
+        "compressed small"
+    );
+    let err = load_side(
+        &path,
+        &mapping("amount = \"amount\"\ncurrency_value = \"USD\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("row group 0 holds")
+            && err.ends_with("recon does not read records that large"),
+        "{err}"
+    );
+}
+
+/// Arrow IPC files and streams with a few bytes changed are read or refused,
+/// never a panic: arrow's decoder trusts some buffer offsets of a malformed
+/// file and panicked on about one in twenty.
+#[test]
+fn mutated_arrow_files_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.arrow");
+    write_arrow_file(&whole, &example_batch());
+    let file_bytes = fs::read(&whole).unwrap();
+    let mut stream_bytes = Vec::new();
+    {
+        let batch = example_batch();
+        let mut w =
+            arrow_ipc::writer::StreamWriter::try_new(&mut stream_bytes, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+    for round in 0..400 {
+        let (original, format, name) = if round % 2 == 0 {
+            (&file_bytes, Format::Arrow, "m.arrow")
+        } else {
+            (&stream_bytes, Format::ArrowStream, "m.arrows")
+        };
+        let mut bytes = original.clone();
+        for _ in 0..rng.random_range(1..=8) {
+            let i = rng.random_range(0..bytes.len());
+            bytes[i] = rng.random();
+        }
+        let path = dir.path().join(name);
+        fs::write(&path, &bytes).unwrap();
+        if let Ok(table) = read_table(&path, format, &ReadOptions::default()) {
+            let _ = Side::from_table(&table, &mapping(BASIC));
+        }
+    }
+}
+
 #[test]
 fn parquet_of_text_round_trips() {
     let dir = tempfile::tempdir().unwrap();
