@@ -50,6 +50,15 @@ fn head(method: &str, path: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
 }
 
+/// Sends `GET /health` on `raw` and checks the 200: the connection has been
+/// accepted and served once (then idle between requests).
+fn serve_health(raw: &mut Raw) {
+    raw.send(head("GET", "/health", "").as_bytes())
+        .expect("send");
+    let res = raw.read_response(PROMPT).expect("health answer");
+    assert_eq!(res.status, 200, "{res:?}");
+}
+
 /// Starts an upload on `raw` and returns once the server has it in flight
 /// (it asks for the body with `100 Continue`, which never comes): a
 /// connection that is not idle, so it keeps its place at the connection
@@ -711,12 +720,8 @@ fn connection_limit_queues_then_serves(engine: Engine) {
     let mut b = server.raw();
     // Each client is served once first, so both are accepted (not merely in the
     // backlog) before either asks /ready.
-    for raw in [&mut a, &mut b] {
-        raw.send(head("GET", "/health", "").as_bytes())
-            .expect("send");
-        let res = raw.read_response(PROMPT).expect("health answer");
-        assert_eq!(res.status, 200, "{res:?}");
-    }
+    serve_health(&mut a);
+    serve_health(&mut b);
     let ready = |raw: &mut Raw| {
         raw.send(head("GET", "/ready", "").as_bytes())
             .expect("send");
@@ -781,11 +786,8 @@ fn a_client_at_the_limit_takes_the_longest_idle_place(engine: Engine) {
             .start();
         let mut a = server.raw();
         let mut b = server.raw();
-        for raw in [&mut a, &mut b] {
-            raw.send(head("GET", "/health", "").as_bytes())
-                .expect("send");
-            assert_eq!(raw.read_response(PROMPT).expect("served").status, 200);
-        }
+        serve_health(&mut a);
+        serve_health(&mut b);
         // Accepted, nothing sent: not a kept-alive connection.
         let mut fresh = server.raw();
         fresh.send(b"GET /heal").expect("send");
