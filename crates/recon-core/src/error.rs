@@ -319,15 +319,25 @@ impl fmt::Display for Names<'_> {
     }
 }
 
-/// `available columns: "a", "b"`, or that the file has none.
+/// How many names a missing column's message lists at most: a file may
+/// have thousands, and the message goes into HTTP answers and logs.
+const NAMES_SHOWN: usize = 100;
+
+/// `available columns: "a", "b"` (the first [`NAMES_SHOWN`], then how many
+/// more), or that the file has none.
 struct Available<'a>(&'a [String]);
 
 impl fmt::Display for Available<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("the file has no columns")
-        } else {
-            write!(f, "available columns: {}", Names(self.0))
+        match self.0.len() {
+            0 => f.write_str("the file has no columns"),
+            n if n > NAMES_SHOWN => write!(
+                f,
+                "available columns: {} and {} more",
+                Names(&self.0[..NAMES_SHOWN]),
+                n - NAMES_SHOWN
+            ),
+            _ => write!(f, "available columns: {}", Names(self.0)),
         }
     }
 }
@@ -476,5 +486,10 @@ mod tests {
             missing(vec!["id".to_owned(), "amt".to_owned()]),
             "x.parquet: column \"amount\" not found; available columns: \"id\", \"amt\""
         );
+        // A wide file's names are listed up to a hundred.
+        let wide: Vec<String> = (1..=250).map(|i| format!("c{i}")).collect();
+        let text = missing(wide);
+        assert!(text.ends_with("\"c99\", \"c100\" and 150 more"), "{text}");
+        assert!(!text.contains("\"c101\""), "{text}");
     }
 }
