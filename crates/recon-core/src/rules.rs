@@ -589,8 +589,9 @@ struct RawDate {
 /// type: string "0.01", expected struct RawAmount`) in the rules file's own
 /// words: where (`[left]`, `pass "p"`), the key as a dotted path within
 /// inline tables, the value as written, and what was expected without Rust's
-/// type names. `None` when the message is of another kind or the key cannot
-/// be read back from the text.
+/// type names. The key is found in the document as `toml` parses it, with
+/// spans. `None` when the message is of another kind or no value of the
+/// document sits at `span`.
 fn mistyped(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<String> {
     if !message.starts_with("invalid type: ") && !message.starts_with("invalid value: ") {
         return None;
@@ -600,8 +601,13 @@ fn mistyped(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<S
     if written.is_empty() || written.contains('\n') {
         return None;
     }
-    let before = text.get(..span.start)?;
-    let path = key_path(before.rsplit('\n').next().unwrap_or(before))?;
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut keys = Vec::new();
+    let mut context = String::new();
+    if !find_value(doc.get_ref(), &span, &mut keys, &mut context) {
+        return None;
+    }
+    let path = keys.join(".");
     let expected = match expected {
         "a string" if path.starts_with("amount.") => {
             "a string such as \"0.01\" (amounts are strings, so they stay exact)"
@@ -611,95 +617,64 @@ fn mistyped(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<S
         "i64" | "i32" => "a whole number",
         other => other,
     };
-    let context = table_context(text, before);
     Some(format!(
         "{context}`{path}` = {written}: expected {expected}"
     ))
 }
 
-/// The key whose value starts where `line` (the text of its line before the
-/// value) ends: `amount` in `amount = `, `counterparty.min` in
-/// `counterparty = { similarity = "jaro_winkler", min = `.
-fn key_path(line: &str) -> Option<String> {
-    let mut open: Vec<String> = Vec::new();
-    let mut last: Option<String> = None;
-    let mut key: Option<String> = None;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' | '\'' => {
-                let mut token = String::new();
-                let mut escaped = false;
-                for d in chars.by_ref() {
-                    if d == c && !escaped {
-                        break;
-                    }
-                    escaped = c == '"' && d == '\\' && !escaped;
-                    token.push(d);
+/// Whether the value at `span` is inside `table`; if so, the keys leading to
+/// it within its table of the rules file are in `keys` and where that table
+/// is (as [`RulesError::Invalid`] says it: `[left]: `, `pass "p": `) is in
+/// `context`, empty at the top level. Tables are searched whole: a table
+/// written under a header (`[left]`, `[[pass]]`) does not span its keys.
+fn find_value(
+    table: &toml::de::DeTable<'_>,
+    span: &std::ops::Range<usize>,
+    keys: &mut Vec<String>,
+    context: &mut String,
+) -> bool {
+    use toml::de::DeValue;
+    let top = keys.is_empty() && context.is_empty();
+    for (key, value) in table {
+        let key = key.get_ref().to_string();
+        let found = match value.get_ref() {
+            _ if value.span() == *span => {
+                keys.push(key);
+                return true;
+            }
+            DeValue::Array(items) if top && key == "pass" => items.iter().any(|pass| {
+                // An array of tables: each pass is named by its `name`.
+                let Some(t) = pass.get_ref().as_table() else {
+                    return false;
+                };
+                *context = match t.get("name").and_then(|n| n.get_ref().as_str()) {
+                    Some(name) => format!("pass {name:?}: "),
+                    None => "[[pass]]: ".to_owned(),
+                };
+                find_value(t, span, keys, context)
+            }),
+            DeValue::Table(t) if top => {
+                *context = format!("[{key}]: ");
+                find_value(t, span, keys, context)
+            }
+            DeValue::Table(t) => {
+                keys.push(key);
+                let found = find_value(t, span, keys, context);
+                if !found {
+                    keys.pop();
                 }
-                last = Some(token);
+                found
             }
-            '=' => key = last.take(),
-            '{' | '[' => open.push(key.take().unwrap_or_default()),
-            '}' | ']' => {
-                open.pop();
-                key = None;
-            }
-            ',' => key = None,
-            c if c.is_whitespace() => {}
-            c => {
-                let mut token = String::from(c);
-                while let Some(&d) = chars.peek() {
-                    if d.is_whitespace() || "=,{}[]\"'".contains(d) {
-                        break;
-                    }
-                    token.push(d);
-                    chars.next();
-                }
-                last = Some(token);
-            }
+            _ => false,
+        };
+        if found {
+            return true;
+        }
+        if top {
+            context.clear();
         }
     }
-    let key = key?;
-    let path: Vec<&str> = open
-        .iter()
-        .map(String::as_str)
-        .filter(|k| !k.is_empty())
-        .chain(std::iter::once(key.as_str()))
-        .collect();
-    Some(path.join("."))
-}
-
-/// Where a value sits, as [`RulesError::Invalid`] says it (`[left]: `,
-/// `pass "p": `), from the table header above it; empty at the top level.
-fn table_context(text: &str, before: &str) -> String {
-    let header_at = before
-        .rmatch_indices('\n')
-        .map(|(i, _)| i + 1)
-        .chain(std::iter::once(0))
-        .find(|&i| before[i..].trim_start().starts_with('['));
-    let Some(at) = header_at else {
-        return String::new();
-    };
-    let header = before[at..].lines().next().unwrap_or("").trim();
-    let header = header.split('#').next().unwrap_or("").trim();
-    if header.replace(' ', "") != "[[pass]]" {
-        return format!("{header}: ");
-    }
-    // A pass is named by its `name`, wherever in its table it is written.
-    let table = &text[at..];
-    let name = table
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim_start().starts_with('['))
-        .find_map(|l| {
-            let (key, value) = l.split_once('=')?;
-            (key.trim() == "name").then(|| value.trim().trim_matches('"').to_owned())
-        });
-    match name {
-        Some(name) => format!("pass {name:?}: "),
-        None => "[[pass]]: ".to_owned(),
-    }
+    false
 }
 
 /// Turns byte offsets into 1-based line and column.
@@ -1629,6 +1604,12 @@ mod tests {
             let err = parse(&format!("[[pass]]\nname = \"p\"\n{pass}\n")).unwrap_err();
             assert_eq!(err.to_string(), message, "{pass}");
         }
+        // A name with a comment after it is the name alone.
+        let err = parse("[[pass]]\nname = \"p\" # the first\nmax_group = 3.0\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rules.toml:9:13: pass \"p\": `max_group` = 3.0: expected a whole number, 0 or more"
+        );
         // A pass with its name written after the value, and a side table.
         let err = parse("[[pass]]\nmax_group = -2 # x\nname = \"late\"\n").unwrap_err();
         assert_eq!(
