@@ -63,7 +63,7 @@ fn serve_health(raw: &mut Raw) {
 /// (it asks for the body with `100 Continue`, which never comes): a
 /// connection that is not idle, so it keeps its place at the connection
 /// limit.
-pub(crate) fn hold_in_flight(raw: &mut Raw) {
+fn hold_in_flight(raw: &mut Raw) {
     let extra = "Content-Type: text/csv\r\nContent-Length: 100\r\nExpect: 100-continue\r\n";
     raw.send(head("POST", "/v1/datasets", extra).as_bytes())
         .expect("send head");

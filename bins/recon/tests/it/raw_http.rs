@@ -385,36 +385,6 @@ fn stalled_body_times_out(engine: Engine) {
     );
 }
 
-fn connection_limit_plus_one_waits(engine: Engine) {
-    let server = Server::builder(engine)
-        .arg("--connection-limit", "2")
-        .start();
-    let mut a = server.raw();
-    let mut b = server.raw();
-    for c in [&mut a, &mut b] {
-        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
-        assert_eq!(c.read_response(PROMPT).expect("served").status, 200);
-        // A next request under way: not idle, so it keeps its place (an
-        // idle one would be closed for the third client).
-        crate::conformance::hold_in_flight(c);
-    }
-    let mut third = server.raw();
-    third
-        .send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("send");
-    assert!(
-        third.read_response(Duration::from_millis(700)).is_none(),
-        "third client served past the connection limit"
-    );
-    drop(a);
-    // The request already sent is answered once a slot frees.
-    let r = third
-        .read_response(PROMPT)
-        .expect("third client served after one left");
-    assert_eq!(r.status, 200);
-}
-
 /// A small CSV upload: a header line and two records.
 const CSV: &str =
     "id,date,amount,description\nL1,2024-01-02,10.00,rent\nL2,2024-01-03,5.50,coffee\n";
@@ -744,5 +714,4 @@ engines!(
     idle_keep_alive_closes_after_channel_timeout,
     busy_keep_alive_outlives_channel_timeout,
     stalled_body_times_out,
-    connection_limit_plus_one_waits,
 );
