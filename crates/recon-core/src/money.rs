@@ -476,6 +476,18 @@ fn apply_sign(magnitude: u64, negative: bool) -> Result<i64, AmountError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn currencies_parse_with_from_str() {
+        assert_eq!(
+            "eur".parse::<super::Currency>().map(|c| c.to_string()),
+            Ok("EUR".to_owned())
+        );
+        assert_eq!(
+            "EURO".parse::<super::Currency>().unwrap_err().to_string(),
+            "\"EURO\" is not a currency code (three letters, such as USD)"
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -920,6 +920,15 @@ impl Summary {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn statuses_parse_with_from_str() {
+        assert_eq!("break".parse::<super::Status>(), Ok(super::Status::Break));
+        assert_eq!(
+            "Matched".parse::<super::Status>().unwrap_err().to_string(),
+            "\"Matched\" is not a status (matched, break, ambiguous, unmatched or duplicate)"
+        );
+    }
+
     use super::*;
 
     #[test]
