@@ -55,6 +55,46 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Progress and stopping
+//!
+//! A run reports through a [`Progress`], which may also stop it: once its
+//! `cancelled` answers `true` (a deadline passed, a user asked) the run ends
+//! with [`ReconError::Cancelled`] within milliseconds, wherever the matcher
+//! is, and nothing of it is kept.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use recon_core::{Progress, ReconError, Reconciler, Rules, Side};
+//!
+//! struct Deadline(Instant);
+//!
+//! impl Progress for Deadline {
+//!     fn update(&self, _done: u64, _total: u64) {}
+//!     fn cancelled(&self) -> bool {
+//!         Instant::now() >= self.0
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rules = Rules::from_toml_str(
+//!     "[left]\nid = \"id\"\namount = \"amount\"\ncurrency_value = \"EUR\"\n\
+//!      [right]\nid = \"id\"\namount = \"amount\"\ncurrency_value = \"EUR\"\n\
+//!      [[pass]]\nname = \"amount\"\nreference = \"ignore\"\namount = { abs = \"0.00\" }\n",
+//!     "rules.toml",
+//! )?;
+//! let (left, right) = (Side::default(), Side::default());
+//! let reconciler = Reconciler::new(rules);
+//! // A deadline of now has passed by the first poll: no pass runs.
+//! let now = Deadline(Instant::now());
+//! let run = reconciler.run(&left, &right, &now);
+//! assert!(matches!(run, Err(ReconError::Cancelled)));
+//! // An hour is plenty.
+//! let hour = Deadline(Instant::now() + Duration::from_secs(3600));
+//! assert!(reconciler.run(&left, &right, &hour).is_ok());
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod date;
 pub mod error;

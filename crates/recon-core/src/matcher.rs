@@ -20,7 +20,7 @@
 //! result is the same whatever the thread count.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -53,12 +53,70 @@ const QUERY_GROUP_ROWS: usize = 16 * CHUNK;
 /// gathers before appending them to the whole.
 const EDGE_GROUP_CHUNKS: usize = 4;
 
-/// Receives progress while a run goes: `done` of `total` records (both sides)
-/// have their final status. Called from the thread that called `run`, a few
-/// times per pass.
+/// Receives progress while a run goes, and may stop it.
 pub trait Progress: Sync {
-    /// Reports progress.
+    /// Reports that `done` of `total` records (both sides) have their final
+    /// status. Called from the thread that called `run`, a few times per pass.
     fn update(&self, done: u64, total: u64);
+
+    /// Whether the run should stop now (a deadline passed, a user asked).
+    /// Polled from any of the run's threads: between passes, and while a pass
+    /// works every few thousand candidates checked, so a pathological pass
+    /// (every record with one amount, an aggregate pass at its limits) stops
+    /// within milliseconds too. Once it answers `true` the run ends with
+    /// [`ReconError::Cancelled`] and none of its work is kept, even if a later
+    /// call answers `false`. The default never stops.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Candidates checked (or aggregate subsets summed) between two polls of
+/// [`Progress::cancelled`].
+const POLL_WORK: u64 = 1 << 14;
+
+/// A run's view of [`Progress::cancelled`] that stays `true` once seen.
+struct Stop<'a> {
+    progress: &'a dyn Progress,
+    seen: AtomicBool,
+}
+
+impl<'a> Stop<'a> {
+    fn new(progress: &'a dyn Progress) -> Self {
+        Self {
+            progress,
+            seen: AtomicBool::new(false),
+        }
+    }
+
+    /// Polls the run's [`Progress`]; `true` from then on once it said stop.
+    fn now(&self) -> bool {
+        if self.seen.load(Ordering::Relaxed) {
+            return true;
+        }
+        let stop = self.progress.cancelled();
+        if stop {
+            self.seen.store(true, Ordering::Relaxed);
+        }
+        stop
+    }
+
+    /// Counts `work` done since the last poll into `since`, polling once it
+    /// reaches [`POLL_WORK`]: cheap enough for the hot loops.
+    fn after(&self, since: &mut u64, work: u64) -> bool {
+        *since += work;
+        if *since < POLL_WORK {
+            return false;
+        }
+        *since = 0;
+        self.now()
+    }
+
+    /// Whether a poll has said stop: checked after each step of the run, so a
+    /// pass cut short is never reported as finished.
+    fn seen(&self) -> bool {
+        self.seen.load(Ordering::Relaxed)
+    }
 }
 
 /// A [`Progress`] that ignores everything.
@@ -258,6 +316,8 @@ struct Ctx<'a> {
     prep: [&'a Prepared; 2],
     /// Queries per range of blocks in a one-to-one pass.
     query_group_rows: usize,
+    /// Polled while a pass works.
+    stop: &'a Stop<'a>,
 }
 
 /// One index entry: a free record of one side. Sorted by the first four
@@ -911,7 +971,8 @@ fn date_diff(ctx: &Ctx<'_>, l: usize, r: usize) -> Option<i32> {
     }
 }
 
-/// Candidate edges of left row `l` into `edges`.
+/// Candidate edges of left row `l` into `edges`; returns how many index
+/// entries it checked.
 fn candidates_1to1(
     ctx: &Ctx<'_>,
     pass: &Pass,
@@ -920,7 +981,7 @@ fn candidates_1to1(
     q: &Entry,
     hints: &mut [usize],
     edges: &mut Vec<Edge>,
-) {
+) -> u64 {
     let (cur, amount) = (q.cur, q.amount);
     // The tolerance depends only on the query's amount and currency (every
     // candidate shares the currency): work it out once per query.
@@ -935,13 +996,16 @@ fn candidates_1to1(
         .date
         .map_or((0, 0), |w| (-i64::from(w.before), i64::from(w.after)));
     let start = edges.len();
+    let mut checked = 0;
     for (k, day) in day_range(plan, q.date(), dlo, dhi).enumerate() {
         let Ok(day) = i32::try_from(day) else {
             continue;
         };
         // One hint per day offset (the last one is shared by any beyond).
         let hint = &mut hints[k.min(hints.len() - 1)];
-        for e in lookup(index, hint, q.block, day, lo, hi) {
+        let found = lookup(index, hint, q.block, day, lo, hi);
+        checked += found.len() as u64;
+        for e in found {
             let Some(score) = identity_entries(ctx, pass, q, e) else {
                 continue;
             };
@@ -975,6 +1039,7 @@ fn candidates_1to1(
         edges[start..].sort_unstable();
         edges.truncate(start + MAX_CANDIDATES_PER_RECORD);
     }
+    checked
 }
 
 /// The rows with a tag (not [`NO_TAG`]) grouped by range of tags (range `k`
@@ -1217,12 +1282,21 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
                 .map(|chunk| {
                     let mut out = Vec::new();
                     let mut hints = [0usize; DAY_BLOCKING_LIMIT as usize];
+                    let mut work = 0;
                     for q in chunk {
-                        candidates_1to1(ctx, pass, plan, &index, q, &mut hints, &mut out);
+                        let checked =
+                            candidates_1to1(ctx, pass, plan, &index, q, &mut hints, &mut out);
+                        if ctx.stop.after(&mut work, 1 + checked) {
+                            break;
+                        }
                     }
                     out
                 })
                 .collect();
+            if ctx.stop.seen() {
+                // Cut short: the run is dropped, nothing more to work out.
+                return;
+            }
             edges.reserve(parts.iter().map(Vec::len).sum());
             for part in parts {
                 edges.extend_from_slice(&part);
@@ -1257,22 +1331,39 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         || Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r),
     );
     let mut cluster: Vec<(usize, usize, usize)> = Vec::new();
+    // Which records a tie cluster holds: a record once in a cluster is taken
+    // with it (no longer free), so a mark never needs clearing. Looking the
+    // cluster through instead made a large tie (thousands of records of one
+    // amount and day) quadratic in its size.
+    let mut in_cluster = [
+        vec![false; ctx.sides[0].len()],
+        vec![false; ctx.sides[1].len()],
+    ];
+    let mut work = 0;
     for k in 0..edges.len() {
         let e = edges[k];
         let (l, r) = (e.l as usize, e.r as usize);
         if !state.free[0][l] || !state.free[1][r] {
             continue;
         }
+        if ctx.stop.after(&mut work, 1) {
+            return;
+        }
         // Collect the tie cluster: records reachable through free edges of
         // exactly this rank. Size 2 means an unambiguous pair.
         cluster.clear();
         cluster.push((0, l, k));
         cluster.push((1, r, k));
+        in_cluster[0][l] = true;
+        in_cluster[1][r] = true;
         let mut next = 0;
         while next < cluster.len() {
             let (s, node, _) = cluster[next];
             next += 1;
             let adj = if s == 0 { by_l.of(node) } else { by_r.of(node) };
+            if ctx.stop.after(&mut work, adj.len() as u64) {
+                return;
+            }
             for &ei in adj {
                 let o = edges[ei as usize];
                 if o.rank() != e.rank() {
@@ -1283,7 +1374,8 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
                 } else {
                     (0, o.l as usize)
                 };
-                if state.free[os][other] && !cluster.iter().any(|c| c.0 == os && c.1 == other) {
+                if state.free[os][other] && !in_cluster[os][other] {
+                    in_cluster[os][other] = true;
                     cluster.push((os, other, ei as usize));
                 }
             }
@@ -1343,9 +1435,9 @@ impl Aggregate<'_> {
     }
 
     /// Candidate parts of single record `o` (free at the start of the pass),
-    /// the nearest `max_candidates` by date distance then row, sorted by row.
-    /// `hint` as in [`lookup`].
-    fn candidates(&self, index: &[Entry], q: &Entry, hint: &mut usize, out: &mut Vec<Part>) {
+    /// the nearest `max_candidates` by date distance then row, sorted by row;
+    /// returns how many index entries it checked. `hint` as in [`lookup`].
+    fn candidates(&self, index: &[Entry], q: &Entry, hint: &mut usize, out: &mut Vec<Part>) -> u64 {
         out.clear();
         let ctx = self.ctx;
         let block = q.block;
@@ -1365,7 +1457,8 @@ impl Aggregate<'_> {
         let start = gallop(index, *hint, |e| (e.block, e.day) < (block, first));
         *hint = start;
         let end = gallop(index, start, |e| (e.block, e.day) <= (block, last));
-        for e in index.get(start..end.max(start)).unwrap_or(&[]) {
+        let found = index.get(start..end.max(start)).unwrap_or(&[]);
+        for e in found {
             let (le, re) = if self.one == 0 { (q, e) } else { (e, q) };
             if identity_entries(ctx, self.pass, le, re).is_none() {
                 continue;
@@ -1378,17 +1471,20 @@ impl Aggregate<'_> {
             out.truncate(self.pass.max_candidates);
         }
         out.sort_unstable_by_key(|p| p.row);
+        found.len() as u64
     }
 
     /// The best subset of the free `parts` for `o`: smallest |amount diff|,
     /// then fewest records, then smallest total date distance, then first in
-    /// row order.
+    /// row order. Each subset summed counts as one unit of `work` (see
+    /// [`Stop::after`]); `None` as soon as the run is to stop.
     fn search(
         &self,
         o: usize,
         parts: &[Part],
         free: &[bool],
         usable: &mut Vec<Part>,
+        work: &mut u64,
     ) -> Option<Found> {
         let ctx = self.ctx;
         let cur = ctx.sides[self.one].currency[o];
@@ -1405,6 +1501,9 @@ impl Aggregate<'_> {
                 *p = i;
             }
             loop {
+                if ctx.stop.after(work, 1) {
+                    return None;
+                }
                 let mut sum: i128 = 0;
                 let mut dd: u64 = 0;
                 for &p in &pick[..size] {
@@ -1487,13 +1586,17 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
             let (mut scratch, mut usable) = (Vec::new(), Vec::new());
             let (mut found, mut parts) = (Vec::new(), Vec::new());
             let mut hint = 0;
+            let mut work = 0;
             for q in chunk {
                 let o = q.row as usize;
-                agg.candidates(&index, q, &mut hint, &mut scratch);
+                let checked = agg.candidates(&index, q, &mut hint, &mut scratch);
+                if ctx.stop.after(&mut work, 1 + checked) {
+                    break;
+                }
                 if scratch.len() < 2 {
                     continue;
                 }
-                let f = agg.search(o, &scratch, &st.free[1 - one], &mut usable);
+                let f = agg.search(o, &scratch, &st.free[1 - one], &mut usable, &mut work);
                 found.push((q.row, parts.len(), scratch.len(), f));
                 parts.extend_from_slice(&scratch);
             }
@@ -1502,6 +1605,9 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         .collect();
     drop(index);
     drop(queries);
+    if ctx.stop.seen() {
+        return;
+    }
     let mut order: Vec<(u32, usize, usize)> = chunks
         .iter()
         .enumerate()
@@ -1510,6 +1616,7 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
     order.par_sort_unstable();
     let status = Status::Matched;
     let mut usable = Vec::new();
+    let mut work = 0;
     for &(_, c, k) in &order {
         let (found, all_parts) = &chunks[c];
         let (o, start, len, spec) = found[k];
@@ -1523,8 +1630,11 @@ fn aggregate(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
             {
                 Some(f)
             }
-            _ => agg.search(o, parts, &state.free[1 - one], &mut usable),
+            _ => agg.search(o, parts, &state.free[1 - one], &mut usable, &mut work),
         };
+        if ctx.stop.seen() {
+            return;
+        }
         commit(ctx, pass, rule, &agg, state, o, f, status);
     }
 }
@@ -1844,7 +1954,8 @@ impl Reconciler {
     /// lacks a text column the rules compare (as when loaded without that
     /// role), [`ReconError::AmountOutOfRange`] for an amount past
     /// [`crate::money::MAX_MINOR`], [`ReconError::TooManyRecords`] beyond
-    /// `u32::MAX` records, and
+    /// `u32::MAX` records, [`ReconError::Cancelled`] once
+    /// `progress` says stop ([`Progress::cancelled`]), and
     /// [`ReconError::Conservation`] if the results do not account for every
     /// record and amount exactly once.
     pub fn run_with(
@@ -1918,8 +2029,12 @@ impl Reconciler {
         };
         progress.update(state.settled(), total);
 
+        let stop = Stop::new(progress);
         let (mut pl, mut pr) = (pl, pr);
         for (k, pass) in rules.passes.iter().enumerate() {
+            if stop.now() {
+                return Err(ReconError::Cancelled);
+            }
             let t = Instant::now();
             let _pass = tracing::info_span!("pass", name = %pass.name).entered();
             let [fl, fr] = &state.free;
@@ -1931,6 +2046,7 @@ impl Reconciler {
                 sides: [left, right],
                 prep: [&pl, &pr],
                 query_group_rows: self.query_group_rows,
+                stop: &stop,
             };
             let rule = u16::try_from(k).unwrap_or(u16::MAX);
             match pass.cardinality {
@@ -1939,10 +2055,17 @@ impl Reconciler {
                     aggregate(&ctx, pass, rule, &mut state)
                 }
             }
+            if stop.seen() {
+                tracing::debug!("pass cut short: the run was cancelled");
+                return Err(ReconError::Cancelled);
+            }
             let settled = state.settled();
             tracing::debug!(settled, "pass done");
             timings.passes_ms.push(t.elapsed().as_secs_f64() * 1e3);
             progress.update(settled, total);
+        }
+        if stop.now() {
+            return Err(ReconError::Cancelled);
         }
         let [la, ra] = state.assigned;
         timings.total_ms = started.elapsed().as_secs_f64() * 1e3;

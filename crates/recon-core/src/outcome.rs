@@ -419,6 +419,10 @@ pub enum ReconError {
         /// Its amount, in minor units.
         amount: i64,
     },
+    /// The run's [`crate::matcher::Progress::cancelled`] answered `true`: the
+    /// run stopped where it was and nothing of it is kept.
+    #[error("the reconciliation was cancelled before it finished")]
+    Cancelled,
     /// The results do not account for the inputs: a bug, reported instead of a
     /// quietly wrong result.
     #[error("conservation violated on the {side} side ({currency}): {detail}")]

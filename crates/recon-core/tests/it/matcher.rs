@@ -1185,3 +1185,77 @@ fn csv_rows_carry_what_the_ndjson_rows_carry() {
     }
     assert!(csv.contains(long_rule) && csv.contains(",-") && csv.contains("\"L,0\""));
 }
+
+/// A [`recon_core::Progress`] that counts its `cancelled` polls and answers
+/// `true` only on the poll numbered `stop_at` (1-based; 0 never).
+struct Canceller {
+    polls: std::sync::atomic::AtomicUsize,
+    stop_at: usize,
+}
+
+impl recon_core::Progress for Canceller {
+    fn update(&self, _done: u64, _total: u64) {}
+
+    fn cancelled(&self) -> bool {
+        let n = self
+            .polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        n == self.stop_at
+    }
+}
+
+/// A pass that would run for hours at scale (every record of one amount and
+/// day, so every pair is a candidate; an aggregate pass at its limits, ~65k
+/// subsets a record) polls `cancelled` while it works, not only between
+/// passes, and a run told to stop once ends `Cancelled` even when later polls
+/// say go on: a pass cut short is never reported as a result.
+#[test]
+fn long_passes_poll_for_cancellation_and_a_stop_keeps_nothing() {
+    let rows = |prefix: &str, n: usize, amount: i64| -> String {
+        (0..n)
+            .map(|i| format!("{prefix}{i} {amount} USD 1 R1\n"))
+            .collect()
+    };
+    let all_equal = "[[pass]]\nname = \"tie\"\nreference = \"ignore\"\n\
+                     amount = { abs = \"0.00\" }\ndate = { before = 0, after = 0 }\n";
+    // 16 candidate parts of 100 each and a target of 800: every subset of
+    // 2..=8 parts is summed before the exact group of 8 is known best.
+    let at_limits = "[[pass]]\nname = \"split\"\ncardinality = \"one_to_many\"\n\
+                     reference = \"exact\"\nmax_group = 8\nmax_candidates = 16\n";
+    for (rules, left, right) in [
+        (all_equal, rows("a", 300, 500), rows("x", 300, 500)),
+        (at_limits, rows("a", 4, 800), rows("x", 16, 100)),
+    ] {
+        let (l, r) = (side("left.csv", &left), side("right.csv", &right));
+        let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+        let reconciler = Reconciler::new(rules);
+        let never = Canceller {
+            polls: 0.into(),
+            stop_at: 0,
+        };
+        let outcome = reconciler.run(&l, &r, &never).unwrap();
+        let polls = never.polls.into_inner();
+        // One poll before the pass and one after it, the rest inside it.
+        assert!(polls > 3, "{polls} polls: the pass does not poll");
+        assert!(outcome.left.iter().any(|a| a.match_id().is_some()));
+        // Stopped by the first poll inside the pass; every later poll says
+        // go on.
+        let once = Canceller {
+            polls: 0.into(),
+            stop_at: 2,
+        };
+        let err = match reconciler.run(&l, &r, &once) {
+            Ok(o) => panic!(
+                "a cut-short pass was reported: {:?}",
+                o.summary.left.by_status
+            ),
+            Err(e) => e,
+        };
+        assert!(matches!(err, recon_core::ReconError::Cancelled), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "the reconciliation was cancelled before it finished"
+        );
+    }
+}
