@@ -105,6 +105,10 @@ struct Flags {
     /// Reconciliation jobs run at once, each on a job thread of its own.
     #[arg(long, value_parser = crate::cmd_tune::parse_count::<usize>)]
     job_threads: Option<usize>,
+    /// How long one reconciliation job may run before it is stopped and
+    /// failed, e.g. `2h` (default `1h`).
+    #[arg(long)]
+    job_timeout: Option<String>,
     /// Log filter, e.g. `info` or `recon=debug` (`RUST_LOG`, when set, wins).
     #[arg(long)]
     log_level: Option<String>,
@@ -140,6 +144,7 @@ impl Flags {
                 api_keys_file: self.api_keys_file,
                 protect_ops: self.protect_ops,
                 job_threads: self.job_threads,
+                job_timeout: self.job_timeout,
                 log_level: self.log_level,
             },
             resources: None,

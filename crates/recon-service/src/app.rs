@@ -98,7 +98,8 @@ impl App {
             Arc::clone(&store),
             config.job_threads.get(),
         )
-        .map_err(data_err)?;
+        .map_err(data_err)?
+        .with_time_limit(config.job_timeout);
         // Dead instances' work is recovered and swept by now: their leases go.
         owner::sweep_leases(&leases);
         let state = ServerState::new(config.engine.as_str(), config.server.connection_limit.get());

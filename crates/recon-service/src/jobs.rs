@@ -57,6 +57,7 @@ use std::fs;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -504,6 +505,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// records), so one: past that a job's own thread writes its file.
 const PARQUET_QUEUE: usize = 1;
 
+/// How long a job may run unless [`Jobs::with_time_limit`] says otherwise
+/// (`job_timeout`'s default).
+const TIME_LIMIT: Duration = Duration::from_secs(3600);
+
 /// A succeeded job's Parquet write: the job's directory and what to write.
 type ParquetWork = (PathBuf, reconcile::Deferred);
 
@@ -536,6 +541,8 @@ pub struct Jobs {
     parquet: SyncSender<ParquetWork>,
     /// The background sweep of abandoned jobs; stops when this is dropped.
     _sweeper: Sweeper,
+    /// How long one job may run (see [`Jobs::with_time_limit`]).
+    time_limit: Duration,
 }
 
 /// How a long-lived reader (an event stream) reads one job's record: this
@@ -728,7 +735,19 @@ impl Jobs {
             local,
             parquet,
             _sweeper: sweeper,
+            time_limit: TIME_LIMIT,
         })
+    }
+
+    /// Jobs submitted from now on may run for `limit` (`job_timeout`; one
+    /// hour unless set): counted from the job's start, its time in the
+    /// queue not included. Past it the matcher stops where it is and the job
+    /// fails saying so; a job that has finished matching by then still
+    /// writes its results.
+    #[must_use]
+    pub fn with_time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = limit;
+        self
     }
 
     fn job_dir(&self, id: &str) -> Result<PathBuf, ApiError> {
@@ -867,6 +886,7 @@ impl Jobs {
         let jobs_dir = self.dir.clone();
         let job_dir = dir.clone();
         let parquet = self.parquet.clone();
+        let limit = self.time_limit;
         let task: Task = Box::new(move || {
             let stopping = local
                 .0
@@ -878,7 +898,7 @@ impl Jobs {
                 tracing::info!(job = %run_rec.id, "stopping: queued job not started");
                 return;
             }
-            let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules, &local);
+            let deferred = run(&jobs_dir, &job_dir, run_rec, &store, &rules, &local, limit);
             if deferred.is_some() {
                 // Counted before the job's end is seen, so a stop that waits
                 // for Parquet writes cannot miss this one.
@@ -1411,7 +1431,8 @@ fn write_unless_given_up(
 }
 
 /// Runs one job on a job thread, recording every state change; returns the
-/// Parquet write left to do when the job succeeded.
+/// Parquet write left to do when the job succeeded. Matching stops once the
+/// job has run for `limit`.
 fn run(
     jobs_dir: &Path,
     dir: &Path,
@@ -1419,8 +1440,13 @@ fn run(
     store: &DatasetStore,
     rules: &str,
     local: &(Mutex<Local>, Condvar),
+    limit: Duration,
 ) -> Option<reconcile::Deferred> {
     let started = Instant::now();
+    let deadline = Deadline {
+        at: started.checked_add(limit),
+        limit,
+    };
     // A queued job another replica judged abandoned (queued for over an hour
     // on this host, say) was marked failed on disk: it stays failed rather
     // than running and flipping to another end a client may not expect.
@@ -1441,7 +1467,7 @@ fn run(
     let _enter = span.enter();
     let progress = Mutex::new(Progress::default());
     let result = catch_unwind(AssertUnwindSafe(|| {
-        execute(dir, &rec, store, rules, &progress, local)
+        execute(dir, &rec, store, rules, &progress, local, deadline)
     }));
     let elapsed = started.elapsed();
     rec.finished = Some(durable::now_rfc3339());
@@ -1527,6 +1553,54 @@ fn run(
     deferred
 }
 
+/// When a running job is stopped.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    /// `None` past the clock's range: never.
+    at: Option<Instant>,
+    /// The limit it was counted with, for the message.
+    limit: Duration,
+}
+
+impl Deadline {
+    fn passed(&self) -> bool {
+        self.at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// A job's error once stopped by its deadline.
+    fn message(&self) -> String {
+        format!(
+            "stopped: the job ran past its time limit of {} (job_timeout) while matching; \
+             raise RECON_JOB_TIMEOUT to let it finish, or give the rules' passes narrower \
+             candidate gates (a reference, a smaller date window or amount tolerance)",
+            tuning::units::format_duration(self.limit)
+        )
+    }
+}
+
+/// What a running job tells recon-core: `report(done, total)` as records
+/// get their status, and stop once past the deadline.
+struct JobProgress<'a> {
+    report: &'a (dyn Fn(u64, u64) + Sync),
+    deadline: Deadline,
+    /// Whether the matcher has been told to stop.
+    stopped: AtomicBool,
+}
+
+impl recon_core::Progress for JobProgress<'_> {
+    fn update(&self, done: u64, total: u64) {
+        (self.report)(done, total);
+    }
+
+    fn cancelled(&self) -> bool {
+        let passed = self.deadline.passed();
+        if passed {
+            self.stopped.store(true, Ordering::Relaxed);
+        }
+        passed
+    }
+}
+
 fn execute(
     dir: &Path,
     rec: &JobRecord,
@@ -1534,6 +1608,7 @@ fn execute(
     rules: &str,
     progress: &Mutex<Progress>,
     local: &(Mutex<Local>, Condvar),
+    deadline: Deadline,
 ) -> Result<(reconcile::Finished, reconcile::Deferred), String> {
     let rules = reconcile::parse_rules(rules)?;
     let started = Instant::now();
@@ -1574,7 +1649,21 @@ fn execute(
             let _ = write_unless_given_up(local, dir, &r);
         }
     };
-    reconcile::execute(rules, (left, right), load_map_ms, facts, dir, &report)
+    let job = JobProgress {
+        report: &report,
+        deadline,
+        stopped: AtomicBool::new(false),
+    };
+    let result = reconcile::execute(rules, (left, right), load_map_ms, facts, dir, &job);
+    // Told to stop, the matcher ends with its `Cancelled` error: the
+    // deadline says why.
+    result.map_err(|e| {
+        if job.stopped.load(Ordering::Relaxed) {
+            deadline.message()
+        } else {
+            e
+        }
+    })
 }
 
 #[cfg(test)]
@@ -1655,7 +1744,7 @@ date = { before = 0, after = 3 }
             ..reconcile::RunFacts::default()
         };
         let (_, deferred) =
-            reconcile::execute(rules, (l, r), 0.0, facts, &dir, &|_, _| {}).unwrap();
+            reconcile::execute(rules, (l, r), 0.0, facts, &dir, &recon_core::NoProgress).unwrap();
         write_record(&dir, &rec).unwrap();
         (dir, deferred)
     }
@@ -1732,7 +1821,7 @@ date = { before = 0, after = 3 }
         judged.error = Some("interrupted".to_owned());
         write_record(&dir, &judged).unwrap();
         let jobs_dir = root.path().join("jobs");
-        assert!(run(&jobs_dir, &dir, queued, &store, RULES, &local()).is_none());
+        assert!(run(&jobs_dir, &dir, queued, &store, RULES, &local(), TIME_LIMIT).is_none());
         let after = read_record(&dir).unwrap();
         assert_eq!(after.state, JobState::Failed);
         assert_eq!(after.error.as_deref(), Some("interrupted"));
@@ -1752,7 +1841,18 @@ date = { before = 0, after = 3 }
         fs::create_dir_all(dir.join("job.json")).unwrap();
         let local = local();
         let jobs_dir = root.path().join("jobs");
-        assert!(run(&jobs_dir, &dir, rec.clone(), &store, RULES, &local).is_none());
+        assert!(
+            run(
+                &jobs_dir,
+                &dir,
+                rec.clone(),
+                &store,
+                RULES,
+                &local,
+                TIME_LIMIT
+            )
+            .is_none()
+        );
         let kept = local
             .0
             .lock()
@@ -1945,13 +2045,24 @@ date = { before = 0, after = 3 }
         write_record(&root.path().join("jobs").join(&running), &rec).unwrap();
         let jobs_dir = root.path().join("jobs");
         let dir = jobs_dir.join(&running);
-        assert!(run(&jobs_dir, &dir, rec.clone(), store, RULES, local).is_none());
+        assert!(
+            run(
+                &jobs_dir,
+                &dir,
+                rec.clone(),
+                store,
+                RULES,
+                local,
+                TIME_LIMIT
+            )
+            .is_none()
+        );
         assert_eq!(on_disk(&running).state, JobState::Running);
         assert!(local.0.lock().unwrap().committing.contains(&committing));
         assert!(!local.0.lock().unwrap().committing.contains(&running));
         // Not given up, the same end is committed.
         local.0.lock().unwrap().given_up.clear();
-        assert!(run(&jobs_dir, &dir, rec, store, RULES, local).is_none());
+        assert!(run(&jobs_dir, &dir, rec, store, RULES, local, TIME_LIMIT).is_none());
         assert_eq!(on_disk(&running).state, JobState::Failed);
     }
 

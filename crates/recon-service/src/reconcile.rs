@@ -125,29 +125,21 @@ pub fn check_statuses(names: &[String]) -> Result<(), String> {
     }
 }
 
-/// Adapts a closure to recon-core's [`Progress`].
-struct ProgressFn<'a>(&'a (dyn Fn(u64, u64) + Sync));
-
-impl Progress for ProgressFn<'_> {
-    fn update(&self, done: u64, total: u64) {
-        (self.0)(done, total);
-    }
-}
-
 /// Runs a reconciliation of two sides under `rules` (whose mappings loaded
 /// them), writing the results into `dir` (all but Parquet, which the returned
-/// [`Deferred`] writes). `progress(done, total)` is called as records get
-/// their status; `load_map_ms` is the time it took to load the sides.
+/// [`Deferred`] writes). `progress` hears as records get their status, and
+/// may stop the matching ([`Progress::cancelled`]); `load_map_ms` is the time
+/// it took to load the sides.
 ///
 /// # Errors
-/// A message saying what failed: matching or writing.
+/// A message saying what failed: matching (cancelled included) or writing.
 pub fn execute(
     rules: Rules,
     (l, r): (Side, Side),
     load_map_ms: f64,
     facts: RunFacts,
     dir: &Path,
-    progress: &(dyn Fn(u64, u64) + Sync),
+    progress: &dyn Progress,
 ) -> Result<(Finished, Deferred), String> {
     let mut stages = Stages {
         load_map_ms,
@@ -160,7 +152,7 @@ pub fn execute(
         right_sha256: facts.right_sha256,
     };
     let outcome = Reconciler::new(rules)
-        .run_with(&l, &r, &info, &ProgressFn(progress))
+        .run_with(&l, &r, &info, progress)
         .map_err(|e| e.to_string())?;
     stages.match_ms = ms_since(t);
     let t = std::time::Instant::now();

@@ -99,6 +99,9 @@ pub struct Config {
     pub protect_ops: bool,
     /// Reconciliation jobs run at once, each on a job thread of its own.
     pub job_threads: NonZeroUsize,
+    /// How long one job may run (from its start, queueing not counted)
+    /// before it is stopped and failed.
+    pub job_timeout: Duration,
     /// Log filter, e.g. `info` or `recon=debug`.
     pub log_level: String,
 }
@@ -130,6 +133,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             protect_ops: true,
             job_threads: n(2),
+            job_timeout: Duration::from_secs(3600),
             log_level: "info".to_owned(),
         }
     }

@@ -94,6 +94,8 @@ pub struct Overrides {
     pub protect_ops: Option<bool>,
     /// `--job-threads`.
     pub job_threads: Option<usize>,
+    /// `--job-timeout`, e.g. `2h`.
+    pub job_timeout: Option<String>,
     /// `--log-level`.
     pub log_level: Option<String>,
 }
@@ -674,6 +676,7 @@ struct RawConfig {
     api_keys_file: Option<PathBuf>,
     protect_ops: bool,
     job_threads: usize,
+    job_timeout: u64,
     log_level: String,
 }
 
@@ -704,6 +707,7 @@ fn default_values() -> Dict {
     put("api_keys", Value::from(Vec::<String>::new()));
     put("protect_ops", Value::from(c.protect_ops));
     put("job_threads", Value::from(c.job_threads.get()));
+    put("job_timeout", Value::from(millis(c.job_timeout)));
     put("log_level", Value::from(c.log_level.as_str()));
     dict
 }
@@ -1028,6 +1032,7 @@ fn build(raw: RawConfig) -> Result<Config, ConfigError> {
         api_keys,
         protect_ops: raw.protect_ops,
         job_threads: nz("job_threads", raw.job_threads)?,
+        job_timeout: Duration::from_millis(raw.job_timeout),
         log_level: raw.log_level,
     })
 }
@@ -1067,6 +1072,7 @@ fn show_value(key: &str, c: &Config, r: &Resources, profile: Profile) -> String 
         },
         "protect_ops" => c.protect_ops.to_string(),
         "job_threads" => c.job_threads.to_string(),
+        "job_timeout" => format_duration(c.job_timeout),
         "log_level" => c.log_level.clone(),
         _ => String::new(),
     }

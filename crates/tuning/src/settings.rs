@@ -257,6 +257,16 @@ pub(crate) const SPECS: &[Spec] = &[
         kind: THREADS,
     },
     Spec {
+        key: "job_timeout",
+        env: &["RECON_JOB_TIMEOUT"],
+        flag: "--job-timeout",
+        // Up to a week (168h); at least a millisecond: a job is never unbounded.
+        kind: Kind::Duration {
+            min: 1,
+            max: 604_800_000,
+        },
+    },
+    Spec {
         key: "log_level",
         env: &["RECON_LOG_LEVEL", "RECON_LOG"],
         flag: "--log-level",

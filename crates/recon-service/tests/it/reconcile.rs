@@ -281,6 +281,37 @@ fn a_bad_value_fails_the_job_naming_line_column_and_value() {
     assert!(job["links"].get("results").is_none(), "{job}");
 }
 
+/// A job past `job_timeout` is stopped while matching and fails saying so:
+/// here every record has one reference, amount and day, so every pair is a
+/// candidate (400 million at 20k a side, minutes of work) and only the stop
+/// ends it within the wait. The job thread is free again afterwards.
+#[test]
+fn a_job_past_its_time_limit_is_stopped_and_fails_saying_so() {
+    let t = crate::app_with(|c| c.job_timeout = std::time::Duration::from_secs(1));
+    let rows = |prefix: &str| -> String {
+        let mut csv = String::from("id,date,amount,currency,ref\n");
+        for i in 0..20_000 {
+            csv.push_str(&format!("{prefix}{i},2024-01-02,10.00,EUR,INV-1\n"));
+        }
+        csv
+    };
+    let (l, r) = (upload(&t, &rows("L")), upload(&t, &rows("B")));
+    let job = start(&t, "?wait=120", &l, &r, RULES).expect(200).json();
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("stopped: the job ran past its time limit of 1s (job_timeout)"),
+        "{err}"
+    );
+    assert!(job["links"].get("results").is_none(), "{job}");
+    // The default job thread count is 2: both take a stopped job's place.
+    let (l, r) = (upload(&t, LEDGER), upload(&t, BANK));
+    for _ in 0..2 {
+        let job = start(&t, "?wait=120", &l, &r, RULES).expect(200).json();
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+}
+
 /// The rules' reading keys (`delimiter`, `has_header`, `format`) mean what
 /// they mean to `recon match`: a one-shot request whose rules come first
 /// reads its files that way; rules that come after files read otherwise, or

@@ -654,6 +654,7 @@ fn every_flag_field_is_a_setting() {
         api_keys_file: None,
         protect_ops: Some(false),
         job_threads: Some(1),
+        job_timeout: Some("90m".into()),
         log_level: Some("debug".into()),
     };
     let loaded = ok(Case {
@@ -664,6 +665,7 @@ fn every_flag_field_is_a_setting() {
     assert_eq!(c.server.backlog, 16);
     assert_eq!(c.shutdown_timeout, Duration::ZERO);
     assert_eq!(c.drain_delay, Duration::from_millis(250));
+    assert_eq!(c.job_timeout, Duration::from_secs(90 * 60));
     assert_eq!(c.log_level, "debug");
     for entry in loaded.provenance.iter() {
         if !matches!(entry.key, "api_keys_file" | "profile" | "memory" | "vcpus") {
