@@ -997,6 +997,17 @@ fn candidates_1to1(
         .map_or((0, 0), |w| (-i64::from(w.before), i64::from(w.after)));
     let start = edges.len();
     let mut checked = 0;
+    // Without text to score, a pass blocking on days ranks the candidates of
+    // one (day, amount) run of the index by row alone (one score, amount
+    // difference and date difference), and the run lists its rows in order.
+    // So once this record holds MAX_CANDIDATES_PER_RECORD candidates and a
+    // run's next entry would rank after all of them, so would the rest of the
+    // run: it is skipped. The same candidates are kept as when every entry is
+    // checked; a pass letting thousands of records of one amount and day
+    // through for each costs a few hundred checks a record instead of
+    // thousands.
+    let by_row = plan.day_blocking && pass.counterparty.is_none() && pass.description.is_none();
+    let mut worst: Option<Edge> = None;
     for (k, day) in day_range(plan, q.date(), dlo, dhi).enumerate() {
         let Ok(day) = i32::try_from(day) else {
             continue;
@@ -1004,19 +1015,12 @@ fn candidates_1to1(
         // One hint per day offset (the last one is shared by any beyond).
         let hint = &mut hints[k.min(hints.len() - 1)];
         let found = lookup(index, hint, q.block, day, lo, hi);
-        checked += found.len() as u64;
-        for e in found {
-            let Some(score) = identity_entries(ctx, pass, q, e) else {
-                continue;
-            };
+        let mut at = 0;
+        while let Some(e) = found.get(at) {
+            at += 1;
+            checked += 1;
             // Fits in an i64: amounts are within `MAX_MINOR` (`check_side`).
             let diff = i128::from(e.amount) - i128::from(amount);
-            // As `AmountTolerance::accepts(diff, amount, cur)`.
-            if let Some((below, above)) = allowed
-                && (diff < -i128::from(below) || diff > i128::from(above))
-            {
-                continue;
-            }
             let dd = entry_date_diff(q, e);
             let mut signs = 0;
             if diff < 0 {
@@ -1025,14 +1029,36 @@ fn candidates_1to1(
             if dd.is_some_and(|d| d < 0) {
                 signs |= Edge::DATE_BEFORE;
             }
-            edges.push(Edge {
+            let edge = |score: f64| Edge {
                 score_key: u64::MAX - score.to_bits(),
                 adiff: diff.unsigned_abs() as u64,
                 ddiff: dd.map_or(u32::MAX, i32::unsigned_abs),
                 l: q.row,
                 r: e.row,
                 signs,
-            });
+            };
+            if let Some(w) = worst
+                && edge(1.0) >= w
+            {
+                // By row, the rest of this amount's run ranks after it too.
+                at += gallop(&found[at..], 0, |x| x.amount <= e.amount);
+                continue;
+            }
+            let Some(score) = identity_entries(ctx, pass, q, e) else {
+                continue;
+            };
+            // As `AmountTolerance::accepts(diff, amount, cur)`.
+            if let Some((below, above)) = allowed
+                && (diff < -i128::from(below) || diff > i128::from(above))
+            {
+                continue;
+            }
+            edges.push(edge(score));
+            if by_row && edges.len() - start >= 2 * MAX_CANDIDATES_PER_RECORD {
+                edges[start..].sort_unstable();
+                edges.truncate(start + MAX_CANDIDATES_PER_RECORD);
+                worst = edges.last().copied();
+            }
         }
     }
     if edges.len() - start > MAX_CANDIDATES_PER_RECORD {

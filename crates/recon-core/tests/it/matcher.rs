@@ -555,6 +555,19 @@ fn results_csv_orders_groups_then_unmatched() {
 /// whose best free candidates tie as ambiguous. Returns, per left record,
 /// `Some(set of partners)` for matched/ambiguous and `None` otherwise.
 fn naive(left: &Side, right: &Side, abs: i64, window: i64) -> (Vec<String>, Vec<String>) {
+    naive_capped(left, right, abs, window, usize::MAX)
+}
+
+/// [`naive`] keeping only each left record's best `cap` candidates (by
+/// amount difference, date difference, then right input order), as the
+/// matcher does at `MAX_CANDIDATES_PER_RECORD`.
+fn naive_capped(
+    left: &Side,
+    right: &Side,
+    abs: i64,
+    window: i64,
+    cap: usize,
+) -> (Vec<String>, Vec<String>) {
     let mut edges = Vec::new();
     for l in 0..left.len() {
         for r in 0..right.len() {
@@ -575,6 +588,12 @@ fn naive(left: &Side, right: &Side, abs: i64, window: i64) -> (Vec<String>, Vec<
             }
         }
     }
+    let mut kept = vec![0usize; left.len()];
+    edges.sort_by_key(|&(a, d, l, r)| (l, a, d, r));
+    edges.retain(|&(_, _, l, _)| {
+        kept[l] += 1;
+        kept[l] <= cap
+    });
     edges.sort();
     let mut ls = vec!["unmatched".to_string(); left.len()];
     let mut rs = vec!["unmatched".to_string(); right.len()];
@@ -692,6 +711,63 @@ fn blocking_matcher_agrees_with_naive_all_pairs() {
         // Every record exactly once, and totals conserved (checked in run).
         assert_eq!(o.left.len() + o.right.len(), nl + nr);
     }
+}
+
+/// Busy days: a pass without references or text (so it blocks on days and
+/// cuts a crowd of equal candidates short once it holds the best 64), and
+/// amounts and days from a handful of values, so most left records have
+/// more candidates than the matcher keeps (`MAX_CANDIDATES_PER_RECORD`).
+/// The matcher keeps the same best 64 as an all-pairs reference with the
+/// cap.
+#[test]
+fn candidates_past_the_cap_agree_with_naive_all_pairs() {
+    let rules = "[[pass]]\nname = \"p\"\nreference = \"ignore\"\namount = { abs = \"0.02\" }\ndate = { window_days = 1 }\n";
+    let rules = Rules::from_toml_str(&format!("{SIDES}{rules}"), "rules.toml").unwrap();
+    let rec = Reconciler::new(rules);
+    // Most records on one amount and day, the rest spread over a few
+    // others: the few best candidates of a record away from the crowd sit
+    // in small runs beside the crowd's large one.
+    let busy = |rng: &mut ChaCha8Rng, n: usize, crowd: f64| -> Side {
+        let mut rows = String::new();
+        for i in 0..n {
+            let (amount, day) = if rng.random_bool(crowd) {
+                (1000, 0)
+            } else {
+                (1000 + rng.random_range(-2..=2), rng.random_range(0..3))
+            };
+            rows.push_str(&format!("{i} {amount} USD {day} R1\n"));
+        }
+        side("busy", &rows)
+    };
+    for seed in 0..12u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(500 + seed);
+        let crowd = rng.random_range(0.0..0.9);
+        let nl = rng.random_range(60..160);
+        let nr = rng.random_range(100..600);
+        let (l, r) = (busy(&mut rng, nl, crowd), busy(&mut rng, nr, crowd));
+        let o = rec.run(&l, &r, &NoProgress).unwrap();
+        assert_eq!(
+            tags(&o),
+            naive_capped(&l, &r, 2, 1, recon_core::matcher::MAX_CANDIDATES_PER_RECORD),
+            "seed {seed}"
+        );
+    }
+}
+
+/// Past the candidate cap, a crowd of equal candidates is cut short, and
+/// the better candidate listed after the crowd (a nearer amount, same day)
+/// is still found.
+#[test]
+fn a_better_candidate_after_a_crowd_is_found() {
+    let rules = "[[pass]]\nname = \"p\"\nreference = \"ignore\"\namount = { abs = \"0.02\" }\ndate = { window_days = 1 }\n";
+    let mut right: String = (0..130).map(|i| format!("x{i} 1000 USD 0 R1\n")).collect();
+    right.push_str("y 1001 USD 0 R1\n");
+    let mut expect = "a=matched/1 |".to_owned();
+    for i in 0..130 {
+        expect.push_str(&format!(" x{i}=unmatched"));
+    }
+    expect.push_str(" y=matched/1");
+    check("a 1001 USD 1 R1", &right, rules, &expect);
 }
 
 #[test]
