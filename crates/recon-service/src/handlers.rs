@@ -170,6 +170,10 @@ impl App {
             )),
             Route::Results => self.results(id, query),
             Route::Rejects => self.rejects(id, query),
+            Route::CancelReconciliation => {
+                let slot = self.wait_slot(wait_param(query, 0)?);
+                Ok(job_answer(&self.jobs.cancel(id, slot.wait)?))
+            }
             Route::Events => {
                 let (_, lookup) = self.jobs.get_with_lookup(id)?;
                 let mut res = with_type(
@@ -745,7 +749,9 @@ fn query_keys(route: Route) -> Option<(&'static [&'static str], &'static [&'stat
         | Route::Metrics
         | Route::OpenApi => None,
         Route::CreateDataset => Some((&UPLOAD_FIELDS, &[])),
-        Route::CreateReconciliation | Route::Reconcile => Some((&["wait"], &[])),
+        Route::CreateReconciliation | Route::Reconcile | Route::CancelReconciliation => {
+            Some((&["wait"], &[]))
+        }
         Route::Results => Some((&["format"], &["status"])),
         Route::Rejects => Some((&["side"], &[])),
         Route::ListDatasets => Some((&["limit", "after"], &[])),

@@ -57,7 +57,7 @@ use std::fs;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -508,6 +508,22 @@ const PARQUET_QUEUE: usize = 1;
 /// How long a job may run unless [`Jobs::with_time_limit`] says otherwise
 /// (`job_timeout`'s default).
 const TIME_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The file in a job's directory that asks the job to stop
+/// ([`Jobs::cancel`]): a file, so the instance running the job sees a
+/// request any replica took.
+const CANCEL_FILE: &str = "cancel";
+
+/// How often a running job looks for [`CANCEL_FILE`].
+const CANCEL_LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// The error of a job asked to stop before it started.
+const CANCELLED_QUEUED: &str =
+    "cancelled: POST /v1/reconciliations/{id}/cancel asked it to stop before it started";
+
+/// The error of a job asked to stop while it ran.
+const CANCELLED_RUNNING: &str =
+    "cancelled: POST /v1/reconciliations/{id}/cancel asked it to stop while it was matching";
 
 /// A succeeded job's Parquet write: the job's directory and what to write.
 type ParquetWork = (PathBuf, reconcile::Deferred);
@@ -971,6 +987,35 @@ impl Jobs {
             }
         };
         Ok((rec, lookup))
+    }
+
+    /// Asks job `id` to stop, then waits up to `wait` for it to end; returns
+    /// its record. A queued job fails without starting; a running one stops
+    /// at the matcher's next poll (within milliseconds; at the start of
+    /// matching when it is still loading) and fails, keeping no results. A
+    /// job already writing its results ends as it would have. Works for any
+    /// replica's job: the request is a file in the job's directory, which
+    /// the running instance looks for.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an unknown id, [`ApiError::Conflict`] when
+    /// the job has already ended, and an internal error when the request
+    /// cannot be written.
+    pub fn cancel(&self, id: &str, wait: Duration) -> Result<JobRecord, ApiError> {
+        let (rec, dir) = self.get_with_dir(id)?;
+        if rec.state.is_terminal() {
+            return Err(ApiError::Conflict(format!(
+                "reconciliation {id} has already ended: it {}",
+                rec.state.as_str()
+            )));
+        }
+        fs::write(dir.join(CANCEL_FILE), b"").map_err(ApiError::internal)?;
+        tracing::info!(job = %id, state = rec.state.as_str(), "reconciliation asked to stop");
+        if wait.is_zero() {
+            Ok(rec)
+        } else {
+            self.wait(id, wait)
+        }
     }
 
     /// Waits up to `timeout` for a job to end; returns its record either way.
@@ -1456,19 +1501,30 @@ fn run(
         tracing::warn!(job = %rec.id, state = on_disk.state.as_str(), "job ended elsewhere while queued; not run");
         return None;
     }
-    rec.state = JobState::Running;
-    rec.started = Some(durable::now_rfc3339());
-    match write_unless_given_up(local, dir, &rec) {
-        None => return None,
-        Some(Err(e)) => tracing::error!(job = %rec.id, error = %e, "could not record job start"),
-        Some(Ok(())) => {}
+    // Asked to stop while queued: it ends failed without starting, through
+    // the same commit as any end.
+    let cancelled = dir.join(CANCEL_FILE).exists();
+    if !cancelled {
+        rec.state = JobState::Running;
+        rec.started = Some(durable::now_rfc3339());
+        match write_unless_given_up(local, dir, &rec) {
+            None => return None,
+            Some(Err(e)) => {
+                tracing::error!(job = %rec.id, error = %e, "could not record job start")
+            }
+            Some(Ok(())) => {}
+        }
     }
     let span = tracing::info_span!("job", id = %rec.id);
     let _enter = span.enter();
     let progress = Mutex::new(Progress::default());
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        execute(dir, &rec, store, rules, &progress, local, deadline)
-    }));
+    let result = if cancelled {
+        Ok(Err(CANCELLED_QUEUED.to_owned()))
+    } else {
+        catch_unwind(AssertUnwindSafe(|| {
+            execute(dir, &rec, store, rules, &progress, local, deadline)
+        }))
+    };
     let elapsed = started.elapsed();
     rec.finished = Some(durable::now_rfc3339());
     rec.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
@@ -1579,12 +1635,47 @@ impl Deadline {
 }
 
 /// What a running job tells recon-core: `report(done, total)` as records
-/// get their status, and stop once past the deadline.
+/// get their status, and stop once past the deadline or once asked to
+/// ([`CANCEL_FILE`], looked for every [`CANCEL_LOOK_EVERY`]).
 struct JobProgress<'a> {
     report: &'a (dyn Fn(u64, u64) + Sync),
     deadline: Deadline,
-    /// Whether the matcher has been told to stop.
-    stopped: AtomicBool,
+    /// The job's [`CANCEL_FILE`].
+    cancel_file: PathBuf,
+    /// When to look for it next (the matcher polls from every thread; one
+    /// looks, the others go on).
+    next_look: Mutex<Instant>,
+    /// Why the matcher was told to stop: [`Stopped`] as a number.
+    stopped: AtomicU8,
+}
+
+/// Why a job's matching was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Stopped {
+    No = 0,
+    Deadline = 1,
+    Asked = 2,
+}
+
+impl JobProgress<'_> {
+    fn stopped(&self) -> Stopped {
+        match self.stopped.load(Ordering::Relaxed) {
+            1 => Stopped::Deadline,
+            2 => Stopped::Asked,
+            _ => Stopped::No,
+        }
+    }
+
+    fn stop(&self, why: Stopped) -> bool {
+        let _ = self.stopped.compare_exchange(
+            Stopped::No as u8,
+            why as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        true
+    }
 }
 
 impl recon_core::Progress for JobProgress<'_> {
@@ -1593,11 +1684,22 @@ impl recon_core::Progress for JobProgress<'_> {
     }
 
     fn cancelled(&self) -> bool {
-        let passed = self.deadline.passed();
-        if passed {
-            self.stopped.store(true, Ordering::Relaxed);
+        if self.stopped() != Stopped::No {
+            return true;
         }
-        passed
+        if self.deadline.passed() {
+            return self.stop(Stopped::Deadline);
+        }
+        if let Ok(mut next) = self.next_look.try_lock() {
+            let now = Instant::now();
+            if now >= *next {
+                *next = now + CANCEL_LOOK_EVERY;
+                if self.cancel_file.exists() {
+                    return self.stop(Stopped::Asked);
+                }
+            }
+        }
+        false
     }
 }
 
@@ -1652,17 +1754,16 @@ fn execute(
     let job = JobProgress {
         report: &report,
         deadline,
-        stopped: AtomicBool::new(false),
+        cancel_file: dir.join(CANCEL_FILE),
+        next_look: Mutex::new(Instant::now()),
+        stopped: AtomicU8::new(Stopped::No as u8),
     };
     let result = reconcile::execute(rules, (left, right), load_map_ms, facts, dir, &job);
-    // Told to stop, the matcher ends with its `Cancelled` error: the
-    // deadline says why.
-    result.map_err(|e| {
-        if job.stopped.load(Ordering::Relaxed) {
-            deadline.message()
-        } else {
-            e
-        }
+    // Told to stop, the matcher ends with its `Cancelled` error: say why.
+    result.map_err(|e| match job.stopped() {
+        Stopped::No => e,
+        Stopped::Deadline => deadline.message(),
+        Stopped::Asked => CANCELLED_RUNNING.to_owned(),
     })
 }
 
@@ -1809,6 +1910,40 @@ date = { before = 0, after = 3 }
 
     /// A queued job whose record another replica has since marked failed is
     /// not run: it stays failed, never flipping to another end.
+    #[test]
+    fn a_running_job_stops_at_its_deadline_or_when_asked() {
+        use recon_core::Progress as _;
+        let dir = tempfile::tempdir().unwrap();
+        let report = |_: u64, _: u64| {};
+        let progress = |limit: Duration| JobProgress {
+            report: &report,
+            deadline: Deadline {
+                at: Instant::now().checked_add(limit),
+                limit,
+            },
+            cancel_file: dir.path().join(CANCEL_FILE),
+            next_look: Mutex::new(Instant::now()),
+            stopped: AtomicU8::new(Stopped::No as u8),
+        };
+        let hour = Duration::from_secs(3600);
+        let p = progress(hour);
+        assert!(!p.cancelled());
+        assert_eq!(p.stopped(), Stopped::No);
+        fs::write(dir.path().join(CANCEL_FILE), b"").unwrap();
+        let p = progress(hour);
+        assert!(p.cancelled());
+        assert_eq!(p.stopped(), Stopped::Asked);
+        // Once told, always told.
+        fs::remove_file(dir.path().join(CANCEL_FILE)).unwrap();
+        assert!(p.cancelled());
+        let p = progress(Duration::ZERO);
+        assert!(p.cancelled());
+        assert_eq!(p.stopped(), Stopped::Deadline);
+        assert!(p.deadline.message().starts_with(
+            "stopped: the job ran past its time limit of 0s (job_timeout) while matching"
+        ));
+    }
+
     #[test]
     fn a_job_failed_elsewhere_while_queued_is_not_run() {
         let root = tempfile::tempdir().unwrap();

@@ -219,7 +219,7 @@ fn operations(version: &str) -> Value {
             "/v1/reconciliations/{id}": {
                 "parameters": [id_param()],
                 "get": {"summary": "A reconciliation's state, progress and summary", "security": [{"bearer": []}],
-                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("the job", job), "404": problem("unknown id")}}
+                    "responses": {"400": problem("a query parameter: this endpoint takes none"), "200": ok_json("the job", job.clone()), "404": problem("unknown id")}}
             },
             "/v1/reconciliations/{id}/results": {
                 "parameters": [id_param()],
@@ -248,6 +248,18 @@ fn operations(version: &str) -> Value {
                         "200": {"description": "rows", "content": {"text/csv": {"schema": {"type": "string"}}}},
                         "400": problem("side missing or not left or right, or another query parameter"),
                         "404": problem("unknown id"), "409": problem("the job has not succeeded")
+                    }}
+            },
+            "/v1/reconciliations/{id}/cancel": {
+                "parameters": [id_param()],
+                "post": {"summary": "Ask a queued or running reconciliation to stop: it fails with `error` starting `cancelled`, or ends as it would if it was already writing its results", "security": [{"bearer": []}],
+                    "parameters": [{"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 300}, "description": "whole seconds to wait for the job to end; anything else is 400"}],
+                    "responses": {
+                        "200": ok_json("ended within ?wait", job.clone()),
+                        "202": ok_json("asked to stop, not ended yet", job.clone()),
+                        "400": problem("bad wait, or another query parameter"),
+                        "404": problem("unknown id"),
+                        "409": problem("the job has already ended")
                     }}
             },
             "/v1/reconciliations/{id}/events": {

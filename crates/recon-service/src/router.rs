@@ -42,6 +42,9 @@ pub enum Route {
     /// `GET /v1/reconciliations/{id}/rejects?side=left|right`: rows a side's
     /// mapping set aside (`on_error = "quarantine"`).
     Rejects,
+    /// `POST /v1/reconciliations/{id}/cancel`: ask a queued or running job
+    /// to stop.
+    CancelReconciliation,
     /// `GET /v1/reconciliations/{id}/events`: Server-Sent Events of progress.
     Events,
 }
@@ -88,6 +91,11 @@ pub const ROUTES: &[(Method, &str, Route)] = &[
         Method::GET,
         "/v1/reconciliations/{id}/rejects",
         Route::Rejects,
+    ),
+    (
+        Method::POST,
+        "/v1/reconciliations/{id}/cancel",
+        Route::CancelReconciliation,
     ),
     (
         Method::GET,

@@ -288,14 +288,7 @@ fn a_bad_value_fails_the_job_naming_line_column_and_value() {
 #[test]
 fn a_job_past_its_time_limit_is_stopped_and_fails_saying_so() {
     let t = crate::app_with(|c| c.job_timeout = std::time::Duration::from_secs(1));
-    let rows = |prefix: &str| -> String {
-        let mut csv = String::from("id,date,amount,currency,ref\n");
-        for i in 0..20_000 {
-            csv.push_str(&format!("{prefix}{i},2024-01-02,10.00,EUR,INV-1\n"));
-        }
-        csv
-    };
-    let (l, r) = (upload(&t, &rows("L")), upload(&t, &rows("B")));
+    let (l, r) = (upload(&t, &crowd("L")), upload(&t, &crowd("B")));
     let job = start(&t, "?wait=120", &l, &r, RULES).expect(200).json();
     assert_eq!(job["state"], "failed", "{job}");
     let err = job["error"].as_str().unwrap();
@@ -310,6 +303,79 @@ fn a_job_past_its_time_limit_is_stopped_and_fails_saying_so() {
         let job = start(&t, "?wait=120", &l, &r, RULES).expect(200).json();
         assert_eq!(job["state"], "succeeded", "{job}");
     }
+}
+
+/// Every record of one reference, amount and day, 20k a side: every pair is a
+/// candidate of the reference pass, minutes of work, which only a stop ends.
+fn crowd(prefix: &str) -> String {
+    let mut csv = String::from("id,date,amount,currency,ref\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("{prefix}{i},2024-01-02,10.00,EUR,INV-1\n"));
+    }
+    csv
+}
+
+/// `POST /v1/reconciliations/{id}/cancel`: a running job stops and fails
+/// saying so, a job queued behind it fails without starting, the job thread
+/// is free again, and a job that has ended, or none, cannot be cancelled.
+#[test]
+fn a_job_asked_to_stop_fails_saying_so() {
+    let t = crate::app_with(|c| c.job_threads = std::num::NonZeroUsize::new(1).unwrap());
+    let (l, r) = (upload(&t, &crowd("L")), upload(&t, &crowd("B")));
+    let id_of = |a: crate::Answer| a.json()["id"].as_str().unwrap().to_owned();
+    let running = id_of(start(&t, "", &l, &r, RULES).expect(202));
+    // One job thread, busy for minutes: this one waits in the queue.
+    let queued = id_of(start(&t, "", &l, &r, RULES).expect(202));
+    let cancel = |id: &str, query: &str| {
+        t.send(
+            Method::POST,
+            &format!("/v1/reconciliations/{id}/cancel{query}"),
+            &[],
+            RequestBody::empty(),
+        )
+    };
+    let job = cancel(&queued, "").expect(202).json();
+    assert_eq!(job["state"], "queued", "{job}");
+    let job = cancel(&running, "?wait=120").expect(200).json();
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap();
+    // Running by now, all but surely; queued if its thread had not yet
+    // taken it.
+    assert!(
+        err.starts_with("cancelled: POST /v1/reconciliations/{id}/cancel asked it to stop"),
+        "{err}"
+    );
+    assert!(job["links"].get("results").is_none(), "{job}");
+    // The queued job ends once the thread reaches it: the events stream
+    // ends with it.
+    t.get(&format!("/v1/reconciliations/{queued}/events"))
+        .expect(200);
+    let job = t
+        .get(&format!("/v1/reconciliations/{queued}"))
+        .expect(200)
+        .json();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(
+        job["error"],
+        "cancelled: POST /v1/reconciliations/{id}/cancel asked it to stop before it started"
+    );
+    assert!(job["started"].is_null(), "{job}");
+    // Ended jobs stay as they ended.
+    let p = cancel(&running, "").expect(409).json();
+    assert_eq!(
+        p["detail"],
+        format!("reconciliation {running} has already ended: it failed")
+    );
+    let (l, r) = (upload(&t, LEDGER), upload(&t, BANK));
+    let done = id_of(start(&t, "?wait=120", &l, &r, RULES).expect(200));
+    let p = cancel(&done, "").expect(409).json();
+    assert_eq!(
+        p["detail"],
+        format!("reconciliation {done} has already ended: it succeeded")
+    );
+    cancel("00000000-0000-4000-8000-0000000000ff", "").expect(404);
+    cancel(&done, "?wait=x").expect(400);
+    cancel(&done, "?now=1").expect(400);
 }
 
 /// The rules' reading keys (`delimiter`, `has_header`, `format`) mean what
