@@ -290,19 +290,26 @@ fn a_job_past_its_time_limit_is_stopped_and_fails_saying_so() {
     let t = crate::app_with(|c| c.job_timeout = std::time::Duration::from_secs(1));
     let (l, r) = (upload(&t, &crowd("L")), upload(&t, &crowd("B")));
     let job = start(&t, "?wait=120", &l, &r, RULES).expect(200).json();
-    assert_eq!(job["state"], "failed", "{job}");
-    let err = job["error"].as_str().unwrap();
-    assert!(
-        err.starts_with("stopped: the job ran past its time limit of 1s (job_timeout)"),
-        "{err}"
+    failed_with(
+        &job,
+        "stopped: the job ran past its time limit of 1s (job_timeout)",
     );
-    assert!(job["links"].get("results").is_none(), "{job}");
     // The default job thread count is 2: both take a stopped job's place.
     let (l, r) = (upload(&t, LEDGER), upload(&t, BANK));
     for _ in 0..2 {
         let job = start(&t, "?wait=120", &l, &r, RULES).expect(200).json();
         assert_eq!(job["state"], "succeeded", "{job}");
     }
+}
+
+/// Checks that `job` failed with an error starting `prefix`, and offers no
+/// results.
+#[track_caller]
+fn failed_with(job: &serde_json::Value, prefix: &str) {
+    assert_eq!(job["state"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap();
+    assert!(err.starts_with(prefix), "{err}");
+    assert!(job["links"].get("results").is_none(), "{job}");
 }
 
 /// Every record of one reference, amount and day, 20k a side: every pair is a
@@ -337,15 +344,12 @@ fn a_job_asked_to_stop_fails_saying_so() {
     let job = cancel(&queued, "").expect(202).json();
     assert_eq!(job["state"], "queued", "{job}");
     let job = cancel(&running, "?wait=120").expect(200).json();
-    assert_eq!(job["state"], "failed", "{job}");
-    let err = job["error"].as_str().unwrap();
     // Running by now, all but surely; queued if its thread had not yet
     // taken it.
-    assert!(
-        err.starts_with("cancelled: POST /v1/reconciliations/{id}/cancel asked it to stop"),
-        "{err}"
+    failed_with(
+        &job,
+        "cancelled: POST /v1/reconciliations/{id}/cancel asked it to stop",
     );
-    assert!(job["links"].get("results").is_none(), "{job}");
     // The queued job ends once the thread reaches it: the events stream
     // ends with it.
     t.get(&format!("/v1/reconciliations/{queued}/events"))
