@@ -1735,14 +1735,16 @@ fn execute(
         left_sha256: Some(left_meta.sha256),
         right_sha256: Some(right_meta.sha256),
     };
-    let last = Mutex::new(Instant::now());
+    // The first report (0 of the total, as matching starts) always goes
+    // through: a long first pass would otherwise show 0 of 0 throughout.
+    let last: Mutex<Option<Instant>> = Mutex::new(None);
     let progress_rec = Mutex::new(rec.clone());
     let report = |done: u64, total: u64| {
         let Ok(mut last) = last.lock() else { return };
-        if last.elapsed() < PROGRESS_EVERY && done < total {
+        if last.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) && done < total {
             return;
         }
-        *last = Instant::now();
+        *last = Some(Instant::now());
         if let Ok(mut p) = progress.lock() {
             *p = Progress { done, total };
         }
