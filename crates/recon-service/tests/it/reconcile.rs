@@ -302,6 +302,15 @@ fn a_job_past_its_time_limit_is_stopped_and_fails_saying_so() {
     }
 }
 
+/// Job `id` once it has ended: its event stream ends with it.
+fn ended(t: &TestApp, id: &str) -> serde_json::Value {
+    t.get(&format!("/v1/reconciliations/{id}/events"))
+        .expect(200);
+    t.get(&format!("/v1/reconciliations/{id}"))
+        .expect(200)
+        .json()
+}
+
 /// Checks that `job` failed with an error starting `prefix`, and offers no
 /// results.
 #[track_caller]
@@ -350,14 +359,8 @@ fn a_job_asked_to_stop_fails_saying_so() {
         &job,
         "cancelled: POST /v1/reconciliations/{id}/cancel asked it to stop",
     );
-    // The queued job ends once the thread reaches it: the events stream
-    // ends with it.
-    t.get(&format!("/v1/reconciliations/{queued}/events"))
-        .expect(200);
-    let job = t
-        .get(&format!("/v1/reconciliations/{queued}"))
-        .expect(200)
-        .json();
+    // The queued job ends once the thread reaches it.
+    let job = ended(&t, &queued);
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(
         job["error"],
@@ -994,13 +997,7 @@ fn no_more_jobs_run_at_once_than_job_threads() {
     let spans: Vec<(String, String)> = ids
         .iter()
         .map(|id| {
-            // The event stream ends with the job.
-            t.get(&format!("/v1/reconciliations/{id}/events"))
-                .expect(200);
-            let job = t
-                .get(&format!("/v1/reconciliations/{id}"))
-                .expect(200)
-                .json();
+            let job = ended(&t, id);
             assert_eq!(job["state"], "succeeded", "{job}");
             (
                 job["started"].as_str().unwrap().to_owned(),
