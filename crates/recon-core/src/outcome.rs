@@ -71,7 +71,7 @@ impl std::str::FromStr for Status {
 /// A name that is no [`Status`] (they are lowercase: `matched`, `break`,
 /// `ambiguous`, `unmatched`, `duplicate`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a status (matched, break, ambiguous, unmatched or duplicate)")]
+#[error("unknown status {0:?}; expected matched, break, ambiguous, unmatched or duplicate")]
 pub struct UnknownStatus(pub String);
 
 impl fmt::Display for Status {
@@ -929,7 +929,7 @@ mod tests {
         assert_eq!("break".parse::<super::Status>(), Ok(super::Status::Break));
         assert_eq!(
             "Matched".parse::<super::Status>().unwrap_err().to_string(),
-            "\"Matched\" is not a status (matched, break, ambiguous, unmatched or duplicate)"
+            "unknown status \"Matched\"; expected matched, break, ambiguous, unmatched or duplicate"
         );
     }
 

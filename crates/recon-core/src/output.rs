@@ -86,10 +86,9 @@ pub struct StatusFilter {
     mask: u8,
 }
 
-/// An unknown status name in a [`StatusFilter`] list.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}; expected matched, break, ambiguous, unmatched or duplicate")]
-pub struct UnknownStatus(pub String);
+/// An unknown status name in a [`StatusFilter`] list (as `Status`'s own
+/// `FromStr` refuses it).
+pub use crate::outcome::UnknownStatus;
 
 impl StatusFilter {
     /// Every status.
@@ -128,8 +127,7 @@ impl FromStr for StatusFilter {
         }
         let mut mask = 0;
         for name in list.split(',') {
-            let name = name.trim().to_ascii_lowercase();
-            let s = Status::parse(&name).ok_or(UnknownStatus(name))?;
+            let s: Status = name.trim().to_ascii_lowercase().parse()?;
             mask |= Self::bit(s);
         }
         Ok(Self { mask })

@@ -117,12 +117,10 @@ pub fn parse_rules(text: &str) -> Result<Rules, String> {
 /// # Errors
 /// The message naming the unknown status and the known ones.
 pub fn check_statuses(names: &[String]) -> Result<(), String> {
-    match names.iter().find(|n| Status::parse(n).is_none()) {
-        Some(bad) => Err(format!(
-            "unknown status {bad:?}; expected matched, break, ambiguous, unmatched or duplicate"
-        )),
-        None => Ok(()),
+    for name in names {
+        name.parse::<Status>().map_err(|e| e.to_string())?;
     }
+    Ok(())
 }
 
 /// Runs a reconciliation of two sides under `rules` (whose mappings loaded
