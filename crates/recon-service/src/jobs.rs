@@ -1667,14 +1667,14 @@ impl JobProgress<'_> {
         }
     }
 
-    fn stop(&self, why: Stopped) -> bool {
+    /// Records why the matcher is told to stop (the first reason stays).
+    fn stop(&self, why: Stopped) {
         let _ = self.stopped.compare_exchange(
             Stopped::No as u8,
             why as u8,
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
-        true
     }
 }
 
@@ -1688,14 +1688,16 @@ impl recon_core::Progress for JobProgress<'_> {
             return true;
         }
         if self.deadline.passed() {
-            return self.stop(Stopped::Deadline);
+            self.stop(Stopped::Deadline);
+            return true;
         }
         if let Ok(mut next) = self.next_look.try_lock() {
             let now = Instant::now();
             if now >= *next {
                 *next = now + CANCEL_LOOK_EVERY;
                 if self.cancel_file.exists() {
-                    return self.stop(Stopped::Asked);
+                    self.stop(Stopped::Asked);
+                    return true;
                 }
             }
         }
