@@ -260,10 +260,10 @@ pub(crate) const SPECS: &[Spec] = &[
         key: "job_timeout",
         env: &["RECON_JOB_TIMEOUT"],
         flag: "--job-timeout",
-        // Up to a week (168h); at least a millisecond: a job is never unbounded.
+        // Up to a week; at least a millisecond: a job is never unbounded.
         kind: Kind::Duration {
             min: 1,
-            max: 604_800_000,
+            max: 7 * DAY_MS,
         },
     },
     Spec {
@@ -292,6 +292,14 @@ pub(crate) struct Unread {
 /// What the TLS options of Uvicorn are told.
 const NO_TLS: &str = "nothing to set: recon serves plain HTTP (no TLS); terminate TLS in front \
                       of it (nginx, a load balancer, a Kubernetes ingress)";
+
+/// What the Unix-socket and file-descriptor options of both servers are told.
+const TCP_ONLY: &str = "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)";
+
+/// What Waitress's IPv4 and IPv6 switches are told.
+const ONE_ADDRESS: &str = "recon binds the one address in RECON_HOST (host): `::` listens on \
+                           IPv6 and, with Linux's default net.ipv6.bindv6only=0, on IPv4 too; \
+                           `0.0.0.0` on IPv4 only";
 
 /// What the proxy-header options of both servers are told.
 const NO_PROXY_HEADERS: &str = "recon builds no URL from a request (its Location headers are \
@@ -369,25 +377,23 @@ pub(crate) const UNREAD: &[Unread] = &[
     },
     Unread {
         name: "WAITRESS_UNIX_SOCKET",
-        instead: "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)",
+        instead: TCP_ONLY,
     },
     Unread {
         name: "UVICORN_UDS",
-        instead: "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)",
+        instead: TCP_ONLY,
     },
     Unread {
         name: "UVICORN_FD",
-        instead: "recon listens on TCP only: set RECON_HOST and RECON_PORT (host, port)",
+        instead: TCP_ONLY,
     },
     Unread {
         name: "WAITRESS_IPV4",
-        instead: "recon binds the one address in RECON_HOST (host): `::` listens on IPv6 and, \
-                  with Linux's default net.ipv6.bindv6only=0, on IPv4 too; `0.0.0.0` on IPv4 only",
+        instead: ONE_ADDRESS,
     },
     Unread {
         name: "WAITRESS_IPV6",
-        instead: "recon binds the one address in RECON_HOST (host): `::` listens on IPv6 and, \
-                  with Linux's default net.ipv6.bindv6only=0, on IPv4 too; `0.0.0.0` on IPv4 only",
+        instead: ONE_ADDRESS,
     },
     Unread {
         name: "WAITRESS_SERVER_NAME",
