@@ -299,8 +299,9 @@ impl Side {
         self.amount.is_empty()
     }
 
-    /// Appends `other`'s records and rejects after this side's (the input layer
-    /// builds a side per batch and joins them in file order). A text column
+    /// Appends `other`'s records and rejects after this side's: for a caller
+    /// that builds sides in parts (the input layer joins its batches with its
+    /// own builder, not this). A text column
     /// one side has and the other lacks (empty: not mapped there) is kept,
     /// missing for the other side's records; extra columns are joined by
     /// name, in this side's order, then `other`'s new ones.
