@@ -77,7 +77,9 @@ struct Flags {
     /// Listen backlog.
     #[arg(long, value_parser = crate::cmd_tune::parse_count::<u32>)]
     backlog: Option<u32>,
-    /// Past the connection limit: `queue` (wait in the backlog) or `reject` (503).
+    /// At the connection limit, with no idle connection to close for the
+    /// newcomer: `queue` (wait for a place; later clients in the backlog) or
+    /// `reject` (503).
     #[arg(long)]
     overload: Option<String>,
     /// Value of the `Server` response header.

@@ -5,8 +5,11 @@
 //! store the same bodies: a chunk size of any number of hex digits whose
 //! value fits a `u64` (`00000000000000000004` is 4), and trailers that are
 //! field lines as hyper reads them (httparse's `parse_headers`, then `http`'s
-//! name and value rules). It is stricter than hyper in one way: a bare LF
-//! ends no line, trailers included (hyper waits there for more input).
+//! name and value rules). It is stricter than hyper in two ways: a bare LF
+//! ends no line, trailers included (hyper waits there for more input); and
+//! one body's chunk extensions, trailers and size digits past the 16th share
+//! one 8 KiB budget ([`MAX_META`]), where hyper allows 16 KiB of extensions
+//! and 16 KiB of trailers and any number of leading zeros.
 
 use std::ops::Range;
 

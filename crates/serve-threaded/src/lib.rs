@@ -7,7 +7,7 @@
 //!   worker, a coroutine resumes on the thread it started on, so the
 //!   thread-local storage that std, tracing and metrics use stays sound. (A
 //!   timed wait is the exception: may resumes it on its timer thread, and the
-//!   coroutine yields back to the worker at once, [`resume_on_worker`].)
+//!   coroutine yields back to the worker at once, `resume_on_worker`.)
 //! - `threads` OS threads run the handlers of [`Dispatch::Blocking`] routes,
 //!   taking requests from one queue (its length is `requests_queued`). Body
 //!   pieces and response chunks cross between them and the connection's

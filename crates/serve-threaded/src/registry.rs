@@ -13,9 +13,10 @@
 //! sweeper from its interval's timeout on its timer thread, where it looked
 //! while the worker ran that connection's handler; the sweeper now yields
 //! back to the worker first, `resume_on_worker` in lib.rs. The second look
-//! stays as a margin.) Only coroutines on the single may worker touch the
-//! registry, so they never run at the same time; the std `Mutex` is never
-//! held across a yield.
+//! stays as a margin.) Coroutines on the single may worker touch the
+//! registry, and the `/ready` idle probe, which a request with a body runs
+//! on a pool thread; the std `Mutex` serialises them and is never held
+//! across a yield.
 
 use std::collections::HashMap;
 use std::net::Shutdown as SocketShutdown;
