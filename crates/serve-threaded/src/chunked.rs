@@ -13,8 +13,6 @@
 
 use std::ops::Range;
 
-use http::header::{HeaderName, HeaderValue};
-
 use crate::parse::MAX_HEADERS;
 
 /// Most bytes of chunk extensions, trailers and size digits past the 16th
@@ -241,11 +239,7 @@ impl ChunkedDecoder {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match httparse::parse_headers(&section, &mut fields) {
             Ok(httparse::Status::Complete((_, fields))) => {
-                let valid = fields.iter().all(|f| {
-                    HeaderName::from_bytes(f.name.as_bytes()).is_ok()
-                        && HeaderValue::from_bytes(f.value).is_ok()
-                });
-                if valid {
+                if fields.iter().all(|f| crate::parse::field(f).is_ok()) {
                     Ok(())
                 } else {
                     Err(ChunkError::Trailer)

@@ -61,6 +61,14 @@ pub(crate) enum Parsed {
     Partial,
 }
 
+/// One field line as `http` takes it (hyper's rules for names and values,
+/// headers and chunked trailers alike); the error says which part is bad.
+pub(crate) fn field(h: &httparse::Header<'_>) -> Result<(HeaderName, HeaderValue), &'static str> {
+    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "invalid header name")?;
+    let value = HeaderValue::from_bytes(h.value).map_err(|_| "invalid header value")?;
+    Ok((name, value))
+}
+
 /// Parses one request head from the front of `buf`.
 ///
 /// `max_head` bounds the head's size (431 past it). A declared body past
@@ -118,10 +126,7 @@ pub(crate) fn parse_head(buf: &[u8], max_head: usize) -> Result<Parsed, Protocol
     };
     let mut map = HeaderMap::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| ProtocolError::bad("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| ProtocolError::bad("invalid header value"))?;
+        let (name, value) = field(h).map_err(ProtocolError::bad)?;
         map.append(name, value);
     }
     let framing = framing(&map, version)?;
