@@ -362,6 +362,7 @@ fn mutated_arrow_files_never_panic() {
         w.finish().unwrap();
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+    let (mut read, mut refused) = (0, Vec::new());
     for round in 0..400 {
         let (original, format, name) = if round % 2 == 0 {
             (&file_bytes, Format::Arrow, "m.arrow")
@@ -375,10 +376,26 @@ fn mutated_arrow_files_never_panic() {
         }
         let path = dir.path().join(name);
         fs::write(&path, &bytes).unwrap();
-        if let Ok(table) = read_table(&path, format, &ReadOptions::default()) {
-            let _ = Side::from_table(&table, &mapping(BASIC));
+        match read_table(&path, format, &ReadOptions::default()) {
+            Ok(table) => {
+                read += 1;
+                let _ = Side::from_table(&table, &mapping(BASIC));
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains(name), "{e}");
+                refused.push(e);
+            }
         }
     }
+    // Both ways were taken, and arrow's panics became refusals.
+    assert!(read > 0 && !refused.is_empty(), "{read} read");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.contains("malformed Arrow IPC data")),
+        "{refused:?}"
+    );
 }
 
 #[test]
