@@ -305,8 +305,10 @@ fn overlong_column_names_are_refused() {
 }
 
 /// A Parquet file whose records would be over `MAX_RECORD_BYTES` each once
-/// uncompressed is refused from its metadata, before any page is read (a
-/// 20 KB file of one compressed 600 MiB value took 1.2 GB to read).
+/// uncompressed is refused, naming the row group and the limit (the check
+/// reads the metadata before any page; a 20 KB file of one compressed
+/// 600 MiB value took 1.2 GB to read). The test checks the refusal, not
+/// when it comes.
 #[test]
 fn parquet_records_too_large_once_uncompressed_are_refused() {
     use parquet::basic::{Compression, ZstdLevel};
