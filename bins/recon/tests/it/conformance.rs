@@ -803,12 +803,7 @@ fn a_client_at_the_limit_takes_the_longest_idle_place(engine: Engine) {
             a.closed_within(PROMPT),
             "{overload}: the longest idle kept its place"
         );
-        b.send(head("GET", "/health", "").as_bytes()).expect("send");
-        assert_eq!(
-            b.read_response(PROMPT).expect("b").status,
-            200,
-            "{overload}"
-        );
+        serve_health(&mut b);
         fresh
             .send(b"th HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .expect("send");
@@ -1542,9 +1537,7 @@ fn async_idle_h2_connection_gives_its_place() {
         // SETTINGS with the ACK flag, after the response.
         h2.send(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).expect("send ack");
         let mut h1 = server.raw();
-        h1.send(head("GET", "/health", "").as_bytes())
-            .expect("send");
-        assert_eq!(h1.read_response(PROMPT).expect("h1").status, 200);
+        serve_health(&mut h1);
         let mut c = server.raw();
         c.send(head("GET", "/health", "").as_bytes()).expect("send");
         let res = c
@@ -1556,9 +1549,7 @@ fn async_idle_h2_connection_gives_its_place() {
             h2.closed_within(PROMPT),
             "the idle h2 connection kept its place"
         );
-        h1.send(head("GET", "/health", "").as_bytes())
-            .expect("send");
-        assert_eq!(h1.read_response(PROMPT).expect("h1 again").status, 200);
+        serve_health(&mut h1);
     });
 }
 
