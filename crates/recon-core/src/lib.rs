@@ -60,8 +60,10 @@
 //!
 //! A run reports through a [`Progress`], which may also stop it: once its
 //! `cancelled` answers `true` (a deadline passed, a user asked) the run ends
-//! with [`ReconError::Cancelled`] within milliseconds, wherever the matcher
-//! is, and nothing of it is kept.
+//! with [`ReconError::Cancelled`] and nothing of it is kept. It is polled
+//! before any work, between passes and, while a pass works, every 16k
+//! candidates; the linear steps between passes (reference and name
+//! keys, duplicates) run to their end first.
 //!
 //! ```
 //! use std::time::{Duration, Instant};

@@ -61,7 +61,7 @@ pub trait Progress: Sync {
 
     /// Whether the run should stop now (a deadline passed, a user asked).
     /// Polled from any of the run's threads: between passes, and while a pass
-    /// works every few thousand candidates checked, so a pathological pass
+    /// works every 16k candidates checked (on each thread), so a pathological pass
     /// (every record with one amount, an aggregate pass at its limits) stops
     /// within milliseconds too. Once it answers `true` the run ends with
     /// [`ReconError::Cancelled`] and none of its work is kept, even if a later
@@ -1055,17 +1055,22 @@ fn candidates_1to1(
             }
             edges.push(edge(score));
             if by_row && edges.len() - start >= 2 * MAX_CANDIDATES_PER_RECORD {
-                edges[start..].sort_unstable();
-                edges.truncate(start + MAX_CANDIDATES_PER_RECORD);
+                keep_best(edges, start);
                 worst = edges.last().copied();
             }
         }
     }
     if edges.len() - start > MAX_CANDIDATES_PER_RECORD {
-        edges[start..].sort_unstable();
-        edges.truncate(start + MAX_CANDIDATES_PER_RECORD);
+        keep_best(edges, start);
     }
     checked
+}
+
+/// Keeps the best [`MAX_CANDIDATES_PER_RECORD`] of one record's edges, those
+/// from `start` on, in rank order.
+fn keep_best(edges: &mut Vec<Edge>, start: usize) {
+    edges[start..].sort_unstable();
+    edges.truncate(start + MAX_CANDIDATES_PER_RECORD);
 }
 
 /// The rows with a tag (not [`NO_TAG`]) grouped by range of tags (range `k`
@@ -1357,14 +1362,6 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         || Adjacency::build(ctx.sides[1].len(), &edges, |e| e.r),
     );
     let mut cluster: Vec<(usize, usize, usize)> = Vec::new();
-    // Which records a tie cluster holds: a record once in a cluster is taken
-    // with it (no longer free), so a mark never needs clearing. Looking the
-    // cluster through instead made a large tie (thousands of records of one
-    // amount and day) quadratic in its size.
-    let mut in_cluster = [
-        vec![false; ctx.sides[0].len()],
-        vec![false; ctx.sides[1].len()],
-    ];
     let mut work = 0;
     for k in 0..edges.len() {
         let e = edges[k];
@@ -1376,12 +1373,15 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
             return;
         }
         // Collect the tie cluster: records reachable through free edges of
-        // exactly this rank. Size 2 means an unambiguous pair.
+        // exactly this rank. Size 2 means an unambiguous pair. A record is
+        // taken (no longer free) as it joins: the cluster is never searched
+        // for it, which made a large tie (thousands of records of one amount
+        // and day) quadratic in its size.
         cluster.clear();
         cluster.push((0, l, k));
         cluster.push((1, r, k));
-        in_cluster[0][l] = true;
-        in_cluster[1][r] = true;
+        state.free[0][l] = false;
+        state.free[1][r] = false;
         let mut next = 0;
         while next < cluster.len() {
             let (s, node, _) = cluster[next];
@@ -1400,8 +1400,8 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
                 } else {
                     (0, o.l as usize)
                 };
-                if state.free[os][other] && !in_cluster[os][other] {
-                    in_cluster[os][other] = true;
+                if state.free[os][other] {
+                    state.free[os][other] = false;
                     cluster.push((os, other, ei as usize));
                 }
             }
@@ -1414,7 +1414,6 @@ fn one_to_one(ctx: &Ctx<'_>, pass: &Pass, rule: u16, state: &mut State) {
         };
         for &(s, node, ei) in &cluster {
             let via = edges[ei];
-            state.free[s][node] = false;
             state.assigned[s][node] = Assignment::grouped(
                 id,
                 st,
@@ -1999,6 +1998,12 @@ impl Reconciler {
         }
         check_side(left, self.rules.roles(SideName::Left))?;
         check_side(right, self.rules.roles(SideName::Right))?;
+        // Polled before any work too: a run whose deadline has passed
+        // prepares no keys.
+        let stop = Stop::new(progress);
+        if stop.now() {
+            return Err(ReconError::Cancelled);
+        }
         let total = (left.len() + right.len()) as u64;
         progress.update(0, total);
 
@@ -2055,7 +2060,6 @@ impl Reconciler {
         };
         progress.update(state.settled(), total);
 
-        let stop = Stop::new(progress);
         let (mut pl, mut pr) = (pl, pr);
         for (k, pass) in rules.passes.iter().enumerate() {
             if stop.now() {
